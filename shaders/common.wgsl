@@ -1,0 +1,169 @@
+// Shared log-domain helpers. Prepended to every kernel family's module.
+//
+// WGSL lets an implementation assume that no inf or NaN occurs, has no -inf literal, may flush
+// denormals and may reassociate float arithmetic. So special values are recognised from their bit
+// patterns, special outputs are written as bit patterns (outputs are `array<u32>`), `exp` is only
+// ever evaluated on clamped, finite, non-positive arguments, and `log1p` does not depend on a
+// cancellation that a reassociating compiler could remove.
+
+const F32_NAN: u32 = 0x7fc00000u;
+const F32_POS_INF: u32 = 0x7f800000u;
+const F32_NEG_INF: u32 = 0xff800000u;
+const F32_ABS_MASK: u32 = 0x7fffffffu;
+// What `RowOp::record_sentinel_fill` writes: a NaN payload that no kernel produces.
+const SENTINEL: u32 = 0x7fa5a5a5u;
+
+const LOG2E: f32 = 1.4426950408889634;
+// ln 2 split so that k * LN2_HI is exact for |k| < 256 (LN2_HI has 16 significant bits).
+const LN2_HI: f32 = 0.693145751953125;
+const LN2_LO: f32 = 1.4286068203094173e-06;
+const SQRT_HALF: f32 = 0.7071067811865476;
+const SQRT_TWO_MINUS_ONE: f32 = 0.41421356237309503;
+// exp(-104) is below the smallest f32 subnormal: arguments are clamped here, so a huge or
+// overflowed (-inf) difference never reaches `exp`.
+const EXP_ARG_MIN: f32 = -104.0;
+
+// e^d for d <= 0 (d clamped to EXP_ARG_MIN): Cody-Waite reduction d = k ln2 + r, |r| <= ln2 / 2,
+// then a degree-7 Taylor polynomial (truncation < 1e-8 relative) and ldexp. About 1 ulp, for
+// every d, where the builtin `exp` is only bounded by 3 + 2|d| ulp.
+fn ld_exp_neg(d: f32) -> f32 {
+    let x = max(d, EXP_ARG_MIN);
+    let k = round(x * LOG2E);
+    let r = (x - k * LN2_HI) - k * LN2_LO;
+    let p = 1.0 + r * (1.0 + r * (0.5 + r * (0.16666667 + r * (0.041666668
+        + r * (0.008333334 + r * (0.0013888889 + r * 0.0001984127))))));
+    return ldexp(p, i32(k));
+}
+
+// 2 atanh(f) = ln((1 + f) / (1 - f)) for |f| <= 3 - 2 sqrt 2 (= 0.1716): odd series to f^11.
+fn ld_atanh2(f: f32) -> f32 {
+    let f2 = f * f;
+    return f * (2.0 + f2 * (0.6666667 + f2 * (0.4 + f2 * (0.2857143 + f2 * (0.22222222
+        + f2 * 0.18181819)))));
+}
+
+// ln y for a finite, positive, normal y: y = 2^e m with m in [sqrt(1/2), sqrt 2).
+fn ld_log(y: f32) -> f32 {
+    let fr = frexp(y);
+    var m = fr.fract;
+    var e = fr.exp;
+    if (m < SQRT_HALF) {
+        m = m * 2.0;
+        e = e - 1;
+    }
+    let ef = f32(e);
+    return ef * LN2_HI + (ld_atanh2((m - 1.0) / (m + 1.0)) + ef * LN2_LO);
+}
+
+// ln(1 + s) for s >= 0, accurate to a few ulp relative for every s (WGSL has no log1p).
+fn ld_log1p(s: f32) -> f32 {
+    if (s < SQRT_TWO_MINUS_ONE) {
+        return ld_atanh2(s / (2.0 + s));
+    }
+    return ld_log(1.0 + s);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The log-sum-exp monoid. A state summarises a set of values:
+//   m     the largest finite value (meaningful only with FLAG_NONEMPTY),
+//   s     the sum of exp(x - m) over the finite values other than one instance of m,
+//   flags FLAG_NONEMPTY (a finite value was seen), FLAG_NAN, FLAG_POS_INF.
+// -inf entries are absent. log-sum-exp = m + log1p(s) (Blanchard, Higham & Higham 2021).
+// `lse_combine` is associative up to rounding and commutative bit for bit, so every lane of a
+// butterfly ends with the same state. The Rust mirror is `reference::logsumexp`.
+
+const FLAG_NONEMPTY: u32 = 1u;
+const FLAG_NAN: u32 = 2u;
+const FLAG_POS_INF: u32 = 4u;
+
+struct LseState {
+    m: f32,
+    s: f32,
+    flags: u32,
+}
+
+fn lse_identity() -> LseState {
+    return LseState(0.0, 0.0, 0u);
+}
+
+// Adds one value, given as its f32 bit pattern.
+fn lse_push(st: LseState, bits: u32) -> LseState {
+    let mag = bits & F32_ABS_MASK;
+    if (mag >= F32_POS_INF) {
+        if (mag > F32_POS_INF) {
+            return LseState(st.m, st.s, st.flags | FLAG_NAN);
+        }
+        if (bits == F32_POS_INF) {
+            return LseState(st.m, st.s, st.flags | FLAG_POS_INF);
+        }
+        return st;
+    }
+    let x = bitcast<f32>(bits);
+    if ((st.flags & FLAG_NONEMPTY) == 0u) {
+        return LseState(x, 0.0, st.flags | FLAG_NONEMPTY);
+    }
+    let e = ld_exp_neg(-abs(x - st.m));
+    if (x > st.m) {
+        return LseState(x, (st.s + 1.0) * e, st.flags);
+    }
+    return LseState(st.m, st.s + e, st.flags);
+}
+
+fn lse_combine(a: LseState, b: LseState) -> LseState {
+    let flags = a.flags | b.flags;
+    if ((a.flags & FLAG_NONEMPTY) == 0u) {
+        return LseState(b.m, b.s, flags);
+    }
+    if ((b.flags & FLAG_NONEMPTY) == 0u) {
+        return LseState(a.m, a.s, flags);
+    }
+    if (a.m > b.m) {
+        return LseState(a.m, a.s + ld_exp_neg(b.m - a.m) * (1.0 + b.s), flags);
+    }
+    if (b.m > a.m) {
+        return LseState(b.m, b.s + ld_exp_neg(a.m - b.m) * (1.0 + a.s), flags);
+    }
+    return LseState(a.m, (a.s + b.s) + 1.0, flags);
+}
+
+// log-sum-exp of the summarised set, as f32 bits (SciPy >= 1.15 semantics).
+fn lse_result_bits(st: LseState) -> u32 {
+    if ((st.flags & FLAG_NAN) != 0u) {
+        return F32_NAN;
+    }
+    if ((st.flags & FLAG_POS_INF) != 0u) {
+        return F32_POS_INF;
+    }
+    if ((st.flags & FLAG_NONEMPTY) == 0u) {
+        return F32_NEG_INF;
+    }
+    return bitcast<u32>(st.m + ld_log1p(st.s));
+}
+
+// log_softmax of one entry (bits) of the row summarised by st; l1p = ld_log1p(st.s).
+fn log_softmax_bits(st: LseState, l1p: f32, bits: u32) -> u32 {
+    if ((st.flags & FLAG_NAN) != 0u) {
+        return F32_NAN;
+    }
+    if ((st.flags & FLAG_POS_INF) != 0u) {
+        return select(F32_NEG_INF, F32_NAN, bits == F32_POS_INF);
+    }
+    if ((st.flags & FLAG_NONEMPTY) == 0u) {
+        return F32_NAN;
+    }
+    if (bits == F32_NEG_INF) {
+        return F32_NEG_INF;
+    }
+    return bitcast<u32>((bitcast<f32>(bits) - st.m) - l1p);
+}
+
+// softmax of one entry (bits) of the row summarised by st; denom = 1 + st.s.
+fn softmax_bits(st: LseState, denom: f32, bits: u32) -> u32 {
+    if ((st.flags & (FLAG_NAN | FLAG_POS_INF)) != 0u || (st.flags & FLAG_NONEMPTY) == 0u) {
+        return F32_NAN;
+    }
+    if (bits == F32_NEG_INF) {
+        return 0u;
+    }
+    return bitcast<u32>(ld_exp_neg(bitcast<f32>(bits) - st.m) / denom);
+}

@@ -1,0 +1,276 @@
+// The log-sum-exp family: row-wise logsumexp, softmax and log_softmax of a row-major matrix.
+// Needs common.wgsl before it. Mirror: src/reference/logsumexp.rs. Host: src/logsumexp.rs.
+//
+// Every entry point is specialised by two override constants:
+//   OP  0 = logsumexp (one value per row), 1 = softmax, 2 = log_softmax (one value per entry);
+//   WG  the workgroup size (a power of two, at most WG_MAX).
+// Strategies, chosen by the host from the shape and the adapter:
+//   row_thread     one invocation per row (short rows);
+//   row_workgroup  one workgroup per row, fan-in-8 tree in workgroup memory (long rows);
+//   row_subgroup   one subgroup per row, no barrier at all (logsumexp_subgroup.wgsl);
+//   split_partial / split_combine / split_apply: a row split into segments whose partial states
+//                  are combined in a second pass (few rows, or a row longer than one binding).
+// Inputs are read as u32 bit patterns and outputs written as bit patterns (see common.wgsl).
+
+override OP: u32 = 0u;
+override WG: u32 = 64u;
+const WG_MAX: u32 = 256u;
+const OP_LOGSUMEXP: u32 = 0u;
+const OP_SOFTMAX: u32 = 1u;
+
+// Mirrors `shaders::Params` (src/shaders.rs); offsets and strides count f32 elements inside the
+// bound windows.
+struct Params {
+    rows: u32,
+    cols: u32,
+    in_offset: u32,
+    in_stride: u32,
+    out_offset: u32,
+    out_stride: u32,
+    seg_len: u32,
+    segs: u32,
+    seg_base: u32,
+    seg_total: u32,
+    state_base: u32,
+    row_base: u32,
+    final_base: u32,
+    pad0: u32,
+    pad1: u32,
+    pad2: u32,
+}
+
+// Mirrors `reference::logsumexp::LseState` as stored between passes.
+struct StoredState {
+    m: f32,
+    s: f32,
+    flags: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> input: array<u32>;
+@group(0) @binding(2) var<storage, read_write> output: array<u32>;
+@group(0) @binding(3) var<storage, read_write> states: array<StoredState>;
+
+var<workgroup> wg_m: array<f32, WG_MAX>;
+var<workgroup> wg_s: array<f32, WG_MAX>;
+var<workgroup> wg_f: array<u32, WG_MAX>;
+
+// Workgroups past 65,535 fold into a 2-D grid.
+fn wg_linear(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return wid.x + wid.y * nwg.x;
+}
+
+fn load_state(i: u32) -> LseState {
+    let v = states[i];
+    return LseState(v.m, v.s, v.flags);
+}
+
+fn store_state(i: u32, st: LseState) {
+    states[i] = StoredState(st.m, st.s, st.flags);
+}
+
+// Loops here never run more than 65,535 times: llvmpipe and lavapipe silently stop a loop there.
+// Long ranges are walked as an outer loop over blocks of BLOCK steps and an inner loop.
+const BLOCK: u32 = 64u;
+const STACK: u32 = 32u;
+
+// The state of the entries first, first + step, ... (< end) of the input at base: blocks of
+// BLOCK entries pushed in order, blocks merged pairwise by a binary counter, so rounding grows
+// with BLOCK + log2(blocks) rather than with the length. Mirrors `reference::range_state`.
+fn range_state(base: u32, first: u32, end: u32, step: u32) -> LseState {
+    var stack: array<LseState, STACK>;
+    var depth = 0u;
+    var blocks = 0u;
+    for (var j0 = first; j0 < end; j0 += BLOCK * step) {
+        var st = lse_identity();
+        var j = j0;
+        for (var i = 0u; i < BLOCK && j < end; i++) {
+            st = lse_push(st, input[base + j]);
+            j += step;
+        }
+        blocks += 1u;
+        for (var c = blocks; (c & 1u) == 0u; c = c >> 1u) {
+            depth -= 1u;
+            st = lse_combine(stack[depth], st);
+        }
+        stack[depth] = st;
+        depth += 1u;
+    }
+    var total = lse_identity();
+    for (var d = depth; d > 0u; d--) {
+        total = lse_combine(stack[d - 1u], total);
+    }
+    return total;
+}
+
+// Writes entries [first, end) (every step-th) of one row, given the row's final state.
+fn write_entries(st: LseState, in_base: u32, out_base: u32, first: u32, end: u32, step: u32) {
+    let denom = 1.0 + st.s;
+    let l1p = ld_log1p(st.s);
+    for (var j0 = first; j0 < end; j0 += BLOCK * step) {
+        var j = j0;
+        for (var i = 0u; i < BLOCK && j < end; i++) {
+            let bits = input[in_base + j];
+            if (OP == OP_SOFTMAX) {
+                output[out_base + j] = softmax_bits(st, denom, bits);
+            } else {
+                output[out_base + j] = log_softmax_bits(st, l1p, bits);
+            }
+            j += step;
+        }
+    }
+}
+
+// Writes a whole row's output: its logsumexp (by the invocation with first == 0), or its
+// softmax / log_softmax entries (every step-th from first).
+fn write_row(st: LseState, row: u32, first: u32, step: u32) {
+    if (OP == OP_LOGSUMEXP) {
+        if (first == 0u) {
+            output[params.out_offset + row] = lse_result_bits(st);
+        }
+        return;
+    }
+    write_entries(st, params.in_offset + row * params.in_stride,
+        params.out_offset + row * params.out_stride, first, params.cols, step);
+}
+
+// Combines one state per invocation into the workgroup's state, returned to every invocation.
+// Fan-in-8 tree in fixed order: log8(WG) + 2 barriers.
+fn workgroup_reduce(st: LseState, lid: u32) -> LseState {
+    wg_m[lid] = st.m;
+    wg_s[lid] = st.s;
+    wg_f[lid] = st.flags;
+    workgroupBarrier();
+    var stride = 1u;
+    loop {
+        if (stride >= WG) {
+            break;
+        }
+        let span = min(stride * 8u, WG);
+        if ((lid & (span - 1u)) == 0u) {
+            var acc = LseState(wg_m[lid], wg_s[lid], wg_f[lid]);
+            for (var k = lid + stride; k < lid + span; k += stride) {
+                acc = lse_combine(acc, LseState(wg_m[k], wg_s[k], wg_f[k]));
+            }
+            wg_m[lid] = acc.m;
+            wg_s[lid] = acc.s;
+            wg_f[lid] = acc.flags;
+        }
+        workgroupBarrier();
+        stride = span;
+    }
+    let total = LseState(wg_m[0], wg_s[0], wg_f[0]);
+    workgroupBarrier();
+    return total;
+}
+
+@compute @workgroup_size(WG)
+fn row_thread(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let total = nwg.x * nwg.y * WG;
+    for (var row = wg_linear(wid, nwg) * WG + lid; row < params.rows; row += total) {
+        let st = range_state(params.in_offset + row * params.in_stride, 0u, params.cols, 1u);
+        write_row(st, row, 0u, 1u);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn row_workgroup(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let groups = nwg.x * nwg.y;
+    for (var row = wg_linear(wid, nwg); row < params.rows; row += groups) {
+        var st = range_state(params.in_offset + row * params.in_stride, lid, params.cols, WG);
+        st = workgroup_reduce(st, lid);
+        write_row(st, row, lid, WG);
+    }
+}
+
+// Pass 1 of split rows: one workgroup per (row, segment) of this dispatch; writes the segment's
+// state to states[state_base + row * seg_total + segment - seg_base].
+@compute @workgroup_size(WG)
+fn split_partial(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let groups = nwg.x * nwg.y;
+    let col0 = params.seg_base * params.seg_len;
+    for (var item = wg_linear(wid, nwg); item < params.rows * params.segs; item += groups) {
+        let r = item / params.segs;
+        let sl = item % params.segs;
+        let start = (params.seg_base + sl) * params.seg_len;
+        let end = min(start + params.seg_len, params.cols);
+        let base = params.in_offset + r * params.in_stride - col0;
+        var st = range_state(base, start + lid, end, WG);
+        st = workgroup_reduce(st, lid);
+        if (lid == 0u) {
+            store_state(params.state_base + r * params.seg_total + sl, st);
+        }
+    }
+}
+
+// Pass 2 of split rows: one invocation per row of this dispatch (rows row_base ..) combines the
+// row's seg_total states in order, then writes the logsumexp (OP 0) or the row's final state at
+// states[final_base + row_base + row].
+@compute @workgroup_size(WG)
+fn split_combine(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let total = nwg.x * nwg.y * WG;
+    for (var row = wg_linear(wid, nwg) * WG + lid; row < params.rows; row += total) {
+        let first = params.state_base + row * params.seg_total;
+        var st = load_state(first);
+        for (var k = 1u; k < params.seg_total; k++) {
+            st = lse_combine(st, load_state(first + k));
+        }
+        if (OP == OP_LOGSUMEXP) {
+            output[params.out_offset + row] = lse_result_bits(st);
+        } else {
+            store_state(params.final_base + params.row_base + row, st);
+        }
+    }
+}
+
+// Pass 3 of split rows (softmax, log_softmax): one workgroup per (row, segment) writes the
+// segment's entries from the row's final state.
+@compute @workgroup_size(WG)
+fn split_apply(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let groups = nwg.x * nwg.y;
+    let col0 = params.seg_base * params.seg_len;
+    for (var item = wg_linear(wid, nwg); item < params.rows * params.segs; item += groups) {
+        let r = item / params.segs;
+        let sl = item % params.segs;
+        let start = (params.seg_base + sl) * params.seg_len;
+        let end = min(start + params.seg_len, params.cols);
+        let st = load_state(params.final_base + params.row_base + r);
+        write_entries(st, params.in_offset + r * params.in_stride - col0,
+            params.out_offset + r * params.out_stride - col0, start + lid, end, WG);
+    }
+}
+
+// Writes SENTINEL over the entries a pass will write (rows x cols at out_offset, out_stride), so
+// that an entry a kernel failed to write shows.
+@compute @workgroup_size(WG)
+fn fill_sentinel(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let total = nwg.x * nwg.y * WG;
+    let n = params.rows * params.cols;
+    for (var i = wg_linear(wid, nwg) * WG + lid; i < n; i += total) {
+        output[params.out_offset + (i / params.cols) * params.out_stride + i % params.cols] = SENTINEL;
+    }
+}

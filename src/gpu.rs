@@ -1,0 +1,444 @@
+//! The device, its description, cached pipelines and the one readback helper.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use crate::error::Error;
+use crate::logsumexp::{RowFn, RowOp, RowsLayout, Strategy};
+use crate::shaders;
+
+/// What runs: the adapter and the optional features the kernels use on it.
+#[derive(Clone, Debug)]
+pub struct GpuInfo {
+    /// Adapter name, as the driver reports it (e.g. `llvmpipe (LLVM 15.0.6, 256 bits)`).
+    pub name: String,
+    /// wgpu backend (Vulkan, Metal, Dx12, Gl, BrowserWebGpu).
+    pub backend: wgpu::Backend,
+    /// Discrete, integrated, CPU (software), virtual or other.
+    pub device_type: wgpu::DeviceType,
+    /// Driver name and version.
+    pub driver: String,
+    /// The optional features enabled on the device that the kernels can use
+    /// (`SUBGROUP`, `SHADER_F16`, `TIMESTAMP_QUERY`).
+    pub features: wgpu::Features,
+    /// Smallest and largest subgroup size the adapter may use.
+    pub subgroup_sizes: (u32, u32),
+}
+
+impl fmt::Display for GpuInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({:?}, {:?}", self.name, self.backend, self.device_type)?;
+        if !self.driver.is_empty() {
+            write!(f, ", {}", self.driver)?;
+        }
+        let names: Vec<&str> = [
+            (wgpu::Features::SUBGROUP, "subgroups"),
+            (wgpu::Features::SHADER_F16, "f16"),
+            (wgpu::Features::TIMESTAMP_QUERY, "timestamps"),
+        ]
+        .iter()
+        .filter(|(feat, _)| self.features.contains(*feat))
+        .map(|(_, name)| *name)
+        .collect();
+        if names.is_empty() {
+            write!(f, "; no optional features)")
+        } else {
+            write!(f, "; {})", names.join(", "))
+        }
+    }
+}
+
+/// The optional features `Gpu::new` turns on where the adapter has them.
+pub const OPTIONAL_FEATURES: wgpu::Features = wgpu::Features::SUBGROUP
+    .union(wgpu::Features::SHADER_F16)
+    .union(wgpu::Features::TIMESTAMP_QUERY);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct PipelineKey {
+    pub entry: &'static str,
+    pub op: u32,
+    pub wg: u32,
+}
+
+/// Reused buffers and prepared ops of the blocking API.
+#[derive(Default)]
+struct Blocking {
+    input: Option<wgpu::Buffer>,
+    output: Option<wgpu::Buffer>,
+    readback: Option<wgpu::Buffer>,
+    ops: HashMap<(RowFn, usize, usize), Arc<RowOp>>,
+}
+
+/// A wgpu device with `logdomain`'s pipelines. Cheap to share by reference across threads.
+///
+/// ```no_run
+/// let gpu = logdomain::Gpu::new()?;
+/// println!("running on {}", gpu.info());
+/// let lse = gpu.logsumexp(&[0.0, 0.0, 1000.0, 1000.0], 2, 2)?;
+/// assert!((lse[1] - 1000.6931).abs() < 1e-3);
+/// # Ok::<(), logdomain::Error>(())
+/// ```
+pub struct Gpu {
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
+    info: GpuInfo,
+    pub(crate) limits: wgpu::Limits,
+    pub(crate) bind_group_layout: wgpu::BindGroupLayout,
+    pipeline_layout: wgpu::PipelineLayout,
+    modules: Mutex<HashMap<bool, wgpu::ShaderModule>>,
+    pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
+    /// Bound where a kernel's layout has a binding it does not use: one per storage binding
+    /// (input, output, states), since a read-only and a read-write use of one buffer conflict.
+    pub(crate) dummies: [wgpu::Buffer; 3],
+    blocking: Mutex<Blocking>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic in another thread cannot leave these caches half-written in a harmful way.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Gpu {
+    /// Picks an adapter the wgpu way and creates a device (blocking). Honours `WGPU_BACKEND`
+    /// (e.g. `vulkan`, `gl`), `WGPU_ADAPTER_NAME` (a substring of the adapter's name) and
+    /// `WGPU_POWER_PREF` (`low`, `high`). The device gets the adapter's own limits and the
+    /// optional features in [`OPTIONAL_FEATURES`] that the adapter has.
+    pub fn new() -> Result<Gpu, Error> {
+        pollster::block_on(Self::new_async())
+    }
+
+    /// The async form of [`Gpu::new`].
+    pub async fn new_async() -> Result<Gpu, Error> {
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
+        let adapter = match std::env::var("WGPU_ADAPTER_NAME") {
+            Ok(want) => {
+                let want = want.to_lowercase();
+                let adapters = instance.enumerate_adapters(backends).await;
+                let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
+                adapters
+                    .into_iter()
+                    .find(|a| a.get_info().name.to_lowercase().contains(&want))
+                    .ok_or_else(|| {
+                        Error::NoAdapter(format!(
+                            "WGPU_ADAPTER_NAME={want:?} matches none of {names:?}"
+                        ))
+                    })?
+            }
+            Err(_) => instance
+                .request_adapter(&wgpu::RequestAdapterOptions {
+                    power_preference: wgpu::PowerPreference::from_env().unwrap_or_default(),
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| {
+                    Error::NoAdapter(format!("{e}; WGPU_BACKEND={:?}", std::env::var("WGPU_BACKEND").ok()))
+                })?,
+        };
+        let features = adapter.features() & OPTIONAL_FEATURES;
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("logdomain"),
+                required_features: features,
+                required_limits: adapter.limits(),
+                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await
+            .map_err(|e| Error::RequestDevice(e.to_string()))?;
+        Ok(Self::from_device(device, queue))
+    }
+
+    /// Wraps a device an application already owns (a renderer's). Its limits and features are
+    /// used as they are: subgroup kernels run only if the device was created with
+    /// `Features::SUBGROUP`.
+    pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Gpu {
+        let adapter = device.adapter_info();
+        let features = device.features();
+        let info = GpuInfo {
+            name: adapter.name.clone(),
+            backend: adapter.backend,
+            device_type: adapter.device_type,
+            driver: format!("{} {}", adapter.driver, adapter.driver_info).trim().to_string(),
+            features: features & OPTIONAL_FEATURES,
+            subgroup_sizes: (adapter.subgroup_min_size, adapter.subgroup_max_size),
+        };
+        let limits = device.limits();
+        let storage = |binding, read_only| wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Storage { read_only },
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        };
+        let bind_group_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("logdomain rows"),
+            entries: &[
+                wgpu::BindGroupLayoutEntry {
+                    binding: 0,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Uniform,
+                        has_dynamic_offset: false,
+                        min_binding_size: wgpu::BufferSize::new(
+                            std::mem::size_of::<shaders::Params>() as u64,
+                        ),
+                    },
+                    count: None,
+                },
+                storage(1, true),
+                storage(2, false),
+                storage(3, false),
+            ],
+        });
+        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some("logdomain rows"),
+            bind_group_layouts: &[Some(&bind_group_layout)],
+            immediate_size: 0,
+        });
+        let dummies = ["unused input", "unused output", "unused states"].map(|label| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: 256,
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            })
+        });
+        Gpu {
+            device,
+            queue,
+            info,
+            limits,
+            bind_group_layout,
+            pipeline_layout,
+            modules: Mutex::new(HashMap::new()),
+            pipelines: Mutex::new(HashMap::new()),
+            dummies,
+            blocking: Mutex::new(Blocking::default()),
+        }
+    }
+
+    /// The adapter, backend, device type and optional features in use.
+    pub fn info(&self) -> &GpuInfo {
+        &self.info
+    }
+
+    /// The wgpu device (for recording ops into your own encoders).
+    pub fn device(&self) -> &wgpu::Device {
+        &self.device
+    }
+
+    /// The wgpu queue.
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.queue
+    }
+
+    /// Whether the subgroup kernels can run here.
+    pub fn has_subgroups(&self) -> bool {
+        self.info.features.contains(wgpu::Features::SUBGROUP)
+    }
+
+    /// The pipeline for an entry point and its override constants, built on first use and
+    /// cached: later calls compile nothing.
+    pub(crate) fn pipeline(&self, key: PipelineKey) -> Result<wgpu::ComputePipeline, Error> {
+        if let Some(p) = lock(&self.pipelines).get(&key) {
+            return Ok(p.clone());
+        }
+        let subgroup = key.entry == "row_subgroup";
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = lock(&self.modules)
+            .entry(subgroup)
+            .or_insert_with(|| {
+                let source = if subgroup {
+                    shaders::logsumexp_subgroup_module()
+                } else {
+                    shaders::logsumexp_module()
+                };
+                self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(if subgroup { "logsumexp_subgroup" } else { "logsumexp" }),
+                    source: wgpu::ShaderSource::Wgsl(source.into()),
+                })
+            })
+            .clone();
+        let constants = [("OP", f64::from(key.op)), ("WG", f64::from(key.wg))];
+        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(key.entry),
+            layout: Some(&self.pipeline_layout),
+            module: &module,
+            entry_point: Some(key.entry),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &constants,
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: None,
+        });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu(format!("building pipeline {}: {e}", key.entry)));
+        }
+        lock(&self.pipelines).insert(key, pipeline.clone());
+        Ok(pipeline)
+    }
+
+    /// Copies `bytes` bytes from the start of `buffer` (which needs `COPY_SRC`) to the host,
+    /// through a reused staging buffer, and waits. The one readback path of the crate.
+    pub fn read_f32(&self, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<f32>, Error> {
+        let mut blocking = lock(&self.blocking);
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        self.read_back(&mut blocking, &mut encoder, buffer, bytes)
+    }
+
+    fn read_back(
+        &self,
+        blocking: &mut Blocking,
+        encoder: &mut wgpu::CommandEncoder,
+        buffer: &wgpu::Buffer,
+        bytes: u64,
+    ) -> Result<Vec<f32>, Error> {
+        if bytes % 4 != 0 || bytes > buffer.size() {
+            return Err(Error::Buffer(format!(
+                "cannot read {bytes} bytes of f32 from a buffer of {} bytes",
+                buffer.size()
+            )));
+        }
+        if !buffer.usage().contains(wgpu::BufferUsages::COPY_SRC) {
+            return Err(Error::Buffer("reading back needs BufferUsages::COPY_SRC".into()));
+        }
+        if bytes == 0 {
+            return Ok(Vec::new());
+        }
+        let staging = self.reuse(
+            &mut blocking.readback,
+            bytes,
+            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            "logdomain readback",
+        )?;
+        encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, bytes);
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let encoder = std::mem::replace(encoder, self.device.create_command_encoder(&Default::default()));
+        self.queue.submit([encoder.finish()]);
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, ..bytes, move |r| {
+            let _ = tx.send(r);
+        });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu(e.to_string()));
+        }
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(e.to_string()))?;
+        rx.recv()
+            .map_err(|e| Error::Gpu(e.to_string()))?
+            .map_err(|e| Error::Gpu(format!("mapping the readback buffer: {e}")))?;
+        let out = {
+            let view = staging
+                .get_mapped_range(..bytes)
+                .map_err(|e| Error::Gpu(format!("mapped range: {e}")))?;
+            bytemuck::pod_collect_to_vec::<u8, f32>(&view)
+        };
+        staging.unmap();
+        Ok(out)
+    }
+
+    /// A reused buffer of at least `bytes` bytes, grown to the next power of two.
+    fn reuse(
+        &self,
+        slot: &mut Option<wgpu::Buffer>,
+        bytes: u64,
+        usage: wgpu::BufferUsages,
+        label: &str,
+    ) -> Result<wgpu::Buffer, Error> {
+        if let Some(b) = slot.as_ref().filter(|b| b.size() >= bytes) {
+            return Ok(b.clone());
+        }
+        let max = self.limits.max_buffer_size;
+        if bytes > max {
+            return Err(Error::Limit(format!(
+                "{label} needs {bytes} bytes; max_buffer_size is {max}"
+            )));
+        }
+        let size = bytes.max(256).checked_next_power_of_two().unwrap_or(bytes).min(max);
+        let b = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size,
+            usage,
+            mapped_at_creation: false,
+        });
+        *slot = Some(b.clone());
+        Ok(b)
+    }
+
+    /// Row-wise log-sum-exp of a row-major `rows × cols` matrix: `rows` values.
+    /// SciPy ≥ 1.15 semantics (see the crate documentation).
+    pub fn logsumexp(&self, x: &[f32], rows: usize, cols: usize) -> Result<Vec<f32>, Error> {
+        self.run_rows(RowFn::Logsumexp, x, rows, cols)
+    }
+
+    /// Row-wise softmax: `rows * cols` values.
+    pub fn softmax(&self, x: &[f32], rows: usize, cols: usize) -> Result<Vec<f32>, Error> {
+        self.run_rows(RowFn::Softmax, x, rows, cols)
+    }
+
+    /// Row-wise log_softmax: `rows * cols` values.
+    pub fn log_softmax(&self, x: &[f32], rows: usize, cols: usize) -> Result<Vec<f32>, Error> {
+        self.run_rows(RowFn::LogSoftmax, x, rows, cols)
+    }
+
+    fn run_rows(&self, func: RowFn, x: &[f32], rows: usize, cols: usize) -> Result<Vec<f32>, Error> {
+        let expected = rows
+            .checked_mul(cols)
+            .ok_or_else(|| Error::Shape(format!("{rows} × {cols} overflows usize")))?;
+        if x.len() != expected {
+            return Err(Error::InputLength { what: "x", expected, actual: x.len() });
+        }
+        let out_len = func.output_len(rows, cols);
+        if out_len == 0 {
+            return Ok(Vec::new());
+        }
+        let mut blocking = lock(&self.blocking);
+        let op = match blocking.ops.get(&(func, rows, cols)) {
+            Some(op) => op.clone(),
+            None => {
+                let op = Arc::new(RowOp::new(self, func, RowsLayout::contiguous(rows, cols), Strategy::Auto)?);
+                if blocking.ops.len() >= 32 {
+                    blocking.ops.clear();
+                }
+                blocking.ops.insert((func, rows, cols), op.clone());
+                op
+            }
+        };
+        let in_bytes = (x.len() * 4) as u64;
+        let out_bytes = (out_len * 4) as u64;
+        let input = self.reuse(
+            &mut blocking.input,
+            in_bytes.max(4),
+            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+            "logdomain input",
+        )?;
+        let output = self.reuse(
+            &mut blocking.output,
+            out_bytes,
+            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            "logdomain output",
+        )?;
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        if in_bytes > 0 {
+            self.queue.write_buffer(&input, 0, bytemuck::cast_slice(x));
+        }
+        let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("logdomain blocking"),
+        });
+        // Reused buffers hold earlier results: the sentinel makes an unwritten entry visible.
+        op.record_sentinel_fill(&mut encoder, &output)?;
+        op.record(&mut encoder, &input, &output)?;
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu(e.to_string()));
+        }
+        self.read_back(&mut blocking, &mut encoder, &output, out_bytes)
+    }
+}

@@ -1,0 +1,772 @@
+//! The log-sum-exp family on the GPU: row-wise `logsumexp`, `softmax` and `log_softmax`.
+//!
+//! [`RowOp`] is the encoder-level op: prepared once for a [`RowsLayout`] (pipelines compiled,
+//! parameter and scratch buffers made), then recorded into any number of caller-owned
+//! `wgpu::CommandEncoder`s over caller-owned buffers, with no submit and no readback. The blocking
+//! conveniences [`crate::Gpu::logsumexp`], [`crate::Gpu::softmax`] and
+//! [`crate::Gpu::log_softmax`] sit on top of it.
+//!
+//! The kernel strategy is chosen from the shape and the adapter (see [`Strategy`]); every
+//! strategy computes the same monoid (`shaders/common.wgsl`, mirrored in
+//! [`crate::reference::logsumexp`]) and meets the same accuracy contract.
+
+use wgpu::util::DeviceExt;
+
+use crate::error::Error;
+use crate::gpu::{Gpu, PipelineKey};
+use crate::shaders::{Params, STATE_BYTES};
+
+/// Which function of the family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RowFn {
+    /// `log Σ_j exp(x_rj)`: one value per row.
+    Logsumexp,
+    /// `exp(x_rj) / Σ_k exp(x_rk)`: one value per entry.
+    Softmax,
+    /// `x_rj − logsumexp_r`: one value per entry.
+    LogSoftmax,
+}
+
+impl RowFn {
+    fn op_code(self) -> u32 {
+        match self {
+            RowFn::Logsumexp => 0,
+            RowFn::Softmax => 1,
+            RowFn::LogSoftmax => 2,
+        }
+    }
+
+    /// Number of f32 outputs for a `rows × cols` input.
+    pub fn output_len(self, rows: usize, cols: usize) -> usize {
+        match self {
+            RowFn::Logsumexp => rows,
+            _ => rows * cols,
+        }
+    }
+}
+
+/// How rows are mapped onto the device. `Auto` picks by row length, row count and what the
+/// adapter has; the others are for benchmarks and tests (every strategy gives results within
+/// the same accuracy contract).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Strategy {
+    /// Choose from the shape and the adapter.
+    #[default]
+    Auto,
+    /// One invocation per row: very short rows.
+    ThreadPerRow,
+    /// One subgroup per row, no workgroup barrier (needs `Features::SUBGROUP`).
+    SubgroupPerRow,
+    /// One workgroup per row, a fan-in-8 tree in workgroup memory: long rows.
+    WorkgroupPerRow,
+    /// Rows split into segments whose partial states a second pass combines: few long rows, or a
+    /// row larger than one storage binding.
+    SplitRow,
+}
+
+/// Where a batch of rows lives in the caller's buffers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RowsLayout {
+    /// Number of rows (`0` is allowed and records nothing).
+    pub rows: usize,
+    /// Entries per row (`0` is allowed: logsumexp of an empty row is −inf).
+    pub cols: usize,
+    /// Byte offset of the first row in the input buffer (a multiple of 4; any alignment beyond
+    /// that is handled internally).
+    pub input_offset: u64,
+    /// f32 elements from one input row's start to the next (at least `cols`), e.g. the padded
+    /// row pitch of a texture copy.
+    pub input_stride: usize,
+    /// Byte offset of the first output value (a multiple of 4).
+    pub output_offset: u64,
+    /// f32 elements between output rows of softmax / log_softmax (at least `cols`); logsumexp
+    /// writes `rows` consecutive values and ignores it.
+    pub output_stride: usize,
+}
+
+impl RowsLayout {
+    /// A dense row-major `rows × cols` matrix at offset 0, written densely at offset 0.
+    pub fn contiguous(rows: usize, cols: usize) -> Self {
+        RowsLayout {
+            rows,
+            cols,
+            input_offset: 0,
+            input_stride: cols,
+            output_offset: 0,
+            output_stride: cols,
+        }
+    }
+}
+
+/// What the planner needs to know of a device.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Caps {
+    pub max_binding: u64,
+    pub storage_align: u64,
+    pub max_wg: u32,
+    pub subgroup: bool,
+    pub subgroup_min: u32,
+    pub subgroup_max: u32,
+    pub cpu: bool,
+}
+
+impl Caps {
+    pub fn of(gpu: &Gpu) -> Caps {
+        let l = &gpu.limits;
+        Caps {
+            max_binding: l.max_storage_buffer_binding_size.min(l.max_buffer_size),
+            storage_align: u64::from(l.min_storage_buffer_offset_alignment).max(4),
+            max_wg: l.max_compute_invocations_per_workgroup.min(l.max_compute_workgroup_size_x),
+            subgroup: gpu.has_subgroups(),
+            subgroup_min: gpu.info().subgroup_sizes.0.max(1),
+            subgroup_max: gpu.info().subgroup_sizes.1.max(1),
+            cpu: gpu.info().device_type == wgpu::DeviceType::Cpu,
+        }
+    }
+}
+
+/// A byte range of a caller's buffer, bound as one storage binding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Window {
+    pub offset: u64,
+    pub size: u64,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Pass {
+    pub entry: &'static str,
+    pub wg: u32,
+    pub params: Params,
+    pub groups: u64,
+    pub input: Option<Window>,
+    pub output: Option<Window>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Plan {
+    pub strategy: Strategy,
+    pub passes: Vec<Pass>,
+    pub fills: Vec<Pass>,
+    pub state_count: u64,
+    pub input_end: u64,
+    pub output_end: u64,
+}
+
+const WG_MAX: u32 = 256;
+/// llvmpipe and lavapipe (Mesa's gallivm) end every loop of an invocation once the invocation
+/// has run 65,535 loop iterations in all, silently. So no invocation walks more than LANE_MAX
+/// entries (read, then written again by softmax / log_softmax), nor more than one grid-stride
+/// round: rows per dispatch are capped to fit MAX_GROUPS workgroups.
+const LANE_MAX: u64 = 16_384;
+const FILL_WG: u32 = 64;
+/// Cap on workgroups per dispatch; kernels loop over the rest (grid-stride), and
+/// groups × WG stays below 2^32.
+const MAX_GROUPS: u64 = 1 << 22;
+
+fn shape_err(what: &str) -> Error {
+    Error::Shape(format!("{what} overflows the addressable range"))
+}
+
+fn mul(a: u64, b: u64) -> Result<u64, Error> {
+    a.checked_mul(b).ok_or_else(|| shape_err("rows × stride"))
+}
+
+fn u32_of(v: u64, what: &str) -> Result<u32, Error> {
+    u32::try_from(v).map_err(|_| shape_err(what))
+}
+
+/// A window over `[first, first + bytes)` starting at the alignment boundary below `first`;
+/// returns the window and the element offset of `first` inside it.
+fn window(first: u64, bytes: u64, align: u64) -> (Window, u32) {
+    let start = first - first % align;
+    (Window { offset: start, size: first - start + bytes }, ((first - start) / 4) as u32)
+}
+
+/// Workgroup size and per-invocation stride of a one-pass strategy.
+fn geometry(strategy: Strategy, cols: u64, caps: &Caps) -> (&'static str, u32, u64) {
+    match strategy {
+        Strategy::ThreadPerRow => ("row_thread", pow2_at_most(64, caps.max_wg), 1),
+        Strategy::SubgroupPerRow => ("row_subgroup", pow2_at_most(64, caps.max_wg), u64::from(caps.subgroup_min)),
+        _ => {
+            let wg = pow2_at_most(if cols >= 2048 { 256 } else { 64 }, caps.max_wg);
+            ("row_workgroup", wg, u64::from(wg))
+        }
+    }
+}
+
+fn auto_strategy(cols: u64, rows: u64, usable: u64, caps: &Caps) -> Strategy {
+    let rows_in_flight = if caps.cpu { 8 } else { 512 };
+    let fits_lanes = |s: Strategy| cols.div_ceil(geometry(s, cols, caps).2) <= LANE_MAX;
+    if cols * 4 > usable || (cols >= 8192 && rows < rows_in_flight) {
+        Strategy::SplitRow
+    } else if cols <= 16 {
+        Strategy::ThreadPerRow
+    } else if caps.subgroup && fits_lanes(Strategy::SubgroupPerRow) {
+        Strategy::SubgroupPerRow
+    } else if caps.cpu && cols <= 512 {
+        // Software adapters pay dearly for workgroup barriers.
+        Strategy::ThreadPerRow
+    } else if fits_lanes(Strategy::WorkgroupPerRow) {
+        Strategy::WorkgroupPerRow
+    } else {
+        Strategy::SplitRow
+    }
+}
+
+fn pow2_at_most(want: u32, max: u32) -> u32 {
+    let cap = max.clamp(1, WG_MAX);
+    let mut wg = 1;
+    while wg * 2 <= want.min(cap) {
+        wg *= 2;
+    }
+    wg
+}
+
+pub(crate) fn plan(func: RowFn, l: &RowsLayout, strategy: Strategy, caps: &Caps) -> Result<Plan, Error> {
+    let (rows, cols) = (l.rows as u64, l.cols as u64);
+    let lse = func == RowFn::Logsumexp;
+    if l.input_offset % 4 != 0 || l.output_offset % 4 != 0 {
+        return Err(Error::Buffer(format!(
+            "offsets must be multiples of 4 bytes (input {}, output {})",
+            l.input_offset, l.output_offset
+        )));
+    }
+    if rows > 1 && l.input_stride < l.cols {
+        return Err(Error::Shape(format!("input_stride {} < cols {}", l.input_stride, l.cols)));
+    }
+    if !lse && rows > 1 && l.output_stride < l.cols {
+        return Err(Error::Shape(format!("output_stride {} < cols {}", l.output_stride, l.cols)));
+    }
+    let (in_stride, out_stride) = (l.input_stride as u64, if lse { 1 } else { l.output_stride as u64 });
+    let out_cols = if lse { 1 } else { cols };
+    let span = |k: u64, stride: u64, c: u64| -> Result<u64, Error> {
+        if k == 0 || c == 0 { Ok(0) } else { Ok(mul(mul(k - 1, stride)? + c, 4)?) }
+    };
+    let input_end = l.input_offset.checked_add(span(rows, in_stride, cols)?).ok_or_else(|| shape_err("input"))?;
+    let output_end =
+        l.output_offset.checked_add(span(rows, out_stride, out_cols)?).ok_or_else(|| shape_err("output"))?;
+    let mut plan = Plan { strategy, passes: vec![], fills: vec![], state_count: 0, input_end, output_end };
+    if rows == 0 || out_cols == 0 {
+        return Ok(plan);
+    }
+    let slack = caps.storage_align - 4;
+    if caps.max_binding <= slack + 64 {
+        return Err(Error::Limit(format!("max_storage_buffer_binding_size is {}", caps.max_binding)));
+    }
+    let usable = caps.max_binding - slack;
+    let strategy = match strategy {
+        Strategy::Auto => auto_strategy(cols, rows, usable, caps),
+        Strategy::SubgroupPerRow if !caps.subgroup => {
+            return Err(Error::Unsupported(
+                "Strategy::SubgroupPerRow needs a device with Features::SUBGROUP".into(),
+            ));
+        }
+        s => s,
+    };
+    plan.strategy = strategy;
+    let fits_row = cols * 4 <= usable;
+    let fill = |out: Window, out_offset: u32, k: u64, c: u64| -> Result<Pass, Error> {
+        Ok(Pass {
+            entry: "fill_sentinel",
+            wg: FILL_WG,
+            params: Params {
+                rows: u32_of(k, "rows")?,
+                cols: u32_of(c, "cols")?,
+                out_offset,
+                out_stride: u32_of(out_stride, "output_stride")?,
+                ..Params::default()
+            },
+            groups: (k * c).div_ceil(u64::from(FILL_WG)),
+            input: None,
+            output: Some(out),
+        })
+    };
+    // Rows per window: the most rows whose input and output spans fit one binding.
+    let rows_per_window = |stride: u64, c: u64| if c == 0 { rows } else { (usable - c * 4) / (stride * 4).max(1) + 1 };
+
+    if strategy != Strategy::SplitRow {
+        if !fits_row {
+            return Err(Error::Limit(format!(
+                "one row of {cols} f32 is larger than a storage binding ({} bytes); use Strategy::SplitRow or Auto",
+                caps.max_binding
+            )));
+        }
+        let (entry, wg, step) = geometry(strategy, cols, caps);
+        if cols.div_ceil(step) > LANE_MAX {
+            return Err(Error::Limit(format!(
+                "{strategy:?} would walk {} entries per invocation, more than {LANE_MAX} (some drivers, \
+                 llvmpipe among them, end loops after 65,535 iterations): use Strategy::Auto",
+                cols.div_ceil(step)
+            )));
+        }
+        let per_group = match strategy {
+            Strategy::ThreadPerRow => u64::from(wg),
+            Strategy::SubgroupPerRow => u64::from((wg / caps.subgroup_max).max(1)),
+            _ => 1,
+        };
+        let k_max = rows_per_window(in_stride, cols)
+            .min(rows_per_window(out_stride, out_cols))
+            .min(MAX_GROUPS * per_group);
+        let mut r0 = 0;
+        while r0 < rows {
+            let k = k_max.min(rows - r0);
+            let (input, in_offset) = if cols == 0 {
+                (None, 0)
+            } else {
+                let (w, o) = window(l.input_offset + r0 * in_stride * 4, span(k, in_stride, cols)?, caps.storage_align);
+                (Some(w), o)
+            };
+            let (output, out_offset) =
+                window(l.output_offset + r0 * out_stride * 4, span(k, out_stride, out_cols)?, caps.storage_align);
+            plan.passes.push(Pass {
+                entry,
+                wg,
+                params: Params {
+                    rows: k as u32,
+                    cols: u32_of(cols, "cols")?,
+                    in_offset,
+                    in_stride: u32_of(in_stride, "input_stride")?,
+                    out_offset,
+                    out_stride: u32_of(out_stride, "output_stride")?,
+                    ..Params::default()
+                },
+                groups: k.div_ceil(per_group),
+                input,
+                output: Some(output),
+            });
+            plan.fills.push(fill(output, out_offset, k, out_cols)?);
+            r0 += k;
+        }
+        return Ok(plan);
+    }
+
+    // Split rows: segments of seg_len entries; partial states, combined per row, then applied.
+    let wg = pow2_at_most(256, caps.max_wg);
+    let target_items: u64 = if caps.cpu { 16 } else { 2048 };
+    let min_seg = u64::from(wg) * 4;
+    let mut segs = target_items.div_ceil(rows).min(cols.div_ceil(min_seg)).max(1);
+    segs = segs.max((cols * 4).div_ceil(usable)).max(cols.div_ceil(LANE_MAX * u64::from(wg)));
+    let seg_len = cols.div_ceil(segs).max(1);
+    let segs = cols.div_ceil(seg_len).max(1);
+    if segs > LANE_MAX {
+        return Err(Error::Limit(format!(
+            "a row of {cols} entries needs {segs} segments of one storage binding ({} bytes); at most {LANE_MAX}",
+            caps.max_binding
+        )));
+    }
+    let final_base = rows * segs;
+    plan.state_count = final_base + if lse { 0 } else { rows };
+    if plan.state_count * STATE_BYTES > caps.max_binding {
+        return Err(Error::Limit(format!(
+            "{rows} rows × {segs} segments of partial states exceed a storage binding ({} bytes)",
+            caps.max_binding
+        )));
+    }
+    // (first row, rows, first segment, segments) of each partial / apply dispatch.
+    let mut groups_geo = Vec::new();
+    if fits_row && !(rows == 1 && cols * 4 > usable) {
+        let k_max = rows_per_window(in_stride, cols)
+            .min(rows_per_window(out_stride, cols))
+            .min(MAX_GROUPS / segs)
+            .max(1);
+        let mut r0 = 0;
+        while r0 < rows {
+            let k = k_max.min(rows - r0);
+            groups_geo.push((r0, k, 0, segs));
+            r0 += k;
+        }
+    } else {
+        let per_window = (usable / (seg_len * 4)).max(1);
+        for r in 0..rows {
+            let mut s0 = 0;
+            while s0 < segs {
+                let ns = per_window.min(segs - s0);
+                groups_geo.push((r, 1, s0, ns));
+                s0 += ns;
+            }
+        }
+    }
+    let common = Params {
+        cols: u32_of(cols, "cols")?,
+        in_stride: u32_of(in_stride, "input_stride")?,
+        out_stride: u32_of(out_stride, "output_stride")?,
+        seg_len: u32_of(seg_len, "segment")?,
+        seg_total: u32_of(segs, "segments")?,
+        final_base: u32_of(final_base, "states")?,
+        ..Params::default()
+    };
+    let mut applies = Vec::new();
+    for &(r0, k, s0, ns) in &groups_geo {
+        let col0 = s0 * seg_len;
+        let width = ((s0 + ns) * seg_len).min(cols) - col0;
+        let (input, in_offset) =
+            window(l.input_offset + (r0 * in_stride + col0) * 4, span(k, in_stride, width)?, caps.storage_align);
+        let geo = Params {
+            rows: k as u32,
+            in_offset,
+            segs: ns as u32,
+            seg_base: s0 as u32,
+            state_base: u32_of(r0 * segs + s0, "states")?,
+            row_base: r0 as u32,
+            ..common
+        };
+        plan.passes.push(Pass {
+            entry: "split_partial",
+            wg,
+            params: geo,
+            groups: k * ns,
+            input: Some(input),
+            output: None,
+        });
+        if !lse {
+            let (output, out_offset) =
+                window(l.output_offset + (r0 * out_stride + col0) * 4, span(k, out_stride, width)?, caps.storage_align);
+            applies.push(Pass {
+                entry: "split_apply",
+                wg,
+                params: Params { out_offset, ..geo },
+                groups: k * ns,
+                input: Some(input),
+                output: Some(output),
+            });
+            plan.fills.push(fill(output, out_offset, k, width)?);
+        }
+    }
+    let k_max = if lse { usable / 4 } else { rows }.min(MAX_GROUPS * 64);
+    let mut r0 = 0;
+    while r0 < rows {
+        let k = k_max.min(rows - r0);
+        let (output, out_offset) = if lse {
+            let (w, o) = window(l.output_offset + r0 * 4, k * 4, caps.storage_align);
+            plan.fills.push(fill(w, o, k, 1)?);
+            (Some(w), o)
+        } else {
+            (None, 0)
+        };
+        plan.passes.push(Pass {
+            entry: "split_combine",
+            wg: 64,
+            params: Params {
+                rows: k as u32,
+                out_offset,
+                state_base: u32_of(r0 * segs, "states")?,
+                row_base: r0 as u32,
+                ..common
+            },
+            groups: k.div_ceil(64),
+            input: None,
+            output,
+        });
+        r0 += k;
+    }
+    plan.passes.extend(applies);
+    Ok(plan)
+}
+
+/// An encoder-level op of the family, prepared for one [`RowsLayout`]: pipelines compiled,
+/// parameter and scratch buffers made once. Record it into as many encoders as you like; it
+/// never submits, writes through the queue, or reads back.
+///
+/// ```no_run
+/// use logdomain::{Gpu, RowFn, RowOp, RowsLayout, Strategy};
+/// use wgpu::util::DeviceExt;
+/// let gpu = Gpu::new()?;
+/// let (rows, cols) = (2, 3);
+/// let x = [0.0f32, 1.0, 2.0, 5.0, 5.0, f32::NEG_INFINITY];
+/// let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
+/// let input = gpu.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
+///     label: None, contents: bytemuck::cast_slice(&x), usage });
+/// let lse_out = gpu.device().create_buffer(&wgpu::BufferDescriptor {
+///     label: None, size: 8, usage, mapped_at_creation: false });
+/// let lsm_out = gpu.device().create_buffer(&wgpu::BufferDescriptor {
+///     label: None, size: 24, usage, mapped_at_creation: false });
+/// let layout = RowsLayout::contiguous(rows, cols);
+/// let lse = RowOp::new(&gpu, RowFn::Logsumexp, layout, Strategy::Auto)?;
+/// let lsm = RowOp::new(&gpu, RowFn::LogSoftmax, layout, Strategy::Auto)?;
+/// let mut encoder = gpu.device().create_command_encoder(&Default::default());
+/// lse.record(&mut encoder, &input, &lse_out)?;
+/// lsm.record(&mut encoder, &input, &lsm_out)?;
+/// gpu.queue().submit([encoder.finish()]);
+/// let values = gpu.read_f32(&lse_out, 8)?;
+/// assert!((values[1] - (5.0 + 2f32.ln())).abs() < 1e-5);
+/// # Ok::<(), logdomain::Error>(())
+/// ```
+pub struct RowOp {
+    func: RowFn,
+    layout: RowsLayout,
+    plan: Plan,
+    pipelines: Vec<wgpu::ComputePipeline>,
+    fill_pipeline: Option<wgpu::ComputePipeline>,
+    params: Option<wgpu::Buffer>,
+    param_stride: u64,
+    states: Option<wgpu::Buffer>,
+    device: wgpu::Device,
+    bind_group_layout: wgpu::BindGroupLayout,
+    dummies: [wgpu::Buffer; 3],
+    max_groups_per_dim: u32,
+}
+
+impl RowOp {
+    /// Prepares `func` for `layout` on `gpu` with the given strategy (`Strategy::Auto` unless
+    /// you are benchmarking or testing one).
+    pub fn new(gpu: &Gpu, func: RowFn, layout: RowsLayout, strategy: Strategy) -> Result<RowOp, Error> {
+        let caps = Caps::of(gpu);
+        let plan = plan(func, &layout, strategy, &caps)?;
+        let key = |p: &Pass| PipelineKey { entry: p.entry, op: func.op_code(), wg: p.wg };
+        let pipelines = plan.passes.iter().map(|p| gpu.pipeline(key(p))).collect::<Result<Vec<_>, _>>()?;
+        let fill_pipeline = match plan.fills.first() {
+            Some(p) => Some(gpu.pipeline(key(p))?),
+            None => None,
+        };
+        let param_stride = u64::from(gpu.limits.min_uniform_buffer_offset_alignment)
+            .max(std::mem::size_of::<Params>() as u64);
+        let all: Vec<&Pass> = plan.passes.iter().chain(&plan.fills).collect();
+        let params = if all.is_empty() {
+            None
+        } else {
+            let mut bytes = vec![0u8; all.len() * param_stride as usize];
+            for (i, p) in all.iter().enumerate() {
+                let at = i * param_stride as usize;
+                bytes[at..at + std::mem::size_of::<Params>()].copy_from_slice(bytemuck::bytes_of(&p.params));
+            }
+            Some(gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("logdomain params"),
+                contents: &bytes,
+                usage: wgpu::BufferUsages::UNIFORM,
+            }))
+        };
+        let states = (plan.state_count > 0).then(|| {
+            gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("logdomain partial states"),
+                size: plan.state_count * STATE_BYTES,
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            })
+        });
+        Ok(RowOp {
+            func,
+            layout,
+            plan,
+            pipelines,
+            fill_pipeline,
+            params,
+            param_stride,
+            states,
+            device: gpu.device.clone(),
+            bind_group_layout: gpu.bind_group_layout.clone(),
+            dummies: gpu.dummies.clone(),
+            max_groups_per_dim: gpu.limits.max_compute_workgroups_per_dimension.max(1),
+        })
+    }
+
+    /// The function this op computes.
+    pub fn function(&self) -> RowFn {
+        self.func
+    }
+
+    /// The layout it was prepared for.
+    pub fn layout(&self) -> &RowsLayout {
+        &self.layout
+    }
+
+    /// The strategy in use (`Auto` resolved).
+    pub fn strategy(&self) -> Strategy {
+        self.plan.strategy
+    }
+
+    /// Number of compute dispatches one `record` makes.
+    pub fn dispatches(&self) -> usize {
+        self.plan.passes.len()
+    }
+
+    /// The input buffer must be at least this many bytes.
+    pub fn input_bytes_needed(&self) -> u64 {
+        self.plan.input_end
+    }
+
+    /// The output buffer must be at least this many bytes.
+    pub fn output_bytes_needed(&self) -> u64 {
+        self.plan.output_end
+    }
+
+    fn check(&self, input: Option<&wgpu::Buffer>, output: &wgpu::Buffer) -> Result<(), Error> {
+        let need = |b: &wgpu::Buffer, what: &str, end: u64| -> Result<(), Error> {
+            if !b.usage().contains(wgpu::BufferUsages::STORAGE) {
+                return Err(Error::Buffer(format!("the {what} buffer needs BufferUsages::STORAGE")));
+            }
+            if b.size() < end {
+                return Err(Error::Buffer(format!(
+                    "the {what} buffer has {} bytes; this layout needs {end}",
+                    b.size()
+                )));
+            }
+            Ok(())
+        };
+        if let Some(input) = input {
+            if self.plan.passes.iter().any(|p| p.input.is_some()) {
+                need(input, "input", self.plan.input_end)?;
+            }
+            if input == output {
+                return Err(Error::Buffer("input and output must be different buffers".into()));
+            }
+        }
+        need(output, "output", self.plan.output_end)
+    }
+
+    fn binding<'a>(&'a self, slot: usize, buffer: &'a wgpu::Buffer, w: Option<Window>) -> wgpu::BindingResource<'a> {
+        match w {
+            Some(w) => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer,
+                offset: w.offset,
+                size: wgpu::BufferSize::new(w.size),
+            }),
+            None => self.dummies[slot].as_entire_binding(),
+        }
+    }
+
+    fn encode(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        passes: &[(usize, &Pass, &wgpu::ComputePipeline)],
+        input: &wgpu::Buffer,
+        output: &wgpu::Buffer,
+    ) {
+        let Some(params) = &self.params else { return };
+        let groups: Vec<wgpu::BindGroup> = passes
+            .iter()
+            .map(|(slot, p, _)| {
+                let states = match &self.states {
+                    Some(s) => s.as_entire_binding(),
+                    None => self.dummies[2].as_entire_binding(),
+                };
+                self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some(p.entry),
+                    layout: &self.bind_group_layout,
+                    entries: &[
+                        wgpu::BindGroupEntry {
+                            binding: 0,
+                            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                                buffer: params,
+                                offset: *slot as u64 * self.param_stride,
+                                size: wgpu::BufferSize::new(std::mem::size_of::<Params>() as u64),
+                            }),
+                        },
+                        wgpu::BindGroupEntry { binding: 1, resource: self.binding(0, input, p.input) },
+                        wgpu::BindGroupEntry { binding: 2, resource: self.binding(1, output, p.output) },
+                        wgpu::BindGroupEntry { binding: 3, resource: states },
+                    ],
+                })
+            })
+            .collect();
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("logdomain"),
+            timestamp_writes: None,
+        });
+        for ((_, p, pipeline), group) in passes.iter().zip(&groups) {
+            let (x, y) = fold_groups(p.groups, self.max_groups_per_dim);
+            pass.set_pipeline(pipeline);
+            pass.set_bind_group(0, group, &[]);
+            pass.dispatch_workgroups(x, y, 1);
+        }
+    }
+
+    /// Records the op: reads `input` (the layout's rows) and writes `output`. Both buffers need
+    /// `BufferUsages::STORAGE`, must be distinct, created on this op's device, and at least
+    /// [`RowOp::input_bytes_needed`] / [`RowOp::output_bytes_needed`] bytes long.
+    pub fn record(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        input: &wgpu::Buffer,
+        output: &wgpu::Buffer,
+    ) -> Result<(), Error> {
+        self.check(Some(input), output)?;
+        let passes: Vec<_> =
+            self.plan.passes.iter().zip(&self.pipelines).enumerate().map(|(i, (p, pl))| (i, p, pl)).collect();
+        self.encode(encoder, &passes, input, output);
+        Ok(())
+    }
+
+    /// Records a fill of exactly the output entries this op writes with
+    /// [`crate::SENTINEL_BITS`] (a NaN payload no kernel produces), so a test (or a cautious
+    /// caller) can see any entry a kernel failed to write. Entries between strided rows are
+    /// left alone.
+    pub fn record_sentinel_fill(&self, encoder: &mut wgpu::CommandEncoder, output: &wgpu::Buffer) -> Result<(), Error> {
+        self.check(None, output)?;
+        let Some(pipeline) = &self.fill_pipeline else { return Ok(()) };
+        let first = self.plan.passes.len();
+        let passes: Vec<_> = self.plan.fills.iter().enumerate().map(|(i, p)| (first + i, p, pipeline)).collect();
+        self.encode(encoder, &passes, &self.dummies[0], output);
+        Ok(())
+    }
+}
+
+/// Splits a workgroup count into a 2-D grid (x ≤ max per dimension); kernels recover the linear
+/// index as x + y · num_workgroups.x and loop over anything beyond the cap.
+pub(crate) fn fold_groups(groups: u64, max_per_dim: u32) -> (u32, u32) {
+    let groups = groups.clamp(1, MAX_GROUPS.min(u64::from(max_per_dim) * u64::from(max_per_dim)));
+    let x = groups.min(u64::from(max_per_dim));
+    (x as u32, groups.div_ceil(x) as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caps(max_binding: u64, align: u64, subgroup: bool) -> Caps {
+        Caps { max_binding, storage_align: align, max_wg: 256, subgroup, subgroup_min: 8, subgroup_max: 8, cpu: true }
+    }
+
+    /// Every element of every row is covered by exactly one window-bounded dispatch, and every
+    /// window lies inside the buffer and within the binding limit.
+    fn check_cover(func: RowFn, l: RowsLayout, s: Strategy, c: Caps) -> Plan {
+        let p = plan(func, &l, s, &c).unwrap();
+        for pass in p.passes.iter().chain(&p.fills) {
+            for w in [pass.input, pass.output].into_iter().flatten() {
+                assert_eq!(w.offset % c.storage_align, 0);
+                assert!(w.size <= c.max_binding, "{w:?}");
+            }
+            if let Some(w) = pass.input {
+                assert!(w.offset + w.size <= p.input_end);
+            }
+            if let Some(w) = pass.output {
+                assert!(w.offset + w.size <= p.output_end);
+            }
+        }
+        p
+    }
+
+    #[test]
+    fn rows_are_chunked_into_windows() {
+        let l = RowsLayout { input_offset: 20, input_stride: 300, ..RowsLayout::contiguous(1000, 250) };
+        let p = check_cover(RowFn::Softmax, l, Strategy::ThreadPerRow, caps(64 * 1024, 256, false));
+        let rows: u32 = p.passes.iter().map(|x| x.params.rows).sum();
+        assert_eq!(rows, 1000);
+        assert!(p.passes.len() > 10);
+    }
+
+    #[test]
+    fn a_row_larger_than_a_binding_is_split_across_windows() {
+        let l = RowsLayout::contiguous(3, 100_000);
+        let p = check_cover(RowFn::LogSoftmax, l, Strategy::Auto, caps(64 * 1024, 256, true));
+        assert_eq!(p.strategy, Strategy::SplitRow);
+        let partial_items: u64 = p.passes.iter().filter(|x| x.entry == "split_partial").map(|x| x.groups).sum();
+        assert_eq!(partial_items, 3 * u64::from(p.passes[0].params.seg_total));
+        assert!(plan(RowFn::Logsumexp, &l, Strategy::WorkgroupPerRow, &caps(64 * 1024, 256, true)).is_err());
+    }
+
+    #[test]
+    fn groups_fold_into_two_dimensions() {
+        assert_eq!(fold_groups(70_000, 65_535), (65_535, 2));
+        assert_eq!(fold_groups(0, 65_535), (1, 1));
+        assert_eq!(fold_groups(10, 65_535), (10, 1));
+    }
+
+    #[test]
+    fn subgroup_strategy_needs_the_feature() {
+        let l = RowsLayout::contiguous(4, 64);
+        assert!(matches!(
+            plan(RowFn::Logsumexp, &l, Strategy::SubgroupPerRow, &caps(1 << 27, 256, false)),
+            Err(Error::Unsupported(_))
+        ));
+    }
+}

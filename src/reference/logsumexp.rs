@@ -1,0 +1,309 @@
+//! CPU mirror of `shaders/common.wgsl` and `shaders/logsumexp.wgsl`.
+//!
+//! The log-sum-exp monoid: an [`LseState`] summarises a set of values as (m, s, flags) with
+//! m the largest finite value, s the sum of `exp(x - m)` over the finite values other than one
+//! instance of m, and flags recording whether a finite value, a NaN or a +inf was seen (-inf
+//! entries are absent). log-sum-exp = `m + log1p(s)`. States merge with [`lse_combine`], so a row
+//! split across lanes, workgroups, dispatches or devices gives the same answer up to rounding.
+//!
+//! ```
+//! use logdomain::reference::logsumexp::{lse_combine, lse_identity, lse_push, lse_result};
+//! let left = [0.0f32, 1.0].iter().fold(lse_identity(), |st, &x| lse_push(st, x));
+//! let right = [2.0f32].iter().fold(lse_identity(), |st, &x| lse_push(st, x));
+//! let lse = lse_result(lse_combine(left, right));
+//! assert!((lse - 2.4076059).abs() < 1e-6);
+//! ```
+
+const LOG2E: f32 = std::f32::consts::LOG2_E;
+const LN2_HI: f32 = 0.693_145_75;
+const LN2_LO: f32 = 1.428_606_8e-6;
+const SQRT_HALF: f32 = std::f32::consts::FRAC_1_SQRT_2;
+const SQRT_TWO_MINUS_ONE: f32 = 0.414_213_57;
+const EXP_ARG_MIN: f32 = -104.0;
+
+/// A finite value was seen.
+pub const FLAG_NONEMPTY: u32 = 1;
+/// A NaN was seen.
+pub const FLAG_NAN: u32 = 2;
+/// A +inf was seen.
+pub const FLAG_POS_INF: u32 = 4;
+
+/// `x * 2^k` for the k that `ld_exp_neg` produces (-150 ..= 0), as WGSL's `ldexp`.
+fn ldexp(x: f32, k: i32) -> f32 {
+    if k >= -126 {
+        x * f32::from_bits(((k + 127) as u32) << 23)
+    } else {
+        x * f32::from_bits(1 << 23) * f32::from_bits(((k + 126 + 127).max(0) as u32) << 23)
+    }
+}
+
+/// `e^d` for `d <= 0`, as the kernels compute it (Cody-Waite reduction and a degree-7
+/// polynomial; about 1 ulp). Arguments below -104 give the same result as -104 (zero in f32).
+pub fn ld_exp_neg(d: f32) -> f32 {
+    let x = d.max(EXP_ARG_MIN);
+    let k = (x * LOG2E).round_ties_even();
+    let r = (x - k * LN2_HI) - k * LN2_LO;
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (0.166_666_67
+                    + r * (0.041_666_668
+                        + r * (0.008_333_334 + r * (0.001_388_888_9 + r * 0.000_198_412_7))))));
+    ldexp(p, k as i32)
+}
+
+/// `2 atanh(f)` for `|f| <= 0.1716`.
+fn ld_atanh2(f: f32) -> f32 {
+    let f2 = f * f;
+    f * (2.0
+        + f2 * (0.666_666_7
+            + f2 * (0.4 + f2 * (0.285_714_3 + f2 * (0.222_222_22 + f2 * 0.181_818_19)))))
+}
+
+/// `ln y` for finite, positive, normal `y`, as the kernels compute it.
+pub fn ld_log(y: f32) -> f32 {
+    // frexp: y = fract * 2^exp with fract in [0.5, 1).
+    let bits = y.to_bits();
+    let mut e = ((bits >> 23) & 0xff) as i32 - 126;
+    let mut m = f32::from_bits((bits & 0x807f_ffff) | (126 << 23));
+    if m < SQRT_HALF {
+        m *= 2.0;
+        e -= 1;
+    }
+    let ef = e as f32;
+    ef * LN2_HI + (ld_atanh2((m - 1.0) / (m + 1.0)) + ef * LN2_LO)
+}
+
+/// `ln(1 + s)` for `s >= 0`, as the kernels compute it.
+pub fn ld_log1p(s: f32) -> f32 {
+    if s < SQRT_TWO_MINUS_ONE {
+        ld_atanh2(s / (2.0 + s))
+    } else {
+        ld_log(1.0 + s)
+    }
+}
+
+/// The monoid's state; see the module documentation.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LseState {
+    pub m: f32,
+    pub s: f32,
+    pub flags: u32,
+}
+
+/// The empty set: log-sum-exp −inf.
+pub fn lse_identity() -> LseState {
+    LseState { m: 0.0, s: 0.0, flags: 0 }
+}
+
+/// Adds one value.
+pub fn lse_push(st: LseState, x: f32) -> LseState {
+    if x.is_nan() {
+        return LseState { flags: st.flags | FLAG_NAN, ..st };
+    }
+    if x.is_infinite() {
+        if x > 0.0 {
+            return LseState { flags: st.flags | FLAG_POS_INF, ..st };
+        }
+        return st;
+    }
+    if st.flags & FLAG_NONEMPTY == 0 {
+        return LseState { m: x, s: 0.0, flags: st.flags | FLAG_NONEMPTY };
+    }
+    let e = ld_exp_neg(-(x - st.m).abs());
+    if x > st.m {
+        LseState { m: x, s: (st.s + 1.0) * e, flags: st.flags }
+    } else {
+        LseState { m: st.m, s: st.s + e, flags: st.flags }
+    }
+}
+
+/// Merges two states; commutative bit for bit.
+pub fn lse_combine(a: LseState, b: LseState) -> LseState {
+    let flags = a.flags | b.flags;
+    if a.flags & FLAG_NONEMPTY == 0 {
+        return LseState { flags, ..b };
+    }
+    if b.flags & FLAG_NONEMPTY == 0 {
+        return LseState { flags, ..a };
+    }
+    if a.m > b.m {
+        LseState { m: a.m, s: a.s + ld_exp_neg(b.m - a.m) * (1.0 + b.s), flags }
+    } else if b.m > a.m {
+        LseState { m: b.m, s: b.s + ld_exp_neg(a.m - b.m) * (1.0 + a.s), flags }
+    } else {
+        LseState { m: a.m, s: (a.s + b.s) + 1.0, flags }
+    }
+}
+
+/// The log-sum-exp of the summarised set (SciPy >= 1.15 semantics).
+pub fn lse_result(st: LseState) -> f32 {
+    if st.flags & FLAG_NAN != 0 {
+        f32::NAN
+    } else if st.flags & FLAG_POS_INF != 0 {
+        f32::INFINITY
+    } else if st.flags & FLAG_NONEMPTY == 0 {
+        f32::NEG_INFINITY
+    } else {
+        st.m + ld_log1p(st.s)
+    }
+}
+
+/// log_softmax of entry `x` of the row summarised by `st`, with `l1p = ld_log1p(st.s)`.
+pub fn log_softmax_entry(st: LseState, l1p: f32, x: f32) -> f32 {
+    if st.flags & FLAG_NAN != 0 {
+        f32::NAN
+    } else if st.flags & FLAG_POS_INF != 0 {
+        if x == f32::INFINITY { f32::NAN } else { f32::NEG_INFINITY }
+    } else if st.flags & FLAG_NONEMPTY == 0 {
+        f32::NAN
+    } else if x == f32::NEG_INFINITY {
+        f32::NEG_INFINITY
+    } else {
+        (x - st.m) - l1p
+    }
+}
+
+/// softmax of entry `x` of the row summarised by `st`, with `denom = 1 + st.s` (division form).
+pub fn softmax_entry(st: LseState, denom: f32, x: f32) -> f32 {
+    if st.flags & (FLAG_NAN | FLAG_POS_INF) != 0 || st.flags & FLAG_NONEMPTY == 0 {
+        f32::NAN
+    } else if x == f32::NEG_INFINITY {
+        0.0
+    } else {
+        ld_exp_neg(x - st.m) / denom
+    }
+}
+
+/// Entries per block of [`range_state`].
+pub const BLOCK: usize = 64;
+
+/// The state of `values[first..end]` taken every `step`-th entry, as one kernel lane computes
+/// it: blocks of [`BLOCK`] entries pushed in order, blocks merged pairwise by a binary counter
+/// (rounding grows with `BLOCK + log2(blocks)`, not with the length).
+pub fn range_state(values: &[f32], first: usize, end: usize, step: usize) -> LseState {
+    let mut stack: Vec<LseState> = Vec::new();
+    let mut blocks = 0u64;
+    let mut j0 = first;
+    while j0 < end {
+        let mut st = lse_identity();
+        for j in (j0..end).step_by(step).take(BLOCK) {
+            st = lse_push(st, values[j]);
+        }
+        blocks += 1;
+        let mut c = blocks;
+        while c & 1 == 0 {
+            st = lse_combine(stack.pop().expect("binary counter"), st);
+            c >>= 1;
+        }
+        stack.push(st);
+        j0 += BLOCK * step;
+    }
+    stack.iter().rev().fold(lse_identity(), |total, &st| lse_combine(st, total))
+}
+
+/// The state of one row, as a one-invocation-per-row kernel computes it.
+pub fn row_state(row: &[f32]) -> LseState {
+    range_state(row, 0, row.len(), 1)
+}
+
+fn check(len: usize, rows: usize, cols: usize) {
+    assert_eq!(Some(len), rows.checked_mul(cols), "reference: x.len() must be rows * cols");
+}
+
+/// Row-wise log-sum-exp of a row-major `rows × cols` matrix (one value per row).
+///
+/// # Panics
+/// If `x.len() != rows * cols` (the reference is a test oracle; the GPU API returns errors).
+pub fn logsumexp(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    check(x.len(), rows, cols);
+    if cols == 0 {
+        return vec![f32::NEG_INFINITY; rows];
+    }
+    x.chunks_exact(cols).map(|row| lse_result(row_state(row))).collect()
+}
+
+/// Row-wise softmax (same shape as `x`).
+///
+/// # Panics
+/// If `x.len() != rows * cols`.
+pub fn softmax(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    check(x.len(), rows, cols);
+    let mut out = Vec::with_capacity(x.len());
+    for row in x.chunks_exact(cols.max(1)) {
+        let st = row_state(row);
+        let denom = 1.0 + st.s;
+        out.extend(row.iter().map(|&v| softmax_entry(st, denom, v)));
+    }
+    out
+}
+
+/// Row-wise log_softmax (same shape as `x`).
+///
+/// # Panics
+/// If `x.len() != rows * cols`.
+pub fn log_softmax(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    check(x.len(), rows, cols);
+    let mut out = Vec::with_capacity(x.len());
+    for row in x.chunks_exact(cols.max(1)) {
+        let st = row_state(row);
+        let l1p = ld_log1p(st.s);
+        out.extend(row.iter().map(|&v| log_softmax_entry(st, l1p, v)));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ulps(a: f32, b: f64) -> f64 {
+        let ulp = f64::from(f32::EPSILON) * b.abs().max(f64::from(f32::MIN_POSITIVE));
+        (f64::from(a) - b).abs() / ulp
+    }
+
+    #[test]
+    fn exp_neg_is_within_2_ulp_over_its_range() {
+        let mut worst = 0.0f64;
+        let mut d = 0.0f32;
+        while d > -87.0 {
+            let got = ld_exp_neg(d);
+            let want = f64::from(d).exp();
+            worst = worst.max(ulps(got, want));
+            d -= 0.000_731;
+        }
+        // ulps() counts units of eps * |want|, i.e. at most 2 ulp of the f32 result.
+        assert!(worst <= 2.0, "worst {worst} eps-units");
+        assert_eq!(ld_exp_neg(-200.0), 0.0);
+        assert_eq!(ld_exp_neg(0.0), 1.0);
+    }
+
+    #[test]
+    fn log1p_is_within_2_ulp_over_its_range() {
+        let mut worst = 0.0f64;
+        let mut s = 1e-30f32;
+        while s < 1e7 {
+            let got = ld_log1p(s);
+            let want = f64::from(s).ln_1p();
+            worst = worst.max(ulps(got, want));
+            s *= 1.000_37;
+        }
+        assert!(worst <= 2.0, "worst {worst} eps-units");
+        assert_eq!(ld_log1p(0.0), 0.0);
+    }
+
+    #[test]
+    fn combine_is_commutative_bit_for_bit() {
+        let a = row_state(&[1.0, 2.5, -3.0]);
+        let b = row_state(&[2.5, 0.25]);
+        // 200 blocks: the binary counter merges unevenly sized subtrees.
+        let long: Vec<f32> = (0..200 * BLOCK).map(|i| ((i * 7919) % 1000) as f32 * 0.01).collect();
+        let st = row_state(&long);
+        let want: f64 = long.iter().map(|&v| f64::from(v).exp()).sum::<f64>().ln();
+        assert!((f64::from(lse_result(st)) - want).abs() < 4.0 * f64::from(f32::EPSILON) * want);
+        let c = row_state(&[f32::NEG_INFINITY]);
+        for (x, y) in [(a, b), (a, c), (b, c)] {
+            assert_eq!(lse_combine(x, y), lse_combine(y, x));
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! WGSL sources, compiled into the crate, and the parameter block they share with the host.
+
+/// Shared helpers: special values from bits, `ld_exp_neg`, `ld_log1p`, the log-sum-exp monoid.
+pub const COMMON: &str = include_str!("../shaders/common.wgsl");
+/// The log-sum-exp family (portable entry points).
+pub const LOGSUMEXP: &str = include_str!("../shaders/logsumexp.wgsl");
+/// The log-sum-exp family, one subgroup per row (needs `Features::SUBGROUP`).
+pub const LOGSUMEXP_SUBGROUP: &str = include_str!("../shaders/logsumexp_subgroup.wgsl");
+
+/// WGSL has no imports: a module is its files concatenated in dependency order.
+pub fn module_source(files: &[&str]) -> String {
+    files.join("\n")
+}
+
+/// The portable log-sum-exp module: works on every adapter, GL included.
+pub fn logsumexp_module() -> String {
+    module_source(&[COMMON, LOGSUMEXP])
+}
+
+/// The log-sum-exp module with the subgroup entry point.
+pub fn logsumexp_subgroup_module() -> String {
+    module_source(&[COMMON, LOGSUMEXP, LOGSUMEXP_SUBGROUP])
+}
+
+/// The bit pattern (a NaN payload no kernel writes) that sentinel fills leave in outputs.
+pub const SENTINEL_BITS: u32 = 0x7fa5_a5a5;
+
+/// Mirrors `struct Params` in `shaders/logsumexp.wgsl`. Offsets and strides count f32 elements
+/// from the start of the bound window.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Params {
+    pub rows: u32,
+    pub cols: u32,
+    pub in_offset: u32,
+    pub in_stride: u32,
+    pub out_offset: u32,
+    pub out_stride: u32,
+    pub seg_len: u32,
+    pub segs: u32,
+    pub seg_base: u32,
+    pub seg_total: u32,
+    pub state_base: u32,
+    pub row_base: u32,
+    pub final_base: u32,
+    pub pad: [u32; 3],
+}
+
+/// Bytes of one `StoredState` (m: f32, s: f32, flags: u32) between passes.
+pub const STATE_BYTES: u64 = 12;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use naga::back::{glsl, hlsl, msl, spv};
+    use naga::valid::{Capabilities, ValidationFlags, Validator};
+
+    fn parse(src: &str) -> naga::Module {
+        naga::front::wgsl::parse_str(src).unwrap_or_else(|e| panic!("{}", e.emit_to_string(src)))
+    }
+
+    /// Validates a module and writes it for SPIR-V, MSL, HLSL and GLSL (compute ES 3.1), each
+    /// entry point with its override constants resolved as the host sets them.
+    fn validate_and_translate(src: &str, caps: Capabilities) {
+        let module = parse(src);
+        let info = Validator::new(ValidationFlags::all(), caps)
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{}", e.emit_to_string(src)));
+        for (op, wg) in [(0.0, 64.0), (1.0, 256.0), (2.0, 128.0)] {
+            let constants: naga::back::PipelineConstants =
+                [("OP".to_string(), op), ("WG".to_string(), wg)].into_iter().collect();
+            let (module, info) =
+                naga::back::pipeline_constants::process_overrides(&module, &info, None, &constants)
+                    .expect("overrides");
+            let mut words = spv::write_vec(&module, &info, &spv::Options::default(), None);
+            assert!(words.as_mut().is_ok(), "SPIR-V: {words:?}");
+            msl::write_string(&module, &info, &msl::Options::default(), &msl::PipelineOptions::default())
+                .expect("MSL");
+            let mut hlsl_out = String::new();
+            hlsl::Writer::new(&mut hlsl_out, &hlsl::Options::default(), &hlsl::PipelineOptions::default())
+                .write(&module, &info, None)
+                .expect("HLSL");
+            for ep in &module.entry_points {
+                let mut glsl_out = String::new();
+                let options = glsl::Options {
+                    version: glsl::Version::Embedded { version: 310, is_webgl: false },
+                    ..Default::default()
+                };
+                let pipeline = glsl::PipelineOptions {
+                    shader_stage: naga::ShaderStage::Compute,
+                    entry_point: ep.name.clone(),
+                    multiview: None,
+                };
+                glsl::Writer::new(&mut glsl_out, &module, &info, &options, &pipeline, Default::default())
+                    .and_then(|mut w| w.write())
+                    .unwrap_or_else(|e| panic!("GLSL {}: {e}", ep.name));
+            }
+        }
+    }
+
+    #[test]
+    fn portable_module_validates_and_translates_everywhere() {
+        // No optional capability at all: what WebGPU and GL downlevel devices accept.
+        validate_and_translate(&logsumexp_module(), Capabilities::empty());
+    }
+
+    #[test]
+    fn subgroup_module_validates_and_translates_everywhere() {
+        validate_and_translate(
+            &logsumexp_subgroup_module(),
+            Capabilities::SUBGROUP | Capabilities::SUBGROUP_BARRIER,
+        );
+    }
+
+    #[test]
+    fn params_layout_matches_wgsl() {
+        // The WGSL struct has 16 u32 members: 64 bytes, every member at 4 * index.
+        assert_eq!(std::mem::size_of::<Params>(), 64);
+        let module = parse(&logsumexp_module());
+        let ty = module
+            .types
+            .iter()
+            .find(|(_, t)| t.name.as_deref() == Some("Params"))
+            .map(|(_, t)| t.clone())
+            .expect("Params in WGSL");
+        let naga::TypeInner::Struct { members, span } = ty.inner else { panic!("not a struct") };
+        assert_eq!(span as usize, std::mem::size_of::<Params>());
+        let p = Params::default();
+        let base = &p as *const Params as usize;
+        let rust_offsets = [
+            &p.rows as *const u32 as usize,
+            &p.cols as *const u32 as usize,
+            &p.in_offset as *const u32 as usize,
+            &p.in_stride as *const u32 as usize,
+            &p.out_offset as *const u32 as usize,
+            &p.out_stride as *const u32 as usize,
+            &p.seg_len as *const u32 as usize,
+            &p.segs as *const u32 as usize,
+            &p.seg_base as *const u32 as usize,
+            &p.seg_total as *const u32 as usize,
+            &p.state_base as *const u32 as usize,
+            &p.row_base as *const u32 as usize,
+            &p.final_base as *const u32 as usize,
+        ];
+        for (i, off) in rust_offsets.iter().enumerate() {
+            assert_eq!(members[i].offset as usize, off - base, "member {:?}", members[i].name);
+        }
+        let state = module
+            .types
+            .iter()
+            .find(|(_, t)| t.name.as_deref() == Some("StoredState"))
+            .map(|(_, t)| t.inner.clone())
+            .expect("StoredState in WGSL");
+        let naga::TypeInner::Struct { span, .. } = state else { panic!("not a struct") };
+        assert_eq!(span as u64, STATE_BYTES);
+    }
+
+    #[test]
+    fn sentinel_matches_wgsl() {
+        let module = parse(&logsumexp_module());
+        let (_, c) = module
+            .constants
+            .iter()
+            .find(|(_, c)| c.name.as_deref() == Some("SENTINEL"))
+            .expect("SENTINEL in WGSL");
+        match module.global_expressions[c.init] {
+            naga::Expression::Literal(naga::Literal::U32(v)) => assert_eq!(v, SENTINEL_BITS),
+            ref other => panic!("SENTINEL is {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,303 @@
+//! The log-sum-exp family on whatever adapter `Gpu::new()` finds (run with WGPU_BACKEND=vulkan
+//! and WGPU_BACKEND=gl): the semantics table, the accuracy contract on every strategy, special
+//! values, determinism, the encoder-level API on a test-owned device, binding-size chunking,
+//! and errors.
+
+mod common;
+
+use common::*;
+use logdomain::{Error, Gpu, RowFn, RowOp, RowsLayout, SENTINEL_BITS, Strategy};
+use wgpu::util::DeviceExt;
+
+const NEG_INF: f32 = f32::NEG_INFINITY;
+const INF: f32 = f32::INFINITY;
+const NAN: f32 = f32::NAN;
+
+fn same(a: f32, b: f32) -> bool {
+    (a.is_nan() && b.is_nan() && a.to_bits() != SENTINEL_BITS) || a == b
+}
+
+fn assert_row(got: &[f32], want: &[f32], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}");
+    for (g, w) in got.iter().zip(want) {
+        assert!(same(*g, *w), "{what}: got {got:?}, want {want:?}");
+    }
+}
+
+/// The README's semantics table, entry by entry, on every strategy and through the blocking API.
+#[test]
+fn semantics_table() {
+    let gpu = gpu();
+    let ln2 = std::f32::consts::LN_2;
+    // (row, logsumexp, log_softmax, softmax); None where the value is checked with a tolerance.
+    let table: Vec<(Vec<f32>, f32, Vec<f32>, Vec<f32>)> = vec![
+        (vec![NEG_INF, NEG_INF], NEG_INF, vec![NAN, NAN], vec![NAN, NAN]),
+        (vec![0.0, NEG_INF], 0.0, vec![0.0, NEG_INF], vec![1.0, 0.0]),
+        (vec![NAN, 1.0, NEG_INF], NAN, vec![NAN, NAN, NAN], vec![NAN, NAN, NAN]),
+        (vec![1.0, NAN, INF], NAN, vec![NAN, NAN, NAN], vec![NAN, NAN, NAN]),
+        (vec![INF, 1.0, NEG_INF], INF, vec![NAN, NEG_INF, NEG_INF], vec![NAN, NAN, NAN]),
+        (vec![INF, INF], INF, vec![NAN, NAN], vec![NAN, NAN]),
+        (vec![1000.0, 1000.0], 1000.0 + ln2, vec![-ln2, -ln2], vec![0.5, 0.5]),
+        (vec![3e38, 3e38], 3e38, vec![-ln2, -ln2], vec![0.5, 0.5]),
+    ];
+    let mut strategies = strategies(gpu);
+    strategies.push(Strategy::Auto);
+    for (row, lse, lsm, sm) in &table {
+        let n = row.len();
+        for &s in &strategies {
+            let what = format!("{row:?} {s:?}");
+            assert_row(&run_op(gpu, RowFn::Logsumexp, row, 1, n, s), &[*lse], &what);
+            assert_row(&run_op(gpu, RowFn::LogSoftmax, row, 1, n, s), lsm, &what);
+            assert_row(&run_op(gpu, RowFn::Softmax, row, 1, n, s), sm, &what);
+        }
+        assert_row(&gpu.logsumexp(row, 1, n).unwrap(), &[*lse], "blocking");
+        assert_row(&gpu.log_softmax(row, 1, n).unwrap(), lsm, "blocking");
+        assert_row(&gpu.softmax(row, 1, n).unwrap(), sm, "blocking");
+    }
+    // [0, -40]: log1p precision, as SciPy >= 1.15 (PyTorch gives 0).
+    let tiny = 4.248_354_3e-18f32;
+    for &s in &strategies {
+        let lse = run_op(gpu, RowFn::Logsumexp, &[0.0, -40.0], 1, 2, s)[0];
+        assert!((lse - tiny).abs() <= 4.0 * tiny * f32::EPSILON, "{s:?}: {lse:e}");
+        let sm = run_op(gpu, RowFn::Softmax, &[0.0, -40.0], 1, 2, s);
+        assert_eq!(sm[0], 1.0);
+        assert!((sm[1] - tiny).abs() <= 4.0 * tiny * f32::EPSILON, "{s:?}: {sm:?}");
+        let lsm = run_op(gpu, RowFn::LogSoftmax, &[0.0, -40.0], 1, 2, s);
+        assert!((lsm[0] + tiny).abs() <= 4.0 * tiny * f32::EPSILON && lsm[1] == -40.0, "{s:?}: {lsm:?}");
+    }
+    // cols = 0: logsumexp of an empty row is -inf; softmax and log_softmax are empty.
+    for &s in &strategies {
+        assert_row(&run_op(gpu, RowFn::Logsumexp, &[], 3, 0, s), &[NEG_INF; 3], "cols = 0");
+    }
+    assert_row(&gpu.logsumexp(&[], 3, 0).unwrap(), &[NEG_INF; 3], "cols = 0 blocking");
+    assert!(gpu.softmax(&[], 3, 0).unwrap().is_empty());
+    assert!(gpu.log_softmax(&[], 3, 0).unwrap().is_empty());
+}
+
+/// The accuracy contract on every shape the issue names, every strategy, every function.
+#[test]
+fn accuracy_on_every_shape_and_strategy() {
+    let gpu = gpu();
+    let mut rng = Rng(7);
+    for (rows, cols) in [(1, 1), (3, 7), (1, (1 << 20) + 3), (70_000, 5), (2, 300_000), (1000, 1000)] {
+        let x = rng.vec(rows * cols, -100.0, 100.0);
+        for &s in &strategies(gpu) {
+            for func in FUNCS {
+                let what = format!("{rows}x{cols} {s:?} {func:?}");
+                match try_run_op(gpu, func, &x, rows, cols, s) {
+                    Err(Error::Limit(_)) if lane_limit_applies(gpu, s, cols) => {}
+                    Err(e) => panic!("{what}: {e}"),
+                    Ok(_) if lane_limit_applies(gpu, s, cols) => panic!("{what}: lane limit not enforced"),
+                    Ok(got) => check(func, &got, &x, rows, cols, &what),
+                }
+            }
+        }
+        check_lse(&gpu.logsumexp(&x, rows, cols).unwrap(), &x, rows, cols, "blocking");
+    }
+}
+
+/// Rows of widely different scales, -inf masks, all-masked rows, +inf, NaN, huge and tiny
+/// values, all in one batch; short rows and rows long enough for the workgroup kernels.
+#[test]
+fn special_values_and_mixed_scales_in_one_batch() {
+    let gpu = gpu();
+    let mut rng = Rng(11);
+    for cols in [37, 3000] {
+        let mut x = Vec::new();
+        let mut rows = 0;
+        let mut push = |row: Vec<f32>| {
+            assert_eq!(row.len(), cols);
+            x.extend(row);
+            rows += 1;
+        };
+        for scale in [1e-6f32, 1e-3, 1.0, 10.0, 100.0, 1e4, 1e30] {
+            push(rng.vec(cols, -scale, scale));
+        }
+        let mut masked = rng.vec(cols, -5.0, 5.0);
+        for (j, v) in masked.iter_mut().enumerate() {
+            if j % 3 != 1 {
+                *v = NEG_INF;
+            }
+        }
+        push(masked);
+        push(vec![NEG_INF; cols]);
+        let mut one_left = vec![NEG_INF; cols];
+        one_left[cols / 2] = -7.5;
+        push(one_left);
+        let mut with_inf = rng.vec(cols, -1.0, 1.0);
+        with_inf[cols - 1] = INF;
+        push(with_inf);
+        let mut with_nan = rng.vec(cols, -1.0, 1.0);
+        with_nan[0] = NAN;
+        push(with_nan);
+        let mut huge = rng.vec(cols, -3e38, 3e38);
+        huge[1] = 3e38;
+        huge[2] = -3e38;
+        push(huge);
+        push(vec![3e38; cols]);
+        let mut tiny = vec![-1e30; cols];
+        tiny[3] = 0.0;
+        push(tiny);
+        push(vec![-1e30; cols]);
+        let mut denormal = rng.vec(cols, -1e-40, 1e-40);
+        denormal[0] = f32::MIN_POSITIVE;
+        push(denormal);
+        for &s in &strategies(gpu) {
+            for func in FUNCS {
+                let got = run_op(gpu, func, &x, rows, cols, s);
+                check(func, &got, &x, rows, cols, &format!("mixed {cols} {s:?} {func:?}"));
+            }
+        }
+    }
+}
+
+/// Same input, same device: bit-identical output, run after run, for every strategy.
+#[test]
+fn results_are_bit_identical_across_runs() {
+    let gpu = gpu();
+    let mut rng = Rng(3);
+    let (rows, cols) = (64, 12_000);
+    let x = rng.vec(rows * cols, -30.0, 30.0);
+    for &s in &strategies(gpu) {
+        for func in [RowFn::Logsumexp, RowFn::LogSoftmax] {
+            let a = run_op(gpu, func, &x, rows, cols, s);
+            let b = run_op(gpu, func, &x, rows, cols, s);
+            let same = a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits());
+            assert!(same, "{s:?} {func:?} differs between runs");
+        }
+    }
+    let a = gpu.logsumexp(&x, rows, cols).unwrap();
+    let b = gpu.logsumexp(&x, rows, cols).unwrap();
+    assert_eq!(bytemuck::cast_slice::<f32, u32>(&a), bytemuck::cast_slice::<f32, u32>(&b));
+}
+
+/// The encoder-level API on a device the test created itself: offsets, an input row stride, a
+/// strided output, three ops recorded into one encoder, one submit. Entries between strided
+/// output rows keep their contents.
+#[test]
+fn encoder_level_ops_share_one_submit_on_a_caller_device() {
+    let (device, queue) = own_device(|_| {});
+    let gpu = Gpu::from_device(device.clone(), queue.clone());
+    let (rows, cols, in_stride, out_stride) = (300, 129, 133, 131);
+    let mut rng = Rng(5);
+    let dense = rng.vec(rows * cols, -20.0, 20.0);
+    // Input at byte offset 4 * 5 (not a binding alignment), rows padded to in_stride.
+    let in_off = 5usize;
+    let mut padded = vec![12345.0f32; in_off + rows * in_stride];
+    for r in 0..rows {
+        padded[in_off + r * in_stride..][..cols].copy_from_slice(&dense[r * cols..][..cols]);
+    }
+    let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
+    let input = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        label: None,
+        contents: bytemuck::cast_slice(&padded),
+        usage: wgpu::BufferUsages::STORAGE,
+    });
+    let marker = -777.0f32;
+    let out_off = 3usize;
+    let out_len = out_off + rows * out_stride;
+    let make_out = || {
+        device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: None,
+            contents: bytemuck::cast_slice(&vec![marker; out_len]),
+            usage,
+        })
+    };
+    let (lse_out, sm_out, lsm_out) = (make_out(), make_out(), make_out());
+    let layout = RowsLayout {
+        rows,
+        cols,
+        input_offset: (in_off * 4) as u64,
+        input_stride: in_stride,
+        output_offset: (out_off * 4) as u64,
+        output_stride: out_stride,
+    };
+    let mut encoder = device.create_command_encoder(&Default::default());
+    for (func, out) in [(RowFn::Logsumexp, &lse_out), (RowFn::Softmax, &sm_out), (RowFn::LogSoftmax, &lsm_out)] {
+        let op = RowOp::new(&gpu, func, layout, Strategy::Auto).unwrap();
+        op.record(&mut encoder, &input, out).unwrap();
+    }
+    queue.submit([encoder.finish()]);
+    let lse = gpu.read_f32(&lse_out, (out_len * 4) as u64).unwrap();
+    assert!(lse[..out_off].iter().chain(&lse[out_off + rows..]).all(|&v| v == marker));
+    check_lse(&lse[out_off..out_off + rows], &dense, rows, cols, "encoder lse");
+    for (func, out) in [(RowFn::Softmax, &sm_out), (RowFn::LogSoftmax, &lsm_out)] {
+        let all = gpu.read_f32(out, (out_len * 4) as u64).unwrap();
+        let mut got = Vec::with_capacity(rows * cols);
+        for r in 0..rows {
+            let row = &all[out_off + r * out_stride..][..out_stride];
+            got.extend_from_slice(&row[..cols]);
+            assert!(row[cols..].iter().all(|&v| v == marker), "{func:?}: gap between rows written");
+        }
+        assert!(all[..out_off].iter().all(|&v| v == marker));
+        check(func, &got, &dense, rows, cols, &format!("encoder {func:?}"));
+    }
+}
+
+/// A device whose storage bindings hold 64 KiB and whose grids are 256 workgroups wide: inputs
+/// are processed in windows of rows, a row larger than a binding is split across dispatches,
+/// and grids fold into two dimensions.
+#[test]
+fn small_binding_limits_split_rows_and_windows() {
+    let (device, queue) = own_device(|l| {
+        l.max_storage_buffer_binding_size = 64 * 1024;
+        l.max_compute_workgroups_per_dimension = 256;
+    });
+    let gpu = Gpu::from_device(device, queue);
+    let mut rng = Rng(9);
+    for (rows, cols) in [(3, 100_003), (2000, 100), (1000, 5)] {
+        let x = rng.vec(rows * cols, -50.0, 50.0);
+        for &s in &strategies(&gpu) {
+            for func in FUNCS {
+                let fits = cols * 4 + 256 <= 64 * 1024;
+                if !fits && !matches!(s, Strategy::Auto | Strategy::SplitRow) || lane_limit_applies(&gpu, s, cols) {
+                    let err = RowOp::new(&gpu, func, RowsLayout::contiguous(rows, cols), s).err();
+                    assert!(matches!(err, Some(Error::Limit(_))), "{s:?}: {err:?}");
+                    continue;
+                }
+                let got = run_op(&gpu, func, &x, rows, cols, s);
+                check(func, &got, &x, rows, cols, &format!("small limits {rows}x{cols} {s:?} {func:?}"));
+            }
+        }
+        check_log_softmax(&gpu.log_softmax(&x, rows, cols).unwrap(), &x, rows, cols, "small limits blocking");
+    }
+}
+
+#[test]
+fn bad_input_gives_clear_errors() {
+    let gpu = gpu();
+    let err = gpu.logsumexp(&[1.0, 2.0, 3.0], 2, 2).unwrap_err();
+    assert_eq!(err, Error::InputLength { what: "x", expected: 4, actual: 3 });
+    assert!(err.to_string().contains("rows × cols"));
+    assert!(matches!(gpu.softmax(&[1.0], usize::MAX, 2), Err(Error::Shape(_))));
+
+    let device = gpu.device();
+    let layout = RowsLayout::contiguous(4, 8);
+    let op = RowOp::new(gpu, RowFn::Softmax, layout, Strategy::Auto).unwrap();
+    let buf = |size, usage| device.create_buffer(&wgpu::BufferDescriptor { label: None, size, usage, mapped_at_creation: false });
+    let storage = wgpu::BufferUsages::STORAGE;
+    let input = buf(128, storage);
+    let mut enc = device.create_command_encoder(&Default::default());
+    let small = op.record(&mut enc, &input, &buf(64, storage)).unwrap_err();
+    assert!(small.to_string().contains("needs 128"), "{small}");
+    let usage = op.record(&mut enc, &input, &buf(128, wgpu::BufferUsages::COPY_DST)).unwrap_err();
+    assert!(usage.to_string().contains("STORAGE"), "{usage}");
+    let aliased = op.record(&mut enc, &input, &input).unwrap_err();
+    assert!(aliased.to_string().contains("different buffers"), "{aliased}");
+    let short_in = op.record(&mut enc, &buf(64, storage), &buf(128, storage)).unwrap_err();
+    assert!(short_in.to_string().contains("input"), "{short_in}");
+    // Nothing invalid was recorded: the encoder still finishes and submits cleanly.
+    gpu.queue().submit([enc.finish()]);
+
+    let misaligned = RowsLayout { input_offset: 2, ..layout };
+    assert!(matches!(RowOp::new(gpu, RowFn::Logsumexp, misaligned, Strategy::Auto), Err(Error::Buffer(_))));
+    let narrow = RowsLayout { input_stride: 7, ..layout };
+    assert!(matches!(RowOp::new(gpu, RowFn::Logsumexp, narrow, Strategy::Auto), Err(Error::Shape(_))));
+    let sub = RowOp::new(gpu, RowFn::Logsumexp, layout, Strategy::SubgroupPerRow);
+    assert_eq!(sub.is_ok(), gpu.has_subgroups(), "{:?}", sub.err());
+    if !gpu.has_subgroups() {
+        assert!(sub.err().unwrap().to_string().contains("SUBGROUP"));
+    }
+    let hint = Error::NoAdapter("none".into()).to_string();
+    assert!(hint.contains("mesa-vulkan-drivers") && hint.contains("llvmpipe"), "{hint}");
+}
