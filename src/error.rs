@@ -9,7 +9,11 @@ pub enum Error {
     /// The adapter refused to create a device.
     RequestDevice(String),
     /// A host slice does not have the length the shape implies.
-    InputLength { what: &'static str, expected: usize, actual: usize },
+    InputLength {
+        what: &'static str,
+        expected: usize,
+        actual: usize,
+    },
     /// `rows × cols` (or a stride, or an offset) overflows what can be addressed.
     Shape(String),
     /// A caller's buffer cannot be used: too small, a usage flag missing, misaligned, aliased.
@@ -30,9 +34,15 @@ WGPU_BACKEND=vulkan)";
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::NoAdapter(why) => write!(f, "no wgpu adapter found ({why}); {SOFTWARE_ADAPTER_HINT}"),
+            Error::NoAdapter(why) => {
+                write!(f, "no wgpu adapter found ({why}); {SOFTWARE_ADAPTER_HINT}")
+            }
             Error::RequestDevice(why) => write!(f, "the adapter refused to create a device: {why}"),
-            Error::InputLength { what, expected, actual } => write!(
+            Error::InputLength {
+                what,
+                expected,
+                actual,
+            } => write!(
                 f,
                 "{what} has {actual} elements but the shape needs {expected} (row-major rows × cols)"
             ),

@@ -28,7 +28,11 @@ pub struct GpuInfo {
 
 impl fmt::Display for GpuInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({:?}, {:?}", self.name, self.backend, self.device_type)?;
+        write!(
+            f,
+            "{} ({:?}, {:?}",
+            self.name, self.backend, self.device_type
+        )?;
         if !self.driver.is_empty() {
             write!(f, ", {}", self.driver)?;
         }
@@ -134,7 +138,10 @@ impl Gpu {
                 })
                 .await
                 .map_err(|e| {
-                    Error::NoAdapter(format!("{e}; WGPU_BACKEND={:?}", std::env::var("WGPU_BACKEND").ok()))
+                    Error::NoAdapter(format!(
+                        "{e}; WGPU_BACKEND={:?}",
+                        std::env::var("WGPU_BACKEND").ok()
+                    ))
                 })?,
         };
         let features = adapter.features() & OPTIONAL_FEATURES;
@@ -162,7 +169,9 @@ impl Gpu {
             name: adapter.name.clone(),
             backend: adapter.backend,
             device_type: adapter.device_type,
-            driver: format!("{} {}", adapter.driver, adapter.driver_info).trim().to_string(),
+            driver: format!("{} {}", adapter.driver, adapter.driver_info)
+                .trim()
+                .to_string(),
             features: features & OPTIONAL_FEATURES,
             subgroup_sizes: (adapter.subgroup_min_size, adapter.subgroup_max_size),
         };
@@ -260,24 +269,31 @@ impl Gpu {
                 } else {
                     shaders::logsumexp_module()
                 };
-                self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(if subgroup { "logsumexp_subgroup" } else { "logsumexp" }),
-                    source: wgpu::ShaderSource::Wgsl(source.into()),
-                })
+                self.device
+                    .create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some(if subgroup {
+                            "logsumexp_subgroup"
+                        } else {
+                            "logsumexp"
+                        }),
+                        source: wgpu::ShaderSource::Wgsl(source.into()),
+                    })
             })
             .clone();
         let constants = [("OP", f64::from(key.op)), ("WG", f64::from(key.wg))];
-        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(key.entry),
-            layout: Some(&self.pipeline_layout),
-            module: &module,
-            entry_point: Some(key.entry),
-            compilation_options: wgpu::PipelineCompilationOptions {
-                constants: &constants,
-                zero_initialize_workgroup_memory: false,
-            },
-            cache: None,
-        });
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(key.entry),
+                layout: Some(&self.pipeline_layout),
+                module: &module,
+                entry_point: Some(key.entry),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: &constants,
+                    zero_initialize_workgroup_memory: false,
+                },
+                cache: None,
+            });
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::Gpu(format!("building pipeline {}: {e}", key.entry)));
         }
@@ -300,14 +316,16 @@ impl Gpu {
         buffer: &wgpu::Buffer,
         bytes: u64,
     ) -> Result<Vec<f32>, Error> {
-        if bytes % 4 != 0 || bytes > buffer.size() {
+        if !bytes.is_multiple_of(4) || bytes > buffer.size() {
             return Err(Error::Buffer(format!(
                 "cannot read {bytes} bytes of f32 from a buffer of {} bytes",
                 buffer.size()
             )));
         }
         if !buffer.usage().contains(wgpu::BufferUsages::COPY_SRC) {
-            return Err(Error::Buffer("reading back needs BufferUsages::COPY_SRC".into()));
+            return Err(Error::Buffer(
+                "reading back needs BufferUsages::COPY_SRC".into(),
+            ));
         }
         if bytes == 0 {
             return Ok(Vec::new());
@@ -320,7 +338,10 @@ impl Gpu {
         )?;
         encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, bytes);
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let encoder = std::mem::replace(encoder, self.device.create_command_encoder(&Default::default()));
+        let encoder = std::mem::replace(
+            encoder,
+            self.device.create_command_encoder(&Default::default()),
+        );
         self.queue.submit([encoder.finish()]);
         let (tx, rx) = std::sync::mpsc::channel();
         staging.map_async(wgpu::MapMode::Read, ..bytes, move |r| {
@@ -362,7 +383,11 @@ impl Gpu {
                 "{label} needs {bytes} bytes; max_buffer_size is {max}"
             )));
         }
-        let size = bytes.max(256).checked_next_power_of_two().unwrap_or(bytes).min(max);
+        let size = bytes
+            .max(256)
+            .checked_next_power_of_two()
+            .unwrap_or(bytes)
+            .min(max);
         let b = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size,
@@ -389,12 +414,22 @@ impl Gpu {
         self.run_rows(RowFn::LogSoftmax, x, rows, cols)
     }
 
-    fn run_rows(&self, func: RowFn, x: &[f32], rows: usize, cols: usize) -> Result<Vec<f32>, Error> {
+    fn run_rows(
+        &self,
+        func: RowFn,
+        x: &[f32],
+        rows: usize,
+        cols: usize,
+    ) -> Result<Vec<f32>, Error> {
         let expected = rows
             .checked_mul(cols)
             .ok_or_else(|| Error::Shape(format!("{rows} × {cols} overflows usize")))?;
         if x.len() != expected {
-            return Err(Error::InputLength { what: "x", expected, actual: x.len() });
+            return Err(Error::InputLength {
+                what: "x",
+                expected,
+                actual: x.len(),
+            });
         }
         let out_len = func.output_len(rows, cols);
         if out_len == 0 {
@@ -404,7 +439,12 @@ impl Gpu {
         let op = match blocking.ops.get(&(func, rows, cols)) {
             Some(op) => op.clone(),
             None => {
-                let op = Arc::new(RowOp::new(self, func, RowsLayout::contiguous(rows, cols), Strategy::Auto)?);
+                let op = Arc::new(RowOp::new(
+                    self,
+                    func,
+                    RowsLayout::contiguous(rows, cols),
+                    Strategy::Auto,
+                )?);
                 if blocking.ops.len() >= 32 {
                     blocking.ops.clear();
                 }
@@ -430,9 +470,11 @@ impl Gpu {
         if in_bytes > 0 {
             self.queue.write_buffer(&input, 0, bytemuck::cast_slice(x));
         }
-        let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-            label: Some("logdomain blocking"),
-        });
+        let mut encoder = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("logdomain blocking"),
+            });
         // Reused buffers hold earlier results: the sentinel makes an unwritten entry visible.
         op.record_sentinel_fill(&mut encoder, &output)?;
         op.record(&mut encoder, &input, &output)?;

@@ -116,7 +116,9 @@ impl Caps {
         Caps {
             max_binding: l.max_storage_buffer_binding_size.min(l.max_buffer_size),
             storage_align: u64::from(l.min_storage_buffer_offset_alignment).max(4),
-            max_wg: l.max_compute_invocations_per_workgroup.min(l.max_compute_workgroup_size_x),
+            max_wg: l
+                .max_compute_invocations_per_workgroup
+                .min(l.max_compute_workgroup_size_x),
             subgroup: gpu.has_subgroups(),
             subgroup_min: gpu.info().subgroup_sizes.0.max(1),
             subgroup_max: gpu.info().subgroup_sizes.1.max(1),
@@ -179,14 +181,24 @@ fn u32_of(v: u64, what: &str) -> Result<u32, Error> {
 /// returns the window and the element offset of `first` inside it.
 fn window(first: u64, bytes: u64, align: u64) -> (Window, u32) {
     let start = first - first % align;
-    (Window { offset: start, size: first - start + bytes }, ((first - start) / 4) as u32)
+    (
+        Window {
+            offset: start,
+            size: first - start + bytes,
+        },
+        ((first - start) / 4) as u32,
+    )
 }
 
 /// Workgroup size and per-invocation stride of a one-pass strategy.
 fn geometry(strategy: Strategy, cols: u64, caps: &Caps) -> (&'static str, u32, u64) {
     match strategy {
         Strategy::ThreadPerRow => ("row_thread", pow2_at_most(64, caps.max_wg), 1),
-        Strategy::SubgroupPerRow => ("row_subgroup", pow2_at_most(64, caps.max_wg), u64::from(caps.subgroup_min)),
+        Strategy::SubgroupPerRow => (
+            "row_subgroup",
+            pow2_at_most(64, caps.max_wg),
+            u64::from(caps.subgroup_min),
+        ),
         _ => {
             let wg = pow2_at_most(if cols >= 2048 { 256 } else { 64 }, caps.max_wg);
             ("row_workgroup", wg, u64::from(wg))
@@ -222,36 +234,69 @@ fn pow2_at_most(want: u32, max: u32) -> u32 {
     wg
 }
 
-pub(crate) fn plan(func: RowFn, l: &RowsLayout, strategy: Strategy, caps: &Caps) -> Result<Plan, Error> {
+pub(crate) fn plan(
+    func: RowFn,
+    l: &RowsLayout,
+    strategy: Strategy,
+    caps: &Caps,
+) -> Result<Plan, Error> {
     let (rows, cols) = (l.rows as u64, l.cols as u64);
     let lse = func == RowFn::Logsumexp;
-    if l.input_offset % 4 != 0 || l.output_offset % 4 != 0 {
+    if !l.input_offset.is_multiple_of(4) || !l.output_offset.is_multiple_of(4) {
         return Err(Error::Buffer(format!(
             "offsets must be multiples of 4 bytes (input {}, output {})",
             l.input_offset, l.output_offset
         )));
     }
     if rows > 1 && l.input_stride < l.cols {
-        return Err(Error::Shape(format!("input_stride {} < cols {}", l.input_stride, l.cols)));
+        return Err(Error::Shape(format!(
+            "input_stride {} < cols {}",
+            l.input_stride, l.cols
+        )));
     }
     if !lse && rows > 1 && l.output_stride < l.cols {
-        return Err(Error::Shape(format!("output_stride {} < cols {}", l.output_stride, l.cols)));
+        return Err(Error::Shape(format!(
+            "output_stride {} < cols {}",
+            l.output_stride, l.cols
+        )));
     }
-    let (in_stride, out_stride) = (l.input_stride as u64, if lse { 1 } else { l.output_stride as u64 });
+    let (in_stride, out_stride) = (
+        l.input_stride as u64,
+        if lse { 1 } else { l.output_stride as u64 },
+    );
     let out_cols = if lse { 1 } else { cols };
     let span = |k: u64, stride: u64, c: u64| -> Result<u64, Error> {
-        if k == 0 || c == 0 { Ok(0) } else { Ok(mul(mul(k - 1, stride)? + c, 4)?) }
+        if k == 0 || c == 0 {
+            Ok(0)
+        } else {
+            Ok(mul(mul(k - 1, stride)? + c, 4)?)
+        }
     };
-    let input_end = l.input_offset.checked_add(span(rows, in_stride, cols)?).ok_or_else(|| shape_err("input"))?;
-    let output_end =
-        l.output_offset.checked_add(span(rows, out_stride, out_cols)?).ok_or_else(|| shape_err("output"))?;
-    let mut plan = Plan { strategy, passes: vec![], fills: vec![], state_count: 0, input_end, output_end };
+    let input_end = l
+        .input_offset
+        .checked_add(span(rows, in_stride, cols)?)
+        .ok_or_else(|| shape_err("input"))?;
+    let output_end = l
+        .output_offset
+        .checked_add(span(rows, out_stride, out_cols)?)
+        .ok_or_else(|| shape_err("output"))?;
+    let mut plan = Plan {
+        strategy,
+        passes: vec![],
+        fills: vec![],
+        state_count: 0,
+        input_end,
+        output_end,
+    };
     if rows == 0 || out_cols == 0 {
         return Ok(plan);
     }
     let slack = caps.storage_align - 4;
     if caps.max_binding <= slack + 64 {
-        return Err(Error::Limit(format!("max_storage_buffer_binding_size is {}", caps.max_binding)));
+        return Err(Error::Limit(format!(
+            "max_storage_buffer_binding_size is {}",
+            caps.max_binding
+        )));
     }
     let usable = caps.max_binding - slack;
     let strategy = match strategy {
@@ -282,7 +327,13 @@ pub(crate) fn plan(func: RowFn, l: &RowsLayout, strategy: Strategy, caps: &Caps)
         })
     };
     // Rows per window: the most rows whose input and output spans fit one binding.
-    let rows_per_window = |stride: u64, c: u64| if c == 0 { rows } else { (usable - c * 4) / (stride * 4).max(1) + 1 };
+    let rows_per_window = |stride: u64, c: u64| {
+        if c == 0 {
+            rows
+        } else {
+            (usable - c * 4) / (stride * 4).max(1) + 1
+        }
+    };
 
     if strategy != Strategy::SplitRow {
         if !fits_row {
@@ -313,11 +364,18 @@ pub(crate) fn plan(func: RowFn, l: &RowsLayout, strategy: Strategy, caps: &Caps)
             let (input, in_offset) = if cols == 0 {
                 (None, 0)
             } else {
-                let (w, o) = window(l.input_offset + r0 * in_stride * 4, span(k, in_stride, cols)?, caps.storage_align);
+                let (w, o) = window(
+                    l.input_offset + r0 * in_stride * 4,
+                    span(k, in_stride, cols)?,
+                    caps.storage_align,
+                );
                 (Some(w), o)
             };
-            let (output, out_offset) =
-                window(l.output_offset + r0 * out_stride * 4, span(k, out_stride, out_cols)?, caps.storage_align);
+            let (output, out_offset) = window(
+                l.output_offset + r0 * out_stride * 4,
+                span(k, out_stride, out_cols)?,
+                caps.storage_align,
+            );
             plan.passes.push(Pass {
                 entry,
                 wg,
@@ -344,8 +402,13 @@ pub(crate) fn plan(func: RowFn, l: &RowsLayout, strategy: Strategy, caps: &Caps)
     let wg = pow2_at_most(256, caps.max_wg);
     let target_items: u64 = if caps.cpu { 16 } else { 2048 };
     let min_seg = u64::from(wg) * 4;
-    let mut segs = target_items.div_ceil(rows).min(cols.div_ceil(min_seg)).max(1);
-    segs = segs.max((cols * 4).div_ceil(usable)).max(cols.div_ceil(LANE_MAX * u64::from(wg)));
+    let mut segs = target_items
+        .div_ceil(rows)
+        .min(cols.div_ceil(min_seg))
+        .max(1);
+    segs = segs
+        .max((cols * 4).div_ceil(usable))
+        .max(cols.div_ceil(LANE_MAX * u64::from(wg)));
     let seg_len = cols.div_ceil(segs).max(1);
     let segs = cols.div_ceil(seg_len).max(1);
     if segs > LANE_MAX {
@@ -399,8 +462,11 @@ pub(crate) fn plan(func: RowFn, l: &RowsLayout, strategy: Strategy, caps: &Caps)
     for &(r0, k, s0, ns) in &groups_geo {
         let col0 = s0 * seg_len;
         let width = ((s0 + ns) * seg_len).min(cols) - col0;
-        let (input, in_offset) =
-            window(l.input_offset + (r0 * in_stride + col0) * 4, span(k, in_stride, width)?, caps.storage_align);
+        let (input, in_offset) = window(
+            l.input_offset + (r0 * in_stride + col0) * 4,
+            span(k, in_stride, width)?,
+            caps.storage_align,
+        );
         let geo = Params {
             rows: k as u32,
             in_offset,
@@ -419,8 +485,11 @@ pub(crate) fn plan(func: RowFn, l: &RowsLayout, strategy: Strategy, caps: &Caps)
             output: None,
         });
         if !lse {
-            let (output, out_offset) =
-                window(l.output_offset + (r0 * out_stride + col0) * 4, span(k, out_stride, width)?, caps.storage_align);
+            let (output, out_offset) = window(
+                l.output_offset + (r0 * out_stride + col0) * 4,
+                span(k, out_stride, width)?,
+                caps.storage_align,
+            );
             applies.push(Pass {
                 entry: "split_apply",
                 wg,
@@ -509,11 +578,24 @@ pub struct RowOp {
 impl RowOp {
     /// Prepares `func` for `layout` on `gpu` with the given strategy (`Strategy::Auto` unless
     /// you are benchmarking or testing one).
-    pub fn new(gpu: &Gpu, func: RowFn, layout: RowsLayout, strategy: Strategy) -> Result<RowOp, Error> {
+    pub fn new(
+        gpu: &Gpu,
+        func: RowFn,
+        layout: RowsLayout,
+        strategy: Strategy,
+    ) -> Result<RowOp, Error> {
         let caps = Caps::of(gpu);
         let plan = plan(func, &layout, strategy, &caps)?;
-        let key = |p: &Pass| PipelineKey { entry: p.entry, op: func.op_code(), wg: p.wg };
-        let pipelines = plan.passes.iter().map(|p| gpu.pipeline(key(p))).collect::<Result<Vec<_>, _>>()?;
+        let key = |p: &Pass| PipelineKey {
+            entry: p.entry,
+            op: func.op_code(),
+            wg: p.wg,
+        };
+        let pipelines = plan
+            .passes
+            .iter()
+            .map(|p| gpu.pipeline(key(p)))
+            .collect::<Result<Vec<_>, _>>()?;
         let fill_pipeline = match plan.fills.first() {
             Some(p) => Some(gpu.pipeline(key(p))?),
             None => None,
@@ -527,13 +609,17 @@ impl RowOp {
             let mut bytes = vec![0u8; all.len() * param_stride as usize];
             for (i, p) in all.iter().enumerate() {
                 let at = i * param_stride as usize;
-                bytes[at..at + std::mem::size_of::<Params>()].copy_from_slice(bytemuck::bytes_of(&p.params));
+                bytes[at..at + std::mem::size_of::<Params>()]
+                    .copy_from_slice(bytemuck::bytes_of(&p.params));
             }
-            Some(gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("logdomain params"),
-                contents: &bytes,
-                usage: wgpu::BufferUsages::UNIFORM,
-            }))
+            Some(
+                gpu.device
+                    .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                        label: Some("logdomain params"),
+                        contents: &bytes,
+                        usage: wgpu::BufferUsages::UNIFORM,
+                    }),
+            )
         };
         let states = (plan.state_count > 0).then(|| {
             gpu.device.create_buffer(&wgpu::BufferDescriptor {
@@ -592,7 +678,9 @@ impl RowOp {
     fn check(&self, input: Option<&wgpu::Buffer>, output: &wgpu::Buffer) -> Result<(), Error> {
         let need = |b: &wgpu::Buffer, what: &str, end: u64| -> Result<(), Error> {
             if !b.usage().contains(wgpu::BufferUsages::STORAGE) {
-                return Err(Error::Buffer(format!("the {what} buffer needs BufferUsages::STORAGE")));
+                return Err(Error::Buffer(format!(
+                    "the {what} buffer needs BufferUsages::STORAGE"
+                )));
             }
             if b.size() < end {
                 return Err(Error::Buffer(format!(
@@ -607,13 +695,20 @@ impl RowOp {
                 need(input, "input", self.plan.input_end)?;
             }
             if input == output {
-                return Err(Error::Buffer("input and output must be different buffers".into()));
+                return Err(Error::Buffer(
+                    "input and output must be different buffers".into(),
+                ));
             }
         }
         need(output, "output", self.plan.output_end)
     }
 
-    fn binding<'a>(&'a self, slot: usize, buffer: &'a wgpu::Buffer, w: Option<Window>) -> wgpu::BindingResource<'a> {
+    fn binding<'a>(
+        &'a self,
+        slot: usize,
+        buffer: &'a wgpu::Buffer,
+        w: Option<Window>,
+    ) -> wgpu::BindingResource<'a> {
         match w {
             Some(w) => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                 buffer,
@@ -651,9 +746,18 @@ impl RowOp {
                                 size: wgpu::BufferSize::new(std::mem::size_of::<Params>() as u64),
                             }),
                         },
-                        wgpu::BindGroupEntry { binding: 1, resource: self.binding(0, input, p.input) },
-                        wgpu::BindGroupEntry { binding: 2, resource: self.binding(1, output, p.output) },
-                        wgpu::BindGroupEntry { binding: 3, resource: states },
+                        wgpu::BindGroupEntry {
+                            binding: 1,
+                            resource: self.binding(0, input, p.input),
+                        },
+                        wgpu::BindGroupEntry {
+                            binding: 2,
+                            resource: self.binding(1, output, p.output),
+                        },
+                        wgpu::BindGroupEntry {
+                            binding: 3,
+                            resource: states,
+                        },
                     ],
                 })
             })
@@ -680,8 +784,14 @@ impl RowOp {
         output: &wgpu::Buffer,
     ) -> Result<(), Error> {
         self.check(Some(input), output)?;
-        let passes: Vec<_> =
-            self.plan.passes.iter().zip(&self.pipelines).enumerate().map(|(i, (p, pl))| (i, p, pl)).collect();
+        let passes: Vec<_> = self
+            .plan
+            .passes
+            .iter()
+            .zip(&self.pipelines)
+            .enumerate()
+            .map(|(i, (p, pl))| (i, p, pl))
+            .collect();
         self.encode(encoder, &passes, input, output);
         Ok(())
     }
@@ -690,11 +800,23 @@ impl RowOp {
     /// [`crate::SENTINEL_BITS`] (a NaN payload no kernel produces), so a test (or a cautious
     /// caller) can see any entry a kernel failed to write. Entries between strided rows are
     /// left alone.
-    pub fn record_sentinel_fill(&self, encoder: &mut wgpu::CommandEncoder, output: &wgpu::Buffer) -> Result<(), Error> {
+    pub fn record_sentinel_fill(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        output: &wgpu::Buffer,
+    ) -> Result<(), Error> {
         self.check(None, output)?;
-        let Some(pipeline) = &self.fill_pipeline else { return Ok(()) };
+        let Some(pipeline) = &self.fill_pipeline else {
+            return Ok(());
+        };
         let first = self.plan.passes.len();
-        let passes: Vec<_> = self.plan.fills.iter().enumerate().map(|(i, p)| (first + i, p, pipeline)).collect();
+        let passes: Vec<_> = self
+            .plan
+            .fills
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (first + i, p, pipeline))
+            .collect();
         self.encode(encoder, &passes, &self.dummies[0], output);
         Ok(())
     }
@@ -703,7 +825,10 @@ impl RowOp {
 /// Splits a workgroup count into a 2-D grid (x ≤ max per dimension); kernels recover the linear
 /// index as x + y · num_workgroups.x and loop over anything beyond the cap.
 pub(crate) fn fold_groups(groups: u64, max_per_dim: u32) -> (u32, u32) {
-    let groups = groups.clamp(1, MAX_GROUPS.min(u64::from(max_per_dim) * u64::from(max_per_dim)));
+    let groups = groups.clamp(
+        1,
+        MAX_GROUPS.min(u64::from(max_per_dim) * u64::from(max_per_dim)),
+    );
     let x = groups.min(u64::from(max_per_dim));
     (x as u32, groups.div_ceil(x) as u32)
 }
@@ -713,7 +838,15 @@ mod tests {
     use super::*;
 
     fn caps(max_binding: u64, align: u64, subgroup: bool) -> Caps {
-        Caps { max_binding, storage_align: align, max_wg: 256, subgroup, subgroup_min: 8, subgroup_max: 8, cpu: true }
+        Caps {
+            max_binding,
+            storage_align: align,
+            max_wg: 256,
+            subgroup,
+            subgroup_min: 8,
+            subgroup_max: 8,
+            cpu: true,
+        }
     }
 
     /// Every element of every row is covered by exactly one window-bounded dispatch, and every
@@ -737,8 +870,17 @@ mod tests {
 
     #[test]
     fn rows_are_chunked_into_windows() {
-        let l = RowsLayout { input_offset: 20, input_stride: 300, ..RowsLayout::contiguous(1000, 250) };
-        let p = check_cover(RowFn::Softmax, l, Strategy::ThreadPerRow, caps(64 * 1024, 256, false));
+        let l = RowsLayout {
+            input_offset: 20,
+            input_stride: 300,
+            ..RowsLayout::contiguous(1000, 250)
+        };
+        let p = check_cover(
+            RowFn::Softmax,
+            l,
+            Strategy::ThreadPerRow,
+            caps(64 * 1024, 256, false),
+        );
         let rows: u32 = p.passes.iter().map(|x| x.params.rows).sum();
         assert_eq!(rows, 1000);
         assert!(p.passes.len() > 10);
@@ -747,11 +889,29 @@ mod tests {
     #[test]
     fn a_row_larger_than_a_binding_is_split_across_windows() {
         let l = RowsLayout::contiguous(3, 100_000);
-        let p = check_cover(RowFn::LogSoftmax, l, Strategy::Auto, caps(64 * 1024, 256, true));
+        let p = check_cover(
+            RowFn::LogSoftmax,
+            l,
+            Strategy::Auto,
+            caps(64 * 1024, 256, true),
+        );
         assert_eq!(p.strategy, Strategy::SplitRow);
-        let partial_items: u64 = p.passes.iter().filter(|x| x.entry == "split_partial").map(|x| x.groups).sum();
+        let partial_items: u64 = p
+            .passes
+            .iter()
+            .filter(|x| x.entry == "split_partial")
+            .map(|x| x.groups)
+            .sum();
         assert_eq!(partial_items, 3 * u64::from(p.passes[0].params.seg_total));
-        assert!(plan(RowFn::Logsumexp, &l, Strategy::WorkgroupPerRow, &caps(64 * 1024, 256, true)).is_err());
+        assert!(
+            plan(
+                RowFn::Logsumexp,
+                &l,
+                Strategy::WorkgroupPerRow,
+                &caps(64 * 1024, 256, true)
+            )
+            .is_err()
+        );
     }
 
     #[test]
@@ -765,7 +925,12 @@ mod tests {
     fn subgroup_strategy_needs_the_feature() {
         let l = RowsLayout::contiguous(4, 64);
         assert!(matches!(
-            plan(RowFn::Logsumexp, &l, Strategy::SubgroupPerRow, &caps(1 << 27, 256, false)),
+            plan(
+                RowFn::Logsumexp,
+                &l,
+                Strategy::SubgroupPerRow,
+                &caps(1 << 27, 256, false)
+            ),
             Err(Error::Unsupported(_))
         ));
     }

@@ -68,22 +68,36 @@ mod tests {
             .unwrap_or_else(|e| panic!("{}", e.emit_to_string(src)));
         for (op, wg) in [(0.0, 64.0), (1.0, 256.0), (2.0, 128.0)] {
             let constants: naga::back::PipelineConstants =
-                [("OP".to_string(), op), ("WG".to_string(), wg)].into_iter().collect();
+                [("OP".to_string(), op), ("WG".to_string(), wg)]
+                    .into_iter()
+                    .collect();
             let (module, info) =
                 naga::back::pipeline_constants::process_overrides(&module, &info, None, &constants)
                     .expect("overrides");
             let mut words = spv::write_vec(&module, &info, &spv::Options::default(), None);
             assert!(words.as_mut().is_ok(), "SPIR-V: {words:?}");
-            msl::write_string(&module, &info, &msl::Options::default(), &msl::PipelineOptions::default())
-                .expect("MSL");
+            msl::write_string(
+                &module,
+                &info,
+                &msl::Options::default(),
+                &msl::PipelineOptions::default(),
+            )
+            .expect("MSL");
             let mut hlsl_out = String::new();
-            hlsl::Writer::new(&mut hlsl_out, &hlsl::Options::default(), &hlsl::PipelineOptions::default())
-                .write(&module, &info, None)
-                .expect("HLSL");
+            hlsl::Writer::new(
+                &mut hlsl_out,
+                &hlsl::Options::default(),
+                &hlsl::PipelineOptions::default(),
+            )
+            .write(&module, &info, None)
+            .expect("HLSL");
             for ep in &module.entry_points {
                 let mut glsl_out = String::new();
                 let options = glsl::Options {
-                    version: glsl::Version::Embedded { version: 310, is_webgl: false },
+                    version: glsl::Version::Embedded {
+                        version: 310,
+                        is_webgl: false,
+                    },
                     ..Default::default()
                 };
                 let pipeline = glsl::PipelineOptions {
@@ -91,9 +105,16 @@ mod tests {
                     entry_point: ep.name.clone(),
                     multiview: None,
                 };
-                glsl::Writer::new(&mut glsl_out, &module, &info, &options, &pipeline, Default::default())
-                    .and_then(|mut w| w.write())
-                    .unwrap_or_else(|e| panic!("GLSL {}: {e}", ep.name));
+                glsl::Writer::new(
+                    &mut glsl_out,
+                    &module,
+                    &info,
+                    &options,
+                    &pipeline,
+                    Default::default(),
+                )
+                .and_then(|mut w| w.write())
+                .unwrap_or_else(|e| panic!("GLSL {}: {e}", ep.name));
             }
         }
     }
@@ -123,7 +144,9 @@ mod tests {
             .find(|(_, t)| t.name.as_deref() == Some("Params"))
             .map(|(_, t)| t.clone())
             .expect("Params in WGSL");
-        let naga::TypeInner::Struct { members, span } = ty.inner else { panic!("not a struct") };
+        let naga::TypeInner::Struct { members, span } = ty.inner else {
+            panic!("not a struct")
+        };
         assert_eq!(span as usize, std::mem::size_of::<Params>());
         let p = Params::default();
         let base = &p as *const Params as usize;
@@ -143,7 +166,12 @@ mod tests {
             &p.final_base as *const u32 as usize,
         ];
         for (i, off) in rust_offsets.iter().enumerate() {
-            assert_eq!(members[i].offset as usize, off - base, "member {:?}", members[i].name);
+            assert_eq!(
+                members[i].offset as usize,
+                off - base,
+                "member {:?}",
+                members[i].name
+            );
         }
         let state = module
             .types
@@ -151,7 +179,9 @@ mod tests {
             .find(|(_, t)| t.name.as_deref() == Some("StoredState"))
             .map(|(_, t)| t.inner.clone())
             .expect("StoredState in WGSL");
-        let naga::TypeInner::Struct { span, .. } = state else { panic!("not a struct") };
+        let naga::TypeInner::Struct { span, .. } = state else {
+            panic!("not a struct")
+        };
         assert_eq!(span as u64, STATE_BYTES);
     }
 

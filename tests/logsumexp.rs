@@ -24,20 +24,47 @@ fn assert_row(got: &[f32], want: &[f32], what: &str) {
     }
 }
 
+/// (row, logsumexp, log_softmax, softmax)
+type TableRow = (Vec<f32>, f32, Vec<f32>, Vec<f32>);
+
 /// The README's semantics table, entry by entry, on every strategy and through the blocking API.
 #[test]
 fn semantics_table() {
     let gpu = gpu();
     let ln2 = std::f32::consts::LN_2;
-    // (row, logsumexp, log_softmax, softmax); None where the value is checked with a tolerance.
-    let table: Vec<(Vec<f32>, f32, Vec<f32>, Vec<f32>)> = vec![
-        (vec![NEG_INF, NEG_INF], NEG_INF, vec![NAN, NAN], vec![NAN, NAN]),
+    let table: Vec<TableRow> = vec![
+        (
+            vec![NEG_INF, NEG_INF],
+            NEG_INF,
+            vec![NAN, NAN],
+            vec![NAN, NAN],
+        ),
         (vec![0.0, NEG_INF], 0.0, vec![0.0, NEG_INF], vec![1.0, 0.0]),
-        (vec![NAN, 1.0, NEG_INF], NAN, vec![NAN, NAN, NAN], vec![NAN, NAN, NAN]),
-        (vec![1.0, NAN, INF], NAN, vec![NAN, NAN, NAN], vec![NAN, NAN, NAN]),
-        (vec![INF, 1.0, NEG_INF], INF, vec![NAN, NEG_INF, NEG_INF], vec![NAN, NAN, NAN]),
+        (
+            vec![NAN, 1.0, NEG_INF],
+            NAN,
+            vec![NAN, NAN, NAN],
+            vec![NAN, NAN, NAN],
+        ),
+        (
+            vec![1.0, NAN, INF],
+            NAN,
+            vec![NAN, NAN, NAN],
+            vec![NAN, NAN, NAN],
+        ),
+        (
+            vec![INF, 1.0, NEG_INF],
+            INF,
+            vec![NAN, NEG_INF, NEG_INF],
+            vec![NAN, NAN, NAN],
+        ),
         (vec![INF, INF], INF, vec![NAN, NAN], vec![NAN, NAN]),
-        (vec![1000.0, 1000.0], 1000.0 + ln2, vec![-ln2, -ln2], vec![0.5, 0.5]),
+        (
+            vec![1000.0, 1000.0],
+            1000.0 + ln2,
+            vec![-ln2, -ln2],
+            vec![0.5, 0.5],
+        ),
         (vec![3e38, 3e38], 3e38, vec![-ln2, -ln2], vec![0.5, 0.5]),
     ];
     let mut strategies = strategies(gpu);
@@ -55,21 +82,38 @@ fn semantics_table() {
         assert_row(&gpu.softmax(row, 1, n).unwrap(), sm, "blocking");
     }
     // [0, -40]: log1p precision, as SciPy >= 1.15 (PyTorch gives 0).
-    let tiny = 4.248_354_3e-18f32;
+    let tiny = 4.248_354e-18_f32; // SciPy >= 1.15: 4.2483543e-18
     for &s in &strategies {
         let lse = run_op(gpu, RowFn::Logsumexp, &[0.0, -40.0], 1, 2, s)[0];
-        assert!((lse - tiny).abs() <= 4.0 * tiny * f32::EPSILON, "{s:?}: {lse:e}");
+        assert!(
+            (lse - tiny).abs() <= 4.0 * tiny * f32::EPSILON,
+            "{s:?}: {lse:e}"
+        );
         let sm = run_op(gpu, RowFn::Softmax, &[0.0, -40.0], 1, 2, s);
         assert_eq!(sm[0], 1.0);
-        assert!((sm[1] - tiny).abs() <= 4.0 * tiny * f32::EPSILON, "{s:?}: {sm:?}");
+        assert!(
+            (sm[1] - tiny).abs() <= 4.0 * tiny * f32::EPSILON,
+            "{s:?}: {sm:?}"
+        );
         let lsm = run_op(gpu, RowFn::LogSoftmax, &[0.0, -40.0], 1, 2, s);
-        assert!((lsm[0] + tiny).abs() <= 4.0 * tiny * f32::EPSILON && lsm[1] == -40.0, "{s:?}: {lsm:?}");
+        assert!(
+            (lsm[0] + tiny).abs() <= 4.0 * tiny * f32::EPSILON && lsm[1] == -40.0,
+            "{s:?}: {lsm:?}"
+        );
     }
     // cols = 0: logsumexp of an empty row is -inf; softmax and log_softmax are empty.
     for &s in &strategies {
-        assert_row(&run_op(gpu, RowFn::Logsumexp, &[], 3, 0, s), &[NEG_INF; 3], "cols = 0");
+        assert_row(
+            &run_op(gpu, RowFn::Logsumexp, &[], 3, 0, s),
+            &[NEG_INF; 3],
+            "cols = 0",
+        );
     }
-    assert_row(&gpu.logsumexp(&[], 3, 0).unwrap(), &[NEG_INF; 3], "cols = 0 blocking");
+    assert_row(
+        &gpu.logsumexp(&[], 3, 0).unwrap(),
+        &[NEG_INF; 3],
+        "cols = 0 blocking",
+    );
     assert!(gpu.softmax(&[], 3, 0).unwrap().is_empty());
     assert!(gpu.log_softmax(&[], 3, 0).unwrap().is_empty());
 }
@@ -79,7 +123,14 @@ fn semantics_table() {
 fn accuracy_on_every_shape_and_strategy() {
     let gpu = gpu();
     let mut rng = Rng(7);
-    for (rows, cols) in [(1, 1), (3, 7), (1, (1 << 20) + 3), (70_000, 5), (2, 300_000), (1000, 1000)] {
+    for (rows, cols) in [
+        (1, 1),
+        (3, 7),
+        (1, (1 << 20) + 3),
+        (70_000, 5),
+        (2, 300_000),
+        (1000, 1000),
+    ] {
         let x = rng.vec(rows * cols, -100.0, 100.0);
         for &s in &strategies(gpu) {
             for func in FUNCS {
@@ -87,12 +138,20 @@ fn accuracy_on_every_shape_and_strategy() {
                 match try_run_op(gpu, func, &x, rows, cols, s) {
                     Err(Error::Limit(_)) if lane_limit_applies(gpu, s, cols) => {}
                     Err(e) => panic!("{what}: {e}"),
-                    Ok(_) if lane_limit_applies(gpu, s, cols) => panic!("{what}: lane limit not enforced"),
+                    Ok(_) if lane_limit_applies(gpu, s, cols) => {
+                        panic!("{what}: lane limit not enforced")
+                    }
                     Ok(got) => check(func, &got, &x, rows, cols, &what),
                 }
             }
         }
-        check_lse(&gpu.logsumexp(&x, rows, cols).unwrap(), &x, rows, cols, "blocking");
+        check_lse(
+            &gpu.logsumexp(&x, rows, cols).unwrap(),
+            &x,
+            rows,
+            cols,
+            "blocking",
+        );
     }
 }
 
@@ -145,7 +204,14 @@ fn special_values_and_mixed_scales_in_one_batch() {
         for &s in &strategies(gpu) {
             for func in FUNCS {
                 let got = run_op(gpu, func, &x, rows, cols, s);
-                check(func, &got, &x, rows, cols, &format!("mixed {cols} {s:?} {func:?}"));
+                check(
+                    func,
+                    &got,
+                    &x,
+                    rows,
+                    cols,
+                    &format!("mixed {cols} {s:?} {func:?}"),
+                );
             }
         }
     }
@@ -168,7 +234,10 @@ fn results_are_bit_identical_across_runs() {
     }
     let a = gpu.logsumexp(&x, rows, cols).unwrap();
     let b = gpu.logsumexp(&x, rows, cols).unwrap();
-    assert_eq!(bytemuck::cast_slice::<f32, u32>(&a), bytemuck::cast_slice::<f32, u32>(&b));
+    assert_eq!(
+        bytemuck::cast_slice::<f32, u32>(&a),
+        bytemuck::cast_slice::<f32, u32>(&b)
+    );
 }
 
 /// The encoder-level API on a device the test created itself: offsets, an input row stride, a
@@ -213,21 +282,39 @@ fn encoder_level_ops_share_one_submit_on_a_caller_device() {
         output_stride: out_stride,
     };
     let mut encoder = device.create_command_encoder(&Default::default());
-    for (func, out) in [(RowFn::Logsumexp, &lse_out), (RowFn::Softmax, &sm_out), (RowFn::LogSoftmax, &lsm_out)] {
+    for (func, out) in [
+        (RowFn::Logsumexp, &lse_out),
+        (RowFn::Softmax, &sm_out),
+        (RowFn::LogSoftmax, &lsm_out),
+    ] {
         let op = RowOp::new(&gpu, func, layout, Strategy::Auto).unwrap();
         op.record(&mut encoder, &input, out).unwrap();
     }
     queue.submit([encoder.finish()]);
     let lse = gpu.read_f32(&lse_out, (out_len * 4) as u64).unwrap();
-    assert!(lse[..out_off].iter().chain(&lse[out_off + rows..]).all(|&v| v == marker));
-    check_lse(&lse[out_off..out_off + rows], &dense, rows, cols, "encoder lse");
+    assert!(
+        lse[..out_off]
+            .iter()
+            .chain(&lse[out_off + rows..])
+            .all(|&v| v == marker)
+    );
+    check_lse(
+        &lse[out_off..out_off + rows],
+        &dense,
+        rows,
+        cols,
+        "encoder lse",
+    );
     for (func, out) in [(RowFn::Softmax, &sm_out), (RowFn::LogSoftmax, &lsm_out)] {
         let all = gpu.read_f32(out, (out_len * 4) as u64).unwrap();
         let mut got = Vec::with_capacity(rows * cols);
         for r in 0..rows {
             let row = &all[out_off + r * out_stride..][..out_stride];
             got.extend_from_slice(&row[..cols]);
-            assert!(row[cols..].iter().all(|&v| v == marker), "{func:?}: gap between rows written");
+            assert!(
+                row[cols..].iter().all(|&v| v == marker),
+                "{func:?}: gap between rows written"
+            );
         }
         assert!(all[..out_off].iter().all(|&v| v == marker));
         check(func, &got, &dense, rows, cols, &format!("encoder {func:?}"));
@@ -250,16 +337,31 @@ fn small_binding_limits_split_rows_and_windows() {
         for &s in &strategies(&gpu) {
             for func in FUNCS {
                 let fits = cols * 4 + 256 <= 64 * 1024;
-                if !fits && !matches!(s, Strategy::Auto | Strategy::SplitRow) || lane_limit_applies(&gpu, s, cols) {
+                if !fits && !matches!(s, Strategy::Auto | Strategy::SplitRow)
+                    || lane_limit_applies(&gpu, s, cols)
+                {
                     let err = RowOp::new(&gpu, func, RowsLayout::contiguous(rows, cols), s).err();
                     assert!(matches!(err, Some(Error::Limit(_))), "{s:?}: {err:?}");
                     continue;
                 }
                 let got = run_op(&gpu, func, &x, rows, cols, s);
-                check(func, &got, &x, rows, cols, &format!("small limits {rows}x{cols} {s:?} {func:?}"));
+                check(
+                    func,
+                    &got,
+                    &x,
+                    rows,
+                    cols,
+                    &format!("small limits {rows}x{cols} {s:?} {func:?}"),
+                );
             }
         }
-        check_log_softmax(&gpu.log_softmax(&x, rows, cols).unwrap(), &x, rows, cols, "small limits blocking");
+        check_log_softmax(
+            &gpu.log_softmax(&x, rows, cols).unwrap(),
+            &x,
+            rows,
+            cols,
+            "small limits blocking",
+        );
     }
 }
 
@@ -267,37 +369,76 @@ fn small_binding_limits_split_rows_and_windows() {
 fn bad_input_gives_clear_errors() {
     let gpu = gpu();
     let err = gpu.logsumexp(&[1.0, 2.0, 3.0], 2, 2).unwrap_err();
-    assert_eq!(err, Error::InputLength { what: "x", expected: 4, actual: 3 });
+    assert_eq!(
+        err,
+        Error::InputLength {
+            what: "x",
+            expected: 4,
+            actual: 3
+        }
+    );
     assert!(err.to_string().contains("rows × cols"));
-    assert!(matches!(gpu.softmax(&[1.0], usize::MAX, 2), Err(Error::Shape(_))));
+    assert!(matches!(
+        gpu.softmax(&[1.0], usize::MAX, 2),
+        Err(Error::Shape(_))
+    ));
 
     let device = gpu.device();
     let layout = RowsLayout::contiguous(4, 8);
     let op = RowOp::new(gpu, RowFn::Softmax, layout, Strategy::Auto).unwrap();
-    let buf = |size, usage| device.create_buffer(&wgpu::BufferDescriptor { label: None, size, usage, mapped_at_creation: false });
+    let buf = |size, usage| {
+        device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size,
+            usage,
+            mapped_at_creation: false,
+        })
+    };
     let storage = wgpu::BufferUsages::STORAGE;
     let input = buf(128, storage);
     let mut enc = device.create_command_encoder(&Default::default());
     let small = op.record(&mut enc, &input, &buf(64, storage)).unwrap_err();
     assert!(small.to_string().contains("needs 128"), "{small}");
-    let usage = op.record(&mut enc, &input, &buf(128, wgpu::BufferUsages::COPY_DST)).unwrap_err();
+    let usage = op
+        .record(&mut enc, &input, &buf(128, wgpu::BufferUsages::COPY_DST))
+        .unwrap_err();
     assert!(usage.to_string().contains("STORAGE"), "{usage}");
     let aliased = op.record(&mut enc, &input, &input).unwrap_err();
-    assert!(aliased.to_string().contains("different buffers"), "{aliased}");
-    let short_in = op.record(&mut enc, &buf(64, storage), &buf(128, storage)).unwrap_err();
+    assert!(
+        aliased.to_string().contains("different buffers"),
+        "{aliased}"
+    );
+    let short_in = op
+        .record(&mut enc, &buf(64, storage), &buf(128, storage))
+        .unwrap_err();
     assert!(short_in.to_string().contains("input"), "{short_in}");
     // Nothing invalid was recorded: the encoder still finishes and submits cleanly.
     gpu.queue().submit([enc.finish()]);
 
-    let misaligned = RowsLayout { input_offset: 2, ..layout };
-    assert!(matches!(RowOp::new(gpu, RowFn::Logsumexp, misaligned, Strategy::Auto), Err(Error::Buffer(_))));
-    let narrow = RowsLayout { input_stride: 7, ..layout };
-    assert!(matches!(RowOp::new(gpu, RowFn::Logsumexp, narrow, Strategy::Auto), Err(Error::Shape(_))));
+    let misaligned = RowsLayout {
+        input_offset: 2,
+        ..layout
+    };
+    assert!(matches!(
+        RowOp::new(gpu, RowFn::Logsumexp, misaligned, Strategy::Auto),
+        Err(Error::Buffer(_))
+    ));
+    let narrow = RowsLayout {
+        input_stride: 7,
+        ..layout
+    };
+    assert!(matches!(
+        RowOp::new(gpu, RowFn::Logsumexp, narrow, Strategy::Auto),
+        Err(Error::Shape(_))
+    ));
     let sub = RowOp::new(gpu, RowFn::Logsumexp, layout, Strategy::SubgroupPerRow);
     assert_eq!(sub.is_ok(), gpu.has_subgroups(), "{:?}", sub.err());
     if !gpu.has_subgroups() {
         assert!(sub.err().unwrap().to_string().contains("SUBGROUP"));
     }
     let hint = Error::NoAdapter("none".into()).to_string();
-    assert!(hint.contains("mesa-vulkan-drivers") && hint.contains("llvmpipe"), "{hint}");
+    assert!(
+        hint.contains("mesa-vulkan-drivers") && hint.contains("llvmpipe"),
+        "{hint}"
+    );
 }

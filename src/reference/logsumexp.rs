@@ -93,28 +93,50 @@ pub struct LseState {
 
 /// The empty set: log-sum-exp −inf.
 pub fn lse_identity() -> LseState {
-    LseState { m: 0.0, s: 0.0, flags: 0 }
+    LseState {
+        m: 0.0,
+        s: 0.0,
+        flags: 0,
+    }
 }
 
 /// Adds one value.
 pub fn lse_push(st: LseState, x: f32) -> LseState {
     if x.is_nan() {
-        return LseState { flags: st.flags | FLAG_NAN, ..st };
+        return LseState {
+            flags: st.flags | FLAG_NAN,
+            ..st
+        };
     }
     if x.is_infinite() {
         if x > 0.0 {
-            return LseState { flags: st.flags | FLAG_POS_INF, ..st };
+            return LseState {
+                flags: st.flags | FLAG_POS_INF,
+                ..st
+            };
         }
         return st;
     }
     if st.flags & FLAG_NONEMPTY == 0 {
-        return LseState { m: x, s: 0.0, flags: st.flags | FLAG_NONEMPTY };
+        return LseState {
+            m: x,
+            s: 0.0,
+            flags: st.flags | FLAG_NONEMPTY,
+        };
     }
     let e = ld_exp_neg(-(x - st.m).abs());
     if x > st.m {
-        LseState { m: x, s: (st.s + 1.0) * e, flags: st.flags }
+        LseState {
+            m: x,
+            s: (st.s + 1.0) * e,
+            flags: st.flags,
+        }
     } else {
-        LseState { m: st.m, s: st.s + e, flags: st.flags }
+        LseState {
+            m: st.m,
+            s: st.s + e,
+            flags: st.flags,
+        }
     }
 }
 
@@ -128,11 +150,23 @@ pub fn lse_combine(a: LseState, b: LseState) -> LseState {
         return LseState { flags, ..a };
     }
     if a.m > b.m {
-        LseState { m: a.m, s: a.s + ld_exp_neg(b.m - a.m) * (1.0 + b.s), flags }
+        LseState {
+            m: a.m,
+            s: a.s + ld_exp_neg(b.m - a.m) * (1.0 + b.s),
+            flags,
+        }
     } else if b.m > a.m {
-        LseState { m: b.m, s: b.s + ld_exp_neg(a.m - b.m) * (1.0 + a.s), flags }
+        LseState {
+            m: b.m,
+            s: b.s + ld_exp_neg(a.m - b.m) * (1.0 + a.s),
+            flags,
+        }
     } else {
-        LseState { m: a.m, s: (a.s + b.s) + 1.0, flags }
+        LseState {
+            m: a.m,
+            s: (a.s + b.s) + 1.0,
+            flags,
+        }
     }
 }
 
@@ -154,7 +188,11 @@ pub fn log_softmax_entry(st: LseState, l1p: f32, x: f32) -> f32 {
     if st.flags & FLAG_NAN != 0 {
         f32::NAN
     } else if st.flags & FLAG_POS_INF != 0 {
-        if x == f32::INFINITY { f32::NAN } else { f32::NEG_INFINITY }
+        if x == f32::INFINITY {
+            f32::NAN
+        } else {
+            f32::NEG_INFINITY
+        }
     } else if st.flags & FLAG_NONEMPTY == 0 {
         f32::NAN
     } else if x == f32::NEG_INFINITY {
@@ -199,7 +237,10 @@ pub fn range_state(values: &[f32], first: usize, end: usize, step: usize) -> Lse
         stack.push(st);
         j0 += BLOCK * step;
     }
-    stack.iter().rev().fold(lse_identity(), |total, &st| lse_combine(st, total))
+    stack
+        .iter()
+        .rev()
+        .fold(lse_identity(), |total, &st| lse_combine(st, total))
 }
 
 /// The state of one row, as a one-invocation-per-row kernel computes it.
@@ -208,7 +249,11 @@ pub fn row_state(row: &[f32]) -> LseState {
 }
 
 fn check(len: usize, rows: usize, cols: usize) {
-    assert_eq!(Some(len), rows.checked_mul(cols), "reference: x.len() must be rows * cols");
+    assert_eq!(
+        Some(len),
+        rows.checked_mul(cols),
+        "reference: x.len() must be rows * cols"
+    );
 }
 
 /// Row-wise log-sum-exp of a row-major `rows × cols` matrix (one value per row).
@@ -220,7 +265,9 @@ pub fn logsumexp(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     if cols == 0 {
         return vec![f32::NEG_INFINITY; rows];
     }
-    x.chunks_exact(cols).map(|row| lse_result(row_state(row))).collect()
+    x.chunks_exact(cols)
+        .map(|row| lse_result(row_state(row)))
+        .collect()
 }
 
 /// Row-wise softmax (same shape as `x`).
@@ -297,7 +344,9 @@ mod tests {
         let a = row_state(&[1.0, 2.5, -3.0]);
         let b = row_state(&[2.5, 0.25]);
         // 200 blocks: the binary counter merges unevenly sized subtrees.
-        let long: Vec<f32> = (0..200 * BLOCK).map(|i| ((i * 7919) % 1000) as f32 * 0.01).collect();
+        let long: Vec<f32> = (0..200 * BLOCK)
+            .map(|i| ((i * 7919) % 1000) as f32 * 0.01)
+            .collect();
         let st = row_state(&long);
         let want: f64 = long.iter().map(|&v| f64::from(v).exp()).sum::<f64>().ln();
         assert!((f64::from(lse_result(st)) - want).abs() < 4.0 * f64::from(f32::EPSILON) * want);

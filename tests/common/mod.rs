@@ -60,23 +60,83 @@ pub fn truth(row: &[f32]) -> Truth {
     let x: Vec<f64> = row.iter().map(|&v| f64::from(v)).collect();
     let n = x.len();
     if x.iter().any(|v| v.is_nan()) {
-        return Truth { lse: f64::NAN, softmax: vec![f64::NAN; n], log_softmax: vec![f64::NAN; n], max: f64::NAN, shift_term: 0.0 };
+        return Truth {
+            lse: f64::NAN,
+            softmax: vec![f64::NAN; n],
+            log_softmax: vec![f64::NAN; n],
+            max: f64::NAN,
+            shift_term: 0.0,
+        };
     }
-    if x.iter().any(|&v| v == f64::INFINITY) {
-        let lsm = x.iter().map(|&v| if v == f64::INFINITY { f64::NAN } else { f64::NEG_INFINITY }).collect();
-        return Truth { lse: f64::INFINITY, softmax: vec![f64::NAN; n], log_softmax: lsm, max: f64::NAN, shift_term: 0.0 };
+    if x.contains(&f64::INFINITY) {
+        let lsm = x
+            .iter()
+            .map(|&v| {
+                if v == f64::INFINITY {
+                    f64::NAN
+                } else {
+                    f64::NEG_INFINITY
+                }
+            })
+            .collect();
+        return Truth {
+            lse: f64::INFINITY,
+            softmax: vec![f64::NAN; n],
+            log_softmax: lsm,
+            max: f64::NAN,
+            shift_term: 0.0,
+        };
     }
     let finite: Vec<usize> = (0..n).filter(|&j| x[j].is_finite()).collect();
     if finite.is_empty() {
-        return Truth { lse: f64::NEG_INFINITY, softmax: vec![f64::NAN; n], log_softmax: vec![f64::NAN; n], max: f64::NAN, shift_term: 0.0 };
+        return Truth {
+            lse: f64::NEG_INFINITY,
+            softmax: vec![f64::NAN; n],
+            log_softmax: vec![f64::NAN; n],
+            max: f64::NAN,
+            shift_term: 0.0,
+        };
     }
-    let (arg, max) = finite.iter().fold((finite[0], x[finite[0]]), |(a, m), &j| if x[j] > m { (j, x[j]) } else { (a, m) });
-    let s: f64 = finite.iter().filter(|&&j| j != arg).map(|&j| (x[j] - max).exp()).sum();
+    let (arg, max) = finite.iter().fold((finite[0], x[finite[0]]), |(a, m), &j| {
+        if x[j] > m { (j, x[j]) } else { (a, m) }
+    });
+    let s: f64 = finite
+        .iter()
+        .filter(|&&j| j != arg)
+        .map(|&j| (x[j] - max).exp())
+        .sum();
     let l1p = s.ln_1p();
-    let softmax: Vec<f64> = x.iter().map(|&v| if v == f64::NEG_INFINITY { 0.0 } else { (v - max).exp() / (1.0 + s) }).collect();
-    let log_softmax = x.iter().map(|&v| if v == f64::NEG_INFINITY { f64::NEG_INFINITY } else { (v - max) - l1p }).collect();
-    let shift_term = finite.iter().map(|&j| softmax[j] * (x[j] - max).abs()).sum();
-    Truth { lse: max + l1p, softmax, log_softmax, max, shift_term }
+    let softmax: Vec<f64> = x
+        .iter()
+        .map(|&v| {
+            if v == f64::NEG_INFINITY {
+                0.0
+            } else {
+                (v - max).exp() / (1.0 + s)
+            }
+        })
+        .collect();
+    let log_softmax = x
+        .iter()
+        .map(|&v| {
+            if v == f64::NEG_INFINITY {
+                f64::NEG_INFINITY
+            } else {
+                (v - max) - l1p
+            }
+        })
+        .collect();
+    let shift_term = finite
+        .iter()
+        .map(|&j| softmax[j] * (x[j] - max).abs())
+        .sum();
+    Truth {
+        lse: max + l1p,
+        softmax,
+        log_softmax,
+        max,
+        shift_term,
+    }
 }
 
 /// One f32 ulp at the magnitude of `v`.
@@ -99,7 +159,11 @@ fn close(got: f32, want: f64, bound: f64) -> bool {
 /// The contract for log-sum-exp: 8 ulp of the f64 result, or 4e-6 absolute where |lse| < 1,
 /// plus the shifted-exponential term u · Σ w_j |x_j − max| (at most u · 200 for |x| ≤ 100).
 pub fn lse_bound(t: &Truth) -> f64 {
-    let base = if t.lse.abs() < 1.0 { 4e-6f64.max(8.0 * ulp(t.lse)) } else { 8.0 * ulp(t.lse) };
+    let base = if t.lse.abs() < 1.0 {
+        4e-6f64.max(8.0 * ulp(t.lse))
+    } else {
+        8.0 * ulp(t.lse)
+    };
     base + U * t.shift_term
 }
 
@@ -109,7 +173,13 @@ pub fn check_lse(got: &[f32], x: &[f32], rows: usize, cols: usize, what: &str) {
         let row = &x[r * cols..(r + 1) * cols];
         let t = truth(row);
         let bound = lse_bound(&t);
-        assert!(close(got[r], t.lse, bound), "{what}: logsumexp row {r}: got {} (bits {:#x}), want {} ± {bound:e}", got[r], got[r].to_bits(), t.lse);
+        assert!(
+            close(got[r], t.lse, bound),
+            "{what}: logsumexp row {r}: got {} (bits {:#x}), want {} ± {bound:e}",
+            got[r],
+            got[r].to_bits(),
+            t.lse
+        );
     }
 }
 
@@ -123,7 +193,12 @@ pub fn check_log_softmax(got: &[f32], x: &[f32], rows: usize, cols: usize, what:
             let (g, w) = (got[r * cols + j], t.log_softmax[j]);
             // lse's bound plus u · (|x_j − max| + |out_j|).
             let bound = lb + U * ((f64::from(row[j]) - t.max).abs() + w.abs());
-            assert!(close(g, w, bound), "{what}: log_softmax [{r},{j}] x={}: got {g} (bits {:#x}), want {w} ± {bound:e}", row[j], g.to_bits());
+            assert!(
+                close(g, w, bound),
+                "{what}: log_softmax [{r},{j}] x={}: got {g} (bits {:#x}), want {w} ± {bound:e}",
+                row[j],
+                g.to_bits()
+            );
         }
     }
 }
@@ -140,9 +215,18 @@ pub fn check_softmax(got: &[f32], x: &[f32], rows: usize, cols: usize, what: &st
             // analysis for the rounding of the shifted arguments: u · |x_j − max| · p_j (the
             // rounding of x_j − max itself, which no f32 evaluation avoids) and u · Σ_i w_i |x_i − max|
             // (the same roundings inside the sum).
-            let shift_j = if p > 0.0 { (f64::from(row[j]) - t.max).abs() } else { 0.0 };
+            let shift_j = if p > 0.0 {
+                (f64::from(row[j]) - t.max).abs()
+            } else {
+                0.0
+            };
             let bound = (log2n + 18.0 + shift_j + t.shift_term) * U * p + 2f64.powi(-126);
-            assert!(close(g, p, bound), "{what}: softmax [{r},{j}] x={}: got {g} (bits {:#x}), want {p} ± {bound:e}", row[j], g.to_bits());
+            assert!(
+                close(g, p, bound),
+                "{what}: softmax [{r},{j}] x={}: got {g} (bits {:#x}), want {p} ± {bound:e}",
+                row[j],
+                g.to_bits()
+            );
         }
     }
 }
@@ -159,7 +243,12 @@ pub const FUNCS: [RowFn; 3] = [RowFn::Logsumexp, RowFn::Softmax, RowFn::LogSoftm
 
 /// Every strategy this adapter can run.
 pub fn strategies(gpu: &Gpu) -> Vec<Strategy> {
-    let mut s = vec![Strategy::Auto, Strategy::ThreadPerRow, Strategy::WorkgroupPerRow, Strategy::SplitRow];
+    let mut s = vec![
+        Strategy::Auto,
+        Strategy::ThreadPerRow,
+        Strategy::WorkgroupPerRow,
+        Strategy::SplitRow,
+    ];
     if gpu.has_subgroups() {
         s.push(Strategy::SubgroupPerRow);
     }
@@ -178,8 +267,16 @@ pub fn lane_limit_applies(gpu: &Gpu, strategy: Strategy, cols: usize) -> bool {
 
 /// Runs one op through the encoder-level API on a dense matrix, with the output first filled
 /// with the sentinel; returns the output.
-pub fn run_op(gpu: &Gpu, func: RowFn, x: &[f32], rows: usize, cols: usize, strategy: Strategy) -> Vec<f32> {
-    try_run_op(gpu, func, x, rows, cols, strategy).unwrap_or_else(|e| panic!("{func:?} {strategy:?}: {e}"))
+pub fn run_op(
+    gpu: &Gpu,
+    func: RowFn,
+    x: &[f32],
+    rows: usize,
+    cols: usize,
+    strategy: Strategy,
+) -> Vec<f32> {
+    try_run_op(gpu, func, x, rows, cols, strategy)
+        .unwrap_or_else(|e| panic!("{func:?} {strategy:?}: {e}"))
 }
 
 /// As `run_op`, but returns the error of `RowOp::new`.
@@ -196,7 +293,11 @@ pub fn try_run_op(
     let device = gpu.device();
     let input = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
         label: None,
-        contents: if x.is_empty() { &[0u8; 4] } else { bytemuck::cast_slice(x) },
+        contents: if x.is_empty() {
+            &[0u8; 4]
+        } else {
+            bytemuck::cast_slice(x)
+        },
         usage: wgpu::BufferUsages::STORAGE,
     });
     let out_bytes = (func.output_len(rows, cols) * 4) as u64;
@@ -216,9 +317,13 @@ pub fn try_run_op(
 /// A device the test creates itself (as a renderer would), on the adapter `WGPU_BACKEND`
 /// selects, with the adapter's limits adjusted by `adjust` and its subgroup feature if any.
 pub fn own_device(adjust: impl FnOnce(&mut wgpu::Limits)) -> (wgpu::Device, wgpu::Queue) {
-    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-    let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions::default()))
-        .unwrap_or_else(|e| panic!("no adapter ({e}): install mesa-vulkan-drivers or use WGPU_BACKEND=gl"));
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let adapter =
+        pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions::default()))
+            .unwrap_or_else(|e| {
+                panic!("no adapter ({e}): install mesa-vulkan-drivers or use WGPU_BACKEND=gl")
+            });
     let mut limits = adapter.limits();
     adjust(&mut limits);
     pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
