@@ -24,15 +24,17 @@ const SQRT_TWO_MINUS_ONE: f32 = 0.41421356237309503;
 const EXP_ARG_MIN: f32 = -104.0;
 
 // e^d for d <= 0 (d clamped to EXP_ARG_MIN): Cody-Waite reduction d = k ln2 + r, |r| <= ln2 / 2,
-// then a degree-7 Taylor polynomial (truncation < 1e-8 relative) and ldexp. About 1 ulp, for
-// every d, where the builtin `exp` is only bounded by 3 + 2|d| ulp.
+// then a degree-7 Taylor polynomial (truncation < 1e-8 relative) scaled by 2^k built from its
+// bits. About 1 ulp for every d whose result is normal; results below 2^-126 flush to 0. WGSL's
+// builtin `exp` is only bounded by 3 + 2|d| ulp.
 fn ld_exp_neg(d: f32) -> f32 {
     let x = max(d, EXP_ARG_MIN);
     let k = round(x * LOG2E);
     let r = (x - k * LN2_HI) - k * LN2_LO;
     let p = 1.0 + r * (1.0 + r * (0.5 + r * (0.16666667 + r * (0.041666668
         + r * (0.008333334 + r * (0.0013888889 + r * 0.0001984127))))));
-    return ldexp(p, i32(k));
+    // 2^k for k >= -126; the biased exponent clamps to 0 (the f32 zero) below that.
+    return p * bitcast<f32>(u32(max(i32(k) + 127, 0)) << 23u);
 }
 
 // 2 atanh(f) = ln((1 + f) / (1 - f)) for |f| <= 3 - 2 sqrt 2 (= 0.1716): odd series to f^11.
@@ -86,7 +88,8 @@ fn lse_identity() -> LseState {
     return LseState(0.0, 0.0, 0u);
 }
 
-// Adds one value, given as its f32 bit pattern.
+// Adds one value, given as its f32 bit pattern. Branch-free for finite values: both updates are
+// computed and selected, which is what SIMD hardware (and software adapters) would do anyway.
 fn lse_push(st: LseState, bits: u32) -> LseState {
     let mag = bits & F32_ABS_MASK;
     if (mag >= F32_POS_INF) {
@@ -99,14 +102,12 @@ fn lse_push(st: LseState, bits: u32) -> LseState {
         return st;
     }
     let x = bitcast<f32>(bits);
-    if ((st.flags & FLAG_NONEMPTY) == 0u) {
-        return LseState(x, 0.0, st.flags | FLAG_NONEMPTY);
-    }
-    let e = ld_exp_neg(-abs(x - st.m));
-    if (x > st.m) {
-        return LseState(x, (st.s + 1.0) * e, st.flags);
-    }
-    return LseState(st.m, st.s + e, st.flags);
+    let d = x - st.m;
+    let e = ld_exp_neg(-abs(d));
+    let first = (st.flags & FLAG_NONEMPTY) == 0u;
+    let up = d > 0.0;
+    let s = select(st.s + e, (st.s + 1.0) * e, up);
+    return LseState(select(st.m, x, up || first), select(s, 0.0, first), st.flags | FLAG_NONEMPTY);
 }
 
 fn lse_combine(a: LseState, b: LseState) -> LseState {

@@ -206,18 +206,28 @@ fn geometry(strategy: Strategy, cols: u64, caps: &Caps) -> (&'static str, u32, u
     }
 }
 
-fn auto_strategy(cols: u64, rows: u64, usable: u64, caps: &Caps) -> Strategy {
-    let rows_in_flight = if caps.cpu { 8 } else { 512 };
+/// The strategy `Strategy::Auto` picks. Measured with `examples/strategies.rs`: on software
+/// adapters loads, stores and workgroup barriers are the cost (llvmpipe walks the lanes of a
+/// non-uniform load one by one), so one invocation per row wins wherever a row fits in one
+/// invocation's budget, except for softmax / log_softmax writes of long rows, where a subgroup's
+/// adjacent lanes store faster. On GPUs adjacent lanes must read adjacent entries (coalescing).
+fn auto_strategy(func: RowFn, cols: u64, rows: u64, usable: u64, caps: &Caps) -> Strategy {
     let fits_lanes = |s: Strategy| cols.div_ceil(geometry(s, cols, caps).2) <= LANE_MAX;
+    let subgroup_ok = caps.subgroup && fits_lanes(Strategy::SubgroupPerRow);
+    let rows_in_flight = if caps.cpu { 8 } else { 512 };
     if cols * 4 > usable || (cols >= 8192 && rows < rows_in_flight) {
-        Strategy::SplitRow
+        return Strategy::SplitRow;
+    }
+    if caps.cpu {
+        let thread_ok = fits_lanes(Strategy::ThreadPerRow) && (rows >= 128 || cols <= 1024);
+        if thread_ok && (func == RowFn::Logsumexp || cols <= 1024 || !subgroup_ok) {
+            return Strategy::ThreadPerRow;
+        }
     } else if cols <= 16 {
-        Strategy::ThreadPerRow
-    } else if caps.subgroup && fits_lanes(Strategy::SubgroupPerRow) {
+        return Strategy::ThreadPerRow;
+    }
+    if subgroup_ok {
         Strategy::SubgroupPerRow
-    } else if caps.cpu && cols <= 512 {
-        // Software adapters pay dearly for workgroup barriers.
-        Strategy::ThreadPerRow
     } else if fits_lanes(Strategy::WorkgroupPerRow) {
         Strategy::WorkgroupPerRow
     } else {
@@ -300,7 +310,7 @@ pub(crate) fn plan(
     }
     let usable = caps.max_binding - slack;
     let strategy = match strategy {
-        Strategy::Auto => auto_strategy(cols, rows, usable, caps),
+        Strategy::Auto => auto_strategy(func, cols, rows, usable, caps),
         Strategy::SubgroupPerRow if !caps.subgroup => {
             return Err(Error::Unsupported(
                 "Strategy::SubgroupPerRow needs a device with Features::SUBGROUP".into(),

@@ -28,17 +28,9 @@ pub const FLAG_NAN: u32 = 2;
 /// A +inf was seen.
 pub const FLAG_POS_INF: u32 = 4;
 
-/// `x * 2^k` for the k that `ld_exp_neg` produces (-150 ..= 0), as WGSL's `ldexp`.
-fn ldexp(x: f32, k: i32) -> f32 {
-    if k >= -126 {
-        x * f32::from_bits(((k + 127) as u32) << 23)
-    } else {
-        x * f32::from_bits(1 << 23) * f32::from_bits(((k + 126 + 127).max(0) as u32) << 23)
-    }
-}
-
 /// `e^d` for `d <= 0`, as the kernels compute it (Cody-Waite reduction and a degree-7
-/// polynomial; about 1 ulp). Arguments below -104 give the same result as -104 (zero in f32).
+/// polynomial scaled by `2^k` built from its bits; about 1 ulp). Results below `2^-126` flush
+/// to zero.
 pub fn ld_exp_neg(d: f32) -> f32 {
     let x = d.max(EXP_ARG_MIN);
     let k = (x * LOG2E).round_ties_even();
@@ -49,7 +41,7 @@ pub fn ld_exp_neg(d: f32) -> f32 {
                 + r * (0.166_666_67
                     + r * (0.041_666_668
                         + r * (0.008_333_334 + r * (0.001_388_888_9 + r * 0.000_198_412_7))))));
-    ldexp(p, k as i32)
+    p * f32::from_bits(((k as i32 + 127).max(0) as u32) << 23)
 }
 
 /// `2 atanh(f)` for `|f| <= 0.1716`.

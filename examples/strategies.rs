@@ -1,0 +1,93 @@
+//! Resident-data wall-clock time of every strategy the adapter can run, for each function and
+//! bench shape: the measurements behind `Strategy::Auto`'s choices.
+//!
+//! `cargo run --release --example strategies [ROWSxCOLS ...]`
+
+use std::time::Instant;
+
+use logdomain::{Gpu, RowFn, RowOp, RowsLayout, Strategy};
+use wgpu::util::DeviceExt;
+
+fn main() -> Result<(), logdomain::Error> {
+    let gpu = Gpu::new()?;
+    println!("adapter: {}", gpu.info());
+    let mut shapes: Vec<(usize, usize)> = std::env::args()
+        .skip(1)
+        .filter_map(|a| {
+            a.split_once('x')
+                .and_then(|(r, c)| Some((r.parse().ok()?, c.parse().ok()?)))
+        })
+        .collect();
+    if shapes.is_empty() {
+        shapes = vec![(4096, 4096), (65_536, 256), (256, 65_536), (1_048_576, 16)];
+    }
+    let mut strategies = vec![
+        Strategy::ThreadPerRow,
+        Strategy::WorkgroupPerRow,
+        Strategy::SplitRow,
+    ];
+    if gpu.has_subgroups() {
+        strategies.insert(1, Strategy::SubgroupPerRow);
+    }
+    print!("{:<12} {:>14}", "function", "shape");
+    for s in &strategies {
+        print!(" {:>16}", format!("{s:?}"));
+    }
+    println!(" {:>16}", "Auto picks");
+    for &(rows, cols) in &shapes {
+        let x: Vec<f32> = (0..rows * cols)
+            .map(|i| ((i * 2_654_435_761) % 2001) as f32 * 0.01 - 10.0)
+            .collect();
+        let input = gpu
+            .device()
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: None,
+                contents: bytemuck::cast_slice(&x),
+                usage: wgpu::BufferUsages::STORAGE,
+            });
+        for func in [RowFn::Logsumexp, RowFn::LogSoftmax] {
+            print!(
+                "{:<12} {:>14}",
+                format!("{func:?}"),
+                format!("{rows}x{cols}")
+            );
+            for &s in &strategies {
+                let op = match RowOp::new(&gpu, func, RowsLayout::contiguous(rows, cols), s) {
+                    Ok(op) => op,
+                    Err(_) => {
+                        print!(" {:>16}", "n/a");
+                        continue;
+                    }
+                };
+                let output = gpu.device().create_buffer(&wgpu::BufferDescriptor {
+                    label: None,
+                    size: op.output_bytes_needed(),
+                    usage: wgpu::BufferUsages::STORAGE,
+                    mapped_at_creation: false,
+                });
+                let mut times = Vec::new();
+                for _ in 0..6 {
+                    let t = Instant::now();
+                    let mut encoder = gpu.device().create_command_encoder(&Default::default());
+                    op.record(&mut encoder, &input, &output)?;
+                    gpu.queue().submit([encoder.finish()]);
+                    gpu.device()
+                        .poll(wgpu::PollType::wait_indefinitely())
+                        .map_err(|e| logdomain::Error::Gpu(e.to_string()))?;
+                    times.push(t.elapsed().as_secs_f64() * 1e3);
+                }
+                times.remove(0);
+                times.sort_by(f64::total_cmp);
+                print!(" {:>13.2} ms", times[times.len() / 2]);
+            }
+            let auto = RowOp::new(
+                &gpu,
+                func,
+                RowsLayout::contiguous(rows, cols),
+                Strategy::Auto,
+            )?;
+            println!(" {:>16}", format!("{:?}", auto.strategy()));
+        }
+    }
+    Ok(())
+}
