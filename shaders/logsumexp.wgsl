@@ -9,7 +9,9 @@
 //   row_workgroup  one workgroup per row, fan-in-8 tree in workgroup memory (long rows);
 //   row_subgroup   one subgroup per row, no barrier at all (logsumexp_subgroup.wgsl);
 //   split_partial / split_combine / split_apply: a row split into segments whose partial states
-//                  are combined in a second pass (few rows, or a row longer than one binding).
+//                  are combined in a second pass (few rows, or a row longer than one binding);
+//                  split_partial_thread / split_apply_thread do a segment per invocation instead
+//                  of per workgroup (software adapters).
 // Inputs are read as u32 bit patterns and outputs written as bit patterns (see common.wgsl).
 
 override OP: u32 = 0u;
@@ -257,6 +259,45 @@ fn split_apply(
         let st = load_state(params.final_base + params.row_base + r);
         write_entries(st, params.in_offset + r * params.in_stride - col0,
             params.out_offset + r * params.out_stride - col0, start + lid, end, WG);
+    }
+}
+
+// Split rows on software adapters, where workgroup barriers are dear: one invocation per
+// (row, segment), no barrier. Same states and indices as split_partial / split_apply.
+@compute @workgroup_size(WG)
+fn split_partial_thread(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let total = nwg.x * nwg.y * WG;
+    let col0 = params.seg_base * params.seg_len;
+    for (var item = wg_linear(wid, nwg) * WG + lid; item < params.rows * params.segs; item += total) {
+        let r = item / params.segs;
+        let sl = item % params.segs;
+        let start = (params.seg_base + sl) * params.seg_len;
+        let end = min(start + params.seg_len, params.cols);
+        let st = range_state(params.in_offset + r * params.in_stride - col0, start, end, 1u);
+        store_state(params.state_base + r * params.seg_total + sl, st);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn split_apply_thread(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let total = nwg.x * nwg.y * WG;
+    let col0 = params.seg_base * params.seg_len;
+    for (var item = wg_linear(wid, nwg) * WG + lid; item < params.rows * params.segs; item += total) {
+        let r = item / params.segs;
+        let sl = item % params.segs;
+        let start = (params.seg_base + sl) * params.seg_len;
+        let end = min(start + params.seg_len, params.cols);
+        let st = load_state(params.final_base + params.row_base + r);
+        write_entries(st, params.in_offset + r * params.in_stride - col0,
+            params.out_offset + r * params.out_stride - col0, start, end, 1u);
     }
 }
 

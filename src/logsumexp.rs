@@ -59,9 +59,12 @@ pub enum Strategy {
     SubgroupPerRow,
     /// One workgroup per row, a fan-in-8 tree in workgroup memory: long rows.
     WorkgroupPerRow,
-    /// Rows split into segments whose partial states a second pass combines: few long rows, or a
-    /// row larger than one storage binding.
+    /// Rows split into segments, one per workgroup, whose partial states a second pass combines:
+    /// few long rows, or a row larger than one storage binding (GPUs).
     SplitRow,
+    /// As `SplitRow` with one segment per invocation and no workgroup barrier (software adapters,
+    /// where barriers are dear).
+    SplitRowThreads,
 }
 
 /// Where a batch of rows lives in the caller's buffers.
@@ -154,7 +157,8 @@ pub(crate) struct Plan {
     pub output_end: u64,
 }
 
-const WG_MAX: u32 = 256;
+/// The largest workgroup any kernel uses (`WG_MAX` in `shaders/logsumexp.wgsl`).
+pub(crate) const WG_MAX: u32 = 256;
 /// llvmpipe and lavapipe (Mesa's gallivm) end every loop of an invocation once the invocation
 /// has run 65,535 loop iterations in all, silently. So no invocation walks more than LANE_MAX
 /// entries (read, then written again by softmax / log_softmax), nor more than one grid-stride
@@ -215,13 +219,22 @@ fn auto_strategy(func: RowFn, cols: u64, rows: u64, usable: u64, caps: &Caps) ->
     let fits_lanes = |s: Strategy| cols.div_ceil(geometry(s, cols, caps).2) <= LANE_MAX;
     let subgroup_ok = caps.subgroup && fits_lanes(Strategy::SubgroupPerRow);
     let rows_in_flight = if caps.cpu { 8 } else { 512 };
+    let split = if caps.cpu {
+        Strategy::SplitRowThreads
+    } else {
+        Strategy::SplitRow
+    };
     if cols * 4 > usable || (cols >= 8192 && rows < rows_in_flight) {
-        return Strategy::SplitRow;
+        return split;
     }
     if caps.cpu {
         let thread_ok = fits_lanes(Strategy::ThreadPerRow) && (rows >= 128 || cols <= 1024);
         if thread_ok && (func == RowFn::Logsumexp || cols <= 1024 || !subgroup_ok) {
             return Strategy::ThreadPerRow;
+        }
+        // Rows too long for one invocation: barrier-free segments, unless subgroups can write.
+        if !fits_lanes(Strategy::ThreadPerRow) && (func == RowFn::Logsumexp || !subgroup_ok) {
+            return split;
         }
     } else if cols <= 16 {
         return Strategy::ThreadPerRow;
@@ -231,7 +244,7 @@ fn auto_strategy(func: RowFn, cols: u64, rows: u64, usable: u64, caps: &Caps) ->
     } else if fits_lanes(Strategy::WorkgroupPerRow) {
         Strategy::WorkgroupPerRow
     } else {
-        Strategy::SplitRow
+        split
     }
 }
 
@@ -279,7 +292,10 @@ pub(crate) fn plan(
         if k == 0 || c == 0 {
             Ok(0)
         } else {
-            Ok(mul(mul(k - 1, stride)? + c, 4)?)
+            let elems = mul(k - 1, stride)?
+                .checked_add(c)
+                .ok_or_else(|| shape_err("row span"))?;
+            mul(elems, 4)
         }
     };
     let input_end = l
@@ -345,10 +361,10 @@ pub(crate) fn plan(
         }
     };
 
-    if strategy != Strategy::SplitRow {
+    if !matches!(strategy, Strategy::SplitRow | Strategy::SplitRowThreads) {
         if !fits_row {
             return Err(Error::Limit(format!(
-                "one row of {cols} f32 is larger than a storage binding ({} bytes); use Strategy::SplitRow or Auto",
+                "one row of {cols} f32 is larger than a storage binding ({} bytes); use Strategy::Auto or a split strategy",
                 caps.max_binding
             )));
         }
@@ -409,16 +425,36 @@ pub(crate) fn plan(
     }
 
     // Split rows: segments of seg_len entries; partial states, combined per row, then applied.
-    let wg = pow2_at_most(256, caps.max_wg);
-    let target_items: u64 = if caps.cpu { 16 } else { 2048 };
-    let min_seg = u64::from(wg) * 4;
+    // On software adapters a segment is one invocation's (no barrier), elsewhere a workgroup's.
+    let per_thread = strategy == Strategy::SplitRowThreads;
+    let (partial, apply, wg) = if per_thread {
+        (
+            "split_partial_thread",
+            "split_apply_thread",
+            pow2_at_most(64, caps.max_wg),
+        )
+    } else {
+        (
+            "split_partial",
+            "split_apply",
+            pow2_at_most(256, caps.max_wg),
+        )
+    };
+    let lane_step = if per_thread { 1 } else { u64::from(wg) };
+    // Enough segments to keep the device busy, each at least `min_seg` long and no longer than one
+    // invocation's budget or one binding.
+    let (target_items, min_seg): (u64, u64) = if per_thread {
+        (256, 1024)
+    } else {
+        (2048, u64::from(wg) * 4)
+    };
     let mut segs = target_items
         .div_ceil(rows)
         .min(cols.div_ceil(min_seg))
         .max(1);
     segs = segs
         .max((cols * 4).div_ceil(usable))
-        .max(cols.div_ceil(LANE_MAX * u64::from(wg)));
+        .max(cols.div_ceil(LANE_MAX * lane_step));
     let seg_len = cols.div_ceil(segs).max(1);
     let segs = cols.div_ceil(seg_len).max(1);
     if segs > LANE_MAX {
@@ -437,7 +473,7 @@ pub(crate) fn plan(
     }
     // (first row, rows, first segment, segments) of each partial / apply dispatch.
     let mut groups_geo = Vec::new();
-    if fits_row && !(rows == 1 && cols * 4 > usable) {
+    if fits_row {
         let k_max = rows_per_window(in_stride, cols)
             .min(rows_per_window(out_stride, cols))
             .min(MAX_GROUPS / segs)
@@ -483,14 +519,19 @@ pub(crate) fn plan(
             segs: ns as u32,
             seg_base: s0 as u32,
             state_base: u32_of(r0 * segs + s0, "states")?,
-            row_base: r0 as u32,
+            row_base: u32_of(r0, "rows")?,
             ..common
         };
+        let groups = if per_thread {
+            (k * ns).div_ceil(u64::from(wg))
+        } else {
+            k * ns
+        };
         plan.passes.push(Pass {
-            entry: "split_partial",
+            entry: partial,
             wg,
             params: geo,
-            groups: k * ns,
+            groups,
             input: Some(input),
             output: None,
         });
@@ -501,10 +542,10 @@ pub(crate) fn plan(
                 caps.storage_align,
             );
             applies.push(Pass {
-                entry: "split_apply",
+                entry: apply,
                 wg,
                 params: Params { out_offset, ..geo },
-                groups: k * ns,
+                groups,
                 input: Some(input),
                 output: Some(output),
             });
@@ -529,7 +570,7 @@ pub(crate) fn plan(
                 rows: k as u32,
                 out_offset,
                 state_base: u32_of(r0 * segs, "states")?,
-                row_base: r0 as u32,
+                row_base: u32_of(r0, "rows")?,
                 ..common
             },
             groups: k.div_ceil(64),
@@ -905,14 +946,18 @@ mod tests {
             Strategy::Auto,
             caps(64 * 1024, 256, true),
         );
-        assert_eq!(p.strategy, Strategy::SplitRow);
-        let partial_items: u64 = p
-            .passes
-            .iter()
-            .filter(|x| x.entry == "split_partial")
-            .map(|x| x.groups)
-            .sum();
-        assert_eq!(partial_items, 3 * u64::from(p.passes[0].params.seg_total));
+        assert_eq!(p.strategy, Strategy::SplitRowThreads);
+        // Every (row, segment) is covered once, by windows of whole segments.
+        let segs = u64::from(p.passes[0].params.seg_total);
+        for entry in ["split_partial_thread", "split_apply_thread"] {
+            let items: u64 = p
+                .passes
+                .iter()
+                .filter(|x| x.entry == entry)
+                .map(|x| u64::from(x.params.rows * x.params.segs))
+                .sum();
+            assert_eq!(items, 3 * segs, "{entry}");
+        }
         assert!(
             plan(
                 RowFn::Logsumexp,

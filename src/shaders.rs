@@ -185,17 +185,46 @@ mod tests {
         assert_eq!(span as u64, STATE_BYTES);
     }
 
-    #[test]
-    fn sentinel_matches_wgsl() {
-        let module = parse(&logsumexp_module());
+    fn wgsl_u32_const(module: &naga::Module, name: &str) -> u32 {
         let (_, c) = module
             .constants
             .iter()
-            .find(|(_, c)| c.name.as_deref() == Some("SENTINEL"))
-            .expect("SENTINEL in WGSL");
+            .find(|(_, c)| c.name.as_deref() == Some(name))
+            .unwrap_or_else(|| panic!("{name} in WGSL"));
         match module.global_expressions[c.init] {
-            naga::Expression::Literal(naga::Literal::U32(v)) => assert_eq!(v, SENTINEL_BITS),
-            ref other => panic!("SENTINEL is {other:?}"),
+            naga::Expression::Literal(naga::Literal::U32(v)) => v,
+            ref other => panic!("{name} is {other:?}"),
+        }
+    }
+
+    #[test]
+    fn sentinel_matches_wgsl() {
+        let module = parse(&logsumexp_module());
+        assert_eq!(wgsl_u32_const(&module, "SENTINEL"), SENTINEL_BITS);
+    }
+
+    /// Workgroup memory and the largest workgroup the host asks for fit WebGPU's default limits
+    /// and wgpu's downlevel (GL) defaults.
+    #[test]
+    fn workgroup_resources_fit_default_limits() {
+        let module = parse(&logsumexp_subgroup_module());
+        let mut layouter = naga::proc::Layouter::default();
+        layouter.update(module.to_ctx()).expect("layout");
+        let bytes: u32 = module
+            .global_variables
+            .iter()
+            .filter(|(_, v)| v.space == naga::AddressSpace::WorkGroup)
+            .map(|(_, v)| layouter[v.ty].size)
+            .sum();
+        let wg_max = wgsl_u32_const(&module, "WG_MAX");
+        assert_eq!(wg_max, crate::logsumexp::WG_MAX);
+        for limits in [wgpu::Limits::default(), wgpu::Limits::downlevel_defaults()] {
+            assert!(
+                bytes <= limits.max_compute_workgroup_storage_size,
+                "{bytes} bytes"
+            );
+            assert!(wg_max <= limits.max_compute_invocations_per_workgroup);
+            assert!(wg_max <= limits.max_compute_workgroup_size_x);
         }
     }
 }
