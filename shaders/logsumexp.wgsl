@@ -311,7 +311,14 @@ fn fill_sentinel(
 ) {
     let total = nwg.x * nwg.y * WG;
     let n = params.rows * params.cols;
+    let dense = params.out_stride == params.cols;
     for (var i = wg_linear(wid, nwg) * WG + lid; i < n; i += total) {
-        output[params.out_offset + (i / params.cols) * params.out_stride + i % params.cols] = SENTINEL;
+        // Integer division is slow on some hardware (and scalarised on CPU adapters): only
+        // strided outputs pay for it.
+        var at = i;
+        if (!dense) {
+            at = (i / params.cols) * params.out_stride + i % params.cols;
+        }
+        output[params.out_offset + at] = SENTINEL;
     }
 }

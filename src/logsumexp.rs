@@ -347,7 +347,8 @@ pub(crate) fn plan(
                 out_stride: u32_of(out_stride, "output_stride")?,
                 ..Params::default()
             },
-            groups: (k * c).div_ceil(u64::from(FILL_WG)),
+            // 64 entries per invocation, grid-stride: adjacent lanes write adjacent entries.
+            groups: (k * c).div_ceil(u64::from(FILL_WG) * 64),
             input: None,
             output: Some(out),
         })
