@@ -71,6 +71,32 @@ fn store_state(i: u32, st: LseState) {
     states[i] = StoredState(st.m, st.s, st.flags);
 }
 
+// One (row, segment) work item of a split-row dispatch: the row within the dispatch, the segment
+// within the dispatch, and the segment's column range [start, end).
+struct Segment {
+    r: u32,
+    sl: u32,
+    start: u32,
+    end: u32,
+}
+
+fn segment(item: u32) -> Segment {
+    let r = item / params.segs;
+    let sl = item % params.segs;
+    let start = (params.seg_base + sl) * params.seg_len;
+    return Segment(r, sl, start, min(start + params.seg_len, params.cols));
+}
+
+// Element offsets (in the bound windows) of column 0 of dispatch row r: the windows of a split
+// dispatch start at column seg_base * seg_len.
+fn split_in_base(r: u32) -> u32 {
+    return params.in_offset + r * params.in_stride - params.seg_base * params.seg_len;
+}
+
+fn split_out_base(r: u32) -> u32 {
+    return params.out_offset + r * params.out_stride - params.seg_base * params.seg_len;
+}
+
 // Loops here never run more than 65,535 times: llvmpipe and lavapipe silently stop a loop there.
 // Long ranges are walked as an outer loop over blocks of BLOCK steps and an inner loop.
 const BLOCK: u32 = 64u;
@@ -202,17 +228,12 @@ fn split_partial(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let groups = nwg.x * nwg.y;
-    let col0 = params.seg_base * params.seg_len;
     for (var item = wg_linear(wid, nwg); item < params.rows * params.segs; item += groups) {
-        let r = item / params.segs;
-        let sl = item % params.segs;
-        let start = (params.seg_base + sl) * params.seg_len;
-        let end = min(start + params.seg_len, params.cols);
-        let base = params.in_offset + r * params.in_stride - col0;
-        var st = range_state(base, start + lid, end, WG);
+        let g = segment(item);
+        var st = range_state(split_in_base(g.r), g.start + lid, g.end, WG);
         st = workgroup_reduce(st, lid);
         if (lid == 0u) {
-            store_state(params.state_base + r * params.seg_total + sl, st);
+            store_state(params.state_base + g.r * params.seg_total + g.sl, st);
         }
     }
 }
@@ -250,15 +271,10 @@ fn split_apply(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let groups = nwg.x * nwg.y;
-    let col0 = params.seg_base * params.seg_len;
     for (var item = wg_linear(wid, nwg); item < params.rows * params.segs; item += groups) {
-        let r = item / params.segs;
-        let sl = item % params.segs;
-        let start = (params.seg_base + sl) * params.seg_len;
-        let end = min(start + params.seg_len, params.cols);
-        let st = load_state(params.final_base + params.row_base + r);
-        write_entries(st, params.in_offset + r * params.in_stride - col0,
-            params.out_offset + r * params.out_stride - col0, start + lid, end, WG);
+        let g = segment(item);
+        let st = load_state(params.final_base + params.row_base + g.r);
+        write_entries(st, split_in_base(g.r), split_out_base(g.r), g.start + lid, g.end, WG);
     }
 }
 
@@ -271,14 +287,10 @@ fn split_partial_thread(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let total = nwg.x * nwg.y * WG;
-    let col0 = params.seg_base * params.seg_len;
     for (var item = wg_linear(wid, nwg) * WG + lid; item < params.rows * params.segs; item += total) {
-        let r = item / params.segs;
-        let sl = item % params.segs;
-        let start = (params.seg_base + sl) * params.seg_len;
-        let end = min(start + params.seg_len, params.cols);
-        let st = range_state(params.in_offset + r * params.in_stride - col0, start, end, 1u);
-        store_state(params.state_base + r * params.seg_total + sl, st);
+        let g = segment(item);
+        let st = range_state(split_in_base(g.r), g.start, g.end, 1u);
+        store_state(params.state_base + g.r * params.seg_total + g.sl, st);
     }
 }
 
@@ -289,15 +301,10 @@ fn split_apply_thread(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let total = nwg.x * nwg.y * WG;
-    let col0 = params.seg_base * params.seg_len;
     for (var item = wg_linear(wid, nwg) * WG + lid; item < params.rows * params.segs; item += total) {
-        let r = item / params.segs;
-        let sl = item % params.segs;
-        let start = (params.seg_base + sl) * params.seg_len;
-        let end = min(start + params.seg_len, params.cols);
-        let st = load_state(params.final_base + params.row_base + r);
-        write_entries(st, params.in_offset + r * params.in_stride - col0,
-            params.out_offset + r * params.out_stride - col0, start, end, 1u);
+        let g = segment(item);
+        let st = load_state(params.final_base + params.row_base + g.r);
+        write_entries(st, split_in_base(g.r), split_out_base(g.r), g.start, g.end, 1u);
     }
 }
 

@@ -56,46 +56,37 @@ pub struct Truth {
     pub shift_term: f64,
 }
 
+/// A row whose special values decide everything: softmax all NaN, no finite max.
+fn special(lse: f64, log_softmax: Vec<f64>) -> Truth {
+    let n = log_softmax.len();
+    Truth {
+        lse,
+        softmax: vec![f64::NAN; n],
+        log_softmax,
+        max: f64::NAN,
+        shift_term: 0.0,
+    }
+}
+
 pub fn truth(row: &[f32]) -> Truth {
     let x: Vec<f64> = row.iter().map(|&v| f64::from(v)).collect();
     let n = x.len();
     if x.iter().any(|v| v.is_nan()) {
-        return Truth {
-            lse: f64::NAN,
-            softmax: vec![f64::NAN; n],
-            log_softmax: vec![f64::NAN; n],
-            max: f64::NAN,
-            shift_term: 0.0,
-        };
+        return special(f64::NAN, vec![f64::NAN; n]);
     }
     if x.contains(&f64::INFINITY) {
-        let lsm = x
-            .iter()
-            .map(|&v| {
-                if v == f64::INFINITY {
-                    f64::NAN
-                } else {
-                    f64::NEG_INFINITY
-                }
-            })
-            .collect();
-        return Truth {
-            lse: f64::INFINITY,
-            softmax: vec![f64::NAN; n],
-            log_softmax: lsm,
-            max: f64::NAN,
-            shift_term: 0.0,
-        };
+        let lsm = x.iter().map(|&v| {
+            if v == f64::INFINITY {
+                f64::NAN
+            } else {
+                f64::NEG_INFINITY
+            }
+        });
+        return special(f64::INFINITY, lsm.collect());
     }
     let finite: Vec<usize> = (0..n).filter(|&j| x[j].is_finite()).collect();
     if finite.is_empty() {
-        return Truth {
-            lse: f64::NEG_INFINITY,
-            softmax: vec![f64::NAN; n],
-            log_softmax: vec![f64::NAN; n],
-            max: f64::NAN,
-            shift_term: 0.0,
-        };
+        return special(f64::NEG_INFINITY, vec![f64::NAN; n]);
     }
     let (arg, max) = finite.iter().fold((finite[0], x[finite[0]]), |(a, m), &j| {
         if x[j] > m { (j, x[j]) } else { (a, m) }
