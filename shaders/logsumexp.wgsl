@@ -97,6 +97,15 @@ fn split_out_base(r: u32) -> u32 {
     return params.out_offset + r * params.out_stride - params.seg_base * params.seg_len;
 }
 
+// Where a segment's partial state, and a dispatch row's final state, live in `states`.
+fn partial_slot(g: Segment) -> u32 {
+    return params.state_base + g.r * params.seg_total + g.sl;
+}
+
+fn final_slot(r: u32) -> u32 {
+    return params.final_base + params.row_base + r;
+}
+
 // Loops here never run more than 65,535 times: llvmpipe and lavapipe silently stop a loop there.
 // Long ranges are walked as an outer loop over blocks of BLOCK steps and an inner loop.
 const BLOCK: u32 = 64u;
@@ -233,7 +242,7 @@ fn split_partial(
         var st = range_state(split_in_base(g.r), g.start + lid, g.end, WG);
         st = workgroup_reduce(st, lid);
         if (lid == 0u) {
-            store_state(params.state_base + g.r * params.seg_total + g.sl, st);
+            store_state(partial_slot(g), st);
         }
     }
 }
@@ -257,7 +266,7 @@ fn split_combine(
         if (OP == OP_LOGSUMEXP) {
             output[params.out_offset + row] = lse_result_bits(st);
         } else {
-            store_state(params.final_base + params.row_base + row, st);
+            store_state(final_slot(row), st);
         }
     }
 }
@@ -273,7 +282,7 @@ fn split_apply(
     let groups = nwg.x * nwg.y;
     for (var item = wg_linear(wid, nwg); item < params.rows * params.segs; item += groups) {
         let g = segment(item);
-        let st = load_state(params.final_base + params.row_base + g.r);
+        let st = load_state(final_slot(g.r));
         write_entries(st, split_in_base(g.r), split_out_base(g.r), g.start + lid, g.end, WG);
     }
 }
@@ -290,7 +299,7 @@ fn split_partial_thread(
     for (var item = wg_linear(wid, nwg) * WG + lid; item < params.rows * params.segs; item += total) {
         let g = segment(item);
         let st = range_state(split_in_base(g.r), g.start, g.end, 1u);
-        store_state(params.state_base + g.r * params.seg_total + g.sl, st);
+        store_state(partial_slot(g), st);
     }
 }
 
@@ -303,7 +312,7 @@ fn split_apply_thread(
     let total = nwg.x * nwg.y * WG;
     for (var item = wg_linear(wid, nwg) * WG + lid; item < params.rows * params.segs; item += total) {
         let g = segment(item);
-        let st = load_state(params.final_base + params.row_base + g.r);
+        let st = load_state(final_slot(g.r));
         write_entries(st, split_in_base(g.r), split_out_base(g.r), g.start, g.end, 1u);
     }
 }
