@@ -1,5 +1,6 @@
 //! Criterion benches of the log-sum-exp family at the shapes:
-//! GPU kernel with data resident (record, submit, wait: wall clock), GPU end to end through the
+//! the GPU kernel by timestamp queries (`gpu_kernel`, where the adapter has them), the GPU with
+//! data resident by wall clock (`gpu_resident`: record, submit, wait), GPU end to end through the
 //! blocking API (upload, run, read back), and the single-threaded CPU reference. Throughput is
 //! the bytes the op must move (input read plus output written).
 //!
@@ -76,6 +77,15 @@ fn bench(c: &mut Criterion) {
                     })
                 },
             );
+            if gpu.kernel_time(&op, &buffer, &out).unwrap().is_some() {
+                group.bench_function(BenchmarkId::new("gpu_kernel", &shape), |b| {
+                    b.iter_custom(|iters| {
+                        (0..iters)
+                            .map(|_| gpu.kernel_time(&op, &buffer, &out).unwrap().unwrap())
+                            .sum()
+                    })
+                });
+            }
             group.bench_function(BenchmarkId::new("gpu_end_to_end", &shape), |b| {
                 b.iter(|| match func {
                     RowFn::Logsumexp => gpu.logsumexp(&x, rows, cols).unwrap(),

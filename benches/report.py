@@ -4,8 +4,8 @@
     python3 benches/report.py bench-vulkan.log
 
 A run filtered to the GPU benches (`-- gpu_`) leaves the CPU column empty. Prints, per function
-and shape, the median (criterion's middle estimate) of the GPU kernel with
-data resident, the GPU end to end and the CPU reference, with the resident throughput.
+and shape, the median (criterion's middle estimate) of the GPU kernel by timestamps (with its
+throughput), the GPU with data resident by wall clock, the GPU end to end and the CPU reference.
 """
 import re
 import sys
@@ -39,13 +39,17 @@ def main():
             rows.setdefault(key, {})["resident"] = (v["ms"], v.get("gib"), kind.split("_", 2)[2])
         else:
             rows.setdefault(key, {})[kind] = v["ms"]
-    print("| function | shape | strategy | GPU resident | GB/s | GPU end to end | CPU reference |")
-    print("|---|---|---|---|---|---|---|")
+    print("| function | shape | strategy | GPU kernel (timestamps) | GB/s | GPU resident (wall) | GPU end to end | CPU reference |")
+    print("|---|---|---|---|---|---|---|---|")
     for (func, shape), r in sorted(rows.items(), key=lambda kv: (kv[0][0], kv[0][1])):
         ms, gib, strategy = r["resident"]
-        other = [f"{r[k]:.1f} ms" if k in r else "–" for k in ("gpu_end_to_end", "cpu_reference")]
-        digits = 1 if ms >= 10 else 3
-        print(f"| {func} | {shape} | {strategy} | {ms:.{digits}f} ms | {gib * 1.073741824:.2f} | "
+        fmt = lambda v: f"{v:.{1 if v >= 10 else 3}f} ms"
+        kernel, kernel_gbs = "–", "–"
+        if "gpu_kernel" in r:
+            kernel = fmt(r["gpu_kernel"])
+            kernel_gbs = f"{gib * ms / r['gpu_kernel'] * 1.073741824:.2f}"
+        other = [fmt(r[k]) if k in r else "–" for k in ("gpu_end_to_end", "cpu_reference")]
+        print(f"| {func} | {shape} | {strategy} | {kernel} | {kernel_gbs} | {fmt(ms)} | "
               f"{other[0]} | {other[1]} |")
 
 

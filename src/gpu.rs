@@ -72,6 +72,8 @@ struct Blocking {
     output: Option<wgpu::Buffer>,
     readback: Option<wgpu::Buffer>,
     ops: HashMap<(RowFn, usize, usize), Arc<RowOp>>,
+    /// Two timestamp queries and the buffer they resolve into, for `kernel_time`.
+    timestamps: Option<(wgpu::QuerySet, wgpu::Buffer)>,
 }
 
 /// A wgpu device with `logdomain`'s pipelines. Cheap to share by reference across threads.
@@ -301,24 +303,28 @@ impl Gpu {
         Ok(pipeline)
     }
 
-    /// Copies `bytes` bytes from the start of `buffer` (which needs `COPY_SRC`) to the host,
-    /// through a reused staging buffer, and waits. The one readback path of the crate.
+    /// Copies `bytes` bytes of f32 from the start of `buffer` (which needs `COPY_SRC`) to the
+    /// host, through a reused staging buffer, and waits.
     pub fn read_f32(&self, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<f32>, Error> {
         let mut blocking = lock(&self.blocking);
         let mut encoder = self.device.create_command_encoder(&Default::default());
         self.read_back(&mut blocking, &mut encoder, buffer, bytes)
     }
 
-    fn read_back(
+    /// The one readback path of the crate: submits `encoder` with a copy of the first `bytes`
+    /// bytes of `buffer` into the reused staging buffer, waits, and returns them as `T`s.
+    fn read_back<T: bytemuck::Pod>(
         &self,
         blocking: &mut Blocking,
         encoder: &mut wgpu::CommandEncoder,
         buffer: &wgpu::Buffer,
         bytes: u64,
-    ) -> Result<Vec<f32>, Error> {
-        if !bytes.is_multiple_of(4) || bytes > buffer.size() {
+    ) -> Result<Vec<T>, Error> {
+        let size = std::mem::size_of::<T>() as u64;
+        if !bytes.is_multiple_of(size.max(4)) || bytes > buffer.size() {
             return Err(Error::Buffer(format!(
-                "cannot read {bytes} bytes of f32 from a buffer of {} bytes",
+                "cannot read {bytes} bytes of {} from a buffer of {} bytes",
+                std::any::type_name::<T>(),
                 buffer.size()
             )));
         }
@@ -360,7 +366,7 @@ impl Gpu {
             let view = staging
                 .get_mapped_range(..bytes)
                 .map_err(|e| Error::Gpu(format!("mapped range: {e}")))?;
-            bytemuck::pod_collect_to_vec::<u8, f32>(&view)
+            bytemuck::pod_collect_to_vec::<u8, T>(&view)
         };
         staging.unmap();
         Ok(out)
@@ -396,6 +402,52 @@ impl Gpu {
         });
         *slot = Some(b.clone());
         Ok(b)
+    }
+
+    /// Runs a prepared op once on resident buffers and returns the GPU time of its compute pass,
+    /// from timestamp queries; `None` where the device lacks `Features::TIMESTAMP_QUERY` (GL),
+    /// in which case time the call on the host. Waits for the GPU.
+    pub fn kernel_time(
+        &self,
+        op: &RowOp,
+        input: &wgpu::Buffer,
+        output: &wgpu::Buffer,
+    ) -> Result<Option<std::time::Duration>, Error> {
+        if !self
+            .device
+            .features()
+            .contains(wgpu::Features::TIMESTAMP_QUERY)
+        {
+            return Ok(None);
+        }
+        if op.dispatches() == 0 {
+            return Ok(Some(std::time::Duration::ZERO));
+        }
+        let mut blocking = lock(&self.blocking);
+        let (queries, resolved) = blocking
+            .timestamps
+            .get_or_insert_with(|| {
+                let queries = self.device.create_query_set(&wgpu::QuerySetDescriptor {
+                    label: Some("logdomain timestamps"),
+                    ty: wgpu::QueryType::Timestamp,
+                    count: 2,
+                });
+                let resolved = self.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("logdomain timestamps"),
+                    size: 16,
+                    usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                    mapped_at_creation: false,
+                });
+                (queries, resolved)
+            })
+            .clone();
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        op.record_timed(&mut encoder, input, output, &queries, 0)?;
+        encoder.resolve_query_set(&queries, 0..2, &resolved, 0);
+        let ticks: Vec<u64> = self.read_back(&mut blocking, &mut encoder, &resolved, 16)?;
+        let ns =
+            ticks[1].saturating_sub(ticks[0]) as f64 * f64::from(self.queue.get_timestamp_period());
+        Ok(Some(std::time::Duration::from_nanos(ns.round() as u64)))
     }
 
     /// Row-wise log-sum-exp of a row-major `rows × cols` matrix: `rows` values.

@@ -777,6 +777,7 @@ impl RowOp {
         passes: &[(usize, &Pass, &wgpu::ComputePipeline)],
         input: &wgpu::Buffer,
         output: &wgpu::Buffer,
+        timestamps: Option<(&wgpu::QuerySet, u32)>,
     ) {
         let Some(params) = &self.params else { return };
         let groups: Vec<wgpu::BindGroup> = passes
@@ -816,7 +817,13 @@ impl RowOp {
             .collect();
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("logdomain"),
-            timestamp_writes: None,
+            timestamp_writes: timestamps.map(|(query_set, first)| {
+                wgpu::ComputePassTimestampWrites {
+                    query_set,
+                    beginning_of_pass_write_index: Some(first),
+                    end_of_pass_write_index: Some(first + 1),
+                }
+            }),
         });
         for ((_, p, pipeline), group) in passes.iter().zip(&groups) {
             let (x, y) = fold_groups(p.groups, self.max_groups_per_dim);
@@ -835,6 +842,46 @@ impl RowOp {
         input: &wgpu::Buffer,
         output: &wgpu::Buffer,
     ) -> Result<(), Error> {
+        self.record_inner(encoder, input, output, None)
+    }
+
+    /// As [`RowOp::record`], and writes the GPU time at the start and the end of the op's compute
+    /// pass into queries `first` and `first + 1` of `query_set` (a `QueryType::Timestamp` set,
+    /// which needs `Features::TIMESTAMP_QUERY`). An op with nothing to compute (no rows) writes
+    /// none.
+    pub fn record_timed(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        input: &wgpu::Buffer,
+        output: &wgpu::Buffer,
+        query_set: &wgpu::QuerySet,
+        first: u32,
+    ) -> Result<(), Error> {
+        if !matches!(query_set.ty(), wgpu::QueryType::Timestamp) {
+            return Err(Error::Buffer(
+                "record_timed needs a QueryType::Timestamp query set".into(),
+            ));
+        }
+        if first
+            .checked_add(2)
+            .is_none_or(|end| end > query_set.count())
+        {
+            return Err(Error::Buffer(format!(
+                "queries {first} and {} are past the query set's {}",
+                first.saturating_add(1),
+                query_set.count()
+            )));
+        }
+        self.record_inner(encoder, input, output, Some((query_set, first)))
+    }
+
+    fn record_inner(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        input: &wgpu::Buffer,
+        output: &wgpu::Buffer,
+        timestamps: Option<(&wgpu::QuerySet, u32)>,
+    ) -> Result<(), Error> {
         self.check(Some(input), output)?;
         let passes: Vec<_> = self
             .plan
@@ -844,7 +891,7 @@ impl RowOp {
             .enumerate()
             .map(|(i, (p, pl))| (i, p, pl))
             .collect();
-        self.encode(encoder, &passes, input, output);
+        self.encode(encoder, &passes, input, output, timestamps);
         Ok(())
     }
 
@@ -869,7 +916,7 @@ impl RowOp {
             .enumerate()
             .map(|(i, p)| (first + i, p, pipeline))
             .collect();
-        self.encode(encoder, &passes, &self.dummies[0], output);
+        self.encode(encoder, &passes, &self.dummies[0], output, None);
         Ok(())
     }
 }

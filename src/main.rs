@@ -62,8 +62,14 @@ fn run() -> Result<(), logdomain::Error> {
         usage: wgpu::BufferUsages::STORAGE,
     });
     println!(
-        "{:<12} {:>10} {:>14} {:>14} {:>14} {:>12}",
-        "op", "strategy", "GPU resident", "GPU end-to-end", "CPU reference", "max |Δ| vs CPU"
+        "{:<12} {:>10} {:>12} {:>14} {:>14} {:>14} {:>12}",
+        "op",
+        "strategy",
+        "GPU kernel",
+        "GPU resident",
+        "GPU end-to-end",
+        "CPU reference",
+        "max |Δ| vs CPU"
     );
     for func in [RowFn::Logsumexp, RowFn::LogSoftmax, RowFn::Softmax] {
         let op = RowOp::new(
@@ -90,6 +96,15 @@ fn run() -> Result<(), logdomain::Error> {
             },
             5,
         )?;
+        // GPU time from timestamp queries where the adapter has them: the median of 5 runs.
+        let mut kernel = Vec::new();
+        for _ in 0..5 {
+            kernel.extend(gpu.kernel_time(&op, &input, &output)?);
+        }
+        kernel.sort();
+        let kernel = kernel
+            .get(kernel.len() / 2)
+            .map_or("n/a".to_string(), |d| format!("{:.2} ms", ms(*d)));
         let blocking = |x: &[f32]| match func {
             RowFn::Logsumexp => gpu.logsumexp(x, rows, cols),
             RowFn::Softmax => gpu.softmax(x, rows, cols),
@@ -105,9 +120,10 @@ fn run() -> Result<(), logdomain::Error> {
         };
         let cpu_time = t.elapsed();
         println!(
-            "{:<12} {:>10} {:>11.1} ms {:>11.1} ms {:>11.1} ms {:>12.2e}",
+            "{:<12} {:>10} {:>12} {:>11.2} ms {:>11.1} ms {:>11.1} ms {:>12.2e}",
             format!("{func:?}"),
             format!("{:?}", op.strategy()).replace("PerRow", ""),
+            kernel,
             ms(resident),
             ms(end_to_end),
             ms(cpu_time),

@@ -442,3 +442,63 @@ fn bad_input_gives_clear_errors() {
         "{hint}"
     );
 }
+
+/// GPU timestamps around an op's compute pass, where the adapter has them (lavapipe does, GL
+/// does not); bad query indices are errors, not wgpu validation panics.
+#[test]
+fn kernel_time_from_timestamps() {
+    let gpu = gpu();
+    let (rows, cols) = (512, 1000);
+    let x = Rng(1).vec(rows * cols, -5.0, 5.0);
+    let device = gpu.device();
+    let input = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        label: None,
+        contents: bytemuck::cast_slice(&x),
+        usage: wgpu::BufferUsages::STORAGE,
+    });
+    let op = RowOp::new(
+        gpu,
+        RowFn::LogSoftmax,
+        RowsLayout::contiguous(rows, cols),
+        Strategy::Auto,
+    )
+    .unwrap();
+    let output = device.create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: op.output_bytes_needed(),
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: false,
+    });
+    let has = device.features().contains(wgpu::Features::TIMESTAMP_QUERY);
+    let t = gpu.kernel_time(&op, &input, &output).unwrap();
+    assert_eq!(t.is_some(), has, "{t:?}");
+    if let Some(t) = t {
+        assert!(
+            t > std::time::Duration::ZERO && t < std::time::Duration::from_secs(10),
+            "{t:?}"
+        );
+        // The timed recording computed the op as well.
+        let got = gpu.read_f32(&output, op.output_bytes_needed()).unwrap();
+        check_log_softmax(&got, &x, rows, cols, "timed");
+        let queries = device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: None,
+            ty: wgpu::QueryType::Timestamp,
+            count: 2,
+        });
+        let mut enc = device.create_command_encoder(&Default::default());
+        let err = op
+            .record_timed(&mut enc, &input, &output, &queries, 1)
+            .unwrap_err();
+        assert!(err.to_string().contains("past the query set"), "{err}");
+        let occlusion = device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: None,
+            ty: wgpu::QueryType::Occlusion,
+            count: 2,
+        });
+        assert!(
+            op.record_timed(&mut enc, &input, &output, &occlusion, 0)
+                .is_err()
+        );
+        gpu.queue().submit([enc.finish()]);
+    }
+}
