@@ -502,3 +502,21 @@ fn kernel_time_from_timestamps() {
         gpu.queue().submit([enc.finish()]);
     }
 }
+
+/// Blocking calls from several threads at once share one `Gpu` and each get their own answer.
+#[test]
+fn blocking_calls_from_several_threads() {
+    let gpu = gpu();
+    std::thread::scope(|scope| {
+        for t in 0..4u64 {
+            scope.spawn(move || {
+                let (rows, cols) = (50 + t as usize, 300 + 7 * t as usize);
+                let x = Rng(100 + t).vec(rows * cols, -30.0, 30.0);
+                for _ in 0..3 {
+                    let got = gpu.log_softmax(&x, rows, cols).unwrap();
+                    check_log_softmax(&got, &x, rows, cols, &format!("thread {t}"));
+                }
+            });
+        }
+    });
+}
