@@ -1,5 +1,6 @@
-//! Resident-data wall-clock time of every strategy the adapter can run, for each function and
-//! bench shape: the measurements behind `Strategy::Auto`'s choices.
+//! GPU time (timestamp queries where the adapter has them, else the wall clock of record, submit
+//! and wait) of every strategy the adapter can run, for each function and bench shape, with data
+//! resident: the measurements behind `Strategy::Auto`'s choices.
 //!
 //! `cargo run --release --example strategies [ROWSxCOLS ...]`
 
@@ -11,6 +12,18 @@ use wgpu::util::DeviceExt;
 fn main() -> Result<(), logdomain::Error> {
     let gpu = Gpu::new()?;
     println!("adapter: {}", gpu.info());
+    let timestamps = gpu
+        .device()
+        .features()
+        .contains(wgpu::Features::TIMESTAMP_QUERY);
+    println!(
+        "times: median of 5, {}",
+        if timestamps {
+            "GPU timestamp queries"
+        } else {
+            "wall clock (no timestamp queries)"
+        }
+    );
     let mut shapes: Vec<(usize, usize)> = std::env::args()
         .skip(1)
         .filter_map(|a| {
@@ -25,6 +38,7 @@ fn main() -> Result<(), logdomain::Error> {
         Strategy::ThreadPerRow,
         Strategy::WorkgroupPerRow,
         Strategy::SplitRow,
+        Strategy::SplitRowThreads,
     ];
     if gpu.has_subgroups() {
         strategies.insert(1, Strategy::SubgroupPerRow);
@@ -68,13 +82,8 @@ fn main() -> Result<(), logdomain::Error> {
                 let mut times = Vec::new();
                 for _ in 0..6 {
                     let t = Instant::now();
-                    let mut encoder = gpu.device().create_command_encoder(&Default::default());
-                    op.record(&mut encoder, &input, &output)?;
-                    gpu.queue().submit([encoder.finish()]);
-                    gpu.device()
-                        .poll(wgpu::PollType::wait_indefinitely())
-                        .map_err(|e| logdomain::Error::Gpu(e.to_string()))?;
-                    times.push(t.elapsed().as_secs_f64() * 1e3);
+                    let gpu_time = gpu.kernel_time(&op, &input, &output)?;
+                    times.push(gpu_time.unwrap_or_else(|| t.elapsed()).as_secs_f64() * 1e3);
                 }
                 times.remove(0);
                 times.sort_by(f64::total_cmp);
