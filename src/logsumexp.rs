@@ -1027,6 +1027,38 @@ mod tests {
         );
     }
 
+    /// `Auto` on a GPU follows the H200 measurements in the README; on a CPU adapter it avoids
+    /// barriers.
+    #[test]
+    fn auto_choices() {
+        let gpu = Caps {
+            cpu: false,
+            ..caps(1 << 30, 256, true)
+        };
+        let gl_gpu = Caps {
+            subgroup: false,
+            ..gpu
+        };
+        let cpu_gl = caps(1 << 27, 256, false);
+        let pick = |f, rows, cols, c: &Caps| {
+            plan(f, &RowsLayout::contiguous(rows, cols), Strategy::Auto, c)
+                .unwrap()
+                .strategy
+        };
+        use RowFn::*;
+        use Strategy::*;
+        assert_eq!(pick(Logsumexp, 65_536, 256, &gpu), ThreadPerRow);
+        assert_eq!(pick(LogSoftmax, 65_536, 256, &gpu), SubgroupPerRow);
+        assert_eq!(pick(LogSoftmax, 1 << 20, 16, &gpu), ThreadPerRow);
+        assert_eq!(pick(Softmax, 4096, 4096, &gpu), SubgroupPerRow);
+        assert_eq!(pick(Logsumexp, 1024, 16_384, &gpu), WorkgroupPerRow);
+        assert_eq!(pick(Logsumexp, 256, 65_536, &gpu), SplitRow);
+        assert_eq!(pick(LogSoftmax, 65_536, 256, &gl_gpu), WorkgroupPerRow);
+        assert_eq!(pick(Logsumexp, 4096, 4096, &cpu_gl), ThreadPerRow);
+        assert_eq!(pick(LogSoftmax, 256, 65_536, &cpu_gl), SplitRowThreads);
+        assert_eq!(pick(Logsumexp, 1, 1 << 20, &cpu_gl), SplitRowThreads);
+    }
+
     #[test]
     fn groups_fold_into_two_dimensions() {
         assert_eq!(fold_groups(70_000, 65_535), (65_535, 2));
