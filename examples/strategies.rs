@@ -34,15 +34,7 @@ fn main() -> Result<(), logdomain::Error> {
     if shapes.is_empty() {
         shapes = vec![(4096, 4096), (65_536, 256), (256, 65_536), (1_048_576, 16)];
     }
-    let mut strategies = vec![
-        Strategy::ThreadPerRow,
-        Strategy::WorkgroupPerRow,
-        Strategy::SplitRow,
-        Strategy::SplitRowThreads,
-    ];
-    if gpu.has_subgroups() {
-        strategies.insert(1, Strategy::SubgroupPerRow);
-    }
+    let strategies = gpu.strategies();
     print!("{:<12} {:>14}", "function", "shape");
     for s in &strategies {
         print!(" {:>16}", format!("{s:?}"));

@@ -255,6 +255,21 @@ impl Gpu {
         self.info.features.contains(wgpu::Features::SUBGROUP)
     }
 
+    /// Every explicit strategy this device can run (`Strategy::Auto` aside), for benchmarks and
+    /// tests that compare them.
+    pub fn strategies(&self) -> Vec<Strategy> {
+        let mut all = vec![Strategy::ThreadPerRow];
+        if self.has_subgroups() {
+            all.push(Strategy::SubgroupPerRow);
+        }
+        all.extend([
+            Strategy::WorkgroupPerRow,
+            Strategy::SplitRow,
+            Strategy::SplitRowThreads,
+        ]);
+        all
+    }
+
     /// The pipeline for an entry point and its override constants, built on first use and
     /// cached: later calls compile nothing.
     pub(crate) fn pipeline(&self, key: PipelineKey) -> Result<wgpu::ComputePipeline, Error> {

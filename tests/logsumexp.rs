@@ -67,8 +67,7 @@ fn semantics_table() {
         ),
         (vec![3e38, 3e38], 3e38, vec![-ln2, -ln2], vec![0.5, 0.5]),
     ];
-    let mut strategies = strategies(gpu);
-    strategies.push(Strategy::Auto);
+    let strategies = strategies(gpu);
     for (row, lse, lsm, sm) in &table {
         let n = row.len();
         for &s in &strategies {
@@ -337,7 +336,11 @@ fn small_binding_limits_split_rows_and_windows() {
         for &s in &strategies(&gpu) {
             for func in FUNCS {
                 let fits = cols * 4 + 256 <= 64 * 1024;
-                if !fits && !matches!(s, Strategy::Auto | Strategy::SplitRow)
+                if !fits
+                    && !matches!(
+                        s,
+                        Strategy::Auto | Strategy::SplitRow | Strategy::SplitRowThreads
+                    )
                     || lane_limit_applies(&gpu, s, cols)
                 {
                     let err = RowOp::new(&gpu, func, RowsLayout::contiguous(rows, cols), s).err();

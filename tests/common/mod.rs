@@ -232,17 +232,10 @@ pub fn check(func: RowFn, got: &[f32], x: &[f32], rows: usize, cols: usize, what
 
 pub const FUNCS: [RowFn; 3] = [RowFn::Logsumexp, RowFn::Softmax, RowFn::LogSoftmax];
 
-/// Every strategy this adapter can run.
+/// `Auto` and every explicit strategy this adapter can run.
 pub fn strategies(gpu: &Gpu) -> Vec<Strategy> {
-    let mut s = vec![
-        Strategy::Auto,
-        Strategy::ThreadPerRow,
-        Strategy::WorkgroupPerRow,
-        Strategy::SplitRow,
-    ];
-    if gpu.has_subgroups() {
-        s.push(Strategy::SubgroupPerRow);
-    }
+    let mut s = vec![Strategy::Auto];
+    s.extend(gpu.strategies());
     s
 }
 
