@@ -2,7 +2,8 @@
 // Needs common.wgsl before it. Mirror: src/reference/logsumexp.rs. Host: src/logsumexp.rs.
 //
 // Every entry point is specialised by two override constants:
-//   OP  0 = logsumexp (one value per row), 1 = softmax, 2 = log_softmax (one value per entry);
+//   OP  0 = logsumexp (one value per row), 1 = softmax, 2 = log_softmax (one value per entry),
+//       3 = logsumexp parts (m, log1p(s)) (two values per row);
 //   WG  the workgroup size (a power of two, at most WG_MAX).
 // Strategies, chosen by the host from the shape and the adapter:
 //   row_thread     one invocation per row (short rows);
@@ -19,6 +20,8 @@ override WG: u32 = 64u;
 const WG_MAX: u32 = 256u;
 const OP_LOGSUMEXP: u32 = 0u;
 const OP_SOFTMAX: u32 = 1u;
+// Two values per row, (m, log1p(s)): `RowFn::LogsumexpParts`.
+const OP_LSE_PARTS: u32 = 3u;
 
 // Mirrors `shaders::Params` (src/shaders.rs); offsets and strides count f32 elements inside the
 // bound windows.
@@ -158,12 +161,29 @@ fn write_entries(st: LseState, in_base: u32, out_base: u32, first: u32, end: u32
     }
 }
 
+// Writes a reduced row's value(s) at output row `row`: its logsumexp, or its parts.
+fn write_reduced(st: LseState, row: u32) {
+    if (OP == OP_LSE_PARTS) {
+        let at = params.out_offset + 2u * row;
+        let bits = lse_result_bits(st);
+        if ((st.flags & (FLAG_NAN | FLAG_POS_INF)) != 0u || (st.flags & FLAG_NONEMPTY) == 0u) {
+            output[at] = bits;
+            output[at + 1u] = 0u;
+        } else {
+            output[at] = bitcast<u32>(st.m);
+            output[at + 1u] = bitcast<u32>(ld_log1p(st.s));
+        }
+        return;
+    }
+    output[params.out_offset + row] = lse_result_bits(st);
+}
+
 // Writes a whole row's output: its logsumexp (by the invocation with first == 0), or its
 // softmax / log_softmax entries (every step-th from first).
 fn write_row(st: LseState, row: u32, first: u32, step: u32) {
-    if (OP == OP_LOGSUMEXP) {
+    if (OP == OP_LOGSUMEXP || OP == OP_LSE_PARTS) {
         if (first == 0u) {
-            output[params.out_offset + row] = lse_result_bits(st);
+            write_reduced(st, row);
         }
         return;
     }
@@ -263,8 +283,8 @@ fn split_combine(
         for (var k = 1u; k < params.seg_total; k++) {
             st = lse_combine(st, load_state(first + k));
         }
-        if (OP == OP_LOGSUMEXP) {
-            output[params.out_offset + row] = lse_result_bits(st);
+        if (OP == OP_LOGSUMEXP || OP == OP_LSE_PARTS) {
+            write_reduced(st, row);
         } else {
             store_state(final_slot(row), st);
         }

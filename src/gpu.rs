@@ -58,11 +58,45 @@ pub const OPTIONAL_FEATURES: wgpu::Features = wgpu::Features::SUBGROUP
     .union(wgpu::Features::SHADER_F16)
     .union(wgpu::Features::TIMESTAMP_QUERY);
 
+/// Which WGSL module (and bind-group layout) a pipeline comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Family {
+    /// `common + logsumexp` (the `rows` layout).
+    Logsumexp,
+    /// `common + logsumexp + logsumexp_subgroup`.
+    LogsumexpSubgroup,
+    /// `common + likelihood + gmm` (the `likelihood` layout).
+    Likelihood,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct PipelineKey {
+    pub family: Family,
     pub entry: &'static str,
+    /// The `OP` override.
     pub op: u32,
+    /// The `WG` override.
     pub wg: u32,
+    /// The `REDUCE` override (likelihood family only).
+    pub reduce: u32,
+}
+
+impl PipelineKey {
+    /// A key of the log-sum-exp family.
+    pub fn rows(entry: &'static str, op: u32, wg: u32) -> PipelineKey {
+        let family = if entry == "row_subgroup" {
+            Family::LogsumexpSubgroup
+        } else {
+            Family::Logsumexp
+        };
+        PipelineKey {
+            family,
+            entry,
+            op,
+            wg,
+            reduce: 0,
+        }
+    }
 }
 
 /// Reused buffers and prepared ops of the blocking API.
@@ -92,7 +126,10 @@ pub struct Gpu {
     pub(crate) limits: wgpu::Limits,
     pub(crate) bind_group_layout: wgpu::BindGroupLayout,
     pipeline_layout: wgpu::PipelineLayout,
-    modules: Mutex<HashMap<bool, wgpu::ShaderModule>>,
+    /// The likelihood family's layout: uniform params, three read-only inputs, one output.
+    pub(crate) ll_layout: wgpu::BindGroupLayout,
+    ll_pipeline_layout: wgpu::PipelineLayout,
+    modules: Mutex<HashMap<Family, wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
     /// Bound where a kernel's layout has a binding it does not use: one per storage binding
     /// (input, output, states), since a read-only and a read-write use of one buffer conflict.
@@ -213,6 +250,32 @@ impl Gpu {
             bind_group_layouts: &[Some(&bind_group_layout)],
             immediate_size: 0,
         });
+        let ll_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("logdomain likelihood"),
+            entries: &[
+                wgpu::BindGroupLayoutEntry {
+                    binding: 0,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Uniform,
+                        has_dynamic_offset: false,
+                        min_binding_size: wgpu::BufferSize::new(
+                            std::mem::size_of::<shaders::LlParams>() as u64,
+                        ),
+                    },
+                    count: None,
+                },
+                storage(1, true),
+                storage(2, true),
+                storage(3, true),
+                storage(4, false),
+            ],
+        });
+        let ll_pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some("logdomain likelihood"),
+            bind_group_layouts: &[Some(&ll_layout)],
+            immediate_size: 0,
+        });
         let dummies = ["unused input", "unused output", "unused states"].map(|label| {
             device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
@@ -228,6 +291,8 @@ impl Gpu {
             limits,
             bind_group_layout,
             pipeline_layout,
+            ll_layout,
+            ll_pipeline_layout,
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
             dummies,
@@ -276,33 +341,36 @@ impl Gpu {
         if let Some(p) = lock(&self.pipelines).get(&key) {
             return Ok(p.clone());
         }
-        let subgroup = key.entry == "row_subgroup";
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let module = lock(&self.modules)
-            .entry(subgroup)
+            .entry(key.family)
             .or_insert_with(|| {
-                let source = if subgroup {
-                    shaders::logsumexp_subgroup_module()
-                } else {
-                    shaders::logsumexp_module()
+                let (label, source) = match key.family {
+                    Family::Logsumexp => ("logsumexp", shaders::logsumexp_module()),
+                    Family::LogsumexpSubgroup => {
+                        ("logsumexp_subgroup", shaders::logsumexp_subgroup_module())
+                    }
+                    Family::Likelihood => ("likelihood", shaders::likelihood_module()),
                 };
                 self.device
                     .create_shader_module(wgpu::ShaderModuleDescriptor {
-                        label: Some(if subgroup {
-                            "logsumexp_subgroup"
-                        } else {
-                            "logsumexp"
-                        }),
+                        label: Some(label),
                         source: wgpu::ShaderSource::Wgsl(source.into()),
                     })
             })
             .clone();
-        let constants = [("OP", f64::from(key.op)), ("WG", f64::from(key.wg))];
+        let mut constants = vec![("OP", f64::from(key.op)), ("WG", f64::from(key.wg))];
+        let layout = if key.family == Family::Likelihood {
+            constants.push(("REDUCE", f64::from(key.reduce)));
+            &self.ll_pipeline_layout
+        } else {
+            &self.pipeline_layout
+        };
         let pipeline = self
             .device
             .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                 label: Some(key.entry),
-                layout: Some(&self.pipeline_layout),
+                layout: Some(layout),
                 module: &module,
                 entry_point: Some(key.entry),
                 compilation_options: wgpu::PipelineCompilationOptions {
@@ -323,6 +391,17 @@ impl Gpu {
     pub fn read_f32(&self, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<f32>, Error> {
         let mut blocking = lock(&self.blocking);
         let mut encoder = self.device.create_command_encoder(&Default::default());
+        self.read_back(&mut blocking, &mut encoder, buffer, bytes)
+    }
+
+    /// Submits `encoder` and reads the first `bytes` bytes of `buffer` back as f32 (blocking).
+    pub(crate) fn submit_and_read(
+        &self,
+        mut encoder: wgpu::CommandEncoder,
+        buffer: &wgpu::Buffer,
+        bytes: u64,
+    ) -> Result<Vec<f32>, Error> {
+        let mut blocking = lock(&self.blocking);
         self.read_back(&mut blocking, &mut encoder, buffer, bytes)
     }
 
@@ -479,6 +558,12 @@ impl Gpu {
     /// Row-wise log_softmax: `rows * cols` values.
     pub fn log_softmax(&self, x: &[f32], rows: usize, cols: usize) -> Result<Vec<f32>, Error> {
         self.run_rows(RowFn::LogSoftmax, x, rows, cols)
+    }
+
+    /// Row-wise log-sum-exp in two parts, `(m, log1p(s))` per row: `2 * rows` values (see
+    /// [`RowFn::LogsumexpParts`]).
+    pub fn logsumexp_parts(&self, x: &[f32], rows: usize, cols: usize) -> Result<Vec<f32>, Error> {
+        self.run_rows(RowFn::LogsumexpParts, x, rows, cols)
     }
 
     fn run_rows(

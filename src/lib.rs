@@ -1,13 +1,19 @@
 #![doc = include_str!("../README.md")]
 
 mod error;
+pub mod gmm;
 mod gpu;
+pub mod likelihood;
 pub mod logsumexp;
 pub mod reference;
 pub mod shaders;
 
 pub use error::Error;
+pub use gmm::{Covariance, Gmm, GmmOp, GmmOutput};
 pub use gpu::{Gpu, GpuInfo, OPTIONAL_FEATURES};
+pub use likelihood::{
+    Bce, CrossEntropy, GaussianNll, InputSpec, Loss, LossOp, PoissonNll, Reduction,
+};
 pub use logsumexp::{RowFn, RowOp, RowsLayout, Strategy};
 pub use shaders::SENTINEL_BITS;
 
@@ -20,6 +26,8 @@ mod tests {
         fn check<T: Send + Sync>() {}
         check::<crate::Gpu>();
         check::<crate::RowOp>();
+        check::<crate::LossOp>();
+        check::<crate::GmmOp>();
         check::<crate::Error>();
     }
 }

@@ -25,6 +25,11 @@ pub enum RowFn {
     Softmax,
     /// `x_rj − logsumexp_r`: one value per entry.
     LogSoftmax,
+    /// The log-sum-exp in two parts, two values per row: `(m, log1p(s))` with `m` the row's
+    /// largest entry and `logsumexp = m + log1p(s)`, so that `x_j − logsumexp` can be taken as
+    /// `(x_j − m) − log1p(s)` without the rounding of the sum (cross-entropy uses it). A row
+    /// with a NaN gives `(NaN, 0)`, with a +inf `(+inf, 0)`, with only −inf entries `(−inf, 0)`.
+    LogsumexpParts,
 }
 
 impl RowFn {
@@ -33,13 +38,26 @@ impl RowFn {
             RowFn::Logsumexp => 0,
             RowFn::Softmax => 1,
             RowFn::LogSoftmax => 2,
+            RowFn::LogsumexpParts => 3,
         }
+    }
+
+    /// Whether it writes a fixed number of values per row (a reduction) rather than one per
+    /// entry.
+    pub fn reduces(self) -> bool {
+        matches!(self, RowFn::Logsumexp | RowFn::LogsumexpParts)
+    }
+
+    /// Values written per row by a reduction (1 or 2).
+    fn reduced_width(self) -> u64 {
+        if self == RowFn::LogsumexpParts { 2 } else { 1 }
     }
 
     /// Number of f32 outputs for a `rows × cols` input.
     pub fn output_len(self, rows: usize, cols: usize) -> usize {
         match self {
             RowFn::Logsumexp => rows,
+            RowFn::LogsumexpParts => rows * 2,
             _ => rows * cols,
         }
     }
@@ -177,13 +195,13 @@ fn mul(a: u64, b: u64) -> Result<u64, Error> {
     a.checked_mul(b).ok_or_else(|| shape_err("rows × stride"))
 }
 
-fn u32_of(v: u64, what: &str) -> Result<u32, Error> {
+pub(crate) fn u32_of(v: u64, what: &str) -> Result<u32, Error> {
     u32::try_from(v).map_err(|_| shape_err(what))
 }
 
 /// A window over `[first, first + bytes)` starting at the alignment boundary below `first`;
 /// returns the window and the element offset of `first` inside it.
-fn window(first: u64, bytes: u64, align: u64) -> (Window, u32) {
+pub(crate) fn window(first: u64, bytes: u64, align: u64) -> (Window, u32) {
     let start = first - first % align;
     (
         Window {
@@ -230,18 +248,18 @@ fn auto_strategy(func: RowFn, cols: u64, rows: u64, usable: u64, caps: &Caps) ->
     }
     if caps.cpu {
         let thread_ok = fits_lanes(Strategy::ThreadPerRow) && (rows >= 128 || cols <= 1024);
-        if thread_ok && (func == RowFn::Logsumexp || cols <= 1024 || !subgroup_ok) {
+        if thread_ok && (func.reduces() || cols <= 1024 || !subgroup_ok) {
             return Strategy::ThreadPerRow;
         }
         // Rows too long for one invocation: barrier-free segments, unless subgroups can write.
-        if !fits_lanes(Strategy::ThreadPerRow) && (func == RowFn::Logsumexp || !subgroup_ok) {
+        if !fits_lanes(Strategy::ThreadPerRow) && (func.reduces() || !subgroup_ok) {
             return split;
         }
     } else {
         // Measured on an H200 by GPU timestamps (README): a thread per row wins for short rows
         // (up to 512 entries for logsumexp, which writes one value; up to 64 for the functions
         // that write every entry), a workgroup per row for rows of 8,192 entries and more.
-        let thread_max = if func == RowFn::Logsumexp { 512 } else { 64 };
+        let thread_max = if func.reduces() { 512 } else { 64 };
         if cols <= thread_max && fits_lanes(Strategy::ThreadPerRow) {
             return Strategy::ThreadPerRow;
         }
@@ -274,7 +292,8 @@ pub(crate) fn plan(
     caps: &Caps,
 ) -> Result<Plan, Error> {
     let (rows, cols) = (l.rows as u64, l.cols as u64);
-    let lse = func == RowFn::Logsumexp;
+    let lse = func.reduces();
+    let red_width = func.reduced_width();
     if !l.input_offset.is_multiple_of(4) || !l.output_offset.is_multiple_of(4) {
         return Err(Error::Buffer(format!(
             "offsets must be multiples of 4 bytes (input {}, output {})",
@@ -295,9 +314,13 @@ pub(crate) fn plan(
     }
     let (in_stride, out_stride) = (
         l.input_stride as u64,
-        if lse { 1 } else { l.output_stride as u64 },
+        if lse {
+            red_width
+        } else {
+            l.output_stride as u64
+        },
     );
-    let out_cols = if lse { 1 } else { cols };
+    let out_cols = if lse { red_width } else { cols };
     let span = |k: u64, stride: u64, c: u64| -> Result<u64, Error> {
         if k == 0 || c == 0 {
             Ok(0)
@@ -563,13 +586,17 @@ pub(crate) fn plan(
             plan.fills.push(fill(output, out_offset, k, width)?);
         }
     }
-    let k_max = if lse { usable / 4 } else { rows }.min(MAX_GROUPS * 64);
+    let k_max = if lse { usable / (4 * red_width) } else { rows }.min(MAX_GROUPS * 64);
     let mut r0 = 0;
     while r0 < rows {
         let k = k_max.min(rows - r0);
         let (output, out_offset) = if lse {
-            let (w, o) = window(l.output_offset + r0 * 4, k * 4, caps.storage_align);
-            plan.fills.push(fill(w, o, k, 1)?);
+            let (w, o) = window(
+                l.output_offset + r0 * 4 * red_width,
+                k * 4 * red_width,
+                caps.storage_align,
+            );
+            plan.fills.push(fill(w, o, k, red_width)?);
             (Some(w), o)
         } else {
             (None, 0)
@@ -648,11 +675,7 @@ impl RowOp {
     ) -> Result<RowOp, Error> {
         let caps = Caps::of(gpu);
         let plan = plan(func, &layout, strategy, &caps)?;
-        let key = |p: &Pass| PipelineKey {
-            entry: p.entry,
-            op: func.op_code(),
-            wg: p.wg,
-        };
+        let key = |p: &Pass| PipelineKey::rows(p.entry, func.op_code(), p.wg);
         let pipelines = plan
             .passes
             .iter()

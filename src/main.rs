@@ -109,6 +109,7 @@ fn run() -> Result<(), logdomain::Error> {
             RowFn::Logsumexp => gpu.logsumexp(x, rows, cols),
             RowFn::Softmax => gpu.softmax(x, rows, cols),
             RowFn::LogSoftmax => gpu.log_softmax(x, rows, cols),
+            RowFn::LogsumexpParts => gpu.logsumexp_parts(x, rows, cols),
         };
         let got = blocking(&x)?;
         let end_to_end = median(|| blocking(&x).map(|_| ()), 3)?;
@@ -117,6 +118,7 @@ fn run() -> Result<(), logdomain::Error> {
             RowFn::Logsumexp => cpu::logsumexp(&x, rows, cols),
             RowFn::Softmax => cpu::softmax(&x, rows, cols),
             RowFn::LogSoftmax => cpu::log_softmax(&x, rows, cols),
+            RowFn::LogsumexpParts => cpu::logsumexp_parts(&x, rows, cols),
         };
         let cpu_time = t.elapsed();
         println!(

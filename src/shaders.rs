@@ -7,6 +7,11 @@ pub const LOGSUMEXP: &str = include_str!("../shaders/logsumexp.wgsl");
 /// The log-sum-exp family, one subgroup per row (needs `Features::SUBGROUP`).
 pub const LOGSUMEXP_SUBGROUP: &str = include_str!("../shaders/logsumexp_subgroup.wgsl");
 
+/// Log-likelihood reductions: element-wise losses, categorical loss, the pairwise sum.
+pub const LIKELIHOOD: &str = include_str!("../shaders/likelihood.wgsl");
+/// Gaussian mixtures' log-joint (needs the likelihood module's bindings).
+pub const GMM: &str = include_str!("../shaders/gmm.wgsl");
+
 /// WGSL has no imports: a module is its files concatenated in dependency order.
 pub fn module_source(files: &[&str]) -> String {
     files.join("\n")
@@ -20,6 +25,11 @@ pub fn logsumexp_module() -> String {
 /// The log-sum-exp module with the subgroup entry point.
 pub fn logsumexp_subgroup_module() -> String {
     module_source(&[COMMON, LOGSUMEXP, LOGSUMEXP_SUBGROUP])
+}
+
+/// The likelihood module: losses, reductions and Gaussian mixtures (portable).
+pub fn likelihood_module() -> String {
+    module_source(&[COMMON, LIKELIHOOD, GMM])
 }
 
 /// The bit pattern (a NaN payload no kernel writes) that sentinel fills leave in outputs.
@@ -46,6 +56,36 @@ pub struct Params {
     pub pad: [u32; 3],
 }
 
+/// Mirrors `struct LlParams` in `shaders/likelihood.wgsl` (see the comments there). Element
+/// offsets count 4-byte words from the start of each bound window.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct LlParams {
+    pub rows: u32,
+    pub cols: u32,
+    pub col0: u32,
+    pub col1: u32,
+    pub row0: u32,
+    pub a_off: u32,
+    pub b_off: u32,
+    pub c_off: u32,
+    pub out_off: u32,
+    pub mode: u32,
+    pub eps: f32,
+    pub smoothing: f32,
+    pub ignore: i32,
+    pub len_in: u32,
+    pub finish: u32,
+    pub count: f32,
+    pub slots: u32,
+    pub k: u32,
+    pub kb: u32,
+    pub c2_off: u32,
+}
+
+/// Bytes of one partial sum (s: f32, w: f32, flags: u32) between reduction levels.
+pub const PARTIAL_BYTES: u64 = 12;
+
 /// Bytes of one `StoredState` (m: f32, s: f32, flags: u32) between passes.
 pub const STATE_BYTES: u64 = 12;
 
@@ -62,6 +102,10 @@ mod tests {
     /// Validates a module and writes it for SPIR-V, MSL, HLSL and GLSL (compute ES 3.1), each
     /// entry point with its override constants resolved as the host sets them.
     fn validate_and_translate(src: &str, caps: Capabilities) {
+        validate_and_translate_with(src, caps, &[]);
+    }
+
+    fn validate_and_translate_with(src: &str, caps: Capabilities, extra: &[(&str, f64)]) {
         let module = parse(src);
         let info = Validator::new(ValidationFlags::all(), caps)
             .validate(&module)
@@ -70,6 +114,7 @@ mod tests {
             let constants: naga::back::PipelineConstants =
                 [("OP".to_string(), op), ("WG".to_string(), wg)]
                     .into_iter()
+                    .chain(extra.iter().map(|(k, v)| (k.to_string(), *v)))
                     .collect();
             let (module, info) =
                 naga::back::pipeline_constants::process_overrides(&module, &info, None, &constants)
@@ -131,6 +176,68 @@ mod tests {
             &logsumexp_subgroup_module(),
             Capabilities::SUBGROUP | Capabilities::SUBGROUP_BARRIER,
         );
+    }
+
+    #[test]
+    fn likelihood_module_validates_and_translates_everywhere() {
+        for reduce in [0.0, 1.0] {
+            validate_and_translate_with(
+                &likelihood_module(),
+                Capabilities::empty(),
+                &[("REDUCE", reduce)],
+            );
+        }
+    }
+
+    #[test]
+    fn likelihood_params_layout_matches_wgsl() {
+        // 20 four-byte members, each at 4 * index, in the order of the Rust struct.
+        assert_eq!(std::mem::size_of::<LlParams>(), 80);
+        let module = parse(&likelihood_module());
+        let (_, ty) = module
+            .types
+            .iter()
+            .find(|(_, t)| t.name.as_deref() == Some("LlParams"))
+            .expect("LlParams in WGSL");
+        let naga::TypeInner::Struct { members, span } = &ty.inner else {
+            panic!("not a struct")
+        };
+        assert_eq!(*span as usize, std::mem::size_of::<LlParams>());
+        let names = [
+            "rows",
+            "cols",
+            "col0",
+            "col1",
+            "row0",
+            "a_off",
+            "b_off",
+            "c_off",
+            "out_off",
+            "mode",
+            "eps",
+            "smoothing",
+            "ignore",
+            "len_in",
+            "finish",
+            "count",
+            "slots",
+            "k",
+            "kb",
+            "c2_off",
+        ];
+        assert_eq!(members.len(), names.len());
+        for (i, (m, name)) in members.iter().zip(names).enumerate() {
+            assert_eq!(m.name.as_deref(), Some(name));
+            assert_eq!(m.offset as usize, 4 * i, "{name}");
+        }
+        // The Rust struct has the same members in the same order (bytemuck forbids padding).
+        let p = LlParams {
+            rows: 1,
+            c2_off: 20,
+            ..LlParams::default()
+        };
+        let words: &[u32] = bytemuck::cast_slice(std::slice::from_ref(&p));
+        assert_eq!((words[0], words[19]), (1, 20));
     }
 
     #[test]

@@ -262,6 +262,25 @@ pub fn logsumexp(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
         .collect()
 }
 
+/// The parts `(m, log1p(s))` of each row's log-sum-exp (two values per row; `(NaN, 0)`,
+/// `(+inf, 0)` and `(−inf, 0)` for rows with a NaN, a +inf, or only −inf entries).
+///
+/// # Panics
+/// If `x.len() != rows * cols`.
+pub fn logsumexp_parts(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    check(x.len(), rows, cols);
+    let mut out = Vec::with_capacity(2 * rows);
+    for r in 0..rows {
+        let st = row_state(&x[r * cols..(r + 1) * cols]);
+        if st.flags & (FLAG_NAN | FLAG_POS_INF) != 0 || st.flags & FLAG_NONEMPTY == 0 {
+            out.extend([lse_result(st), 0.0]);
+        } else {
+            out.extend([st.m, ld_log1p(st.s)]);
+        }
+    }
+    out
+}
+
 /// Row-wise softmax (same shape as `x`).
 ///
 /// # Panics

@@ -2,4 +2,6 @@
 //! names, the same elementary functions and the same monoid, evaluated in f32. They check the
 //! kernels in the tests and give the CPU side of the speed comparisons (single-threaded).
 
+pub mod gmm;
+pub mod likelihood;
 pub mod logsumexp;

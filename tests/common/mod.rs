@@ -227,10 +227,40 @@ pub fn check(func: RowFn, got: &[f32], x: &[f32], rows: usize, cols: usize, what
         RowFn::Logsumexp => check_lse(got, x, rows, cols, what),
         RowFn::Softmax => check_softmax(got, x, rows, cols, what),
         RowFn::LogSoftmax => check_log_softmax(got, x, rows, cols, what),
+        RowFn::LogsumexpParts => check_parts(got, x, rows, cols, what),
     }
 }
 
-pub const FUNCS: [RowFn; 3] = [RowFn::Logsumexp, RowFn::Softmax, RowFn::LogSoftmax];
+/// The parts (m, log1p(s)): m is the row's largest finite entry exactly, and m + log1p(s) meets
+/// the log-sum-exp contract; special rows give (NaN, 0), (+inf, 0), (−inf, 0).
+pub fn check_parts(got: &[f32], x: &[f32], rows: usize, cols: usize, what: &str) {
+    assert_eq!(got.len(), 2 * rows, "{what}: length");
+    for r in 0..rows {
+        let t = truth(&x[r * cols..(r + 1) * cols]);
+        let (hi, lo) = (got[2 * r], got[2 * r + 1]);
+        if !t.lse.is_finite() {
+            assert!(
+                close(hi, t.lse, 0.0) && lo == 0.0,
+                "{what}: row {r} parts ({hi}, {lo}), lse {}",
+                t.lse
+            );
+            continue;
+        }
+        assert_eq!(f64::from(hi), t.max, "{what}: row {r} max");
+        let lo_want = t.lse - t.max;
+        assert!(
+            close(lo, lo_want, lse_bound(&t)),
+            "{what}: row {r} log1p(s) {lo} vs {lo_want}"
+        );
+    }
+}
+
+pub const FUNCS: [RowFn; 4] = [
+    RowFn::Logsumexp,
+    RowFn::Softmax,
+    RowFn::LogSoftmax,
+    RowFn::LogsumexpParts,
+];
 
 /// `Auto` and every explicit strategy this adapter can run.
 pub fn strategies(gpu: &Gpu) -> Vec<Strategy> {

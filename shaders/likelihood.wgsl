@@ -1,0 +1,560 @@
+// Log-likelihood reductions: per-element losses (Gaussian, Bernoulli from logits, Poisson, ln for
+// log_prod, the label-smoothing term of cross-entropy), the categorical loss per row, and the
+// deterministic pairwise sum that reduces them on the GPU. Needs common.wgsl before it.
+// Mirror: src/reference/likelihood.rs. Host: src/likelihood.rs.
+//
+// Entry points are specialised by override constants:
+//   OP      which per-element value `elementwise` computes (OP_* below);
+//   REDUCE  0: write one value per element (per row for `categorical`);
+//           1: write one partial sum per chunk of CHUNK elements (per row for `categorical`);
+//   WG      the workgroup size.
+//
+// Partial sums are SumState triples (s, w, flags): s the sum of the finite values, w the sum of
+// the weights that a weighted mean divides by, flags the special values seen. A chunk is summed
+// pairwise (a binary counter over its values), and `reduce` sums CHUNK partials at a time the
+// same way, level after level: the rounding error of a sum of N values grows with log2 N, and
+// the order depends only on the shape, so the same input gives the same bits on a device.
+//
+// Special values are handled from their bit patterns by the x-ops below, which follow IEEE 754
+// (as PyTorch's formulas evaluate on the CPU) without relying on the compiler keeping inf or NaN.
+
+override OP: u32 = 0u;
+override REDUCE: u32 = 0u;
+override WG: u32 = 64u;
+
+const OP_GAUSSIAN: u32 = 0u;
+const OP_BCE: u32 = 1u;
+const OP_POISSON: u32 = 2u;
+const OP_LN: u32 = 3u;
+const OP_SMOOTH: u32 = 4u;
+
+// Bits of LlParams.mode.
+const MODE_FULL: u32 = 1u;
+const MODE_LOG_INPUT: u32 = 2u;
+const MODE_SHARED_C: u32 = 4u;
+const MODE_WEIGHTED: u32 = 8u;
+const MODE_NLL: u32 = 16u;
+const MODE_TRIANGULAR: u32 = 32u;
+
+// What the last level of `reduce` writes (LlParams.finish).
+const FINISH_PARTIAL: u32 = 0u;
+const FINISH_SUM: u32 = 1u;
+const FINISH_MEAN_WEIGHT: u32 = 2u;
+const FINISH_MEAN_COUNT: u32 = 3u;
+
+const CHUNK: u32 = 64u;
+const HALF_LN_TWO_PI: f32 = 0.9189385332046728;
+const TWO_PI: f32 = 6.283185307179586;
+const F32_MIN_NORMAL_BITS: u32 = 0x00800000u;
+// ln(f32::MAX): e^x overflows above it.
+const EXP_ARG_MAX: f32 = 88.72284;
+
+// Mirrors `shaders::LlParams` (src/shaders.rs). Element offsets count u32 inside bound windows.
+struct LlParams {
+    rows: u32,
+    cols: u32,
+    col0: u32,
+    col1: u32,
+    row0: u32,
+    a_off: u32,
+    b_off: u32,
+    c_off: u32,
+    out_off: u32,
+    mode: u32,
+    eps: f32,
+    smoothing: f32,
+    ignore: i32,
+    len_in: u32,
+    finish: u32,
+    count: f32,
+    slots: u32,
+    k: u32,
+    kb: u32,
+    c2_off: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: LlParams;
+@group(0) @binding(1) var<storage, read> a: array<u32>;
+@group(0) @binding(2) var<storage, read> b: array<u32>;
+@group(0) @binding(3) var<storage, read> c: array<u32>;
+@group(0) @binding(4) var<storage, read_write> out: array<u32>;
+
+fn ll_linear(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return (wid.x + wid.y * nwg.x) * WG + lid;
+}
+
+// ---------------------------------------------------------------------------------------------
+// IEEE arithmetic on bit patterns, for the operands that may be infinite or NaN.
+
+fn is_nan_bits(v: u32) -> bool {
+    return (v & F32_ABS_MASK) > F32_POS_INF;
+}
+
+fn is_finite_bits(v: u32) -> bool {
+    return (v & F32_ABS_MASK) < F32_POS_INF;
+}
+
+fn is_inf_bits(v: u32) -> bool {
+    return (v & F32_ABS_MASK) == F32_POS_INF;
+}
+
+fn neg_bits(v: u32) -> u32 {
+    return v ^ 0x80000000u;
+}
+
+fn xmul(x: u32, y: u32) -> u32 {
+    if (is_nan_bits(x) || is_nan_bits(y)) {
+        return F32_NAN;
+    }
+    if (is_inf_bits(x) || is_inf_bits(y)) {
+        if ((x & F32_ABS_MASK) == 0u || (y & F32_ABS_MASK) == 0u) {
+            return F32_NAN;
+        }
+        return F32_POS_INF | ((x ^ y) & 0x80000000u);
+    }
+    return bitcast<u32>(bitcast<f32>(x) * bitcast<f32>(y));
+}
+
+fn xadd(x: u32, y: u32) -> u32 {
+    if (is_nan_bits(x) || is_nan_bits(y)) {
+        return F32_NAN;
+    }
+    if (is_inf_bits(x)) {
+        if (is_inf_bits(y) && x != y) {
+            return F32_NAN;
+        }
+        return x;
+    }
+    if (is_inf_bits(y)) {
+        return y;
+    }
+    return bitcast<u32>(bitcast<f32>(x) + bitcast<f32>(y));
+}
+
+fn xsub(x: u32, y: u32) -> u32 {
+    return xadd(x, neg_bits(y));
+}
+
+fn xdiv(x: u32, y: u32) -> u32 {
+    if (is_nan_bits(x) || is_nan_bits(y)) {
+        return F32_NAN;
+    }
+    let sign = (x ^ y) & 0x80000000u;
+    let y_zero = (y & F32_ABS_MASK) == 0u;
+    if (is_inf_bits(x)) {
+        if (is_inf_bits(y)) {
+            return F32_NAN;
+        }
+        return F32_POS_INF | sign;
+    }
+    if (is_inf_bits(y)) {
+        return sign;
+    }
+    if (y_zero) {
+        if ((x & F32_ABS_MASK) == 0u) {
+            return F32_NAN;
+        }
+        return F32_POS_INF | sign;
+    }
+    return bitcast<u32>(bitcast<f32>(x) / bitcast<f32>(y));
+}
+
+// ln of a value given as bits: NaN for NaN and negatives, -inf for zero, +inf for +inf;
+// subnormals are read from their bits (exact, whatever the device does with denormals).
+fn xlog(v: u32) -> u32 {
+    if (is_nan_bits(v)) {
+        return F32_NAN;
+    }
+    if ((v & F32_ABS_MASK) == 0u) {
+        return F32_NEG_INF;
+    }
+    if ((v & 0x80000000u) != 0u) {
+        return F32_NAN;
+    }
+    if (v == F32_POS_INF) {
+        return F32_POS_INF;
+    }
+    if (v < F32_MIN_NORMAL_BITS) {
+        // v = mantissa * 2^-149, the mantissa an integer below 2^23 (exact in f32).
+        return bitcast<u32>(ld_log(f32(v)) - 149.0 * LN2_HI - 149.0 * LN2_LO);
+    }
+    return bitcast<u32>(ld_log(bitcast<f32>(v)));
+}
+
+// e^x for a finite x: ld_exp_neg below zero, the same reduction above, +inf past ln(f32::MAX).
+fn ld_exp(x: f32) -> u32 {
+    if (x <= 0.0) {
+        return bitcast<u32>(ld_exp_neg(x));
+    }
+    if (x > EXP_ARG_MAX) {
+        return F32_POS_INF;
+    }
+    let k = round(x * LOG2E);
+    let r = (x - k * LN2_HI) - k * LN2_LO;
+    let p = 1.0 + r * (1.0 + r * (0.5 + r * (0.16666667 + r * (0.041666668
+        + r * (0.008333334 + r * (0.0013888889 + r * 0.0001984127))))));
+    // 2^k as 2^(k - 1) * 2, so k = 128 stays representable.
+    let scale = bitcast<f32>(u32(i32(k) + 126) << 23u);
+    let v = p * scale * 2.0;
+    if (v > 3.4028235e38) {
+        return F32_POS_INF;
+    }
+    return bitcast<u32>(v);
+}
+
+fn xexp(v: u32) -> u32 {
+    if (is_nan_bits(v)) {
+        return F32_NAN;
+    }
+    if (v == F32_POS_INF) {
+        return F32_POS_INF;
+    }
+    if (v == F32_NEG_INF) {
+        return 0u;
+    }
+    return ld_exp(bitcast<f32>(v));
+}
+
+// softplus(z) = ln(1 + e^z) = max(z, 0) + log1p(e^-|z|), for finite z.
+fn softplus(z: f32) -> f32 {
+    return max(z, 0.0) + ld_log1p(ld_exp_neg(-abs(z)));
+}
+
+fn f32b(x: f32) -> u32 {
+    return bitcast<u32>(x);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Per-element values, as f32 bits.
+
+// F.gaussian_nll_loss: 0.5 (ln v + (x - y)^2 / v) [+ 0.5 ln 2 pi], v = max(var, eps). A negative
+// variance is NaN here (the blocking API rejects it first, as PyTorch does).
+fn gaussian_bits(xb: u32, yb: u32, vb: u32) -> u32 {
+    if (is_nan_bits(vb) || ((vb & 0x80000000u) != 0u && (vb & F32_ABS_MASK) != 0u)) {
+        return F32_NAN;
+    }
+    var v = vb & F32_ABS_MASK;
+    if (is_finite_bits(v)) {
+        v = f32b(max(bitcast<f32>(v), params.eps));
+    }
+    let d = xsub(xb, yb);
+    let q = xdiv(xmul(d, d), v);
+    var loss = xadd(xlog(v), q);
+    if ((params.mode & MODE_FULL) != 0u) {
+        loss = xadd(loss, f32b(2.0 * HALF_LN_TWO_PI));
+    }
+    return xmul(loss, f32b(0.5));
+}
+
+// F.binary_cross_entropy_with_logits: (1 - y) x - lw ln sigmoid(x), lw = 1 + (pw - 1) y.
+// For finite operands it is evaluated as (1 - y) softplus(x) + pw y softplus(-x), the same
+// function without the cancellation of x against softplus(-x) (PyTorch's form loses the result
+// for large negative x and y = 0); otherwise PyTorch's form in IEEE arithmetic.
+fn bce_bits(xb: u32, yb: u32, pwb: u32) -> u32 {
+    if (is_finite_bits(xb) && is_finite_bits(yb) && is_finite_bits(pwb)) {
+        let x = bitcast<f32>(xb);
+        let y = bitcast<f32>(yb);
+        let pw = bitcast<f32>(pwb);
+        return f32b((1.0 - y) * softplus(x) + (pw * y) * softplus(-x));
+    }
+    let one = f32b(1.0);
+    var log_sig = F32_NAN;
+    if (is_finite_bits(xb)) {
+        log_sig = f32b(-softplus(-bitcast<f32>(xb)));
+    } else if (xb == F32_POS_INF) {
+        log_sig = 0u;
+    } else if (xb == F32_NEG_INF) {
+        log_sig = F32_NEG_INF;
+    }
+    let lw = xadd(one, xmul(xsub(pwb, one), yb));
+    return xsub(xmul(xsub(one, yb), xb), xmul(log_sig, lw));
+}
+
+// F.poisson_nll_loss: e^x - y x (log_input) or x - y ln(x + eps); with `full`, the Stirling term
+// y ln y - y + 0.5 ln(2 pi y) where y > 1.
+fn poisson_bits(xb: u32, yb: u32) -> u32 {
+    var loss: u32;
+    if ((params.mode & MODE_LOG_INPUT) != 0u) {
+        loss = xsub(xexp(xb), xmul(yb, xb));
+    } else {
+        loss = xsub(xb, xmul(yb, xlog(xadd(xb, f32b(params.eps)))));
+    }
+    if ((params.mode & MODE_FULL) != 0u && !is_nan_bits(yb) && bitcast<f32>(yb) > 1.0) {
+        let stirling = xadd(xsub(xmul(yb, xlog(yb)), yb),
+            xmul(f32b(0.5), xlog(xmul(f32b(TWO_PI), yb))));
+        loss = xadd(loss, stirling);
+    }
+    return loss;
+}
+
+// The label-smoothing term of one logit: w_c (-log_softmax_c) = w_c ((hi - x_c) + lo), with
+// (hi, lo) the row's log-sum-exp parts (`RowFn::LogsumexpParts`); NaN for a row whose parts are
+// not finite (a NaN or +inf logit, or every logit -inf).
+fn smooth_bits(xb: u32, hi: u32, lo: u32, wb: u32) -> u32 {
+    if (!is_finite_bits(hi)) {
+        return F32_NAN;
+    }
+    let nll = xadd(xsub(hi, xb), lo);
+    return xmul(wb, nll);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The sum monoid.
+
+const SUM_NAN: u32 = 1u;
+const SUM_POS_INF: u32 = 2u;
+const SUM_NEG_INF: u32 = 4u;
+
+struct SumState {
+    s: f32,
+    w: f32,
+    flags: u32,
+}
+
+fn sum_identity() -> SumState {
+    return SumState(0.0, 0.0, 0u);
+}
+
+// Adds a value (bits) with weight w (finite).
+fn sum_push(st: SumState, vb: u32, w: f32) -> SumState {
+    if (is_finite_bits(vb)) {
+        return SumState(st.s + bitcast<f32>(vb), st.w + w, st.flags);
+    }
+    var f = SUM_NAN;
+    if (vb == F32_POS_INF) {
+        f = SUM_POS_INF;
+    } else if (vb == F32_NEG_INF) {
+        f = SUM_NEG_INF;
+    }
+    return SumState(st.s, st.w + w, st.flags | f);
+}
+
+fn sum_combine(x: SumState, y: SumState) -> SumState {
+    return SumState(x.s + y.s, x.w + y.w, x.flags | y.flags);
+}
+
+// The total as bits: NaN if a NaN or both infinities were seen, else the infinity seen, else s.
+fn sum_total_bits(st: SumState) -> u32 {
+    if ((st.flags & SUM_NAN) != 0u || (st.flags & (SUM_POS_INF | SUM_NEG_INF)) == (SUM_POS_INF | SUM_NEG_INF)) {
+        return F32_NAN;
+    }
+    if ((st.flags & SUM_POS_INF) != 0u) {
+        return F32_POS_INF;
+    }
+    if ((st.flags & SUM_NEG_INF) != 0u) {
+        return F32_NEG_INF;
+    }
+    return f32b(st.s);
+}
+
+// Pairwise summation of a stream: a binary counter of partial sums (depth <= 8 for CHUNK = 64
+// values, more than any chunk needs).
+struct Pairwise {
+    stack: array<SumState, 8>,
+    depth: u32,
+    n: u32,
+}
+
+fn pairwise_new() -> Pairwise {
+    var p: Pairwise;
+    p.depth = 0u;
+    p.n = 0u;
+    return p;
+}
+
+fn pairwise_push(p: ptr<function, Pairwise>, st0: SumState) {
+    var st = st0;
+    (*p).n += 1u;
+    for (var c = (*p).n; (c & 1u) == 0u; c = c >> 1u) {
+        (*p).depth -= 1u;
+        st = sum_combine((*p).stack[(*p).depth], st);
+    }
+    (*p).stack[(*p).depth] = st;
+    (*p).depth += 1u;
+}
+
+fn pairwise_total(p: ptr<function, Pairwise>) -> SumState {
+    var total = sum_identity();
+    for (var d = (*p).depth; d > 0u; d--) {
+        total = sum_combine((*p).stack[d - 1u], total);
+    }
+    return total;
+}
+
+fn store_partial(slot: u32, st: SumState) {
+    let at = params.out_off + 3u * slot;
+    out[at] = f32b(st.s);
+    out[at + 1u] = f32b(st.w);
+    out[at + 2u] = st.flags;
+}
+
+fn load_partial(i: u32) -> SumState {
+    let at = params.a_off + 3u * i;
+    return SumState(bitcast<f32>(a[at]), bitcast<f32>(a[at + 1u]), a[at + 2u]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Entry points.
+
+// One invocation per chunk of CHUNK consecutive elements of one row, over rows x [col0, col1)
+// of a rows x cols matrix (rows = 1 for the flat losses). Element (r, col) is at
+// r * cols + col - col0 past each window's offset. REDUCE 0 writes each value at the same place
+// in `out`; REDUCE 1 writes the chunk's pairwise sum at partial slot
+// (row0 + r) * slots + col / CHUNK.
+@compute @workgroup_size(WG)
+fn elementwise(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let per_row = (params.col1 - params.col0 + CHUNK - 1u) / CHUNK;
+    let t = ll_linear(wid, nwg, lid);
+    if (t >= params.rows * per_row) {
+        return;
+    }
+    let r = t / per_row;
+    let j = t - r * per_row;
+    let start = params.col0 + j * CHUNK;
+    let end = min(start + CHUNK, params.col1);
+    let base = r * params.cols - params.col0;
+    var acc = pairwise_new();
+    for (var col = start; col < end; col++) {
+        let i = base + col;
+        let xb = a[params.a_off + i];
+        var v: u32;
+        if (OP == OP_GAUSSIAN) {
+            var vi = params.c_off + i;
+            if ((params.mode & MODE_SHARED_C) != 0u) {
+                vi = params.c_off;
+            }
+            v = gaussian_bits(xb, b[params.b_off + i], c[vi]);
+        } else if (OP == OP_BCE) {
+            var pw = f32b(1.0);
+            if ((params.mode & MODE_WEIGHTED) != 0u) {
+                pw = c[params.c_off + col];
+            }
+            v = bce_bits(xb, b[params.b_off + i], pw);
+        } else if (OP == OP_POISSON) {
+            v = poisson_bits(xb, b[params.b_off + i]);
+        } else if (OP == OP_LN) {
+            v = xlog(xb);
+        } else {
+            // OP_SMOOTH: b holds the rows' (hi, lo) parts, c the class weights.
+            let row = params.row0 + r;
+            var w = f32b(1.0);
+            if ((params.mode & MODE_WEIGHTED) != 0u) {
+                w = c[params.c_off + col];
+            }
+            v = smooth_bits(xb, b[params.b_off + 2u * row], b[params.b_off + 2u * row + 1u], w);
+        }
+        if (REDUCE == 0u) {
+            out[params.out_off + i] = v;
+        } else {
+            pairwise_push(&acc, sum_push(sum_identity(), v, 0.0));
+        }
+    }
+    if (REDUCE == 1u) {
+        store_partial((params.row0 + r) * params.slots + start / CHUNK, pairwise_total(&acc));
+    }
+}
+
+// One level of the reduction: rows independent sums, each of len_in partials (at a_off, row by
+// row); invocation (r, j) sums partials [j * CHUNK, (j + 1) * CHUNK) of row r pairwise and
+// writes partial slot r * slots + j, or, when `finish` is set (one invocation per row), the
+// row's result at out_off + r: the sum, or the mean by the summed weights or by `count`.
+@compute @workgroup_size(WG)
+fn reduce(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let t = ll_linear(wid, nwg, lid);
+    let per_row = params.slots;
+    if (t >= params.rows * per_row) {
+        return;
+    }
+    let r = t / per_row;
+    let j = t - r * per_row;
+    let start = j * CHUNK;
+    let end = min(start + CHUNK, params.len_in);
+    var acc = pairwise_new();
+    for (var i = start; i < end; i++) {
+        pairwise_push(&acc, load_partial(r * params.len_in + i));
+    }
+    let st = pairwise_total(&acc);
+    if (params.finish == FINISH_PARTIAL) {
+        store_partial(r * per_row + j, st);
+        return;
+    }
+    var v = sum_total_bits(st);
+    if (params.finish == FINISH_MEAN_WEIGHT) {
+        v = xdiv(v, f32b(st.w));
+    } else if (params.finish == FINISH_MEAN_COUNT) {
+        v = xdiv(v, f32b(params.count));
+    }
+    out[params.out_off + r] = v;
+}
+
+// Cross-entropy / NLL per row: a = logits (or log-probabilities) rows, b = i32 targets,
+// c = [class weights at c_off | the rows' (hi, lo) parts at c2_off | the rows' smoothing sums at
+// c2_off + 2 * rows]. The loss of row r with target t is (1 - eps) w_t (-log_softmax_t) + eps/C
+// * smooth_r (eps = 0 skips the smoothing term), weight w_t; an ignored row has loss 0 and
+// weight 0; a target outside [0, cols) gives NaN for both (the blocking API rejects it first).
+// REDUCE 0 writes the loss at out_off + r; REDUCE 1 the partial (loss, weight) at slot row0 + r.
+@compute @workgroup_size(WG)
+fn categorical(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let r = ll_linear(wid, nwg, lid);
+    if (r >= params.rows) {
+        return;
+    }
+    let row = params.row0 + r;
+    let target_ = bitcast<i32>(b[params.b_off + r]);
+    var loss = 0u;
+    var weight = 0u;
+    if (target_ != params.ignore) {
+        if (target_ < 0 || u32(target_) >= params.cols) {
+            loss = F32_NAN;
+            weight = F32_NAN;
+        } else {
+            let t = u32(target_);
+            weight = f32b(1.0);
+            if ((params.mode & MODE_WEIGHTED) != 0u) {
+                weight = c[params.c_off + t];
+            }
+            let xb = a[params.a_off + r * params.cols + t];
+            var nll: u32;
+            if ((params.mode & MODE_NLL) != 0u) {
+                nll = neg_bits(xb);
+            } else {
+                let hi = c[params.c2_off + 2u * row];
+                let lo = c[params.c2_off + 2u * row + 1u];
+                if (!is_finite_bits(hi)) {
+                    nll = F32_NAN;
+                } else {
+                    nll = xadd(xsub(hi, xb), lo);
+                }
+            }
+            loss = xmul(weight, nll);
+            if (params.smoothing > 0.0) {
+                let smooth_sum = c[params.c2_off + 2u * params.len_in + row];
+                // eps holds 1 - label_smoothing and smooth label_smoothing / C, rounded on the host.
+                loss = xadd(xmul(f32b(params.eps), loss), xmul(f32b(params.smoothing), smooth_sum));
+            }
+        }
+    }
+    if (REDUCE == 0u) {
+        out[params.out_off + r] = loss;
+    } else {
+        var st = sum_push(sum_identity(), loss, 0.0);
+        if (is_finite_bits(weight)) {
+            st.w = bitcast<f32>(weight);
+        } else {
+            st.flags |= SUM_NAN;
+        }
+        store_partial(row, st);
+    }
+}

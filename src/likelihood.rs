@@ -1,0 +1,1454 @@
+//! Log-likelihood reductions on the GPU: cross-entropy and NLL (categorical), Gaussian NLL,
+//! binary cross-entropy with logits (Bernoulli), Poisson NLL and `log_prod`, with PyTorch's
+//! semantics and reductions.
+//!
+//! [`LossOp`] is the encoder-level op: prepared once for a shape and options (pipelines
+//! compiled, parameter, weight and scratch buffers made), recorded into caller-owned encoders
+//! over caller-owned buffers, with no submit and no readback. The blocking calls
+//! ([`crate::Gpu::cross_entropy`] and the others) sit on top of it.
+//!
+//! `Reduction::Sum` and `Reduction::Mean` reduce on the GPU: every value is summed pairwise in
+//! chunks of 64, and the chunks' partial sums pairwise again, level after level, in an order
+//! fixed by the shape, so the same input gives the same bits on a device.
+//! Kernels: `shaders/likelihood.wgsl`; CPU mirror: [`crate::reference::likelihood`].
+
+use wgpu::util::DeviceExt;
+
+use crate::error::Error;
+use crate::gpu::{Family, Gpu, PipelineKey};
+use crate::logsumexp::{Caps, RowFn, RowOp, RowsLayout, Strategy, Window, fold_groups, window};
+use crate::shaders::{LlParams, PARTIAL_BYTES};
+
+/// How per-sample values are reduced over the batch, as PyTorch's `reduction` argument.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Reduction {
+    /// One value per sample (per element for the element-wise losses).
+    None,
+    /// The sum over the batch: one value.
+    Sum,
+    /// The mean over the batch: one value. Cross-entropy and NLL divide by the summed class
+    /// weights of the non-ignored targets (NaN when every target is ignored), the element-wise
+    /// losses by the number of elements (NaN for an empty batch).
+    #[default]
+    Mean,
+}
+
+/// Options of `F.cross_entropy` / `F.nll_loss` with class-index targets (PyTorch's defaults).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CrossEntropy {
+    /// A weight per class (`classes` values, finite), or `None` for 1.
+    pub weight: Option<Vec<f32>>,
+    /// Targets equal to this contribute nothing, to the loss nor to the mean's denominator.
+    pub ignore_index: i64,
+    /// In `[0, 1]`: the target distribution is `(1 − ε)·onehot + ε/C`. Must be 0 for NLL.
+    pub label_smoothing: f32,
+    /// The reduction over rows.
+    pub reduction: Reduction,
+}
+
+impl Default for CrossEntropy {
+    fn default() -> Self {
+        CrossEntropy {
+            weight: None,
+            ignore_index: -100,
+            label_smoothing: 0.0,
+            reduction: Reduction::Mean,
+        }
+    }
+}
+
+/// Options of `F.gaussian_nll_loss` (PyTorch's defaults).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GaussianNll {
+    /// Add the constant `0.5·ln(2π)` per element.
+    pub full: bool,
+    /// Variances are clamped to at least `eps` (finite, ≥ 0).
+    pub eps: f32,
+    /// The reduction over elements.
+    pub reduction: Reduction,
+}
+
+impl Default for GaussianNll {
+    fn default() -> Self {
+        GaussianNll {
+            full: false,
+            eps: 1e-6,
+            reduction: Reduction::Mean,
+        }
+    }
+}
+
+/// Options of `F.binary_cross_entropy_with_logits` (PyTorch's defaults).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Bce {
+    /// A weight of the positive class per column (`cols` values, broadcast over rows as
+    /// PyTorch broadcasts over the last dimension), or `None` for 1.
+    pub pos_weight: Option<Vec<f32>>,
+    /// The reduction over elements.
+    pub reduction: Reduction,
+}
+
+/// Options of `F.poisson_nll_loss` (PyTorch's defaults).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PoissonNll {
+    /// Inputs are log-rates (`e^x − y·x`) rather than rates (`x − y·ln(x + eps)`).
+    pub log_input: bool,
+    /// Add the Stirling approximation of `ln(y!)` where `y > 1`.
+    pub full: bool,
+    /// Added to rates before the log when `log_input` is false.
+    pub eps: f32,
+    /// The reduction over elements.
+    pub reduction: Reduction,
+}
+
+impl Default for PoissonNll {
+    fn default() -> Self {
+        PoissonNll {
+            log_input: true,
+            full: false,
+            eps: 1e-8,
+            reduction: Reduction::Mean,
+        }
+    }
+}
+
+/// Which function a [`LossOp`] computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Loss {
+    /// `F.cross_entropy` from logits; inputs: logits (f32, rows × classes), targets (i32).
+    CrossEntropy,
+    /// `F.nll_loss` from log-probabilities; inputs: log-probabilities, targets (i32).
+    NllLoss,
+    /// `F.gaussian_nll_loss`; inputs: input, target, var (n values, or 1 shared).
+    GaussianNll,
+    /// `F.binary_cross_entropy_with_logits`; inputs: logits, targets (rows × cols).
+    BinaryCrossEntropyWithLogits,
+    /// `F.poisson_nll_loss`; inputs: input, target.
+    PoissonNll,
+    /// Σ ln p along each row; input: p (rows × cols); one value per row.
+    LogProd,
+}
+
+// Element-wise ops of shaders/likelihood.wgsl.
+const OP_GAUSSIAN: u32 = 0;
+const OP_BCE: u32 = 1;
+const OP_POISSON: u32 = 2;
+const OP_LN: u32 = 3;
+const OP_SMOOTH: u32 = 4;
+const MODE_FULL: u32 = 1;
+const MODE_LOG_INPUT: u32 = 2;
+const MODE_SHARED_C: u32 = 4;
+const MODE_WEIGHTED: u32 = 8;
+const MODE_NLL: u32 = 16;
+pub(crate) const MODE_TRIANGULAR: u32 = 32;
+const FINISH_PARTIAL: u32 = 0;
+const FINISH_SUM: u32 = 1;
+const FINISH_MEAN_WEIGHT: u32 = 2;
+const FINISH_MEAN_COUNT: u32 = 3;
+/// Values per chunk and partials per reduction step (`CHUNK` in the WGSL).
+pub(crate) const CHUNK: u64 = 64;
+pub(crate) const LL_WG: u32 = 64;
+const MAX_GROUPS: u64 = 1 << 22;
+
+/// A buffer a pass binds: one of the caller's, or one the op owns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Src {
+    Input(usize),
+    Output,
+    Aux,
+    Scratch(usize),
+    Dummy,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Bind {
+    pub src: Src,
+    /// `None` binds the whole buffer.
+    pub window: Option<Window>,
+}
+
+impl Bind {
+    pub fn whole(src: Src) -> Bind {
+        Bind { src, window: None }
+    }
+    fn dummy() -> Bind {
+        Bind::whole(Src::Dummy)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct LlPass {
+    pub key: PipelineKey,
+    pub params: LlParams,
+    pub groups: u64,
+    /// Bindings 1 (a), 2 (b), 3 (c), 4 (out).
+    pub bind: [Bind; 4],
+}
+
+pub(crate) enum Step {
+    /// Dispatches of the likelihood module, in one compute pass.
+    Ll(Vec<LlPass>),
+    /// A log-sum-exp family op from one buffer to another.
+    Rows(Box<RowOp>, Src, Src),
+}
+
+/// What a pass sequence needs, and the machinery to record it: shared by [`LossOp`] and
+/// [`crate::GmmOp`].
+pub(crate) struct Program {
+    pub steps: Vec<Step>,
+    pipelines: Vec<Vec<wgpu::ComputePipeline>>,
+    params: Option<wgpu::Buffer>,
+    param_stride: u64,
+    pub aux: Option<wgpu::Buffer>,
+    pub scratch: [Option<wgpu::Buffer>; 2],
+    /// Bytes each caller input must have.
+    pub input_bytes: Vec<u64>,
+    /// Bytes the output must have.
+    pub output_bytes: u64,
+    device: wgpu::Device,
+    layout: wgpu::BindGroupLayout,
+    dummies: [wgpu::Buffer; 3],
+    max_groups_per_dim: u32,
+}
+
+pub(crate) fn key(entry: &'static str, op: u32, reduce: u32) -> PipelineKey {
+    PipelineKey {
+        family: Family::Likelihood,
+        entry,
+        op,
+        wg: LL_WG,
+        reduce,
+    }
+}
+
+impl Program {
+    /// Builds pipelines and buffers. `aux` is the op's own read-only data (weights, parameters)
+    /// followed by `aux_extra` bytes of space kernels write; `scratch` the sizes of the two
+    /// scratch buffers.
+    pub fn new(
+        gpu: &Gpu,
+        steps: Vec<Step>,
+        aux: Option<(Vec<u8>, u64)>,
+        scratch: [u64; 2],
+        input_bytes: Vec<u64>,
+        output_bytes: u64,
+    ) -> Result<Program, Error> {
+        let mut pipelines = Vec::new();
+        let mut all = Vec::new();
+        for step in &steps {
+            let mut ps = Vec::new();
+            if let Step::Ll(passes) = step {
+                for p in passes {
+                    ps.push(gpu.pipeline(p.key)?);
+                    all.push(p.params);
+                }
+            }
+            pipelines.push(ps);
+        }
+        let param_stride = (std::mem::size_of::<LlParams>() as u64)
+            .next_multiple_of(u64::from(gpu.limits.min_uniform_buffer_offset_alignment).max(4));
+        let params = (!all.is_empty()).then(|| {
+            let mut bytes = vec![0u8; all.len() * param_stride as usize];
+            for (i, p) in all.iter().enumerate() {
+                let at = i * param_stride as usize;
+                bytes[at..at + std::mem::size_of::<LlParams>()]
+                    .copy_from_slice(bytemuck::bytes_of(p));
+            }
+            gpu.device
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some("logdomain likelihood params"),
+                    contents: &bytes,
+                    usage: wgpu::BufferUsages::UNIFORM,
+                })
+        });
+        let max_buffer = gpu.limits.max_buffer_size;
+        let aux = match aux {
+            Some((mut data, extra)) => {
+                let size = (data.len() as u64 + extra).max(16).next_multiple_of(4);
+                if size > max_buffer {
+                    return Err(Error::Limit(format!(
+                        "{size} bytes of weights and per-row values exceed max_buffer_size"
+                    )));
+                }
+                data.resize(size as usize, 0);
+                Some(
+                    gpu.device
+                        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                            label: Some("logdomain likelihood aux"),
+                            contents: &data,
+                            usage: wgpu::BufferUsages::STORAGE,
+                        }),
+                )
+            }
+            None => None,
+        };
+        let mut made: [Option<wgpu::Buffer>; 2] = [None, None];
+        for (slot, &bytes) in made.iter_mut().zip(&scratch) {
+            if bytes > 0 {
+                if bytes > max_buffer {
+                    return Err(Error::Limit(format!(
+                        "{bytes} bytes of scratch exceed max_buffer_size ({max_buffer})"
+                    )));
+                }
+                *slot = Some(gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("logdomain likelihood scratch"),
+                    size: bytes.next_multiple_of(4),
+                    usage: wgpu::BufferUsages::STORAGE,
+                    mapped_at_creation: false,
+                }));
+            }
+        }
+        Ok(Program {
+            steps,
+            pipelines,
+            params,
+            param_stride,
+            aux,
+            scratch: made,
+            input_bytes,
+            output_bytes,
+            device: gpu.device.clone(),
+            layout: gpu.ll_layout.clone(),
+            dummies: gpu.dummies.clone(),
+            max_groups_per_dim: gpu.limits.max_compute_workgroups_per_dimension.max(1),
+        })
+    }
+
+    /// Checks the caller's buffers: usage, sizes, and that the output is none of the inputs.
+    pub fn check(&self, inputs: &[&wgpu::Buffer], output: &wgpu::Buffer) -> Result<(), Error> {
+        if inputs.len() != self.input_bytes.len() {
+            return Err(Error::Buffer(format!(
+                "this op takes {} input buffers, got {}",
+                self.input_bytes.len(),
+                inputs.len()
+            )));
+        }
+        let need = |b: &wgpu::Buffer, what: String, end: u64| -> Result<(), Error> {
+            if !b.usage().contains(wgpu::BufferUsages::STORAGE) {
+                return Err(Error::Buffer(format!(
+                    "the {what} buffer needs BufferUsages::STORAGE"
+                )));
+            }
+            if b.size() < end {
+                return Err(Error::Buffer(format!(
+                    "the {what} buffer has {} bytes; this op needs {end}",
+                    b.size()
+                )));
+            }
+            Ok(())
+        };
+        for (i, (b, &end)) in inputs.iter().zip(&self.input_bytes).enumerate() {
+            need(b, format!("input {i}"), end)?;
+            if *b == output {
+                return Err(Error::Buffer(format!(
+                    "input {i} and the output must be different buffers"
+                )));
+            }
+        }
+        need(output, "output".into(), self.output_bytes)
+    }
+
+    fn buffer<'a>(
+        &'a self,
+        src: Src,
+        slot: usize,
+        inputs: &[&'a wgpu::Buffer],
+        output: &'a wgpu::Buffer,
+    ) -> &'a wgpu::Buffer {
+        let dummy = &self.dummies[if slot == 3 { 1 } else { 0 }];
+        match src {
+            Src::Input(i) => inputs[i],
+            Src::Output => output,
+            Src::Aux => self.aux.as_ref().unwrap_or(dummy),
+            Src::Scratch(i) => self.scratch[i].as_ref().unwrap_or(dummy),
+            Src::Dummy => dummy,
+        }
+    }
+
+    /// Records every step; the buffers were checked by the caller.
+    pub fn encode(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        inputs: &[&wgpu::Buffer],
+        output: &wgpu::Buffer,
+    ) -> Result<(), Error> {
+        let mut slot = 0u64;
+        for (step, pipelines) in self.steps.iter().zip(&self.pipelines) {
+            match step {
+                Step::Rows(op, from, to) => {
+                    op.record(
+                        encoder,
+                        self.buffer(*from, 0, inputs, output),
+                        self.buffer(*to, 3, inputs, output),
+                    )?;
+                }
+                Step::Ll(passes) => {
+                    let Some(params) = &self.params else {
+                        continue;
+                    };
+                    let groups: Vec<wgpu::BindGroup> = passes
+                        .iter()
+                        .enumerate()
+                        .map(|(i, p)| {
+                            let mut entries = vec![wgpu::BindGroupEntry {
+                                binding: 0,
+                                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                                    buffer: params,
+                                    offset: (slot + i as u64) * self.param_stride,
+                                    size: wgpu::BufferSize::new(
+                                        std::mem::size_of::<LlParams>() as u64
+                                    ),
+                                }),
+                            }];
+                            for (j, b) in p.bind.iter().enumerate() {
+                                let buffer = self.buffer(b.src, j, inputs, output);
+                                let resource = match b.window {
+                                    Some(w) => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                                        buffer,
+                                        offset: w.offset,
+                                        size: wgpu::BufferSize::new(w.size),
+                                    }),
+                                    None => buffer.as_entire_binding(),
+                                };
+                                entries.push(wgpu::BindGroupEntry {
+                                    binding: j as u32 + 1,
+                                    resource,
+                                });
+                            }
+                            self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                                label: Some(p.key.entry),
+                                layout: &self.layout,
+                                entries: &entries,
+                            })
+                        })
+                        .collect();
+                    slot += passes.len() as u64;
+                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: Some("logdomain likelihood"),
+                        timestamp_writes: None,
+                    });
+                    for ((p, pipeline), group) in passes.iter().zip(pipelines).zip(&groups) {
+                        let (x, y) = fold_groups(p.groups, self.max_groups_per_dim);
+                        pass.set_pipeline(pipeline);
+                        pass.set_bind_group(0, group, &[]);
+                        pass.dispatch_workgroups(x, y, 1);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn limit(what: &str, bytes: u64, caps: &Caps) -> Result<(), Error> {
+    if bytes > caps.max_binding {
+        return Err(Error::Limit(format!(
+            "{what} needs {bytes} bytes in one storage binding; max_storage_buffer_binding_size is {}",
+            caps.max_binding
+        )));
+    }
+    Ok(())
+}
+
+pub(crate) fn usable(caps: &Caps) -> Result<u64, Error> {
+    let slack = caps.storage_align - 4;
+    if caps.max_binding <= slack + CHUNK * 4 {
+        return Err(Error::Limit(format!(
+            "max_storage_buffer_binding_size is {}",
+            caps.max_binding
+        )));
+    }
+    Ok(caps.max_binding - slack)
+}
+
+fn groups_for(invocations: u64) -> Result<u64, Error> {
+    let g = invocations.div_ceil(u64::from(LL_WG));
+    if g > MAX_GROUPS {
+        return Err(Error::Limit(format!(
+            "{invocations} invocations in one dispatch"
+        )));
+    }
+    Ok(g)
+}
+
+/// The dispatches of an element-wise pass over a contiguous `rows × cols` matrix held, from
+/// byte 0, in every buffer of `per_element` (windowed alike); `fixed` binds the others (a, b, c,
+/// out order: `per_element` fills the slots marked `None` in `fixed`). Windows hold whole rows,
+/// or, for rows longer than a binding, column ranges that start on a chunk boundary, so the
+/// chunks — and the partial sums — do not depend on the binding size.
+pub(crate) fn elementwise_passes(
+    key: PipelineKey,
+    base: LlParams,
+    rows: u64,
+    cols: u64,
+    slots: [Option<Bind>; 4],
+    per_element: [Src; 4],
+    caps: &Caps,
+) -> Result<Vec<LlPass>, Error> {
+    let usable = usable(caps)?;
+    let mut out = Vec::new();
+    let mut geo = Vec::new(); // (row0, k, col0, col1)
+    if rows == 0 || cols == 0 {
+        return Ok(out);
+    }
+    if cols * 4 <= usable {
+        let k_max = (usable / (cols * 4)).max(1);
+        let mut r0 = 0;
+        while r0 < rows {
+            let k = k_max.min(rows - r0);
+            geo.push((r0, k, 0, cols));
+            r0 += k;
+        }
+    } else {
+        let width = (usable / 4 / CHUNK) * CHUNK;
+        for r in 0..rows {
+            let mut c0 = 0;
+            while c0 < cols {
+                let c1 = (c0 + width).min(cols);
+                geo.push((r, 1, c0, c1));
+                c0 = c1;
+            }
+        }
+    }
+    let cols32 = crate::logsumexp::u32_of(cols, "cols")?;
+    for (r0, k, c0, c1) in geo {
+        let first = (r0 * cols + c0) * 4;
+        let bytes = ((k - 1) * cols + (c1 - c0)) * 4;
+        let (w, off) = window(first, bytes, caps.storage_align);
+        let mut bind = [Bind::dummy(); 4];
+        let mut offs = [0u32; 4];
+        for j in 0..4 {
+            match slots[j] {
+                Some(b) => bind[j] = b,
+                None => {
+                    bind[j] = Bind {
+                        src: per_element[j],
+                        window: Some(w),
+                    };
+                    offs[j] = off;
+                }
+            }
+        }
+        let per_row = (c1 - c0).div_ceil(CHUNK);
+        let mut params = LlParams {
+            rows: k as u32,
+            cols: cols32,
+            col0: c0 as u32,
+            col1: c1 as u32,
+            row0: crate::logsumexp::u32_of(r0, "rows")?,
+            slots: crate::logsumexp::u32_of(cols.div_ceil(CHUNK), "chunks")?,
+            ..base
+        };
+        if slots[0].is_none() {
+            params.a_off = offs[0];
+        }
+        if slots[1].is_none() {
+            params.b_off = offs[1];
+        }
+        if slots[2].is_none() {
+            params.c_off = offs[2];
+        }
+        if slots[3].is_none() {
+            params.out_off = offs[3];
+        }
+        out.push(LlPass {
+            key,
+            params,
+            groups: groups_for(k * per_row)?,
+            bind,
+        });
+    }
+    Ok(out)
+}
+
+/// Reduction levels over `rows` independent sums of `len` partials in scratch 0: CHUNK partials
+/// at a time, ping-ponging between the scratch buffers, until the last level writes each row's
+/// result (`finish`) into `dst` at word `dst_off` (bound whole). Returns the passes and the
+/// bytes each scratch buffer needs.
+pub(crate) fn reduce_passes(
+    rows: u64,
+    len: u64,
+    finish: u32,
+    count: f32,
+    dst: Src,
+    dst_off: u32,
+    caps: &Caps,
+) -> Result<(Vec<LlPass>, [u64; 2]), Error> {
+    let mut passes = Vec::new();
+    let mut need = [rows * len * PARTIAL_BYTES, 0];
+    let mut from = 0usize;
+    let mut len_in = len;
+    loop {
+        let len_out = len_in.div_ceil(CHUNK).max(1);
+        let last = len_out == 1;
+        let a = if len_in == 0 {
+            Bind::dummy()
+        } else {
+            limit("partial sums", rows * len_in * PARTIAL_BYTES, caps)?;
+            Bind::whole(Src::Scratch(from))
+        };
+        let (out, finish_here) = if last {
+            let out = if dst == Src::Output {
+                // A window: the caller's buffer may be larger than a binding.
+                Bind {
+                    src: dst,
+                    window: Some(Window {
+                        offset: 0,
+                        size: (u64::from(dst_off) + rows) * 4,
+                    }),
+                }
+            } else {
+                Bind::whole(dst)
+            };
+            (out, finish)
+        } else {
+            let to = 1 - from;
+            need[to] = need[to].max(rows * len_out * PARTIAL_BYTES);
+            (Bind::whole(Src::Scratch(to)), FINISH_PARTIAL)
+        };
+        passes.push(LlPass {
+            key: key("reduce", 0, 0),
+            params: LlParams {
+                rows: crate::logsumexp::u32_of(rows, "rows")?,
+                len_in: crate::logsumexp::u32_of(len_in, "partials")?,
+                slots: len_out as u32,
+                finish: finish_here,
+                count,
+                out_off: if last { dst_off } else { 0 },
+                ..LlParams::default()
+            },
+            groups: groups_for(rows * len_out)?,
+            bind: [a, Bind::dummy(), Bind::dummy(), out],
+        });
+        if last {
+            break;
+        }
+        from = 1 - from;
+        len_in = len_out;
+    }
+    Ok((passes, need))
+}
+
+fn finish_of(reduction: Reduction, weighted_mean: bool) -> u32 {
+    match reduction {
+        Reduction::None => FINISH_PARTIAL,
+        Reduction::Sum => FINISH_SUM,
+        Reduction::Mean if weighted_mean => FINISH_MEAN_WEIGHT,
+        Reduction::Mean => FINISH_MEAN_COUNT,
+    }
+}
+
+/// One input of a [`LossOp`]: what it is and how many bytes it needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InputSpec {
+    /// What the buffer holds, e.g. `"logits (f32, rows × classes)"`.
+    pub name: &'static str,
+    /// The buffer's minimum size in bytes (the data start at byte 0).
+    pub bytes: u64,
+}
+
+/// An encoder-level loss, prepared for one shape and one set of options.
+///
+/// Inputs start at byte 0 of their buffers, each buffer with `BufferUsages::STORAGE`; targets of
+/// cross-entropy and NLL are `i32`. The output gets [`LossOp::output_len`] f32 values from
+/// byte 0. Recording never submits, writes through the queue, or reads back.
+///
+/// ```no_run
+/// use logdomain::{CrossEntropy, Gpu, LossOp, Reduction};
+/// use wgpu::util::DeviceExt;
+/// let gpu = Gpu::new()?;
+/// let logits = [2.0f32, 0.5, -1.0, 0.0, 0.0, 3.0];
+/// let targets = [0i32, 2];
+/// let op = LossOp::cross_entropy(&gpu, 2, 3, &CrossEntropy::default())?;
+/// let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
+/// let make = |bytes: &[u8]| gpu.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
+///     label: None, contents: bytes, usage });
+/// let (x, t) = (make(bytemuck::cast_slice(&logits)), make(bytemuck::cast_slice(&targets)));
+/// let out = make(&[0u8; 4]);
+/// let mut encoder = gpu.device().create_command_encoder(&Default::default());
+/// op.record(&mut encoder, &[&x, &t], &out)?;
+/// gpu.queue().submit([encoder.finish()]);
+/// let mean = gpu.read_f32(&out, 4)?[0];
+/// assert!(mean > 0.0);
+/// # Ok::<(), logdomain::Error>(())
+/// ```
+pub struct LossOp {
+    loss: Loss,
+    inputs: Vec<InputSpec>,
+    output_len: usize,
+    program: Program,
+}
+
+fn check_finite(what: &str, v: &[f32]) -> Result<(), Error> {
+    if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+        return Err(Error::Value(format!(
+            "{what}[{i}] is {}; it must be finite",
+            v[i]
+        )));
+    }
+    Ok(())
+}
+
+fn check_len(what: &'static str, v: &[f32], expected: usize) -> Result<(), Error> {
+    if v.len() != expected {
+        return Err(Error::InputLength {
+            what,
+            expected,
+            actual: v.len(),
+        });
+    }
+    Ok(())
+}
+
+fn elems(rows: usize, cols: usize) -> Result<u64, Error> {
+    (rows as u64)
+        .checked_mul(cols as u64)
+        .filter(|&n| n <= u64::from(u32::MAX) * CHUNK)
+        .ok_or_else(|| Error::Shape(format!("{rows} × {cols} is too large")))
+}
+
+impl LossOp {
+    /// `F.cross_entropy(logits, targets, weight, ignore_index, label_smoothing, reduction)` for
+    /// a `rows × classes` matrix of logits and `rows` class-index targets. Inputs: logits (f32),
+    /// targets (i32). A target outside `[0, classes)` other than `ignore_index` gives NaN here
+    /// ([`crate::Gpu::cross_entropy`] rejects it, naming the row).
+    pub fn cross_entropy(
+        gpu: &Gpu,
+        rows: usize,
+        classes: usize,
+        options: &CrossEntropy,
+    ) -> Result<LossOp, Error> {
+        Self::categorical(gpu, Loss::CrossEntropy, rows, classes, options)
+    }
+
+    /// `F.nll_loss(log_probs, targets, weight, ignore_index, reduction)`; `label_smoothing`
+    /// must be 0. Inputs: log-probabilities (f32, rows × classes), targets (i32).
+    pub fn nll_loss(
+        gpu: &Gpu,
+        rows: usize,
+        classes: usize,
+        options: &CrossEntropy,
+    ) -> Result<LossOp, Error> {
+        Self::categorical(gpu, Loss::NllLoss, rows, classes, options)
+    }
+
+    fn categorical(
+        gpu: &Gpu,
+        loss: Loss,
+        rows: usize,
+        classes: usize,
+        o: &CrossEntropy,
+    ) -> Result<LossOp, Error> {
+        let caps = Caps::of(gpu);
+        let n = elems(rows, classes)?;
+        let (r, c) = (rows as u64, classes as u64);
+        let eps = o.label_smoothing;
+        if !(0.0..=1.0).contains(&eps) {
+            return Err(Error::Value(format!(
+                "label_smoothing is {eps}; it must be in [0, 1]"
+            )));
+        }
+        if loss == Loss::NllLoss && eps != 0.0 {
+            return Err(Error::Value(
+                "nll_loss takes no label_smoothing (it must be 0)".into(),
+            ));
+        }
+        if let Some(w) = &o.weight {
+            check_len("weight", w, classes)?;
+            check_finite("weight", w)?;
+        }
+        let weighted = o.weight.is_some();
+        let smoothing = eps > 0.0;
+        let nll = loss == Loss::NllLoss;
+        // aux words: [weights (classes) | parts (2 per row) | smoothing sums (1 per row)]
+        let parts_off = if weighted { c } else { 0 };
+        let smooth_off = parts_off + 2 * r;
+        let aux_words = smooth_off + r;
+        let mut data: Vec<u8> = Vec::new();
+        if let Some(w) = &o.weight {
+            data.extend_from_slice(bytemuck::cast_slice(w));
+        }
+        limit("class weights and per-row values", aux_words * 4, &caps)?;
+        let u = |v: u64, what: &str| crate::logsumexp::u32_of(v, what);
+        let mut steps = Vec::new();
+        let mut scratch = [0u64; 2];
+        let ignore = i32::try_from(o.ignore_index).unwrap_or(i32::MIN);
+        let mode = if weighted { MODE_WEIGHTED } else { 0 } | if nll { MODE_NLL } else { 0 };
+        if rows > 0 && classes > 0 && !nll {
+            let layout = RowsLayout {
+                output_offset: parts_off * 4,
+                ..RowsLayout::contiguous(rows, classes)
+            };
+            steps.push(Step::Rows(
+                Box::new(RowOp::new(
+                    gpu,
+                    RowFn::LogsumexpParts,
+                    layout,
+                    Strategy::Auto,
+                )?),
+                Src::Input(0),
+                Src::Aux,
+            ));
+        }
+        if smoothing && rows > 0 && classes > 0 {
+            let base = LlParams {
+                mode,
+                b_off: u(parts_off, "rows")?,
+                c_off: 0,
+                ..LlParams::default()
+            };
+            let mut passes = elementwise_passes(
+                key("elementwise", OP_SMOOTH, 1),
+                base,
+                r,
+                c,
+                [
+                    None,
+                    Some(Bind::whole(Src::Aux)),
+                    Some(if weighted {
+                        Bind::whole(Src::Aux)
+                    } else {
+                        Bind::dummy()
+                    }),
+                    Some(Bind::whole(Src::Scratch(0))),
+                ],
+                [Src::Input(0), Src::Dummy, Src::Dummy, Src::Dummy],
+                &caps,
+            )?;
+            let slots = c.div_ceil(CHUNK);
+            let (reduce, need) = reduce_passes(
+                r,
+                slots,
+                FINISH_SUM,
+                0.0,
+                Src::Aux,
+                u(smooth_off, "rows")?,
+                &caps,
+            )?;
+            passes.extend(reduce);
+            scratch = [scratch[0].max(need[0]), scratch[1].max(need[1])];
+            steps.push(Step::Ll(passes));
+        }
+        // The per-row losses: windows of whole rows of logits.
+        let usable = usable(&caps)?;
+        if c * 4 > usable {
+            return Err(Error::Limit(format!(
+                "a row of {classes} classes is larger than a storage binding ({} bytes)",
+                caps.max_binding
+            )));
+        }
+        let reduce = o.reduction != Reduction::None;
+        let mut passes = Vec::new();
+        let k_max = (usable / (c * 4).max(4)).min(usable / 4).max(1);
+        let mut r0 = 0;
+        while r0 < r {
+            let k = k_max.min(r - r0);
+            let (lw, loff) = window(r0 * c * 4, (k * c * 4).max(4), caps.storage_align);
+            let (tw, toff) = window(r0 * 4, k * 4, caps.storage_align);
+            let (out, out_off) = if reduce {
+                (Bind::whole(Src::Scratch(0)), 0)
+            } else {
+                let (ow, ooff) = window(r0 * 4, k * 4, caps.storage_align);
+                (
+                    Bind {
+                        src: Src::Output,
+                        window: Some(ow),
+                    },
+                    ooff,
+                )
+            };
+            let logits = if c == 0 {
+                Bind::dummy()
+            } else {
+                Bind {
+                    src: Src::Input(0),
+                    window: Some(lw),
+                }
+            };
+            passes.push(LlPass {
+                key: key("categorical", 0, u32::from(reduce)),
+                params: LlParams {
+                    rows: k as u32,
+                    cols: u(c, "classes")?,
+                    row0: u(r0, "rows")?,
+                    a_off: loff,
+                    b_off: toff,
+                    c_off: 0,
+                    c2_off: u(parts_off, "rows")?,
+                    out_off,
+                    mode,
+                    // 1 - label_smoothing and label_smoothing / C, rounded once from f64 as
+                    // PyTorch's scalar arithmetic does.
+                    eps: (1.0 - f64::from(eps)) as f32,
+                    smoothing: (f64::from(eps) / c.max(1) as f64) as f32,
+                    ignore,
+                    len_in: u(r, "rows")?,
+                    ..LlParams::default()
+                },
+                groups: groups_for(k)?,
+                bind: [
+                    logits,
+                    Bind {
+                        src: Src::Input(1),
+                        window: Some(tw),
+                    },
+                    if weighted || !nll {
+                        Bind::whole(Src::Aux)
+                    } else {
+                        Bind::dummy()
+                    },
+                    out,
+                ],
+            });
+            r0 += k;
+        }
+        if reduce {
+            limit("per-row partial sums", r * PARTIAL_BYTES, &caps)?;
+            let (more, need) = reduce_passes(
+                1,
+                r,
+                finish_of(o.reduction, true),
+                0.0,
+                Src::Output,
+                0,
+                &caps,
+            )?;
+            passes.extend(more);
+            scratch = [scratch[0].max(need[0]), scratch[1].max(need[1])];
+        }
+        steps.push(Step::Ll(passes));
+        let output_len = if reduce { 1 } else { rows };
+        let program = Program::new(
+            gpu,
+            steps,
+            Some((data, (aux_words - parts_off) * 4)),
+            scratch,
+            vec![n * 4, r * 4],
+            output_len as u64 * 4,
+        )?;
+        Ok(LossOp {
+            loss,
+            inputs: vec![
+                InputSpec {
+                    name: if nll {
+                        "log-probabilities (f32, rows × classes)"
+                    } else {
+                        "logits (f32, rows × classes)"
+                    },
+                    bytes: n * 4,
+                },
+                InputSpec {
+                    name: "targets (i32, rows)",
+                    bytes: r * 4,
+                },
+            ],
+            output_len,
+            program,
+        })
+    }
+
+    /// An element-wise loss over a `rows × cols` matrix (rows = 1 for flat ones), reduced as
+    /// asked; `inputs` are the per-element buffers (a, b), `c` what binding c holds.
+    #[allow(clippy::too_many_arguments)]
+    fn elementwise(
+        gpu: &Gpu,
+        loss: Loss,
+        op: u32,
+        rows: u64,
+        cols: u64,
+        base: LlParams,
+        c: Option<Bind>,
+        per_element_c: bool,
+        aux: Option<Vec<u8>>,
+        reduction: Reduction,
+        inputs: Vec<InputSpec>,
+    ) -> Result<LossOp, Error> {
+        let caps = Caps::of(gpu);
+        let n = rows * cols;
+        let reduce = reduction != Reduction::None;
+        let per_row_sum = loss == Loss::LogProd;
+        let out_slot = if reduce || per_row_sum {
+            Some(Bind::whole(Src::Scratch(0)))
+        } else {
+            None
+        };
+        let c_slot = if per_element_c {
+            None
+        } else {
+            c.or(Some(Bind::dummy()))
+        };
+        let mut passes = elementwise_passes(
+            key("elementwise", op, u32::from(reduce || per_row_sum)),
+            base,
+            rows,
+            cols,
+            [
+                None,
+                if inputs.len() > 1 {
+                    None
+                } else {
+                    Some(Bind::dummy())
+                },
+                c_slot,
+                out_slot,
+            ],
+            [Src::Input(0), Src::Input(1), Src::Input(2), Src::Output],
+            &caps,
+        )?;
+        let mut scratch = [0u64; 2];
+        if per_row_sum {
+            if rows > 0 {
+                let (more, need) = reduce_passes(
+                    rows,
+                    if cols == 0 { 0 } else { cols.div_ceil(CHUNK) },
+                    FINISH_SUM,
+                    0.0,
+                    Src::Output,
+                    0,
+                    &caps,
+                )?;
+                limit("log_prod's output", rows * 4, &caps)?;
+                passes.extend(more);
+                scratch = need;
+            }
+        } else if reduce {
+            let (more, need) = reduce_passes(
+                1,
+                if n == 0 {
+                    0
+                } else {
+                    cols.div_ceil(CHUNK) * rows
+                },
+                finish_of(reduction, false),
+                n as f32,
+                Src::Output,
+                0,
+                &caps,
+            )?;
+            passes.extend(more);
+            scratch = need;
+        }
+        let output_len = if per_row_sum {
+            rows as usize
+        } else if reduce {
+            1
+        } else {
+            n as usize
+        };
+        let program = Program::new(
+            gpu,
+            vec![Step::Ll(passes)],
+            aux.map(|d| (d, 0)),
+            scratch,
+            inputs.iter().map(|i| i.bytes).collect(),
+            output_len as u64 * 4,
+        )?;
+        Ok(LossOp {
+            loss,
+            inputs,
+            output_len,
+            program,
+        })
+    }
+
+    /// `F.gaussian_nll_loss(input, target, var, full, eps, reduction)` over `n` elements, with
+    /// `var` holding `n` variances or one shared (`shared_var`). Inputs: input, target, var.
+    /// A negative variance gives NaN here ([`crate::Gpu::gaussian_nll`] rejects it).
+    pub fn gaussian_nll(
+        gpu: &Gpu,
+        n: usize,
+        shared_var: bool,
+        options: &GaussianNll,
+    ) -> Result<LossOp, Error> {
+        let total = elems(1, n)?;
+        if !options.eps.is_finite() || options.eps < 0.0 {
+            return Err(Error::Value(format!(
+                "eps is {}; it must be finite and ≥ 0",
+                options.eps
+            )));
+        }
+        let mode =
+            if options.full { MODE_FULL } else { 0 } | if shared_var { MODE_SHARED_C } else { 0 };
+        Self::elementwise(
+            gpu,
+            Loss::GaussianNll,
+            OP_GAUSSIAN,
+            1,
+            total,
+            LlParams {
+                mode,
+                eps: options.eps,
+                ..LlParams::default()
+            },
+            Some(Bind {
+                src: Src::Input(2),
+                window: Some(Window { offset: 0, size: 4 }),
+            }),
+            !shared_var,
+            None,
+            options.reduction,
+            vec![
+                InputSpec {
+                    name: "input (f32, n)",
+                    bytes: total * 4,
+                },
+                InputSpec {
+                    name: "target (f32, n)",
+                    bytes: total * 4,
+                },
+                InputSpec {
+                    name: "var (f32, n or 1)",
+                    bytes: if shared_var { 4 } else { total * 4 },
+                },
+            ],
+        )
+    }
+
+    /// `F.binary_cross_entropy_with_logits(logits, targets, pos_weight, reduction)` over a
+    /// `rows × cols` matrix, `pos_weight` one per column. Inputs: logits, targets.
+    pub fn binary_cross_entropy_with_logits(
+        gpu: &Gpu,
+        rows: usize,
+        cols: usize,
+        options: &Bce,
+    ) -> Result<LossOp, Error> {
+        let total = elems(rows, cols)?;
+        let mut mode = 0;
+        let mut aux = None;
+        if let Some(pw) = &options.pos_weight {
+            check_len("pos_weight", pw, cols)?;
+            check_finite("pos_weight", pw)?;
+            mode |= MODE_WEIGHTED;
+            aux = Some(bytemuck::cast_slice(pw).to_vec());
+        }
+        Self::elementwise(
+            gpu,
+            Loss::BinaryCrossEntropyWithLogits,
+            OP_BCE,
+            rows as u64,
+            cols as u64,
+            LlParams {
+                mode,
+                ..LlParams::default()
+            },
+            aux.as_ref().map(|_| Bind::whole(Src::Aux)),
+            false,
+            aux,
+            options.reduction,
+            vec![
+                InputSpec {
+                    name: "logits (f32, rows × cols)",
+                    bytes: total * 4,
+                },
+                InputSpec {
+                    name: "targets (f32, rows × cols)",
+                    bytes: total * 4,
+                },
+            ],
+        )
+    }
+
+    /// `F.poisson_nll_loss(input, target, log_input, full, eps, reduction)` over `n` elements.
+    /// Inputs: input, target.
+    pub fn poisson_nll(gpu: &Gpu, n: usize, options: &PoissonNll) -> Result<LossOp, Error> {
+        let total = elems(1, n)?;
+        if options.eps.is_nan() {
+            return Err(Error::Value("eps is NaN".into()));
+        }
+        let mode = if options.full { MODE_FULL } else { 0 }
+            | if options.log_input { MODE_LOG_INPUT } else { 0 };
+        Self::elementwise(
+            gpu,
+            Loss::PoissonNll,
+            OP_POISSON,
+            1,
+            total,
+            LlParams {
+                mode,
+                eps: options.eps,
+                ..LlParams::default()
+            },
+            None,
+            false,
+            None,
+            options.reduction,
+            vec![
+                InputSpec {
+                    name: "input (f32, n)",
+                    bytes: total * 4,
+                },
+                InputSpec {
+                    name: "target (f32, n)",
+                    bytes: total * 4,
+                },
+            ],
+        )
+    }
+
+    /// `Σ_j ln p_rj` for each row of a `rows × cols` matrix of probabilities: the log of a
+    /// product that would underflow in f32. `ln 0 = −inf`; a negative p gives NaN. Input: p.
+    pub fn log_prod(gpu: &Gpu, rows: usize, cols: usize) -> Result<LossOp, Error> {
+        let total = elems(rows, cols)?;
+        Self::elementwise(
+            gpu,
+            Loss::LogProd,
+            OP_LN,
+            rows as u64,
+            cols as u64,
+            LlParams::default(),
+            None,
+            false,
+            None,
+            Reduction::None,
+            vec![InputSpec {
+                name: "p (f32, rows × cols)",
+                bytes: total * 4,
+            }],
+        )
+    }
+
+    /// The function computed.
+    pub fn loss(&self) -> Loss {
+        self.loss
+    }
+
+    /// The input buffers `record` takes, in order.
+    pub fn inputs(&self) -> &[InputSpec] {
+        &self.inputs
+    }
+
+    /// Number of f32 values written to the output.
+    pub fn output_len(&self) -> usize {
+        self.output_len
+    }
+
+    /// Records the op: reads `inputs` (as [`LossOp::inputs`] lists them) and writes
+    /// [`LossOp::output_len`] f32 values at the start of `output`.
+    pub fn record(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        inputs: &[&wgpu::Buffer],
+        output: &wgpu::Buffer,
+    ) -> Result<(), Error> {
+        self.program.check(inputs, output)?;
+        self.program.encode(encoder, inputs, output)
+    }
+}
+
+/// Checks class-index targets on the host and converts them to the `i32` the kernels read.
+pub(crate) fn targets_i32(
+    targets: &[i64],
+    classes: usize,
+    ignore_index: i64,
+) -> Result<Vec<i32>, Error> {
+    let ignored = i32::try_from(ignore_index).unwrap_or(i32::MIN);
+    targets
+        .iter()
+        .enumerate()
+        .map(|(row, &t)| {
+            if t == ignore_index {
+                Ok(ignored)
+            } else if t < 0 || t as u64 >= classes as u64 {
+                Err(Error::Value(format!(
+                    "target {t} of row {row} is outside [0, {classes}) and is not ignore_index ({ignore_index})"
+                )))
+            } else {
+                Ok(t as i32)
+            }
+        })
+        .collect()
+}
+
+impl Gpu {
+    fn run_loss(&self, op: &LossOp, inputs: &[&[u8]]) -> Result<Vec<f32>, Error> {
+        self.run_program(&op.program, inputs, op.output_len)
+    }
+
+    /// Uploads host inputs, records `program`, and reads its `out_len` values back (blocking).
+    pub(crate) fn run_program(
+        &self,
+        program: &Program,
+        inputs: &[&[u8]],
+        out_len: usize,
+    ) -> Result<Vec<f32>, Error> {
+        let buffers: Vec<wgpu::Buffer> = inputs
+            .iter()
+            .map(|bytes| {
+                let mut data = bytes.to_vec();
+                data.resize(data.len().max(4), 0);
+                self.device
+                    .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                        label: Some("logdomain loss input"),
+                        contents: &data,
+                        usage: wgpu::BufferUsages::STORAGE,
+                    })
+            })
+            .collect();
+        let out_bytes = out_len as u64 * 4;
+        // Debug builds (the tests) start from the sentinel so that an unwritten value shows.
+        let fill = if cfg!(debug_assertions) {
+            crate::shaders::SENTINEL_BITS
+        } else {
+            0
+        };
+        let output = self
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("logdomain loss output"),
+                contents: bytemuck::cast_slice(&vec![fill; out_len.max(1)]),
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            });
+        let refs: Vec<&wgpu::Buffer> = buffers.iter().collect();
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        program.check(&refs, &output)?;
+        program.encode(&mut encoder, &refs, &output)?;
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu(e.to_string()));
+        }
+        self.submit_and_read(encoder, &output, out_bytes)
+    }
+
+    /// `F.cross_entropy` with class-index targets: `logits` is row-major `rows × classes`,
+    /// `targets` has `rows` class indices. Returns `rows` losses (`Reduction::None`) or one
+    /// value. A target outside `[0, classes)` that is not `ignore_index` is an error naming the
+    /// row.
+    ///
+    /// ```no_run
+    /// use logdomain::{CrossEntropy, Gpu};
+    /// let gpu = Gpu::new()?;
+    /// let loss = gpu.cross_entropy(&[0.0, 0.0], 1, 2, &[1], &CrossEntropy::default())?;
+    /// assert!((loss[0] - 2f32.ln()).abs() < 1e-6);
+    /// # Ok::<(), logdomain::Error>(())
+    /// ```
+    pub fn cross_entropy(
+        &self,
+        logits: &[f32],
+        rows: usize,
+        classes: usize,
+        targets: &[i64],
+        options: &CrossEntropy,
+    ) -> Result<Vec<f32>, Error> {
+        self.categorical(Loss::CrossEntropy, logits, rows, classes, targets, options)
+    }
+
+    /// `F.nll_loss` on log-probabilities (`rows × classes`); `label_smoothing` must be 0.
+    pub fn nll_loss(
+        &self,
+        log_probs: &[f32],
+        rows: usize,
+        classes: usize,
+        targets: &[i64],
+        options: &CrossEntropy,
+    ) -> Result<Vec<f32>, Error> {
+        self.categorical(Loss::NllLoss, log_probs, rows, classes, targets, options)
+    }
+
+    fn categorical(
+        &self,
+        loss: Loss,
+        x: &[f32],
+        rows: usize,
+        classes: usize,
+        targets: &[i64],
+        options: &CrossEntropy,
+    ) -> Result<Vec<f32>, Error> {
+        check_len("logits", x, elems(rows, classes)? as usize)?;
+        if targets.len() != rows {
+            return Err(Error::InputLength {
+                what: "targets",
+                expected: rows,
+                actual: targets.len(),
+            });
+        }
+        let op = LossOp::categorical(self, loss, rows, classes, options)?;
+        let t = targets_i32(targets, classes, options.ignore_index)?;
+        self.run_loss(&op, &[bytemuck::cast_slice(x), bytemuck::cast_slice(&t)])
+    }
+
+    /// `F.gaussian_nll_loss(input, target, var)`: `var` has one variance per element or a
+    /// single shared one. A negative variance is an error (as in PyTorch); variances are
+    /// clamped to at least `eps`.
+    pub fn gaussian_nll(
+        &self,
+        input: &[f32],
+        target: &[f32],
+        var: &[f32],
+        options: &GaussianNll,
+    ) -> Result<Vec<f32>, Error> {
+        let n = input.len();
+        check_len("target", target, n)?;
+        if var.len() != n && var.len() != 1 {
+            return Err(Error::InputLength {
+                what: "var (one per element, or one shared)",
+                expected: n,
+                actual: var.len(),
+            });
+        }
+        if let Some(i) = var.iter().position(|&v| v < 0.0) {
+            return Err(Error::Value(format!(
+                "var has a negative entry ({} at index {i})",
+                var[i]
+            )));
+        }
+        let op = LossOp::gaussian_nll(self, n, var.len() == 1 && n != 1, options)?;
+        self.run_loss(
+            &op,
+            &[
+                bytemuck::cast_slice(input),
+                bytemuck::cast_slice(target),
+                bytemuck::cast_slice(var),
+            ],
+        )
+    }
+
+    /// `F.binary_cross_entropy_with_logits` over a row-major `rows × cols` matrix, with
+    /// `pos_weight` (if any) one per column.
+    pub fn binary_cross_entropy_with_logits(
+        &self,
+        logits: &[f32],
+        targets: &[f32],
+        rows: usize,
+        cols: usize,
+        options: &Bce,
+    ) -> Result<Vec<f32>, Error> {
+        let n = elems(rows, cols)? as usize;
+        check_len("logits", logits, n)?;
+        check_len("targets", targets, n)?;
+        let op = LossOp::binary_cross_entropy_with_logits(self, rows, cols, options)?;
+        self.run_loss(
+            &op,
+            &[bytemuck::cast_slice(logits), bytemuck::cast_slice(targets)],
+        )
+    }
+
+    /// `F.poisson_nll_loss(input, target)`.
+    pub fn poisson_nll(
+        &self,
+        input: &[f32],
+        target: &[f32],
+        options: &PoissonNll,
+    ) -> Result<Vec<f32>, Error> {
+        check_len("target", target, input.len())?;
+        let op = LossOp::poisson_nll(self, input.len(), options)?;
+        self.run_loss(
+            &op,
+            &[bytemuck::cast_slice(input), bytemuck::cast_slice(target)],
+        )
+    }
+
+    /// `Σ_j ln p_rj` for each row of a row-major `rows × cols` matrix: the log of a product of
+    /// probabilities that would underflow in f32.
+    ///
+    /// ```no_run
+    /// let gpu = logdomain::Gpu::new()?;
+    /// let lp = gpu.log_prod(&vec![0.01f32; 10_000], 1, 10_000)?;
+    /// assert!((lp[0] + 46051.7).abs() < 0.1);
+    /// # Ok::<(), logdomain::Error>(())
+    /// ```
+    pub fn log_prod(&self, p: &[f32], rows: usize, cols: usize) -> Result<Vec<f32>, Error> {
+        check_len("p", p, elems(rows, cols)? as usize)?;
+        let op = LossOp::log_prod(self, rows, cols)?;
+        self.run_loss(&op, &[bytemuck::cast_slice(p)])
+    }
+}

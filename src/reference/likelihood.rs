@@ -1,0 +1,349 @@
+//! CPU mirror of `shaders/likelihood.wgsl`: the same per-element functions and the same
+//! pairwise summation order (chunks of [`CHUNK`] values, then [`CHUNK`] partials at a time), in
+//! f32. IEEE f32 arithmetic gives the special values the kernels spell out from bits.
+
+use super::logsumexp::{ld_exp_neg, ld_log, ld_log1p};
+use crate::likelihood::{Bce, CrossEntropy, GaussianNll, PoissonNll, Reduction};
+
+/// Values per chunk and partials per reduction step.
+pub const CHUNK: usize = 64;
+
+/// A partial sum: the finite values' sum, the weights' sum, and the special values seen.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct SumState {
+    /// Sum of the finite values.
+    pub s: f32,
+    /// Sum of the weights (what a weighted mean divides by).
+    pub w: f32,
+    /// [`SUM_NAN`], [`SUM_POS_INF`], [`SUM_NEG_INF`].
+    pub flags: u32,
+}
+
+/// A NaN was summed.
+pub const SUM_NAN: u32 = 1;
+/// A +inf was summed.
+pub const SUM_POS_INF: u32 = 2;
+/// A −inf was summed.
+pub const SUM_NEG_INF: u32 = 4;
+
+/// The empty sum.
+pub fn sum_identity() -> SumState {
+    SumState::default()
+}
+
+/// Adds value `v` with weight `w`.
+pub fn sum_push(st: SumState, v: f32, w: f32) -> SumState {
+    if v.is_finite() {
+        return SumState {
+            s: st.s + v,
+            w: st.w + w,
+            flags: st.flags,
+        };
+    }
+    let f = if v.is_nan() {
+        SUM_NAN
+    } else if v > 0.0 {
+        SUM_POS_INF
+    } else {
+        SUM_NEG_INF
+    };
+    SumState {
+        s: st.s,
+        w: st.w + w,
+        flags: st.flags | f,
+    }
+}
+
+/// Merges two partial sums.
+pub fn sum_combine(a: SumState, b: SumState) -> SumState {
+    SumState {
+        s: a.s + b.s,
+        w: a.w + b.w,
+        flags: a.flags | b.flags,
+    }
+}
+
+/// The total: NaN if a NaN or both infinities were summed, else the infinity seen, else `s`.
+pub fn sum_total(st: SumState) -> f32 {
+    if st.flags & SUM_NAN != 0
+        || st.flags & (SUM_POS_INF | SUM_NEG_INF) == SUM_POS_INF | SUM_NEG_INF
+    {
+        f32::NAN
+    } else if st.flags & SUM_POS_INF != 0 {
+        f32::INFINITY
+    } else if st.flags & SUM_NEG_INF != 0 {
+        f32::NEG_INFINITY
+    } else {
+        st.s
+    }
+}
+
+/// Pairwise sum of states in the kernels' order: a binary counter of partial sums.
+pub fn pairwise(states: impl IntoIterator<Item = SumState>) -> SumState {
+    let mut stack: Vec<SumState> = Vec::new();
+    let mut n = 0u64;
+    for st0 in states {
+        let mut st = st0;
+        n += 1;
+        let mut c = n;
+        while c & 1 == 0 {
+            st = sum_combine(stack.pop().expect("binary counter"), st);
+            c >>= 1;
+        }
+        stack.push(st);
+    }
+    stack
+        .into_iter()
+        .rev()
+        .fold(sum_identity(), |total, st| sum_combine(st, total))
+}
+
+/// Reduces per-row partial sums level by level, [`CHUNK`] at a time, as the `reduce` kernel.
+pub fn reduce_levels(mut partials: Vec<SumState>) -> SumState {
+    loop {
+        if partials.len() <= CHUNK {
+            return pairwise(partials);
+        }
+        partials = partials
+            .chunks(CHUNK)
+            .map(|c| pairwise(c.iter().copied()))
+            .collect();
+    }
+}
+
+/// Chunk sums of values (weights 0) as the `elementwise` kernel forms them along one row.
+pub fn chunk_partials(values: &[f32]) -> Vec<SumState> {
+    values
+        .chunks(CHUNK)
+        .map(|c| pairwise(c.iter().map(|&v| sum_push(sum_identity(), v, 0.0))))
+        .collect()
+}
+
+fn finish(st: SumState, reduction: Reduction, divisor: Option<f32>) -> f32 {
+    let total = sum_total(st);
+    match reduction {
+        Reduction::Mean => total / divisor.unwrap_or(st.w),
+        _ => total,
+    }
+}
+
+fn reduce_values(values: Vec<f32>, reduction: Reduction) -> Vec<f32> {
+    if reduction == Reduction::None {
+        return values;
+    }
+    let n = values.len() as f32;
+    vec![finish(
+        reduce_levels(chunk_partials(&values)),
+        reduction,
+        Some(n),
+    )]
+}
+
+/// `ln(1 + e^z)` for finite z.
+pub fn softplus(z: f32) -> f32 {
+    z.max(0.0) + ld_log1p(ld_exp_neg(-z.abs()))
+}
+
+/// `ln x` as the kernels take it: NaN below 0, −inf at 0, subnormals exact.
+pub fn xlog(v: f32) -> f32 {
+    if v.is_nan() || v < 0.0 {
+        f32::NAN
+    } else if v == 0.0 {
+        f32::NEG_INFINITY
+    } else if v == f32::INFINITY {
+        f32::INFINITY
+    } else if v < f32::MIN_POSITIVE {
+        ld_log(v.to_bits() as f32) - 149.0 * 0.693_145_75 - 149.0 * 1.428_606_8e-6
+    } else {
+        ld_log(v)
+    }
+}
+
+/// `e^x` as the kernels take it.
+pub fn xexp(x: f32) -> f32 {
+    if x.is_nan() {
+        f32::NAN
+    } else if x <= 0.0 {
+        if x == f32::NEG_INFINITY {
+            0.0
+        } else {
+            ld_exp_neg(x)
+        }
+    } else if x > 88.722_84 {
+        f32::INFINITY
+    } else {
+        let k = (x * std::f32::consts::LOG2_E).round_ties_even();
+        let r = (x - k * 0.693_145_75) - k * 1.428_606_8e-6;
+        let p = 1.0
+            + r * (1.0
+                + r * (0.5
+                    + r * (0.166_666_67
+                        + r * (0.041_666_668
+                            + r * (0.008_333_334 + r * (0.001_388_888_9 + r * 0.000_198_412_7))))));
+        let v = p * f32::from_bits(((k as i32 + 126) as u32) << 23) * 2.0;
+        if v > f32::MAX { f32::INFINITY } else { v }
+    }
+}
+
+/// One element of `F.gaussian_nll_loss`.
+pub fn gaussian_nll_element(x: f32, y: f32, var: f32, eps: f32, full: bool) -> f32 {
+    if var.is_nan() || var < 0.0 {
+        return f32::NAN;
+    }
+    let v = if var.is_finite() { var.max(eps) } else { var };
+    let d = x - y;
+    let mut loss = xlog(v) + d * d / v;
+    if full {
+        loss += 2.0 * 0.918_938_5;
+    }
+    0.5 * loss
+}
+
+/// One element of `F.binary_cross_entropy_with_logits` (stable form for finite operands).
+pub fn bce_element(x: f32, y: f32, pw: f32) -> f32 {
+    if x.is_finite() && y.is_finite() && pw.is_finite() {
+        return (1.0 - y) * softplus(x) + (pw * y) * softplus(-x);
+    }
+    let log_sig = if x.is_finite() {
+        -softplus(-x)
+    } else if x == f32::INFINITY {
+        0.0
+    } else if x == f32::NEG_INFINITY {
+        f32::NEG_INFINITY
+    } else {
+        f32::NAN
+    };
+    let lw = 1.0 + (pw - 1.0) * y;
+    (1.0 - y) * x - log_sig * lw
+}
+
+/// One element of `F.poisson_nll_loss`.
+pub fn poisson_nll_element(x: f32, y: f32, log_input: bool, full: bool, eps: f32) -> f32 {
+    let mut loss = if log_input {
+        xexp(x) - y * x
+    } else {
+        x - y * xlog(x + eps)
+    };
+    if full && y > 1.0 {
+        loss += (y * xlog(y) - y) + 0.5 * xlog(std::f32::consts::TAU * y);
+    }
+    loss
+}
+
+/// `F.gaussian_nll_loss` (var of length n or 1).
+pub fn gaussian_nll(input: &[f32], target: &[f32], var: &[f32], o: &GaussianNll) -> Vec<f32> {
+    let v = |i: usize| if var.len() == 1 { var[0] } else { var[i] };
+    let values = (0..input.len())
+        .map(|i| gaussian_nll_element(input[i], target[i], v(i), o.eps, o.full))
+        .collect();
+    reduce_values(values, o.reduction)
+}
+
+/// `F.binary_cross_entropy_with_logits` over `rows × cols` (chunks along rows, as the kernel).
+pub fn binary_cross_entropy_with_logits(
+    logits: &[f32],
+    targets: &[f32],
+    rows: usize,
+    cols: usize,
+    o: &Bce,
+) -> Vec<f32> {
+    let pw = |c: usize| o.pos_weight.as_ref().map_or(1.0, |p| p[c]);
+    let values: Vec<f32> = (0..rows * cols)
+        .map(|i| bce_element(logits[i], targets[i], pw(i % cols)))
+        .collect();
+    if o.reduction == Reduction::None {
+        return values;
+    }
+    let partials = values
+        .chunks(cols.max(1))
+        .flat_map(chunk_partials)
+        .collect();
+    vec![finish(
+        reduce_levels(partials),
+        o.reduction,
+        Some((rows * cols) as f32),
+    )]
+}
+
+/// `F.poisson_nll_loss`.
+pub fn poisson_nll(input: &[f32], target: &[f32], o: &PoissonNll) -> Vec<f32> {
+    let values = input
+        .iter()
+        .zip(target)
+        .map(|(&x, &y)| poisson_nll_element(x, y, o.log_input, o.full, o.eps))
+        .collect();
+    reduce_values(values, o.reduction)
+}
+
+/// `Σ ln p` per row.
+pub fn log_prod(p: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    (0..rows)
+        .map(|r| {
+            let lnp: Vec<f32> = p[r * cols..(r + 1) * cols]
+                .iter()
+                .map(|&v| xlog(v))
+                .collect();
+            sum_total(reduce_levels(chunk_partials(&lnp)))
+        })
+        .collect()
+}
+
+/// `F.cross_entropy` (`nll = false`, from logits) or `F.nll_loss` (`nll = true`, from
+/// log-probabilities) with class-index targets; targets must be valid (checked by the caller).
+pub fn categorical(
+    x: &[f32],
+    rows: usize,
+    classes: usize,
+    targets: &[i64],
+    o: &CrossEntropy,
+    nll: bool,
+) -> Vec<f32> {
+    use super::logsumexp::{FLAG_NAN, FLAG_NONEMPTY, FLAG_POS_INF, row_state};
+    let eps = f64::from(o.label_smoothing);
+    let keep = (1.0 - eps) as f32;
+    let per_class = (eps / classes.max(1) as f64) as f32;
+    let w = |c: usize| o.weight.as_ref().map_or(1.0, |w| w[c]);
+    let mut states = Vec::with_capacity(rows);
+    for r in 0..rows {
+        let row = &x[r * classes..(r + 1) * classes];
+        let t = targets[r];
+        if t == o.ignore_index {
+            states.push(SumState::default());
+            continue;
+        }
+        let t = t as usize;
+        let (hi, lo) = if nll {
+            (0.0, 0.0)
+        } else {
+            let st = row_state(row);
+            if st.flags & (FLAG_NAN | FLAG_POS_INF) != 0 || st.flags & FLAG_NONEMPTY == 0 {
+                (f32::NAN, 0.0)
+            } else {
+                (st.m, ld_log1p(st.s))
+            }
+        };
+        let nll_t = if nll { -row[t] } else { (hi - row[t]) + lo };
+        let mut loss = w(t) * nll_t;
+        if eps > 0.0 {
+            let terms: Vec<f32> = (0..classes)
+                .map(|c| {
+                    if hi.is_finite() {
+                        w(c) * ((hi - row[c]) + lo)
+                    } else {
+                        f32::NAN
+                    }
+                })
+                .collect();
+            let smooth = sum_total(reduce_levels(chunk_partials(&terms)));
+            loss = keep * loss + per_class * smooth;
+        }
+        states.push(SumState {
+            w: w(t),
+            ..sum_push(sum_identity(), loss, 0.0)
+        });
+    }
+    match o.reduction {
+        Reduction::None => states.iter().map(|s| sum_total(*s)).collect(),
+        r => vec![finish(reduce_levels(states), r, None)],
+    }
+}

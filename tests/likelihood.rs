@@ -1,0 +1,1029 @@
+//! Log-likelihood reductions on whatever adapter `Gpu::new()` finds (run with
+//! WGPU_BACKEND=vulkan and WGPU_BACKEND=gl): PyTorch's semantics, accuracy against an f64
+//! oracle computed from the same f32 inputs with bounds written as formulas, special values,
+//! GPU reductions that are deterministic and independent of binding sizes and grid shapes, the
+//! encoder-level API, and errors.
+
+mod common;
+
+use common::*;
+use logdomain::{
+    Bce, CrossEntropy, Error, GaussianNll, Gpu, LossOp, PoissonNll, Reduction, SENTINEL_BITS,
+};
+use wgpu::util::DeviceExt;
+
+const INF: f32 = f32::INFINITY;
+const NEG_INF: f32 = f32::NEG_INFINITY;
+const NAN: f32 = f32::NAN;
+const REDUCTIONS: [Reduction; 3] = [Reduction::None, Reduction::Sum, Reduction::Mean];
+
+/// An f64 truth and the bound the f32 result must meet.
+#[derive(Clone, Copy, Debug)]
+struct Want {
+    v: f64,
+    bound: f64,
+}
+
+fn want(v: f64, bound: f64) -> Want {
+    Want { v, bound }
+}
+
+/// Same special value, or within the bound; a truth beyond f32's range must come out as the
+/// infinity it rounds to. Never the sentinel.
+fn ok(got: f32, w: Want) -> bool {
+    if got.to_bits() == SENTINEL_BITS {
+        return false;
+    }
+    if w.v.is_nan() {
+        return got.is_nan();
+    }
+    if w.v.is_infinite() || w.v.abs() > f64::from(f32::MAX) * (1.0 + U) {
+        return f64::from(got) == w.v.signum() * f64::INFINITY;
+    }
+    got.is_finite() && (f64::from(got) - w.v).abs() <= w.bound
+}
+
+fn check_all(got: &[f32], want: &[Want], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            ok(g, w),
+            "{what}[{i}]: got {g:e}, want {:e} ± {:e} (error {:e})",
+            w.v,
+            w.bound,
+            (f64::from(g) - w.v).abs()
+        );
+    }
+}
+
+/// Depth of the GPU's summation tree for N values: pairwise within chunks of 64 and across 64
+/// partials per level, so at most ⌈log2 N⌉ plus one per level.
+fn depth(n: usize) -> f64 {
+    let n = n.max(1) as f64;
+    n.log2().ceil() + n.log(64.0).ceil() + 1.0
+}
+
+/// The reduced truth: Σ v (or Σ v / W) with the bound Σ bounds + depth(N)·u·Σ|v| (and, for a
+/// mean, the same relative error again for the summed weights, plus u for the division).
+fn reduce(values: &[Want], weights: &[f64], reduction: Reduction) -> Vec<Want> {
+    if reduction == Reduction::None {
+        return values.to_vec();
+    }
+    let sum: f64 = values.iter().map(|w| w.v).sum();
+    let abs: f64 = values
+        .iter()
+        .filter(|w| w.v.is_finite())
+        .map(|w| w.v.abs())
+        .sum();
+    let bound: f64 = values
+        .iter()
+        .filter(|w| w.v.is_finite())
+        .map(|w| w.bound)
+        .sum::<f64>()
+        + depth(values.len()) * U * abs;
+    if reduction == Reduction::Sum {
+        return vec![want(sum, bound)];
+    }
+    let w: f64 = weights.iter().sum();
+    let mean = sum / w;
+    let wabs: f64 = weights.iter().map(|w| w.abs()).sum();
+    vec![want(
+        mean,
+        bound / w.abs() + depth(values.len()) * U * mean.abs() * wabs / w.abs() + U * mean.abs(),
+    )]
+}
+
+// ---------------------------------------------------------------------------------------------
+// f64 oracles of PyTorch's formulas, from the same f32 inputs.
+
+fn f(x: f32) -> f64 {
+    f64::from(x)
+}
+
+fn softplus64(z: f64) -> f64 {
+    z.max(0.0) + (-z.abs()).exp().ln_1p()
+}
+
+fn gaussian_want(x: f32, y: f32, var: f32, eps: f32, full: bool) -> Want {
+    let var = f(var);
+    if var.is_nan() || var < 0.0 {
+        return want(f64::NAN, 0.0);
+    }
+    let v = if var.is_finite() {
+        var.max(f(eps))
+    } else {
+        var
+    };
+    let d = f(x) - f(y);
+    let q = d * d / v;
+    let lv = v.ln();
+    let c = if full {
+        (2.0 * std::f64::consts::PI).ln()
+    } else {
+        0.0
+    };
+    let value = 0.5 * (lv + q + c);
+    // ln: 4u relative; d rounded (u), squared and divided (3u): 6u·q; the sums: u each.
+    want(value, 0.5 * (8.0 * U * (lv.abs() + q + c)))
+}
+
+fn bce_want(x: f32, y: f32, pw: f32) -> Want {
+    let (x, y, pw) = (f(x), f(y), f(pw));
+    if x.is_finite() && y.is_finite() {
+        let a = (1.0 - y) * softplus64(x);
+        let b = pw * y * softplus64(-x);
+        // softplus 4u, (1 − y) u, products 2u, the sum u.
+        return want(a + b, 8.0 * U * (a.abs() + b.abs()));
+    }
+    // PyTorch's form in IEEE arithmetic: (1 − y)·x − (1 + (pw − 1)·y)·logsigmoid(x).
+    let log_sig = if x.is_nan() {
+        f64::NAN
+    } else {
+        x.min(0.0) - (-x.abs()).exp().ln_1p()
+    };
+    want((1.0 - y) * x - log_sig * (1.0 + (pw - 1.0) * y), 0.0)
+}
+
+fn poisson_want(x: f32, y: f32, log_input: bool, full: bool, eps: f32) -> Want {
+    let (x, y) = (f(x), f(y));
+    let (mut v, mut bound) = if log_input {
+        let e = x.exp();
+        (e - y * x, 4.0 * U * (e + (y * x).abs()))
+    } else {
+        let l = (x + f(eps)).ln();
+        (x - y * l, 4.0 * U * (x.abs() + y.abs() * (l.abs() + 1.0)))
+    };
+    if full && y > 1.0 {
+        let s = y * y.ln() - y + 0.5 * (2.0 * std::f64::consts::PI * y).ln();
+        v += s;
+        bound += 6.0
+            * U
+            * ((y * y.ln()).abs() + y + (0.5 * (2.0 * std::f64::consts::PI * y).ln()).abs());
+    }
+    if !v.is_finite() {
+        bound = 0.0;
+    }
+    want(v, bound)
+}
+
+/// Per-row truths of cross-entropy (or NLL from log-probabilities) with the weights each row
+/// adds to a mean's denominator.
+fn categorical_want(
+    x: &[f32],
+    rows: usize,
+    classes: usize,
+    targets: &[i64],
+    o: &CrossEntropy,
+    nll: bool,
+) -> (Vec<Want>, Vec<f64>) {
+    let eps = f(o.label_smoothing);
+    let w = |c: usize| o.weight.as_ref().map_or(1.0, |w| f(w[c]));
+    let mut out = Vec::new();
+    let mut weights = Vec::new();
+    for r in 0..rows {
+        let row = &x[r * classes..(r + 1) * classes];
+        if targets[r] == o.ignore_index {
+            out.push(want(0.0, 0.0));
+            weights.push(0.0);
+            continue;
+        }
+        let t = targets[r] as usize;
+        // -log_softmax_c and its error bound e_c.
+        let (neg_lsm, err): (Vec<f64>, Vec<f64>) = if nll {
+            row.iter().map(|&v| (-f(v), U * f(v).abs())).unzip()
+        } else if row.iter().any(|v| v.is_nan() || *v == INF) {
+            // PyTorch's log_softmax: x − max is NaN at a +inf, and the sum then NaN.
+            (vec![f64::NAN; classes], vec![0.0; classes])
+        } else {
+            let tr = truth(row);
+            let g = (classes.max(2) as f64).log2().ceil();
+            let lo = tr.lse - tr.max;
+            row.iter()
+                .zip(&tr.log_softmax)
+                .map(|(&v, &lsm)| {
+                    let e = U * (tr.max - f(v)).abs()
+                        + U * lsm.abs()
+                        + 8.0 * U * lo.abs()
+                        + (70.0 + g) * U
+                        + U * tr.shift_term;
+                    (-lsm, e)
+                })
+                .unzip()
+        };
+        let nll_t = w(t) * neg_lsm[t];
+        let mut v = nll_t;
+        let mut bound = w(t).abs() * err[t] + U * nll_t.abs();
+        if eps > 0.0 {
+            let terms: Vec<f64> = (0..classes).map(|c| w(c) * neg_lsm[c]).collect();
+            let smooth: f64 = terms.iter().sum();
+            let sb: f64 = (0..classes).map(|c| w(c).abs() * err[c]).sum::<f64>()
+                + (depth(classes) + 1.0) * U * terms.iter().map(|t| t.abs()).sum::<f64>();
+            let k = eps / classes as f64;
+            v = (1.0 - eps) * nll_t + k * smooth;
+            bound = (1.0 - eps) * bound
+                + k * sb
+                + 3.0 * U * ((1.0 - eps) * nll_t.abs() + k * smooth.abs());
+        }
+        if !v.is_finite() {
+            bound = 0.0;
+        }
+        out.push(want(v, bound));
+        weights.push(w(t));
+    }
+    (out, weights)
+}
+
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn cross_entropy_semantics() {
+    let gpu = gpu();
+    let ln3 = 3f64.ln();
+    // Equal logits: ln C per row, whatever the target.
+    let got = gpu
+        .cross_entropy(&[5.0; 6], 2, 3, &[0, 2], &CrossEntropy::default())
+        .unwrap();
+    check_all(&got, &[want(ln3, 4.0 * U)], "uniform mean");
+    // Ignored rows: 0 per row, no share in the mean's denominator; every row ignored: the
+    // mean is NaN and the sum 0 (PyTorch).
+    let x = [1.0, 2.0, 3.0, 0.5, 0.5, 9.0];
+    let none = CrossEntropy {
+        reduction: Reduction::None,
+        ..Default::default()
+    };
+    let got = gpu.cross_entropy(&x, 2, 3, &[-100, 1], &none).unwrap();
+    assert_eq!(got[0], 0.0);
+    let mean = gpu
+        .cross_entropy(&x, 2, 3, &[-100, 1], &CrossEntropy::default())
+        .unwrap();
+    assert_eq!(mean[0].to_bits(), got[1].to_bits());
+    let all_ignored = gpu
+        .cross_entropy(
+            &x,
+            2,
+            3,
+            &[7, 7],
+            &CrossEntropy {
+                ignore_index: 7,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert!(all_ignored[0].is_nan() && all_ignored[0].to_bits() != SENTINEL_BITS);
+    let sum_ignored = gpu
+        .cross_entropy(
+            &x,
+            2,
+            3,
+            &[7, 7],
+            &CrossEntropy {
+                ignore_index: 7,
+                reduction: Reduction::Sum,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(sum_ignored, vec![0.0]);
+    // An empty batch: mean NaN, sum 0, none empty.
+    assert!(
+        gpu.cross_entropy(&[], 0, 3, &[], &CrossEntropy::default())
+            .unwrap()[0]
+            .is_nan()
+    );
+    assert!(gpu.cross_entropy(&[], 0, 3, &[], &none).unwrap().is_empty());
+    // Class weights: the mean divides by the summed weights of the non-ignored targets.
+    let o = CrossEntropy {
+        weight: Some(vec![0.5, 2.0, 0.0]),
+        ..Default::default()
+    };
+    let x = [1.0, 2.0, 3.0, 0.5, 0.5, 9.0, -1.0, 4.0, 2.0];
+    let targets = [0, 1, 2];
+    let (rows, w) = categorical_want(&x, 3, 3, &targets, &o, false);
+    check_all(
+        &gpu.cross_entropy(&x, 3, 3, &targets, &o).unwrap(),
+        &reduce(&rows, &w, Reduction::Mean),
+        "weighted mean",
+    );
+    // Zero weights everywhere: 0 / 0 = NaN, as in PyTorch.
+    let zero = CrossEntropy {
+        weight: Some(vec![0.0; 3]),
+        ..Default::default()
+    };
+    assert!(gpu.cross_entropy(&x, 3, 3, &targets, &zero).unwrap()[0].is_nan());
+    // Label smoothing against the f64 oracle of PyTorch's formula, all reductions.
+    for reduction in REDUCTIONS {
+        let o = CrossEntropy {
+            weight: Some(vec![0.5, 2.0, 1.5]),
+            label_smoothing: 0.2,
+            ignore_index: 1,
+            reduction,
+        };
+        let targets = [0, 1, 2];
+        let (rows, w) = categorical_want(&x, 3, 3, &targets, &o, false);
+        check_all(
+            &gpu.cross_entropy(&x, 3, 3, &targets, &o).unwrap(),
+            &reduce(&rows, &w, reduction),
+            &format!("label smoothing {reduction:?}"),
+        );
+    }
+}
+
+#[test]
+fn cross_entropy_special_values() {
+    let gpu = gpu();
+    let none = CrossEntropy {
+        reduction: Reduction::None,
+        ..Default::default()
+    };
+    #[rustfmt::skip]
+    let x = [
+        0.0, NEG_INF, 1.0,     // target -inf: +inf
+        0.0, NEG_INF, 1.0,     // target finite, another -inf: finite
+        NAN, 0.0, 1.0,         // NaN: NaN
+        INF, 0.0, 1.0,         // +inf: NaN
+        NEG_INF, NEG_INF, NEG_INF, // all -inf: NaN
+        3e38, -3e38, 0.0,      // extremes: finite
+        1e4, 1e4 + 1.0, 1e4 - 1.0, // far from 0: the difference is exact
+    ];
+    let targets = [1, 2, 0, 1, 0, 1, 0];
+    let (want_rows, _) = categorical_want(&x, 7, 3, &targets, &none, false);
+    let got = gpu.cross_entropy(&x, 7, 3, &targets, &none).unwrap();
+    check_all(&got, &want_rows, "special rows");
+    assert_eq!(got[0], INF);
+    assert!(got[2].is_nan() && got[3].is_nan() && got[4].is_nan());
+    // The mean sees the +inf and the NaNs.
+    assert!(
+        gpu.cross_entropy(&x, 7, 3, &targets, &CrossEntropy::default())
+            .unwrap()[0]
+            .is_nan()
+    );
+    // NLL from log-probabilities: -inf log-probability gives +inf; 0 weight times inf is NaN.
+    let lp = [NEG_INF, 0.0, -0.5, -2.0];
+    let got = gpu.nll_loss(&lp, 2, 2, &[0, 1], &none).unwrap();
+    assert_eq!(got, vec![INF, 2.0]);
+    let zero_w = CrossEntropy {
+        weight: Some(vec![0.0, 1.0]),
+        ..none.clone()
+    };
+    let got = gpu.nll_loss(&lp, 2, 2, &[0, 1], &zero_w).unwrap();
+    assert!(got[0].is_nan() && got[1] == 2.0);
+}
+
+#[test]
+fn cross_entropy_accuracy_on_many_shapes() {
+    let gpu = gpu();
+    let mut rng = Rng(3);
+    for (rows, classes) in [(1, 1), (3, 7), (70_000, 5), (300, 1000), (2, 100_003)] {
+        let x = rng.vec(rows * classes, -30.0, 30.0);
+        let targets: Vec<i64> = (0..rows)
+            .map(|r| {
+                if r % 17 == 5 {
+                    -100
+                } else {
+                    (rng.next_u64() % classes as u64) as i64
+                }
+            })
+            .collect();
+        let weight: Vec<f32> = rng.vec(classes, 0.1, 3.0);
+        for (smoothing, weighted) in [(0.0, false), (0.1, true)] {
+            for reduction in REDUCTIONS {
+                let o = CrossEntropy {
+                    weight: weighted.then(|| weight.clone()),
+                    label_smoothing: smoothing,
+                    reduction,
+                    ..Default::default()
+                };
+                let (rows_w, w) = categorical_want(&x, rows, classes, &targets, &o, false);
+                let what = format!("ce {rows}x{classes} eps {smoothing} {reduction:?}");
+                check_all(
+                    &gpu.cross_entropy(&x, rows, classes, &targets, &o).unwrap(),
+                    &reduce(&rows_w, &w, reduction),
+                    &what,
+                );
+                if smoothing == 0.0 {
+                    let lp = gpu.log_softmax(&x, rows, classes).unwrap();
+                    let (rows_w, w) = categorical_want(&lp, rows, classes, &targets, &o, true);
+                    check_all(
+                        &gpu.nll_loss(&lp, rows, classes, &targets, &o).unwrap(),
+                        &reduce(&rows_w, &w, reduction),
+                        &format!("nll {what}"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn elementwise_losses_match_pytorch_formulas() {
+    let gpu = gpu();
+    let mut rng = Rng(11);
+    for n in [1usize, 63, 64, 65, 4097, 300_001] {
+        let x = rng.vec(n, -20.0, 20.0);
+        let y = rng.vec(n, -20.0, 20.0);
+        let var = rng.vec(n, 0.0, 5.0);
+        let counts: Vec<f32> = (0..n).map(|_| (rng.next_u64() % 12) as f32).collect();
+        let rates = rng.vec(n, 0.0, 10.0);
+        let probs = rng.vec(n, 0.0, 1.0);
+        let ones = vec![1.0; n];
+        for reduction in REDUCTIONS {
+            for full in [false, true] {
+                let o = GaussianNll {
+                    full,
+                    reduction,
+                    ..Default::default()
+                };
+                let per: Vec<Want> = (0..n)
+                    .map(|i| gaussian_want(x[i], y[i], var[i], o.eps, full))
+                    .collect();
+                check_all(
+                    &gpu.gaussian_nll(&x, &y, &var, &o).unwrap(),
+                    &reduce(
+                        &per,
+                        &ones.iter().map(|&v| f(v)).collect::<Vec<_>>(),
+                        reduction,
+                    ),
+                    &format!("gaussian n={n} full={full} {reduction:?}"),
+                );
+                let shared: Vec<Want> = (0..n)
+                    .map(|i| gaussian_want(x[i], y[i], 0.3, o.eps, full))
+                    .collect();
+                check_all(
+                    &gpu.gaussian_nll(&x, &y, &[0.3], &o).unwrap(),
+                    &reduce(&shared, &vec![1.0; n], reduction),
+                    &format!("gaussian shared var n={n}"),
+                );
+            }
+            for (log_input, full) in [(true, false), (true, true), (false, false), (false, true)] {
+                let o = PoissonNll {
+                    log_input,
+                    full,
+                    reduction,
+                    ..Default::default()
+                };
+                let input = if log_input { &x } else { &rates };
+                let per: Vec<Want> = (0..n)
+                    .map(|i| poisson_want(input[i], counts[i], log_input, full, o.eps))
+                    .collect();
+                check_all(
+                    &gpu.poisson_nll(input, &counts, &o).unwrap(),
+                    &reduce(&per, &vec![1.0; n], reduction),
+                    &format!("poisson n={n} log_input={log_input} full={full} {reduction:?}"),
+                );
+            }
+            // Bernoulli as rows × cols with a pos_weight per column.
+            let cols = if n % 7 == 0 { 7 } else { 1 };
+            let rows = n / cols;
+            let pw = rng.vec(cols, 0.2, 4.0);
+            for pos_weight in [None, Some(pw.clone())] {
+                let o = Bce {
+                    pos_weight: pos_weight.clone(),
+                    reduction,
+                };
+                let per: Vec<Want> = (0..rows * cols)
+                    .map(|i| {
+                        bce_want(
+                            x[i],
+                            probs[i],
+                            pos_weight.as_ref().map_or(1.0, |p| p[i % cols]),
+                        )
+                    })
+                    .collect();
+                check_all(
+                    &gpu.binary_cross_entropy_with_logits(
+                        &x[..rows * cols],
+                        &probs[..rows * cols],
+                        rows,
+                        cols,
+                        &o,
+                    )
+                    .unwrap(),
+                    &reduce(&per, &vec![1.0; rows * cols], reduction),
+                    &format!("bce {rows}x{cols} {reduction:?}"),
+                );
+            }
+        }
+    }
+}
+
+/// With unit variance the Gaussian negative log-likelihood is half the squared error plus the
+/// constant ½·ln 2π: minimising the mean squared error is maximising the Gaussian likelihood.
+#[test]
+fn unit_variance_gaussian_nll_is_half_the_squared_error() {
+    let gpu = gpu();
+    let mut rng = Rng(5);
+    let n = 10_000;
+    let x = rng.vec(n, -3.0, 3.0);
+    let y = rng.vec(n, -3.0, 3.0);
+    let mse: f64 = x
+        .iter()
+        .zip(&y)
+        .map(|(&a, &b)| (f(a) - f(b)).powi(2))
+        .sum::<f64>()
+        / n as f64;
+    let c = 0.5 * (2.0 * std::f64::consts::PI).ln();
+    for (full, constant) in [(false, 0.0), (true, c)] {
+        let o = GaussianNll {
+            full,
+            ..Default::default()
+        };
+        let nll = f(gpu.gaussian_nll(&x, &y, &[1.0], &o).unwrap()[0]);
+        let want = 0.5 * mse + constant;
+        let bound = (8.0 + depth(n)) * U * want;
+        assert!((nll - want).abs() <= bound, "full={full}: {nll} vs {want}");
+    }
+}
+
+#[test]
+fn elementwise_special_values() {
+    let gpu = gpu();
+    let none = Reduction::None;
+    // Bernoulli: finite at ±1e4 and ±3e38 (no NaN); PyTorch's NaN at -inf and at +inf with y = 1.
+    let x = [
+        1e4, -1e4, 3e38, -3e38, 1e4, -1e4, INF, INF, NEG_INF, NAN, -20.0,
+    ];
+    let y = [0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.5, 1.0, 0.0, 0.5, 0.0];
+    let got = gpu
+        .binary_cross_entropy_with_logits(
+            &x,
+            &y,
+            1,
+            x.len(),
+            &Bce {
+                pos_weight: None,
+                reduction: none,
+            },
+        )
+        .unwrap();
+    let per: Vec<Want> = x
+        .iter()
+        .zip(&y)
+        .map(|(&a, &b)| bce_want(a, b, 1.0))
+        .collect();
+    check_all(&got, &per, "bce specials");
+    assert!(got[..6].iter().all(|v| v.is_finite()));
+    assert_eq!(got[6], INF);
+    assert!(got[7].is_nan() && got[8].is_nan() && got[9].is_nan());
+    // log1p(e^-20) ≈ 2.06e-9, to full relative accuracy (PyTorch's f32 form gives 0 here).
+    assert!((f(got[10]) - 2.061_153_6e-9).abs() < 4.0 * U * 2.1e-9);
+
+    // Gaussian: zero variance clamped by eps; eps = 0 with zero variance is NaN (0/0 and
+    // -inf + inf); infinite variance gives +inf; NaN anywhere gives NaN.
+    let x = [1.0, 1.0, 1.0, 1.0, NAN, INF];
+    let y = [0.0, 1.0, 0.0, 0.0, 0.0, 0.0];
+    let v = [0.0, 0.0, INF, 1e-30, 1.0, 1.0];
+    let o = GaussianNll {
+        reduction: none,
+        ..Default::default()
+    };
+    let got = gpu.gaussian_nll(&x, &y, &v, &o).unwrap();
+    let per: Vec<Want> = (0..6)
+        .map(|i| gaussian_want(x[i], y[i], v[i], o.eps, false))
+        .collect();
+    check_all(&got, &per, "gaussian specials");
+    let o0 = GaussianNll { eps: 0.0, ..o };
+    let got = gpu
+        .gaussian_nll(&[1.0, 1.0], &[1.0, 0.0], &[0.0, 0.0], &o0)
+        .unwrap();
+    assert!(got[0].is_nan() && got[1].is_nan(), "{got:?}");
+
+    // Poisson: e^x overflow, -inf log-rate, zero rate without eps, the Stirling term from y > 1.
+    let x = [100.0, NEG_INF, NEG_INF, 0.5, NAN];
+    let t = [1.0, 2.0, 0.0, 3.0, 1.0];
+    let o = PoissonNll {
+        reduction: none,
+        ..Default::default()
+    };
+    let got = gpu.poisson_nll(&x, &t, &o).unwrap();
+    let per: Vec<Want> = (0..5)
+        .map(|i| poisson_want(x[i], t[i], true, false, o.eps))
+        .collect();
+    check_all(&got, &per, "poisson specials");
+    let o = PoissonNll {
+        log_input: false,
+        eps: 0.0,
+        full: true,
+        reduction: none,
+    };
+    let r = [0.0, 0.0, 2.0, 1.0];
+    let t = [1.0, 0.0, 1.0, 5.0];
+    let got = gpu.poisson_nll(&r, &t, &o).unwrap();
+    let per: Vec<Want> = (0..4)
+        .map(|i| poisson_want(r[i], t[i], false, true, 0.0))
+        .collect();
+    check_all(&got, &per, "poisson rates");
+
+    // Sums see infinities and NaNs: +inf and -inf together are NaN.
+    let g = gpu.log_prod(&[0.0, 0.5, INF, 0.5], 2, 2).unwrap();
+    assert_eq!(g, vec![NEG_INF, INF]);
+    let g = gpu
+        .log_prod(&[0.0, INF, -1.0, 0.5, 1e-40, 1.0], 3, 2)
+        .unwrap();
+    assert!(g[0].is_nan() && g[1].is_nan());
+    check_all(
+        &g[2..],
+        &[want((1e-40f32 as f64).ln(), 4.0 * U * 92.2)],
+        "subnormal p",
+    );
+}
+
+#[test]
+fn log_prod_of_many_small_probabilities() {
+    let gpu = gpu();
+    // 10^4 probabilities of 0.01: the product underflows f32, its log is -46051.7.
+    let got = gpu.log_prod(&vec![0.01; 10_000], 1, 10_000).unwrap();
+    let want_v = 10_000.0 * f(0.01f32).ln();
+    let bound = (4.0 + depth(10_000)) * U * want_v.abs();
+    assert!(
+        (f(got[0]) - want_v).abs() <= bound,
+        "{} vs {want_v}",
+        got[0]
+    );
+    assert!((got[0] + 46051.7).abs() < 0.05);
+    // Rows of every length around the chunk size, against the f64 oracle.
+    let mut rng = Rng(21);
+    for (rows, cols) in [
+        (0, 5),
+        (5, 0),
+        (3, 1),
+        (7, 63),
+        (5, 64),
+        (9, 65),
+        (2, 100_000),
+        (20_000, 3),
+    ] {
+        let p = rng.vec(rows * cols, 0.0, 1.0);
+        let per: Vec<Want> = (0..rows)
+            .map(|r| {
+                let row = &p[r * cols..(r + 1) * cols];
+                let v: f64 = row.iter().map(|&q| f(q).ln()).sum();
+                let abs: f64 = row.iter().map(|&q| f(q).ln().abs()).sum();
+                want(v, (4.0 + depth(cols)) * U * abs)
+            })
+            .collect();
+        check_all(
+            &gpu.log_prod(&p, rows, cols).unwrap(),
+            &per,
+            &format!("log_prod {rows}x{cols}"),
+        );
+    }
+}
+
+/// Same input, same device: the same bits, for every reduction of every op.
+#[test]
+fn reductions_are_bit_identical_across_runs() {
+    let gpu = gpu();
+    let mut rng = Rng(8);
+    let n = 200_003;
+    let x = rng.vec(n, -10.0, 10.0);
+    let y = rng.vec(n, 0.0, 1.0);
+    let targets: Vec<i64> = (0..n / 7).map(|i| (i % 7) as i64).collect();
+    let runs = |k: u32| -> Vec<Vec<u32>> {
+        let bits = |v: Vec<f32>| v.iter().map(|f| f.to_bits()).collect::<Vec<u32>>();
+        let _ = k;
+        vec![
+            bits(
+                gpu.gaussian_nll(&x, &y, &y, &GaussianNll::default())
+                    .unwrap(),
+            ),
+            bits(
+                gpu.binary_cross_entropy_with_logits(&x, &y, 1, n, &Bce::default())
+                    .unwrap(),
+            ),
+            bits(gpu.poisson_nll(&x, &y, &PoissonNll::default()).unwrap()),
+            bits(gpu.log_prod(&y, 1, n).unwrap()),
+            bits(
+                gpu.cross_entropy(
+                    &x[..n / 7 * 7],
+                    n / 7,
+                    7,
+                    &targets,
+                    &CrossEntropy {
+                        label_smoothing: 0.1,
+                        ..Default::default()
+                    },
+                )
+                .unwrap(),
+            ),
+        ]
+    };
+    let first = runs(0);
+    for k in 1..3 {
+        assert_eq!(runs(k), first, "run {k}");
+    }
+}
+
+/// A device with 64 KiB bindings and 16 workgroups per grid dimension: losses are windowed and
+/// dispatched on 2-D grids, long rows are split across bindings, and the element-wise reductions
+/// give the same bits as on the default device (chunks never depend on the binding size).
+#[test]
+fn small_binding_limits_and_grids() {
+    let (device, queue) = own_device(|l| {
+        l.max_storage_buffer_binding_size = 64 * 1024;
+        l.max_compute_workgroups_per_dimension = 16;
+    });
+    let small = Gpu::from_device(device, queue);
+    let big = gpu();
+    let mut rng = Rng(13);
+    let n = 100_003;
+    let x = rng.vec(n, -10.0, 10.0);
+    let y = rng.vec(n, 0.0, 1.0);
+    for reduction in REDUCTIONS {
+        let o = GaussianNll {
+            reduction,
+            ..Default::default()
+        };
+        let a = small.gaussian_nll(&x, &y, &y, &o).unwrap();
+        let b = big.gaussian_nll(&x, &y, &y, &o).unwrap();
+        assert_eq!(
+            a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            b.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            "gaussian {reduction:?}"
+        );
+        let per: Vec<Want> = (0..n)
+            .map(|i| gaussian_want(x[i], y[i], y[i], o.eps, false))
+            .collect();
+        check_all(
+            &a,
+            &reduce(&per, &vec![1.0; n], reduction),
+            "small gaussian",
+        );
+    }
+    let a = small.log_prod(&y, 1, n).unwrap();
+    assert_eq!(a[0].to_bits(), big.log_prod(&y, 1, n).unwrap()[0].to_bits());
+    // Cross-entropy with windows of logits and 2-D grids (4,000 rows × 5: two windows; the
+    // per-row values, 12 bytes a row, fit one binding).
+    let (rows, classes) = (4_000, 5);
+    let targets: Vec<i64> = (0..rows).map(|r| (r % classes) as i64).collect();
+    for smoothing in [0.0, 0.3] {
+        let o = CrossEntropy {
+            label_smoothing: smoothing,
+            reduction: Reduction::Sum,
+            ..Default::default()
+        };
+        let (per, w) = categorical_want(&x[..rows * classes], rows, classes, &targets, &o, false);
+        check_all(
+            &small
+                .cross_entropy(&x[..rows * classes], rows, classes, &targets, &o)
+                .unwrap(),
+            &reduce(&per, &w, Reduction::Sum),
+            "small ce",
+        );
+    }
+    // A row of classes larger than a binding, or more rows than one binding of per-row values
+    // holds, is refused with the limit named, never misread.
+    for (rows, classes) in [(1, 20_000), (20_000, 5)] {
+        let err = LossOp::cross_entropy(&small, rows, classes, &CrossEntropy::default()).err();
+        assert!(matches!(err, Some(Error::Limit(_))), "{err:?}");
+    }
+}
+
+/// An input past the default 128 MiB storage binding (2^25 + 100,003 values in one row).
+#[test]
+fn log_prod_past_the_default_binding_size() {
+    let gpu = gpu();
+    let n = (1usize << 25) + 100_003;
+    let p: Vec<f32> = (0..n).map(|i| 0.5 + (i % 1000) as f32 * 1e-4).collect();
+    let got = gpu.log_prod(&p, 1, n).unwrap();
+    let (v, abs) = p.iter().fold((0.0, 0.0), |(s, a), &q| {
+        let l = f(q).ln();
+        (s + l, a + l.abs())
+    });
+    check_all(
+        &got,
+        &[want(v, (4.0 + depth(n)) * U * abs)],
+        "log_prod 2^25+",
+    );
+}
+
+#[test]
+fn encoder_level_losses_share_one_submit_on_a_caller_device() {
+    let (device, queue) = own_device(|_| {});
+    let gpu = Gpu::from_device(device, queue);
+    let d = gpu.device();
+    let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
+    let make = |bytes: &[u8]| {
+        d.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: None,
+            contents: bytes,
+            usage,
+        })
+    };
+    let sentinel = |n: usize| make(bytemuck::cast_slice(&vec![SENTINEL_BITS; n]));
+    let mut rng = Rng(4);
+    let (rows, classes) = (1000, 10);
+    let x = rng.vec(rows * classes, -5.0, 5.0);
+    let t: Vec<i32> = (0..rows as i32).map(|r| r % 10).collect();
+    let t64: Vec<i64> = t.iter().map(|&v| i64::from(v)).collect();
+    let o = CrossEntropy {
+        reduction: Reduction::None,
+        ..Default::default()
+    };
+    let ce = LossOp::cross_entropy(&gpu, rows, classes, &o).unwrap();
+    let ce_mean = LossOp::cross_entropy(&gpu, rows, classes, &CrossEntropy::default()).unwrap();
+    let g = LossOp::gaussian_nll(&gpu, rows * classes, true, &GaussianNll::default()).unwrap();
+    assert_eq!(ce.inputs().len(), 2);
+    assert_eq!(g.inputs()[2].bytes, 4);
+    let (xb, tb, vb) = (
+        make(bytemuck::cast_slice(&x)),
+        make(bytemuck::cast_slice(&t)),
+        make(bytemuck::cast_slice(&[2.0f32])),
+    );
+    let (o1, o2, o3) = (sentinel(rows), sentinel(1), sentinel(1));
+    let mut encoder = d.create_command_encoder(&Default::default());
+    ce.record(&mut encoder, &[&xb, &tb], &o1).unwrap();
+    ce_mean.record(&mut encoder, &[&xb, &tb], &o2).unwrap();
+    g.record(&mut encoder, &[&xb, &xb, &vb], &o3).unwrap();
+    gpu.queue().submit([encoder.finish()]);
+    let (per, w) = categorical_want(&x, rows, classes, &t64, &o, false);
+    check_all(
+        &gpu.read_f32(&o1, rows as u64 * 4).unwrap(),
+        &per,
+        "encoder ce none",
+    );
+    check_all(
+        &gpu.read_f32(&o2, 4).unwrap(),
+        &reduce(&per, &w, Reduction::Mean),
+        "encoder ce mean",
+    );
+    // input == target: ½·ln 2 per element.
+    check_all(
+        &gpu.read_f32(&o3, 4).unwrap(),
+        &[want(0.5 * 2f64.ln(), 8.0 * U)],
+        "encoder gaussian",
+    );
+    // Out-of-range targets at the encoder level give NaN for their row, never a stray read.
+    let bad = make(bytemuck::cast_slice(&[0i32, 99, -3, 1]));
+    let out = sentinel(4);
+    let op4 = LossOp::cross_entropy(&gpu, 4, 10, &o).unwrap();
+    let mut encoder = d.create_command_encoder(&Default::default());
+    op4.record(&mut encoder, &[&xb, &bad], &out).unwrap();
+    gpu.queue().submit([encoder.finish()]);
+    let got = gpu.read_f32(&out, 16).unwrap();
+    assert!(got[0].is_finite() && got[1].is_nan() && got[2].is_nan() && got[3].is_finite());
+    assert!(got.iter().all(|v| v.to_bits() != SENTINEL_BITS));
+    // Wrong buffers are errors.
+    let mut encoder = d.create_command_encoder(&Default::default());
+    assert!(matches!(
+        ce.record(&mut encoder, &[&xb], &o1),
+        Err(Error::Buffer(_))
+    ));
+    assert!(matches!(
+        ce.record(&mut encoder, &[&xb, &tb], &o2),
+        Err(Error::Buffer(_))
+    ));
+    assert!(matches!(
+        ce.record(&mut encoder, &[&xb, &tb], &xb),
+        Err(Error::Buffer(_))
+    ));
+}
+
+#[test]
+fn bad_input_gives_clear_errors() {
+    let gpu = gpu();
+    let x = [0.0f32; 6];
+    let e = gpu
+        .cross_entropy(&x, 2, 3, &[0, 3], &CrossEntropy::default())
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::Value(_)) && e.to_string().contains("row 1"),
+        "{e}"
+    );
+    let e = gpu
+        .cross_entropy(&x, 2, 3, &[-1, 0], &CrossEntropy::default())
+        .unwrap_err();
+    assert!(e.to_string().contains("row 0"), "{e}");
+    assert!(matches!(
+        gpu.cross_entropy(&x, 2, 3, &[0], &CrossEntropy::default()),
+        Err(Error::InputLength {
+            what: "targets",
+            ..
+        })
+    ));
+    assert!(matches!(
+        gpu.cross_entropy(
+            &x,
+            2,
+            3,
+            &[0, 1],
+            &CrossEntropy {
+                weight: Some(vec![1.0; 2]),
+                ..Default::default()
+            }
+        ),
+        Err(Error::InputLength { what: "weight", .. })
+    ));
+    for eps in [-0.1, 1.5, NAN] {
+        assert!(matches!(
+            gpu.cross_entropy(
+                &x,
+                2,
+                3,
+                &[0, 1],
+                &CrossEntropy {
+                    label_smoothing: eps,
+                    ..Default::default()
+                }
+            ),
+            Err(Error::Value(_))
+        ));
+    }
+    assert!(matches!(
+        gpu.nll_loss(
+            &x,
+            2,
+            3,
+            &[0, 1],
+            &CrossEntropy {
+                label_smoothing: 0.1,
+                ..Default::default()
+            }
+        ),
+        Err(Error::Value(_))
+    ));
+    let e = gpu
+        .gaussian_nll(
+            &[1.0, 2.0],
+            &[1.0, 2.0],
+            &[1.0, -1.0],
+            &GaussianNll::default(),
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("negative"), "{e}");
+    assert!(matches!(
+        gpu.gaussian_nll(
+            &[1.0, 2.0],
+            &[1.0, 2.0],
+            &[1.0, 1.0, 1.0],
+            &GaussianNll::default()
+        ),
+        Err(Error::InputLength { .. })
+    ));
+    assert!(matches!(
+        gpu.binary_cross_entropy_with_logits(
+            &x,
+            &x,
+            2,
+            3,
+            &Bce {
+                pos_weight: Some(vec![1.0; 2]),
+                ..Default::default()
+            }
+        ),
+        Err(Error::InputLength {
+            what: "pos_weight",
+            ..
+        })
+    ));
+    assert!(matches!(
+        gpu.poisson_nll(&x, &x[..5], &PoissonNll::default()),
+        Err(Error::InputLength { .. })
+    ));
+    assert!(matches!(
+        gpu.log_prod(&x, 4, 2),
+        Err(Error::InputLength { .. })
+    ));
+}
+
+/// The CPU reference mirrors the kernels: same summation order, same elementary functions.
+#[test]
+fn cpu_reference_agrees_with_the_gpu() {
+    use logdomain::reference::likelihood as cpu;
+    let gpu = gpu();
+    let mut rng = Rng(17);
+    let (rows, classes) = (500, 33);
+    let x = rng.vec(rows * classes, -8.0, 8.0);
+    let y = rng.vec(rows * classes, 0.0, 1.0);
+    let targets: Vec<i64> = (0..rows).map(|r| (r % classes) as i64).collect();
+    let o = CrossEntropy {
+        label_smoothing: 0.05,
+        ..Default::default()
+    };
+    let (per, w) = categorical_want(&x, rows, classes, &targets, &o, false);
+    let want_v = reduce(&per, &w, Reduction::Mean);
+    check_all(
+        &cpu::categorical(&x, rows, classes, &targets, &o, false),
+        &want_v,
+        "cpu ce",
+    );
+    check_all(
+        &gpu.cross_entropy(&x, rows, classes, &targets, &o).unwrap(),
+        &want_v,
+        "gpu ce",
+    );
+    let b = Bce::default();
+    let per: Vec<Want> = (0..rows * classes)
+        .map(|i| bce_want(x[i], y[i], 1.0))
+        .collect();
+    let want_b = reduce(&per, &vec![1.0; rows * classes], Reduction::Mean);
+    check_all(
+        &cpu::binary_cross_entropy_with_logits(&x, &y, rows, classes, &b),
+        &want_b,
+        "cpu bce",
+    );
+    assert_eq!(
+        cpu::log_prod(&y, rows, classes),
+        gpu.log_prod(&y, rows, classes).unwrap(),
+        "log_prod: same order, same ln"
+    );
+}
