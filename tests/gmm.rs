@@ -1,0 +1,457 @@
+//! Gaussian mixtures on whatever adapter `Gpu::new()` finds: scikit-learn's `score_samples`
+//! and log-responsibilities against an f64 oracle of the same f32 parameters, with bounds
+//! written as formulas; data far from the origin; special values; invalid parameters; the
+//! encoder-level op.
+
+mod common;
+
+use common::*;
+use logdomain::{Covariance, Error, Gmm, GmmOp, GmmOutput, Gpu, SENTINEL_BITS};
+use wgpu::util::DeviceExt;
+
+fn f(x: f32) -> f64 {
+    f64::from(x)
+}
+
+/// The f64 log-joint `ln w_k + ln N(x | μ_k, Σ_k)` of every point and component, and the
+/// bound on the f32 kernel's error for each: the constant's rounding, and for the quadratic
+/// form q the rounding of each difference, product and square (6u per term) and of the
+/// sequential sum over dims (d·u), or for full covariances 2(d + 2)·u·|y_j|·Σ_i|t_ij| + u·y_j²
+/// per output coordinate y_j = Σ_i t_ij.
+fn oracle(points: &[f32], n: usize, d: usize, gmm: &Gmm) -> (Vec<f64>, Vec<f64>) {
+    let k = gmm.weights.len();
+    let ln2pi = (2.0 * std::f64::consts::PI).ln();
+    let mut joint = Vec::with_capacity(n * k);
+    let mut err = Vec::with_capacity(n * k);
+    for p in 0..n {
+        let x = &points[p * d..(p + 1) * d];
+        for c in 0..k {
+            if x.iter().any(|v| !v.is_finite()) {
+                joint.push(f64::NAN);
+                err.push(0.0);
+                continue;
+            }
+            if gmm.weights[c] == 0.0 {
+                joint.push(f64::NEG_INFINITY);
+                err.push(0.0);
+                continue;
+            }
+            let mu = &gmm.means[c * d..(c + 1) * d];
+            let diff: Vec<f64> = (0..d).map(|i| f(x[i]) - f(mu[i])).collect();
+            let (q, log_det, qerr) = match &gmm.covariance {
+                Covariance::Diag(v) | Covariance::Spherical(v) => {
+                    let pc: Vec<f64> = (0..d)
+                        .map(|i| {
+                            let var = if v.len() == k { v[c] } else { v[c * d + i] };
+                            1.0 / f(var).sqrt()
+                        })
+                        .collect();
+                    let q: f64 = (0..d).map(|i| (diff[i] * pc[i]).powi(2)).sum();
+                    let ld: f64 = pc.iter().map(|p| p.ln()).sum();
+                    (q, ld, (d as f64 + 6.0) * U * q)
+                }
+                Covariance::Full(pm) => {
+                    let at = |i: usize, j: usize| f(pm[c * d * d + i * d + j]);
+                    let mut q = 0.0;
+                    let mut qerr = 0.0;
+                    for j in 0..d {
+                        let y: f64 = (0..d).map(|i| diff[i] * at(i, j)).sum();
+                        let s: f64 = (0..d).map(|i| (diff[i] * at(i, j)).abs()).sum();
+                        q += y * y;
+                        qerr += 2.0 * (d as f64 + 2.0) * U * y.abs() * s + U * y * y;
+                    }
+                    let ld: f64 = (0..d).map(|i| at(i, i).ln()).sum();
+                    (q, ld, qerr + d as f64 * U * q)
+                }
+            };
+            let constant = f(gmm.weights[c]).ln() + log_det - 0.5 * d as f64 * ln2pi;
+            let v = constant - 0.5 * q;
+            if v < -f64::from(f32::MAX) {
+                // Beyond f32's range: the f32 value is −inf.
+                joint.push(f64::NEG_INFINITY);
+                err.push(0.0);
+                continue;
+            }
+            joint.push(v);
+            err.push(U * constant.abs() + 0.5 * qerr + U * v.abs() + 2.0 * U);
+        }
+    }
+    (joint, err)
+}
+
+fn lse64(row: &[f64]) -> f64 {
+    if row.iter().any(|v| v.is_nan()) {
+        return f64::NAN;
+    }
+    let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    if m == f64::NEG_INFINITY {
+        return m;
+    }
+    m + row.iter().map(|v| (v - m).exp()).sum::<f64>().ln()
+}
+
+fn check_gmm(gpu: &Gpu, points: &[f32], n: usize, d: usize, gmm: &Gmm, what: &str) {
+    let k = gmm.weights.len();
+    let (joint, err) = oracle(points, n, d, gmm);
+    let score = gpu.gmm_score_samples(points, n, d, gmm).unwrap();
+    let resp = gpu.gmm_log_responsibilities(points, n, d, gmm).unwrap();
+    assert_eq!((score.len(), resp.len()), (n, n * k), "{what}");
+    for p in 0..n {
+        let row = &joint[p * k..(p + 1) * k];
+        let row_err = err[p * k..(p + 1) * k].iter().cloned().fold(0.0, f64::max);
+        let lse = lse64(row);
+        let row32: Vec<f32> = row.iter().map(|&v| v as f32).collect();
+        let t = truth(&row32);
+        // lse is 1-Lipschitz in the max norm: the inputs' error, their rounding to f32 (½ ulp
+        // each), then log-sum-exp's own contract.
+        let rounding = row
+            .iter()
+            .filter(|v| v.is_finite())
+            .map(|&v| 0.5 * ulp(v))
+            .fold(0.0, f64::max);
+        let bound = row_err + rounding + lse_bound(&t);
+        let g = score[p];
+        assert!(g.to_bits() != SENTINEL_BITS, "{what}: point {p} unwritten");
+        if lse.is_nan() {
+            assert!(g.is_nan(), "{what}: point {p}: {g}");
+            continue;
+        }
+        if lse == f64::NEG_INFINITY {
+            // Every component −inf (q overflowed f32): log_softmax of such a row is NaN.
+            assert_eq!(g, f32::NEG_INFINITY, "{what}: point {p}");
+            assert!(
+                resp[p * k..(p + 1) * k]
+                    .iter()
+                    .all(|r| r.is_nan() && r.to_bits() != SENTINEL_BITS)
+            );
+            continue;
+        }
+        assert!(
+            (f(g) - lse).abs() <= bound,
+            "{what}: point {p}: score {g} vs {lse} ± {bound:e}"
+        );
+        for c in 0..k {
+            let r = resp[p * k + c];
+            let want = row[c] - lse;
+            if want == f64::NEG_INFINITY {
+                assert_eq!(r, f32::NEG_INFINITY, "{what}: point {p} component {c}");
+                continue;
+            }
+            let b = err[p * k + c] + bound + U * ((row[c] - t.max).abs() + want.abs());
+            assert!(
+                (f(r) - want).abs() <= b,
+                "{what}: point {p} component {c}: {r} vs {want} ± {b:e}"
+            );
+        }
+    }
+}
+
+/// A random mixture: weights summing to 1, means in [lo, hi), and covariances of the kind.
+fn mixture(rng: &mut Rng, k: usize, d: usize, kind: &str, lo: f32, hi: f32) -> Gmm {
+    let raw = rng.vec(k, 0.2, 1.0);
+    let total: f32 = raw.iter().sum();
+    let mut weights: Vec<f32> = raw.iter().map(|w| w / total).collect();
+    let excess: f32 = weights.iter().sum::<f32>() - 1.0;
+    weights[0] -= excess;
+    let means = rng.vec(k * d, lo, hi);
+    let covariance = match kind {
+        "diag" => Covariance::Diag(rng.vec(k * d, 0.3, 3.0)),
+        "spherical" => Covariance::Spherical(rng.vec(k, 0.3, 3.0)),
+        "full" | "dense" => {
+            let mut p = vec![0f32; k * d * d];
+            for c in 0..k {
+                for i in 0..d {
+                    for j in 0..d {
+                        let v = if i == j {
+                            rng.uniform(0.5, 1.5)
+                        } else if i < j || kind == "dense" {
+                            rng.uniform(-0.3, 0.3)
+                        } else {
+                            0.0
+                        };
+                        p[c * d * d + i * d + j] = v;
+                    }
+                }
+            }
+            Covariance::Full(p)
+        }
+        _ => unreachable!(),
+    };
+    Gmm {
+        weights,
+        means,
+        covariance,
+    }
+}
+
+#[test]
+fn score_samples_and_responsibilities_on_every_covariance() {
+    let gpu = gpu();
+    let mut rng = Rng(31);
+    for kind in ["diag", "spherical", "full", "dense"] {
+        for (n, k, d) in [(1, 1, 1), (1000, 3, 4), (257, 16, 16), (70_000, 2, 3)] {
+            let gmm = mixture(&mut rng, k, d, kind, -3.0, 3.0);
+            let points = rng.vec(n * d, -5.0, 5.0);
+            check_gmm(
+                gpu,
+                &points,
+                n,
+                d,
+                &gmm,
+                &format!("{kind} n={n} k={k} d={d}"),
+            );
+        }
+    }
+}
+
+/// k = 64 components of 64 dimensions with full covariances: each point's components are
+/// split over several invocations (software adapters end long loops).
+#[test]
+fn sixty_four_components_of_sixty_four_dimensions() {
+    let gpu = gpu();
+    let mut rng = Rng(32);
+    let (n, k, d) = (100, 64, 64);
+    for kind in ["diag", "full"] {
+        let gmm = mixture(&mut rng, k, d, kind, -1.0, 1.0);
+        let points = rng.vec(n * d, -2.0, 2.0);
+        check_gmm(gpu, &points, n, d, &gmm, &format!("{kind} 64x64"));
+    }
+}
+
+/// Data and means near 10^4 with unit-scale spread: the difference is taken first, so the
+/// result is as accurate as near the origin. The expanded form Σx²τ − 2Σxμτ + Σμ²τ in f32
+/// (scikit-learn's for 'diag') misses by far more than the bound.
+#[test]
+fn data_far_from_the_origin() {
+    let gpu = gpu();
+    let mut rng = Rng(33);
+    let (n, k, d) = (500, 4, 8);
+    let mut gmm = mixture(&mut rng, k, d, "diag", -2.0, 2.0);
+    gmm.means.iter_mut().for_each(|m| *m += 1e4);
+    let points: Vec<f32> = rng.vec(n * d, -3.0, 3.0).iter().map(|v| v + 1e4).collect();
+    check_gmm(gpu, &points, n, d, &gmm, "far from origin");
+    let Covariance::Diag(var) = &gmm.covariance else {
+        unreachable!()
+    };
+    let (joint, err) = oracle(&points, n, d, &gmm);
+    let mut worst = 0f64;
+    let mut allowed = 0f64;
+    for p in 0..n {
+        for c in 0..k {
+            let (mut x2, mut xm, mut m2) = (0f32, 0f32, 0f32);
+            for i in 0..d {
+                let tau = 1.0 / var[c * d + i];
+                let (x, m) = (points[p * d + i], gmm.means[c * d + i]);
+                x2 += x * x * tau;
+                xm += x * m * tau;
+                m2 += m * m * tau;
+            }
+            let q_expanded = f(x2 - 2.0 * xm + m2);
+            let q_true = -2.0
+                * (joint[p * k + c]
+                    - (f(gmm.weights[c]).ln()
+                        - 0.5 * d as f64 * (2.0 * std::f64::consts::PI).ln()
+                        - 0.5 * (0..d).map(|i| f(var[c * d + i]).ln()).sum::<f64>()));
+            worst = worst.max((q_expanded - q_true).abs());
+            allowed = allowed.max(2.0 * err[p * k + c]);
+        }
+    }
+    assert!(
+        worst > 100.0 * allowed,
+        "the expanded form should fail here: error {worst} vs bound {allowed}"
+    );
+}
+
+#[test]
+fn special_points_and_zero_weights() {
+    let gpu = gpu();
+    let gmm = Gmm {
+        weights: vec![0.0, 0.75, 0.25],
+        means: vec![0.0, 0.0, 1.0, 1.0, -1.0, 2.0],
+        covariance: Covariance::Diag(vec![1.0, 1.0, 0.5, 2.0, 1.0, 1.0]),
+    };
+    let points = [
+        0.0,
+        0.0,
+        f32::NAN,
+        1.0,
+        f32::INFINITY,
+        0.0,
+        1e30,
+        1e30,
+        3.0,
+        -4.0,
+    ];
+    check_gmm(gpu, &points, 5, 2, &gmm, "special");
+    let score = gpu.gmm_score_samples(&points, 5, 2, &gmm).unwrap();
+    assert!(score[1].is_nan() && score[2].is_nan());
+    // (1e30)² overflows f32: log p is -inf, as the f64 value (−1e60) rounds in f32.
+    assert_eq!(score[3], f32::NEG_INFINITY);
+    let resp = gpu.gmm_log_responsibilities(&points, 5, 2, &gmm).unwrap();
+    assert_eq!(resp[0], f32::NEG_INFINITY, "a zero-weight component");
+    // A single component: every point's responsibility is 1.
+    let one = Gmm {
+        weights: vec![1.0],
+        means: vec![5.0],
+        covariance: Covariance::Spherical(vec![4.0]),
+    };
+    let r = gpu
+        .gmm_log_responsibilities(&[0.0, 5.0, 9.0], 3, 1, &one)
+        .unwrap();
+    assert_eq!(r, vec![0.0; 3]);
+    assert!(gpu.gmm_score_samples(&[], 0, 1, &one).unwrap().is_empty());
+}
+
+#[test]
+fn invalid_parameters_are_errors() {
+    let gpu = gpu();
+    let good = Gmm {
+        weights: vec![0.5, 0.5],
+        means: vec![0.0, 1.0],
+        covariance: Covariance::Diag(vec![1.0, 1.0]),
+    };
+    let x = [0.0f32, 1.0];
+    assert!(gpu.gmm_score_samples(&x, 2, 1, &good).is_ok());
+    let cases: Vec<(Gmm, &str)> = vec![
+        (
+            Gmm {
+                weights: vec![1.5, -0.5],
+                ..good.clone()
+            },
+            "≥ 0",
+        ),
+        (
+            Gmm {
+                weights: vec![0.5, 0.4],
+                ..good.clone()
+            },
+            "sum to 1",
+        ),
+        (
+            Gmm {
+                weights: vec![],
+                means: vec![],
+                ..good.clone()
+            },
+            "at least one",
+        ),
+        (
+            Gmm {
+                covariance: Covariance::Diag(vec![1.0, 0.0]),
+                ..good.clone()
+            },
+            "> 0",
+        ),
+        (
+            Gmm {
+                covariance: Covariance::Spherical(vec![1.0, -2.0]),
+                ..good.clone()
+            },
+            "> 0",
+        ),
+        (
+            Gmm {
+                covariance: Covariance::Full(vec![1.0, -1.0]),
+                ..good.clone()
+            },
+            "diagonal",
+        ),
+        (
+            Gmm {
+                means: vec![0.0, f32::NAN],
+                ..good.clone()
+            },
+            "finite",
+        ),
+    ];
+    for (gmm, needle) in cases {
+        let e = gpu.gmm_score_samples(&x, 2, 1, &gmm).unwrap_err();
+        assert!(matches!(e, Error::Value(_)), "{e:?}");
+        assert!(
+            e.to_string().contains(needle),
+            "{e} should mention {needle}"
+        );
+    }
+    let wrong_len = Gmm {
+        covariance: Covariance::Diag(vec![1.0; 3]),
+        ..good.clone()
+    };
+    assert!(matches!(
+        gpu.gmm_score_samples(&x, 2, 1, &wrong_len),
+        Err(Error::InputLength { .. })
+    ));
+    assert!(matches!(
+        gpu.gmm_score_samples(&x, 3, 1, &good),
+        Err(Error::InputLength { .. })
+    ));
+    assert!(matches!(
+        gpu.gmm_score_samples(&[], 2, 0, &good),
+        Err(Error::Shape(_))
+    ));
+}
+
+#[test]
+fn encoder_level_op_matches_the_blocking_call() {
+    let (device, queue) = own_device(|_| {});
+    let gpu = Gpu::from_device(device, queue);
+    let mut rng = Rng(34);
+    let (n, k, d) = (3000, 5, 6);
+    let gmm = mixture(&mut rng, k, d, "full", -2.0, 2.0);
+    let points = rng.vec(n * d, -3.0, 3.0);
+    let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
+    let make = |bytes: &[u8]| {
+        gpu.device()
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: None,
+                contents: bytes,
+                usage,
+            })
+    };
+    let x = make(bytemuck::cast_slice(&points));
+    let score_op = GmmOp::new(&gpu, n, d, &gmm, GmmOutput::ScoreSamples).unwrap();
+    let resp_op = GmmOp::new(&gpu, n, d, &gmm, GmmOutput::LogResponsibilities).unwrap();
+    assert_eq!((score_op.output_len(), resp_op.output_len()), (n, n * k));
+    let s = make(bytemuck::cast_slice(&vec![SENTINEL_BITS; n]));
+    let r = make(bytemuck::cast_slice(&vec![SENTINEL_BITS; n * k]));
+    let mut encoder = gpu.device().create_command_encoder(&Default::default());
+    score_op.record(&mut encoder, &x, &s).unwrap();
+    resp_op.record(&mut encoder, &x, &r).unwrap();
+    gpu.queue().submit([encoder.finish()]);
+    let bits = |v: Vec<f32>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(
+        bits(gpu.read_f32(&s, n as u64 * 4).unwrap()),
+        bits(gpu.gmm_score_samples(&points, n, d, &gmm).unwrap())
+    );
+    assert_eq!(
+        bits(gpu.read_f32(&r, (n * k) as u64 * 4).unwrap()),
+        bits(gpu.gmm_log_responsibilities(&points, n, d, &gmm).unwrap())
+    );
+    let mut encoder = gpu.device().create_command_encoder(&Default::default());
+    assert!(matches!(
+        score_op.record(&mut encoder, &x, &x),
+        Err(Error::Buffer(_))
+    ));
+    let small = make(&[0u8; 8]);
+    assert!(matches!(
+        score_op.record(&mut encoder, &x, &small),
+        Err(Error::Buffer(_))
+    ));
+}
+
+#[test]
+fn cpu_reference_agrees_with_the_oracle() {
+    use logdomain::reference::gmm as cpu;
+    let mut rng = Rng(35);
+    let (n, k, d) = (200, 4, 5);
+    for kind in ["diag", "spherical", "full"] {
+        let gmm = mixture(&mut rng, k, d, kind, -2.0, 2.0);
+        let points = rng.vec(n * d, -3.0, 3.0);
+        let (joint, err) = oracle(&points, n, d, &gmm);
+        let got = cpu::log_joint(&points, n, d, &gmm);
+        for i in 0..n * k {
+            assert!((f(got[i]) - joint[i]).abs() <= err[i], "{kind} {i}");
+        }
+        let score = cpu::score_samples(&points, n, d, &gmm);
+        assert_eq!(score.len(), n);
+    }
+}
