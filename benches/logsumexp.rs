@@ -44,6 +44,7 @@ fn bench(c: &mut Criterion) {
                 RowFn::Logsumexp => "logsumexp",
                 RowFn::Softmax => "softmax",
                 RowFn::LogSoftmax => "log_softmax",
+                RowFn::LogsumexpParts => "logsumexp_parts",
             };
             let mut group = c.benchmark_group(name);
             group
@@ -91,6 +92,7 @@ fn bench(c: &mut Criterion) {
                     RowFn::Logsumexp => gpu.logsumexp(&x, rows, cols).unwrap(),
                     RowFn::Softmax => gpu.softmax(&x, rows, cols).unwrap(),
                     RowFn::LogSoftmax => gpu.log_softmax(&x, rows, cols).unwrap(),
+                    RowFn::LogsumexpParts => gpu.logsumexp_parts(&x, rows, cols).unwrap(),
                 })
             });
             group.bench_function(BenchmarkId::new("cpu_reference", &shape), |b| {
@@ -98,6 +100,7 @@ fn bench(c: &mut Criterion) {
                     RowFn::Logsumexp => cpu::logsumexp(&x, rows, cols),
                     RowFn::Softmax => cpu::softmax(&x, rows, cols),
                     RowFn::LogSoftmax => cpu::log_softmax(&x, rows, cols),
+                    RowFn::LogsumexpParts => cpu::logsumexp_parts(&x, rows, cols),
                 })
             });
             group.finish();

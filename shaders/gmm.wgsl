@@ -13,29 +13,43 @@
 const GMM_DIAG: u32 = 0u;
 const GMM_SPHERICAL: u32 = 1u;
 
-fn gmm_x(p: u32, i: u32) -> f32 {
+// Points of up to GMM_DIMS_MAX dimensions are held in registers (a private array), read once
+// per invocation; longer ones are read from the buffer each time.
+const GMM_DIMS_MAX: u32 = 64u;
+
+fn gmm_x(xs: ptr<function, array<f32, GMM_DIMS_MAX>>, p: u32, i: u32) -> f32 {
+    if (params.cols <= GMM_DIMS_MAX) {
+        return (*xs)[i];
+    }
     return bitcast<f32>(a[params.a_off + p * params.cols + i]);
 }
 
-fn gmm_quadratic(p: u32, comp: u32) -> f32 {
+fn gmm_quadratic(xs: ptr<function, array<f32, GMM_DIMS_MAX>>, p: u32, comp: u32) -> f32 {
     let dims = params.cols;
     let mu = params.c_off + comp * dims;
     var q = 0.0;
     if (OP == GMM_DIAG) {
         let pc = params.c2_off + comp * dims;
         for (var i = 0u; i < dims; i++) {
-            let d = (gmm_x(p, i) - bitcast<f32>(b[mu + i])) * bitcast<f32>(b[pc + i]);
+            let d = (gmm_x(xs, p, i) - bitcast<f32>(b[mu + i])) * bitcast<f32>(b[pc + i]);
             q += d * d;
         }
     } else if (OP == GMM_SPHERICAL) {
         let pc = bitcast<f32>(b[params.c2_off + comp]);
         for (var i = 0u; i < dims; i++) {
-            let d = (gmm_x(p, i) - bitcast<f32>(b[mu + i])) * pc;
+            let d = (gmm_x(xs, p, i) - bitcast<f32>(b[mu + i])) * pc;
             q += d * d;
         }
     } else {
         // Full: y_j = sum_i (x_i - mu_i) P_ij; an upper-triangular P (scikit-learn's) skips
-        // the zeros below the diagonal.
+        // the zeros below the diagonal. The differences are taken once per component.
+        var diff: array<f32, GMM_DIMS_MAX>;
+        let cached = dims <= GMM_DIMS_MAX;
+        if (cached) {
+            for (var i = 0u; i < dims; i++) {
+                diff[i] = (*xs)[i] - bitcast<f32>(b[mu + i]);
+            }
+        }
         let pm = params.c2_off + comp * dims * dims;
         let tri = (params.mode & MODE_TRIANGULAR) != 0u;
         for (var j = 0u; j < dims; j++) {
@@ -45,7 +59,13 @@ fn gmm_quadratic(p: u32, comp: u32) -> f32 {
                 i_end = j + 1u;
             }
             for (var i = 0u; i < i_end; i++) {
-                y += (gmm_x(p, i) - bitcast<f32>(b[mu + i])) * bitcast<f32>(b[pm + i * dims + j]);
+                var d: f32;
+                if (cached) {
+                    d = diff[i];
+                } else {
+                    d = gmm_x(xs, p, i) - bitcast<f32>(b[mu + i]);
+                }
+                y += d * bitcast<f32>(b[pm + i * dims + j]);
             }
             q += y * y;
         }
@@ -70,8 +90,13 @@ fn gmm_log_joint(
     let first = (t - p * blocks) * params.kb;
     let end = min(first + params.kb, params.k);
     var finite = true;
+    var xs: array<f32, GMM_DIMS_MAX>;
     for (var i = 0u; i < params.cols; i++) {
-        finite = finite && is_finite_bits(a[params.a_off + p * params.cols + i]);
+        let bits = a[params.a_off + p * params.cols + i];
+        finite = finite && is_finite_bits(bits);
+        if (i < GMM_DIMS_MAX) {
+            xs[i] = bitcast<f32>(bits);
+        }
     }
     for (var comp = first; comp < end; comp++) {
         let at = params.out_off + p * params.k + comp;
@@ -82,7 +107,7 @@ fn gmm_log_joint(
             // A component of weight zero.
             out[at] = F32_NEG_INF;
         } else {
-            let q = gmm_quadratic(p, comp);
+            let q = gmm_quadratic(&xs, p, comp);
             if (is_finite_bits(f32b(q))) {
                 out[at] = f32b(bitcast<f32>(cb) - 0.5 * q);
             } else {

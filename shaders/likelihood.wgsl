@@ -230,6 +230,19 @@ fn f32b(x: f32) -> u32 {
 // F.gaussian_nll_loss: 0.5 (ln v + (x - y)^2 / v) [+ 0.5 ln 2 pi], v = max(var, eps). A negative
 // variance is NaN here (the blocking API rejects it first, as PyTorch does).
 fn gaussian_bits(xb: u32, yb: u32, vb: u32) -> u32 {
+    // The common case, finite operands and a positive normal variance after the clamp, without
+    // the special-value arithmetic.
+    if (is_finite_bits(xb) && is_finite_bits(yb) && vb < F32_POS_INF) {
+        let v = max(bitcast<f32>(vb), params.eps);
+        if (v >= 1.17549435e-38) {
+            let d = bitcast<f32>(xb) - bitcast<f32>(yb);
+            var loss = ld_log(v) + d * d / v;
+            if ((params.mode & MODE_FULL) != 0u) {
+                loss += 2.0 * HALF_LN_TWO_PI;
+            }
+            return f32b(0.5 * loss);
+        }
+    }
     if (is_nan_bits(vb) || ((vb & 0x80000000u) != 0u && (vb & F32_ABS_MASK) != 0u)) {
         return F32_NAN;
     }
@@ -274,7 +287,14 @@ fn bce_bits(xb: u32, yb: u32, pwb: u32) -> u32 {
 // y ln y - y + 0.5 ln(2 pi y) where y > 1.
 fn poisson_bits(xb: u32, yb: u32) -> u32 {
     var loss: u32;
-    if ((params.mode & MODE_LOG_INPUT) != 0u) {
+    let log_input = (params.mode & MODE_LOG_INPUT) != 0u;
+    if (log_input && is_finite_bits(xb) && is_finite_bits(yb) && bitcast<f32>(xb) <= EXP_ARG_MAX
+        && (params.mode & MODE_FULL) == 0u) {
+        // The common case without the special-value arithmetic.
+        let x = bitcast<f32>(xb);
+        return f32b(bitcast<f32>(ld_exp(x)) - bitcast<f32>(yb) * x);
+    }
+    if (log_input) {
         loss = xsub(xexp(xb), xmul(yb, xb));
     } else {
         loss = xsub(xb, xmul(yb, xlog(xadd(xb, f32b(params.eps)))));

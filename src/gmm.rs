@@ -343,7 +343,19 @@ impl GmmOp {
         output: &wgpu::Buffer,
     ) -> Result<(), Error> {
         self.program.check(&[points], output)?;
-        self.program.encode(encoder, &[points], output)
+        self.program.encode(encoder, &[points], output, None)
+    }
+
+    /// Runs the evaluation once on resident buffers and returns the GPU time of its compute
+    /// passes, from timestamp queries (`None` without `Features::TIMESTAMP_QUERY`). Waits.
+    pub fn kernel_time(
+        &self,
+        gpu: &Gpu,
+        points: &wgpu::Buffer,
+        output: &wgpu::Buffer,
+    ) -> Result<Option<std::time::Duration>, Error> {
+        self.program.check(&[points], output)?;
+        self.program.kernel_time(gpu, &[points], output)
     }
 }
 

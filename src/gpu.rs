@@ -405,6 +405,17 @@ impl Gpu {
         self.read_back(&mut blocking, &mut encoder, buffer, bytes)
     }
 
+    /// Submits `encoder` and reads the first `bytes` bytes of `buffer` back as u64 (blocking).
+    pub(crate) fn submit_and_read_u64(
+        &self,
+        mut encoder: wgpu::CommandEncoder,
+        buffer: &wgpu::Buffer,
+        bytes: u64,
+    ) -> Result<Vec<u64>, Error> {
+        let mut blocking = lock(&self.blocking);
+        self.read_back(&mut blocking, &mut encoder, buffer, bytes)
+    }
+
     /// The one readback path of the crate: submits `encoder` with a copy of the first `bytes`
     /// bytes of `buffer` into the reused staging buffer, waits, and returns them as `T`s.
     fn read_back<T: bytemuck::Pod>(

@@ -314,6 +314,44 @@ impl Program {
         })
     }
 
+    /// GPU time of the compute passes of one run, from timestamps (see `LossOp::kernel_time`).
+    pub fn kernel_time(
+        &self,
+        gpu: &Gpu,
+        inputs: &[&wgpu::Buffer],
+        output: &wgpu::Buffer,
+    ) -> Result<Option<std::time::Duration>, Error> {
+        if !gpu
+            .device
+            .features()
+            .contains(wgpu::Features::TIMESTAMP_QUERY)
+        {
+            return Ok(None);
+        }
+        let count = 2 * self.steps.len().max(1) as u32;
+        let queries = gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some("logdomain likelihood timestamps"),
+            ty: wgpu::QueryType::Timestamp,
+            count,
+        });
+        let resolved = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("logdomain likelihood timestamps"),
+            size: u64::from(count) * 8,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        self.encode(&mut encoder, inputs, output, Some(&queries))?;
+        encoder.resolve_query_set(&queries, 0..count, &resolved, 0);
+        let ticks = gpu.submit_and_read_u64(encoder, &resolved, u64::from(count) * 8)?;
+        let period = f64::from(gpu.queue.get_timestamp_period());
+        let ns: f64 = ticks
+            .chunks(2)
+            .map(|t| t[1].saturating_sub(t[0]) as f64 * period)
+            .sum();
+        Ok(Some(std::time::Duration::from_nanos(ns.round() as u64)))
+    }
+
     /// Checks the caller's buffers: usage, sizes, and that the output is none of the inputs.
     pub fn check(&self, inputs: &[&wgpu::Buffer], output: &wgpu::Buffer) -> Result<(), Error> {
         if inputs.len() != self.input_bytes.len() {
@@ -365,22 +403,30 @@ impl Program {
         }
     }
 
-    /// Records every step; the buffers were checked by the caller.
+    /// Records every step; the buffers were checked by the caller. With `timestamps`, step i
+    /// writes the GPU time at the start and end of its compute pass into queries 2i and 2i + 1.
     pub fn encode(
         &self,
         encoder: &mut wgpu::CommandEncoder,
         inputs: &[&wgpu::Buffer],
         output: &wgpu::Buffer,
+        timestamps: Option<&wgpu::QuerySet>,
     ) -> Result<(), Error> {
         let mut slot = 0u64;
-        for (step, pipelines) in self.steps.iter().zip(&self.pipelines) {
+        for (i, (step, pipelines)) in self.steps.iter().zip(&self.pipelines).enumerate() {
+            let first = 2 * i as u32;
             match step {
                 Step::Rows(op, from, to) => {
-                    op.record(
-                        encoder,
+                    let (input, out) = (
                         self.buffer(*from, 0, inputs, output),
                         self.buffer(*to, 3, inputs, output),
-                    )?;
+                    );
+                    match timestamps {
+                        Some(q) if op.dispatches() > 0 => {
+                            op.record_timed(encoder, input, out, q, first)?
+                        }
+                        _ => op.record(encoder, input, out)?,
+                    }
                 }
                 Step::Ll(passes) => {
                     let Some(params) = &self.params else {
@@ -425,7 +471,13 @@ impl Program {
                     slot += passes.len() as u64;
                     let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                         label: Some("logdomain likelihood"),
-                        timestamp_writes: None,
+                        timestamp_writes: timestamps.map(|query_set| {
+                            wgpu::ComputePassTimestampWrites {
+                                query_set,
+                                beginning_of_pass_write_index: Some(first),
+                                end_of_pass_write_index: Some(first + 1),
+                            }
+                        }),
                     });
                     for ((p, pipeline), group) in passes.iter().zip(pipelines).zip(&groups) {
                         let (x, y) = fold_groups(p.groups, self.max_groups_per_dim);
@@ -1231,7 +1283,20 @@ impl LossOp {
         output: &wgpu::Buffer,
     ) -> Result<(), Error> {
         self.program.check(inputs, output)?;
-        self.program.encode(encoder, inputs, output)
+        self.program.encode(encoder, inputs, output, None)
+    }
+
+    /// Runs the op once on resident buffers and returns the GPU time of its compute passes
+    /// (summed), from timestamp queries; `None` where the device lacks
+    /// `Features::TIMESTAMP_QUERY`. Waits for the GPU.
+    pub fn kernel_time(
+        &self,
+        gpu: &Gpu,
+        inputs: &[&wgpu::Buffer],
+        output: &wgpu::Buffer,
+    ) -> Result<Option<std::time::Duration>, Error> {
+        self.program.check(inputs, output)?;
+        self.program.kernel_time(gpu, inputs, output)
     }
 }
 
@@ -1302,7 +1367,7 @@ impl Gpu {
         let mut encoder = self.device.create_command_encoder(&Default::default());
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         program.check(&refs, &output)?;
-        program.encode(&mut encoder, &refs, &output)?;
+        program.encode(&mut encoder, &refs, &output, None)?;
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::Gpu(e.to_string()));
         }

@@ -81,11 +81,9 @@ pub fn sum_total(st: SumState) -> f32 {
 /// Pairwise sum of states in the kernels' order: a binary counter of partial sums.
 pub fn pairwise(states: impl IntoIterator<Item = SumState>) -> SumState {
     let mut stack: Vec<SumState> = Vec::new();
-    let mut n = 0u64;
-    for st0 in states {
+    for (i, st0) in states.into_iter().enumerate() {
         let mut st = st0;
-        n += 1;
-        let mut c = n;
+        let mut c = i + 1;
         while c & 1 == 0 {
             st = sum_combine(stack.pop().expect("binary counter"), st);
             c >>= 1;
