@@ -1,4 +1,5 @@
-"""Turns the output of `cargo bench --bench logsumexp` into the README's table.
+"""Turns the output of `cargo bench --bench logsumexp` (or `--bench likelihood`) into the README's
+table.
 
     WGPU_BACKEND=vulkan cargo bench --bench logsumexp | tee bench-vulkan.log
     python3 benches/report.py bench-vulkan.log
@@ -17,7 +18,7 @@ GIB = {"B/s": 1 / 2**30, "KiB/s": 1 / 2**20, "MiB/s": 1 / 2**10, "GiB/s": 1.0}
 def parse(path):
     results, name = {}, None
     for line in open(path, encoding="utf-8"):
-        m = re.match(r"^(\w+)/(\w+)/(\d+x\d+)\s*(time:.*)?$", line.strip())
+        m = re.match(r"^(\w+)/(\w+)/(\w+)\s*(time:.*)?$", line.strip())
         if m:
             name = m.groups()[:3]
             line = m.group(4) or ""
@@ -36,7 +37,9 @@ def main():
     for (func, kind, shape), v in results.items():
         key = (func, shape)
         if kind.startswith("gpu_resident"):
-            rows.setdefault(key, {})["resident"] = (v["ms"], v.get("gib"), kind.split("_", 2)[2])
+            parts = kind.split("_", 2)
+            strategy = parts[2] if len(parts) > 2 else "–"
+            rows.setdefault(key, {})["resident"] = (v["ms"], v.get("gib"), strategy)
         else:
             rows.setdefault(key, {})[kind] = v["ms"]
     print("| function | shape | strategy | GPU kernel (timestamps) | GB/s | GPU resident (wall) | GPU end to end | CPU reference |")

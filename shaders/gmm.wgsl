@@ -4,14 +4,41 @@
 // (score_samples) or log_softmax (log responsibilities) of the n x k matrix with `RowOp`.
 // Mirror: src/reference/gmm.rs. Host: src/gmm.rs.
 //
-// OP: 0 diagonal, 1 spherical, 2 full covariance. The parameter buffer (binding b) holds
-//   [k constants: ln w_k + ln det(P_k) - dims/2 ln 2 pi | k x dims means | precisions' Cholesky
-//    factors: k x dims (diag), k (spherical) or k x dims x dims (full, row-major P[i][j])]
+// OP % 3: 0 diagonal, 1 spherical, 2 full covariance; OP >= 3 reads the parameters from the
+// uniform binding (a 16 KiB window per group of components: every lane reads the same address,
+// which hardware and software adapters serve as a broadcast), OP < 3 from binding b (mixtures
+// whose single component does not fit 16 KiB). A dispatch evaluates the group of len_in
+// components starting at component row0, whose parameters are laid out as
+//   [len_in constants: ln w_k + ln det(P_k) - dims/2 ln 2 pi | len_in x dims means |
+//    precisions' Cholesky factors: len_in x dims (diag), len_in (spherical) or
+//    len_in x dims x dims (full, row-major P[i][j]; upper-triangular ones packed, row by row,
+//    dims (dims + 1) / 2 words each)]
 // at b_off, c_off and c2_off. The quadratic form is sum_j (sum_i (x_i - mu_i) P_ij)^2, the
 // difference taken first: the expanded form cancels in f32 when data sit far from the origin.
 
 const GMM_DIAG: u32 = 0u;
 const GMM_SPHERICAL: u32 = 1u;
+const GMM_UNIFORM_VEC4S: u32 = 1024u;
+// Mode bits: the invocation holds every component of its point (one group, one block) and
+// writes log p(x) (SCORE) or the k log-responsibilities (RESP, k <= GMM_FUSED_K) itself, through
+// the log-sum-exp monoid, instead of the n x k log-joint for a RowOp pass.
+const MODE_FUSED_SCORE: u32 = 64u;
+const MODE_FUSED_RESP: u32 = 128u;
+const GMM_FUSED_K: u32 = 64u;
+
+@group(0) @binding(5) var<uniform> gmm_uniform: array<vec4<u32>, GMM_UNIFORM_VEC4S>;
+
+// Parameter word i of the dispatch's component group.
+fn gp_bits(i: u32) -> u32 {
+    if (OP >= 3u) {
+        return gmm_uniform[i >> 2u][i & 3u];
+    }
+    return b[i];
+}
+
+fn gp(i: u32) -> f32 {
+    return bitcast<f32>(gp_bits(i));
+}
 
 // Points of up to GMM_DIMS_MAX dimensions are held in registers (a private array), read once
 // per invocation; longer ones are read from the buffer each time.
@@ -28,16 +55,16 @@ fn gmm_quadratic(xs: ptr<function, array<f32, GMM_DIMS_MAX>>, p: u32, comp: u32)
     let dims = params.cols;
     let mu = params.c_off + comp * dims;
     var q = 0.0;
-    if (OP == GMM_DIAG) {
+    if (OP % 3u == GMM_DIAG) {
         let pc = params.c2_off + comp * dims;
         for (var i = 0u; i < dims; i++) {
-            let d = (gmm_x(xs, p, i) - bitcast<f32>(b[mu + i])) * bitcast<f32>(b[pc + i]);
+            let d = (gmm_x(xs, p, i) - gp(mu + i)) * gp(pc + i);
             q += d * d;
         }
-    } else if (OP == GMM_SPHERICAL) {
-        let pc = bitcast<f32>(b[params.c2_off + comp]);
+    } else if (OP % 3u == GMM_SPHERICAL) {
+        let pc = gp(params.c2_off + comp);
         for (var i = 0u; i < dims; i++) {
-            let d = (gmm_x(xs, p, i) - bitcast<f32>(b[mu + i])) * pc;
+            let d = (gmm_x(xs, p, i) - gp(mu + i)) * pc;
             q += d * d;
         }
     } else {
@@ -47,48 +74,69 @@ fn gmm_quadratic(xs: ptr<function, array<f32, GMM_DIMS_MAX>>, p: u32, comp: u32)
         let cached = dims <= GMM_DIMS_MAX;
         if (cached) {
             for (var i = 0u; i < dims; i++) {
-                diff[i] = (*xs)[i] - bitcast<f32>(b[mu + i]);
+                diff[i] = (*xs)[i] - gp(mu + i);
             }
         }
-        let pm = params.c2_off + comp * dims * dims;
         let tri = (params.mode & MODE_TRIANGULAR) != 0u;
-        for (var j = 0u; j < dims; j++) {
-            var y = 0.0;
-            var i_end = dims;
-            if (tri) {
-                i_end = j + 1u;
-            }
-            for (var i = 0u; i < i_end; i++) {
-                var d: f32;
-                if (cached) {
-                    d = diff[i];
-                } else {
-                    d = gmm_x(xs, p, i) - bitcast<f32>(b[mu + i]);
+        if (tri) {
+            // Upper-triangular factors are packed row by row: P[i][j], j >= i, at
+            // row_start(i) + j - i, with row_start(i + 1) = row_start(i) + dims - i.
+            let pm = params.c2_off + comp * (dims * (dims + 1u) / 2u);
+            for (var j = 0u; j < dims; j++) {
+                var y = 0.0;
+                var row_start = pm;
+                for (var i = 0u; i <= j; i++) {
+                    var d: f32;
+                    if (cached) {
+                        d = diff[i];
+                    } else {
+                        d = gmm_x(xs, p, i) - gp(mu + i);
+                    }
+                    y += d * gp(row_start + j - i);
+                    row_start += dims - i;
                 }
-                y += d * bitcast<f32>(b[pm + i * dims + j]);
+                q += y * y;
             }
-            q += y * y;
+        } else {
+            let pm = params.c2_off + comp * dims * dims;
+            for (var j = 0u; j < dims; j++) {
+                var y = 0.0;
+                for (var i = 0u; i < dims; i++) {
+                    var d: f32;
+                    if (cached) {
+                        d = diff[i];
+                    } else {
+                        d = gmm_x(xs, p, i) - gp(mu + i);
+                    }
+                    y += d * gp(pm + i * dims + j);
+                }
+                q += y * y;
+            }
         }
     }
     return q;
 }
 
-// One invocation per (point, block of kb components): writes log-joint values at
-// out_off + p * k + component. A point with a NaN or infinite coordinate gets NaN.
+// One invocation per (point, block of kb components of the group): writes log-joint values at
+// out_off + p * k + row0 + component. A point with a NaN or infinite coordinate gets NaN. Lanes
+// past the last point compute on the last point and store nothing, so that every loop runs in
+// uniform control flow.
 @compute @workgroup_size(WG)
 fn gmm_log_joint(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let t = ll_linear(wid, nwg, lid);
+    // Workgroup g evaluates component block g % blocks for points (g / blocks) * WG + lane: the
+    // block is uniform in the workgroup, so every parameter load is the same address in every
+    // lane.
+    let g = wid.x + wid.y * nwg.x;
     let blocks = params.slots;
-    if (t >= params.rows * blocks) {
-        return;
-    }
-    let p = t / blocks;
-    let first = (t - p * blocks) * params.kb;
-    let end = min(first + params.kb, params.k);
+    let point = (g / blocks) * WG + lid;
+    let live = point < params.rows;
+    let p = min(point, params.rows - 1u);
+    let first = (g % blocks) * params.kb;
+    let end = min(first + params.kb, params.len_in);
     var finite = true;
     var xs: array<f32, GMM_DIMS_MAX>;
     for (var i = 0u; i < params.cols; i++) {
@@ -98,21 +146,37 @@ fn gmm_log_joint(
             xs[i] = bitcast<f32>(bits);
         }
     }
+    let fused = (params.mode & (MODE_FUSED_SCORE | MODE_FUSED_RESP)) != 0u;
+    var st = lse_identity();
+    var joint: array<u32, GMM_FUSED_K>;
     for (var comp = first; comp < end; comp++) {
-        let at = params.out_off + p * params.k + comp;
-        let cb = b[params.b_off + comp];
+        let q = gmm_quadratic(&xs, p, comp);
+        let cb = gp_bits(params.b_off + comp);
+        var v = F32_NEG_INF;
         if (!finite) {
-            out[at] = F32_NAN;
-        } else if (cb == F32_NEG_INF) {
-            // A component of weight zero.
-            out[at] = F32_NEG_INF;
-        } else {
-            let q = gmm_quadratic(&xs, p, comp);
-            if (is_finite_bits(f32b(q))) {
-                out[at] = f32b(bitcast<f32>(cb) - 0.5 * q);
-            } else {
-                out[at] = F32_NEG_INF;
+            v = F32_NAN;
+        } else if (cb != F32_NEG_INF && is_finite_bits(f32b(q))) {
+            // (A constant of -inf is a component of weight zero.)
+            v = f32b(bitcast<f32>(cb) - 0.5 * q);
+        }
+        if (fused) {
+            st = lse_push(st, v);
+            if (comp < GMM_FUSED_K) {
+                joint[comp] = v;
             }
+        } else if (live) {
+            out[params.out_off + p * params.k + params.row0 + comp] = v;
+        }
+    }
+    if (!live) {
+        return;
+    }
+    if ((params.mode & MODE_FUSED_SCORE) != 0u) {
+        out[params.out_off + p] = lse_result_bits(st);
+    } else if ((params.mode & MODE_FUSED_RESP) != 0u) {
+        let l1p = ld_log1p(st.s);
+        for (var comp = 0u; comp < params.k; comp++) {
+            out[params.out_off + p * params.k + comp] = log_softmax_bits(st, l1p, joint[comp]);
         }
     }
 }

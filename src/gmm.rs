@@ -11,7 +11,10 @@
 use crate::error::Error;
 use crate::gpu::Gpu;
 use crate::likelihood::{Bind, LL_WG, LlPass, MODE_TRIANGULAR, Program, Src, Step, key, usable};
-use crate::logsumexp::{Caps, RowFn, RowOp, RowsLayout, Strategy, u32_of, window};
+use crate::logsumexp::{
+    Caps, RowFn, RowOp, RowsLayout, Strategy, Window, u32_of, window as window_of,
+};
+use crate::shaders::GMM_UNIFORM_BYTES;
 use crate::shaders::LlParams;
 
 /// The covariances of a mixture's components, as scikit-learn's `covariance_type`.
@@ -50,14 +53,34 @@ pub enum GmmOutput {
 /// Per-component iterations one invocation may spend (llvmpipe ends an invocation's loops after
 /// 65,535 iterations in all; see the README).
 const LANE_BUDGET: u64 = 16_000;
+/// Mode bits of `shaders/gmm.wgsl`: the kernel writes the scores / responsibilities itself.
+const MODE_FUSED_SCORE: u32 = 64;
+const MODE_FUSED_RESP: u32 = 128;
+/// Most components the fused responsibilities kernel holds (`GMM_FUSED_K`).
+const GMM_FUSED_K: u64 = 64;
 
-/// The parameter block the kernel reads and the mode bits, validated.
+/// The validated parameters as the kernel reads them, and the mode bits.
 struct Packed {
-    words: Vec<f32>,
+    consts: Vec<f32>,
+    means: Vec<f32>,
+    prec: Vec<f32>,
+    /// Precision words per component (dims, 1 or dims²).
+    prec_per: usize,
     k: u64,
     op: u32,
     mode: u32,
+    /// Loop iterations per component in the kernel.
     per_component: u64,
+}
+
+impl Packed {
+    /// The parameter words of components [c0, c1): constants, means, precisions.
+    fn group(&self, c0: usize, c1: usize, d: usize) -> Vec<f32> {
+        let mut w = self.consts[c0..c1].to_vec();
+        w.extend_from_slice(&self.means[c0 * d..c1 * d]);
+        w.extend_from_slice(&self.prec[c0 * self.prec_per..c1 * self.prec_per]);
+        w
+    }
 }
 
 fn pack(gmm: &Gmm, dims: usize) -> Result<Packed, Error> {
@@ -149,20 +172,33 @@ fn pack(gmm: &Gmm, dims: usize) -> Result<Packed, Error> {
                     }
                 }
             }
+            // Upper-triangular factors (scikit-learn's) are packed row by row: half the words
+            // and half the work.
+            let packed_p: Vec<f32> = if triangular {
+                let mut v = Vec::with_capacity(k * d * (d + 1) / 2);
+                for c in 0..k {
+                    for i in 0..d {
+                        v.extend_from_slice(&p[c * d * d + i * d + i..c * d * d + (i + 1) * d]);
+                    }
+                }
+                v
+            } else {
+                p.clone()
+            };
             let per = if triangular {
                 (d * (d + 1) / 2) as u64
             } else {
                 (d * d) as u64
             };
             (
-                p.clone(),
+                packed_p,
                 2,
                 if triangular { MODE_TRIANGULAR } else { 0 },
                 per + d as u64,
             )
         }
     };
-    let mut words: Vec<f32> = gmm
+    let consts: Vec<f32> = gmm
         .weights
         .iter()
         .zip(&log_det)
@@ -174,10 +210,12 @@ fn pack(gmm: &Gmm, dims: usize) -> Result<Packed, Error> {
             }
         })
         .collect();
-    words.extend_from_slice(&gmm.means);
-    words.extend_from_slice(&prec);
+    let prec_per = prec.len() / k;
     Ok(Packed {
-        words,
+        consts,
+        means: gmm.means.clone(),
+        prec,
+        prec_per,
         k: k as u64,
         op,
         mode,
@@ -224,8 +262,6 @@ impl GmmOp {
                 packed.per_component
             )));
         }
-        let kb = ((LANE_BUDGET.saturating_sub(d)) / packed.per_component).clamp(1, k);
-        let blocks = k.div_ceil(kb);
         let joint_bytes = n64
             .checked_mul(k * 4)
             .ok_or_else(|| Error::Shape("n × k overflows".into()))?;
@@ -235,56 +271,123 @@ impl GmmOp {
                 "one point (or its k values) is larger than a storage binding".into(),
             ));
         }
-        let p_max = (usable / (d * 4))
-            .min(usable / (k * 4))
-            .min((1u64 << 22) * u64::from(LL_WG) / blocks)
-            .max(1);
-        let c_off = u32_of(k, "components")?;
-        let c2_off = u32_of(k + k * d, "means")?;
+        // Groups of components whose parameters fit one 16 KiB uniform window each; a mixture
+        // whose single component does not fit is read from a storage binding instead.
+        let words_per = 1 + dims + packed.prec_per;
+        let window_words = (GMM_UNIFORM_BYTES / 4) as usize;
+        let uniform = words_per <= window_words;
+        let per_group = if uniform {
+            (window_words / words_per).min(k as usize)
+        } else {
+            k as usize
+        };
+        let mut aux: Vec<f32> = Vec::new();
+        let mut groups = Vec::new(); // (first component, components, window)
+        let mut c0 = 0usize;
+        while c0 < k as usize {
+            let c1 = (c0 + per_group).min(k as usize);
+            let mut words = packed.group(c0, c1, dims);
+            let window = if uniform {
+                let offset = aux.len() as u64 * 4;
+                words.resize(window_words, 0.0);
+                Some(Window {
+                    offset,
+                    size: GMM_UNIFORM_BYTES,
+                })
+            } else {
+                None
+            };
+            aux.extend_from_slice(&words);
+            groups.push((c0, c1 - c0, window));
+            c0 = c1;
+        }
+        let aux_bytes = aux.len() as u64 * 4;
+        if !uniform && aux_bytes > caps.max_binding {
+            return Err(Error::Limit(format!(
+                "the mixture's parameters ({aux_bytes} bytes) exceed a storage binding"
+            )));
+        }
+        // One group whose components one invocation can walk: the kernel reduces them itself.
+        let one_block =
+            groups.len() == 1 && (LANE_BUDGET.saturating_sub(d) / packed.per_component) >= k;
+        let fused = match output {
+            GmmOutput::ScoreSamples if one_block => MODE_FUSED_SCORE,
+            GmmOutput::LogResponsibilities if one_block && k <= GMM_FUSED_K => MODE_FUSED_RESP,
+            _ => 0,
+        };
+        let out_per_point = match (fused, output) {
+            (0, _) => k,
+            (_, GmmOutput::ScoreSamples) => 1,
+            (_, GmmOutput::LogResponsibilities) => k,
+        };
         let mut passes = Vec::new();
-        let mut p0 = 0;
-        while p0 < n64 {
-            let p = p_max.min(n64 - p0);
-            let (xw, xoff) = window(p0 * d * 4, p * d * 4, caps.storage_align);
-            let (ow, ooff) = window(p0 * k * 4, p * k * 4, caps.storage_align);
-            passes.push(LlPass {
-                key: key("gmm_log_joint", packed.op, 0),
-                params: LlParams {
-                    rows: p as u32,
-                    cols: u32_of(d, "dims")?,
-                    a_off: xoff,
-                    b_off: 0,
-                    c_off,
-                    c2_off,
-                    out_off: ooff,
-                    mode: packed.mode,
-                    slots: blocks as u32,
-                    k: k as u32,
-                    kb: kb as u32,
-                    ..LlParams::default()
-                },
-                groups: (p * blocks).div_ceil(u64::from(LL_WG)),
-                bind: [
-                    Bind {
-                        src: Src::Input(0),
-                        window: Some(xw),
+        for &(first, count, window) in &groups {
+            let count = count as u64;
+            let kb = (LANE_BUDGET.saturating_sub(d) / packed.per_component).clamp(1, count);
+            let blocks = count.div_ceil(kb);
+            let p_max = (usable / (d * 4))
+                .min(usable / (k * 4))
+                .min((1u64 << 22) * u64::from(LL_WG) / blocks)
+                .max(1);
+            let mut p0 = 0;
+            while p0 < n64 {
+                let p = p_max.min(n64 - p0);
+                let (xw, xoff) = window_of(p0 * d * 4, p * d * 4, caps.storage_align);
+                let (ow, ooff) = window_of(
+                    p0 * out_per_point * 4,
+                    p * out_per_point * 4,
+                    caps.storage_align,
+                );
+                passes.push(LlPass {
+                    key: key("gmm_log_joint", packed.op + if uniform { 3 } else { 0 }, 0),
+                    params: LlParams {
+                        rows: p as u32,
+                        cols: u32_of(d, "dims")?,
+                        a_off: xoff,
+                        b_off: 0,
+                        c_off: count as u32,
+                        c2_off: u32_of(count + count * d, "means")?,
+                        out_off: ooff,
+                        mode: packed.mode | fused,
+                        slots: blocks as u32,
+                        k: k as u32,
+                        kb: kb as u32,
+                        row0: first as u32,
+                        len_in: count as u32,
+                        ..LlParams::default()
                     },
-                    Bind::whole(Src::Aux),
-                    Bind::whole(Src::Dummy),
-                    Bind {
-                        src: Src::Scratch(0),
-                        window: Some(ow),
-                    },
-                ],
-            });
-            p0 += p;
+                    groups: p.div_ceil(u64::from(LL_WG)) * blocks,
+                    bind: [
+                        Bind {
+                            src: Src::Input(0),
+                            window: Some(xw),
+                        },
+                        if uniform {
+                            Bind::whole(Src::Dummy)
+                        } else {
+                            Bind::whole(Src::Aux)
+                        },
+                        Bind::whole(Src::Dummy),
+                        Bind {
+                            src: if fused != 0 {
+                                Src::Output
+                            } else {
+                                Src::Scratch(0)
+                            },
+                            window: Some(ow),
+                        },
+                    ],
+                    uniform: window,
+                });
+                p0 += p;
+            }
         }
         let func = match output {
             GmmOutput::ScoreSamples => RowFn::Logsumexp,
             GmmOutput::LogResponsibilities => RowFn::LogSoftmax,
         };
         let mut steps = vec![Step::Ll(passes)];
-        if n > 0 {
+        if n > 0 && fused == 0 {
             let rows = RowOp::new(
                 gpu,
                 func,
@@ -293,12 +396,6 @@ impl GmmOp {
             )?;
             steps.push(Step::Rows(Box::new(rows), Src::Scratch(0), Src::Output));
         }
-        let aux_bytes = packed.words.len() as u64 * 4;
-        if aux_bytes > caps.max_binding {
-            return Err(Error::Limit(format!(
-                "the mixture's parameters ({aux_bytes} bytes) exceed a storage binding"
-            )));
-        }
         let output_len = match output {
             GmmOutput::ScoreSamples => n,
             GmmOutput::LogResponsibilities => n * k as usize,
@@ -306,8 +403,8 @@ impl GmmOp {
         let program = Program::new(
             gpu,
             steps,
-            Some((bytemuck::cast_slice(&packed.words).to_vec(), 0)),
-            [joint_bytes, 0],
+            Some((bytemuck::cast_slice(&aux).to_vec(), 0)),
+            [if fused != 0 { 0 } else { joint_bytes }, 0],
             vec![n64 * d * 4],
             output_len as u64 * 4,
         )?;

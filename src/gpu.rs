@@ -134,6 +134,8 @@ pub struct Gpu {
     /// Bound where a kernel's layout has a binding it does not use: one per storage binding
     /// (input, output, states), since a read-only and a read-write use of one buffer conflict.
     pub(crate) dummies: [wgpu::Buffer; 3],
+    /// Bound as the likelihood layout's uniform window where a kernel does not use it.
+    pub(crate) dummy_uniform: wgpu::Buffer,
     blocking: Mutex<Blocking>,
 }
 
@@ -269,7 +271,23 @@ impl Gpu {
                 storage(2, true),
                 storage(3, true),
                 storage(4, false),
+                wgpu::BindGroupLayoutEntry {
+                    binding: 5,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Uniform,
+                        has_dynamic_offset: false,
+                        min_binding_size: wgpu::BufferSize::new(shaders::GMM_UNIFORM_BYTES),
+                    },
+                    count: None,
+                },
             ],
+        });
+        let dummy_uniform = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("unused uniform"),
+            size: shaders::GMM_UNIFORM_BYTES,
+            usage: wgpu::BufferUsages::UNIFORM,
+            mapped_at_creation: false,
         });
         let ll_pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
             label: Some("logdomain likelihood"),
@@ -296,6 +314,7 @@ impl Gpu {
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
             dummies,
+            dummy_uniform,
             blocking: Mutex::new(Blocking::default()),
         }
     }

@@ -183,6 +183,8 @@ pub(crate) struct LlPass {
     pub groups: u64,
     /// Bindings 1 (a), 2 (b), 3 (c), 4 (out).
     pub bind: [Bind; 4],
+    /// Binding 5: a window of the op's aux buffer bound as uniform, or the dummy.
+    pub uniform: Option<Window>,
 }
 
 pub(crate) enum Step {
@@ -208,6 +210,7 @@ pub(crate) struct Program {
     device: wgpu::Device,
     layout: wgpu::BindGroupLayout,
     dummies: [wgpu::Buffer; 3],
+    dummy_uniform: wgpu::Buffer,
     max_groups_per_dim: u32,
 }
 
@@ -276,7 +279,7 @@ impl Program {
                         .create_buffer_init(&wgpu::util::BufferInitDescriptor {
                             label: Some("logdomain likelihood aux"),
                             contents: &data,
-                            usage: wgpu::BufferUsages::STORAGE,
+                            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::UNIFORM,
                         }),
                 )
             }
@@ -310,6 +313,7 @@ impl Program {
             device: gpu.device.clone(),
             layout: gpu.ll_layout.clone(),
             dummies: gpu.dummies.clone(),
+            dummy_uniform: gpu.dummy_uniform.clone(),
             max_groups_per_dim: gpu.limits.max_compute_workgroups_per_dimension.max(1),
         })
     }
@@ -461,6 +465,20 @@ impl Program {
                                     resource,
                                 });
                             }
+                            let uniform = match (p.uniform, &self.aux) {
+                                (Some(w), Some(aux)) => {
+                                    wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                                        buffer: aux,
+                                        offset: w.offset,
+                                        size: wgpu::BufferSize::new(w.size),
+                                    })
+                                }
+                                _ => self.dummy_uniform.as_entire_binding(),
+                            };
+                            entries.push(wgpu::BindGroupEntry {
+                                binding: 5,
+                                resource: uniform,
+                            });
                             self.device.create_bind_group(&wgpu::BindGroupDescriptor {
                                 label: Some(p.key.entry),
                                 layout: &self.layout,
@@ -608,6 +626,7 @@ pub(crate) fn elementwise_passes(
             params,
             groups: groups_for(k * per_row)?,
             bind,
+            uniform: None,
         });
     }
     Ok(out)
@@ -670,6 +689,7 @@ pub(crate) fn reduce_passes(
                 ..LlParams::default()
             },
             groups: groups_for(rows * len_out)?,
+            uniform: None,
             bind: [a, Bind::dummy(), Bind::dummy(), out],
         });
         if last {
@@ -938,6 +958,7 @@ impl LossOp {
                     ..LlParams::default()
                 },
                 groups: groups_for(k)?,
+                uniform: None,
                 bind: [
                     logits,
                     Bind {

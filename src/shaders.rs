@@ -83,6 +83,10 @@ pub struct LlParams {
     pub c2_off: u32,
 }
 
+/// Bytes of the uniform window of Gaussian-mixture parameters (`GMM_UNIFORM_VEC4S` vec4s in
+/// `shaders/gmm.wgsl`): 16 KiB, WebGPU's and GL downlevel's smallest guaranteed uniform binding.
+pub const GMM_UNIFORM_BYTES: u64 = 16 * 1024;
+
 /// Bytes of one partial sum (s: f32, w: f32, flags: u32) between reduction levels.
 pub const PARTIAL_BYTES: u64 = 12;
 
