@@ -106,6 +106,9 @@ struct Blocking {
     output: Option<wgpu::Buffer>,
     readback: Option<wgpu::Buffer>,
     ops: HashMap<(RowFn, usize, usize), Arc<RowOp>>,
+    /// Reused input and output buffers of the blocking losses and mixtures.
+    loss_inputs: Vec<Option<wgpu::Buffer>>,
+    loss_output: Option<wgpu::Buffer>,
     /// Two timestamp queries and the buffer they resolve into, for `kernel_time`.
     timestamps: Option<(wgpu::QuerySet, wgpu::Buffer)>,
 }
@@ -413,15 +416,60 @@ impl Gpu {
         self.read_back(&mut blocking, &mut encoder, buffer, bytes)
     }
 
-    /// Submits `encoder` and reads the first `bytes` bytes of `buffer` back as f32 (blocking).
-    pub(crate) fn submit_and_read(
+    /// The blocking path of the likelihood family: uploads host inputs into reused buffers,
+    /// records `program`, and reads its `out_len` values back.
+    pub(crate) fn run_program(
         &self,
-        mut encoder: wgpu::CommandEncoder,
-        buffer: &wgpu::Buffer,
-        bytes: u64,
+        program: &crate::likelihood::Program,
+        inputs: &[&[u8]],
+        out_len: usize,
     ) -> Result<Vec<f32>, Error> {
         let mut blocking = lock(&self.blocking);
-        self.read_back(&mut blocking, &mut encoder, buffer, bytes)
+        if blocking.loss_inputs.len() < inputs.len() {
+            blocking.loss_inputs.resize(inputs.len(), None);
+        }
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let mut buffers = Vec::with_capacity(inputs.len());
+        for (i, bytes) in inputs.iter().enumerate() {
+            let b = self.reuse(
+                &mut blocking.loss_inputs[i],
+                (bytes.len() as u64).max(4),
+                wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+                "logdomain loss input",
+            )?;
+            if !bytes.is_empty() {
+                self.queue.write_buffer(&b, 0, bytes);
+            }
+            buffers.push(b);
+        }
+        let out_bytes = out_len as u64 * 4;
+        let output = self.reuse(
+            &mut blocking.loss_output,
+            out_bytes.max(4),
+            wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+            "logdomain loss output",
+        )?;
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        // As in `run_rows`: the reused output starts as the sentinel in debug builds (the tests),
+        // so an unwritten value shows, and zeroed in release builds.
+        if out_bytes > 0 {
+            if cfg!(debug_assertions) {
+                let fill = vec![shaders::SENTINEL_BITS; out_len];
+                self.queue
+                    .write_buffer(&output, 0, bytemuck::cast_slice(&fill));
+            } else {
+                encoder.clear_buffer(&output, 0, Some(out_bytes));
+            }
+        }
+        let refs: Vec<&wgpu::Buffer> = buffers.iter().collect();
+        program.check(&refs, &output)?;
+        program.encode(&mut encoder, &refs, &output, None)?;
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu(e.to_string()));
+        }
+        self.read_back(&mut blocking, &mut encoder, &output, out_bytes)
     }
 
     /// Submits `encoder` and reads the first `bytes` bytes of `buffer` back as u64 (blocking).

@@ -1350,51 +1350,6 @@ impl Gpu {
         self.run_program(&op.program, inputs, op.output_len)
     }
 
-    /// Uploads host inputs, records `program`, and reads its `out_len` values back (blocking).
-    pub(crate) fn run_program(
-        &self,
-        program: &Program,
-        inputs: &[&[u8]],
-        out_len: usize,
-    ) -> Result<Vec<f32>, Error> {
-        let buffers: Vec<wgpu::Buffer> = inputs
-            .iter()
-            .map(|bytes| {
-                let mut data = bytes.to_vec();
-                data.resize(data.len().max(4), 0);
-                self.device
-                    .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                        label: Some("logdomain loss input"),
-                        contents: &data,
-                        usage: wgpu::BufferUsages::STORAGE,
-                    })
-            })
-            .collect();
-        let out_bytes = out_len as u64 * 4;
-        // Debug builds (the tests) start from the sentinel so that an unwritten value shows.
-        let fill = if cfg!(debug_assertions) {
-            crate::shaders::SENTINEL_BITS
-        } else {
-            0
-        };
-        let output = self
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("logdomain loss output"),
-                contents: bytemuck::cast_slice(&vec![fill; out_len.max(1)]),
-                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-            });
-        let refs: Vec<&wgpu::Buffer> = buffers.iter().collect();
-        let mut encoder = self.device.create_command_encoder(&Default::default());
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        program.check(&refs, &output)?;
-        program.encode(&mut encoder, &refs, &output, None)?;
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(Error::Gpu(e.to_string()));
-        }
-        self.submit_and_read(encoder, &output, out_bytes)
-    }
-
     /// `F.cross_entropy` with class-index targets: `logits` is row-major `rows × classes`,
     /// `targets` has `rows` class indices. Returns `rows` losses (`Reduction::None`) or one
     /// value. A target outside `[0, classes)` that is not `ignore_index` is an error naming the
