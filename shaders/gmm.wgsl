@@ -19,6 +19,13 @@
 const GMM_DIAG: u32 = 0u;
 const GMM_SPHERICAL: u32 = 1u;
 const GMM_UNIFORM_VEC4S: u32 = 1024u;
+// The dimension, when the host specialises the pipeline for it (0: read params.cols). Loops
+// with a constant trip count compile to straight-line code.
+override GMM_DIMS: u32 = 0u;
+
+fn gmm_dims() -> u32 {
+    return select(params.cols, GMM_DIMS, GMM_DIMS != 0u);
+}
 // Mode bits: the invocation holds every component of its point (one group, one block) and
 // writes log p(x) (SCORE) or the k log-responsibilities (RESP, k <= GMM_FUSED_K) itself, through
 // the log-sum-exp monoid, instead of the n x k log-joint for a RowOp pass.
@@ -44,27 +51,31 @@ fn gp(i: u32) -> f32 {
 // per invocation; longer ones are read from the buffer each time.
 const GMM_DIMS_MAX: u32 = 64u;
 
-fn gmm_x(xs: ptr<function, array<f32, GMM_DIMS_MAX>>, p: u32, i: u32) -> f32 {
-    if (params.cols <= GMM_DIMS_MAX) {
-        return (*xs)[i];
+// The invocation's point, in a private module-scope array rather than behind a function
+// pointer (which GLSL would copy in and out of every call).
+var<private> gmm_xs: array<f32, GMM_DIMS_MAX>;
+
+fn gmm_x(p: u32, i: u32) -> f32 {
+    if (gmm_dims() <= GMM_DIMS_MAX) {
+        return gmm_xs[i];
     }
     return bitcast<f32>(a[params.a_off + p * params.cols + i]);
 }
 
-fn gmm_quadratic(xs: ptr<function, array<f32, GMM_DIMS_MAX>>, p: u32, comp: u32) -> f32 {
-    let dims = params.cols;
+fn gmm_quadratic(p: u32, comp: u32) -> f32 {
+    let dims = gmm_dims();
     let mu = params.c_off + comp * dims;
     var q = 0.0;
     if (OP % 3u == GMM_DIAG) {
         let pc = params.c2_off + comp * dims;
         for (var i = 0u; i < dims; i++) {
-            let d = (gmm_x(xs, p, i) - gp(mu + i)) * gp(pc + i);
+            let d = (gmm_x(p, i) - gp(mu + i)) * gp(pc + i);
             q += d * d;
         }
     } else if (OP % 3u == GMM_SPHERICAL) {
         let pc = gp(params.c2_off + comp);
         for (var i = 0u; i < dims; i++) {
-            let d = (gmm_x(xs, p, i) - gp(mu + i)) * pc;
+            let d = (gmm_x(p, i) - gp(mu + i)) * pc;
             q += d * d;
         }
     } else {
@@ -74,7 +85,7 @@ fn gmm_quadratic(xs: ptr<function, array<f32, GMM_DIMS_MAX>>, p: u32, comp: u32)
         let cached = dims <= GMM_DIMS_MAX;
         if (cached) {
             for (var i = 0u; i < dims; i++) {
-                diff[i] = (*xs)[i] - gp(mu + i);
+                diff[i] = gmm_xs[i] - gp(mu + i);
             }
         }
         let tri = (params.mode & MODE_TRIANGULAR) != 0u;
@@ -90,7 +101,7 @@ fn gmm_quadratic(xs: ptr<function, array<f32, GMM_DIMS_MAX>>, p: u32, comp: u32)
                     if (cached) {
                         d = diff[i];
                     } else {
-                        d = gmm_x(xs, p, i) - gp(mu + i);
+                        d = gmm_x(p, i) - gp(mu + i);
                     }
                     y += d * gp(row_start + j - i);
                     row_start += dims - i;
@@ -106,7 +117,7 @@ fn gmm_quadratic(xs: ptr<function, array<f32, GMM_DIMS_MAX>>, p: u32, comp: u32)
                     if (cached) {
                         d = diff[i];
                     } else {
-                        d = gmm_x(xs, p, i) - gp(mu + i);
+                        d = gmm_x(p, i) - gp(mu + i);
                     }
                     y += d * gp(pm + i * dims + j);
                 }
@@ -138,19 +149,19 @@ fn gmm_log_joint(
     let first = (g % blocks) * params.kb;
     let end = min(first + params.kb, params.len_in);
     var finite = true;
-    var xs: array<f32, GMM_DIMS_MAX>;
-    for (var i = 0u; i < params.cols; i++) {
-        let bits = a[params.a_off + p * params.cols + i];
+    let dims = gmm_dims();
+    for (var i = 0u; i < dims; i++) {
+        let bits = a[params.a_off + p * dims + i];
         finite = finite && is_finite_bits(bits);
         if (i < GMM_DIMS_MAX) {
-            xs[i] = bitcast<f32>(bits);
+            gmm_xs[i] = bitcast<f32>(bits);
         }
     }
     let fused = (params.mode & (MODE_FUSED_SCORE | MODE_FUSED_RESP)) != 0u;
     var st = lse_identity();
     var joint: array<u32, GMM_FUSED_K>;
     for (var comp = first; comp < end; comp++) {
-        let q = gmm_quadratic(&xs, p, comp);
+        let q = gmm_quadratic(p, comp);
         let cb = gp_bits(params.b_off + comp);
         var v = F32_NEG_INF;
         if (!finite) {

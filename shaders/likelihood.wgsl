@@ -368,35 +368,32 @@ fn sum_total_bits(st: SumState) -> u32 {
 }
 
 // Pairwise summation of a stream: a binary counter of partial sums (depth <= 8 for CHUNK = 64
-// values, more than any chunk needs).
-struct Pairwise {
-    stack: array<SumState, 8>,
-    depth: u32,
-    n: u32,
+// values, more than any chunk needs). The counter lives in private module-scope variables, not
+// behind a function pointer, which GLSL would copy in and out of every call.
+var<private> pw_stack: array<SumState, 8>;
+var<private> pw_depth: u32;
+var<private> pw_n: u32;
+
+fn pairwise_reset() {
+    pw_depth = 0u;
+    pw_n = 0u;
 }
 
-fn pairwise_new() -> Pairwise {
-    var p: Pairwise;
-    p.depth = 0u;
-    p.n = 0u;
-    return p;
-}
-
-fn pairwise_push(p: ptr<function, Pairwise>, st0: SumState) {
+fn pairwise_push(st0: SumState) {
     var st = st0;
-    (*p).n += 1u;
-    for (var c = (*p).n; (c & 1u) == 0u; c = c >> 1u) {
-        (*p).depth -= 1u;
-        st = sum_combine((*p).stack[(*p).depth], st);
+    pw_n += 1u;
+    for (var c = pw_n; (c & 1u) == 0u; c = c >> 1u) {
+        pw_depth -= 1u;
+        st = sum_combine(pw_stack[pw_depth], st);
     }
-    (*p).stack[(*p).depth] = st;
-    (*p).depth += 1u;
+    pw_stack[pw_depth] = st;
+    pw_depth += 1u;
 }
 
-fn pairwise_total(p: ptr<function, Pairwise>) -> SumState {
+fn pairwise_total() -> SumState {
     var total = sum_identity();
-    for (var d = (*p).depth; d > 0u; d--) {
-        total = sum_combine((*p).stack[d - 1u], total);
+    for (var d = pw_depth; d > 0u; d--) {
+        total = sum_combine(pw_stack[d - 1u], total);
     }
     return total;
 }
@@ -437,7 +434,7 @@ fn elementwise(
     let start = params.col0 + j * CHUNK;
     let end = min(start + CHUNK, params.col1);
     let base = r * params.cols - params.col0;
-    var acc = pairwise_new();
+    pairwise_reset();
     for (var col = start; col < end; col++) {
         let i = base + col;
         let xb = a[params.a_off + i];
@@ -470,11 +467,11 @@ fn elementwise(
         if (REDUCE == 0u) {
             out[params.out_off + i] = v;
         } else {
-            pairwise_push(&acc, sum_push(sum_identity(), v, 0.0));
+            pairwise_push(sum_push(sum_identity(), v, 0.0));
         }
     }
     if (REDUCE == 1u) {
-        store_partial((params.row0 + r) * params.slots + start / CHUNK, pairwise_total(&acc));
+        store_partial((params.row0 + r) * params.slots + start / CHUNK, pairwise_total());
     }
 }
 
@@ -497,11 +494,11 @@ fn reduce(
     let j = t - r * per_row;
     let start = j * CHUNK;
     let end = min(start + CHUNK, params.len_in);
-    var acc = pairwise_new();
+    pairwise_reset();
     for (var i = start; i < end; i++) {
-        pairwise_push(&acc, load_partial(r * params.len_in + i));
+        pairwise_push(load_partial(r * params.len_in + i));
     }
-    let st = pairwise_total(&acc);
+    let st = pairwise_total();
     if (params.finish == FINISH_PARTIAL) {
         store_partial(r * per_row + j, st);
         return;

@@ -9,7 +9,7 @@
 //! [`crate::RowFn::LogSoftmax`]). CPU mirror: [`crate::reference::gmm`].
 
 use crate::error::Error;
-use crate::gpu::Gpu;
+use crate::gpu::{Gpu, PipelineKey};
 use crate::likelihood::{Bind, LL_WG, LlPass, MODE_TRIANGULAR, Program, Src, Step, key, usable};
 use crate::logsumexp::{
     Caps, RowFn, RowOp, RowsLayout, Strategy, Window, u32_of, window as window_of,
@@ -339,7 +339,11 @@ impl GmmOp {
                     caps.storage_align,
                 );
                 passes.push(LlPass {
-                    key: key("gmm_log_joint", packed.op + if uniform { 3 } else { 0 }, 0),
+                    key: PipelineKey {
+                        // Points held in registers: loops specialised for the dimension.
+                        dims: if dims <= 64 { dims as u32 } else { 0 },
+                        ..key("gmm_log_joint", packed.op + if uniform { 3 } else { 0 }, 0)
+                    },
                     params: LlParams {
                         rows: p as u32,
                         cols: u32_of(d, "dims")?,

@@ -79,6 +79,8 @@ pub(crate) struct PipelineKey {
     pub wg: u32,
     /// The `REDUCE` override (likelihood family only).
     pub reduce: u32,
+    /// The `GMM_DIMS` override (likelihood family only; 0 = not specialised).
+    pub dims: u32,
 }
 
 impl PipelineKey {
@@ -95,6 +97,7 @@ impl PipelineKey {
             op,
             wg,
             reduce: 0,
+            dims: 0,
         }
     }
 }
@@ -384,6 +387,7 @@ impl Gpu {
         let mut constants = vec![("OP", f64::from(key.op)), ("WG", f64::from(key.wg))];
         let layout = if key.family == Family::Likelihood {
             constants.push(("REDUCE", f64::from(key.reduce)));
+            constants.push(("GMM_DIMS", f64::from(key.dims)));
             &self.ll_pipeline_layout
         } else {
             &self.pipeline_layout

@@ -221,6 +221,7 @@ pub(crate) fn key(entry: &'static str, op: u32, reduce: u32) -> PipelineKey {
         op,
         wg: LL_WG,
         reduce,
+        dims: 0,
     }
 }
 

@@ -188,7 +188,7 @@ mod tests {
             validate_and_translate_with(
                 &likelihood_module(),
                 Capabilities::empty(),
-                &[("REDUCE", reduce)],
+                &[("REDUCE", reduce), ("GMM_DIMS", 16.0)],
             );
         }
     }

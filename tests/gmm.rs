@@ -216,6 +216,14 @@ fn sixty_four_components_of_sixty_four_dimensions() {
         let points = rng.vec(n * d, -2.0, 2.0);
         check_gmm(gpu, &points, n, d, &gmm, &format!("{kind} 64x64"));
     }
+    // Past 64 dimensions the point is read from memory at each use, and a dense 70 × 70 factor
+    // (4,971 words a component) is read from a storage binding instead of a uniform window.
+    let (n, k, d) = (40, 3, 70);
+    for kind in ["diag", "full", "dense"] {
+        let gmm = mixture(&mut rng, k, d, kind, -1.0, 1.0);
+        let points = rng.vec(n * d, -2.0, 2.0);
+        check_gmm(gpu, &points, n, d, &gmm, &format!("{kind} d=70"));
+    }
 }
 
 /// Data and means near 10^4 with unit-scale spread: the difference is taken first, so the
