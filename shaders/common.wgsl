@@ -30,11 +30,15 @@ const EXP_ARG_MIN: f32 = -104.0;
 fn ld_exp_neg(d: f32) -> f32 {
     let x = max(d, EXP_ARG_MIN);
     let k = round(x * LOG2E);
-    let r = (x - k * LN2_HI) - k * LN2_LO;
-    let p = 1.0 + r * (1.0 + r * (0.5 + r * (0.16666667 + r * (0.041666668
-        + r * (0.008333334 + r * (0.0013888889 + r * 0.0001984127))))));
     // 2^k for k >= -126; the biased exponent clamps to 0 (the f32 zero) below that.
-    return p * bitcast<f32>(u32(max(i32(k) + 127, 0)) << 23u);
+    return ld_exp_reduced(x, k) * bitcast<f32>(u32(max(i32(k) + 127, 0)) << 23u);
+}
+
+// e^(x - k ln 2) for |x - k ln 2| <= ln2 / 2 (k = round(x / ln 2)): Cody-Waite, degree 7.
+fn ld_exp_reduced(x: f32, k: f32) -> f32 {
+    let r = (x - k * LN2_HI) - k * LN2_LO;
+    return 1.0 + r * (1.0 + r * (0.5 + r * (0.16666667 + r * (0.041666668
+        + r * (0.008333334 + r * (0.0013888889 + r * 0.0001984127))))));
 }
 
 // 2 atanh(f) = ln((1 + f) / (1 - f)) for |f| <= 3 - 2 sqrt 2 (= 0.1716): odd series to f^11.

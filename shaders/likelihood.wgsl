@@ -190,9 +190,7 @@ fn ld_exp(x: f32) -> u32 {
         return F32_POS_INF;
     }
     let k = round(x * LOG2E);
-    let r = (x - k * LN2_HI) - k * LN2_LO;
-    let p = 1.0 + r * (1.0 + r * (0.5 + r * (0.16666667 + r * (0.041666668
-        + r * (0.008333334 + r * (0.0013888889 + r * 0.0001984127))))));
+    let p = ld_exp_reduced(x, k);
     // 2^k as 2^(k - 1) * 2, so k = 128 stays representable.
     let scale = bitcast<f32>(u32(i32(k) + 126) << 23u);
     let v = p * scale * 2.0;

@@ -123,7 +123,6 @@ fn pack(gmm: &Gmm, dims: usize) -> Result<Packed, Error> {
     if let Some(i) = gmm.means.iter().position(|m| !m.is_finite()) {
         return bad("means", i, gmm.means[i], "means must be finite");
     }
-    let half_log_2pi = 0.5 * (2.0 * std::f64::consts::PI).ln();
     let mut log_det = vec![0f64; k];
     let (prec, op, mode, per_component): (Vec<f32>, u32, u32, u64) = match &gmm.covariance {
         Covariance::Diag(var) | Covariance::Spherical(var) => {
@@ -198,18 +197,7 @@ fn pack(gmm: &Gmm, dims: usize) -> Result<Packed, Error> {
             )
         }
     };
-    let consts: Vec<f32> = gmm
-        .weights
-        .iter()
-        .zip(&log_det)
-        .map(|(&w, &ld)| {
-            if w == 0.0 {
-                f32::NEG_INFINITY
-            } else {
-                (f64::from(w).ln() + ld - d as f64 * half_log_2pi) as f32
-            }
-        })
-        .collect();
+    let consts = crate::reference::gmm::component_constants(&gmm.weights, &log_det, d);
     let prec_per = prec.len() / k;
     Ok(Packed {
         consts,

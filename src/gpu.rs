@@ -233,21 +233,20 @@ impl Gpu {
             },
             count: None,
         };
+        let uniform = |binding, size: u64| wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Uniform,
+                has_dynamic_offset: false,
+                min_binding_size: wgpu::BufferSize::new(size),
+            },
+            count: None,
+        };
         let bind_group_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some("logdomain rows"),
             entries: &[
-                wgpu::BindGroupLayoutEntry {
-                    binding: 0,
-                    visibility: wgpu::ShaderStages::COMPUTE,
-                    ty: wgpu::BindingType::Buffer {
-                        ty: wgpu::BufferBindingType::Uniform,
-                        has_dynamic_offset: false,
-                        min_binding_size: wgpu::BufferSize::new(
-                            std::mem::size_of::<shaders::Params>() as u64,
-                        ),
-                    },
-                    count: None,
-                },
+                uniform(0, std::mem::size_of::<shaders::Params>() as u64),
                 storage(1, true),
                 storage(2, false),
                 storage(3, false),
@@ -261,32 +260,12 @@ impl Gpu {
         let ll_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some("logdomain likelihood"),
             entries: &[
-                wgpu::BindGroupLayoutEntry {
-                    binding: 0,
-                    visibility: wgpu::ShaderStages::COMPUTE,
-                    ty: wgpu::BindingType::Buffer {
-                        ty: wgpu::BufferBindingType::Uniform,
-                        has_dynamic_offset: false,
-                        min_binding_size: wgpu::BufferSize::new(
-                            std::mem::size_of::<shaders::LlParams>() as u64,
-                        ),
-                    },
-                    count: None,
-                },
+                uniform(0, std::mem::size_of::<shaders::LlParams>() as u64),
                 storage(1, true),
                 storage(2, true),
                 storage(3, true),
                 storage(4, false),
-                wgpu::BindGroupLayoutEntry {
-                    binding: 5,
-                    visibility: wgpu::ShaderStages::COMPUTE,
-                    ty: wgpu::BindingType::Buffer {
-                        ty: wgpu::BufferBindingType::Uniform,
-                        has_dynamic_offset: false,
-                        min_binding_size: wgpu::BufferSize::new(shaders::GMM_UNIFORM_BYTES),
-                    },
-                    count: None,
-                },
+                uniform(5, shaders::GMM_UNIFORM_BYTES),
             ],
         });
         let dummy_uniform = device.create_buffer(&wgpu::BufferDescriptor {

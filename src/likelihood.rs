@@ -720,6 +720,12 @@ pub struct InputSpec {
     pub bytes: u64,
 }
 
+impl InputSpec {
+    fn new(name: &'static str, bytes: u64) -> InputSpec {
+        InputSpec { name, bytes }
+    }
+}
+
 /// An encoder-level loss, prepared for one shape and one set of options.
 ///
 /// Inputs start at byte 0 of their buffers, each buffer with `BufferUsages::STORAGE`; targets of
@@ -1011,10 +1017,7 @@ impl LossOp {
                     },
                     bytes: n * 4,
                 },
-                InputSpec {
-                    name: "targets (i32, rows)",
-                    bytes: r * 4,
-                },
+                InputSpec::new("targets (i32, rows)", r * 4),
             ],
             output_len,
             program,
@@ -1162,18 +1165,9 @@ impl LossOp {
             None,
             options.reduction,
             vec![
-                InputSpec {
-                    name: "input (f32, n)",
-                    bytes: total * 4,
-                },
-                InputSpec {
-                    name: "target (f32, n)",
-                    bytes: total * 4,
-                },
-                InputSpec {
-                    name: "var (f32, n or 1)",
-                    bytes: if shared_var { 4 } else { total * 4 },
-                },
+                InputSpec::new("input (f32, n)", total * 4),
+                InputSpec::new("target (f32, n)", total * 4),
+                InputSpec::new("var (f32, n or 1)", if shared_var { 4 } else { total * 4 }),
             ],
         )
     }
@@ -1210,14 +1204,8 @@ impl LossOp {
             aux,
             options.reduction,
             vec![
-                InputSpec {
-                    name: "logits (f32, rows × cols)",
-                    bytes: total * 4,
-                },
-                InputSpec {
-                    name: "targets (f32, rows × cols)",
-                    bytes: total * 4,
-                },
+                InputSpec::new("logits (f32, rows × cols)", total * 4),
+                InputSpec::new("targets (f32, rows × cols)", total * 4),
             ],
         )
     }
@@ -1247,14 +1235,8 @@ impl LossOp {
             None,
             options.reduction,
             vec![
-                InputSpec {
-                    name: "input (f32, n)",
-                    bytes: total * 4,
-                },
-                InputSpec {
-                    name: "target (f32, n)",
-                    bytes: total * 4,
-                },
+                InputSpec::new("input (f32, n)", total * 4),
+                InputSpec::new("target (f32, n)", total * 4),
             ],
         )
     }
@@ -1274,10 +1256,7 @@ impl LossOp {
             false,
             None,
             Reduction::None,
-            vec![InputSpec {
-                name: "p (f32, rows × cols)",
-                bytes: total * 4,
-            }],
+            vec![InputSpec::new("p (f32, rows × cols)", total * 4)],
         )
     }
 

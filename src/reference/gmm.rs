@@ -4,12 +4,28 @@
 use super::logsumexp::{log_softmax, logsumexp};
 use crate::gmm::{Covariance, Gmm};
 
+/// Each component's constant `ln w_k + ln det(P_k) − (d/2)·ln 2π`, from f64 (−inf for a
+/// weight of zero), as the GPU op packs it.
+pub fn component_constants(weights: &[f32], log_det: &[f64], d: usize) -> Vec<f32> {
+    let half_log_2pi = 0.5 * (2.0 * std::f64::consts::PI).ln();
+    weights
+        .iter()
+        .zip(log_det)
+        .map(|(&w, &ld)| {
+            if w == 0.0 {
+                f32::NEG_INFINITY
+            } else {
+                (f64::from(w).ln() + ld - d as f64 * half_log_2pi) as f32
+            }
+        })
+        .collect()
+}
+
 /// `ln w_k + ln N(x_p | μ_k, Σ_k)` for every point and component: `n × k`, row-major. Parameters
 /// are assumed valid (the GPU op checks them).
 pub fn log_joint(points: &[f32], n: usize, dims: usize, gmm: &Gmm) -> Vec<f32> {
     let k = gmm.weights.len();
     let d = dims;
-    let half_log_2pi = 0.5 * (2.0 * std::f64::consts::PI).ln();
     // Constants and precisions' Cholesky factors as the host packs them for the kernel.
     let mut log_det = vec![0f64; k];
     let prec: Vec<f32> = match &gmm.covariance {
@@ -40,18 +56,7 @@ pub fn log_joint(points: &[f32], n: usize, dims: usize, gmm: &Gmm) -> Vec<f32> {
             p.clone()
         }
     };
-    let consts: Vec<f32> = gmm
-        .weights
-        .iter()
-        .zip(&log_det)
-        .map(|(&w, &ld)| {
-            if w == 0.0 {
-                f32::NEG_INFINITY
-            } else {
-                (f64::from(w).ln() + ld - d as f64 * half_log_2pi) as f32
-            }
-        })
-        .collect();
+    let consts = component_constants(&gmm.weights, &log_det, d);
     let mut out = Vec::with_capacity(n * k);
     for p in 0..n {
         let x = &points[p * d..(p + 1) * d];

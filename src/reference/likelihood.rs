@@ -2,7 +2,7 @@
 //! pairwise summation order (chunks of [`CHUNK`] values, then [`CHUNK`] partials at a time), in
 //! f32. IEEE f32 arithmetic gives the special values the kernels spell out from bits.
 
-use super::logsumexp::{ld_exp_neg, ld_log, ld_log1p};
+use super::logsumexp::{ld_exp_neg, ld_exp_reduced, ld_log, ld_log1p};
 use crate::likelihood::{Bce, CrossEntropy, GaussianNll, PoissonNll, Reduction};
 
 /// Values per chunk and partials per reduction step.
@@ -171,13 +171,7 @@ pub fn xexp(x: f32) -> f32 {
         f32::INFINITY
     } else {
         let k = (x * std::f32::consts::LOG2_E).round_ties_even();
-        let r = (x - k * 0.693_145_75) - k * 1.428_606_8e-6;
-        let p = 1.0
-            + r * (1.0
-                + r * (0.5
-                    + r * (0.166_666_67
-                        + r * (0.041_666_668
-                            + r * (0.008_333_334 + r * (0.001_388_888_9 + r * 0.000_198_412_7))))));
+        let p = ld_exp_reduced(x, k);
         let v = p * f32::from_bits(((k as i32 + 126) as u32) << 23) * 2.0;
         if v > f32::MAX { f32::INFINITY } else { v }
     }

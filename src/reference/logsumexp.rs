@@ -34,14 +34,19 @@ pub const FLAG_POS_INF: u32 = 4;
 pub fn ld_exp_neg(d: f32) -> f32 {
     let x = d.max(EXP_ARG_MIN);
     let k = (x * LOG2E).round_ties_even();
+    ld_exp_reduced(x, k) * f32::from_bits(((k as i32 + 127).max(0) as u32) << 23)
+}
+
+/// `e^(x − k ln 2)` for `k = round(x / ln 2)`: the Cody-Waite reduction and degree-7
+/// polynomial shared by the kernels' `exp`s.
+pub fn ld_exp_reduced(x: f32, k: f32) -> f32 {
     let r = (x - k * LN2_HI) - k * LN2_LO;
-    let p = 1.0
-        + r * (1.0
+    1.0 + r
+        * (1.0
             + r * (0.5
                 + r * (0.166_666_67
                     + r * (0.041_666_668
-                        + r * (0.008_333_334 + r * (0.001_388_888_9 + r * 0.000_198_412_7))))));
-    p * f32::from_bits(((k as i32 + 127).max(0) as u32) << 23)
+                        + r * (0.008_333_334 + r * (0.001_388_888_9 + r * 0.000_198_412_7))))))
 }
 
 /// `2 atanh(f)` for `|f| <= 0.1716`.
