@@ -1,7 +1,8 @@
 // Log-likelihood reductions: per-element losses (Gaussian, Bernoulli from logits, Poisson, ln for
 // log_prod, the label-smoothing term of cross-entropy), the categorical loss per row, and the
 // deterministic pairwise sum that reduces them on the GPU. Needs common.wgsl before it.
-// Mirror: src/reference/likelihood.rs. Host: src/likelihood.rs.
+// Mirror: src/reference/likelihood.rs. Host: src/likelihood.rs. The module also holds
+// gmm.wgsl and gradients.wgsl, which use its bindings.
 //
 // Entry points are specialised by override constants:
 //   OP      which per-element value `elementwise` computes (OP_* below);
@@ -453,6 +454,9 @@ fn elementwise(
             v = poisson_bits(xb, b[params.b_off + i]);
         } else if (OP == OP_LN) {
             v = xlog(xb);
+        } else if (OP >= OP_SUM_G) {
+            // The log-sum-exp family's gradients (gradients.wgsl).
+            v = gradient_bits(xb, i, params.row0 + r);
         } else {
             // OP_SMOOTH: b holds the rows' (hi, lo) parts, c the class weights.
             let row = params.row0 + r;

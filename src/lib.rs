@@ -3,6 +3,7 @@
 mod error;
 pub mod gmm;
 mod gpu;
+pub mod gradients;
 pub mod likelihood;
 pub mod logsumexp;
 pub mod reference;
@@ -11,6 +12,7 @@ pub mod shaders;
 pub use error::Error;
 pub use gmm::{Covariance, Gmm, GmmOp, GmmOutput};
 pub use gpu::{Gpu, GpuInfo, OPTIONAL_FEATURES};
+pub use gradients::BackwardOp;
 pub use likelihood::{
     Bce, CrossEntropy, GaussianNll, InputSpec, Loss, LossOp, PoissonNll, Reduction,
 };
@@ -28,6 +30,7 @@ mod tests {
         check::<crate::RowOp>();
         check::<crate::LossOp>();
         check::<crate::GmmOp>();
+        check::<crate::BackwardOp>();
         check::<crate::Error>();
     }
 }

@@ -142,7 +142,7 @@ const MODE_WEIGHTED: u32 = 8;
 const MODE_NLL: u32 = 16;
 pub(crate) const MODE_TRIANGULAR: u32 = 32;
 const FINISH_PARTIAL: u32 = 0;
-const FINISH_SUM: u32 = 1;
+pub(crate) const FINISH_SUM: u32 = 1;
 const FINISH_MEAN_WEIGHT: u32 = 2;
 const FINISH_MEAN_COUNT: u32 = 3;
 /// Values per chunk and partials per reduction step (`CHUNK` in the WGSL).
@@ -511,7 +511,7 @@ impl Program {
     }
 }
 
-fn limit(what: &str, bytes: u64, caps: &Caps) -> Result<(), Error> {
+pub(crate) fn limit(what: &str, bytes: u64, caps: &Caps) -> Result<(), Error> {
     if bytes > caps.max_binding {
         return Err(Error::Limit(format!(
             "{what} needs {bytes} bytes in one storage binding; max_storage_buffer_binding_size is {}",
@@ -721,7 +721,7 @@ pub struct InputSpec {
 }
 
 impl InputSpec {
-    fn new(name: &'static str, bytes: u64) -> InputSpec {
+    pub(crate) fn new(name: &'static str, bytes: u64) -> InputSpec {
         InputSpec { name, bytes }
     }
 }
@@ -768,7 +768,7 @@ fn check_finite(what: &str, v: &[f32]) -> Result<(), Error> {
     Ok(())
 }
 
-fn check_len(what: &'static str, v: &[f32], expected: usize) -> Result<(), Error> {
+pub(crate) fn check_len(what: &'static str, v: &[f32], expected: usize) -> Result<(), Error> {
     if v.len() != expected {
         return Err(Error::InputLength {
             what,
@@ -779,7 +779,7 @@ fn check_len(what: &'static str, v: &[f32], expected: usize) -> Result<(), Error
     Ok(())
 }
 
-fn elems(rows: usize, cols: usize) -> Result<u64, Error> {
+pub(crate) fn elems(rows: usize, cols: usize) -> Result<u64, Error> {
     (rows as u64)
         .checked_mul(cols as u64)
         .filter(|&n| n <= u64::from(u32::MAX) * CHUNK)

@@ -12,6 +12,10 @@ pub const LIKELIHOOD: &str = include_str!("../shaders/likelihood.wgsl");
 /// Gaussian mixtures' log-joint (needs the likelihood module's bindings).
 pub const GMM: &str = include_str!("../shaders/gmm.wgsl");
 
+/// Gradients of the log-sum-exp family (element values of the likelihood module's
+/// `elementwise` entry point).
+pub const GRADIENTS: &str = include_str!("../shaders/gradients.wgsl");
+
 /// WGSL has no imports: a module is its files concatenated in dependency order.
 pub fn module_source(files: &[&str]) -> String {
     files.join("\n")
@@ -27,9 +31,10 @@ pub fn logsumexp_subgroup_module() -> String {
     module_source(&[COMMON, LOGSUMEXP, LOGSUMEXP_SUBGROUP])
 }
 
-/// The likelihood module: losses, reductions and Gaussian mixtures (portable).
+/// The likelihood module: losses, reductions, Gaussian mixtures and the log-sum-exp family's
+/// gradients (portable).
 pub fn likelihood_module() -> String {
-    module_source(&[COMMON, LIKELIHOOD, GMM])
+    module_source(&[COMMON, LIKELIHOOD, GMM, GRADIENTS])
 }
 
 /// The bit pattern (a NaN payload no kernel writes) that sentinel fills leave in outputs.

@@ -3,5 +3,6 @@
 //! kernels in the tests and give the CPU side of the speed comparisons (single-threaded).
 
 pub mod gmm;
+pub mod gradients;
 pub mod likelihood;
 pub mod logsumexp;
