@@ -431,8 +431,7 @@ impl GmmOp {
         points: &wgpu::Buffer,
         output: &wgpu::Buffer,
     ) -> Result<(), Error> {
-        self.program.check(&[points], output)?;
-        self.program.encode(encoder, &[points], output, None)
+        self.program.record(encoder, &[points], output)
     }
 
     /// Runs the evaluation once on resident buffers and returns the GPU time of its compute

@@ -188,8 +188,7 @@ impl BackwardOp {
         inputs: &[&wgpu::Buffer],
         output: &wgpu::Buffer,
     ) -> Result<(), Error> {
-        self.program.check(inputs, output)?;
-        self.program.encode(encoder, inputs, output, None)
+        self.program.record(encoder, inputs, output)
     }
 }
 

@@ -357,6 +357,17 @@ impl Program {
         Ok(Some(std::time::Duration::from_nanos(ns.round() as u64)))
     }
 
+    /// Checks the caller's buffers, then records every step (the ops' `record`).
+    pub fn record(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        inputs: &[&wgpu::Buffer],
+        output: &wgpu::Buffer,
+    ) -> Result<(), Error> {
+        self.check(inputs, output)?;
+        self.encode(encoder, inputs, output, None)
+    }
+
     /// Checks the caller's buffers: usage, sizes, and that the output is none of the inputs.
     pub fn check(&self, inputs: &[&wgpu::Buffer], output: &wgpu::Buffer) -> Result<(), Error> {
         if inputs.len() != self.input_bytes.len() {
@@ -1283,8 +1294,7 @@ impl LossOp {
         inputs: &[&wgpu::Buffer],
         output: &wgpu::Buffer,
     ) -> Result<(), Error> {
-        self.program.check(inputs, output)?;
-        self.program.encode(encoder, inputs, output, None)
+        self.program.record(encoder, inputs, output)
     }
 
     /// Runs the op once on resident buffers and returns the GPU time of its compute passes
