@@ -1,5 +1,8 @@
 //! CPU mirror of `shaders/gmm.wgsl`: the log-joint of points and components in scikit-learn's
 //! parameterisation, then the log-sum-exp family's reference per row.
+//!
+//! These are test oracles and CPU baselines: inputs are assumed valid (the GPU ops check them),
+//! and mismatched lengths or out-of-range targets panic.
 
 use super::logsumexp::{log_softmax, logsumexp};
 use crate::gmm::{Covariance, Gmm};

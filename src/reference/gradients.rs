@@ -1,5 +1,8 @@
 //! CPU mirror of `shaders/gradients.wgsl`: the backward of the log-sum-exp family in f32, row
 //! sums in the kernels' pairwise order, special values as the kernels give them.
+//!
+//! These are test oracles and CPU baselines: inputs are assumed valid (the GPU ops check them),
+//! and mismatched lengths or out-of-range targets panic.
 
 use super::likelihood::{chunk_partials, reduce_levels, sum_total, xexp};
 

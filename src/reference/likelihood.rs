@@ -1,6 +1,9 @@
 //! CPU mirror of `shaders/likelihood.wgsl`: the same per-element functions and the same
 //! pairwise summation order (chunks of [`CHUNK`] values, then [`CHUNK`] partials at a time), in
 //! f32. IEEE f32 arithmetic gives the special values the kernels spell out from bits.
+//!
+//! These are test oracles and CPU baselines: inputs are assumed valid (the GPU ops check them),
+//! and mismatched lengths or out-of-range targets panic.
 
 use super::logsumexp::{ld_exp_neg, ld_exp_reduced, ld_log, ld_log1p};
 use crate::likelihood::{Bce, CrossEntropy, GaussianNll, PoissonNll, Reduction};
