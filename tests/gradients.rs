@@ -310,12 +310,26 @@ fn encoder_level_backward_and_errors() {
         got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
         blocking.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
     );
+    // The CPU mirror and the GPU each meet the softmax-backward bound against f64, so they are
+    // within twice that bound of each other (a GPU may contract multiply-adds differently).
     let cpu = logdomain::reference::gradients::softmax_backward(&p, &g, rows, cols);
-    for (a, b) in got.iter().zip(&cpu) {
-        assert!(
-            (a - b).abs() <= 64.0 * f32::EPSILON * a.abs().max(1e-6),
-            "{a} vs {b}"
-        );
+    let depth = (cols as f64).log2().ceil() + (cols as f64).log(64.0).ceil() + 1.0;
+    for r in 0..rows {
+        let idx = r * cols..(r + 1) * cols;
+        let s: f64 = idx.clone().map(|k| f(g[k]) * f(p[k])).sum();
+        let abs: f64 = idx.clone().map(|k| (f(g[k]) * f(p[k])).abs()).sum();
+        for i in idx {
+            let v = f(p[i]) * (f(g[i]) - s);
+            let b = f(p[i])
+                * (U * f(g[i]).abs() + (depth + 1.0) * U * abs + U * (f(g[i]) - s).abs())
+                + U * v.abs();
+            assert!(
+                (f(got[i]) - f(cpu[i])).abs() <= 2.0 * b,
+                "{i}: {} vs {}",
+                got[i],
+                cpu[i]
+            );
+        }
     }
     let mut encoder = gpu.device().create_command_encoder(&Default::default());
     assert!(matches!(
