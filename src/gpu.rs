@@ -112,7 +112,7 @@ struct Blocking {
     /// Reused input and output buffers of the blocking losses and mixtures.
     loss_inputs: Vec<Option<wgpu::Buffer>>,
     loss_output: Option<wgpu::Buffer>,
-    /// Two timestamp queries and the buffer they resolve into, for `kernel_time`.
+    /// Timestamp queries and the buffer they resolve into, for `time_passes`.
     timestamps: Option<(wgpu::QuerySet, wgpu::Buffer)>,
 }
 
@@ -455,17 +455,6 @@ impl Gpu {
         self.read_back(&mut blocking, &mut encoder, &output, out_bytes)
     }
 
-    /// Submits `encoder` and reads the first `bytes` bytes of `buffer` back as u64 (blocking).
-    pub(crate) fn submit_and_read_u64(
-        &self,
-        mut encoder: wgpu::CommandEncoder,
-        buffer: &wgpu::Buffer,
-        bytes: u64,
-    ) -> Result<Vec<u64>, Error> {
-        let mut blocking = lock(&self.blocking);
-        self.read_back(&mut blocking, &mut encoder, buffer, bytes)
-    }
-
     /// The one readback path of the crate: submits `encoder` with a copy of the first `bytes`
     /// bytes of `buffer` into the reused staging buffer, waits, and returns them as `T`s.
     fn read_back<T: bytemuck::Pod>(
@@ -568,28 +557,54 @@ impl Gpu {
         input: &wgpu::Buffer,
         output: &wgpu::Buffer,
     ) -> Result<Option<std::time::Duration>, Error> {
-        if !self
-            .device
+        if op.dispatches() == 0 {
+            let timed = self.has_timestamps();
+            return Ok(timed.then_some(std::time::Duration::ZERO));
+        }
+        self.time_passes(1, |encoder, queries| {
+            op.record_timed(encoder, input, output, queries, 0)
+        })
+    }
+
+    fn has_timestamps(&self) -> bool {
+        self.device
             .features()
             .contains(wgpu::Features::TIMESTAMP_QUERY)
-        {
+    }
+
+    /// The one timing path of the crate: `record` writes `pairs` pairs of timestamps (begin and
+    /// end of a compute pass, queries 2i and 2i + 1) into the given query set; this submits,
+    /// waits, and returns the summed pass times, or `None` without
+    /// `Features::TIMESTAMP_QUERY`. The query set and its resolve buffer are reused (grown on
+    /// demand).
+    pub(crate) fn time_passes(
+        &self,
+        pairs: u32,
+        record: impl FnOnce(&mut wgpu::CommandEncoder, &wgpu::QuerySet) -> Result<(), Error>,
+    ) -> Result<Option<std::time::Duration>, Error> {
+        if !self.has_timestamps() {
             return Ok(None);
         }
-        if op.dispatches() == 0 {
-            return Ok(Some(std::time::Duration::ZERO));
-        }
+        let count = 2 * pairs.max(1);
         let mut blocking = lock(&self.blocking);
+        if blocking
+            .timestamps
+            .as_ref()
+            .is_some_and(|(q, _)| q.count() < count)
+        {
+            blocking.timestamps = None;
+        }
         let (queries, resolved) = blocking
             .timestamps
             .get_or_insert_with(|| {
                 let queries = self.device.create_query_set(&wgpu::QuerySetDescriptor {
                     label: Some("logdomain timestamps"),
                     ty: wgpu::QueryType::Timestamp,
-                    count: 2,
+                    count,
                 });
                 let resolved = self.device.create_buffer(&wgpu::BufferDescriptor {
                     label: Some("logdomain timestamps"),
-                    size: 16,
+                    size: u64::from(count) * 8,
                     usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
                     mapped_at_creation: false,
                 });
@@ -597,11 +612,15 @@ impl Gpu {
             })
             .clone();
         let mut encoder = self.device.create_command_encoder(&Default::default());
-        op.record_timed(&mut encoder, input, output, &queries, 0)?;
-        encoder.resolve_query_set(&queries, 0..2, &resolved, 0);
-        let ticks: Vec<u64> = self.read_back(&mut blocking, &mut encoder, &resolved, 16)?;
-        let ns =
-            ticks[1].saturating_sub(ticks[0]) as f64 * f64::from(self.queue.get_timestamp_period());
+        record(&mut encoder, &queries)?;
+        encoder.resolve_query_set(&queries, 0..count, &resolved, 0);
+        let ticks: Vec<u64> =
+            self.read_back(&mut blocking, &mut encoder, &resolved, u64::from(count) * 8)?;
+        let period = f64::from(self.queue.get_timestamp_period());
+        let ns: f64 = ticks
+            .chunks(2)
+            .map(|t| t[1].saturating_sub(t[0]) as f64 * period)
+            .sum();
         Ok(Some(std::time::Duration::from_nanos(ns.round() as u64)))
     }
 

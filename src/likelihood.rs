@@ -319,42 +319,18 @@ impl Program {
         })
     }
 
-    /// GPU time of the compute passes of one run, from timestamps (see `LossOp::kernel_time`).
+    /// Checks the caller's buffers, then returns the GPU time of the compute passes of one run,
+    /// from timestamps (see `LossOp::kernel_time`).
     pub fn kernel_time(
         &self,
         gpu: &Gpu,
         inputs: &[&wgpu::Buffer],
         output: &wgpu::Buffer,
     ) -> Result<Option<std::time::Duration>, Error> {
-        if !gpu
-            .device
-            .features()
-            .contains(wgpu::Features::TIMESTAMP_QUERY)
-        {
-            return Ok(None);
-        }
-        let count = 2 * self.steps.len().max(1) as u32;
-        let queries = gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
-            label: Some("logdomain likelihood timestamps"),
-            ty: wgpu::QueryType::Timestamp,
-            count,
-        });
-        let resolved = gpu.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("logdomain likelihood timestamps"),
-            size: u64::from(count) * 8,
-            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-            mapped_at_creation: false,
-        });
-        let mut encoder = gpu.device.create_command_encoder(&Default::default());
-        self.encode(&mut encoder, inputs, output, Some(&queries))?;
-        encoder.resolve_query_set(&queries, 0..count, &resolved, 0);
-        let ticks = gpu.submit_and_read_u64(encoder, &resolved, u64::from(count) * 8)?;
-        let period = f64::from(gpu.queue.get_timestamp_period());
-        let ns: f64 = ticks
-            .chunks(2)
-            .map(|t| t[1].saturating_sub(t[0]) as f64 * period)
-            .sum();
-        Ok(Some(std::time::Duration::from_nanos(ns.round() as u64)))
+        self.check(inputs, output)?;
+        gpu.time_passes(self.steps.len() as u32, |encoder, queries| {
+            self.encode(encoder, inputs, output, Some(queries))
+        })
     }
 
     /// Checks the caller's buffers, then records every step (the ops' `record`).
@@ -1306,7 +1282,6 @@ impl LossOp {
         inputs: &[&wgpu::Buffer],
         output: &wgpu::Buffer,
     ) -> Result<Option<std::time::Duration>, Error> {
-        self.program.check(inputs, output)?;
         self.program.kernel_time(gpu, inputs, output)
     }
 }

@@ -852,6 +852,16 @@ fn encoder_level_losses_share_one_submit_on_a_caller_device() {
         &[want(0.5 * 2f64.ln(), 8.0 * U)],
         "encoder gaussian",
     );
+    // GPU time of all the op's passes (log-sum-exp parts, per-row losses, reduction levels).
+    let has = d.features().contains(wgpu::Features::TIMESTAMP_QUERY);
+    let t = ce_mean.kernel_time(&gpu, &[&xb, &tb], &o2).unwrap();
+    assert_eq!(t.is_some(), has, "{t:?}");
+    if let Some(t) = t {
+        assert!(
+            t > std::time::Duration::ZERO && t < std::time::Duration::from_secs(10),
+            "{t:?}"
+        );
+    }
     // Out-of-range targets at the encoder level give NaN for their row, never a stray read.
     let bad = make(bytemuck::cast_slice(&[0i32, 99, -3, 1]));
     let out = sentinel(4);
