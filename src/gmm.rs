@@ -66,7 +66,6 @@ struct Packed {
     prec: Vec<f32>,
     /// Precision words per component (dims, 1 or dims²).
     prec_per: usize,
-    k: u64,
     op: u32,
     mode: u32,
     /// Loop iterations per component in the kernel.
@@ -204,7 +203,6 @@ fn pack(gmm: &Gmm, dims: usize) -> Result<Packed, Error> {
         means: gmm.means.clone(),
         prec,
         prec_per,
-        k: k as u64,
         op,
         mode,
         per_component,
@@ -242,7 +240,7 @@ impl GmmOp {
     ) -> Result<GmmOp, Error> {
         let caps = Caps::of(gpu);
         let packed = pack(gmm, dims)?;
-        let (n64, d, k) = (n as u64, dims as u64, packed.k);
+        let (n64, d, k) = (n as u64, dims as u64, packed.consts.len() as u64);
         if caps.cpu && packed.per_component + d > LANE_BUDGET {
             return Err(Error::Limit(format!(
                 "{dims} dimensions need {} loop iterations per component in one invocation; \
