@@ -42,6 +42,8 @@ const FINISH_PARTIAL: u32 = 0u;
 const FINISH_SUM: u32 = 1u;
 const FINISH_MEAN_WEIGHT: u32 = 2u;
 const FINISH_MEAN_COUNT: u32 = 3u;
+// The summed weights alone (the denominator of a weighted mean), whatever the values were.
+const FINISH_WEIGHT: u32 = 4u;
 
 const CHUNK: u32 = 64u;
 const HALF_LN_TWO_PI: f32 = 0.9189385332046728;
@@ -455,8 +457,8 @@ fn elementwise(
         } else if (OP == OP_LN) {
             v = xlog(xb);
         } else if (OP >= OP_SUM_G) {
-            // The log-sum-exp family's gradients (gradients.wgsl).
-            v = gradient_bits(xb, i, params.row0 + r);
+            // Gradients (gradients.wgsl).
+            v = gradient_bits(xb, i, params.row0 + r, col);
         } else {
             // OP_SMOOTH: b holds the rows' (hi, lo) parts, c the class weights.
             let row = params.row0 + r;
@@ -510,6 +512,8 @@ fn reduce(
         v = xdiv(v, f32b(st.w));
     } else if (params.finish == FINISH_MEAN_COUNT) {
         v = xdiv(v, f32b(params.count));
+    } else if (params.finish == FINISH_WEIGHT) {
+        v = f32b(st.w);
     }
     out[params.out_off + r] = v;
 }
@@ -565,6 +569,12 @@ fn categorical(
             }
         }
     }
+    write_row_loss(r, row, loss, weight);
+}
+
+// The categorical entries' output: REDUCE 0 writes the loss of local row r at out_off + r;
+// REDUCE 1 the partial (loss, weight) at slot `row`.
+fn write_row_loss(r: u32, row: u32, loss: u32, weight: u32) {
     if (REDUCE == 0u) {
         out[params.out_off + r] = loss;
     } else {

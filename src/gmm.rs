@@ -368,6 +368,7 @@ impl GmmOp {
                         },
                     ],
                     uniform: window,
+                    extra: None,
                 });
                 p0 += p;
             }
@@ -394,7 +395,7 @@ impl GmmOp {
             gpu,
             steps,
             Some((bytemuck::cast_slice(&aux).to_vec(), 0)),
-            [if fused != 0 { 0 } else { joint_bytes }, 0],
+            &[if fused != 0 { 0 } else { joint_bytes }, 0],
             vec![n64 * d * 4],
             output_len as u64 * 4,
         )?;

@@ -65,8 +65,11 @@ pub(crate) enum Family {
     Logsumexp,
     /// `common + logsumexp + logsumexp_subgroup`.
     LogsumexpSubgroup,
-    /// `common + likelihood + gmm` (the `likelihood` layout).
+    /// `common + likelihood + gmm + gradients` (the `likelihood` layout).
     Likelihood,
+    /// The same module with the wide likelihood layout (a second read-write storage binding,
+    /// 6): five storage buffers, where the device allows them.
+    LikelihoodWide,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -135,6 +138,10 @@ pub struct Gpu {
     /// The likelihood family's layout: uniform params, three read-only inputs, one output.
     pub(crate) ll_layout: wgpu::BindGroupLayout,
     ll_pipeline_layout: wgpu::PipelineLayout,
+    /// The likelihood layout plus binding 6 (read-write storage), where the device has five
+    /// storage buffers per stage.
+    pub(crate) ll_wide_layout: Option<wgpu::BindGroupLayout>,
+    ll_wide_pipeline_layout: Option<wgpu::PipelineLayout>,
     modules: Mutex<HashMap<Family, wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
     /// Bound where a kernel's layout has a binding it does not use: one per storage binding
@@ -257,16 +264,32 @@ impl Gpu {
             bind_group_layouts: &[Some(&bind_group_layout)],
             immediate_size: 0,
         });
+        let ll_entries = [
+            uniform(0, std::mem::size_of::<shaders::LlParams>() as u64),
+            storage(1, true),
+            storage(2, true),
+            storage(3, true),
+            storage(4, false),
+            uniform(5, shaders::GMM_UNIFORM_BYTES),
+        ];
         let ll_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some("logdomain likelihood"),
-            entries: &[
-                uniform(0, std::mem::size_of::<shaders::LlParams>() as u64),
-                storage(1, true),
-                storage(2, true),
-                storage(3, true),
-                storage(4, false),
-                uniform(5, shaders::GMM_UNIFORM_BYTES),
-            ],
+            entries: &ll_entries,
+        });
+        let ll_wide_layout = (limits.max_storage_buffers_per_shader_stage >= 5).then(|| {
+            let mut entries = ll_entries.to_vec();
+            entries.push(storage(6, false));
+            device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some("logdomain likelihood wide"),
+                entries: &entries,
+            })
+        });
+        let ll_wide_pipeline_layout = ll_wide_layout.as_ref().map(|l| {
+            device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some("logdomain likelihood wide"),
+                bind_group_layouts: &[Some(l)],
+                immediate_size: 0,
+            })
         });
         let dummy_uniform = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("unused uniform"),
@@ -296,6 +319,8 @@ impl Gpu {
             pipeline_layout,
             ll_layout,
             ll_pipeline_layout,
+            ll_wide_layout,
+            ll_wide_pipeline_layout,
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
             dummies,
@@ -346,15 +371,22 @@ impl Gpu {
             return Ok(p.clone());
         }
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        // The wide layout's pipelines come from the likelihood module too.
+        let module_family = match key.family {
+            Family::LikelihoodWide => Family::Likelihood,
+            f => f,
+        };
         let module = lock(&self.modules)
-            .entry(key.family)
+            .entry(module_family)
             .or_insert_with(|| {
                 let (label, source) = match key.family {
                     Family::Logsumexp => ("logsumexp", shaders::logsumexp_module()),
                     Family::LogsumexpSubgroup => {
                         ("logsumexp_subgroup", shaders::logsumexp_subgroup_module())
                     }
-                    Family::Likelihood => ("likelihood", shaders::likelihood_module()),
+                    Family::Likelihood | Family::LikelihoodWide => {
+                        ("likelihood", shaders::likelihood_module())
+                    }
                 };
                 self.device
                     .create_shader_module(wgpu::ShaderModuleDescriptor {
@@ -364,12 +396,22 @@ impl Gpu {
             })
             .clone();
         let mut constants = vec![("OP", f64::from(key.op)), ("WG", f64::from(key.wg))];
-        let layout = if key.family == Family::Likelihood {
-            constants.push(("REDUCE", f64::from(key.reduce)));
-            constants.push(("GMM_DIMS", f64::from(key.dims)));
-            &self.ll_pipeline_layout
-        } else {
-            &self.pipeline_layout
+        let layout = match key.family {
+            Family::Logsumexp | Family::LogsumexpSubgroup => &self.pipeline_layout,
+            Family::Likelihood | Family::LikelihoodWide => {
+                constants.push(("REDUCE", f64::from(key.reduce)));
+                constants.push(("GMM_DIMS", f64::from(key.dims)));
+                if key.family == Family::Likelihood {
+                    &self.ll_pipeline_layout
+                } else {
+                    self.ll_wide_pipeline_layout.as_ref().ok_or_else(|| {
+                        Error::Limit(format!(
+                            "{} needs 5 storage buffers per shader stage; this device has {}",
+                            key.entry, self.limits.max_storage_buffers_per_shader_stage
+                        ))
+                    })?
+                }
+            }
         };
         let pipeline = self
             .device
@@ -407,22 +449,61 @@ impl Gpu {
         inputs: &[&[u8]],
         out_len: usize,
     ) -> Result<Vec<f32>, Error> {
+        Ok(self.run_program_with(program, inputs, out_len, &[])?.0)
+    }
+
+    /// `run_program` for ops with more outputs: `extra[i]` f32 values are written by the
+    /// program into its input `inputs.len() + i`, and read back after the main output.
+    pub(crate) fn run_program_with(
+        &self,
+        program: &crate::likelihood::Program,
+        inputs: &[&[u8]],
+        out_len: usize,
+        extra: &[usize],
+    ) -> Result<(Vec<f32>, Vec<Vec<f32>>), Error> {
         let mut blocking = lock(&self.blocking);
-        if blocking.loss_inputs.len() < inputs.len() {
-            blocking.loss_inputs.resize(inputs.len(), None);
+        let slots = inputs.len() + extra.len();
+        if blocking.loss_inputs.len() < slots {
+            blocking.loss_inputs.resize(slots, None);
         }
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let mut buffers = Vec::with_capacity(inputs.len());
+        let usage = wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_DST
+            | wgpu::BufferUsages::COPY_SRC;
+        let mut buffers = Vec::with_capacity(slots);
         for (i, bytes) in inputs.iter().enumerate() {
             let b = self.reuse(
                 &mut blocking.loss_inputs[i],
                 (bytes.len() as u64).max(4),
-                wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+                usage,
                 "logdomain loss input",
             )?;
             if !bytes.is_empty() {
                 self.queue.write_buffer(&b, 0, bytes);
             }
+            buffers.push(b);
+        }
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        // As in `run_rows`: outputs start as the sentinel in debug builds (the tests), so an
+        // unwritten value shows, and zeroed in release builds.
+        let mut fill = |b: &wgpu::Buffer, len: usize| {
+            if len > 0 {
+                if cfg!(debug_assertions) {
+                    let fill = vec![shaders::SENTINEL_BITS; len];
+                    self.queue.write_buffer(b, 0, bytemuck::cast_slice(&fill));
+                } else {
+                    encoder.clear_buffer(b, 0, Some(len as u64 * 4));
+                }
+            }
+        };
+        for (i, &len) in extra.iter().enumerate() {
+            let b = self.reuse(
+                &mut blocking.loss_inputs[inputs.len() + i],
+                (len as u64 * 4).max(4),
+                usage,
+                "logdomain gradient output",
+            )?;
+            fill(&b, len);
             buffers.push(b);
         }
         let out_bytes = out_len as u64 * 4;
@@ -434,25 +515,19 @@ impl Gpu {
                 | wgpu::BufferUsages::COPY_DST,
             "logdomain loss output",
         )?;
-        let mut encoder = self.device.create_command_encoder(&Default::default());
-        // As in `run_rows`: the reused output starts as the sentinel in debug builds (the tests),
-        // so an unwritten value shows, and zeroed in release builds.
-        if out_bytes > 0 {
-            if cfg!(debug_assertions) {
-                let fill = vec![shaders::SENTINEL_BITS; out_len];
-                self.queue
-                    .write_buffer(&output, 0, bytemuck::cast_slice(&fill));
-            } else {
-                encoder.clear_buffer(&output, 0, Some(out_bytes));
-            }
-        }
+        fill(&output, out_len);
         let refs: Vec<&wgpu::Buffer> = buffers.iter().collect();
         program.check(&refs, &output)?;
         program.encode(&mut encoder, &refs, &output, None)?;
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::Gpu(e.to_string()));
         }
-        self.read_back(&mut blocking, &mut encoder, &output, out_bytes)
+        let main = self.read_back(&mut blocking, &mut encoder, &output, out_bytes)?;
+        let mut more = Vec::with_capacity(extra.len());
+        for (b, &len) in buffers[inputs.len()..].iter().zip(extra) {
+            more.push(self.read_back(&mut blocking, &mut encoder, b, len as u64 * 4)?);
+        }
+        Ok((main, more))
     }
 
     /// The one readback path of the crate: submits `encoder` with a copy of the first `bytes`

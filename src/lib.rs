@@ -12,7 +12,7 @@ pub mod shaders;
 pub use error::Error;
 pub use gmm::{Covariance, Gmm, GmmOp, GmmOutput};
 pub use gpu::{Gpu, GpuInfo, OPTIONAL_FEATURES};
-pub use gradients::BackwardOp;
+pub use gradients::{BackwardOp, CrossEntropyGradOp, LossGradOp};
 pub use likelihood::{
     Bce, CrossEntropy, GaussianNll, InputSpec, Loss, LossOp, PoissonNll, Reduction,
 };

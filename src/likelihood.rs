@@ -138,13 +138,14 @@ const OP_SMOOTH: u32 = 4;
 const MODE_FULL: u32 = 1;
 const MODE_LOG_INPUT: u32 = 2;
 const MODE_SHARED_C: u32 = 4;
-const MODE_WEIGHTED: u32 = 8;
+pub(crate) const MODE_WEIGHTED: u32 = 8;
 const MODE_NLL: u32 = 16;
 pub(crate) const MODE_TRIANGULAR: u32 = 32;
 const FINISH_PARTIAL: u32 = 0;
 pub(crate) const FINISH_SUM: u32 = 1;
 const FINISH_MEAN_WEIGHT: u32 = 2;
 const FINISH_MEAN_COUNT: u32 = 3;
+pub(crate) const FINISH_WEIGHT: u32 = 4;
 /// Values per chunk and partials per reduction step (`CHUNK` in the WGSL).
 pub(crate) const CHUNK: u64 = 64;
 pub(crate) const LL_WG: u32 = 64;
@@ -185,6 +186,8 @@ pub(crate) struct LlPass {
     pub bind: [Bind; 4],
     /// Binding 5: a window of the op's aux buffer bound as uniform, or the dummy.
     pub uniform: Option<Window>,
+    /// Binding 6 of the wide layout (pipelines of `Family::LikelihoodWide` only).
+    pub extra: Option<Bind>,
 }
 
 pub(crate) enum Step {
@@ -202,13 +205,14 @@ pub(crate) struct Program {
     params: Option<wgpu::Buffer>,
     param_stride: u64,
     pub aux: Option<wgpu::Buffer>,
-    pub scratch: [Option<wgpu::Buffer>; 2],
+    pub scratch: Vec<Option<wgpu::Buffer>>,
     /// Bytes each caller input must have.
     pub input_bytes: Vec<u64>,
     /// Bytes the output must have.
     pub output_bytes: u64,
     device: wgpu::Device,
     layout: wgpu::BindGroupLayout,
+    wide_layout: Option<wgpu::BindGroupLayout>,
     dummies: [wgpu::Buffer; 3],
     dummy_uniform: wgpu::Buffer,
     max_groups_per_dim: u32,
@@ -227,13 +231,13 @@ pub(crate) fn key(entry: &'static str, op: u32, reduce: u32) -> PipelineKey {
 
 impl Program {
     /// Builds pipelines and buffers. `aux` is the op's own read-only data (weights, parameters)
-    /// followed by `aux_extra` bytes of space kernels write; `scratch` the sizes of the two
-    /// scratch buffers.
+    /// followed by `aux_extra` bytes of space kernels write; `scratch` the sizes of the scratch
+    /// buffers (`Src::Scratch(i)`; 0 for none).
     pub fn new(
         gpu: &Gpu,
         steps: Vec<Step>,
         aux: Option<(Vec<u8>, u64)>,
-        scratch: [u64; 2],
+        scratch: &[u64],
         input_bytes: Vec<u64>,
         output_bytes: u64,
     ) -> Result<Program, Error> {
@@ -286,8 +290,8 @@ impl Program {
             }
             None => None,
         };
-        let mut made: [Option<wgpu::Buffer>; 2] = [None, None];
-        for (slot, &bytes) in made.iter_mut().zip(&scratch) {
+        let mut made: Vec<Option<wgpu::Buffer>> = vec![None; scratch.len()];
+        for (slot, &bytes) in made.iter_mut().zip(scratch) {
             if bytes > 0 {
                 if bytes > max_buffer {
                     return Err(Error::Limit(format!(
@@ -313,6 +317,7 @@ impl Program {
             output_bytes,
             device: gpu.device.clone(),
             layout: gpu.ll_layout.clone(),
+            wide_layout: gpu.ll_wide_layout.clone(),
             dummies: gpu.dummies.clone(),
             dummy_uniform: gpu.dummy_uniform.clone(),
             max_groups_per_dim: gpu.limits.max_compute_workgroups_per_dimension.max(1),
@@ -390,7 +395,11 @@ impl Program {
             Src::Input(i) => inputs[i],
             Src::Output => output,
             Src::Aux => self.aux.as_ref().unwrap_or(dummy),
-            Src::Scratch(i) => self.scratch[i].as_ref().unwrap_or(dummy),
+            Src::Scratch(i) => self
+                .scratch
+                .get(i)
+                .and_then(|b| b.as_ref())
+                .unwrap_or(dummy),
             Src::Dummy => dummy,
         }
     }
@@ -467,9 +476,21 @@ impl Program {
                                 binding: 5,
                                 resource: uniform,
                             });
+                            let mut layout = &self.layout;
+                            if p.key.family == Family::LikelihoodWide {
+                                let b = p.extra.unwrap_or(Bind::dummy());
+                                entries.push(wgpu::BindGroupEntry {
+                                    binding: 6,
+                                    resource: self
+                                        .buffer(b.src, 3, inputs, output)
+                                        .as_entire_binding(),
+                                });
+                                // Program::new built this pass's pipeline, so the layout exists.
+                                layout = self.wide_layout.as_ref().unwrap_or(&self.layout);
+                            }
                             self.device.create_bind_group(&wgpu::BindGroupDescriptor {
                                 label: Some(p.key.entry),
-                                layout: &self.layout,
+                                layout,
                                 entries: &entries,
                             })
                         })
@@ -519,7 +540,7 @@ pub(crate) fn usable(caps: &Caps) -> Result<u64, Error> {
     Ok(caps.max_binding - slack)
 }
 
-fn groups_for(invocations: u64) -> Result<u64, Error> {
+pub(crate) fn groups_for(invocations: u64) -> Result<u64, Error> {
     let g = invocations.div_ceil(u64::from(LL_WG));
     if g > MAX_GROUPS {
         return Err(Error::Limit(format!(
@@ -615,6 +636,7 @@ pub(crate) fn elementwise_passes(
             groups: groups_for(k * per_row)?,
             bind,
             uniform: None,
+            extra: None,
         });
     }
     Ok(out)
@@ -623,7 +645,7 @@ pub(crate) fn elementwise_passes(
 /// Reduction levels over `rows` independent sums of `len` partials in scratch 0: CHUNK partials
 /// at a time, ping-ponging between the scratch buffers, until the last level writes each row's
 /// result (`finish`) into `dst` at word `dst_off` (bound whole). Returns the passes and the
-/// bytes each scratch buffer needs.
+/// bytes scratch buffers 0 and 1 need.
 pub(crate) fn reduce_passes(
     rows: u64,
     len: u64,
@@ -633,9 +655,36 @@ pub(crate) fn reduce_passes(
     dst_off: u32,
     caps: &Caps,
 ) -> Result<(Vec<LlPass>, [u64; 2]), Error> {
+    let (passes, mut need) = reduce_passes_from(
+        Src::Scratch(0),
+        rows,
+        len,
+        finish,
+        count,
+        dst,
+        dst_off,
+        caps,
+    )?;
+    need[0] = need[0].max(rows * len * PARTIAL_BYTES);
+    Ok((passes, need))
+}
+
+/// `reduce_passes` with the first level's partials in `src` (which the levels never write:
+/// they ping-pong through scratch 1 and 0), for partials read more than once.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn reduce_passes_from(
+    src: Src,
+    rows: u64,
+    len: u64,
+    finish: u32,
+    count: f32,
+    dst: Src,
+    dst_off: u32,
+    caps: &Caps,
+) -> Result<(Vec<LlPass>, [u64; 2]), Error> {
     let mut passes = Vec::new();
-    let mut need = [rows * len * PARTIAL_BYTES, 0];
-    let mut from = 0usize;
+    let mut need = [0u64, 0];
+    let mut from = src;
     let mut len_in = len;
     loop {
         let len_out = len_in.div_ceil(CHUNK).max(1);
@@ -644,10 +693,10 @@ pub(crate) fn reduce_passes(
             Bind::dummy()
         } else {
             limit("partial sums", rows * len_in * PARTIAL_BYTES, caps)?;
-            Bind::whole(Src::Scratch(from))
+            Bind::whole(from)
         };
         let (out, finish_here) = if last {
-            let out = if dst == Src::Output {
+            let out = if matches!(dst, Src::Output | Src::Input(_)) {
                 // A window: the caller's buffer may be larger than a binding.
                 Bind {
                     src: dst,
@@ -661,7 +710,7 @@ pub(crate) fn reduce_passes(
             };
             (out, finish)
         } else {
-            let to = 1 - from;
+            let to = if from == Src::Scratch(1) { 0 } else { 1 };
             need[to] = need[to].max(rows * len_out * PARTIAL_BYTES);
             (Bind::whole(Src::Scratch(to)), FINISH_PARTIAL)
         };
@@ -678,18 +727,156 @@ pub(crate) fn reduce_passes(
             },
             groups: groups_for(rows * len_out)?,
             uniform: None,
+            extra: None,
             bind: [a, Bind::dummy(), Bind::dummy(), out],
         });
         if last {
             break;
         }
-        from = 1 - from;
+        from = if from == Src::Scratch(1) {
+            Src::Scratch(0)
+        } else {
+            Src::Scratch(1)
+        };
         len_in = len_out;
     }
     Ok((passes, need))
 }
 
-fn finish_of(reduction: Reduction, weighted_mean: bool) -> u32 {
+/// The `categorical` dispatches over `rows` rows of `classes` logits (Input(0)) with targets
+/// (Input(1)): windows of whole rows. `partials` is where REDUCE 1 writes the rows' (loss,
+/// weight) partials (bound whole), or `None` for REDUCE 0 (the losses into the output); `aux`
+/// binds the op's aux buffer as c. `base` holds the options; the geometry is filled in.
+pub(crate) fn categorical_passes(
+    rows: u64,
+    classes: u64,
+    base: LlParams,
+    partials: Option<Src>,
+    aux: bool,
+    caps: &Caps,
+) -> Result<Vec<LlPass>, Error> {
+    let usable = usable(caps)?;
+    let u = |v: u64, what: &str| crate::logsumexp::u32_of(v, what);
+    let c = classes;
+    if c * 4 > usable {
+        return Err(Error::Limit(format!(
+            "a row of {classes} classes is larger than a storage binding ({} bytes)",
+            caps.max_binding
+        )));
+    }
+    let mut passes = Vec::new();
+    let k_max = (usable / (c * 4).max(4)).min(usable / 4).max(1);
+    let mut r0 = 0;
+    while r0 < rows {
+        let k = k_max.min(rows - r0);
+        let (lw, loff) = window(r0 * c * 4, (k * c * 4).max(4), caps.storage_align);
+        let (tw, toff) = window(r0 * 4, k * 4, caps.storage_align);
+        let (out, out_off) = match partials {
+            Some(src) => (Bind::whole(src), 0),
+            None => {
+                let (ow, ooff) = window(r0 * 4, k * 4, caps.storage_align);
+                (
+                    Bind {
+                        src: Src::Output,
+                        window: Some(ow),
+                    },
+                    ooff,
+                )
+            }
+        };
+        let logits = if c == 0 {
+            Bind::dummy()
+        } else {
+            Bind {
+                src: Src::Input(0),
+                window: Some(lw),
+            }
+        };
+        passes.push(LlPass {
+            key: key("categorical", 0, u32::from(partials.is_some())),
+            params: LlParams {
+                rows: k as u32,
+                cols: u(c, "classes")?,
+                row0: u(r0, "rows")?,
+                a_off: loff,
+                b_off: toff,
+                c_off: 0,
+                out_off,
+                ..base
+            },
+            groups: groups_for(k)?,
+            uniform: None,
+            extra: None,
+            bind: [
+                logits,
+                Bind {
+                    src: Src::Input(1),
+                    window: Some(tw),
+                },
+                if aux {
+                    Bind::whole(Src::Aux)
+                } else {
+                    Bind::dummy()
+                },
+                out,
+            ],
+        });
+        r0 += k;
+    }
+    Ok(passes)
+}
+
+/// The rows' label-smoothing sums Σ_c w_c (−log_softmax_c) from the logits (Input(0)) and
+/// the parts at aux word `parts_off`, into aux words `smooth_off..+rows`: per-chunk partials in
+/// scratch 0, then the pairwise levels. Returns the passes and the scratch they need.
+pub(crate) fn smooth_sum_passes(
+    rows: u64,
+    classes: u64,
+    mode: u32,
+    parts_off: u64,
+    smooth_off: u64,
+    caps: &Caps,
+) -> Result<(Vec<LlPass>, [u64; 2]), Error> {
+    let u = |v: u64, what: &str| crate::logsumexp::u32_of(v, what);
+    let base = LlParams {
+        mode,
+        b_off: u(parts_off, "rows")?,
+        c_off: 0,
+        ..LlParams::default()
+    };
+    let weighted = mode & MODE_WEIGHTED != 0;
+    let mut passes = elementwise_passes(
+        key("elementwise", OP_SMOOTH, 1),
+        base,
+        rows,
+        classes,
+        [
+            None,
+            Some(Bind::whole(Src::Aux)),
+            Some(if weighted {
+                Bind::whole(Src::Aux)
+            } else {
+                Bind::dummy()
+            }),
+            Some(Bind::whole(Src::Scratch(0))),
+        ],
+        [Src::Input(0), Src::Dummy, Src::Dummy, Src::Dummy],
+        caps,
+    )?;
+    let (reduce, need) = reduce_passes(
+        rows,
+        classes.div_ceil(CHUNK),
+        FINISH_SUM,
+        0.0,
+        Src::Aux,
+        u(smooth_off, "rows")?,
+        caps,
+    )?;
+    passes.extend(reduce);
+    Ok((passes, need))
+}
+
+pub(crate) fn finish_of(reduction: Reduction, weighted_mean: bool) -> u32 {
     match reduction {
         Reduction::None => FINISH_PARTIAL,
         Reduction::Sum => FINISH_SUM,
@@ -755,6 +942,26 @@ fn check_finite(what: &str, v: &[f32]) -> Result<(), Error> {
     Ok(())
 }
 
+/// Checks the options of cross-entropy / NLL for `classes` classes.
+pub(crate) fn check_categorical(loss: Loss, classes: usize, o: &CrossEntropy) -> Result<(), Error> {
+    let eps = o.label_smoothing;
+    if !(0.0..=1.0).contains(&eps) {
+        return Err(Error::Value(format!(
+            "label_smoothing is {eps}; it must be in [0, 1]"
+        )));
+    }
+    if loss == Loss::NllLoss && eps != 0.0 {
+        return Err(Error::Value(
+            "nll_loss takes no label_smoothing (it must be 0)".into(),
+        ));
+    }
+    if let Some(w) = &o.weight {
+        check_len("weight", w, classes)?;
+        check_finite("weight", w)?;
+    }
+    Ok(())
+}
+
 pub(crate) fn check_len(what: &'static str, v: &[f32], expected: usize) -> Result<(), Error> {
     if v.len() != expected {
         return Err(Error::InputLength {
@@ -771,6 +978,111 @@ pub(crate) fn elems(rows: usize, cols: usize) -> Result<u64, Error> {
         .checked_mul(cols as u64)
         .filter(|&n| n <= u64::from(u32::MAX) * CHUNK)
         .ok_or_else(|| Error::Shape(format!("{rows} × {cols} is too large")))
+}
+
+/// An element-wise loss over a `rows × cols` matrix (rows = 1 for flat ones), described
+/// before it is built: [`LossOp`] builds its forward, the gradient ops its forward and backward.
+pub(crate) struct ElementwiseLoss {
+    pub loss: Loss,
+    /// The forward's `OP`.
+    pub op: u32,
+    pub rows: u64,
+    pub cols: u64,
+    /// The options' parameters (mode, eps).
+    pub base: LlParams,
+    /// What binding c holds when it is not per element.
+    pub c: Option<Bind>,
+    /// Binding c holds one value per element (Input(2), windowed like a and b).
+    pub per_element_c: bool,
+    /// The op's aux data (pos_weight).
+    pub aux: Option<Vec<u8>>,
+    pub reduction: Reduction,
+    /// The per-element inputs (a, b, and c when per element).
+    pub inputs: Vec<InputSpec>,
+}
+
+impl ElementwiseLoss {
+    /// The slots of a pass over this loss's inputs: the per-element inputs in a, b (and c),
+    /// what binding c holds otherwise, and `out`.
+    pub fn slots(&self, out: Option<Bind>) -> [Option<Bind>; 4] {
+        [
+            None,
+            if self.inputs.len() > 1 {
+                None
+            } else {
+                Some(Bind::dummy())
+            },
+            if self.per_element_c {
+                None
+            } else {
+                self.c.or(Some(Bind::dummy()))
+            },
+            out,
+        ]
+    }
+
+    /// The forward's passes, the scratch they need and the number of values written.
+    pub fn forward_passes(&self, caps: &Caps) -> Result<(Vec<LlPass>, [u64; 2], usize), Error> {
+        let (rows, cols) = (self.rows, self.cols);
+        let n = rows * cols;
+        let reduce = self.reduction != Reduction::None;
+        let per_row_sum = self.loss == Loss::LogProd;
+        let out_slot = if reduce || per_row_sum {
+            Some(Bind::whole(Src::Scratch(0)))
+        } else {
+            None
+        };
+        let mut passes = elementwise_passes(
+            key("elementwise", self.op, u32::from(reduce || per_row_sum)),
+            self.base,
+            rows,
+            cols,
+            self.slots(out_slot),
+            [Src::Input(0), Src::Input(1), Src::Input(2), Src::Output],
+            caps,
+        )?;
+        let mut scratch = [0u64; 2];
+        if per_row_sum {
+            if rows > 0 {
+                let (more, need) = reduce_passes(
+                    rows,
+                    if cols == 0 { 0 } else { cols.div_ceil(CHUNK) },
+                    FINISH_SUM,
+                    0.0,
+                    Src::Output,
+                    0,
+                    caps,
+                )?;
+                limit("log_prod's output", rows * 4, caps)?;
+                passes.extend(more);
+                scratch = need;
+            }
+        } else if reduce {
+            let (more, need) = reduce_passes(
+                1,
+                if n == 0 {
+                    0
+                } else {
+                    cols.div_ceil(CHUNK) * rows
+                },
+                finish_of(self.reduction, false),
+                n as f32,
+                Src::Output,
+                0,
+                caps,
+            )?;
+            passes.extend(more);
+            scratch = need;
+        }
+        let output_len = if per_row_sum {
+            rows as usize
+        } else if reduce {
+            1
+        } else {
+            n as usize
+        };
+        Ok((passes, scratch, output_len))
+    }
 }
 
 impl LossOp {
@@ -809,20 +1121,7 @@ impl LossOp {
         let n = elems(rows, classes)?;
         let (r, c) = (rows as u64, classes as u64);
         let eps = o.label_smoothing;
-        if !(0.0..=1.0).contains(&eps) {
-            return Err(Error::Value(format!(
-                "label_smoothing is {eps}; it must be in [0, 1]"
-            )));
-        }
-        if loss == Loss::NllLoss && eps != 0.0 {
-            return Err(Error::Value(
-                "nll_loss takes no label_smoothing (it must be 0)".into(),
-            ));
-        }
-        if let Some(w) = &o.weight {
-            check_len("weight", w, classes)?;
-            check_finite("weight", w)?;
-        }
+        check_categorical(loss, classes, o)?;
         let weighted = o.weight.is_some();
         let smoothing = eps > 0.0;
         let nll = loss == Loss::NllLoss;
@@ -857,118 +1156,31 @@ impl LossOp {
             ));
         }
         if smoothing && rows > 0 && classes > 0 {
-            let base = LlParams {
-                mode,
-                b_off: u(parts_off, "rows")?,
-                c_off: 0,
-                ..LlParams::default()
-            };
-            let mut passes = elementwise_passes(
-                key("elementwise", OP_SMOOTH, 1),
-                base,
-                r,
-                c,
-                [
-                    None,
-                    Some(Bind::whole(Src::Aux)),
-                    Some(if weighted {
-                        Bind::whole(Src::Aux)
-                    } else {
-                        Bind::dummy()
-                    }),
-                    Some(Bind::whole(Src::Scratch(0))),
-                ],
-                [Src::Input(0), Src::Dummy, Src::Dummy, Src::Dummy],
-                &caps,
-            )?;
-            let slots = c.div_ceil(CHUNK);
-            let (reduce, need) = reduce_passes(
-                r,
-                slots,
-                FINISH_SUM,
-                0.0,
-                Src::Aux,
-                u(smooth_off, "rows")?,
-                &caps,
-            )?;
-            passes.extend(reduce);
+            let (passes, need) = smooth_sum_passes(r, c, mode, parts_off, smooth_off, &caps)?;
             scratch = [scratch[0].max(need[0]), scratch[1].max(need[1])];
             steps.push(Step::Ll(passes));
         }
         // The per-row losses: windows of whole rows of logits.
-        let usable = usable(&caps)?;
-        if c * 4 > usable {
-            return Err(Error::Limit(format!(
-                "a row of {classes} classes is larger than a storage binding ({} bytes)",
-                caps.max_binding
-            )));
-        }
         let reduce = o.reduction != Reduction::None;
-        let mut passes = Vec::new();
-        let k_max = (usable / (c * 4).max(4)).min(usable / 4).max(1);
-        let mut r0 = 0;
-        while r0 < r {
-            let k = k_max.min(r - r0);
-            let (lw, loff) = window(r0 * c * 4, (k * c * 4).max(4), caps.storage_align);
-            let (tw, toff) = window(r0 * 4, k * 4, caps.storage_align);
-            let (out, out_off) = if reduce {
-                (Bind::whole(Src::Scratch(0)), 0)
-            } else {
-                let (ow, ooff) = window(r0 * 4, k * 4, caps.storage_align);
-                (
-                    Bind {
-                        src: Src::Output,
-                        window: Some(ow),
-                    },
-                    ooff,
-                )
-            };
-            let logits = if c == 0 {
-                Bind::dummy()
-            } else {
-                Bind {
-                    src: Src::Input(0),
-                    window: Some(lw),
-                }
-            };
-            passes.push(LlPass {
-                key: key("categorical", 0, u32::from(reduce)),
-                params: LlParams {
-                    rows: k as u32,
-                    cols: u(c, "classes")?,
-                    row0: u(r0, "rows")?,
-                    a_off: loff,
-                    b_off: toff,
-                    c_off: 0,
-                    c2_off: u(parts_off, "rows")?,
-                    out_off,
-                    mode,
-                    // 1 - label_smoothing and label_smoothing / C, rounded once from f64 as
-                    // PyTorch's scalar arithmetic does.
-                    eps: (1.0 - f64::from(eps)) as f32,
-                    smoothing: (f64::from(eps) / c.max(1) as f64) as f32,
-                    ignore,
-                    len_in: u(r, "rows")?,
-                    ..LlParams::default()
-                },
-                groups: groups_for(k)?,
-                uniform: None,
-                bind: [
-                    logits,
-                    Bind {
-                        src: Src::Input(1),
-                        window: Some(tw),
-                    },
-                    if weighted || !nll {
-                        Bind::whole(Src::Aux)
-                    } else {
-                        Bind::dummy()
-                    },
-                    out,
-                ],
-            });
-            r0 += k;
-        }
+        let base = LlParams {
+            c2_off: u(parts_off, "rows")?,
+            mode,
+            // 1 - label_smoothing and label_smoothing / C, rounded once from f64 as PyTorch's
+            // scalar arithmetic does.
+            eps: (1.0 - f64::from(eps)) as f32,
+            smoothing: (f64::from(eps) / c.max(1) as f64) as f32,
+            ignore,
+            len_in: u(r, "rows")?,
+            ..LlParams::default()
+        };
+        let mut passes = categorical_passes(
+            r,
+            c,
+            base,
+            reduce.then_some(Src::Scratch(0)),
+            weighted || !nll,
+            &caps,
+        )?;
         if reduce {
             limit("per-row partial sums", r * PARTIAL_BYTES, &caps)?;
             let (more, need) = reduce_passes(
@@ -989,7 +1201,7 @@ impl LossOp {
             gpu,
             steps,
             Some((data, (aux_words - parts_off) * 4)),
-            scratch,
+            &scratch,
             vec![n * 4, r * 4],
             output_len as u64 * 4,
         )?;
@@ -1011,105 +1223,19 @@ impl LossOp {
         })
     }
 
-    /// An element-wise loss over a `rows × cols` matrix (rows = 1 for flat ones), reduced as
-    /// asked; `inputs` are the per-element buffers (a, b), `c` what binding c holds.
-    #[allow(clippy::too_many_arguments)]
-    fn elementwise(
-        gpu: &Gpu,
-        loss: Loss,
-        op: u32,
-        rows: u64,
-        cols: u64,
-        base: LlParams,
-        c: Option<Bind>,
-        per_element_c: bool,
-        aux: Option<Vec<u8>>,
-        reduction: Reduction,
-        inputs: Vec<InputSpec>,
-    ) -> Result<LossOp, Error> {
-        let caps = Caps::of(gpu);
-        let n = rows * cols;
-        let reduce = reduction != Reduction::None;
-        let per_row_sum = loss == Loss::LogProd;
-        let out_slot = if reduce || per_row_sum {
-            Some(Bind::whole(Src::Scratch(0)))
-        } else {
-            None
-        };
-        let c_slot = if per_element_c {
-            None
-        } else {
-            c.or(Some(Bind::dummy()))
-        };
-        let mut passes = elementwise_passes(
-            key("elementwise", op, u32::from(reduce || per_row_sum)),
-            base,
-            rows,
-            cols,
-            [
-                None,
-                if inputs.len() > 1 {
-                    None
-                } else {
-                    Some(Bind::dummy())
-                },
-                c_slot,
-                out_slot,
-            ],
-            [Src::Input(0), Src::Input(1), Src::Input(2), Src::Output],
-            &caps,
-        )?;
-        let mut scratch = [0u64; 2];
-        if per_row_sum {
-            if rows > 0 {
-                let (more, need) = reduce_passes(
-                    rows,
-                    if cols == 0 { 0 } else { cols.div_ceil(CHUNK) },
-                    FINISH_SUM,
-                    0.0,
-                    Src::Output,
-                    0,
-                    &caps,
-                )?;
-                limit("log_prod's output", rows * 4, &caps)?;
-                passes.extend(more);
-                scratch = need;
-            }
-        } else if reduce {
-            let (more, need) = reduce_passes(
-                1,
-                if n == 0 {
-                    0
-                } else {
-                    cols.div_ceil(CHUNK) * rows
-                },
-                finish_of(reduction, false),
-                n as f32,
-                Src::Output,
-                0,
-                &caps,
-            )?;
-            passes.extend(more);
-            scratch = need;
-        }
-        let output_len = if per_row_sum {
-            rows as usize
-        } else if reduce {
-            1
-        } else {
-            n as usize
-        };
+    fn elementwise(gpu: &Gpu, spec: ElementwiseLoss) -> Result<LossOp, Error> {
+        let (passes, scratch, output_len) = spec.forward_passes(&Caps::of(gpu))?;
         let program = Program::new(
             gpu,
             vec![Step::Ll(passes)],
-            aux.map(|d| (d, 0)),
-            scratch,
-            inputs.iter().map(|i| i.bytes).collect(),
+            spec.aux.map(|d| (d, 0)),
+            &scratch,
+            spec.inputs.iter().map(|i| i.bytes).collect(),
             output_len as u64 * 4,
         )?;
         Ok(LossOp {
-            loss,
-            inputs,
+            loss: spec.loss,
+            inputs: spec.inputs,
             output_len,
             program,
         })
@@ -1124,39 +1250,7 @@ impl LossOp {
         shared_var: bool,
         options: &GaussianNll,
     ) -> Result<LossOp, Error> {
-        let total = elems(1, n)?;
-        if !options.eps.is_finite() || options.eps < 0.0 {
-            return Err(Error::Value(format!(
-                "eps is {}; it must be finite and ≥ 0",
-                options.eps
-            )));
-        }
-        let mode =
-            if options.full { MODE_FULL } else { 0 } | if shared_var { MODE_SHARED_C } else { 0 };
-        Self::elementwise(
-            gpu,
-            Loss::GaussianNll,
-            OP_GAUSSIAN,
-            1,
-            total,
-            LlParams {
-                mode,
-                eps: options.eps,
-                ..LlParams::default()
-            },
-            Some(Bind {
-                src: Src::Input(2),
-                window: Some(Window { offset: 0, size: 4 }),
-            }),
-            !shared_var,
-            None,
-            options.reduction,
-            vec![
-                InputSpec::new("input (f32, n)", total * 4),
-                InputSpec::new("target (f32, n)", total * 4),
-                InputSpec::new("var (f32, n or 1)", if shared_var { 4 } else { total * 4 }),
-            ],
-        )
+        Self::elementwise(gpu, gaussian_nll_spec(n, shared_var, options)?)
     }
 
     /// `F.binary_cross_entropy_with_logits(logits, targets, pos_weight, reduction)` over a
@@ -1167,65 +1261,16 @@ impl LossOp {
         cols: usize,
         options: &Bce,
     ) -> Result<LossOp, Error> {
-        let total = elems(rows, cols)?;
-        let mut mode = 0;
-        let mut aux = None;
-        if let Some(pw) = &options.pos_weight {
-            check_len("pos_weight", pw, cols)?;
-            check_finite("pos_weight", pw)?;
-            mode |= MODE_WEIGHTED;
-            aux = Some(bytemuck::cast_slice(pw).to_vec());
-        }
         Self::elementwise(
             gpu,
-            Loss::BinaryCrossEntropyWithLogits,
-            OP_BCE,
-            rows as u64,
-            cols as u64,
-            LlParams {
-                mode,
-                ..LlParams::default()
-            },
-            aux.as_ref().map(|_| Bind::whole(Src::Aux)),
-            false,
-            aux,
-            options.reduction,
-            vec![
-                InputSpec::new("logits (f32, rows × cols)", total * 4),
-                InputSpec::new("targets (f32, rows × cols)", total * 4),
-            ],
+            binary_cross_entropy_with_logits_spec(rows, cols, options)?,
         )
     }
 
     /// `F.poisson_nll_loss(input, target, log_input, full, eps, reduction)` over `n` elements.
     /// Inputs: input, target.
     pub fn poisson_nll(gpu: &Gpu, n: usize, options: &PoissonNll) -> Result<LossOp, Error> {
-        let total = elems(1, n)?;
-        if options.eps.is_nan() {
-            return Err(Error::Value("eps is NaN".into()));
-        }
-        let mode = if options.full { MODE_FULL } else { 0 }
-            | if options.log_input { MODE_LOG_INPUT } else { 0 };
-        Self::elementwise(
-            gpu,
-            Loss::PoissonNll,
-            OP_POISSON,
-            1,
-            total,
-            LlParams {
-                mode,
-                eps: options.eps,
-                ..LlParams::default()
-            },
-            None,
-            false,
-            None,
-            options.reduction,
-            vec![
-                InputSpec::new("input (f32, n)", total * 4),
-                InputSpec::new("target (f32, n)", total * 4),
-            ],
-        )
+        Self::elementwise(gpu, poisson_nll_spec(n, options)?)
     }
 
     /// `Σ_j ln p_rj` for each row of a `rows × cols` matrix of probabilities: the log of a
@@ -1234,16 +1279,18 @@ impl LossOp {
         let total = elems(rows, cols)?;
         Self::elementwise(
             gpu,
-            Loss::LogProd,
-            OP_LN,
-            rows as u64,
-            cols as u64,
-            LlParams::default(),
-            None,
-            false,
-            None,
-            Reduction::None,
-            vec![InputSpec::new("p (f32, rows × cols)", total * 4)],
+            ElementwiseLoss {
+                loss: Loss::LogProd,
+                op: OP_LN,
+                rows: rows as u64,
+                cols: cols as u64,
+                base: LlParams::default(),
+                c: None,
+                per_element_c: false,
+                aux: None,
+                reduction: Reduction::None,
+                inputs: vec![InputSpec::new("p (f32, rows × cols)", total * 4)],
+            },
         )
     }
 
@@ -1284,6 +1331,130 @@ impl LossOp {
     ) -> Result<Option<std::time::Duration>, Error> {
         self.program.kernel_time(gpu, inputs, output)
     }
+}
+
+/// The forward of `F.gaussian_nll_loss` (see [`LossOp::gaussian_nll`]).
+pub(crate) fn gaussian_nll_spec(
+    n: usize,
+    shared_var: bool,
+    options: &GaussianNll,
+) -> Result<ElementwiseLoss, Error> {
+    let total = elems(1, n)?;
+    if !options.eps.is_finite() || options.eps < 0.0 {
+        return Err(Error::Value(format!(
+            "eps is {}; it must be finite and ≥ 0",
+            options.eps
+        )));
+    }
+    let mode =
+        if options.full { MODE_FULL } else { 0 } | if shared_var { MODE_SHARED_C } else { 0 };
+    Ok(ElementwiseLoss {
+        loss: Loss::GaussianNll,
+        op: OP_GAUSSIAN,
+        rows: 1,
+        cols: total,
+        base: LlParams {
+            mode,
+            eps: options.eps,
+            ..LlParams::default()
+        },
+        c: Some(Bind {
+            src: Src::Input(2),
+            window: Some(Window { offset: 0, size: 4 }),
+        }),
+        per_element_c: !shared_var,
+        aux: None,
+        reduction: options.reduction,
+        inputs: vec![
+            InputSpec::new("input (f32, n)", total * 4),
+            InputSpec::new("target (f32, n)", total * 4),
+            InputSpec::new("var (f32, n or 1)", if shared_var { 4 } else { total * 4 }),
+        ],
+    })
+}
+
+/// The forward of `F.binary_cross_entropy_with_logits`.
+pub(crate) fn binary_cross_entropy_with_logits_spec(
+    rows: usize,
+    cols: usize,
+    options: &Bce,
+) -> Result<ElementwiseLoss, Error> {
+    let total = elems(rows, cols)?;
+    let mut mode = 0;
+    let mut aux = None;
+    if let Some(pw) = &options.pos_weight {
+        check_len("pos_weight", pw, cols)?;
+        check_finite("pos_weight", pw)?;
+        mode |= MODE_WEIGHTED;
+        aux = Some(bytemuck::cast_slice(pw).to_vec());
+    }
+    Ok(ElementwiseLoss {
+        loss: Loss::BinaryCrossEntropyWithLogits,
+        op: OP_BCE,
+        rows: rows as u64,
+        cols: cols as u64,
+        base: LlParams {
+            mode,
+            ..LlParams::default()
+        },
+        c: aux.as_ref().map(|_| Bind::whole(Src::Aux)),
+        per_element_c: false,
+        aux,
+        reduction: options.reduction,
+        inputs: vec![
+            InputSpec::new("logits (f32, rows × cols)", total * 4),
+            InputSpec::new("targets (f32, rows × cols)", total * 4),
+        ],
+    })
+}
+
+/// The forward of `F.poisson_nll_loss`.
+pub(crate) fn poisson_nll_spec(n: usize, options: &PoissonNll) -> Result<ElementwiseLoss, Error> {
+    let total = elems(1, n)?;
+    if options.eps.is_nan() {
+        return Err(Error::Value("eps is NaN".into()));
+    }
+    let mode = if options.full { MODE_FULL } else { 0 }
+        | if options.log_input { MODE_LOG_INPUT } else { 0 };
+    Ok(ElementwiseLoss {
+        loss: Loss::PoissonNll,
+        op: OP_POISSON,
+        rows: 1,
+        cols: total,
+        base: LlParams {
+            mode,
+            eps: options.eps,
+            ..LlParams::default()
+        },
+        c: None,
+        per_element_c: false,
+        aux: None,
+        reduction: options.reduction,
+        inputs: vec![
+            InputSpec::new("input (f32, n)", total * 4),
+            InputSpec::new("target (f32, n)", total * 4),
+        ],
+    })
+}
+
+/// Checks the target and variance lengths of Gaussian NLL over `n` inputs, and that no
+/// variance is negative (as PyTorch does).
+pub(crate) fn check_gaussian_inputs(target: &[f32], var: &[f32], n: usize) -> Result<(), Error> {
+    check_len("target", target, n)?;
+    if var.len() != n && var.len() != 1 {
+        return Err(Error::InputLength {
+            what: "var (one per element, or one shared)",
+            expected: n,
+            actual: var.len(),
+        });
+    }
+    if let Some(i) = var.iter().position(|&v| v < 0.0) {
+        return Err(Error::Value(format!(
+            "var has a negative entry ({} at index {i})",
+            var[i]
+        )));
+    }
+    Ok(())
 }
 
 /// Checks class-index targets on the host and converts them to the `i32` the kernels read.
@@ -1383,20 +1554,7 @@ impl Gpu {
         options: &GaussianNll,
     ) -> Result<Vec<f32>, Error> {
         let n = input.len();
-        check_len("target", target, n)?;
-        if var.len() != n && var.len() != 1 {
-            return Err(Error::InputLength {
-                what: "var (one per element, or one shared)",
-                expected: n,
-                actual: var.len(),
-            });
-        }
-        if let Some(i) = var.iter().position(|&v| v < 0.0) {
-            return Err(Error::Value(format!(
-                "var has a negative entry ({} at index {i})",
-                var[i]
-            )));
-        }
+        check_gaussian_inputs(target, var, n)?;
         let op = LossOp::gaussian_nll(self, n, var.len() == 1 && n != 1, options)?;
         self.run_loss(
             &op,
