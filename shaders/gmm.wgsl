@@ -191,3 +191,109 @@ fn gmm_log_joint(
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Reductions over the points for gradients and EM (diagonal covariances). With the log-joint
+// L (n x k, binding b) and log p(x) per point (binding c) already computed, responsibilities are
+// r_ik = exp(L_ik - log p(x_i)). Sums over the points are kept per row q:
+//   q = comp * dims + j (j < dims)    s: sum_i r x_ij                  w: sum_i r x_ij^2
+//                         (gradients) s: sum_i r (x_ij - mu) / var      w: sum_i r ((x_ij - mu)^2 / var - 1) / (2 var)
+//   q = k * dims + comp               s: sum_i r                       (gradients: sum_i r / w_comp)
+// that is, with MODE_GMM_GRAD, d log L / d mu, d log L / d var and d log L / d w.
+// One invocation sums one row over a chunk of CHUNK points pairwise and writes the partial at
+// slot q * slots + chunk; `reduce` finishes them. A dispatch covers the group of len_in
+// components starting at row0, whose words in the uniform window are
+//   [len_in weights | len_in x dims means | len_in x dims inverse variances].
+const MODE_GMM_GRAD: u32 = 256u;
+
+@compute @workgroup_size(WG)
+fn gmm_moments(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let t = ll_linear(wid, nwg, lid);
+    let g = params.len_in;
+    let dims = params.cols;
+    let chunks = params.slots;
+    if (t >= g * (dims + 1u) * chunks) {
+        return;
+    }
+    let lq = t / chunks;
+    let ch = t - lq * chunks;
+    let weight_row = lq >= g * dims;
+    var comp: u32;
+    var j = 0u;
+    var q: u32;
+    if (weight_row) {
+        comp = lq - g * dims;
+        q = params.k * dims + params.row0 + comp;
+    } else {
+        comp = lq / dims;
+        j = lq - comp * dims;
+        q = (params.row0 + comp) * dims + j;
+    }
+    let grad = (params.mode & MODE_GMM_GRAD) != 0u;
+    let wk = gmm_uniform_word(comp);
+    let mu = gmm_uniform_word(g + comp * dims + j);
+    let tau = gmm_uniform_word(g + g * dims + comp * dims + j);
+    let start = ch * CHUNK;
+    let end = min(start + CHUNK, params.rows);
+    pairwise_reset();
+    for (var i = start; i < end; i++) {
+        let lb = b[i * params.k + params.row0 + comp];
+        let llb = c[i];
+        var xb = f32b(0.0);
+        if (!weight_row) {
+            xb = a[params.a_off + i * dims + j];
+        }
+        var s: u32;
+        var w = 0u;
+        if (is_finite_bits(lb) && is_finite_bits(llb) && is_finite_bits(xb)) {
+            // The common case without the special-value arithmetic.
+            let r = bitcast<f32>(ld_exp(bitcast<f32>(lb) - bitcast<f32>(llb)));
+            let x = bitcast<f32>(xb);
+            if (weight_row) {
+                s = f32b(select(r, r / bitcast<f32>(wk), grad));
+            } else if (grad) {
+                let dev = x - bitcast<f32>(mu);
+                let rd = r * dev * bitcast<f32>(tau);
+                s = f32b(rd);
+                w = f32b(0.5 * (rd * dev - r) * bitcast<f32>(tau));
+            } else {
+                let rx = r * x;
+                s = f32b(rx);
+                w = f32b(rx * x);
+            }
+        } else {
+            let r = xexp(xsub(lb, llb));
+            if (weight_row) {
+                s = select(r, xdiv(r, wk), grad);
+            } else if (grad) {
+                let dev = xsub(xb, mu);
+                let rd = xmul(xmul(r, dev), tau);
+                s = rd;
+                w = xmul(f32b(0.5), xmul(xsub(xmul(rd, dev), r), tau));
+            } else {
+                s = xmul(r, xb);
+                w = xmul(s, xb);
+            }
+        }
+        var st = sum_push(sum_identity(), s, 0.0);
+        if (is_finite_bits(w)) {
+            st.w = bitcast<f32>(w);
+        } else {
+            st.flags |= SUM_NAN;
+        }
+        pairwise_push(st);
+    }
+    let st = pairwise_total();
+    let at = 3u * (q * chunks + ch);
+    out[at] = f32b(st.s);
+    out[at + 1u] = f32b(st.w);
+    out[at + 2u] = st.flags;
+}
+
+fn gmm_uniform_word(i: u32) -> u32 {
+    return gmm_uniform[i >> 2u][i & 3u];
+}

@@ -44,6 +44,8 @@ const FINISH_MEAN_WEIGHT: u32 = 2u;
 const FINISH_MEAN_COUNT: u32 = 3u;
 // The summed weights alone (the denominator of a weighted mean), whatever the values were.
 const FINISH_WEIGHT: u32 = 4u;
+// The second sum (w) of states that carry two sums, NaN if a NaN was flagged.
+const FINISH_SECOND: u32 = 5u;
 
 const CHUNK: u32 = 64u;
 const HALF_LN_TWO_PI: f32 = 0.9189385332046728;
@@ -514,6 +516,8 @@ fn reduce(
         v = xdiv(v, f32b(params.count));
     } else if (params.finish == FINISH_WEIGHT) {
         v = f32b(st.w);
+    } else if (params.finish == FINISH_SECOND) {
+        v = select(f32b(st.w), F32_NAN, (st.flags & SUM_NAN) != 0u);
     }
     out[params.out_off + r] = v;
 }

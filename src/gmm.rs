@@ -10,12 +10,15 @@
 
 use crate::error::Error;
 use crate::gpu::{Gpu, PipelineKey};
-use crate::likelihood::{Bind, LL_WG, LlPass, MODE_TRIANGULAR, Program, Src, Step, key, usable};
+use crate::likelihood::{
+    Bind, CHUNK, FINISH_SECOND, FINISH_SUM, LL_WG, LlPass, MODE_TRIANGULAR, Program, Src, Step,
+    elementwise_passes, groups_for, key, limit, reduce_passes, reduce_passes_from, usable,
+};
 use crate::logsumexp::{
     Caps, RowFn, RowOp, RowsLayout, Strategy, Window, u32_of, window as window_of,
 };
 use crate::shaders::GMM_UNIFORM_BYTES;
-use crate::shaders::LlParams;
+use crate::shaders::{LlParams, PARTIAL_BYTES};
 
 /// The covariances of a mixture's components, as scikit-learn's `covariance_type`.
 #[derive(Clone, Debug, PartialEq)]
@@ -209,6 +212,134 @@ fn pack(gmm: &Gmm, dims: usize) -> Result<Packed, Error> {
     })
 }
 
+/// The dispatches of `gmm_log_joint` over `n` points and the op's aux words they read: the
+/// parameters in 16 KiB uniform windows per group of components (or whole, for components too
+/// large for one; the kernel then reads them from binding b at word 0),
+/// writing the `n × k` log-joint into `dst`, unless `fused` (called with whether one
+/// invocation can hold every component) returns a fused mode: then the kernel writes its
+/// output to `Src::Output` itself. Returns the passes and the fused mode.
+fn joint_passes(
+    caps: &Caps,
+    packed: &Packed,
+    n64: u64,
+    dims: usize,
+    fused: impl Fn(bool) -> u32,
+    dst: Src,
+) -> Result<(Vec<LlPass>, u32, Vec<f32>), Error> {
+    let (d, k) = (dims as u64, packed.consts.len() as u64);
+    let usable = usable(caps)?;
+    if d * 4 > usable || k * 4 > usable {
+        return Err(Error::Limit(
+            "one point (or its k values) is larger than a storage binding".into(),
+        ));
+    }
+    // Groups of components whose parameters fit one 16 KiB uniform window each; a mixture
+    // whose single component does not fit is read from a storage binding instead.
+    let words_per = 1 + dims + packed.prec_per;
+    let window_words = (GMM_UNIFORM_BYTES / 4) as usize;
+    let uniform = words_per <= window_words;
+    let per_group = if uniform {
+        (window_words / words_per).min(k as usize)
+    } else {
+        k as usize
+    };
+    let mut aux: Vec<f32> = Vec::new();
+    let mut groups = Vec::new(); // (first component, components, window)
+    let mut c0 = 0usize;
+    while c0 < k as usize {
+        let c1 = (c0 + per_group).min(k as usize);
+        let mut words = packed.group(c0, c1, dims);
+        let window = if uniform {
+            let offset = aux.len() as u64 * 4;
+            words.resize(window_words, 0.0);
+            Some(Window {
+                offset,
+                size: GMM_UNIFORM_BYTES,
+            })
+        } else {
+            None
+        };
+        aux.extend_from_slice(&words);
+        groups.push((c0, c1 - c0, window));
+        c0 = c1;
+    }
+    let aux_bytes = aux.len() as u64 * 4;
+    if !uniform && aux_bytes > caps.max_binding {
+        return Err(Error::Limit(format!(
+            "the mixture's parameters ({aux_bytes} bytes) exceed a storage binding"
+        )));
+    }
+    // One group whose components one invocation can walk: the kernel reduces them itself.
+    let one_block =
+        groups.len() == 1 && (LANE_BUDGET.saturating_sub(d) / packed.per_component) >= k;
+    let fused = fused(one_block);
+    let out_per_point = if fused == MODE_FUSED_SCORE { 1 } else { k };
+    let mut passes = Vec::new();
+    for &(first, count, window) in &groups {
+        let count = count as u64;
+        let kb = (LANE_BUDGET.saturating_sub(d) / packed.per_component).clamp(1, count);
+        let blocks = count.div_ceil(kb);
+        let p_max = (usable / (d * 4))
+            .min(usable / (k * 4))
+            .min((1u64 << 22) * u64::from(LL_WG) / blocks)
+            .max(1);
+        let mut p0 = 0;
+        while p0 < n64 {
+            let p = p_max.min(n64 - p0);
+            let (xw, xoff) = window_of(p0 * d * 4, p * d * 4, caps.storage_align);
+            let (ow, ooff) = window_of(
+                p0 * out_per_point * 4,
+                p * out_per_point * 4,
+                caps.storage_align,
+            );
+            passes.push(LlPass {
+                key: PipelineKey {
+                    // Points held in registers: loops specialised for the dimension.
+                    dims: if dims <= 64 { dims as u32 } else { 0 },
+                    ..key("gmm_log_joint", packed.op + if uniform { 3 } else { 0 }, 0)
+                },
+                params: LlParams {
+                    rows: p as u32,
+                    cols: u32_of(d, "dims")?,
+                    a_off: xoff,
+                    b_off: 0,
+                    c_off: count as u32,
+                    c2_off: u32_of(count + count * d, "means")?,
+                    out_off: ooff,
+                    mode: packed.mode | fused,
+                    slots: blocks as u32,
+                    k: k as u32,
+                    kb: kb as u32,
+                    row0: first as u32,
+                    len_in: count as u32,
+                    ..LlParams::default()
+                },
+                groups: p.div_ceil(u64::from(LL_WG)) * blocks,
+                bind: [
+                    Bind {
+                        src: Src::Input(0),
+                        window: Some(xw),
+                    },
+                    if uniform {
+                        Bind::whole(Src::Dummy)
+                    } else {
+                        Bind::whole(Src::Aux)
+                    },
+                    Bind::whole(Src::Dummy),
+                    Bind {
+                        src: if fused != 0 { Src::Output } else { dst },
+                        window: Some(ow),
+                    },
+                ],
+                uniform: window,
+                extra: None,
+            });
+            p0 += p;
+        }
+    }
+    Ok((passes, fused, aux))
+}
+
 /// An encoder-level Gaussian-mixture evaluation, prepared for `n` points of `dims` dimensions
 /// and one mixture. The input is the row-major `n × dims` points (f32, from byte 0).
 ///
@@ -251,128 +382,13 @@ impl GmmOp {
         let joint_bytes = n64
             .checked_mul(k * 4)
             .ok_or_else(|| Error::Shape("n × k overflows".into()))?;
-        let usable = usable(&caps)?;
-        if d * 4 > usable || k * 4 > usable {
-            return Err(Error::Limit(
-                "one point (or its k values) is larger than a storage binding".into(),
-            ));
-        }
-        // Groups of components whose parameters fit one 16 KiB uniform window each; a mixture
-        // whose single component does not fit is read from a storage binding instead.
-        let words_per = 1 + dims + packed.prec_per;
-        let window_words = (GMM_UNIFORM_BYTES / 4) as usize;
-        let uniform = words_per <= window_words;
-        let per_group = if uniform {
-            (window_words / words_per).min(k as usize)
-        } else {
-            k as usize
-        };
-        let mut aux: Vec<f32> = Vec::new();
-        let mut groups = Vec::new(); // (first component, components, window)
-        let mut c0 = 0usize;
-        while c0 < k as usize {
-            let c1 = (c0 + per_group).min(k as usize);
-            let mut words = packed.group(c0, c1, dims);
-            let window = if uniform {
-                let offset = aux.len() as u64 * 4;
-                words.resize(window_words, 0.0);
-                Some(Window {
-                    offset,
-                    size: GMM_UNIFORM_BYTES,
-                })
-            } else {
-                None
-            };
-            aux.extend_from_slice(&words);
-            groups.push((c0, c1 - c0, window));
-            c0 = c1;
-        }
-        let aux_bytes = aux.len() as u64 * 4;
-        if !uniform && aux_bytes > caps.max_binding {
-            return Err(Error::Limit(format!(
-                "the mixture's parameters ({aux_bytes} bytes) exceed a storage binding"
-            )));
-        }
-        // One group whose components one invocation can walk: the kernel reduces them itself.
-        let one_block =
-            groups.len() == 1 && (LANE_BUDGET.saturating_sub(d) / packed.per_component) >= k;
-        let fused = match output {
+        let fused_ok = |one_block: bool| match output {
             GmmOutput::ScoreSamples if one_block => MODE_FUSED_SCORE,
             GmmOutput::LogResponsibilities if one_block && k <= GMM_FUSED_K => MODE_FUSED_RESP,
             _ => 0,
         };
-        let out_per_point = match (fused, output) {
-            (0, _) => k,
-            (_, GmmOutput::ScoreSamples) => 1,
-            (_, GmmOutput::LogResponsibilities) => k,
-        };
-        let mut passes = Vec::new();
-        for &(first, count, window) in &groups {
-            let count = count as u64;
-            let kb = (LANE_BUDGET.saturating_sub(d) / packed.per_component).clamp(1, count);
-            let blocks = count.div_ceil(kb);
-            let p_max = (usable / (d * 4))
-                .min(usable / (k * 4))
-                .min((1u64 << 22) * u64::from(LL_WG) / blocks)
-                .max(1);
-            let mut p0 = 0;
-            while p0 < n64 {
-                let p = p_max.min(n64 - p0);
-                let (xw, xoff) = window_of(p0 * d * 4, p * d * 4, caps.storage_align);
-                let (ow, ooff) = window_of(
-                    p0 * out_per_point * 4,
-                    p * out_per_point * 4,
-                    caps.storage_align,
-                );
-                passes.push(LlPass {
-                    key: PipelineKey {
-                        // Points held in registers: loops specialised for the dimension.
-                        dims: if dims <= 64 { dims as u32 } else { 0 },
-                        ..key("gmm_log_joint", packed.op + if uniform { 3 } else { 0 }, 0)
-                    },
-                    params: LlParams {
-                        rows: p as u32,
-                        cols: u32_of(d, "dims")?,
-                        a_off: xoff,
-                        b_off: 0,
-                        c_off: count as u32,
-                        c2_off: u32_of(count + count * d, "means")?,
-                        out_off: ooff,
-                        mode: packed.mode | fused,
-                        slots: blocks as u32,
-                        k: k as u32,
-                        kb: kb as u32,
-                        row0: first as u32,
-                        len_in: count as u32,
-                        ..LlParams::default()
-                    },
-                    groups: p.div_ceil(u64::from(LL_WG)) * blocks,
-                    bind: [
-                        Bind {
-                            src: Src::Input(0),
-                            window: Some(xw),
-                        },
-                        if uniform {
-                            Bind::whole(Src::Dummy)
-                        } else {
-                            Bind::whole(Src::Aux)
-                        },
-                        Bind::whole(Src::Dummy),
-                        Bind {
-                            src: if fused != 0 {
-                                Src::Output
-                            } else {
-                                Src::Scratch(0)
-                            },
-                            window: Some(ow),
-                        },
-                    ],
-                    uniform: window,
-                    extra: None,
-                });
-                p0 += p;
-            }
-        }
+        let (passes, fused, aux) =
+            joint_passes(&caps, &packed, n64, dims, fused_ok, Src::Scratch(0))?;
         let func = match output {
             GmmOutput::ScoreSamples => RowFn::Logsumexp,
             GmmOutput::LogResponsibilities => RowFn::LogSoftmax,
@@ -445,6 +461,20 @@ impl GmmOp {
     }
 }
 
+fn check_points(points: &[f32], n: usize, dims: usize) -> Result<(), Error> {
+    let expected = n
+        .checked_mul(dims)
+        .ok_or_else(|| Error::Shape(format!("{n} × {dims} overflows")))?;
+    if points.len() != expected {
+        return Err(Error::InputLength {
+            what: "points",
+            expected,
+            actual: points.len(),
+        });
+    }
+    Ok(())
+}
+
 impl Gpu {
     fn run_gmm(
         &self,
@@ -454,16 +484,7 @@ impl Gpu {
         gmm: &Gmm,
         output: GmmOutput,
     ) -> Result<Vec<f32>, Error> {
-        let expected = n
-            .checked_mul(dims)
-            .ok_or_else(|| Error::Shape(format!("{n} × {dims} overflows")))?;
-        if points.len() != expected {
-            return Err(Error::InputLength {
-                what: "points",
-                expected,
-                actual: points.len(),
-            });
-        }
+        check_points(points, n, dims)?;
         let op = GmmOp::new(self, n, dims, gmm, output)?;
         self.run_program(&op.program, &[bytemuck::cast_slice(points)], op.output_len)
     }
@@ -500,5 +521,388 @@ impl Gpu {
         gmm: &Gmm,
     ) -> Result<Vec<f32>, Error> {
         self.run_gmm(points, n, dims, gmm, GmmOutput::LogResponsibilities)
+    }
+}
+
+/// What a [`GmmReduceOp`] sums over the points.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GmmReduction {
+    /// The total log-likelihood and its gradient with respect to the weights, means and
+    /// variances ([`GmmGradients`]).
+    Gradients,
+    /// The E-step statistics `Σᵢ rᵢₖ`, `Σᵢ rᵢₖ xᵢ`, `Σᵢ rᵢₖ xᵢ²` and the total log-likelihood
+    /// ([`GmmSufficientStats`]).
+    SufficientStats,
+}
+
+/// The gradient of the total log-likelihood `Σᵢ log p(xᵢ)` of a diagonal mixture.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GmmGradients {
+    /// `Σᵢ log p(xᵢ)`.
+    pub log_likelihood: f32,
+    /// `∂/∂w_k = Σᵢ rᵢₖ / w_k` (`k` values; the weights as free parameters).
+    pub weights: Vec<f32>,
+    /// `∂/∂μ_kj = Σᵢ rᵢₖ (x_ij − μ_kj) / σ²_kj` (`k × dims`).
+    pub means: Vec<f32>,
+    /// `∂/∂σ²_kj = Σᵢ rᵢₖ ((x_ij − μ_kj)² / σ²_kj − 1) / (2 σ²_kj)` (`k × dims`).
+    pub variances: Vec<f32>,
+}
+
+/// The sufficient statistics of one EM step for a diagonal mixture, summed over the points.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GmmSufficientStats {
+    /// `Σᵢ log p(xᵢ)` under the mixture the responsibilities come from.
+    pub log_likelihood: f32,
+    /// `N_k = Σᵢ rᵢₖ` (`k` values).
+    pub resp_sums: Vec<f32>,
+    /// `Σᵢ rᵢₖ xᵢ` (`k × dims`).
+    pub sum_x: Vec<f32>,
+    /// `Σᵢ rᵢₖ xᵢ²`, element-wise (`k × dims`).
+    pub sum_x2: Vec<f32>,
+}
+
+/// A [`GmmReduceOp`]'s packed output `[log-likelihood | first (k × dims) | per component (k)
+/// | second (k × dims)]`, split.
+struct Sums {
+    log_likelihood: f32,
+    per_component: Vec<f32>,
+    first: Vec<f32>,
+    second: Vec<f32>,
+}
+
+fn unpack(values: &[f32], k: usize, dims: usize) -> Result<Sums, Error> {
+    let kd = k * dims;
+    if values.len() != 1 + k + 2 * kd {
+        return Err(Error::InputLength {
+            what: "packed mixture sums (1 + k + 2 k dims)",
+            expected: 1 + k + 2 * kd,
+            actual: values.len(),
+        });
+    }
+    Ok(Sums {
+        log_likelihood: values[0],
+        per_component: values[1 + kd..1 + kd + k].to_vec(),
+        first: values[1..1 + kd].to_vec(),
+        second: values[1 + kd + k..].to_vec(),
+    })
+}
+
+impl GmmGradients {
+    /// From the output of a [`GmmReduceOp`] built for [`GmmReduction::Gradients`].
+    pub fn from_packed(values: &[f32], k: usize, dims: usize) -> Result<GmmGradients, Error> {
+        let s = unpack(values, k, dims)?;
+        Ok(GmmGradients {
+            log_likelihood: s.log_likelihood,
+            weights: s.per_component,
+            means: s.first,
+            variances: s.second,
+        })
+    }
+}
+
+impl GmmSufficientStats {
+    /// From the output of a [`GmmReduceOp`] built for [`GmmReduction::SufficientStats`].
+    pub fn from_packed(values: &[f32], k: usize, dims: usize) -> Result<GmmSufficientStats, Error> {
+        let s = unpack(values, k, dims)?;
+        Ok(GmmSufficientStats {
+            log_likelihood: s.log_likelihood,
+            resp_sums: s.per_component,
+            sum_x: s.first,
+            sum_x2: s.second,
+        })
+    }
+}
+
+const MODE_GMM_GRAD: u32 = 256;
+const OP_SUM_G: u32 = 5;
+
+/// Sums over the points of a diagonal Gaussian mixture, reduced on the GPU: the gradient of the
+/// total log-likelihood, or the sufficient statistics of an EM step — one recording, no
+/// per-point readback. The output is packed as
+/// `[log-likelihood | means part (k × dims) | per-component part (k) | variances part (k × dims)]`
+/// ([`GmmGradients::from_packed`], [`GmmSufficientStats::from_packed`] split it).
+///
+/// The log-joint `n × k` matrix and its row log-sum-exp are computed as in [`GmmOp`]; then one
+/// invocation per (sum, chunk of 64 points) forms `rᵢₖ = exp(Lᵢₖ − log p(xᵢ))` and its terms and
+/// sums them pairwise, and the chunk sums are reduced level by level (deterministic).
+///
+/// ```no_run
+/// use logdomain::{Covariance, Gmm, GmmReduceOp, GmmReduction, Gpu};
+/// let gpu = Gpu::new()?;
+/// let gmm = Gmm { weights: vec![0.5, 0.5], means: vec![-1.0, 1.0],
+///                 covariance: Covariance::Diag(vec![1.0, 1.0]) };
+/// let op = GmmReduceOp::new(&gpu, 1000, 1, &gmm, GmmReduction::SufficientStats)?;
+/// assert_eq!(op.output_len(), 1 + 2 + 2 * 2);
+/// # Ok::<(), logdomain::Error>(())
+/// ```
+pub struct GmmReduceOp {
+    kind: GmmReduction,
+    k: usize,
+    dims: usize,
+    output_len: usize,
+    program: Program,
+}
+
+impl GmmReduceOp {
+    /// Prepares the sums for `n` points of `dims` dimensions under a mixture with diagonal
+    /// covariances (other covariance types are `Error::Unsupported`; gradients need every
+    /// weight > 0).
+    pub fn new(
+        gpu: &Gpu,
+        n: usize,
+        dims: usize,
+        gmm: &Gmm,
+        kind: GmmReduction,
+    ) -> Result<GmmReduceOp, Error> {
+        let Covariance::Diag(var) = &gmm.covariance else {
+            return Err(Error::Unsupported(
+                "gradients and sufficient statistics are for diagonal covariances".into(),
+            ));
+        };
+        let packed = pack(gmm, dims)?;
+        let grad = kind == GmmReduction::Gradients;
+        if grad && let Some(i) = gmm.weights.iter().position(|&w| w <= 0.0) {
+            return Err(Error::Value(format!(
+                "weights[{i}] is 0; the gradient with respect to the weights needs them > 0"
+            )));
+        }
+        let caps = Caps::of(gpu);
+        let (n64, d, k) = (n as u64, dims as u64, gmm.weights.len() as u64);
+        if caps.cpu && packed.per_component + d > LANE_BUDGET {
+            return Err(Error::Limit(format!(
+                "{dims} dimensions need {} loop iterations per component in one invocation; \
+                 software adapters end loops after 65,535",
+                packed.per_component
+            )));
+        }
+        let joint_bytes = n64
+            .checked_mul(k * 4)
+            .ok_or_else(|| Error::Shape("n × k overflows".into()))?;
+        limit("the n × k log-joint", joint_bytes, &caps)?;
+        limit("the points", n64 * d * 4, &caps)?;
+        let (joint, _, mut aux) = joint_passes(&caps, &packed, n64, dims, |_| 0, Src::Scratch(2))?;
+        let mut steps = vec![Step::Ll(joint)];
+        if n > 0 {
+            let rows = RowOp::new(
+                gpu,
+                RowFn::Logsumexp,
+                RowsLayout::contiguous(n, k as usize),
+                Strategy::Auto,
+            )?;
+            steps.push(Step::Rows(Box::new(rows), Src::Scratch(2), Src::Scratch(3)));
+        }
+        // The total log-likelihood: the pairwise sum of log p(x).
+        let chunks = n64.div_ceil(CHUNK);
+        let mut passes = elementwise_passes(
+            key("elementwise", OP_SUM_G, 1),
+            LlParams::default(),
+            1,
+            n64,
+            [
+                None,
+                Some(Bind::whole(Src::Dummy)),
+                Some(Bind::whole(Src::Dummy)),
+                Some(Bind::whole(Src::Scratch(0))),
+            ],
+            [Src::Scratch(3), Src::Dummy, Src::Dummy, Src::Dummy],
+            &caps,
+        )?;
+        let (more, mut need) = reduce_passes(1, chunks, FINISH_SUM, 0.0, Src::Output, 0, &caps)?;
+        passes.extend(more);
+        // The moments, per group of components whose words fit a 16 KiB uniform window.
+        let window_words = (GMM_UNIFORM_BYTES / 4) as usize;
+        let per = 1 + 2 * dims;
+        if per > window_words {
+            return Err(Error::Limit(format!(
+                "{dims} dimensions: one component's weight, means and variances exceed a 16 KiB \
+                 uniform window"
+            )));
+        }
+        let q_rows = k * (d + 1);
+        limit(
+            "the mixture's partial sums",
+            q_rows * chunks * PARTIAL_BYTES,
+            &caps,
+        )?;
+        let per_group = (window_words / per).min(k as usize);
+        aux.resize(aux.len().next_multiple_of(window_words), 0.0);
+        let mut c0 = 0usize;
+        while c0 < k as usize && n > 0 {
+            let c1 = (c0 + per_group).min(k as usize);
+            let g = c1 - c0;
+            let mut words: Vec<f32> = gmm.weights[c0..c1].to_vec();
+            words.extend_from_slice(&gmm.means[c0 * dims..c1 * dims]);
+            words.extend(
+                var[c0 * dims..c1 * dims]
+                    .iter()
+                    .map(|&v| (1.0 / f64::from(v)) as f32),
+            );
+            words.resize(window_words, 0.0);
+            let offset = aux.len() as u64 * 4;
+            aux.extend_from_slice(&words);
+            passes.push(LlPass {
+                key: key("gmm_moments", 0, 0),
+                params: LlParams {
+                    rows: u32_of(n64, "points")?,
+                    cols: u32_of(d, "dims")?,
+                    slots: u32_of(chunks, "chunks")?,
+                    len_in: g as u32,
+                    row0: c0 as u32,
+                    k: k as u32,
+                    mode: if grad { MODE_GMM_GRAD } else { 0 },
+                    ..LlParams::default()
+                },
+                groups: groups_for(g as u64 * (d + 1) * chunks)?,
+                bind: [
+                    Bind {
+                        src: Src::Input(0),
+                        window: Some(Window {
+                            offset: 0,
+                            size: (n64 * d * 4).max(4),
+                        }),
+                    },
+                    Bind::whole(Src::Scratch(2)),
+                    Bind::whole(Src::Scratch(3)),
+                    Bind::whole(Src::Scratch(4)),
+                ],
+                uniform: Some(Window {
+                    offset,
+                    size: GMM_UNIFORM_BYTES,
+                }),
+                extra: None,
+            });
+            c0 = c1;
+        }
+        let kd = k * d;
+        for (rows, finish, at) in [(q_rows, FINISH_SUM, 1), (kd, FINISH_SECOND, 1 + q_rows)] {
+            let (more, more_need) = reduce_passes_from(
+                Src::Scratch(4),
+                rows,
+                chunks,
+                finish,
+                0.0,
+                Src::Output,
+                u32_of(at, "outputs")?,
+                &caps,
+            )?;
+            passes.extend(more);
+            need = [need[0].max(more_need[0]), need[1].max(more_need[1])];
+        }
+        steps.push(Step::Ll(passes));
+        let output_len = (1 + q_rows + kd) as usize;
+        let program = Program::new(
+            gpu,
+            steps,
+            Some((bytemuck::cast_slice(&aux).to_vec(), 0)),
+            &[
+                need[0],
+                need[1],
+                joint_bytes,
+                n64 * 4,
+                q_rows * chunks * PARTIAL_BYTES,
+            ],
+            vec![n64 * d * 4],
+            output_len as u64 * 4,
+        )?;
+        Ok(GmmReduceOp {
+            kind,
+            k: k as usize,
+            dims,
+            output_len,
+            program,
+        })
+    }
+
+    /// What the op sums.
+    pub fn kind(&self) -> GmmReduction {
+        self.kind
+    }
+
+    /// Number of components.
+    pub fn components(&self) -> usize {
+        self.k
+    }
+
+    /// Dimensions of a point.
+    pub fn dims(&self) -> usize {
+        self.dims
+    }
+
+    /// Number of f32 values written to the output: `1 + k + 2 k dims`.
+    pub fn output_len(&self) -> usize {
+        self.output_len
+    }
+
+    /// Records the sums: reads the points (f32, `n × dims`, from byte 0 of `points`) and writes
+    /// [`GmmReduceOp::output_len`] packed values at the start of `output`.
+    pub fn record(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        points: &wgpu::Buffer,
+        output: &wgpu::Buffer,
+    ) -> Result<(), Error> {
+        self.program.record(encoder, &[points], output)
+    }
+
+    /// Runs the op once on resident buffers and returns the GPU time of its compute passes
+    /// (`None` without `Features::TIMESTAMP_QUERY`). Waits.
+    pub fn kernel_time(
+        &self,
+        gpu: &Gpu,
+        points: &wgpu::Buffer,
+        output: &wgpu::Buffer,
+    ) -> Result<Option<std::time::Duration>, Error> {
+        self.program.kernel_time(gpu, &[points], output)
+    }
+}
+
+impl Gpu {
+    fn run_gmm_reduce(
+        &self,
+        points: &[f32],
+        n: usize,
+        dims: usize,
+        gmm: &Gmm,
+        kind: GmmReduction,
+    ) -> Result<Vec<f32>, Error> {
+        check_points(points, n, dims)?;
+        let op = GmmReduceOp::new(self, n, dims, gmm, kind)?;
+        self.run_program(&op.program, &[bytemuck::cast_slice(points)], op.output_len)
+    }
+
+    /// The total log-likelihood of `n` points (row-major `n × dims`) under a diagonal mixture
+    /// and its gradient with respect to the weights, means and variances, reduced on the GPU.
+    ///
+    /// ```no_run
+    /// use logdomain::{Covariance, Gmm, Gpu};
+    /// let gpu = Gpu::new()?;
+    /// let gmm = Gmm { weights: vec![1.0], means: vec![0.0],
+    ///                 covariance: Covariance::Diag(vec![1.0]) };
+    /// let g = gpu.gmm_gradients(&[1.0, -1.0], 2, 1, &gmm)?;
+    /// assert_eq!(g.means[0], 0.0); // the points balance around the mean
+    /// # Ok::<(), logdomain::Error>(())
+    /// ```
+    pub fn gmm_gradients(
+        &self,
+        points: &[f32],
+        n: usize,
+        dims: usize,
+        gmm: &Gmm,
+    ) -> Result<GmmGradients, Error> {
+        let v = self.run_gmm_reduce(points, n, dims, gmm, GmmReduction::Gradients)?;
+        GmmGradients::from_packed(&v, gmm.weights.len(), dims)
+    }
+
+    /// The E-step statistics of `n` points under a diagonal mixture, reduced on the GPU:
+    /// `Σᵢ rᵢₖ`, `Σᵢ rᵢₖ xᵢ`, `Σᵢ rᵢₖ xᵢ²` and the total log-likelihood.
+    pub fn gmm_sufficient_stats(
+        &self,
+        points: &[f32],
+        n: usize,
+        dims: usize,
+        gmm: &Gmm,
+    ) -> Result<GmmSufficientStats, Error> {
+        let v = self.run_gmm_reduce(points, n, dims, gmm, GmmReduction::SufficientStats)?;
+        GmmSufficientStats::from_packed(&v, gmm.weights.len(), dims)
     }
 }

@@ -10,7 +10,9 @@ pub mod reference;
 pub mod shaders;
 
 pub use error::Error;
-pub use gmm::{Covariance, Gmm, GmmOp, GmmOutput};
+pub use gmm::{
+    Covariance, Gmm, GmmGradients, GmmOp, GmmOutput, GmmReduceOp, GmmReduction, GmmSufficientStats,
+};
 pub use gpu::{Gpu, GpuInfo, OPTIONAL_FEATURES};
 pub use gradients::{BackwardOp, CrossEntropyGradOp, LossGradOp};
 pub use likelihood::{

@@ -146,6 +146,7 @@ pub(crate) const FINISH_SUM: u32 = 1;
 const FINISH_MEAN_WEIGHT: u32 = 2;
 const FINISH_MEAN_COUNT: u32 = 3;
 pub(crate) const FINISH_WEIGHT: u32 = 4;
+pub(crate) const FINISH_SECOND: u32 = 5;
 /// Values per chunk and partials per reduction step (`CHUNK` in the WGSL).
 pub(crate) const CHUNK: u64 = 64;
 pub(crate) const LL_WG: u32 = 64;

@@ -463,3 +463,252 @@ fn cpu_reference_agrees_with_the_oracle() {
         assert_eq!(score.len(), n);
     }
 }
+
+// ---- Gradients and sufficient statistics (diagonal mixtures) --------------------------------
+
+use logdomain::{GmmGradients, GmmReduceOp, GmmReduction, GmmSufficientStats};
+
+fn depth(n: usize) -> f64 {
+    let n = n.max(1) as f64;
+    n.log2().ceil() + n.log(64.0).ceil() + 1.0
+}
+
+/// The f64 total log-likelihood of a diagonal mixture with free weights w (not renormalised).
+fn total_ll64(points: &[f64], d: usize, w: &[f64], mu: &[f64], var: &[f64]) -> f64 {
+    let k = w.len();
+    points
+        .chunks(d)
+        .map(|x| {
+            let row: Vec<f64> = (0..k)
+                .map(|c| {
+                    let mut v = w[c].ln();
+                    for j in 0..d {
+                        let s2 = var[c * d + j];
+                        v -= 0.5
+                            * ((2.0 * std::f64::consts::PI * s2).ln()
+                                + (x[j] - mu[c * d + j]).powi(2) / s2);
+                    }
+                    v
+                })
+                .collect();
+            lse64(&row)
+        })
+        .sum()
+}
+
+/// The op's packed sums in f64 from the same f32 inputs, with a bound per value: each term's
+/// responsibility r = exp(L − log p) carries the log-joint's error (the oracle's) and log p's
+/// (the row's largest plus 2u(|log p| + ln k + 2)), so a relative e_r = err_L + err_lp + 2u;
+/// the terms add their own rounding (r·x 2u, r·x² 3u, r(x − μ)/σ² 5u, r/w 2u, and the variance
+/// gradient ½ r τ ((x − μ)² τ + 1)·(e_r + 8u)), and each sum depth(n)·u·Σ|t|.
+fn moments64(points: &[f32], n: usize, d: usize, gmm: &Gmm, grad: bool) -> (Vec<f64>, Vec<f64>) {
+    let k = gmm.weights.len();
+    let Covariance::Diag(var) = &gmm.covariance else {
+        unreachable!()
+    };
+    let (joint, err) = oracle(points, n, d, gmm);
+    let mut lp = Vec::with_capacity(n);
+    let mut lp_err = Vec::with_capacity(n);
+    for p in 0..n {
+        let row = &joint[p * k..(p + 1) * k];
+        let l = lse64(row);
+        let row_err = err[p * k..(p + 1) * k].iter().cloned().fold(0.0, f64::max);
+        lp.push(l);
+        lp_err.push(row_err + 2.0 * U * (l.abs() + (k as f64).ln() + 2.0));
+    }
+    // (sum, Σ|t|, Σ term bounds)
+    let mut first = vec![(0.0, 0.0, 0.0); k * d];
+    let mut second = vec![(0.0, 0.0, 0.0); k * d];
+    let mut per_comp = vec![(0.0, 0.0, 0.0); k];
+    let add = |acc: &mut (f64, f64, f64), t: f64, b: f64| {
+        acc.0 += t;
+        acc.1 += t.abs();
+        acc.2 += b;
+    };
+    for p in 0..n {
+        for c in 0..k {
+            let r = (joint[p * k + c] - lp[p]).exp();
+            let e_r = err[p * k + c] + lp_err[p] + 2.0 * U;
+            let wc = f(gmm.weights[c]);
+            if grad {
+                add(&mut per_comp[c], r / wc, r / wc * (e_r + 2.0 * U));
+            } else {
+                add(&mut per_comp[c], r, r * e_r);
+            }
+            for j in 0..d {
+                let x = f(points[p * d + j]);
+                let i = c * d + j;
+                if grad {
+                    let tau = 1.0 / f(var[i]);
+                    let dev = x - f(gmm.means[i]);
+                    let s = r * dev * tau;
+                    add(&mut first[i], s, s.abs() * (e_r + 5.0 * U));
+                    let w = 0.5 * r * (dev * dev * tau - 1.0) * tau;
+                    let wb = 0.5 * r * tau * (dev * dev * tau + 1.0) * (e_r + 8.0 * U);
+                    add(&mut second[i], w, wb);
+                } else {
+                    add(&mut first[i], r * x, (r * x).abs() * (e_r + 2.0 * U));
+                    add(&mut second[i], r * x * x, r * x * x * (e_r + 3.0 * U));
+                }
+            }
+        }
+    }
+    let dn = depth(n);
+    let total: f64 = lp.iter().sum();
+    let mut want = vec![total];
+    let mut bound =
+        vec![lp_err.iter().sum::<f64>() + dn * U * lp.iter().map(|v| v.abs()).sum::<f64>()];
+    for acc in first.iter().chain(&per_comp).chain(&second) {
+        want.push(acc.0);
+        bound.push(acc.2 + dn * U * acc.1 + U * acc.0.abs());
+    }
+    (want, bound)
+}
+
+#[test]
+fn f64_mixture_gradients_match_central_differences() {
+    let mut rng = Rng(61);
+    let (n, k, d) = (20, 3, 2);
+    let gmm = mixture(&mut rng, k, d, "diag", -2.0, 2.0);
+    let points = rng.vec(n * d, -3.0, 3.0);
+    let x: Vec<f64> = points.iter().map(|&v| f(v)).collect();
+    let Covariance::Diag(var) = &gmm.covariance else {
+        unreachable!()
+    };
+    let w: Vec<f64> = gmm.weights.iter().map(|&v| f(v)).collect();
+    let mu: Vec<f64> = gmm.means.iter().map(|&v| f(v)).collect();
+    let s2: Vec<f64> = var.iter().map(|&v| f(v)).collect();
+    let (want, _) = moments64(&points, n, d, &gmm, true);
+    let kd = k * d;
+    let fd = |which: usize, i: usize| {
+        let h = 1e-6;
+        let mut p = [w.clone(), mu.clone(), s2.clone()];
+        p[which][i] += h;
+        let up = total_ll64(&x, d, &p[0], &p[1], &p[2]);
+        p[which][i] -= 2.0 * h;
+        let down = total_ll64(&x, d, &p[0], &p[1], &p[2]);
+        (up - down) / (2.0 * h)
+    };
+    let close = |a: f64, b: f64, what: String| {
+        assert!(
+            (a - b).abs() <= 1e-6 * a.abs().max(b.abs()).max(1e-3),
+            "{what}: formula {a}, finite difference {b}"
+        )
+    };
+    close(
+        want[0],
+        total_ll64(&x, d, &w, &mu, &s2),
+        "log-likelihood".into(),
+    );
+    for c in 0..k {
+        close(want[1 + kd + c], fd(0, c), format!("d/dw[{c}]"));
+    }
+    for i in 0..kd {
+        close(want[1 + i], fd(1, i), format!("d/dmu[{i}]"));
+        close(want[1 + kd + k + i], fd(2, i), format!("d/dvar[{i}]"));
+    }
+}
+
+fn check_moments(gpu: &Gpu, points: &[f32], n: usize, d: usize, gmm: &Gmm, what: &str) {
+    let k = gmm.weights.len();
+    for grad in [false, true] {
+        let packed: Vec<f32> = if grad {
+            let g = gpu.gmm_gradients(points, n, d, gmm).unwrap();
+            let mut v = vec![g.log_likelihood];
+            v.extend(g.means.iter().chain(&g.weights).chain(&g.variances));
+            v
+        } else {
+            let s = gpu.gmm_sufficient_stats(points, n, d, gmm).unwrap();
+            let mut v = vec![s.log_likelihood];
+            v.extend(s.sum_x.iter().chain(&s.resp_sums).chain(&s.sum_x2));
+            v
+        };
+        assert_eq!(packed.len(), 1 + k + 2 * k * d, "{what}");
+        let (want, bound) = moments64(points, n, d, gmm, grad);
+        let cpu = logdomain::reference::gmm::moments(points, n, d, gmm, grad);
+        for (i, ((&g, &w), &b)) in packed.iter().zip(&want).zip(&bound).enumerate() {
+            assert!(
+                g.to_bits() != SENTINEL_BITS && (f(g) - w).abs() <= b,
+                "{what} gradients {grad} [{i}]: got {g:e}, want {w:e} ± {b:e}"
+            );
+            assert!(
+                (f(g) - f(cpu[i])).abs() <= 2.0 * b,
+                "{what} gradients {grad} [{i}]: GPU {g:e}, CPU mirror {:e}",
+                cpu[i]
+            );
+        }
+    }
+}
+
+#[test]
+fn mixture_gradients_and_sufficient_statistics() {
+    let gpu = gpu();
+    let mut rng = Rng(62);
+    for (n, k, d) in [(1, 1, 1), (1000, 3, 4), (70_001, 2, 3), (500, 40, 120)] {
+        let gmm = mixture(&mut rng, k, d, "diag", -2.0, 2.0);
+        let points = rng.vec(n * d, -3.0, 3.0);
+        check_moments(gpu, &points, n, d, &gmm, &format!("n {n} k {k} d {d}"));
+    }
+}
+
+#[test]
+fn mixture_sums_encoder_level_and_errors() {
+    let (device, queue) = own_device(|_| {});
+    let gpu = Gpu::from_device(device, queue);
+    let mut rng = Rng(63);
+    let (n, k, d) = (3000, 4, 5);
+    let gmm = mixture(&mut rng, k, d, "diag", -2.0, 2.0);
+    let points = rng.vec(n * d, -3.0, 3.0);
+    let blocking = gpu.gmm_sufficient_stats(&points, n, d, &gmm).unwrap();
+    let op = GmmReduceOp::new(&gpu, n, d, &gmm, GmmReduction::SufficientStats).unwrap();
+    assert_eq!((op.components(), op.dims()), (k, d));
+    let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
+    let input = gpu
+        .device()
+        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: None,
+            contents: bytemuck::cast_slice(&points),
+            usage,
+        });
+    let output = gpu
+        .device()
+        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: None,
+            contents: bytemuck::cast_slice(&vec![SENTINEL_BITS; op.output_len()]),
+            usage,
+        });
+    let mut encoder = gpu.device().create_command_encoder(&Default::default());
+    op.record(&mut encoder, &input, &output).unwrap();
+    gpu.queue().submit([encoder.finish()]);
+    let got = gpu.read_f32(&output, op.output_len() as u64 * 4).unwrap();
+    assert_eq!(
+        GmmSufficientStats::from_packed(&got, k, d).unwrap(),
+        blocking
+    );
+    // The responsibilities of every point sum to 1: so do the N_k, to n.
+    let total: f64 = blocking.resp_sums.iter().map(|&v| f(v)).sum();
+    assert!((total - n as f64).abs() <= 1e-4 * n as f64, "{total}");
+    // A zero weight: its statistics are 0; its gradient is an error.
+    let mut zero = gmm.clone();
+    zero.weights[0] += zero.weights[1];
+    zero.weights[1] = 0.0;
+    let s = gpu.gmm_sufficient_stats(&points, n, d, &zero).unwrap();
+    assert_eq!(s.resp_sums[1], 0.0);
+    assert!(matches!(
+        gpu.gmm_gradients(&points, n, d, &zero),
+        Err(Error::Value(_))
+    ));
+    let full = mixture(&mut rng, k, d, "full", -2.0, 2.0);
+    assert!(matches!(
+        gpu.gmm_gradients(&points, n, d, &full),
+        Err(Error::Unsupported(_))
+    ));
+    assert!(matches!(
+        gpu.gmm_sufficient_stats(&points[1..], n, d, &gmm),
+        Err(Error::InputLength { .. })
+    ));
+    assert!(matches!(
+        GmmGradients::from_packed(&got[1..], k, d),
+        Err(Error::InputLength { .. })
+    ));
+}

@@ -117,3 +117,60 @@ pub fn score_samples(points: &[f32], n: usize, dims: usize, gmm: &Gmm) -> Vec<f3
 pub fn log_responsibilities(points: &[f32], n: usize, dims: usize, gmm: &Gmm) -> Vec<f32> {
     log_softmax(&log_joint(points, n, dims, gmm), n, gmm.weights.len())
 }
+
+/// The packed sums of [`crate::GmmReduceOp`] for a diagonal mixture, as the kernels order them:
+/// `[Σ log p(x) | first (k × dims) | per component (k) | second (k × dims)]`, with
+/// `rᵢₖ = exp(Lᵢₖ − log p(xᵢ))` and, per (component, dimension), the sums `Σ r x` and `Σ r x²`
+/// (statistics) or `Σ r (x − μ)/σ²` and `Σ r ((x − μ)²/σ² − 1)/(2σ²)` (gradients), per
+/// component `Σ r` or `Σ r / w`. Each sum is pairwise over chunks of 64 points, then 64
+/// partials at a time.
+pub fn moments(points: &[f32], n: usize, dims: usize, gmm: &Gmm, gradients: bool) -> Vec<f32> {
+    use super::likelihood::{chunk_partials, reduce_levels, sum_total, xexp};
+    let Covariance::Diag(var) = &gmm.covariance else {
+        panic!("moments are for diagonal covariances");
+    };
+    let k = gmm.weights.len();
+    let joint = log_joint(points, n, dims, gmm);
+    let ll = logsumexp(&joint, n, k);
+    let r = |i: usize, c: usize| xexp(joint[i * k + c] - ll[i]);
+    let sum = |terms: Vec<f32>| sum_total(reduce_levels(chunk_partials(&terms)));
+    let mut out = vec![sum(ll.clone())];
+    let mut second = Vec::with_capacity(k * dims);
+    for c in 0..k {
+        for j in 0..dims {
+            let (mu, tau) = (
+                gmm.means[c * dims + j],
+                (1.0 / f64::from(var[c * dims + j])) as f32,
+            );
+            let (mut s, mut w) = (Vec::with_capacity(n), Vec::with_capacity(n));
+            for i in 0..n {
+                let (ri, x) = (r(i, c), points[i * dims + j]);
+                if gradients {
+                    let dev = x - mu;
+                    let rd = ri * dev * tau;
+                    s.push(rd);
+                    w.push(0.5 * (rd * dev - ri) * tau);
+                } else {
+                    s.push(ri * x);
+                    w.push(ri * x * x);
+                }
+            }
+            out.push(sum(s));
+            second.push(sum(w));
+        }
+    }
+    for c in 0..k {
+        let terms = (0..n)
+            .map(|i| {
+                if gradients {
+                    r(i, c) / gmm.weights[c]
+                } else {
+                    r(i, c)
+                }
+            })
+            .collect();
+        out.push(sum(terms));
+    }
+    out.extend(second);
+    out
+}
