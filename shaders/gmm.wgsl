@@ -193,9 +193,9 @@ fn gmm_log_joint(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Reductions over the points for gradients and EM (diagonal covariances). With the log-joint
-// L (n x k, binding b) and log p(x) per point (binding c) already computed, responsibilities are
-// r_ik = exp(L_ik - log p(x_i)). Sums over the points are kept per row q:
+// Reductions over the points for gradients and EM (diagonal covariances), from the
+// responsibilities r_ik = exp(L_ik - log p(x_i)) (n x k, binding b; the `elementwise` pass
+// OP_RESP of gradients.wgsl computes them once). Sums over the points are kept per row q:
 //   q = comp * dims + j (j < dims)    s: sum_i r x_ij                  w: sum_i r x_ij^2
 //                         (gradients) s: sum_i r (x_ij - mu) / var      w: sum_i r ((x_ij - mu)^2 / var - 1) / (2 var)
 //   q = k * dims + comp               s: sum_i r                       (gradients: sum_i r / w_comp)
@@ -241,17 +241,16 @@ fn gmm_moments(
     let end = min(start + CHUNK, params.rows);
     pairwise_reset();
     for (var i = start; i < end; i++) {
-        let lb = b[i * params.k + params.row0 + comp];
-        let llb = c[i];
+        let rb = b[i * params.k + params.row0 + comp];
         var xb = f32b(0.0);
         if (!weight_row) {
             xb = a[params.a_off + i * dims + j];
         }
         var s: u32;
         var w = 0u;
-        if (is_finite_bits(lb) && is_finite_bits(llb) && is_finite_bits(xb)) {
+        if (is_finite_bits(rb) && is_finite_bits(xb)) {
             // The common case without the special-value arithmetic.
-            let r = bitcast<f32>(ld_exp(bitcast<f32>(lb) - bitcast<f32>(llb)));
+            let r = bitcast<f32>(rb);
             let x = bitcast<f32>(xb);
             if (weight_row) {
                 s = f32b(select(r, r / bitcast<f32>(wk), grad));
@@ -266,7 +265,7 @@ fn gmm_moments(
                 w = f32b(rx * x);
             }
         } else {
-            let r = xexp(xsub(lb, llb));
+            let r = rb;
             if (weight_row) {
                 s = select(r, xdiv(r, wk), grad);
             } else if (grad) {

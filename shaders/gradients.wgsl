@@ -13,6 +13,7 @@
 //   OP_GAUSS_DV   a = input, b = target, c = var           s · ½ (1 − (x − y)²/v) / v
 //   OP_BCE_D      a = logits, b = targets, c = pos_weight  s · ((1 − y) σ(x) − pw · y · σ(−x))
 //   OP_POISSON_D  a = input, b = target                    s · (e^x − y)  or  s · (1 − y / (x + eps))
+//   OP_RESP       a = log-joint (n × k), c = log p(x) (per row)  exp(L − log p): responsibilities
 // with s = params.count (1, or 1/n for a mean) and v = max(var, eps) (no gradient through the
 // clamp, as PyTorch). Where the forward value is NaN the gradient is NaN; a masked entry of the
 // log-sum-exp family (x = −inf, log-probability −inf, probability 0) gets 0.
@@ -26,6 +27,7 @@ const OP_GAUSS_DX: u32 = 10u;
 const OP_GAUSS_DV: u32 = 11u;
 const OP_BCE_D: u32 = 12u;
 const OP_POISSON_D: u32 = 13u;
+const OP_RESP: u32 = 14u;
 
 // Bits of LlParams.mode for the fused cross-entropy.
 const MODE_IN_PLACE: u32 = 64u;
@@ -147,6 +149,9 @@ fn gradient_bits(xb: u32, i: u32, row: u32, col: u32) -> u32 {
             return 0u;
         }
         return xmul(xb, xsub(b[params.b_off + i], c[params.c_off + row]));
+    }
+    if (OP == OP_RESP) {
+        return xexp(xsub(xb, c[params.c_off + row]));
     }
     var d: u32;
     if (OP == OP_GAUSS_DX || OP == OP_GAUSS_DV) {

@@ -615,6 +615,7 @@ impl GmmSufficientStats {
 
 const MODE_GMM_GRAD: u32 = 256;
 const OP_SUM_G: u32 = 5;
+const OP_RESP: u32 = 14;
 
 /// Sums over the points of a diagonal Gaussian mixture, reduced on the GPU: the gradient of the
 /// total log-likelihood, or the sufficient statistics of an EM step — one recording, no
@@ -622,9 +623,10 @@ const OP_SUM_G: u32 = 5;
 /// `[log-likelihood | means part (k × dims) | per-component part (k) | variances part (k × dims)]`
 /// ([`GmmGradients::from_packed`], [`GmmSufficientStats::from_packed`] split it).
 ///
-/// The log-joint `n × k` matrix and its row log-sum-exp are computed as in [`GmmOp`]; then one
-/// invocation per (sum, chunk of 64 points) forms `rᵢₖ = exp(Lᵢₖ − log p(xᵢ))` and its terms and
-/// sums them pairwise, and the chunk sums are reduced level by level (deterministic).
+/// The log-joint `n × k` matrix and its row log-sum-exp are computed as in [`GmmOp`], then the
+/// responsibilities `rᵢₖ = exp(Lᵢₖ − log p(xᵢ))` once each; one invocation per (sum, chunk of
+/// 64 points) forms the terms and sums them pairwise, and the chunk sums are reduced level by
+/// level (deterministic).
 ///
 /// ```no_run
 /// use logdomain::{Covariance, Gmm, GmmReduceOp, GmmReduction, Gpu};
@@ -691,9 +693,24 @@ impl GmmReduceOp {
             )?;
             steps.push(Step::Rows(Box::new(rows), Src::Scratch(2), Src::Scratch(3)));
         }
+        // The responsibilities r = exp(L − log p(x)), once per point and component.
+        let mut passes = elementwise_passes(
+            key("elementwise", OP_RESP, 0),
+            LlParams::default(),
+            n64,
+            k,
+            [
+                None,
+                Some(Bind::whole(Src::Dummy)),
+                Some(Bind::whole(Src::Scratch(3))),
+                None,
+            ],
+            [Src::Scratch(2), Src::Dummy, Src::Dummy, Src::Scratch(5)],
+            &caps,
+        )?;
         // The total log-likelihood: the pairwise sum of log p(x).
         let chunks = n64.div_ceil(CHUNK);
-        let mut passes = elementwise_passes(
+        passes.extend(elementwise_passes(
             key("elementwise", OP_SUM_G, 1),
             LlParams::default(),
             1,
@@ -706,7 +723,7 @@ impl GmmReduceOp {
             ],
             [Src::Scratch(3), Src::Dummy, Src::Dummy, Src::Dummy],
             &caps,
-        )?;
+        )?);
         let (more, mut need) = reduce_passes(1, chunks, FINISH_SUM, 0.0, Src::Output, 0, &caps)?;
         passes.extend(more);
         // The moments, per group of components whose words fit a 16 KiB uniform window.
@@ -761,8 +778,8 @@ impl GmmReduceOp {
                             size: (n64 * d * 4).max(4),
                         }),
                     },
-                    Bind::whole(Src::Scratch(2)),
-                    Bind::whole(Src::Scratch(3)),
+                    Bind::whole(Src::Scratch(5)),
+                    Bind::whole(Src::Dummy),
                     Bind::whole(Src::Scratch(4)),
                 ],
                 uniform: Some(Window {
@@ -800,6 +817,7 @@ impl GmmReduceOp {
                 joint_bytes,
                 n64 * 4,
                 q_rows * chunks * PARTIAL_BYTES,
+                joint_bytes,
             ],
             vec![n64 * d * 4],
             output_len as u64 * 4,

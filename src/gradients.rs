@@ -193,6 +193,17 @@ impl BackwardOp {
     ) -> Result<(), Error> {
         self.program.record(encoder, inputs, output)
     }
+
+    /// Runs the backward once on resident buffers and returns the GPU time of its compute
+    /// passes, from timestamps; `None` without `Features::TIMESTAMP_QUERY`. Waits for the GPU.
+    pub fn kernel_time(
+        &self,
+        gpu: &Gpu,
+        inputs: &[&wgpu::Buffer],
+        output: &wgpu::Buffer,
+    ) -> Result<Option<std::time::Duration>, Error> {
+        self.program.kernel_time(gpu, inputs, output)
+    }
 }
 
 impl Gpu {
@@ -880,6 +891,19 @@ impl LossGradOp {
     ) -> Result<(), Error> {
         let all = self.buffers(inputs, loss, grads)?;
         self.program.record(encoder, &all, loss)
+    }
+
+    /// Runs the op once on resident buffers and returns the GPU time of its compute passes,
+    /// from timestamps; `None` without `Features::TIMESTAMP_QUERY`. Waits for the GPU.
+    pub fn kernel_time(
+        &self,
+        gpu: &Gpu,
+        inputs: &[&wgpu::Buffer],
+        loss: &wgpu::Buffer,
+        grads: &[&wgpu::Buffer],
+    ) -> Result<Option<std::time::Duration>, Error> {
+        let all = self.buffers(inputs, loss, grads)?;
+        self.program.kernel_time(gpu, &all, loss)
     }
 }
 

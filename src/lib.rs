@@ -33,6 +33,9 @@ mod tests {
         check::<crate::LossOp>();
         check::<crate::GmmOp>();
         check::<crate::BackwardOp>();
+        check::<crate::CrossEntropyGradOp>();
+        check::<crate::LossGradOp>();
+        check::<crate::GmmReduceOp>();
         check::<crate::Error>();
     }
 }

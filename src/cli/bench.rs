@@ -1,0 +1,423 @@
+//! `logdomain bench`: GPU kernel, end-to-end and CPU reference times per op and shape.
+
+use std::time::{Duration, Instant};
+
+use clap::{Args, ValueEnum};
+use logdomain::reference::{gmm as cpu_gmm, likelihood as cpu_ll, logsumexp as cpu_lse};
+use logdomain::{
+    Bce, Covariance, CrossEntropy, GaussianNll, Gmm, GmmOp, GmmOutput, Gpu, LossOp, PoissonNll,
+    RowFn, RowOp, RowsLayout, Strategy,
+};
+use wgpu::util::DeviceExt;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum BenchOp {
+    Logsumexp,
+    Softmax,
+    LogSoftmax,
+    CrossEntropy,
+    GaussianNll,
+    BinaryCrossEntropyWithLogits,
+    PoissonNll,
+    LogProd,
+    /// n × dims points, 16 diagonal components.
+    GmmScoreSamples,
+}
+
+/// `ROWSxCOLS`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shape {
+    pub rows: usize,
+    pub cols: usize,
+}
+
+impl std::str::FromStr for Shape {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Shape, String> {
+        let (r, c) = s
+            .split_once(['x', 'X'])
+            .ok_or_else(|| format!("{s:?}: expected ROWSxCOLS, e.g. 4096x4096"))?;
+        let parse = |v: &str| {
+            v.trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or_else(|| format!("{s:?}: {v:?} is not a positive integer"))
+        };
+        Ok(Shape {
+            rows: parse(r)?,
+            cols: parse(c)?,
+        })
+    }
+}
+
+/// Arguments of `bench`.
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:
+  logdomain bench
+  logdomain bench --op log_softmax --op cross_entropy --shape 4096x4096 --shape 65536x256
+  logdomain --backend gl bench --op logsumexp --shape 1000000x16 --json")]
+pub struct BenchArgs {
+    /// Ops to time (repeatable; default: logsumexp, log_softmax, cross_entropy).
+    #[arg(long = "op", value_enum)]
+    pub ops: Vec<BenchOp>,
+    /// Shapes ROWSxCOLS (repeatable; default: 4096x4096 and 65536x256). For gmm_score_samples,
+    /// points × dims.
+    #[arg(long = "shape")]
+    pub shapes: Vec<Shape>,
+    /// Timed runs per measurement (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
+    /// JSON on stdout instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One measured op and shape.
+pub struct Row {
+    pub op: String,
+    pub shape: Shape,
+    /// GPU time with data resident, and how it was taken ("timestamps" or "wall").
+    pub gpu: Duration,
+    pub gpu_clock: &'static str,
+    pub end_to_end: Duration,
+    pub cpu: Duration,
+    /// Bytes the op must read.
+    pub bytes: u64,
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn time(runs: usize, mut f: impl FnMut() -> Result<(), String>) -> Result<Duration, String> {
+    f()?;
+    let mut v = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = Instant::now();
+        f()?;
+        v.push(t.elapsed());
+    }
+    Ok(median(v))
+}
+
+struct Gen(u64);
+
+impl Gen {
+    fn vec(&mut self, n: usize, lo: f32, hi: f32) -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                self.0 ^= self.0 << 13;
+                self.0 ^= self.0 >> 7;
+                self.0 ^= self.0 << 17;
+                lo + (hi - lo) * ((self.0 >> 40) as f32 / (1u64 << 24) as f32)
+            })
+            .collect()
+    }
+}
+
+fn lib(e: logdomain::Error) -> String {
+    e.to_string()
+}
+
+/// Measures one op at one shape.
+pub fn measure(gpu: &Gpu, op: BenchOp, shape: Shape, runs: usize) -> Result<Row, String> {
+    let runs = runs.max(1);
+    let (rows, cols) = (shape.rows, shape.cols);
+    let n = rows
+        .checked_mul(cols)
+        .ok_or_else(|| format!("{rows}x{cols} overflows"))?;
+    let mut rng = Gen(0x9e37_79b9_7f4a_7c15);
+    let x = rng.vec(n, -10.0, 10.0);
+    let buffer = |data: &[u8]| {
+        gpu.device()
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: None,
+                contents: data,
+                usage: wgpu::BufferUsages::STORAGE,
+            })
+    };
+    let output = |values: usize| {
+        gpu.device().create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: (values.max(1) * 4) as u64,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        })
+    };
+    let xb = buffer(bytemuck::cast_slice(&x));
+    let func = match op {
+        BenchOp::Logsumexp => RowFn::Logsumexp,
+        BenchOp::Softmax => RowFn::Softmax,
+        BenchOp::LogSoftmax => RowFn::LogSoftmax,
+        _ => return loss_ops(gpu, op, shape, runs, x, xb),
+    };
+    let row_op = RowOp::new(
+        gpu,
+        func,
+        RowsLayout::contiguous(rows, cols),
+        Strategy::Auto,
+    )
+    .map_err(lib)?;
+    let out = output(func.output_len(rows, cols));
+    finish(
+        op,
+        shape,
+        runs,
+        gpu,
+        &|e| row_op.record(e, &xb, &out).map_err(lib),
+        &|| gpu.kernel_time(&row_op, &xb, &out).map_err(lib),
+        &|| {
+            match func {
+                RowFn::Logsumexp => gpu.logsumexp(&x, rows, cols),
+                RowFn::Softmax => gpu.softmax(&x, rows, cols),
+                _ => gpu.log_softmax(&x, rows, cols),
+            }
+            .map(drop)
+            .map_err(lib)
+        },
+        &|| {
+            match func {
+                RowFn::Logsumexp => cpu_lse::logsumexp(&x, rows, cols),
+                RowFn::Softmax => cpu_lse::softmax(&x, rows, cols),
+                _ => cpu_lse::log_softmax(&x, rows, cols),
+            };
+            Ok(())
+        },
+        n as u64 * 4,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    op: BenchOp,
+    shape: Shape,
+    runs: usize,
+    gpu: &Gpu,
+    record: &dyn Fn(&mut wgpu::CommandEncoder) -> Result<(), String>,
+    kernel: &dyn Fn() -> Result<Option<Duration>, String>,
+    blocking: &dyn Fn() -> Result<(), String>,
+    reference: &dyn Fn() -> Result<(), String>,
+    bytes: u64,
+) -> Result<Row, String> {
+    let (gpu_time, clock) = if kernel()?.is_some() {
+        let mut v = Vec::with_capacity(runs);
+        for _ in 0..runs {
+            v.extend(kernel()?);
+        }
+        (median(v), "timestamps")
+    } else {
+        let t = time(runs, || {
+            let mut encoder = gpu.device().create_command_encoder(&Default::default());
+            record(&mut encoder)?;
+            gpu.queue().submit([encoder.finish()]);
+            gpu.device()
+                .poll(wgpu::PollType::wait_indefinitely())
+                .map_err(|e| e.to_string())?;
+            Ok(())
+        })?;
+        (t, "wall")
+    };
+    let end_to_end = time(runs, blocking)?;
+    let cpu = time(runs.min(3), reference)?;
+    Ok(Row {
+        op: op
+            .to_possible_value()
+            .map_or_else(|| format!("{op:?}"), |v| v.get_name().to_string()),
+        shape,
+        gpu: gpu_time,
+        gpu_clock: clock,
+        end_to_end,
+        cpu,
+        bytes,
+    })
+}
+
+/// The likelihood ops and the mixture.
+fn loss_ops(
+    gpu: &Gpu,
+    op: BenchOp,
+    shape: Shape,
+    runs: usize,
+    x: Vec<f32>,
+    xb: wgpu::Buffer,
+) -> Result<Row, String> {
+    let (rows, cols) = (shape.rows, shape.cols);
+    let n = rows * cols;
+    let mut rng = Gen(0x2545_f491_4f6c_dd1d);
+    let buffer = |data: &[u8]| {
+        gpu.device()
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: None,
+                contents: data,
+                usage: wgpu::BufferUsages::STORAGE,
+            })
+    };
+    if op == BenchOp::GmmScoreSamples {
+        let k = 16;
+        let gmm = Gmm {
+            weights: vec![1.0 / k as f32; k],
+            means: rng.vec(k * cols, -2.0, 2.0),
+            covariance: Covariance::Diag(rng.vec(k * cols, 0.5, 2.0)),
+        };
+        let gop = GmmOp::new(gpu, rows, cols, &gmm, GmmOutput::ScoreSamples).map_err(lib)?;
+        let out = gpu.device().create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: (rows.max(1) * 4) as u64,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        return finish(
+            op,
+            shape,
+            runs,
+            gpu,
+            &|e| gop.record(e, &xb, &out).map_err(lib),
+            &|| gop.kernel_time(gpu, &xb, &out).map_err(lib),
+            &|| {
+                gpu.gmm_score_samples(&x, rows, cols, &gmm)
+                    .map(drop)
+                    .map_err(lib)
+            },
+            &|| {
+                cpu_gmm::score_samples(&x, rows, cols, &gmm);
+                Ok(())
+            },
+            n as u64 * 4,
+        );
+    }
+    let y = rng.vec(n, 0.0, 1.0);
+    let yb = buffer(bytemuck::cast_slice(&y));
+    let targets: Vec<i64> = (0..rows).map(|r| (r * 7919 % cols) as i64).collect();
+    let t32: Vec<i32> = targets.iter().map(|&t| t as i32).collect();
+    let tb = buffer(bytemuck::cast_slice(&t32));
+    let ce = CrossEntropy::default();
+    let (lop, inputs, bytes): (LossOp, Vec<&wgpu::Buffer>, u64) = match op {
+        BenchOp::CrossEntropy => (
+            LossOp::cross_entropy(gpu, rows, cols, &ce).map_err(lib)?,
+            vec![&xb, &tb],
+            (n + rows) as u64 * 4,
+        ),
+        BenchOp::GaussianNll => (
+            LossOp::gaussian_nll(gpu, n, false, &GaussianNll::default()).map_err(lib)?,
+            vec![&xb, &yb, &yb],
+            3 * n as u64 * 4,
+        ),
+        BenchOp::BinaryCrossEntropyWithLogits => (
+            LossOp::binary_cross_entropy_with_logits(gpu, rows, cols, &Bce::default())
+                .map_err(lib)?,
+            vec![&xb, &yb],
+            2 * n as u64 * 4,
+        ),
+        BenchOp::PoissonNll => (
+            LossOp::poisson_nll(gpu, n, &PoissonNll::default()).map_err(lib)?,
+            vec![&xb, &yb],
+            2 * n as u64 * 4,
+        ),
+        _ => (
+            LossOp::log_prod(gpu, rows, cols).map_err(lib)?,
+            vec![&yb],
+            n as u64 * 4,
+        ),
+    };
+    let out = gpu.device().create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: (lop.output_len().max(1) * 4) as u64,
+        usage: wgpu::BufferUsages::STORAGE,
+        mapped_at_creation: false,
+    });
+    let blocking = || -> Result<(), String> {
+        match op {
+            BenchOp::CrossEntropy => gpu.cross_entropy(&x, rows, cols, &targets, &ce),
+            BenchOp::GaussianNll => gpu.gaussian_nll(&x, &y, &y, &GaussianNll::default()),
+            BenchOp::BinaryCrossEntropyWithLogits => {
+                gpu.binary_cross_entropy_with_logits(&x, &y, rows, cols, &Bce::default())
+            }
+            BenchOp::PoissonNll => gpu.poisson_nll(&x, &y, &PoissonNll::default()),
+            _ => gpu.log_prod(&y, rows, cols),
+        }
+        .map(drop)
+        .map_err(lib)
+    };
+    let reference = || -> Result<(), String> {
+        match op {
+            BenchOp::CrossEntropy => cpu_ll::categorical(&x, rows, cols, &targets, &ce, false),
+            BenchOp::GaussianNll => cpu_ll::gaussian_nll(&x, &y, &y, &GaussianNll::default()),
+            BenchOp::BinaryCrossEntropyWithLogits => {
+                cpu_ll::binary_cross_entropy_with_logits(&x, &y, rows, cols, &Bce::default())
+            }
+            BenchOp::PoissonNll => cpu_ll::poisson_nll(&x, &y, &PoissonNll::default()),
+            _ => cpu_ll::log_prod(&y, rows, cols),
+        };
+        Ok(())
+    };
+    finish(
+        op,
+        shape,
+        runs,
+        gpu,
+        &|e| lop.record(e, &inputs, &out).map_err(lib),
+        &|| lop.kernel_time(gpu, &inputs, &out).map_err(lib),
+        &blocking,
+        &reference,
+        bytes,
+    )
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// The rows as an aligned table.
+pub fn table(rows: &[Row]) -> String {
+    let mut s = format!(
+        "{:<32} {:>14} {:>16} {:>14} {:>14} {:>9} {:>10}\n",
+        "op", "shape", "GPU resident", "GPU end-to-end", "CPU reference", "GB/s", "CPU/GPU"
+    );
+    for r in rows {
+        s += &format!(
+            "{:<32} {:>14} {:>9.2} ms {:>5} {:>11.2} ms {:>11.2} ms {:>9.2} {:>9.1}×\n",
+            r.op,
+            format!("{}x{}", r.shape.rows, r.shape.cols),
+            ms(r.gpu),
+            if r.gpu_clock == "timestamps" {
+                "(ts)"
+            } else {
+                "(wall)"
+            },
+            ms(r.end_to_end),
+            ms(r.cpu),
+            r.bytes as f64 / r.gpu.as_secs_f64() / 1e9,
+            r.cpu.as_secs_f64() / r.gpu.as_secs_f64()
+        );
+    }
+    s
+}
+
+/// The rows as JSON.
+pub fn json(gpu: &Gpu, rows: &[Row]) -> String {
+    let items: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "op": r.op,
+                "rows": r.shape.rows,
+                "cols": r.shape.cols,
+                "gpu_ms": ms(r.gpu),
+                "gpu_clock": r.gpu_clock,
+                "end_to_end_ms": ms(r.end_to_end),
+                "cpu_reference_ms": ms(r.cpu),
+                "bytes_read": r.bytes,
+                "gb_per_s": r.bytes as f64 / r.gpu.as_secs_f64() / 1e9,
+                "cpu_over_gpu": r.cpu.as_secs_f64() / r.gpu.as_secs_f64(),
+            })
+        })
+        .collect();
+    serde_json::to_string_pretty(&serde_json::json!({
+        "adapter": gpu.info().to_string(),
+        "results": items,
+    }))
+    .unwrap_or_default()
+}

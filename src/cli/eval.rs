@@ -1,0 +1,354 @@
+//! `logdomain eval OP`: any op of the crate on `.npy` files.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use clap::{Args, ValueEnum};
+use logdomain::{Bce, Covariance, CrossEntropy, GaussianNll, Gmm, Gpu, PoissonNll, Reduction};
+
+use super::npy;
+
+/// The ops, named as the library's functions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum EvalOp {
+    Logsumexp,
+    Softmax,
+    LogSoftmax,
+    CrossEntropy,
+    NllLoss,
+    GaussianNll,
+    BinaryCrossEntropyWithLogits,
+    PoissonNll,
+    LogProd,
+    GmmScoreSamples,
+    GmmLogResponsibilities,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReductionArg {
+    None,
+    Sum,
+    Mean,
+}
+
+/// Arguments of `eval`.
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:
+  logdomain eval log_softmax --input logits.npy --output log_probs.npy
+  logdomain eval cross_entropy --input logits.npy --targets t.npy --label-smoothing 0.1 --output loss.npy
+  logdomain eval gaussian_nll --input mu.npy --targets y.npy --var var.npy --reduction none --output nll.npy
+  logdomain eval gmm_score_samples --input points.npy --gmm params.json --output logp.npy")]
+pub struct EvalArgs {
+    /// The op, named as the library function.
+    #[arg(value_enum)]
+    pub op: EvalOp,
+    /// The input: f32 `.npy`, 2-D (rows × cols; points n × dims for the mixtures; 1-D accepted
+    /// for the element-wise losses).
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Targets: int64 class indices (cross_entropy, nll_loss) or f32 values shaped as the input
+    /// (gaussian_nll, binary_cross_entropy_with_logits, poisson_nll).
+    #[arg(long)]
+    pub targets: Option<PathBuf>,
+    /// Variances for gaussian_nll: f32, shaped as the input or a single value.
+    #[arg(long)]
+    pub var: Option<PathBuf>,
+    /// Class weights (cross_entropy, nll_loss) or pos_weight per column (BCE): 1-D f32.
+    #[arg(long)]
+    pub weight: Option<PathBuf>,
+    /// The mixture for gmm_*: JSON with `weights`, `means`, `covariance_type` (diag, spherical,
+    /// full) and `covariances` (diag, spherical) or `precisions_cholesky` (full), in
+    /// scikit-learn's layouts.
+    #[arg(long)]
+    pub gmm: Option<PathBuf>,
+    /// The reduction of the losses (PyTorch's default: mean).
+    #[arg(long, value_enum, default_value = "mean")]
+    pub reduction: ReductionArg,
+    /// Targets equal to this are ignored (cross_entropy, nll_loss).
+    #[arg(long, default_value_t = -100, allow_negative_numbers = true)]
+    pub ignore_index: i64,
+    /// Label smoothing in [0, 1] (cross_entropy).
+    #[arg(long, default_value_t = 0.0)]
+    pub label_smoothing: f32,
+    /// Add the constant terms (gaussian_nll, poisson_nll).
+    #[arg(long)]
+    pub full: bool,
+    /// eps of gaussian_nll (default 1e-6) or poisson_nll (default 1e-8).
+    #[arg(long)]
+    pub eps: Option<f32>,
+    /// poisson_nll: the input holds rates, not log-rates.
+    #[arg(long)]
+    pub rates: bool,
+    /// Where to write the result (f32 `.npy`); written only when complete.
+    #[arg(long)]
+    pub output: PathBuf,
+}
+
+/// The op's name on the command line (the library function's).
+pub fn op_name(op: EvalOp) -> String {
+    op.to_possible_value()
+        .map_or_else(|| format!("{op:?}"), |v| v.get_name().to_string())
+}
+
+fn need<'a>(path: &'a Option<PathBuf>, flag: &str, op: EvalOp) -> Result<&'a Path, String> {
+    path.as_deref()
+        .ok_or_else(|| format!("{} needs {flag}", op_name(op)))
+}
+
+fn lib(e: logdomain::Error) -> String {
+    e.to_string()
+}
+
+fn dims(shape: &[u64]) -> String {
+    if shape.is_empty() {
+        "scalar".into()
+    } else {
+        shape
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join(" × ")
+    }
+}
+
+/// Flattens a JSON number or nested arrays of numbers into f32s.
+fn numbers(v: &serde_json::Value, key: &str, out: &mut Vec<f32>) -> Result<(), String> {
+    match v {
+        serde_json::Value::Number(n) => {
+            out.push(
+                n.as_f64()
+                    .ok_or_else(|| format!("{key}: {n} is not a number"))? as f32,
+            );
+            Ok(())
+        }
+        serde_json::Value::Array(items) => items.iter().try_for_each(|i| numbers(i, key, out)),
+        other => Err(format!("{key}: expected numbers, found {other}")),
+    }
+}
+
+/// A mixture from scikit-learn-style JSON.
+pub fn read_gmm(path: &Path) -> Result<Gmm, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}: not JSON ({e})", path.display()))?;
+    let get = |key: &str| -> Result<Vec<f32>, String> {
+        let v = json
+            .get(key)
+            .ok_or_else(|| format!("{}: missing key `{key}`", path.display()))?;
+        let mut out = Vec::new();
+        numbers(v, key, &mut out).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(out)
+    };
+    let kind = json
+        .get("covariance_type")
+        .and_then(|v| v.as_str())
+        .unwrap_or("diag");
+    let covariance = match kind {
+        "diag" => Covariance::Diag(get("covariances")?),
+        "spherical" => Covariance::Spherical(get("covariances")?),
+        "full" => Covariance::Full(get("precisions_cholesky")?),
+        other => {
+            return Err(format!(
+                "{}: covariance_type {other:?}; expected diag, spherical or full",
+                path.display()
+            ));
+        }
+    };
+    Ok(Gmm {
+        weights: get("weights")?,
+        means: get("means")?,
+        covariance,
+    })
+}
+
+/// What the op reads besides the input, read and checked before any GPU work.
+enum Extra {
+    None,
+    Classes(Vec<i64>),
+    Values(Vec<f32>),
+    Gaussian(Vec<f32>, Vec<f32>),
+    Mixture(Gmm),
+}
+
+/// Reads and checks every file the op needs, then runs it on the GPU `gpu` makes; returns the
+/// one-line summary. File errors come before the adapter is touched.
+pub fn run(a: &EvalArgs, gpu: impl FnOnce() -> Result<Gpu, String>) -> Result<String, String> {
+    let x = npy::read_f32(&a.input)?;
+    let reduction = match a.reduction {
+        ReductionArg::None => Reduction::None,
+        ReductionArg::Sum => Reduction::Sum,
+        ReductionArg::Mean => Reduction::Mean,
+    };
+    let reduced = |per: Vec<u64>| {
+        if reduction == Reduction::None {
+            per
+        } else {
+            vec![]
+        }
+    };
+    let weight = match &a.weight {
+        Some(p) => {
+            let w = npy::read_f32(p)?;
+            if w.shape.len() != 1 {
+                return Err(format!(
+                    "{}: expected a 1-D array of weights, got shape {:?}",
+                    p.display(),
+                    w.shape
+                ));
+            }
+            Some(w.data)
+        }
+        None => None,
+    };
+    let float_targets = || -> Result<Vec<f32>, String> {
+        let p = need(&a.targets, "--targets", a.op)?;
+        let t = npy::read_f32(p)?;
+        if t.shape != x.shape {
+            return Err(format!(
+                "{}: targets shape {:?} does not match the input's {:?}",
+                p.display(),
+                t.shape,
+                x.shape
+            ));
+        }
+        Ok(t.data)
+    };
+    let matrix = || x.matrix(&a.input);
+    let extra = match a.op {
+        EvalOp::Logsumexp | EvalOp::Softmax | EvalOp::LogSoftmax | EvalOp::LogProd => {
+            matrix()?;
+            Extra::None
+        }
+        EvalOp::CrossEntropy | EvalOp::NllLoss => {
+            let (r, _) = matrix()?;
+            let p = need(&a.targets, "--targets", a.op)?;
+            let t = npy::read_targets(p)?;
+            if t.shape != [r as u64] {
+                return Err(format!(
+                    "{}: targets shape {:?}; expected ({r},) for {r} rows of logits",
+                    p.display(),
+                    t.shape
+                ));
+            }
+            Extra::Classes(t.data)
+        }
+        EvalOp::GaussianNll => {
+            let y = float_targets()?;
+            let vp = need(&a.var, "--var", a.op)?;
+            let var = npy::read_f32(vp)?;
+            if var.data.len() != 1 && var.shape != x.shape {
+                return Err(format!(
+                    "{}: var shape {:?} is neither the input's {:?} nor a single value",
+                    vp.display(),
+                    var.shape,
+                    x.shape
+                ));
+            }
+            Extra::Gaussian(y, var.data)
+        }
+        EvalOp::BinaryCrossEntropyWithLogits | EvalOp::PoissonNll => {
+            if x.shape.is_empty() || x.shape.len() > 2 {
+                return Err(format!(
+                    "{}: expected a 1-D or 2-D array, got shape {:?}",
+                    a.input.display(),
+                    x.shape
+                ));
+            }
+            Extra::Values(float_targets()?)
+        }
+        EvalOp::GmmScoreSamples | EvalOp::GmmLogResponsibilities => {
+            matrix()?;
+            Extra::Mixture(read_gmm(need(&a.gmm, "--gmm", a.op)?)?)
+        }
+    };
+    let gpu = gpu()?;
+    let start = Instant::now();
+    let (out, shape): (Vec<f32>, Vec<u64>) = match (a.op, extra) {
+        (EvalOp::CrossEntropy | EvalOp::NllLoss, Extra::Classes(t)) => {
+            let (r, c) = matrix()?;
+            let o = CrossEntropy {
+                weight,
+                ignore_index: a.ignore_index,
+                label_smoothing: a.label_smoothing,
+                reduction,
+            };
+            let v = if a.op == EvalOp::CrossEntropy {
+                gpu.cross_entropy(&x.data, r, c, &t, &o)
+            } else {
+                gpu.nll_loss(&x.data, r, c, &t, &o)
+            };
+            (v.map_err(lib)?, reduced(vec![r as u64]))
+        }
+        (EvalOp::GaussianNll, Extra::Gaussian(y, var)) => {
+            let o = GaussianNll {
+                full: a.full,
+                eps: a.eps.unwrap_or(1e-6),
+                reduction,
+            };
+            let v = gpu.gaussian_nll(&x.data, &y, &var, &o).map_err(lib)?;
+            (v, reduced(x.shape.clone()))
+        }
+        (EvalOp::BinaryCrossEntropyWithLogits, Extra::Values(y)) => {
+            let (r, c) = match x.shape[..] {
+                [r, c] => (r as usize, c as usize),
+                _ => (1, x.data.len()),
+            };
+            let o = Bce {
+                pos_weight: weight,
+                reduction,
+            };
+            let v = gpu
+                .binary_cross_entropy_with_logits(&x.data, &y, r, c, &o)
+                .map_err(lib)?;
+            (v, reduced(x.shape.clone()))
+        }
+        (EvalOp::PoissonNll, Extra::Values(y)) => {
+            let o = PoissonNll {
+                log_input: !a.rates,
+                full: a.full,
+                eps: a.eps.unwrap_or(1e-8),
+                reduction,
+            };
+            let v = gpu.poisson_nll(&x.data, &y, &o).map_err(lib)?;
+            (v, reduced(x.shape.clone()))
+        }
+        (EvalOp::GmmScoreSamples, Extra::Mixture(gmm)) => {
+            let (n, d) = matrix()?;
+            let v = gpu.gmm_score_samples(&x.data, n, d, &gmm).map_err(lib)?;
+            (v, vec![n as u64])
+        }
+        (EvalOp::GmmLogResponsibilities, Extra::Mixture(gmm)) => {
+            let (n, d) = matrix()?;
+            let k = gmm.weights.len() as u64;
+            let v = gpu
+                .gmm_log_responsibilities(&x.data, n, d, &gmm)
+                .map_err(lib)?;
+            (v, vec![n as u64, k])
+        }
+        (op, _) => {
+            let (r, c) = matrix()?;
+            match op {
+                EvalOp::Logsumexp => (gpu.logsumexp(&x.data, r, c).map_err(lib)?, vec![r as u64]),
+                EvalOp::Softmax => (gpu.softmax(&x.data, r, c).map_err(lib)?, x.shape.clone()),
+                EvalOp::LogSoftmax => (
+                    gpu.log_softmax(&x.data, r, c).map_err(lib)?,
+                    x.shape.clone(),
+                ),
+                _ => (gpu.log_prod(&x.data, r, c).map_err(lib)?, vec![r as u64]),
+            }
+        }
+    };
+    let elapsed = start.elapsed();
+    npy::write_f32(&a.output, &shape, &out)?;
+    Ok(format!(
+        "{}: {} ({}) -> {} ({} f32) in {:.1} ms on {}",
+        op_name(a.op),
+        a.input.display(),
+        dims(&x.shape),
+        a.output.display(),
+        dims(&shape),
+        elapsed.as_secs_f64() * 1e3,
+        gpu.info()
+    ))
+}

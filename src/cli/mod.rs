@@ -1,0 +1,6 @@
+//! The `logdomain` command's subcommands.
+
+pub mod bench;
+pub mod demo;
+pub mod eval;
+pub mod npy;

@@ -1,0 +1,132 @@
+//! `.npy` files in and out through `npyz`: f32 arrays (C order), integer targets, and outputs
+//! written to a temporary file that is renamed into place only when complete.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use npyz::WriterBuilder;
+
+/// An array read from a `.npy` file: its shape and its values in C order.
+pub struct Array<T> {
+    pub shape: Vec<u64>,
+    pub data: Vec<T>,
+}
+
+impl<T> Array<T> {
+    /// `rows × cols` of a 2-D array.
+    pub fn matrix(&self, path: &Path) -> Result<(usize, usize), String> {
+        match self.shape[..] {
+            [r, c] => Ok((r as usize, c as usize)),
+            _ => Err(format!(
+                "{}: expected a 2-D array, got shape {:?}",
+                path.display(),
+                self.shape
+            )),
+        }
+    }
+}
+
+fn open(path: &Path) -> Result<npyz::NpyFile<std::io::Cursor<Vec<u8>>>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let npy = npyz::NpyFile::new(std::io::Cursor::new(bytes))
+        .map_err(|e| format!("{}: not a readable .npy file ({e})", path.display()))?;
+    if npy.order() != npyz::Order::C {
+        return Err(format!(
+            "{}: Fortran-ordered arrays are not supported; save with np.ascontiguousarray",
+            path.display()
+        ));
+    }
+    Ok(npy)
+}
+
+fn type_str(npy: &npyz::NpyFile<std::io::Cursor<Vec<u8>>>) -> String {
+    match npy.dtype() {
+        npyz::DType::Plain(t) => t.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn values<T: npyz::Deserialize>(
+    npy: npyz::NpyFile<std::io::Cursor<Vec<u8>>>,
+    path: &Path,
+) -> Result<Vec<T>, String> {
+    let expected = npy.len();
+    npy.into_vec::<T>().map_err(|e| {
+        format!(
+            "{}: truncated or unreadable data (expected {expected} values: {e})",
+            path.display()
+        )
+    })
+}
+
+/// A float32 array (`<f4`).
+pub fn read_f32(path: &Path) -> Result<Array<f32>, String> {
+    let npy = open(path)?;
+    let ts = type_str(&npy);
+    if ts != "<f4" {
+        return Err(format!(
+            "{}: dtype {ts}; expected float32 (<f4) — convert with x.astype(np.float32)",
+            path.display()
+        ));
+    }
+    let shape = npy.shape().to_vec();
+    Ok(Array {
+        shape,
+        data: values(npy, path)?,
+    })
+}
+
+/// Integer class indices (`<i8` or `<i4`), as i64.
+pub fn read_targets(path: &Path) -> Result<Array<i64>, String> {
+    let npy = open(path)?;
+    let ts = type_str(&npy);
+    let shape = npy.shape().to_vec();
+    let data = match ts.as_str() {
+        "<i8" => values::<i64>(npy, path)?,
+        "<i4" => values::<i32>(npy, path)?
+            .into_iter()
+            .map(i64::from)
+            .collect(),
+        _ => {
+            return Err(format!(
+                "{}: dtype {ts}; expected integer class indices (int64 <i8 or int32 <i4)",
+                path.display()
+            ));
+        }
+    };
+    Ok(Array { shape, data })
+}
+
+/// Writes `data` as a float32 array of `shape`, to a temporary file beside `path` that replaces
+/// `path` only once complete: a failed write leaves no partial output.
+pub fn write_f32(path: &Path, shape: &[u64], data: &[f32]) -> Result<(), String> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| format!("{}: not a file path", path.display()))?;
+    let mut tmp_name = name.to_os_string();
+    tmp_name.push(format!(".partial-{}", std::process::id()));
+    let tmp: PathBuf = path.with_file_name(tmp_name);
+    let result = (|| -> Result<(), String> {
+        let file = std::fs::File::create(&tmp).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut out = std::io::BufWriter::new(file);
+        let mut writer = npyz::WriteOptions::new()
+            .default_dtype()
+            .shape(shape)
+            .writer(&mut out)
+            .begin_nd()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        writer
+            .extend(data.iter().copied())
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        writer
+            .finish()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        out.flush()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}

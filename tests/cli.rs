@@ -1,0 +1,412 @@
+//! The `logdomain` command as a process: the demo, `eval` round trips through `.npy` compared
+//! with the library call, bad files (one error line, exit 1, no output file), usage errors
+//! (exit 2), and `bench --json`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::*;
+use logdomain::{CrossEntropy, Reduction};
+use npyz::WriterBuilder;
+
+fn logdomain(args: &[&str]) -> Output {
+    // Mesa's window-system code complains on stderr when XDG_RUNTIME_DIR is unset (as in CI);
+    // give it one, so that stderr holds only what the command says.
+    let runtime = std::env::temp_dir().join(format!("logdomain-xdg-{}", std::process::id()));
+    std::fs::create_dir_all(&runtime).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    Command::new(env!("CARGO_BIN_EXE_logdomain"))
+        .args(args)
+        .env("XDG_RUNTIME_DIR", &runtime)
+        .output()
+        .expect("the logdomain binary runs")
+}
+
+/// A fresh directory for one test's files.
+fn dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("logdomain-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn write<T: npyz::AutoSerialize + Copy>(path: &Path, shape: &[u64], data: &[T]) {
+    let mut out = Vec::new();
+    let mut w = npyz::WriteOptions::new()
+        .default_dtype()
+        .shape(shape)
+        .writer(&mut out)
+        .begin_nd()
+        .unwrap();
+    w.extend(data.iter().copied()).unwrap();
+    w.finish().unwrap();
+    std::fs::write(path, out).unwrap();
+}
+
+fn read(path: &Path) -> (Vec<u64>, Vec<f32>) {
+    let bytes = std::fs::read(path).unwrap();
+    let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
+    let shape = npy.shape().to_vec();
+    (shape, npy.into_vec::<f32>().unwrap())
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+#[test]
+fn demo_runs_and_agrees_with_the_cpu() {
+    let out = logdomain(&[
+        "demo",
+        "--points",
+        "2000",
+        "--rows",
+        "64",
+        "--classes",
+        "100",
+    ]);
+    let text = ok(&out);
+    assert!(text.contains("adapter:"), "{text}");
+    assert!(text.contains("GMM log p(x): 2000 points"), "{text}");
+    assert!(text.contains("cross-entropy: 64 × 100 logits"), "{text}");
+    assert!(
+        text.contains("logsumexp([0, -40]) = 4.248354e-18"),
+        "{text}"
+    );
+}
+
+#[test]
+fn eval_round_trips_match_the_library() {
+    let gpu = gpu();
+    let d = dir("roundtrip");
+    let mut rng = Rng(71);
+    let (rows, cols) = (50, 7);
+    let x = rng.vec(rows * cols, -5.0, 5.0);
+    let xp = d.join("x.npy");
+    write(&xp, &[rows as u64, cols as u64], &x);
+    for (op, want, shape) in [
+        (
+            "log_softmax",
+            gpu.log_softmax(&x, rows, cols).unwrap(),
+            vec![rows as u64, cols as u64],
+        ),
+        (
+            "logsumexp",
+            gpu.logsumexp(&x, rows, cols).unwrap(),
+            vec![rows as u64],
+        ),
+        (
+            "softmax",
+            gpu.softmax(&x, rows, cols).unwrap(),
+            vec![rows as u64, cols as u64],
+        ),
+    ] {
+        let yp = d.join(format!("{op}.npy"));
+        let text = ok(&logdomain(&[
+            "eval",
+            op,
+            "--input",
+            s(&xp),
+            "--output",
+            s(&yp),
+        ]));
+        assert!(text.starts_with(op), "{text}");
+        let (got_shape, got) = read(&yp);
+        assert_eq!(got_shape, shape, "{op}");
+        assert_eq!(bits(&got), bits(&want), "{op}");
+    }
+    // Cross-entropy with int64 targets and options, per row.
+    let targets: Vec<i64> = (0..rows as i64)
+        .map(|r| if r == 3 { 2 } else { r % 7 })
+        .collect();
+    let tp = d.join("t.npy");
+    write(&tp, &[rows as u64], &targets);
+    let wp = d.join("w.npy");
+    let weight = rng.vec(cols, 0.5, 2.0);
+    write(&wp, &[cols as u64], &weight);
+    let yp = d.join("ce.npy");
+    ok(&logdomain(&[
+        "eval",
+        "cross_entropy",
+        "--input",
+        s(&xp),
+        "--targets",
+        s(&tp),
+        "--weight",
+        s(&wp),
+        "--ignore-index",
+        "2",
+        "--label-smoothing",
+        "0.1",
+        "--reduction",
+        "none",
+        "--output",
+        s(&yp),
+    ]));
+    let want = gpu
+        .cross_entropy(
+            &x,
+            rows,
+            cols,
+            &targets,
+            &CrossEntropy {
+                weight: Some(weight),
+                ignore_index: 2,
+                label_smoothing: 0.1,
+                reduction: Reduction::None,
+            },
+        )
+        .unwrap();
+    let (shape, got) = read(&yp);
+    assert_eq!(shape, vec![rows as u64]);
+    assert_eq!(bits(&got), bits(&want));
+    // A reduction gives a 0-d array.
+    ok(&logdomain(&[
+        "eval",
+        "cross_entropy",
+        "--input",
+        s(&xp),
+        "--targets",
+        s(&tp),
+        "--output",
+        s(&yp),
+    ]));
+    let (shape, got) = read(&yp);
+    assert!(shape.is_empty());
+    let want = gpu
+        .cross_entropy(&x, rows, cols, &targets, &CrossEntropy::default())
+        .unwrap();
+    assert_eq!(bits(&got), bits(&want));
+    // A mixture from JSON.
+    let gp = d.join("gmm.json");
+    std::fs::write(
+        &gp,
+        r#"{"weights": [0.25, 0.75], "covariance_type": "diag",
+            "means": [[0, 0, 0, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1, 1]],
+            "covariances": [[1, 1, 1, 1, 1, 1, 1], [2, 2, 2, 2, 2, 2, 2]]}"#,
+    )
+    .unwrap();
+    let yp = d.join("gmm.npy");
+    ok(&logdomain(&[
+        "eval",
+        "gmm_score_samples",
+        "--input",
+        s(&xp),
+        "--gmm",
+        s(&gp),
+        "--output",
+        s(&yp),
+    ]));
+    let gmm = logdomain::Gmm {
+        weights: vec![0.25, 0.75],
+        means: [vec![0.0; 7], vec![1.0; 7]].concat(),
+        covariance: logdomain::Covariance::Diag([vec![1.0; 7], vec![2.0; 7]].concat()),
+    };
+    let (shape, got) = read(&yp);
+    assert_eq!(shape, vec![rows as u64]);
+    assert_eq!(
+        bits(&got),
+        bits(&gpu.gmm_score_samples(&x, rows, cols, &gmm).unwrap())
+    );
+}
+
+/// Bad input: one error line on stderr, exit 1, and no output file.
+fn fails(args: &[&str], output: &Path, says: &str) {
+    let out = logdomain(args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+    assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+    assert!(
+        err.contains(says),
+        "{args:?}: {err:?} should mention {says:?}"
+    );
+    assert!(!output.exists(), "{args:?} left {}", output.display());
+    let leftovers: Vec<_> = std::fs::read_dir(output.parent().unwrap())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".partial-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{args:?} left a partial file");
+}
+
+#[test]
+fn bad_files_give_one_error_line_and_no_output() {
+    let d = dir("bad");
+    let out = d.join("out.npy");
+    let good = d.join("x.npy");
+    write(&good, &[4, 3], &[0.5f32; 12]);
+    let f64s = d.join("f64.npy");
+    write(&f64s, &[4, 3], &[0.5f64; 12]);
+    let rank3 = d.join("rank3.npy");
+    write(&rank3, &[2, 2, 3], &[0.5f32; 12]);
+    let truncated = d.join("truncated.npy");
+    let bytes = std::fs::read(&good).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() - 8]).unwrap();
+    let garbage = d.join("garbage.npy");
+    std::fs::write(&garbage, b"not an npy file at all").unwrap();
+    let targets = d.join("t.npy");
+    write(&targets, &[5], &[0i64; 5]);
+    let float_targets = d.join("tf.npy");
+    write(&float_targets, &[4], &[0.0f32; 4]);
+    let out_of_range = d.join("t9.npy");
+    write(&out_of_range, &[4], &[0i64, 1, 9, 2]);
+    fn eval<'a>(input: &'a Path, out: &'a Path) -> Vec<&'a str> {
+        vec![
+            "eval",
+            "log_softmax",
+            "--input",
+            s(input),
+            "--output",
+            s(out),
+        ]
+    }
+    fails(&eval(&f64s, &out), &out, "expected float32");
+    fails(&eval(&rank3, &out), &out, "2-D");
+    fails(&eval(&truncated, &out), &out, "truncated");
+    fails(&eval(&garbage, &out), &out, "not a readable .npy");
+    fails(&eval(&d.join("missing.npy"), &out), &out, "missing.npy");
+    fn ce<'a>(good: &'a Path, t: &'a Path, out: &'a Path) -> Vec<&'a str> {
+        vec![
+            "eval",
+            "cross_entropy",
+            "--input",
+            s(good),
+            "--targets",
+            s(t),
+            "--output",
+            s(out),
+        ]
+    }
+    fails(&ce(&good, &targets, &out), &out, "expected (4,)");
+    fails(
+        &ce(&good, &float_targets, &out),
+        &out,
+        "integer class indices",
+    );
+    fails(&ce(&good, &out_of_range, &out), &out, "outside [0, 3)");
+    fails(
+        &[
+            "eval",
+            "cross_entropy",
+            "--input",
+            s(&good),
+            "--output",
+            s(&out),
+        ],
+        &out,
+        "needs --targets",
+    );
+    // The op rejects it: a negative variance.
+    let neg = d.join("neg.npy");
+    write(&neg, &[4, 3], &[-1.0f32; 12]);
+    fails(
+        &[
+            "eval",
+            "gaussian_nll",
+            "--input",
+            s(&good),
+            "--targets",
+            s(&good),
+            "--var",
+            s(&neg),
+            "--output",
+            s(&out),
+        ],
+        &out,
+        "negative",
+    );
+    // A failed run does not replace an existing output either.
+    std::fs::write(&out, b"keep").unwrap();
+    let out2 = logdomain(&eval(&f64s, &out));
+    assert_eq!(out2.status.code(), Some(1));
+    assert_eq!(std::fs::read(&out).unwrap(), b"keep");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for args in [
+        vec![
+            "eval",
+            "no_such_op",
+            "--input",
+            "x.npy",
+            "--output",
+            "y.npy",
+        ],
+        vec!["eval", "log_softmax"],
+        vec!["bench", "--shape", "12by4"],
+        vec!["frobnicate"],
+    ] {
+        let out = logdomain(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+    }
+    let help = ok(&logdomain(&["eval", "--help"]));
+    assert!(help.contains("Examples:"), "{help}");
+}
+
+#[test]
+fn bench_json_reports_every_measurement() {
+    let out = logdomain(&[
+        "bench",
+        "--op",
+        "logsumexp",
+        "--op",
+        "cross_entropy",
+        "--shape",
+        "64x100",
+        "--runs",
+        "1",
+        "--json",
+    ]);
+    let text = ok(&out);
+    let json: serde_json::Value = serde_json::from_str(&text).expect("JSON on stdout");
+    let results = json["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    for r in results {
+        for key in [
+            "gpu_ms",
+            "end_to_end_ms",
+            "cpu_reference_ms",
+            "gb_per_s",
+            "cpu_over_gpu",
+        ] {
+            assert!(r[key].as_f64().unwrap() > 0.0, "{key} in {r}");
+        }
+        assert!(["timestamps", "wall"].contains(&r["gpu_clock"].as_str().unwrap()));
+    }
+    assert!(json["adapter"].as_str().unwrap().contains("("));
+    let table = ok(&logdomain(&[
+        "bench",
+        "--op",
+        "gaussian_nll",
+        "--shape",
+        "10x64",
+        "--runs",
+        "1",
+    ]));
+    assert!(
+        table.contains("gaussian_nll") && table.contains("GB/s"),
+        "{table}"
+    );
+}
