@@ -373,7 +373,7 @@ fn ms(d: Duration) -> f64 {
 /// The rows as an aligned table.
 pub fn table(rows: &[Row]) -> String {
     let mut s = format!(
-        "{:<32} {:>14} {:>16} {:>14} {:>14} {:>9} {:>10}\n",
+        "{:<32} {:>14} {:>18} {:>14} {:>14} {:>9} {:>10}\n",
         "op", "shape", "GPU resident", "GPU end-to-end", "CPU reference", "GB/s", "CPU/GPU"
     );
     for r in rows {
