@@ -8,6 +8,7 @@ pub mod likelihood;
 pub mod logsumexp;
 pub mod reference;
 pub mod shaders;
+pub mod stability;
 
 pub use error::Error;
 pub use gmm::{

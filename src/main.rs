@@ -1,6 +1,7 @@
 //! The `logdomain` command: a demo of the main job (no arguments, i.e. `cargo run --release`),
-//! `eval` to run any op on `.npy` files, and `bench` to time the kernels against the CPU
-//! reference. Exit codes: 0 ok, 1 runtime failure, 2 usage.
+//! `eval` to run any op on `.npy` files, `bench` to time the kernels against the CPU reference,
+//! and `stability` to show why the kernels are written as they are. Exit codes: 0 ok, 1 runtime
+//! failure, 2 usage.
 
 mod cli;
 
@@ -11,6 +12,7 @@ use logdomain::Gpu;
 use cli::bench::{BenchArgs, BenchOp, Shape};
 use cli::demo::DemoArgs;
 use cli::eval::EvalArgs;
+use cli::stability::StabilityArgs;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 #[value(rename_all = "lower")]
@@ -51,6 +53,9 @@ enum Command {
     Eval(EvalArgs),
     /// Time ops on the GPU (kernel, end to end) and the CPU reference.
     Bench(BenchArgs),
+    /// Compare naive, max-shifted and logdomain's log-sum-exp and softmax against f64: a
+    /// table, a CSV and an SVG plot.
+    Stability(StabilityArgs),
 }
 
 fn gpu() -> Result<Gpu, String> {
@@ -63,6 +68,31 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Eval(a) => {
             let summary = cli::eval::run(&a, gpu)?;
             println!("{summary}");
+            Ok(())
+        }
+        Command::Stability(a) => {
+            let gpu = gpu()?;
+            std::fs::create_dir_all(&a.out).map_err(|e| format!("{}: {e}", a.out.display()))?;
+            eprintln!("adapter: {}", gpu.info());
+            let bar = ProgressBar::new(0);
+            bar.set_style(
+                ProgressStyle::with_template("{bar:30} {pos}/{len} input families")
+                    .map_err(|e| e.to_string())?,
+            );
+            let lines = cli::stability::study(&gpu, a.quick, |done, total| {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            })?;
+            bar.finish_and_clear();
+            println!("adapter: {}", gpu.info());
+            print!("{}", cli::stability::table(&lines));
+            let csv = a.out.join("stability.csv");
+            std::fs::write(&csv, cli::stability::csv(&lines))
+                .map_err(|e| format!("{}: {e}", csv.display()))?;
+            let svg = a.out.join("stability.svg");
+            let adapter = format!("{} via {:?}", gpu.info().name, gpu.info().backend);
+            cli::stability::plot(&lines, &svg, &adapter)?;
+            println!("wrote {} and {}", csv.display(), svg.display());
             Ok(())
         }
         Command::Bench(a) => {

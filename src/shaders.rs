@@ -16,6 +16,9 @@ pub const GMM: &str = include_str!("../shaders/gmm.wgsl");
 /// `elementwise` entry point).
 pub const GRADIENTS: &str = include_str!("../shaders/gradients.wgsl");
 
+/// The textbook formulas of the stability study (needs the likelihood module's bindings).
+pub const STABILITY: &str = include_str!("../shaders/stability.wgsl");
+
 /// WGSL has no imports: a module is its files concatenated in dependency order.
 pub fn module_source(files: &[&str]) -> String {
     files.join("\n")
@@ -34,7 +37,7 @@ pub fn logsumexp_subgroup_module() -> String {
 /// The likelihood module: losses, reductions, Gaussian mixtures and the log-sum-exp family's
 /// gradients (portable).
 pub fn likelihood_module() -> String {
-    module_source(&[COMMON, LIKELIHOOD, GMM, GRADIENTS])
+    module_source(&[COMMON, LIKELIHOOD, GMM, GRADIENTS, STABILITY])
 }
 
 /// The bit pattern (a NaN payload no kernel writes) that sentinel fills leave in outputs.

@@ -410,3 +410,53 @@ fn bench_json_reports_every_measurement() {
         "{table}"
     );
 }
+
+#[test]
+fn stability_writes_a_table_a_csv_and_a_plot() {
+    let d = dir("stability");
+    let text = ok(&logdomain(&["stability", "--quick", "--out", s(&d)]));
+    for method in ["naive", "max-shifted", "logdomain (max-shifted + log1p)"] {
+        assert!(text.contains(method), "{text}");
+    }
+    let csv = std::fs::read_to_string(d.join("stability.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "function,family,param,rows,cols,method,max_ulp,median_ulp,nonfinite_share"
+    );
+    // Fields, with the quoted family names (which hold commas) kept whole.
+    let split = |line: &str| -> Vec<String> {
+        let mut fields = vec![String::new()];
+        let mut quoted = false;
+        for ch in line.chars() {
+            match ch {
+                '"' => quoted = !quoted,
+                ',' if !quoted => fields.push(String::new()),
+                _ => fields.last_mut().unwrap().push(ch),
+            }
+        }
+        fields
+    };
+    let rows: Vec<Vec<String>> = lines.map(split).collect();
+    assert!(rows.iter().all(|r| r.len() == 9), "{csv}");
+    // Per family member: 2 functions × 3 methods.
+    assert_eq!(rows.len() % 6, 0);
+    // What the study is for: the naive log-sum-exp overflows with a 1e4 offset; logdomain's
+    // is within a few ulp everywhere and never NaN or inf.
+    let find = |func: &str, family: &str, method: &str| {
+        rows.iter()
+            .find(|r| r[0] == func && r[1].contains(family) && r[5] == method)
+            .unwrap_or_else(|| panic!("{func} {family} {method} in {csv}"))
+    };
+    let naive = find("logsumexp", "offset 1e4", "naive");
+    assert_eq!(naive[8], "1");
+    for r in rows
+        .iter()
+        .filter(|r| r[5].starts_with("logdomain") && r[0] == "logsumexp")
+    {
+        assert_eq!(r[8], "0", "{r:?}");
+        assert!(r[6].parse::<f64>().unwrap() <= 4.0, "{r:?}");
+    }
+    let svg = std::fs::read_to_string(d.join("stability.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("max error (ULP)"));
+}
