@@ -9,82 +9,15 @@
 //! `cargo bench --bench likelihood` (on the adapter `WGPU_BACKEND` selects); filter as usual,
 //! e.g. `cargo bench --bench likelihood -- cross_entropy`.
 
-use std::time::Duration;
+mod common;
 
-use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput, measurement::WallTime};
-use criterion::{criterion_group, criterion_main};
+use common::{Gen, buffer, gpu_benches, group, out_buffer};
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use logdomain::reference::{gmm as cpu_gmm, likelihood as cpu};
 use logdomain::{
     Bce, Covariance, CrossEntropy, GaussianNll, Gmm, GmmOp, GmmOutput, Gpu, LossOp, PoissonNll,
     RowFn, RowOp, RowsLayout, Strategy,
 };
-use wgpu::util::DeviceExt;
-
-struct Gen(u64);
-
-impl Gen {
-    fn next(&mut self) -> f32 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 40) as f32 / (1u64 << 24) as f32
-    }
-    fn vec(&mut self, n: usize, lo: f32, hi: f32) -> Vec<f32> {
-        (0..n).map(|_| lo + (hi - lo) * self.next()).collect()
-    }
-}
-
-fn buffer(gpu: &Gpu, bytes: &[u8]) -> wgpu::Buffer {
-    gpu.device()
-        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: None,
-            contents: bytes,
-            usage: wgpu::BufferUsages::STORAGE,
-        })
-}
-
-fn out_buffer(gpu: &Gpu, values: usize) -> wgpu::Buffer {
-    gpu.device().create_buffer(&wgpu::BufferDescriptor {
-        label: None,
-        size: (values.max(1) * 4) as u64,
-        usage: wgpu::BufferUsages::STORAGE,
-        mapped_at_creation: false,
-    })
-}
-
-fn group<'a>(c: &'a mut Criterion, name: &str, bytes: u64) -> BenchmarkGroup<'a, WallTime> {
-    let mut g = c.benchmark_group(name);
-    g.sample_size(10)
-        .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_secs(2))
-        .throughput(Throughput::Bytes(bytes));
-    g
-}
-
-/// Resident and kernel timings of a recorded op.
-fn gpu_benches(
-    g: &mut BenchmarkGroup<'_, WallTime>,
-    gpu: &Gpu,
-    shape: &str,
-    record: &dyn Fn(&mut wgpu::CommandEncoder),
-    kernel: &dyn Fn() -> Option<Duration>,
-) {
-    g.bench_function(BenchmarkId::new("gpu_resident", shape), |b| {
-        b.iter(|| {
-            let mut encoder = gpu.device().create_command_encoder(&Default::default());
-            record(&mut encoder);
-            gpu.queue().submit([encoder.finish()]);
-            gpu.device()
-                .poll(wgpu::PollType::wait_indefinitely())
-                .unwrap();
-        })
-    });
-    if kernel().is_some() {
-        g.bench_function(BenchmarkId::new("gpu_kernel", shape), |b| {
-            b.iter_custom(|iters| (0..iters).map(|_| kernel().unwrap()).sum())
-        });
-    }
-}
 
 fn cross_entropy(c: &mut Criterion, gpu: &Gpu) {
     let mut rng = Gen(0x1234_5678_9abc_def1);
@@ -105,6 +38,7 @@ fn cross_entropy(c: &mut Criterion, gpu: &Gpu) {
         gpu_benches(
             &mut g,
             gpu,
+            "",
             &shape,
             &|e| op.record(e, &[&xb, &tb], &out).unwrap(),
             &|| op.kernel_time(gpu, &[&xb, &tb], &out).unwrap(),
@@ -129,6 +63,7 @@ fn cross_entropy(c: &mut Criterion, gpu: &Gpu) {
         gpu_benches(
             &mut g,
             gpu,
+            "",
             &shape,
             &|e| lse.record(e, &xb, &lse_out).unwrap(),
             &|| gpu.kernel_time(&lse, &xb, &lse_out).unwrap(),
@@ -172,6 +107,7 @@ fn gmm(c: &mut Criterion, gpu: &Gpu) {
         gpu_benches(
             &mut g,
             gpu,
+            "",
             &shape,
             &|e| op.record(e, &pb, &out).unwrap(),
             &|| op.kernel_time(gpu, &pb, &out).unwrap(),
@@ -231,6 +167,7 @@ fn elementwise(c: &mut Criterion, gpu: &Gpu) {
         gpu_benches(
             &mut g,
             gpu,
+            "",
             shape,
             &|e| op.record(e, inputs, out).unwrap(),
             &|| op.kernel_time(gpu, inputs, out).unwrap(),

@@ -19,11 +19,12 @@ use crate::gpu::{Family, Gpu};
 use crate::likelihood::{
     Bce, Bind, CHUNK, CrossEntropy, ElementwiseLoss, FINISH_SUM, FINISH_WEIGHT, GaussianNll,
     InputSpec, LlPass, Loss, MODE_WEIGHTED, PoissonNll, Program, Reduction, Src, Step,
-    binary_cross_entropy_with_logits_spec, categorical_passes, check_categorical, check_len,
-    elementwise_passes, elems, finish_of, gaussian_nll_spec, groups_for, key, limit,
-    poisson_nll_spec, reduce_passes, reduce_passes_from, smooth_sum_passes, targets_i32,
+    binary_cross_entropy_with_logits_spec, categorical_passes, check_categorical,
+    check_categorical_inputs, check_len, elementwise_passes, elems, finish_of, gaussian_nll_spec,
+    groups_for, key, limit, parts_step, poisson_nll_spec, reduce_passes, reduce_passes_from,
+    smooth_sum_passes, targets_i32,
 };
-use crate::logsumexp::{Caps, RowFn, RowOp, RowsLayout, Strategy, Window};
+use crate::logsumexp::{Caps, RowFn, Window};
 use crate::shaders::{LlParams, PARTIAL_BYTES};
 
 const OP_SUM_G: u32 = 5;
@@ -435,20 +436,7 @@ impl CrossEntropyGradOp {
             scratch[1] = scratch[1].max(need[1]);
         };
         if r > 0 && c > 0 {
-            let layout = RowsLayout {
-                output_offset: parts_off * 4,
-                ..RowsLayout::contiguous(rows, classes)
-            };
-            steps.push(Step::Rows(
-                Box::new(RowOp::new(
-                    gpu,
-                    RowFn::LogsumexpParts,
-                    layout,
-                    Strategy::Auto,
-                )?),
-                Src::Input(0),
-                Src::Aux,
-            ));
+            steps.push(parts_step(gpu, rows, classes, parts_off)?);
         }
         let mut passes = Vec::new();
         // 1. The rows' losses from the gathered target logits (before the gradient may
@@ -929,14 +917,7 @@ impl Gpu {
         targets: &[i64],
         options: &CrossEntropy,
     ) -> Result<(Vec<f32>, Vec<f32>), Error> {
-        check_len("logits", logits, elems(rows, classes)? as usize)?;
-        if targets.len() != rows {
-            return Err(Error::InputLength {
-                what: "targets",
-                expected: rows,
-                actual: targets.len(),
-            });
-        }
+        check_categorical_inputs(logits, rows, classes, targets)?;
         let op = CrossEntropyGradOp::new(self, rows, classes, options)?;
         let t = targets_i32(targets, classes, options.ignore_index)?;
         let (loss, mut grads) = self.run_program_with(

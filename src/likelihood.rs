@@ -744,6 +744,30 @@ pub(crate) fn reduce_passes_from(
     Ok((passes, need))
 }
 
+/// The rows' log-sum-exp parts `(m, log1p s)` of the logits (Input(0)) into the op's aux
+/// buffer at word `parts_off`, by the log-sum-exp family's row strategies.
+pub(crate) fn parts_step(
+    gpu: &Gpu,
+    rows: usize,
+    classes: usize,
+    parts_off: u64,
+) -> Result<Step, Error> {
+    let layout = RowsLayout {
+        output_offset: parts_off * 4,
+        ..RowsLayout::contiguous(rows, classes)
+    };
+    Ok(Step::Rows(
+        Box::new(RowOp::new(
+            gpu,
+            RowFn::LogsumexpParts,
+            layout,
+            Strategy::Auto,
+        )?),
+        Src::Input(0),
+        Src::Aux,
+    ))
+}
+
 /// The `categorical` dispatches over `rows` rows of `classes` logits (Input(0)) with targets
 /// (Input(1)): windows of whole rows. `partials` is where REDUCE 1 writes the rows' (loss,
 /// weight) partials (bound whole), or `None` for REDUCE 0 (the losses into the output); `aux`
@@ -1141,20 +1165,7 @@ impl LossOp {
         let ignore = i32::try_from(o.ignore_index).unwrap_or(i32::MIN);
         let mode = if weighted { MODE_WEIGHTED } else { 0 } | if nll { MODE_NLL } else { 0 };
         if rows > 0 && classes > 0 && !nll {
-            let layout = RowsLayout {
-                output_offset: parts_off * 4,
-                ..RowsLayout::contiguous(rows, classes)
-            };
-            steps.push(Step::Rows(
-                Box::new(RowOp::new(
-                    gpu,
-                    RowFn::LogsumexpParts,
-                    layout,
-                    Strategy::Auto,
-                )?),
-                Src::Input(0),
-                Src::Aux,
-            ));
+            steps.push(parts_step(gpu, rows, classes, parts_off)?);
         }
         if smoothing && rows > 0 && classes > 0 {
             let (passes, need) = smooth_sum_passes(r, c, mode, parts_off, smooth_off, &caps)?;
@@ -1458,6 +1469,24 @@ pub(crate) fn check_gaussian_inputs(target: &[f32], var: &[f32], n: usize) -> Re
     Ok(())
 }
 
+/// Checks the lengths of a blocking categorical call's logits and targets.
+pub(crate) fn check_categorical_inputs(
+    logits: &[f32],
+    rows: usize,
+    classes: usize,
+    targets: &[i64],
+) -> Result<(), Error> {
+    check_len("logits", logits, elems(rows, classes)? as usize)?;
+    if targets.len() != rows {
+        return Err(Error::InputLength {
+            what: "targets",
+            expected: rows,
+            actual: targets.len(),
+        });
+    }
+    Ok(())
+}
+
 /// Checks class-index targets on the host and converts them to the `i32` the kernels read.
 pub(crate) fn targets_i32(
     targets: &[i64],
@@ -1531,14 +1560,7 @@ impl Gpu {
         targets: &[i64],
         options: &CrossEntropy,
     ) -> Result<Vec<f32>, Error> {
-        check_len("logits", x, elems(rows, classes)? as usize)?;
-        if targets.len() != rows {
-            return Err(Error::InputLength {
-                what: "targets",
-                expected: rows,
-                actual: targets.len(),
-            });
-        }
+        check_categorical_inputs(x, rows, classes, targets)?;
         let op = LossOp::categorical(self, loss, rows, classes, options)?;
         let t = targets_i32(targets, classes, options.ignore_index)?;
         self.run_loss(&op, &[bytemuck::cast_slice(x), bytemuck::cast_slice(&t)])

@@ -198,6 +198,63 @@ fn eval_round_trips_match_the_library() {
         .cross_entropy(&x, rows, cols, &targets, &CrossEntropy::default())
         .unwrap();
     assert_eq!(bits(&got), bits(&want));
+    // Gradients: the fused cross-entropy writes the loss and the gradient; a backward op.
+    let (gp, lp) = (d.join("dlogits.npy"), d.join("loss.npy"));
+    let text = ok(&logdomain(&[
+        "eval",
+        "cross_entropy_with_grad",
+        "--input",
+        s(&xp),
+        "--targets",
+        s(&tp),
+        "--output",
+        s(&lp),
+        "--grad-output",
+        s(&gp),
+    ]));
+    assert!(text.contains("gradient ->"), "{text}");
+    let (want_loss, want_grad) = gpu
+        .cross_entropy_with_grad(&x, rows, cols, &targets, &CrossEntropy::default())
+        .unwrap();
+    assert_eq!(bits(&read(&lp).1), bits(&want_loss));
+    let (shape, got) = read(&gp);
+    assert_eq!(shape, vec![rows as u64, cols as u64]);
+    assert_eq!(bits(&got), bits(&want_grad));
+    let g = rng.vec(rows * cols, -1.0, 1.0);
+    let g_path = d.join("g.npy");
+    write(&g_path, &[rows as u64, cols as u64], &g);
+    let lsm = gpu.log_softmax(&x, rows, cols).unwrap();
+    let lsm_path = d.join("lsm.npy");
+    write(&lsm_path, &[rows as u64, cols as u64], &lsm);
+    let yp = d.join("dx.npy");
+    ok(&logdomain(&[
+        "eval",
+        "log_softmax_backward",
+        "--input",
+        s(&lsm_path),
+        "--grad",
+        s(&g_path),
+        "--output",
+        s(&yp),
+    ]));
+    assert_eq!(
+        bits(&read(&yp).1),
+        bits(&gpu.log_softmax_backward(&lsm, &g, rows, cols).unwrap())
+    );
+    // Without --grad-output the fused op is an error before any output is written.
+    let missing = d.join("never.npy");
+    let out = logdomain(&[
+        "eval",
+        "cross_entropy_with_grad",
+        "--input",
+        s(&xp),
+        "--targets",
+        s(&tp),
+        "--output",
+        s(&missing),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!missing.exists());
     // A mixture from JSON.
     let gp = d.join("gmm.json");
     std::fs::write(

@@ -23,6 +23,13 @@ pub enum EvalOp {
     LogProd,
     GmmScoreSamples,
     GmmLogResponsibilities,
+    LogsumexpBackward,
+    LogSoftmaxBackward,
+    SoftmaxBackward,
+    CrossEntropyWithGrad,
+    GaussianNllWithGrad,
+    BinaryCrossEntropyWithLogitsWithGrad,
+    PoissonNllWithGrad,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -38,7 +45,9 @@ pub enum ReductionArg {
   logdomain eval log_softmax --input logits.npy --output log_probs.npy
   logdomain eval cross_entropy --input logits.npy --targets t.npy --label-smoothing 0.1 --output loss.npy
   logdomain eval gaussian_nll --input mu.npy --targets y.npy --var var.npy --reduction none --output nll.npy
-  logdomain eval gmm_score_samples --input points.npy --gmm params.json --output logp.npy")]
+  logdomain eval gmm_score_samples --input points.npy --gmm params.json --output logp.npy
+  logdomain eval log_softmax_backward --input log_probs.npy --grad g.npy --output dx.npy
+  logdomain eval cross_entropy_with_grad --input logits.npy --targets t.npy --output loss.npy --grad-output dlogits.npy")]
 pub struct EvalArgs {
     /// The op, named as the library function.
     #[arg(value_enum)]
@@ -80,7 +89,21 @@ pub struct EvalArgs {
     /// poisson_nll: the input holds rates, not log-rates.
     #[arg(long)]
     pub rates: bool,
-    /// Where to write the result (f32 `.npy`); written only when complete.
+    /// The gradient of the loss with respect to the forward's output, for the *_backward ops
+    /// (f32: per row for logsumexp_backward, shaped as the input otherwise).
+    #[arg(long)]
+    pub grad: Option<PathBuf>,
+    /// The forward's log-sum-exp per row, for logsumexp_backward (f32, rows).
+    #[arg(long)]
+    pub lse: Option<PathBuf>,
+    /// Where the *_with_grad ops write the gradient with respect to the input.
+    #[arg(long)]
+    pub grad_output: Option<PathBuf>,
+    /// Where gaussian_nll_with_grad writes the gradient with respect to the variance.
+    #[arg(long)]
+    pub var_grad_output: Option<PathBuf>,
+    /// Where to write the result (the loss, for the *_with_grad ops; f32 `.npy`); every output
+    /// is written only when all are complete.
     #[arg(long)]
     pub output: PathBuf,
 }
@@ -169,6 +192,8 @@ enum Extra {
     Values(Vec<f32>),
     Gaussian(Vec<f32>, Vec<f32>),
     Mixture(Gmm),
+    /// The upstream gradient and, for logsumexp_backward, the saved log-sum-exp.
+    Backward(Vec<f32>, Vec<f32>),
 }
 
 /// Reads and checks every file the op needs, then runs it on the GPU `gpu` makes; returns the
@@ -220,7 +245,40 @@ pub fn run(a: &EvalArgs, gpu: impl FnOnce() -> Result<Gpu, String>) -> Result<St
             matrix()?;
             Extra::None
         }
-        EvalOp::CrossEntropy | EvalOp::NllLoss => {
+        EvalOp::LogsumexpBackward | EvalOp::LogSoftmaxBackward | EvalOp::SoftmaxBackward => {
+            let (r, _) = matrix()?;
+            let gp = need(&a.grad, "--grad", a.op)?;
+            let g = npy::read_f32(gp)?;
+            let per_row = a.op == EvalOp::LogsumexpBackward;
+            let want = if per_row {
+                vec![r as u64]
+            } else {
+                x.shape.clone()
+            };
+            if g.shape != want {
+                return Err(format!(
+                    "{}: grad shape {:?}; expected {want:?}",
+                    gp.display(),
+                    g.shape
+                ));
+            }
+            let lse = if per_row {
+                let lp = need(&a.lse, "--lse", a.op)?;
+                let l = npy::read_f32(lp)?;
+                if l.shape != [r as u64] {
+                    return Err(format!(
+                        "{}: lse shape {:?}; expected ({r},)",
+                        lp.display(),
+                        l.shape
+                    ));
+                }
+                l.data
+            } else {
+                Vec::new()
+            };
+            Extra::Backward(g.data, lse)
+        }
+        EvalOp::CrossEntropy | EvalOp::NllLoss | EvalOp::CrossEntropyWithGrad => {
             let (r, _) = matrix()?;
             let p = need(&a.targets, "--targets", a.op)?;
             let t = npy::read_targets(p)?;
@@ -233,7 +291,7 @@ pub fn run(a: &EvalArgs, gpu: impl FnOnce() -> Result<Gpu, String>) -> Result<St
             }
             Extra::Classes(t.data)
         }
-        EvalOp::GaussianNll => {
+        EvalOp::GaussianNll | EvalOp::GaussianNllWithGrad => {
             let y = float_targets()?;
             let vp = need(&a.var, "--var", a.op)?;
             let var = npy::read_f32(vp)?;
@@ -247,7 +305,10 @@ pub fn run(a: &EvalArgs, gpu: impl FnOnce() -> Result<Gpu, String>) -> Result<St
             }
             Extra::Gaussian(y, var.data)
         }
-        EvalOp::BinaryCrossEntropyWithLogits | EvalOp::PoissonNll => {
+        EvalOp::BinaryCrossEntropyWithLogits
+        | EvalOp::PoissonNll
+        | EvalOp::BinaryCrossEntropyWithLogitsWithGrad
+        | EvalOp::PoissonNllWithGrad => {
             if x.shape.is_empty() || x.shape.len() > 2 {
                 return Err(format!(
                     "{}: expected a 1-D or 2-D array, got shape {:?}",
@@ -262,10 +323,48 @@ pub fn run(a: &EvalArgs, gpu: impl FnOnce() -> Result<Gpu, String>) -> Result<St
             Extra::Mixture(read_gmm(need(&a.gmm, "--gmm", a.op)?)?)
         }
     };
+    let with_grad = matches!(
+        a.op,
+        EvalOp::CrossEntropyWithGrad
+            | EvalOp::GaussianNllWithGrad
+            | EvalOp::BinaryCrossEntropyWithLogitsWithGrad
+            | EvalOp::PoissonNllWithGrad
+    );
+    let grad_out = if with_grad {
+        Some(need(&a.grad_output, "--grad-output", a.op)?)
+    } else {
+        None
+    };
+    let var_grad_out = if a.op == EvalOp::GaussianNllWithGrad {
+        Some(need(&a.var_grad_output, "--var-grad-output", a.op)?)
+    } else {
+        None
+    };
+    // Gradients: (values, shape, where) written with the main output.
+    let mut grads: Vec<(Vec<f32>, Vec<u64>, &Path)> = Vec::new();
     let gpu = gpu()?;
     let start = Instant::now();
     let (out, shape): (Vec<f32>, Vec<u64>) = match (a.op, extra) {
-        (EvalOp::CrossEntropy | EvalOp::NllLoss, Extra::Classes(t)) => {
+        (EvalOp::LogsumexpBackward, Extra::Backward(g, lse)) => {
+            let (r, c) = matrix()?;
+            let v = gpu
+                .logsumexp_backward(&x.data, &lse, &g, r, c)
+                .map_err(lib)?;
+            (v, x.shape.clone())
+        }
+        (EvalOp::LogSoftmaxBackward | EvalOp::SoftmaxBackward, Extra::Backward(g, _)) => {
+            let (r, c) = matrix()?;
+            let v = if a.op == EvalOp::LogSoftmaxBackward {
+                gpu.log_softmax_backward(&x.data, &g, r, c)
+            } else {
+                gpu.softmax_backward(&x.data, &g, r, c)
+            };
+            (v.map_err(lib)?, x.shape.clone())
+        }
+        (
+            EvalOp::CrossEntropy | EvalOp::NllLoss | EvalOp::CrossEntropyWithGrad,
+            Extra::Classes(t),
+        ) => {
             let (r, c) = matrix()?;
             let o = CrossEntropy {
                 weight,
@@ -273,10 +372,16 @@ pub fn run(a: &EvalArgs, gpu: impl FnOnce() -> Result<Gpu, String>) -> Result<St
                 label_smoothing: a.label_smoothing,
                 reduction,
             };
-            let v = if a.op == EvalOp::CrossEntropy {
-                gpu.cross_entropy(&x.data, r, c, &t, &o)
-            } else {
-                gpu.nll_loss(&x.data, r, c, &t, &o)
+            let v = match a.op {
+                EvalOp::CrossEntropy => gpu.cross_entropy(&x.data, r, c, &t, &o),
+                EvalOp::NllLoss => gpu.nll_loss(&x.data, r, c, &t, &o),
+                _ => {
+                    let (loss, g) = gpu
+                        .cross_entropy_with_grad(&x.data, r, c, &t, &o)
+                        .map_err(lib)?;
+                    grads.extend(grad_out.map(|p| (g, x.shape.clone(), p)));
+                    Ok(loss)
+                }
             };
             (v.map_err(lib)?, reduced(vec![r as u64]))
         }
@@ -286,10 +391,27 @@ pub fn run(a: &EvalArgs, gpu: impl FnOnce() -> Result<Gpu, String>) -> Result<St
                 eps: a.eps.unwrap_or(1e-6),
                 reduction,
             };
-            let v = gpu.gaussian_nll(&x.data, &y, &var, &o).map_err(lib)?;
+            let v = if a.op == EvalOp::GaussianNll {
+                gpu.gaussian_nll(&x.data, &y, &var, &o).map_err(lib)?
+            } else {
+                let (loss, dx, dv) = gpu
+                    .gaussian_nll_with_grad(&x.data, &y, &var, &o)
+                    .map_err(lib)?;
+                let var_shape = if var.len() == x.data.len() {
+                    x.shape.clone()
+                } else {
+                    vec![1]
+                };
+                grads.extend(grad_out.map(|p| (dx, x.shape.clone(), p)));
+                grads.extend(var_grad_out.map(|p| (dv, var_shape, p)));
+                loss
+            };
             (v, reduced(x.shape.clone()))
         }
-        (EvalOp::BinaryCrossEntropyWithLogits, Extra::Values(y)) => {
+        (
+            EvalOp::BinaryCrossEntropyWithLogits | EvalOp::BinaryCrossEntropyWithLogitsWithGrad,
+            Extra::Values(y),
+        ) => {
             let (r, c) = match x.shape[..] {
                 [r, c] => (r as usize, c as usize),
                 _ => (1, x.data.len()),
@@ -298,19 +420,32 @@ pub fn run(a: &EvalArgs, gpu: impl FnOnce() -> Result<Gpu, String>) -> Result<St
                 pos_weight: weight,
                 reduction,
             };
-            let v = gpu
-                .binary_cross_entropy_with_logits(&x.data, &y, r, c, &o)
-                .map_err(lib)?;
+            let v = if with_grad {
+                let (loss, g) = gpu
+                    .binary_cross_entropy_with_logits_with_grad(&x.data, &y, r, c, &o)
+                    .map_err(lib)?;
+                grads.extend(grad_out.map(|p| (g, x.shape.clone(), p)));
+                loss
+            } else {
+                gpu.binary_cross_entropy_with_logits(&x.data, &y, r, c, &o)
+                    .map_err(lib)?
+            };
             (v, reduced(x.shape.clone()))
         }
-        (EvalOp::PoissonNll, Extra::Values(y)) => {
+        (EvalOp::PoissonNll | EvalOp::PoissonNllWithGrad, Extra::Values(y)) => {
             let o = PoissonNll {
                 log_input: !a.rates,
                 full: a.full,
                 eps: a.eps.unwrap_or(1e-8),
                 reduction,
             };
-            let v = gpu.poisson_nll(&x.data, &y, &o).map_err(lib)?;
+            let v = if with_grad {
+                let (loss, g) = gpu.poisson_nll_with_grad(&x.data, &y, &o).map_err(lib)?;
+                grads.extend(grad_out.map(|p| (g, x.shape.clone(), p)));
+                loss
+            } else {
+                gpu.poisson_nll(&x.data, &y, &o).map_err(lib)?
+            };
             (v, reduced(x.shape.clone()))
         }
         (EvalOp::GmmScoreSamples, Extra::Mixture(gmm)) => {
@@ -340,9 +475,17 @@ pub fn run(a: &EvalArgs, gpu: impl FnOnce() -> Result<Gpu, String>) -> Result<St
         }
     };
     let elapsed = start.elapsed();
-    npy::write_f32(&a.output, &shape, &out)?;
+    let mut files: Vec<(&Path, &[u64], &[f32])> = vec![(&a.output, &shape, &out)];
+    for (g, gs, p) in &grads {
+        files.push((p, gs, g));
+    }
+    npy::write_all(&files)?;
+    let also: String = grads
+        .iter()
+        .map(|(_, gs, p)| format!(", gradient -> {} ({} f32)", p.display(), dims(gs)))
+        .collect();
     Ok(format!(
-        "{}: {} ({}) -> {} ({} f32) in {:.1} ms on {}",
+        "{}: {} ({}) -> {} ({} f32){also} in {:.1} ms on {}",
         op_name(a.op),
         a.input.display(),
         dims(&x.shape),

@@ -1,5 +1,5 @@
 //! `.npy` files in and out through `npyz`: f32 arrays (C order), integer targets, and outputs
-//! written to a temporary file that is renamed into place only when complete.
+//! written to temporary files that are renamed into place only when all are complete.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -97,36 +97,42 @@ pub fn read_targets(path: &Path) -> Result<Array<i64>, String> {
     Ok(Array { shape, data })
 }
 
-/// Writes `data` as a float32 array of `shape`, to a temporary file beside `path` that replaces
-/// `path` only once complete: a failed write leaves no partial output.
-pub fn write_f32(path: &Path, shape: &[u64], data: &[f32]) -> Result<(), String> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| format!("{}: not a file path", path.display()))?;
-    let mut tmp_name = name.to_os_string();
-    tmp_name.push(format!(".partial-{}", std::process::id()));
-    let tmp: PathBuf = path.with_file_name(tmp_name);
+/// Writes float32 arrays `(path, shape, data)`: each to a temporary file beside its path first,
+/// then all renamed into place, so that a failure leaves no partial output (and no stale
+/// temporary behind).
+pub fn write_all(files: &[(&Path, &[u64], &[f32])]) -> Result<(), String> {
+    let mut temps: Vec<(PathBuf, &Path)> = Vec::new();
     let result = (|| -> Result<(), String> {
-        let file = std::fs::File::create(&tmp).map_err(|e| format!("{}: {e}", path.display()))?;
-        let mut out = std::io::BufWriter::new(file);
-        let mut writer = npyz::WriteOptions::new()
-            .default_dtype()
-            .shape(shape)
-            .writer(&mut out)
-            .begin_nd()
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        writer
-            .extend(data.iter().copied())
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        writer
-            .finish()
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        out.flush()
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+        for &(path, shape, data) in files {
+            let name = path
+                .file_name()
+                .ok_or_else(|| format!("{}: not a file path", path.display()))?;
+            let mut tmp_name = name.to_os_string();
+            tmp_name.push(format!(".partial-{}", std::process::id()));
+            let tmp = path.with_file_name(tmp_name);
+            temps.push((tmp.clone(), path));
+            let fail = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+            let file = std::fs::File::create(&tmp).map_err(|e| fail(&e))?;
+            let mut out = std::io::BufWriter::new(file);
+            let mut writer = npyz::WriteOptions::new()
+                .default_dtype()
+                .shape(shape)
+                .writer(&mut out)
+                .begin_nd()
+                .map_err(|e| fail(&e))?;
+            writer.extend(data.iter().copied()).map_err(|e| fail(&e))?;
+            writer.finish().map_err(|e| fail(&e))?;
+            out.flush().map_err(|e| fail(&e))?;
+        }
+        for (tmp, path) in &temps {
+            std::fs::rename(tmp, path).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        Ok(())
     })();
     if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+        for (tmp, _) in &temps {
+            let _ = std::fs::remove_file(tmp);
+        }
     }
     result
 }
