@@ -4,7 +4,8 @@
 // Mirror: src/reference/likelihood.rs. Host: src/likelihood.rs. The module also holds
 // gmm.wgsl and gradients.wgsl, which use its bindings.
 //
-// Entry points are specialised by override constants:
+// Entry points are specialised by override constants (OP values: 0-4 here, 5-14 in
+// gradients.wgsl, 16-19 in transform.wgsl):
 //   OP      which per-element value `elementwise` computes (OP_* below);
 //   REDUCE  0: write one value per element (per row for `categorical`);
 //           1: write one partial sum per chunk of CHUNK elements (per row for `categorical`);
@@ -436,13 +437,18 @@ fn elementwise(
     let j = t - r * per_row;
     let start = params.col0 + j * CHUNK;
     let end = min(start + CHUNK, params.col1);
-    let base = r * params.cols - params.col0;
+    // Rows `pitch` elements apart (LlParams.k; 0: packed rows of `cols`).
+    let pitch = select(params.cols, params.k, params.k != 0u);
+    let base = r * pitch - params.col0;
     pairwise_reset();
     for (var col = start; col < end; col++) {
         let i = base + col;
         let xb = a[params.a_off + i];
         var v: u32;
-        if (OP == OP_GAUSSIAN) {
+        if (OP >= OP_LOG_FIRST) {
+            // Log transforms (transform.wgsl).
+            v = transform_bits(xb);
+        } else if (OP == OP_GAUSSIAN) {
             var vi = params.c_off + i;
             if ((params.mode & MODE_SHARED_C) != 0u) {
                 vi = params.c_off;

@@ -9,6 +9,7 @@ pub mod logsumexp;
 pub mod reference;
 pub mod shaders;
 pub mod stability;
+pub mod transform;
 
 pub use error::Error;
 pub use gmm::{
@@ -21,6 +22,7 @@ pub use likelihood::{
 };
 pub use logsumexp::{RowFn, RowOp, RowsLayout, Strategy};
 pub use shaders::SENTINEL_BITS;
+pub use transform::{DataLayout, LogFn, LogOp, LogOpKind};
 
 #[cfg(test)]
 mod tests {
@@ -37,6 +39,7 @@ mod tests {
         check::<crate::CrossEntropyGradOp>();
         check::<crate::LossGradOp>();
         check::<crate::GmmReduceOp>();
+        check::<crate::LogOp>();
         check::<crate::Error>();
     }
 }

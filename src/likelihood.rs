@@ -325,6 +325,13 @@ impl Program {
         })
     }
 
+    /// Buffers the program owns (parameters, aux, scratch), all made by `new`.
+    pub fn owned_buffers(&self) -> usize {
+        usize::from(self.params.is_some())
+            + usize::from(self.aux.is_some())
+            + self.scratch.iter().filter(|b| b.is_some()).count()
+    }
+
     /// Checks the caller's buffers, then returns the GPU time of the compute passes of one run,
     /// from timestamps (see `LossOp::kernel_time`).
     pub fn kernel_time(
@@ -565,14 +572,33 @@ pub(crate) fn elementwise_passes(
     per_element: [Src; 4],
     caps: &Caps,
 ) -> Result<Vec<LlPass>, Error> {
+    elementwise_passes_at(key, base, rows, cols, cols, 0, slots, per_element, caps)
+}
+
+/// `elementwise_passes` over a strided matrix in the per-element buffers: row r starts at byte
+/// `offset + r·pitch·4` (`offset` a multiple of 4, `pitch ≥ cols` elements), as a texture copied
+/// into a buffer with padded rows is laid out. The kernel reads the pitch from `LlParams.k`
+/// (0: `cols`).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn elementwise_passes_at(
+    key: PipelineKey,
+    base: LlParams,
+    rows: u64,
+    cols: u64,
+    pitch: u64,
+    offset: u64,
+    slots: [Option<Bind>; 4],
+    per_element: [Src; 4],
+    caps: &Caps,
+) -> Result<Vec<LlPass>, Error> {
     let usable = usable(caps)?;
     let mut out = Vec::new();
     let mut geo = Vec::new(); // (row0, k, col0, col1)
     if rows == 0 || cols == 0 {
         return Ok(out);
     }
-    if cols * 4 <= usable {
-        let k_max = (usable / (cols * 4)).max(1);
+    if pitch * 4 <= usable {
+        let k_max = (usable / (pitch * 4)).max(1);
         let mut r0 = 0;
         while r0 < rows {
             let k = k_max.min(rows - r0);
@@ -592,8 +618,8 @@ pub(crate) fn elementwise_passes(
     }
     let cols32 = crate::logsumexp::u32_of(cols, "cols")?;
     for (r0, k, c0, c1) in geo {
-        let first = (r0 * cols + c0) * 4;
-        let bytes = ((k - 1) * cols + (c1 - c0)) * 4;
+        let first = offset + (r0 * pitch + c0) * 4;
+        let bytes = ((k - 1) * pitch + (c1 - c0)) * 4;
         let (w, off) = window(first, bytes, caps.storage_align);
         let mut bind = [Bind::dummy(); 4];
         let mut offs = [0u32; 4];
@@ -617,6 +643,11 @@ pub(crate) fn elementwise_passes(
             col1: c1 as u32,
             row0: crate::logsumexp::u32_of(r0, "rows")?,
             slots: crate::logsumexp::u32_of(cols.div_ceil(CHUNK), "chunks")?,
+            k: if pitch == cols {
+                base.k
+            } else {
+                crate::logsumexp::u32_of(pitch, "row pitch")?
+            },
             ..base
         };
         if slots[0].is_none() {

@@ -16,6 +16,10 @@ pub const GMM: &str = include_str!("../shaders/gmm.wgsl");
 /// `elementwise` entry point).
 pub const GRADIENTS: &str = include_str!("../shaders/gradients.wgsl");
 
+/// Log transforms of data and the mean of logs (element values of the likelihood module's
+/// `elementwise` entry point).
+pub const TRANSFORM: &str = include_str!("../shaders/transform.wgsl");
+
 /// The textbook formulas of the stability study (needs the likelihood module's bindings).
 pub const STABILITY: &str = include_str!("../shaders/stability.wgsl");
 
@@ -37,7 +41,7 @@ pub fn logsumexp_subgroup_module() -> String {
 /// The likelihood module: losses, reductions, Gaussian mixtures and the log-sum-exp family's
 /// gradients (portable).
 pub fn likelihood_module() -> String {
-    module_source(&[COMMON, LIKELIHOOD, GMM, GRADIENTS, STABILITY])
+    module_source(&[COMMON, LIKELIHOOD, GMM, GRADIENTS, TRANSFORM, STABILITY])
 }
 
 /// The bit pattern (a NaN payload no kernel writes) that sentinel fills leave in outputs.

@@ -6,3 +6,4 @@ pub mod gmm;
 pub mod gradients;
 pub mod likelihood;
 pub mod logsumexp;
+pub mod transform;

@@ -1,0 +1,309 @@
+//! Log transforms and the mean of logs on whatever adapter `Gpu::new()` finds: against f64 from
+//! the same f32 inputs within bounds written as formulas, special values, strided layouts at
+//! unaligned offsets (padding left untouched), a real texture copy with padded rows recorded in
+//! the same encoder, a thousand frames with no new buffer, and errors.
+
+mod common;
+
+use common::*;
+use logdomain::{DataLayout, Error, Gpu, LogFn, LogOp, SENTINEL_BITS};
+use wgpu::util::DeviceExt;
+
+fn f(x: f32) -> f64 {
+    f64::from(x)
+}
+
+fn depth(n: usize) -> f64 {
+    let n = n.max(1) as f64;
+    n.log2().ceil() + n.log(64.0).ceil() + 1.0
+}
+
+/// The f64 truth of `f(x)`.
+fn truth(x: f32, func: LogFn) -> f64 {
+    let x = f(x);
+    match func {
+        LogFn::Ln => x.ln(),
+        LogFn::Log10 => x.log10(),
+        LogFn::Log1p => x.ln_1p(),
+    }
+}
+
+/// Inputs over the whole range: tiny, subnormal, near 1 and near −1 (for log1p), huge.
+fn inputs(rng: &mut Rng) -> Vec<f32> {
+    let mut x: Vec<f32> = (0..4000)
+        .map(|_| 10f32.powf(rng.uniform(-37.0, 38.0)))
+        .collect();
+    x.extend(rng.vec(2000, -0.99, 1.0));
+    x.extend([
+        1e-40,
+        1.0,
+        1.0 + 1e-7,
+        1e-8,
+        -1e-8,
+        -0.2929,
+        -0.2930,
+        0.4142,
+        0.4143,
+        -0.9999,
+    ]);
+    x
+}
+
+#[test]
+fn transforms_are_accurate_and_special_values_follow_ieee() {
+    let gpu = gpu();
+    let mut rng = Rng(91);
+    let x = inputs(&mut rng);
+    for func in [LogFn::Ln, LogFn::Log10, LogFn::Log1p] {
+        let got = gpu.log_transform(&x, func).unwrap();
+        for (i, (&g, &v)) in got.iter().zip(&x).enumerate() {
+            let want = truth(v, func);
+            if want.is_nan() {
+                assert!(g.is_nan() && g.to_bits() != SENTINEL_BITS, "{func:?}({v:e}) = {g}");
+                continue;
+            }
+            if want.is_infinite() {
+                assert_eq!(f(g), want, "{func:?}({v:e})");
+                continue;
+            }
+            // ln/log1p: the atanh series and the exponent's split constant, 3 ulp of the result
+            // plus 2u of ln 2 per binade for ln of large and small values; log10 one rounding
+            // more.
+            let bound = 4.0 * ulp(want) + 2.0 * U * want.abs();
+            assert!(
+                g.to_bits() != SENTINEL_BITS && (f(g) - want).abs() <= bound,
+                "{func:?}[{i}]({v:e}): got {g:e}, want {want:e} ± {bound:e}"
+            );
+        }
+    }
+    let nan = f32::NAN;
+    let specials = [0.0, -0.0, -1.0, -2.0, f32::INFINITY, f32::NEG_INFINITY, nan];
+    let ln = gpu.log_transform(&specials, LogFn::Ln).unwrap();
+    assert_eq!(&ln[..2], &[f32::NEG_INFINITY; 2]);
+    assert!(ln[2].is_nan() && ln[3].is_nan() && ln[5].is_nan() && ln[6].is_nan());
+    assert_eq!(ln[4], f32::INFINITY);
+    let l1p = gpu.log_transform(&specials, LogFn::Log1p).unwrap();
+    assert_eq!(
+        (l1p[0], l1p[2], l1p[4]),
+        (0.0, f32::NEG_INFINITY, f32::INFINITY)
+    );
+    assert!(l1p[3].is_nan() && l1p[5].is_nan() && l1p[6].is_nan());
+    // The CPU mirror agrees within the same bound.
+    let cpu = logdomain::reference::transform::transform(&x, LogFn::Log1p);
+    let gpu_v = gpu.log_transform(&x, LogFn::Log1p).unwrap();
+    for (i, (&a, &b)) in cpu.iter().zip(&gpu_v).enumerate() {
+        let want = truth(x[i], LogFn::Log1p);
+        let bound = 2.0 * (4.0 * ulp(want) + 2.0 * U * want.abs());
+        assert!((f(a) - f(b)).abs() <= bound, "[{i}]: CPU {a} GPU {b}");
+    }
+}
+
+/// mean of ln(δ + x) within `Σ(4 ulp + 2u|t|)/n + depth(n)·u·Σ|t|/n + u|mean|`.
+fn check_mean(got: f32, x: &[f32], delta: f32, what: &str) {
+    let terms: Vec<f64> = x.iter().map(|&v| (f(v) + f(delta)).ln()).collect();
+    let n = terms.len() as f64;
+    let mean = terms.iter().sum::<f64>() / n;
+    let abs: f64 = terms.iter().map(|t| t.abs()).sum();
+    let per: f64 = terms
+        .iter()
+        .map(|&t| 4.0 * ulp(t) + 2.0 * U * t.abs())
+        .sum();
+    let bound = per / n + depth(x.len()) * U * abs / n + U * mean.abs() + U * f(delta);
+    assert!(
+        (f(got) - mean).abs() <= bound,
+        "{what}: got {got:e}, want {mean:e} ± {bound:e}"
+    );
+}
+
+#[test]
+fn mean_of_logs() {
+    let gpu = gpu();
+    let mut rng = Rng(92);
+    for n in [1usize, 64, 1000, 300_001] {
+        // An HDR-like range: 1e−3 … 1e2.
+        let x: Vec<f32> = (0..n).map(|_| 10f32.powf(rng.uniform(-3.0, 2.0))).collect();
+        for delta in [0.0, 1e-4] {
+            let got = gpu.mean_log(&x, delta).unwrap();
+            check_mean(got, &x, delta, &format!("n {n} delta {delta}"));
+        }
+    }
+    // Zeros: −inf without δ, finite with it.
+    assert_eq!(gpu.mean_log(&[1.0, 0.0], 0.0).unwrap(), f32::NEG_INFINITY);
+    assert!(gpu.mean_log(&[1.0, 0.0], 1e-4).unwrap().is_finite());
+    assert!(gpu.mean_log(&[], 1e-4).unwrap().is_nan());
+    assert!(matches!(gpu.mean_log(&[1.0], -1.0), Err(Error::Value(_))));
+}
+
+fn storage(gpu: &Gpu, bytes: &[u8]) -> wgpu::Buffer {
+    gpu.device()
+        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: None,
+            contents: bytes,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+        })
+}
+
+#[test]
+fn strided_layouts_at_unaligned_offsets() {
+    let gpu = gpu();
+    let mut rng = Rng(93);
+    // 37 rows of 70 values, 100 apart, starting 12 bytes in (not a binding alignment).
+    let layout = DataLayout {
+        offset_bytes: 12,
+        rows: 37,
+        cols: 70,
+        row_stride: 100,
+    };
+    let words = (layout.extent_bytes() / 4) as usize + 5;
+    let mut data = vec![f32::from_bits(SENTINEL_BITS); words];
+    let mut values = Vec::new();
+    for r in 0..layout.rows {
+        for c in 0..layout.cols {
+            let v = rng.uniform(0.0, 50.0);
+            data[3 + r * layout.row_stride + c] = v;
+            values.push(v);
+        }
+    }
+    let input = storage(gpu, bytemuck::cast_slice(&data));
+    let output = storage(gpu, bytemuck::cast_slice(&vec![SENTINEL_BITS; words]));
+    let op = LogOp::transform(gpu, LogFn::Log1p, layout).unwrap();
+    assert_eq!(op.output_len(), 37 * 70);
+    let mut encoder = gpu.device().create_command_encoder(&Default::default());
+    op.record(&mut encoder, &input, &output).unwrap();
+    gpu.queue().submit([encoder.finish()]);
+    let got = gpu.read_f32(&output, words as u64 * 4).unwrap();
+    for (i, g) in got.iter().enumerate() {
+        let inside = i >= 3 && (i - 3) % layout.row_stride < layout.cols && i - 3 < 37 * 100;
+        if inside {
+            let want = truth(data[i], LogFn::Log1p);
+            assert!(
+                (f(*g) - want).abs() <= 4.0 * ulp(want) + 2.0 * U * want.abs(),
+                "[{i}]: {g} vs {want}"
+            );
+        } else {
+            assert_eq!(g.to_bits(), SENTINEL_BITS, "padding [{i}] was written");
+        }
+    }
+    let mean = LogOp::mean_log(gpu, 0.0, layout).unwrap();
+    let out1 = storage(gpu, bytemuck::cast_slice(&[SENTINEL_BITS]));
+    let mut encoder = gpu.device().create_command_encoder(&Default::default());
+    mean.record(&mut encoder, &input, &out1).unwrap();
+    gpu.queue().submit([encoder.finish()]);
+    check_mean(gpu.read_f32(&out1, 4).unwrap()[0], &values, 0.0, "strided");
+    // Errors: an offset that is not a multiple of 4, a stride shorter than a row, a buffer too
+    // small for the layout.
+    let bad = DataLayout {
+        offset_bytes: 6,
+        ..layout
+    };
+    assert!(matches!(
+        LogOp::transform(gpu, LogFn::Ln, bad),
+        Err(Error::Buffer(_))
+    ));
+    let bad = DataLayout {
+        row_stride: 10,
+        ..layout
+    };
+    assert!(matches!(
+        LogOp::mean_log(gpu, 0.0, bad),
+        Err(Error::Shape(_))
+    ));
+    let small = storage(gpu, &[0u8; 64]);
+    let mut encoder = gpu.device().create_command_encoder(&Default::default());
+    assert!(matches!(
+        op.record(&mut encoder, &small, &output),
+        Err(Error::Buffer(_))
+    ));
+}
+
+/// A renderer's frame: an R32Float texture copied into a buffer with padded rows, and the mean of
+/// logs of its texels, in one encoder; then a thousand frames, with no buffer allocated.
+#[test]
+fn texture_copy_in_a_frame_and_a_thousand_frames() {
+    let (device, queue) = own_device(|_| {});
+    let gpu = Gpu::from_device(device, queue);
+    let (width, height) = (100u32, 50u32);
+    let mut rng = Rng(94);
+    let texels: Vec<f32> = (0..width * height)
+        .map(|_| 10f32.powf(rng.uniform(-4.0, 1.0)))
+        .collect();
+    let texture = gpu.device().create_texture(&wgpu::TextureDescriptor {
+        label: Some("hdr luminance"),
+        size: wgpu::Extent3d {
+            width,
+            height,
+            depth_or_array_layers: 1,
+        },
+        mip_level_count: 1,
+        sample_count: 1,
+        dimension: wgpu::TextureDimension::D2,
+        format: wgpu::TextureFormat::R32Float,
+        usage: wgpu::TextureUsages::COPY_SRC | wgpu::TextureUsages::COPY_DST,
+        view_formats: &[],
+    });
+    gpu.queue().write_texture(
+        texture.as_image_copy(),
+        bytemuck::cast_slice(&texels),
+        wgpu::TexelCopyBufferLayout {
+            offset: 0,
+            bytes_per_row: Some(width * 4),
+            rows_per_image: Some(height),
+        },
+        texture.size(),
+    );
+    let bytes_per_row = (width * 4).next_multiple_of(wgpu::COPY_BYTES_PER_ROW_ALIGNMENT);
+    assert!(bytes_per_row > width * 4, "the rows are padded");
+    let staging = gpu.device().create_buffer(&wgpu::BufferDescriptor {
+        label: Some("texture copy"),
+        size: u64::from(bytes_per_row * height),
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let out = storage(&gpu, bytemuck::cast_slice(&[SENTINEL_BITS]));
+    let op = LogOp::mean_log(
+        &gpu,
+        1e-4,
+        DataLayout::texture_copy(width, height, bytes_per_row),
+    )
+    .unwrap();
+    let frame = |gpu: &Gpu| {
+        let mut encoder = gpu.device().create_command_encoder(&Default::default());
+        encoder.copy_texture_to_buffer(
+            texture.as_image_copy(),
+            wgpu::TexelCopyBufferInfo {
+                buffer: &staging,
+                layout: wgpu::TexelCopyBufferLayout {
+                    offset: 0,
+                    bytes_per_row: Some(bytes_per_row),
+                    rows_per_image: Some(height),
+                },
+            },
+            texture.size(),
+        );
+        op.record(&mut encoder, &staging, &out).unwrap();
+        gpu.queue().submit([encoder.finish()]);
+    };
+    frame(&gpu);
+    check_mean(gpu.read_f32(&out, 4).unwrap()[0], &texels, 1e-4, "texture");
+    let owned = op.owned_buffers();
+    assert!(owned >= 1);
+    for _ in 0..1000 {
+        frame(&gpu);
+    }
+    gpu.device()
+        .poll(wgpu::PollType::wait_indefinitely())
+        .unwrap();
+    assert_eq!(
+        op.owned_buffers(),
+        owned,
+        "the op made buffers while recording"
+    );
+    check_mean(
+        gpu.read_f32(&out, 4).unwrap()[0],
+        &texels,
+        1e-4,
+        "after 1000 frames",
+    );
+}
