@@ -59,7 +59,10 @@ fn transforms_are_accurate_and_special_values_follow_ieee() {
         for (i, (&g, &v)) in got.iter().zip(&x).enumerate() {
             let want = truth(v, func);
             if want.is_nan() {
-                assert!(g.is_nan() && g.to_bits() != SENTINEL_BITS, "{func:?}({v:e}) = {g}");
+                assert!(
+                    g.is_nan() && g.to_bits() != SENTINEL_BITS,
+                    "{func:?}({v:e}) = {g}"
+                );
                 continue;
             }
             if want.is_infinite() {
