@@ -438,6 +438,12 @@ impl GmmOp {
         self.output_len
     }
 
+    /// How many buffers the op owns (parameters, the mixture's words, scratch), all made when
+    /// it was built: recording allocates no buffer.
+    pub fn owned_buffers(&self) -> usize {
+        self.program.owned_buffers()
+    }
+
     /// Records the evaluation: reads the points (f32, `n × dims`, from byte 0 of `points`) and
     /// writes [`GmmOp::output_len`] values at the start of `output`.
     pub fn record(

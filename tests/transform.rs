@@ -290,18 +290,31 @@ fn texture_copy_in_a_frame_and_a_thousand_frames() {
     };
     frame(&gpu);
     check_mean(gpu.read_f32(&out, 4).unwrap()[0], &texels, 1e-4, "texture");
-    let owned = op.owned_buffers();
-    assert!(owned >= 1);
+    // A mixture's log-density in the same frames (the log_density example's op).
+    let gmm = logdomain::Gmm {
+        weights: vec![0.5, 0.5],
+        means: vec![-1.0, 0.0, 1.0, 0.5],
+        covariance: logdomain::Covariance::Diag(vec![1.0, 0.5, 0.3, 2.0]),
+    };
+    let points = storage(&gpu, bytemuck::cast_slice(&rng.vec(512, -3.0, 3.0)));
+    let scores = storage(&gpu, &[0u8; 1024]);
+    let gmm_op =
+        logdomain::GmmOp::new(&gpu, 256, 2, &gmm, logdomain::GmmOutput::ScoreSamples).unwrap();
+    let owned = (op.owned_buffers(), gmm_op.owned_buffers());
+    assert!(owned.0 >= 1 && owned.1 >= 1);
     for _ in 0..1000 {
         frame(&gpu);
+        let mut encoder = gpu.device().create_command_encoder(&Default::default());
+        gmm_op.record(&mut encoder, &points, &scores).unwrap();
+        gpu.queue().submit([encoder.finish()]);
     }
     gpu.device()
         .poll(wgpu::PollType::wait_indefinitely())
         .unwrap();
     assert_eq!(
-        op.owned_buffers(),
+        (op.owned_buffers(), gmm_op.owned_buffers()),
         owned,
-        "the op made buffers while recording"
+        "an op made buffers while recording"
     );
     check_mean(
         gpu.read_f32(&out, 4).unwrap()[0],
