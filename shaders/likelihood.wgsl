@@ -371,33 +371,96 @@ fn sum_total_bits(st: SumState) -> u32 {
     return f32b(st.s);
 }
 
-// Pairwise summation of a stream: a binary counter of partial sums (depth <= 8 for CHUNK = 64
-// values, more than any chunk needs). The counter lives in private module-scope variables, not
-// behind a function pointer, which GLSL would copy in and out of every call.
-var<private> pw_stack: array<SumState, 8>;
-var<private> pw_depth: u32;
+// Pairwise summation of a stream: a binary counter of partial sums. Level i holds the sum of a
+// block of 2^i values while bit i of the count is set; a push carries through the set low bits,
+// combining the older block first. Eight levels hold up to 255 values (a counter sums CHUNK = 64).
+// The levels are separate private variables rather than an array: every index is a constant, so
+// compilers keep them in registers (an array indexed by the count lives in memory on llvmpipe),
+// and nothing goes behind a function pointer, which GLSL would copy in and out of every call.
+// The order of the additions is the stack formulation's, so sums are bit for bit the same as the
+// CPU mirror's `pairwise`.
+var<private> pw_l0: SumState;
+var<private> pw_l1: SumState;
+var<private> pw_l2: SumState;
+var<private> pw_l3: SumState;
+var<private> pw_l4: SumState;
+var<private> pw_l5: SumState;
+var<private> pw_l6: SumState;
+var<private> pw_l7: SumState;
 var<private> pw_n: u32;
 
 fn pairwise_reset() {
-    pw_depth = 0u;
     pw_n = 0u;
 }
 
-fn pairwise_push(st0: SumState) {
-    var st = st0;
-    pw_n += 1u;
-    for (var c = pw_n; (c & 1u) == 0u; c = c >> 1u) {
-        pw_depth -= 1u;
-        st = sum_combine(pw_stack[pw_depth], st);
+fn pairwise_push(st: SumState) {
+    let n = pw_n;
+    pw_n = n + 1u;
+    var carry = st;
+    if ((n & 1u) == 0u) {
+        pw_l0 = carry;
+        return;
     }
-    pw_stack[pw_depth] = st;
-    pw_depth += 1u;
+    carry = sum_combine(pw_l0, carry);
+    if ((n & 2u) == 0u) {
+        pw_l1 = carry;
+        return;
+    }
+    carry = sum_combine(pw_l1, carry);
+    if ((n & 4u) == 0u) {
+        pw_l2 = carry;
+        return;
+    }
+    carry = sum_combine(pw_l2, carry);
+    if ((n & 8u) == 0u) {
+        pw_l3 = carry;
+        return;
+    }
+    carry = sum_combine(pw_l3, carry);
+    if ((n & 16u) == 0u) {
+        pw_l4 = carry;
+        return;
+    }
+    carry = sum_combine(pw_l4, carry);
+    if ((n & 32u) == 0u) {
+        pw_l5 = carry;
+        return;
+    }
+    carry = sum_combine(pw_l5, carry);
+    if ((n & 64u) == 0u) {
+        pw_l6 = carry;
+        return;
+    }
+    pw_l7 = sum_combine(pw_l6, carry);
 }
 
+// The blocks from the most recent (lowest level) to the oldest, each added in front.
 fn pairwise_total() -> SumState {
+    let n = pw_n;
     var total = sum_identity();
-    for (var d = pw_depth; d > 0u; d--) {
-        total = sum_combine(pw_stack[d - 1u], total);
+    if ((n & 1u) != 0u) {
+        total = sum_combine(pw_l0, total);
+    }
+    if ((n & 2u) != 0u) {
+        total = sum_combine(pw_l1, total);
+    }
+    if ((n & 4u) != 0u) {
+        total = sum_combine(pw_l2, total);
+    }
+    if ((n & 8u) != 0u) {
+        total = sum_combine(pw_l3, total);
+    }
+    if ((n & 16u) != 0u) {
+        total = sum_combine(pw_l4, total);
+    }
+    if ((n & 32u) != 0u) {
+        total = sum_combine(pw_l5, total);
+    }
+    if ((n & 64u) != 0u) {
+        total = sum_combine(pw_l6, total);
+    }
+    if ((n & 128u) != 0u) {
+        total = sum_combine(pw_l7, total);
     }
     return total;
 }

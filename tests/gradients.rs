@@ -1104,3 +1104,28 @@ fn elementwise_loss_gradients_special_values_and_encoder_level() {
         Err(Error::InputLength { .. })
     ));
 }
+
+/// The GPU's pairwise sums add in the CPU mirror's order, bit for bit: with log-probabilities
+/// of 0, log_softmax's backward is `g_j − Σg`, one exact product and one subtraction after the
+/// row sum, so any difference in the order of the sum's additions shows in the bits.
+#[test]
+fn pairwise_sums_follow_the_mirrors_order_bit_for_bit() {
+    let gpu = gpu();
+    let mut rng = Rng(57);
+    for cols in [1usize, 63, 64, 65, 1000, 4097] {
+        let rows = 40;
+        // Values of comparable magnitudes and both signs, with full mantissas: almost every
+        // addition rounds, so a different association changes the bits.
+        let g: Vec<f32> = (0..rows * cols)
+            .map(|_| rng.uniform(-1.0, 1.0) * 10f32.powf(rng.uniform(0.0, 2.0)))
+            .collect();
+        let zeros = vec![0.0f32; rows * cols];
+        let got = gpu.log_softmax_backward(&zeros, &g, rows, cols).unwrap();
+        let want = logdomain::reference::gradients::log_softmax_backward(&zeros, &g, rows, cols);
+        assert_eq!(
+            got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            "cols {cols}"
+        );
+    }
+}
