@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::error::Error;
 use crate::logsumexp::{RowFn, RowOp, RowsLayout, Strategy};
+use crate::reference::logsumexp::LseState;
 use crate::shaders;
 
 /// What runs: the adapter and the optional features the kernels use on it.
@@ -719,6 +720,33 @@ impl Gpu {
     /// [`RowFn::LogsumexpParts`]).
     pub fn logsumexp_parts(&self, x: &[f32], rows: usize, cols: usize) -> Result<Vec<f32>, Error> {
         self.run_rows(RowFn::LogsumexpParts, x, rows, cols)
+    }
+
+    /// Each row's log-sum-exp as a state of the kernels' monoid ([`LseState`]: the max and the
+    /// scaled sum of the others), for merging shards: states of column blocks of the same rows,
+    /// computed on any number of dispatches, adapters or machines, combine with
+    /// [`LseState::combine`] into the rows' log-sum-exp ([`LseState::logsumexp`]). A state is
+    /// 12 bytes a row, so any distributed engine can carry it.
+    ///
+    /// ```no_run
+    /// let gpu = logdomain::Gpu::new()?;
+    /// let left = gpu.logsumexp_partial(&[0.0, 1.0], 1, 2)?;   // columns 0..2 of a row
+    /// let right = gpu.logsumexp_partial(&[2.0, -3.0], 1, 2)?; // columns 2..4, elsewhere
+    /// let lse = left[0].combine(right[0]).logsumexp();
+    /// assert!((lse - gpu.logsumexp(&[0.0, 1.0, 2.0, -3.0], 1, 4)?[0]).abs() < 1e-6);
+    /// # Ok::<(), logdomain::Error>(())
+    /// ```
+    pub fn logsumexp_partial(
+        &self,
+        x: &[f32],
+        rows: usize,
+        cols: usize,
+    ) -> Result<Vec<LseState>, Error> {
+        let parts = self.run_rows(RowFn::LogsumexpParts, x, rows, cols)?;
+        Ok(parts
+            .chunks(2)
+            .map(|p| LseState::from_parts(p[0], p[1]))
+            .collect())
     }
 
     fn run_rows(

@@ -21,6 +21,7 @@ pub use likelihood::{
     Bce, CrossEntropy, GaussianNll, InputSpec, Loss, LossOp, PoissonNll, Reduction,
 };
 pub use logsumexp::{RowFn, RowOp, RowsLayout, Strategy};
+pub use reference::logsumexp::LseState;
 pub use shaders::SENTINEL_BITS;
 pub use transform::{DataLayout, LogFn, LogOp, LogOpKind};
 

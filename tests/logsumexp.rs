@@ -523,3 +523,82 @@ fn blocking_calls_from_several_threads() {
         }
     });
 }
+
+/// A `Gpu` on the first adapter of `backends`; a missing one is a failure that says what to
+/// install, never a skip.
+fn gpu_on(backends: wgpu::Backends, install: &str) -> Gpu {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = backends;
+    let instance = wgpu::Instance::new(desc);
+    let adapter = pollster::block_on(instance.request_adapter(&Default::default()))
+        .unwrap_or_else(|e| panic!("no {backends:?} adapter ({e}): {install}"));
+    let (device, queue) =
+        pollster::block_on(adapter.request_device(&Default::default())).expect("device");
+    Gpu::from_device(device, queue)
+}
+
+/// A batch's columns split between two adapters (lavapipe through Vulkan, llvmpipe through GL),
+/// each returning its rows' partial states; merged on the CPU they give the single-device
+/// log-sum-exp within the usual bound, special rows included.
+#[test]
+fn shards_on_two_adapters_merge_into_the_log_sum_exp() {
+    let vk = gpu_on(
+        wgpu::Backends::VULKAN,
+        "apt-get install -y mesa-vulkan-drivers",
+    );
+    let gl = gpu_on(
+        wgpu::Backends::GL,
+        "apt-get install -y libgl1-mesa-dri libegl1",
+    );
+    let mut rng = Rng(101);
+    let (rows, cols, split) = (300, 1000, 377);
+    let mut x = rng.vec(rows * cols, -30.0, 30.0);
+    // Special rows: a NaN in the right shard, +inf in the left, a row all −inf, a row whose
+    // left shard is all −inf, and a large offset.
+    x[cols + 900] = f32::NAN;
+    x[2 * cols + 10] = f32::INFINITY;
+    x[3 * cols..4 * cols].fill(f32::NEG_INFINITY);
+    x[4 * cols..4 * cols + split].fill(f32::NEG_INFINITY);
+    for v in &mut x[5 * cols..6 * cols] {
+        *v += 1e4;
+    }
+    let shard = |c0: usize, c1: usize| -> Vec<f32> {
+        (0..rows)
+            .flat_map(|r| x[r * cols + c0..r * cols + c1].to_vec())
+            .collect()
+    };
+    let left = vk.logsumexp_partial(&shard(0, split), rows, split).unwrap();
+    let right = gl
+        .logsumexp_partial(&shard(split, cols), rows, cols - split)
+        .unwrap();
+    let merged: Vec<f32> = left
+        .iter()
+        .zip(&right)
+        .map(|(a, b)| a.combine(*b).logsumexp())
+        .collect();
+    check_lse(&merged, &x, rows, cols, "merged shards");
+    // Any number of shards, in any grouping: three shards on one adapter, merged both ways.
+    let thirds = [(0, 300), (300, 650), (650, cols)];
+    let parts: Vec<Vec<logdomain::LseState>> = thirds
+        .iter()
+        .map(|&(c0, c1)| vk.logsumexp_partial(&shard(c0, c1), rows, c1 - c0).unwrap())
+        .collect();
+    let a: Vec<f32> = (0..rows)
+        .map(|r| {
+            parts[0][r]
+                .combine(parts[1][r])
+                .combine(parts[2][r])
+                .logsumexp()
+        })
+        .collect();
+    let b: Vec<f32> = (0..rows)
+        .map(|r| {
+            logdomain::LseState::EMPTY
+                .combine(parts[2][r])
+                .combine(parts[0][r].combine(parts[1][r]))
+                .logsumexp()
+        })
+        .collect();
+    check_lse(&a, &x, rows, cols, "three shards");
+    check_lse(&b, &x, rows, cols, "three shards, other grouping");
+}

@@ -88,6 +88,50 @@ pub struct LseState {
     pub flags: u32,
 }
 
+impl LseState {
+    /// The empty set (log-sum-exp −inf): the identity of [`LseState::combine`].
+    pub const EMPTY: LseState = LseState {
+        m: 0.0,
+        s: 0.0,
+        flags: 0,
+    };
+
+    /// The state of the union of two disjoint sets (see [`lse_combine`]).
+    pub fn combine(self, other: LseState) -> LseState {
+        lse_combine(self, other)
+    }
+
+    /// The log-sum-exp of the set (see [`lse_result`]).
+    pub fn logsumexp(self) -> f32 {
+        lse_result(self)
+    }
+
+    /// The state behind a row's parts `(m, log1p(s))` (`RowFn::LogsumexpParts`): `(NaN, 0)`,
+    /// `(+inf, 0)` and `(−inf, 0)` are a NaN, a +inf and an empty row; otherwise `s` is
+    /// recovered as `expm1` of the second part, in f64.
+    pub fn from_parts(hi: f32, lo: f32) -> LseState {
+        if hi.is_nan() {
+            LseState {
+                flags: FLAG_NAN,
+                ..LseState::EMPTY
+            }
+        } else if hi == f32::INFINITY {
+            LseState {
+                flags: FLAG_POS_INF,
+                ..LseState::EMPTY
+            }
+        } else if hi == f32::NEG_INFINITY {
+            LseState::EMPTY
+        } else {
+            LseState {
+                m: hi,
+                s: f64::from(lo).exp_m1() as f32,
+                flags: FLAG_NONEMPTY,
+            }
+        }
+    }
+}
+
 /// The empty set: log-sum-exp −inf.
 pub fn lse_identity() -> LseState {
     LseState {
