@@ -6,6 +6,7 @@ mod gpu;
 pub mod gradients;
 pub mod likelihood;
 pub mod logsumexp;
+pub mod masked;
 pub mod reference;
 pub mod shaders;
 pub mod stability;
@@ -21,6 +22,7 @@ pub use likelihood::{
     Bce, CrossEntropy, GaussianNll, InputSpec, Loss, LossOp, PoissonNll, Reduction,
 };
 pub use logsumexp::{RowFn, RowOp, RowsLayout, Strategy};
+pub use masked::MaskedRowOp;
 pub use reference::logsumexp::LseState;
 pub use shaders::SENTINEL_BITS;
 pub use transform::{DataLayout, LogFn, LogOp, LogOpKind};
@@ -41,6 +43,7 @@ mod tests {
         check::<crate::LossGradOp>();
         check::<crate::GmmReduceOp>();
         check::<crate::LogOp>();
+        check::<crate::MaskedRowOp>();
         check::<crate::Error>();
     }
 }

@@ -20,6 +20,10 @@ pub const GRADIENTS: &str = include_str!("../shaders/gradients.wgsl");
 /// `elementwise` entry point).
 pub const TRANSFORM: &str = include_str!("../shaders/transform.wgsl");
 
+/// Masks around the log-sum-exp family (element values of the likelihood module's
+/// `elementwise` entry point).
+pub const MASKED: &str = include_str!("../shaders/masked.wgsl");
+
 /// The textbook formulas of the stability study (needs the likelihood module's bindings).
 pub const STABILITY: &str = include_str!("../shaders/stability.wgsl");
 
@@ -41,7 +45,9 @@ pub fn logsumexp_subgroup_module() -> String {
 /// The likelihood module: losses, reductions, Gaussian mixtures and the log-sum-exp family's
 /// gradients (portable).
 pub fn likelihood_module() -> String {
-    module_source(&[COMMON, LIKELIHOOD, GMM, GRADIENTS, TRANSFORM, STABILITY])
+    module_source(&[
+        COMMON, LIKELIHOOD, GMM, GRADIENTS, TRANSFORM, MASKED, STABILITY,
+    ])
 }
 
 /// The bit pattern (a NaN payload no kernel writes) that sentinel fills leave in outputs.

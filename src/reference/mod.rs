@@ -6,4 +6,5 @@ pub mod gmm;
 pub mod gradients;
 pub mod likelihood;
 pub mod logsumexp;
+pub mod masked;
 pub mod transform;
