@@ -153,51 +153,12 @@ pub fn run(gpu: &Gpu, width: u32, height: u32, dir: &Path) -> Result<Summary> {
             })
         })
         .collect();
-    let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-        label: Some("auto_exposure"),
-        entries: &[
-            wgpu::BindGroupLayoutEntry {
-                binding: 0,
-                visibility: wgpu::ShaderStages::FRAGMENT,
-                ty: wgpu::BindingType::Texture {
-                    sample_type: wgpu::TextureSampleType::Float { filterable: false },
-                    view_dimension: wgpu::TextureViewDimension::D2,
-                    multisampled: false,
-                },
-                count: None,
-            },
-            wgpu::BindGroupLayoutEntry {
-                binding: 1,
-                visibility: wgpu::ShaderStages::FRAGMENT,
-                ty: wgpu::BindingType::Buffer {
-                    ty: wgpu::BufferBindingType::Uniform,
-                    has_dynamic_offset: false,
-                    min_binding_size: None,
-                },
-                count: None,
-            },
-        ],
-    });
+    let layout = texture_uniform_layout(gpu);
     let pipeline = pipeline(gpu, SHADER, &layout);
     let hdr_view = hdr.create_view(&Default::default());
     let groups: Vec<wgpu::BindGroup> = uniforms
         .iter()
-        .map(|u| {
-            device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some("auto_exposure"),
-                layout: &layout,
-                entries: &[
-                    wgpu::BindGroupEntry {
-                        binding: 0,
-                        resource: wgpu::BindingResource::TextureView(&hdr_view),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 1,
-                        resource: u.as_entire_binding(),
-                    },
-                ],
-            })
-        })
+        .map(|u| texture_uniform_group(gpu, &layout, &hdr_view, u))
         .collect();
     let targets = [target(gpu, width, height), target(gpu, width, height)];
 

@@ -128,31 +128,7 @@ pub fn run(gpu: &Gpu, size: u32, png: &Path) -> Result<Summary> {
         contents: bytemuck::cast_slice(&[hi.to_bits(), RANGE.to_bits(), size, 0]),
         usage: wgpu::BufferUsages::UNIFORM,
     });
-    let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-        label: Some("log_density"),
-        entries: &[
-            wgpu::BindGroupLayoutEntry {
-                binding: 0,
-                visibility: wgpu::ShaderStages::FRAGMENT,
-                ty: wgpu::BindingType::Texture {
-                    sample_type: wgpu::TextureSampleType::Float { filterable: false },
-                    view_dimension: wgpu::TextureViewDimension::D2,
-                    multisampled: false,
-                },
-                count: None,
-            },
-            wgpu::BindGroupLayoutEntry {
-                binding: 1,
-                visibility: wgpu::ShaderStages::FRAGMENT,
-                ty: wgpu::BindingType::Buffer {
-                    ty: wgpu::BufferBindingType::Uniform,
-                    has_dynamic_offset: false,
-                    min_binding_size: None,
-                },
-                count: None,
-            },
-        ],
-    });
+    let layout = texture_uniform_layout(gpu);
     let pipeline = pipeline(gpu, &format!("{COLORMAP_WGSL}\n{SHADER}"), &layout);
     let target = target(gpu, 2 * size, size);
     let target_view = target.create_view(&Default::default());
@@ -163,20 +139,7 @@ pub fn run(gpu: &Gpu, size: u32, png: &Path) -> Result<Summary> {
         .map_err(|e| e.to_string())?;
     let field = float_texture(gpu, &mut encoder, &density, size, size);
     let field_view = field.create_view(&Default::default());
-    let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: Some("log_density"),
-        layout: &layout,
-        entries: &[
-            wgpu::BindGroupEntry {
-                binding: 0,
-                resource: wgpu::BindingResource::TextureView(&field_view),
-            },
-            wgpu::BindGroupEntry {
-                binding: 1,
-                resource: view_buf.as_entire_binding(),
-            },
-        ],
-    });
+    let group = texture_uniform_group(gpu, &layout, &field_view, &view_buf);
     draw(&mut encoder, &target_view, &pipeline, &group);
     gpu.queue().submit([encoder.finish()]);
 

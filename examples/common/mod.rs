@@ -239,3 +239,57 @@ pub fn arg<T: std::str::FromStr>(name: &str, default: T) -> Result<T> {
         None => Ok(default),
     }
 }
+
+/// The layout the pictures' fragment shaders read: an unfilterable float texture (binding 0)
+/// and a uniform buffer (binding 1).
+pub fn texture_uniform_layout(gpu: &Gpu) -> wgpu::BindGroupLayout {
+    gpu.device()
+        .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("picture"),
+            entries: &[
+                wgpu::BindGroupLayoutEntry {
+                    binding: 0,
+                    visibility: wgpu::ShaderStages::FRAGMENT,
+                    ty: wgpu::BindingType::Texture {
+                        sample_type: wgpu::TextureSampleType::Float { filterable: false },
+                        view_dimension: wgpu::TextureViewDimension::D2,
+                        multisampled: false,
+                    },
+                    count: None,
+                },
+                wgpu::BindGroupLayoutEntry {
+                    binding: 1,
+                    visibility: wgpu::ShaderStages::FRAGMENT,
+                    ty: wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Uniform,
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                    count: None,
+                },
+            ],
+        })
+}
+
+/// A bind group of `texture_uniform_layout`.
+pub fn texture_uniform_group(
+    gpu: &Gpu,
+    layout: &wgpu::BindGroupLayout,
+    view: &wgpu::TextureView,
+    uniform: &wgpu::Buffer,
+) -> wgpu::BindGroup {
+    gpu.device().create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some("picture"),
+        layout,
+        entries: &[
+            wgpu::BindGroupEntry {
+                binding: 0,
+                resource: wgpu::BindingResource::TextureView(view),
+            },
+            wgpu::BindGroupEntry {
+                binding: 1,
+                resource: uniform.as_entire_binding(),
+            },
+        ],
+    })
+}
