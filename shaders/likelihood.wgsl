@@ -5,7 +5,7 @@
 // gmm.wgsl and gradients.wgsl, which use its bindings.
 //
 // Entry points are specialised by override constants (OP values: 0-4 here, 5-14 in
-// gradients.wgsl, 16-19 in transform.wgsl, 20-22 in masked.wgsl):
+// gradients.wgsl, 16-19 in transform.wgsl, 20-22 in masked.wgsl, 23-24 in weighted.wgsl):
 //   OP      which per-element value `elementwise` computes (OP_* below);
 //   REDUCE  0: write one value per element (per row for `categorical`);
 //           1: write one partial sum per chunk of CHUNK elements (per row for `categorical`);
@@ -508,7 +508,13 @@ fn elementwise(
         let i = base + col;
         let xb = a[params.a_off + i];
         var v: u32;
-        if (OP >= OP_MASK_FIRST) {
+        if (OP == OP_W_TERMS) {
+            // Weighted log-sum-exp with signs (weighted.wgsl): two sums at once.
+            pairwise_push(weighted_term(xb, i, params.row0 + r, col));
+            continue;
+        } else if (OP == OP_W_SUBST) {
+            v = weighted_value(xb, i, col);
+        } else if (OP >= OP_MASK_FIRST) {
             // Masks (masked.wgsl).
             v = mask_bits(xb, i, params.row0 + r, col);
         } else if (OP >= OP_LOG_FIRST) {

@@ -11,6 +11,7 @@ pub mod reference;
 pub mod shaders;
 pub mod stability;
 pub mod transform;
+pub mod weighted;
 
 pub use error::Error;
 pub use gmm::{
@@ -26,6 +27,7 @@ pub use masked::MaskedRowOp;
 pub use reference::logsumexp::LseState;
 pub use shaders::SENTINEL_BITS;
 pub use transform::{DataLayout, LogFn, LogOp, LogOpKind};
+pub use weighted::WeightedLseOp;
 
 #[cfg(test)]
 mod tests {
@@ -44,6 +46,7 @@ mod tests {
         check::<crate::GmmReduceOp>();
         check::<crate::LogOp>();
         check::<crate::MaskedRowOp>();
+        check::<crate::WeightedLseOp>();
         check::<crate::Error>();
     }
 }

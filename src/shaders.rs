@@ -24,6 +24,10 @@ pub const TRANSFORM: &str = include_str!("../shaders/transform.wgsl");
 /// `elementwise` entry point).
 pub const MASKED: &str = include_str!("../shaders/masked.wgsl");
 
+/// Weighted log-sum-exp with signs (element values of the likelihood module's `elementwise`
+/// entry point, and its per-row finish).
+pub const WEIGHTED: &str = include_str!("../shaders/weighted.wgsl");
+
 /// The textbook formulas of the stability study (needs the likelihood module's bindings).
 pub const STABILITY: &str = include_str!("../shaders/stability.wgsl");
 
@@ -46,7 +50,7 @@ pub fn logsumexp_subgroup_module() -> String {
 /// gradients (portable).
 pub fn likelihood_module() -> String {
     module_source(&[
-        COMMON, LIKELIHOOD, GMM, GRADIENTS, TRANSFORM, MASKED, STABILITY,
+        COMMON, LIKELIHOOD, GMM, GRADIENTS, TRANSFORM, MASKED, WEIGHTED, STABILITY,
     ])
 }
 

@@ -8,3 +8,4 @@ pub mod likelihood;
 pub mod logsumexp;
 pub mod masked;
 pub mod transform;
+pub mod weighted;

@@ -1,0 +1,82 @@
+//! CPU mirror of `shaders/weighted.wgsl`: the weighted log-sum-exp with signs in f32, the row max
+//! from the log-sum-exp mirror's state, the positive and negative terms summed in the kernels'
+//! pairwise order.
+
+use super::likelihood::{CHUNK, SumState, pairwise, reduce_levels};
+use super::logsumexp::{ld_exp_neg, row_state};
+
+/// `(log|Σ b·eˣ|, sign)` per row; `b` per element (`rows × cols`) or per column (`cols`).
+pub fn logsumexp_weighted(x: &[f32], b: &[f32], rows: usize, cols: usize) -> (Vec<f32>, Vec<f32>) {
+    let per_column = b.len() == cols && b.len() != rows * cols;
+    let w = |r: usize, c: usize| if per_column { b[c] } else { b[r * cols + c] };
+    let (mut lse, mut sign) = (Vec::new(), Vec::new());
+    for r in 0..rows {
+        let row: Vec<f32> = (0..cols)
+            .map(|c| {
+                if w(r, c) == 0.0 {
+                    f32::NEG_INFINITY
+                } else {
+                    x[r * cols + c]
+                }
+            })
+            .collect();
+        let st = row_state(&row);
+        let hi = super::logsumexp::lse_result(st);
+        let m = if hi.is_finite() { st.m } else { hi };
+        let terms: Vec<SumState> = (0..cols)
+            .map(|c| {
+                let (wb, xv) = (w(r, c), x[r * cols + c]);
+                if wb == 0.0 || !(m.is_finite() || m == f32::INFINITY) {
+                    return SumState::default();
+                }
+                let t = if xv == f32::INFINITY {
+                    f32::INFINITY
+                } else if m == f32::INFINITY || !xv.is_finite() {
+                    0.0
+                } else {
+                    ld_exp_neg(xv - m)
+                };
+                let v = if wb.is_infinite() && t == 0.0 {
+                    f32::NAN
+                } else {
+                    wb * t
+                };
+                let mut st = SumState::default();
+                if v.is_nan() {
+                    st.flags = super::likelihood::SUM_NAN;
+                } else if v == f32::INFINITY {
+                    st.flags = super::likelihood::SUM_POS_INF;
+                } else if v == f32::NEG_INFINITY {
+                    st.flags = super::likelihood::SUM_NEG_INF;
+                } else {
+                    st.s = v.max(0.0);
+                    st.w = (-v).max(0.0);
+                }
+                st
+            })
+            .collect();
+        let partials: Vec<SumState> = terms.chunks(CHUNK).map(|c| pairwise(c.to_vec())).collect();
+        let st = reduce_levels(partials);
+        let (pos, neg) = (
+            st.flags & super::likelihood::SUM_POS_INF != 0,
+            st.flags & super::likelihood::SUM_NEG_INF != 0,
+        );
+        let (l, s) = if m.is_nan() || st.flags & super::likelihood::SUM_NAN != 0 || (pos && neg) {
+            (f32::NAN, f32::NAN)
+        } else if pos || neg {
+            (f32::INFINITY, if pos { 1.0 } else { -1.0 })
+        } else if !m.is_finite() {
+            (f32::NEG_INFINITY, 0.0)
+        } else {
+            let d = st.s - st.w;
+            if d == 0.0 {
+                (f32::NEG_INFINITY, 0.0)
+            } else {
+                (m + super::likelihood::xlog(d.abs()), d.signum())
+            }
+        };
+        lse.push(l);
+        sign.push(s);
+    }
+    (lse, sign)
+}
