@@ -2,13 +2,13 @@
 
 use std::time::{Duration, Instant};
 
+use super::{Gen, output, storage};
 use clap::{Args, ValueEnum};
 use logdomain::reference::{gmm as cpu_gmm, likelihood as cpu_ll, logsumexp as cpu_lse};
 use logdomain::{
     Bce, Covariance, CrossEntropy, GaussianNll, Gmm, GmmOp, GmmOutput, Gpu, LossOp, PoissonNll,
     RowFn, RowOp, RowsLayout, Strategy,
 };
-use wgpu::util::DeviceExt;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 #[value(rename_all = "snake_case")]
@@ -103,21 +103,6 @@ fn time(runs: usize, mut f: impl FnMut() -> Result<(), String>) -> Result<Durati
     Ok(median(v))
 }
 
-struct Gen(u64);
-
-impl Gen {
-    fn vec(&mut self, n: usize, lo: f32, hi: f32) -> Vec<f32> {
-        (0..n)
-            .map(|_| {
-                self.0 ^= self.0 << 13;
-                self.0 ^= self.0 >> 7;
-                self.0 ^= self.0 << 17;
-                lo + (hi - lo) * ((self.0 >> 40) as f32 / (1u64 << 24) as f32)
-            })
-            .collect()
-    }
-}
-
 fn lib(e: logdomain::Error) -> String {
     e.to_string()
 }
@@ -131,23 +116,7 @@ pub fn measure(gpu: &Gpu, op: BenchOp, shape: Shape, runs: usize) -> Result<Row,
         .ok_or_else(|| format!("{rows}x{cols} overflows"))?;
     let mut rng = Gen(0x9e37_79b9_7f4a_7c15);
     let x = rng.vec(n, -10.0, 10.0);
-    let buffer = |data: &[u8]| {
-        gpu.device()
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: None,
-                contents: data,
-                usage: wgpu::BufferUsages::STORAGE,
-            })
-    };
-    let output = |values: usize| {
-        gpu.device().create_buffer(&wgpu::BufferDescriptor {
-            label: None,
-            size: (values.max(1) * 4) as u64,
-            usage: wgpu::BufferUsages::STORAGE,
-            mapped_at_creation: false,
-        })
-    };
-    let xb = buffer(bytemuck::cast_slice(&x));
+    let xb = storage(gpu, bytemuck::cast_slice(&x));
     let func = match op {
         BenchOp::Logsumexp => RowFn::Logsumexp,
         BenchOp::Softmax => RowFn::Softmax,
@@ -161,7 +130,7 @@ pub fn measure(gpu: &Gpu, op: BenchOp, shape: Shape, runs: usize) -> Result<Row,
         Strategy::Auto,
     )
     .map_err(lib)?;
-    let out = output(func.output_len(rows, cols));
+    let out = output(gpu, func.output_len(rows, cols));
     finish(
         op,
         shape,
@@ -247,14 +216,6 @@ fn loss_ops(
     let (rows, cols) = (shape.rows, shape.cols);
     let n = rows * cols;
     let mut rng = Gen(0x2545_f491_4f6c_dd1d);
-    let buffer = |data: &[u8]| {
-        gpu.device()
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: None,
-                contents: data,
-                usage: wgpu::BufferUsages::STORAGE,
-            })
-    };
     if op == BenchOp::GmmScoreSamples {
         let k = 16;
         let gmm = Gmm {
@@ -263,12 +224,7 @@ fn loss_ops(
             covariance: Covariance::Diag(rng.vec(k * cols, 0.5, 2.0)),
         };
         let gop = GmmOp::new(gpu, rows, cols, &gmm, GmmOutput::ScoreSamples).map_err(lib)?;
-        let out = gpu.device().create_buffer(&wgpu::BufferDescriptor {
-            label: None,
-            size: (rows.max(1) * 4) as u64,
-            usage: wgpu::BufferUsages::STORAGE,
-            mapped_at_creation: false,
-        });
+        let out = output(gpu, rows);
         return finish(
             op,
             shape,
@@ -289,10 +245,10 @@ fn loss_ops(
         );
     }
     let y = rng.vec(n, 0.0, 1.0);
-    let yb = buffer(bytemuck::cast_slice(&y));
+    let yb = storage(gpu, bytemuck::cast_slice(&y));
     let targets: Vec<i64> = (0..rows).map(|r| (r * 7919 % cols) as i64).collect();
     let t32: Vec<i32> = targets.iter().map(|&t| t as i32).collect();
-    let tb = buffer(bytemuck::cast_slice(&t32));
+    let tb = storage(gpu, bytemuck::cast_slice(&t32));
     let ce = CrossEntropy::default();
     let (lop, inputs, bytes): (LossOp, Vec<&wgpu::Buffer>, u64) = match op {
         BenchOp::CrossEntropy => (
@@ -322,12 +278,7 @@ fn loss_ops(
             n as u64 * 4,
         ),
     };
-    let out = gpu.device().create_buffer(&wgpu::BufferDescriptor {
-        label: None,
-        size: (lop.output_len().max(1) * 4) as u64,
-        usage: wgpu::BufferUsages::STORAGE,
-        mapped_at_creation: false,
-    });
+    let out = output(gpu, lop.output_len());
     let blocking = || -> Result<(), String> {
         match op {
             BenchOp::CrossEntropy => gpu.cross_entropy(&x, rows, cols, &targets, &ce),

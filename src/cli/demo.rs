@@ -4,10 +4,10 @@
 
 use std::time::{Duration, Instant};
 
+use super::{Gen, output, storage};
 use clap::Args;
 use logdomain::reference::{gmm as cpu_gmm, gradients as cpu_grad, likelihood as cpu_ll};
 use logdomain::{Covariance, CrossEntropy, CrossEntropyGradOp, Gmm, GmmOp, GmmOutput, Gpu, LossOp};
-use wgpu::util::DeviceExt;
 
 /// Arguments of `demo` (the default command).
 #[derive(Args, Debug)]
@@ -32,20 +32,6 @@ impl Default for DemoArgs {
             rows: 16_384,
             classes: 4096,
         }
-    }
-}
-
-struct Gen(u64);
-
-impl Gen {
-    fn next(&mut self) -> f32 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 40) as f32 / (1u64 << 24) as f32
-    }
-    fn vec(&mut self, n: usize, lo: f32, hi: f32) -> Vec<f32> {
-        (0..n).map(|_| lo + (hi - lo) * self.next()).collect()
     }
 }
 
@@ -93,22 +79,6 @@ pub fn run(gpu: &Gpu, a: &DemoArgs) -> Result<(), String> {
     );
     println!("adapter: {}\n", gpu.info());
     let mut rng = Gen(0x2545_f491_4f6c_dd1d);
-    let storage = |data: &[u8]| {
-        gpu.device()
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: None,
-                contents: data,
-                usage: wgpu::BufferUsages::STORAGE,
-            })
-    };
-    let output = |values: usize| {
-        gpu.device().create_buffer(&wgpu::BufferDescriptor {
-            label: None,
-            size: (values.max(1) * 4) as u64,
-            usage: wgpu::BufferUsages::STORAGE,
-            mapped_at_creation: false,
-        })
-    };
     println!(
         "{:<44} {:>12} {:>15} {:>14} {:>22}",
         "job", "GPU kernel", "GPU end-to-end", "CPU reference", "agreement with CPU"
@@ -127,7 +97,7 @@ pub fn run(gpu: &Gpu, a: &DemoArgs) -> Result<(), String> {
         *p += means[((i / d) % k) * d + i % d];
     }
     let op = GmmOp::new(gpu, n, d, &gmm, GmmOutput::ScoreSamples).map_err(lib)?;
-    let (pb, out) = (storage(bytemuck::cast_slice(&points)), output(n));
+    let (pb, out) = (storage(gpu, bytemuck::cast_slice(&points)), output(gpu, n));
     let k_time = kernel(|| op.kernel_time(gpu, &pb, &out).map_err(lib))?;
     let (got, gpu_time) = warm(|| gpu.gmm_score_samples(&points, n, d, &gmm));
     let got = got.map_err(lib)?;
@@ -155,9 +125,9 @@ pub fn run(gpu: &Gpu, a: &DemoArgs) -> Result<(), String> {
     let o = CrossEntropy::default();
     let op = LossOp::cross_entropy(gpu, rows, classes, &o).map_err(lib)?;
     let (xb, tb, lb) = (
-        storage(bytemuck::cast_slice(&logits)),
-        storage(bytemuck::cast_slice(&t32)),
-        output(1),
+        storage(gpu, bytemuck::cast_slice(&logits)),
+        storage(gpu, bytemuck::cast_slice(&t32)),
+        output(gpu, 1),
     );
     let k_time = kernel(|| op.kernel_time(gpu, &[&xb, &tb], &lb).map_err(lib))?;
     let (got, gpu_time) = warm(|| gpu.cross_entropy(&logits, rows, classes, &targets, &o));
@@ -175,7 +145,7 @@ pub fn run(gpu: &Gpu, a: &DemoArgs) -> Result<(), String> {
     // The fused forward and backward: its kernel time, then the blocking call (upload, run,
     // read back the rows × classes gradient).
     let fused_op = CrossEntropyGradOp::new(gpu, rows, classes, &o).map_err(lib)?;
-    let gb = output(rows * classes);
+    let gb = output(gpu, rows * classes);
     let k_time = kernel(|| {
         fused_op
             .kernel_time(gpu, &xb, &tb, &lb, Some(&gb))

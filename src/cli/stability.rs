@@ -10,6 +10,8 @@ use clap::Args;
 use logdomain::stability::Textbook;
 use logdomain::{Gpu, RowFn};
 
+use super::Gen;
+
 /// Arguments of `stability`.
 #[derive(Args, Debug)]
 #[command(after_help = "Example:
@@ -60,17 +62,6 @@ pub struct Stats {
     /// Results that are NaN or ±inf where the truth is finite (or that differ from a
     /// non-finite truth), as a share of all results.
     pub nonfinite: f64,
-}
-
-struct Gen(u64);
-
-impl Gen {
-    fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        lo + (hi - lo) * ((self.0 >> 40) as f32 / (1u64 << 24) as f32)
-    }
 }
 
 fn cases(quick: bool) -> Vec<Case> {
