@@ -12,7 +12,8 @@ use crate::error::Error;
 use crate::gpu::{Gpu, PipelineKey};
 use crate::likelihood::{
     Bind, CHUNK, FINISH_SECOND, FINISH_SUM, LL_WG, LlPass, MODE_TRIANGULAR, Program, Src, Step,
-    elementwise_passes, groups_for, key, limit, reduce_passes, reduce_passes_from, usable,
+    elementwise_passes, groups_for, grow_scratch, key, limit, reduce_passes, reduce_passes_from,
+    usable,
 };
 use crate::logsumexp::{
     Caps, RowFn, RowOp, RowsLayout, Strategy, Window, u32_of, window as window_of,
@@ -809,7 +810,7 @@ impl GmmReduceOp {
                 &caps,
             )?;
             passes.extend(more);
-            need = [need[0].max(more_need[0]), need[1].max(more_need[1])];
+            grow_scratch(&mut need, more_need);
         }
         steps.push(Step::Ll(passes));
         let output_len = (1 + q_rows + kd) as usize;

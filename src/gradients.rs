@@ -21,8 +21,8 @@ use crate::likelihood::{
     InputSpec, LlPass, Loss, MODE_WEIGHTED, PoissonNll, Program, Reduction, Src, Step,
     binary_cross_entropy_with_logits_spec, categorical_passes, check_categorical,
     check_categorical_inputs, check_len, elementwise_passes, elems, finish_of, gaussian_nll_spec,
-    groups_for, key, limit, parts_step, poisson_nll_spec, reduce_passes, reduce_passes_from,
-    smooth_sum_passes, targets_i32,
+    groups_for, grow_scratch, key, limit, parts_step, poisson_nll_spec, reduce_passes,
+    reduce_passes_from, smooth_sum_passes, targets_i32,
 };
 use crate::logsumexp::{Caps, RowFn, Window};
 use crate::shaders::{LlParams, PARTIAL_BYTES};
@@ -431,10 +431,6 @@ impl CrossEntropyGradOp {
         let grad_src = Src::Input(2);
         let mut steps = Vec::new();
         let mut scratch = [0u64; 3];
-        let grow = |scratch: &mut [u64; 3], need: [u64; 2]| {
-            scratch[0] = scratch[0].max(need[0]);
-            scratch[1] = scratch[1].max(need[1]);
-        };
         if r > 0 && c > 0 {
             steps.push(parts_step(gpu, rows, classes, parts_off)?);
         }
@@ -470,7 +466,7 @@ impl CrossEntropyGradOp {
                 &caps,
             )?;
             passes.extend(more);
-            grow(&mut scratch, need);
+            grow_scratch(&mut scratch, need);
         }
         if !smoothing && reduce {
             let (more, need) = reduce_passes_from(
@@ -484,12 +480,12 @@ impl CrossEntropyGradOp {
                 &caps,
             )?;
             passes.extend(more);
-            grow(&mut scratch, need);
+            grow_scratch(&mut scratch, need);
         }
         if smoothing && !wide && r > 0 && c > 0 {
             let (more, need) = smooth_sum_passes(r, c, mode, parts_off, smooth_off, &caps)?;
             passes.extend(more);
-            grow(&mut scratch, need);
+            grow_scratch(&mut scratch, need);
         }
         // 3. The gradient (the second read of the logits).
         let entry = if wide { "ce_grad_smooth" } else { "ce_grad" };
@@ -545,7 +541,7 @@ impl CrossEntropyGradOp {
                     &caps,
                 )?;
                 passes.extend(more);
-                grow(&mut scratch, need);
+                grow_scratch(&mut scratch, need);
             }
             if r > 0 {
                 passes.push(LlPass {
@@ -589,7 +585,7 @@ impl CrossEntropyGradOp {
                     &caps,
                 )?;
                 passes.extend(more);
-                grow(&mut scratch, need);
+                grow_scratch(&mut scratch, need);
             }
         }
         steps.push(Step::Ll(passes));
@@ -791,7 +787,7 @@ impl LossGradOp {
                 };
                 let (more, need) = reduce_passes(1, chunks, FINISH_SUM, 0.0, dst, 0, &caps)?;
                 passes.extend(more);
-                scratch = [scratch[0].max(need[0]), scratch[1].max(need[1])];
+                grow_scratch(&mut scratch, need);
                 grad_lens.push(1);
                 bytes.push(4);
             } else {

@@ -701,6 +701,12 @@ pub(crate) fn reduce_passes(
     Ok((passes, need))
 }
 
+/// Grows the scratch sizes `scratch[0]` and `scratch[1]` to what a reduction `need`s.
+pub(crate) fn grow_scratch(scratch: &mut [u64], need: [u64; 2]) {
+    scratch[0] = scratch[0].max(need[0]);
+    scratch[1] = scratch[1].max(need[1]);
+}
+
 /// `reduce_passes` with the first level's partials in `src` (which the levels never write:
 /// they ping-pong through scratch 1 and 0), for partials read more than once.
 #[allow(clippy::too_many_arguments)]
@@ -1200,7 +1206,7 @@ impl LossOp {
         }
         if smoothing && rows > 0 && classes > 0 {
             let (passes, need) = smooth_sum_passes(r, c, mode, parts_off, smooth_off, &caps)?;
-            scratch = [scratch[0].max(need[0]), scratch[1].max(need[1])];
+            grow_scratch(&mut scratch, need);
             steps.push(Step::Ll(passes));
         }
         // The per-row losses: windows of whole rows of logits.
@@ -1236,7 +1242,7 @@ impl LossOp {
                 &caps,
             )?;
             passes.extend(more);
-            scratch = [scratch[0].max(need[0]), scratch[1].max(need[1])];
+            grow_scratch(&mut scratch, need);
         }
         steps.push(Step::Ll(passes));
         let output_len = if reduce { 1 } else { rows };

@@ -11,7 +11,7 @@ use crate::error::Error;
 use crate::gpu::Gpu;
 use crate::likelihood::{
     Bind, CHUNK, LlPass, MODE_WEIGHTED, Program, Src, Step, check_len, elementwise_passes, elems,
-    groups_for, key, limit, parts_step, reduce_passes_from,
+    groups_for, grow_scratch, key, limit, parts_step, reduce_passes_from,
 };
 use crate::logsumexp::{Caps, u32_of};
 use crate::shaders::{LlParams, PARTIAL_BYTES};
@@ -106,8 +106,7 @@ impl WeightedLseOp {
                 &caps,
             )?;
             passes.extend(more);
-            scratch[0] = scratch[0].max(need[0]);
-            scratch[1] = scratch[1].max(need[1]);
+            grow_scratch(&mut scratch, need);
             passes.push(LlPass {
                 key: key("wlse_finish", 0, 0),
                 params: LlParams {
