@@ -432,7 +432,7 @@ impl CrossEntropyGradOp {
         let mut steps = Vec::new();
         let mut scratch = [0u64; 3];
         if r > 0 && c > 0 {
-            steps.push(parts_step(gpu, rows, classes, parts_off)?);
+            steps.push(parts_step(gpu, Src::Input(0), rows, classes, parts_off)?);
         }
         let mut passes = Vec::new();
         // 1. The rows' losses from the gathered target logits (before the gradient may

@@ -781,10 +781,11 @@ pub(crate) fn reduce_passes_from(
     Ok((passes, need))
 }
 
-/// The rows' log-sum-exp parts `(m, log1p s)` of the logits (Input(0)) into the op's aux
-/// buffer at word `parts_off`, by the log-sum-exp family's row strategies.
+/// The rows' log-sum-exp parts `(m, log1p s)` of `from` (the logits) into the op's aux buffer
+/// at word `parts_off`, by the log-sum-exp family's row strategies.
 pub(crate) fn parts_step(
     gpu: &Gpu,
+    from: Src,
     rows: usize,
     classes: usize,
     parts_off: u64,
@@ -800,7 +801,7 @@ pub(crate) fn parts_step(
             layout,
             Strategy::Auto,
         )?),
-        Src::Input(0),
+        from,
         Src::Aux,
     ))
 }
@@ -1202,7 +1203,7 @@ impl LossOp {
         let ignore = i32::try_from(o.ignore_index).unwrap_or(i32::MIN);
         let mode = if weighted { MODE_WEIGHTED } else { 0 } | if nll { MODE_NLL } else { 0 };
         if rows > 0 && classes > 0 && !nll {
-            steps.push(parts_step(gpu, rows, classes, parts_off)?);
+            steps.push(parts_step(gpu, Src::Input(0), rows, classes, parts_off)?);
         }
         if smoothing && rows > 0 && classes > 0 {
             let (passes, need) = smooth_sum_passes(r, c, mode, parts_off, smooth_off, &caps)?;

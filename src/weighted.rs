@@ -77,10 +77,7 @@ impl WeightedLseOp {
                 &caps,
             )?));
             // m per row into the aux words [0, 2 rows).
-            let Step::Rows(parts, _, to) = parts_step(gpu, rows, cols, 0)? else {
-                unreachable!("parts_step makes a Rows step")
-            };
-            steps.push(Step::Rows(parts, Src::Scratch(0), to));
+            steps.push(parts_step(gpu, Src::Scratch(0), rows, cols, 0)?);
             let mut passes = elementwise_passes(
                 key("elementwise", OP_W_TERMS, 1),
                 base,
