@@ -203,7 +203,7 @@ fn ce_grad_run(t: u32, with_smoothing: bool) -> u32 {
     let hib = c[params.c2_off + 2u * row];
     let lob = c[params.c2_off + 2u * row + 1u];
     let ignored = target_ == params.ignore;
-    let invalid = !ignored && (target_ < 0 || u32(target_) >= params.cols);
+    let invalid = !ignored && target_out_of_range(target_);
     let weighted = (params.mode & MODE_WEIGHTED) != 0u;
     let tc = u32(target_);
     var wt = 1.0;
@@ -308,7 +308,7 @@ fn ce_combine(
     var loss = 0u;
     var weight = 0u;
     if (target_ != params.ignore) {
-        if (target_ < 0 || u32(target_) >= params.cols) {
+        if (target_out_of_range(target_)) {
             loss = F32_NAN;
             weight = F32_NAN;
         } else {

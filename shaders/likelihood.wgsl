@@ -600,6 +600,11 @@ fn reduce(
     out[params.out_off + r] = v;
 }
 
+// A class-index target outside [0, cols) (ignore_index aside: the caller checks that first).
+fn target_out_of_range(t: i32) -> bool {
+    return t < 0 || u32(t) >= params.cols;
+}
+
 // Cross-entropy / NLL per row: a = logits (or log-probabilities) rows, b = i32 targets,
 // c = [class weights at c_off | the rows' (hi, lo) parts at c2_off | the rows' smoothing sums at
 // c2_off + 2 * rows]. The loss of row r with target t is (1 - eps) w_t (-log_softmax_t) + eps/C
@@ -621,7 +626,7 @@ fn categorical(
     var loss = 0u;
     var weight = 0u;
     if (target_ != params.ignore) {
-        if (target_ < 0 || u32(target_) >= params.cols) {
+        if (target_out_of_range(target_)) {
             loss = F32_NAN;
             weight = F32_NAN;
         } else {
