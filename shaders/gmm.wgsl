@@ -193,18 +193,27 @@ fn gmm_log_joint(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Reductions over the points for gradients and EM (diagonal covariances), from the
-// responsibilities r_ik = exp(L_ik - log p(x_i)) (n x k, binding b; the `elementwise` pass
-// OP_RESP of gradients.wgsl computes them once). Sums over the points are kept per row q:
+// Reductions over the points for gradients and EM, from the responsibilities
+// r_ik = exp(L_ik - log p(x_i)) (n x k, binding b; the `elementwise` pass OP_RESP of
+// gradients.wgsl computes them once). Sums over the points are kept per row q:
 //   q = comp * dims + j (j < dims)    s: sum_i r x_ij                  w: sum_i r x_ij^2
-//                         (gradients) s: sum_i r (x_ij - mu) / var      w: sum_i r ((x_ij - mu)^2 / var - 1) / (2 var)
+//              (MODE_GMM_CENTERED)    s: sum_i r (x_ij - mu_j)         w: sum_i r (x_ij - mu_j)^2
+//                   (MODE_GMM_GRAD)   s: sum_i r (x_ij - mu) / var      w: sum_i r ((x_ij - mu)^2 / var - 1) / (2 var)
 //   q = k * dims + comp               s: sum_i r                       (gradients: sum_i r / w_comp)
-// that is, with MODE_GMM_GRAD, d log L / d mu, d log L / d var and d log L / d w.
+//   q = k * (dims + 1) + comp * P + p (MODE_GMM_CROSS, P = dims (dims - 1) / 2, p the p-th pair
+//                                      a < b in row-major order of the upper triangle)
+//                                     s: sum_i r (x_ia - mu_a) (x_ib - mu_b)
+// that is, with MODE_GMM_GRAD, d log L / d mu, d log L / d var and d log L / d w; with
+// MODE_GMM_CENTERED (and MODE_GMM_CROSS) the scatter of the points about each component's
+// current mean, from which EM's M-step takes the new means and covariances without the
+// cancellation of sum r x^2 - N mu^2.
 // One invocation sums one row over a chunk of CHUNK points pairwise and writes the partial at
 // slot q * slots + chunk; `reduce` finishes them. A dispatch covers the group of len_in
 // components starting at row0, whose words in the uniform window are
 //   [len_in weights | len_in x dims means | len_in x dims inverse variances].
 const MODE_GMM_GRAD: u32 = 256u;
+const MODE_GMM_CENTERED: u32 = 512u;
+const MODE_GMM_CROSS: u32 = 1024u;
 
 @compute @workgroup_size(WG)
 fn gmm_moments(
@@ -216,26 +225,50 @@ fn gmm_moments(
     let g = params.len_in;
     let dims = params.cols;
     let chunks = params.slots;
-    if (t >= g * (dims + 1u) * chunks) {
+    var pairs = 0u;
+    if ((params.mode & MODE_GMM_CROSS) != 0u) {
+        pairs = dims * (dims - 1u) / 2u;
+    }
+    if (t >= g * (dims + 1u + pairs) * chunks) {
         return;
     }
     let lq = t / chunks;
     let ch = t - lq * chunks;
-    let weight_row = lq >= g * dims;
+    // 0: a dimension's row, 1: the component's row, 2: a pair's row.
+    var kind = 0u;
     var comp: u32;
     var j = 0u;
+    var j2 = 0u;
     var q: u32;
-    if (weight_row) {
-        comp = lq - g * dims;
-        q = params.k * dims + params.row0 + comp;
-    } else {
+    if (lq < g * dims) {
         comp = lq / dims;
         j = lq - comp * dims;
         q = (params.row0 + comp) * dims + j;
+    } else if (lq < g * (dims + 1u)) {
+        kind = 1u;
+        comp = lq - g * dims;
+        q = params.k * dims + params.row0 + comp;
+    } else {
+        kind = 2u;
+        let lc = lq - g * (dims + 1u);
+        comp = lc / pairs;
+        var p = lc - comp * pairs;
+        q = params.k * (dims + 1u) + (params.row0 + comp) * pairs + p;
+        loop {
+            let len = dims - 1u - j;
+            if (p < len) {
+                break;
+            }
+            p -= len;
+            j += 1u;
+        }
+        j2 = j + 1u + p;
     }
     let grad = (params.mode & MODE_GMM_GRAD) != 0u;
+    let centered = (params.mode & MODE_GMM_CENTERED) != 0u;
     let wk = gmm_uniform_word(comp);
     let mu = gmm_uniform_word(g + comp * dims + j);
+    let mu2 = gmm_uniform_word(g + comp * dims + j2);
     let tau = gmm_uniform_word(g + g * dims + comp * dims + j);
     let start = ch * CHUNK;
     let end = min(start + CHUNK, params.rows);
@@ -243,22 +276,32 @@ fn gmm_moments(
     for (var i = start; i < end; i++) {
         let rb = b[i * params.k + params.row0 + comp];
         var xb = f32b(0.0);
-        if (!weight_row) {
+        var x2b = f32b(0.0);
+        if (kind != 1u) {
             xb = a[params.a_off + i * dims + j];
+        }
+        if (kind == 2u) {
+            x2b = a[params.a_off + i * dims + j2];
         }
         var s: u32;
         var w = 0u;
-        if (is_finite_bits(rb) && is_finite_bits(xb)) {
+        if (is_finite_bits(rb) && is_finite_bits(xb) && is_finite_bits(x2b)) {
             // The common case without the special-value arithmetic.
             let r = bitcast<f32>(rb);
             let x = bitcast<f32>(xb);
-            if (weight_row) {
+            if (kind == 1u) {
                 s = f32b(select(r, r / bitcast<f32>(wk), grad));
+            } else if (kind == 2u) {
+                s = f32b(r * (x - bitcast<f32>(mu)) * (bitcast<f32>(x2b) - bitcast<f32>(mu2)));
             } else if (grad) {
                 let dev = x - bitcast<f32>(mu);
                 let rd = r * dev * bitcast<f32>(tau);
                 s = f32b(rd);
                 w = f32b(0.5 * (rd * dev - r) * bitcast<f32>(tau));
+            } else if (centered) {
+                let rd = r * (x - bitcast<f32>(mu));
+                s = f32b(rd);
+                w = f32b(rd * (x - bitcast<f32>(mu)));
             } else {
                 let rx = r * x;
                 s = f32b(rx);
@@ -266,13 +309,19 @@ fn gmm_moments(
             }
         } else {
             let r = rb;
-            if (weight_row) {
+            if (kind == 1u) {
                 s = select(r, xdiv(r, wk), grad);
+            } else if (kind == 2u) {
+                s = xmul(xmul(r, xsub(xb, mu)), xsub(x2b, mu2));
             } else if (grad) {
                 let dev = xsub(xb, mu);
                 let rd = xmul(xmul(r, dev), tau);
                 s = rd;
                 w = xmul(f32b(0.5), xmul(xsub(xmul(rd, dev), r), tau));
+            } else if (centered) {
+                let dev = xsub(xb, mu);
+                s = xmul(r, dev);
+                w = xmul(s, dev);
             } else {
                 s = xmul(r, xb);
                 w = xmul(s, xb);

@@ -540,6 +540,15 @@ pub enum GmmReduction {
     /// The E-step statistics `Σᵢ rᵢₖ`, `Σᵢ rᵢₖ xᵢ`, `Σᵢ rᵢₖ xᵢ²` and the total log-likelihood
     /// ([`GmmSufficientStats`]).
     SufficientStats,
+    /// The scatter of the points about each component's mean `μ_k` (the mixture's own means):
+    /// `Σᵢ rᵢₖ`, `Σᵢ rᵢₖ (xᵢ − μ_k)` and `Σᵢ rᵢₖ (xᵢ − μ_k)²` per dimension, and the total
+    /// log-likelihood ([`GmmCenteredStats`]) — what EM's M-step needs for diagonal and
+    /// spherical covariances, without the cancellation of `Σ r x² − N μ²` far from the origin.
+    CenteredStats,
+    /// [`GmmReduction::CenteredStats`] and the off-diagonal scatter
+    /// `Σᵢ rᵢₖ (x_ia − μ_ka)(x_ib − μ_kb)`, `a < b` — what EM's M-step needs for full
+    /// covariances.
+    CenteredScatter,
 }
 
 /// The gradient of the total log-likelihood `Σᵢ log p(xᵢ)` of a diagonal mixture.
@@ -568,36 +577,67 @@ pub struct GmmSufficientStats {
     pub sum_x2: Vec<f32>,
 }
 
+/// The scatter of the points about each component's mean, summed with the responsibilities
+/// ([`GmmReduction::CenteredStats`] and [`GmmReduction::CenteredScatter`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct GmmCenteredStats {
+    /// `Σᵢ log p(xᵢ)` under the mixture.
+    pub log_likelihood: f32,
+    /// `N_k = Σᵢ rᵢₖ` (`k` values).
+    pub resp_sums: Vec<f32>,
+    /// `Σᵢ rᵢₖ (xᵢ − μ_k)` (`k × dims`).
+    pub sum_dev: Vec<f32>,
+    /// `Σᵢ rᵢₖ (xᵢ − μ_k)²`, element-wise (`k × dims`).
+    pub sum_dev2: Vec<f32>,
+    /// `Σᵢ rᵢₖ (x_ia − μ_ka)(x_ib − μ_kb)` for the pairs `a < b` in row-major order of the
+    /// upper triangle (`k × dims (dims − 1) / 2`; empty for [`GmmReduction::CenteredStats`]).
+    pub cross: Vec<f32>,
+}
+
 /// A [`GmmReduceOp`]'s packed output `[log-likelihood | first (k × dims) | per component (k)
-/// | second (k × dims)]`, split.
+/// | pairs (k × P) | second (k × dims)]` (P = dims (dims − 1) / 2 for
+/// [`GmmReduction::CenteredScatter`], else 0), split.
 struct Sums {
     log_likelihood: f32,
     per_component: Vec<f32>,
     first: Vec<f32>,
+    pairs: Vec<f32>,
     second: Vec<f32>,
 }
 
-fn unpack(values: &[f32], k: usize, dims: usize) -> Result<Sums, Error> {
+/// Off-diagonal pairs a [`GmmReduction`] sums per component.
+fn pairs_of(kind: GmmReduction, dims: usize) -> usize {
+    if kind == GmmReduction::CenteredScatter {
+        dims * dims.saturating_sub(1) / 2
+    } else {
+        0
+    }
+}
+
+fn unpack(values: &[f32], k: usize, dims: usize, pairs: usize) -> Result<Sums, Error> {
     let kd = k * dims;
-    if values.len() != 1 + k + 2 * kd {
+    let kp = k * pairs;
+    if values.len() != 1 + k + 2 * kd + kp {
         return Err(Error::InputLength {
-            what: "packed mixture sums (1 + k + 2 k dims)",
-            expected: 1 + k + 2 * kd,
+            what: "packed mixture sums (1 + k + 2 k dims + k pairs)",
+            expected: 1 + k + 2 * kd + kp,
             actual: values.len(),
         });
     }
+    let at = 1 + kd + k;
     Ok(Sums {
         log_likelihood: values[0],
-        per_component: values[1 + kd..1 + kd + k].to_vec(),
+        per_component: values[1 + kd..at].to_vec(),
         first: values[1..1 + kd].to_vec(),
-        second: values[1 + kd + k..].to_vec(),
+        pairs: values[at..at + kp].to_vec(),
+        second: values[at + kp..].to_vec(),
     })
 }
 
 impl GmmGradients {
     /// From the output of a [`GmmReduceOp`] built for [`GmmReduction::Gradients`].
     pub fn from_packed(values: &[f32], k: usize, dims: usize) -> Result<GmmGradients, Error> {
-        let s = unpack(values, k, dims)?;
+        let s = unpack(values, k, dims, 0)?;
         Ok(GmmGradients {
             log_likelihood: s.log_likelihood,
             weights: s.per_component,
@@ -610,7 +650,7 @@ impl GmmGradients {
 impl GmmSufficientStats {
     /// From the output of a [`GmmReduceOp`] built for [`GmmReduction::SufficientStats`].
     pub fn from_packed(values: &[f32], k: usize, dims: usize) -> Result<GmmSufficientStats, Error> {
-        let s = unpack(values, k, dims)?;
+        let s = unpack(values, k, dims, 0)?;
         Ok(GmmSufficientStats {
             log_likelihood: s.log_likelihood,
             resp_sums: s.per_component,
@@ -620,7 +660,34 @@ impl GmmSufficientStats {
     }
 }
 
+impl GmmCenteredStats {
+    /// From the output of a [`GmmReduceOp`] built for [`GmmReduction::CenteredStats`]
+    /// (`scatter = false`) or [`GmmReduction::CenteredScatter`] (`scatter = true`).
+    pub fn from_packed(
+        values: &[f32],
+        k: usize,
+        dims: usize,
+        scatter: bool,
+    ) -> Result<GmmCenteredStats, Error> {
+        let kind = if scatter {
+            GmmReduction::CenteredScatter
+        } else {
+            GmmReduction::CenteredStats
+        };
+        let s = unpack(values, k, dims, pairs_of(kind, dims))?;
+        Ok(GmmCenteredStats {
+            log_likelihood: s.log_likelihood,
+            resp_sums: s.per_component,
+            sum_dev: s.first,
+            sum_dev2: s.second,
+            cross: s.pairs,
+        })
+    }
+}
+
 const MODE_GMM_GRAD: u32 = 256;
+const MODE_GMM_CENTERED: u32 = 512;
+const MODE_GMM_CROSS: u32 = 1024;
 const OP_SUM_G: u32 = 5;
 const OP_RESP: u32 = 14;
 
@@ -653,9 +720,8 @@ pub struct GmmReduceOp {
 }
 
 impl GmmReduceOp {
-    /// Prepares the sums for `n` points of `dims` dimensions under a mixture with diagonal
-    /// covariances (other covariance types are `Error::Unsupported`; gradients need every
-    /// weight > 0).
+    /// Prepares the sums for `n` points of `dims` dimensions under a mixture (gradients need
+    /// diagonal covariances, else `Error::Unsupported`, and every weight > 0).
     pub fn new(
         gpu: &Gpu,
         n: usize,
@@ -663,13 +729,24 @@ impl GmmReduceOp {
         gmm: &Gmm,
         kind: GmmReduction,
     ) -> Result<GmmReduceOp, Error> {
-        let Covariance::Diag(var) = &gmm.covariance else {
-            return Err(Error::Unsupported(
-                "gradients and sufficient statistics are for diagonal covariances".into(),
-            ));
+        let grad = kind == GmmReduction::Gradients;
+        let var: Option<&Vec<f32>> = match &gmm.covariance {
+            Covariance::Diag(var) => Some(var),
+            _ if grad => {
+                return Err(Error::Unsupported(
+                    "gradients are for diagonal covariances".into(),
+                ));
+            }
+            _ => None,
         };
         let packed = pack(gmm, dims)?;
-        let grad = kind == GmmReduction::Gradients;
+        let pairs = pairs_of(kind, dims) as u64;
+        let mode = match kind {
+            GmmReduction::Gradients => MODE_GMM_GRAD,
+            GmmReduction::SufficientStats => 0,
+            GmmReduction::CenteredStats => MODE_GMM_CENTERED,
+            GmmReduction::CenteredScatter => MODE_GMM_CENTERED | MODE_GMM_CROSS,
+        };
         if grad && let Some(i) = gmm.weights.iter().position(|&w| w <= 0.0) {
             return Err(Error::Value(format!(
                 "weights[{i}] is 0; the gradient with respect to the weights needs them > 0"
@@ -742,7 +819,7 @@ impl GmmReduceOp {
                  uniform window"
             )));
         }
-        let q_rows = k * (d + 1);
+        let q_rows = k * (d + 1 + pairs);
         limit(
             "the mixture's partial sums",
             q_rows * chunks * PARTIAL_BYTES,
@@ -756,11 +833,15 @@ impl GmmReduceOp {
             let g = c1 - c0;
             let mut words: Vec<f32> = gmm.weights[c0..c1].to_vec();
             words.extend_from_slice(&gmm.means[c0 * dims..c1 * dims]);
-            words.extend(
-                var[c0 * dims..c1 * dims]
-                    .iter()
-                    .map(|&v| (1.0 / f64::from(v)) as f32),
-            );
+            match var {
+                Some(var) => words.extend(
+                    var[c0 * dims..c1 * dims]
+                        .iter()
+                        .map(|&v| (1.0 / f64::from(v)) as f32),
+                ),
+                // The inverse variances are read by the gradients alone.
+                None => words.resize(words.len() + g * dims, 1.0),
+            }
             words.resize(window_words, 0.0);
             let offset = aux.len() as u64 * 4;
             aux.extend_from_slice(&words);
@@ -773,10 +854,10 @@ impl GmmReduceOp {
                     len_in: g as u32,
                     row0: c0 as u32,
                     k: k as u32,
-                    mode: if grad { MODE_GMM_GRAD } else { 0 },
+                    mode,
                     ..LlParams::default()
                 },
-                groups: groups_for(g as u64 * (d + 1) * chunks)?,
+                groups: groups_for(g as u64 * (d + 1 + pairs) * chunks)?,
                 bind: [
                     Bind {
                         src: Src::Input(0),
@@ -853,7 +934,8 @@ impl GmmReduceOp {
         self.dims
     }
 
-    /// Number of f32 values written to the output: `1 + k + 2 k dims`.
+    /// Number of f32 values written to the output: `1 + k + 2 k dims`, plus
+    /// `k dims (dims − 1) / 2` for [`GmmReduction::CenteredScatter`].
     pub fn output_len(&self) -> usize {
         self.output_len
     }
@@ -929,5 +1011,26 @@ impl Gpu {
     ) -> Result<GmmSufficientStats, Error> {
         let v = self.run_gmm_reduce(points, n, dims, gmm, GmmReduction::SufficientStats)?;
         GmmSufficientStats::from_packed(&v, gmm.weights.len(), dims)
+    }
+
+    /// The scatter of `n` points about each component's mean, reduced on the GPU:
+    /// `Σᵢ rᵢₖ`, `Σᵢ rᵢₖ (xᵢ − μ_k)`, `Σᵢ rᵢₖ (xᵢ − μ_k)²` and, with `scatter`, the
+    /// off-diagonal `Σᵢ rᵢₖ (x_ia − μ_ka)(x_ib − μ_kb)`; any covariance type. One EM step of
+    /// [`crate::GaussianMixture`] is this call.
+    pub fn gmm_centered_stats(
+        &self,
+        points: &[f32],
+        n: usize,
+        dims: usize,
+        gmm: &Gmm,
+        scatter: bool,
+    ) -> Result<GmmCenteredStats, Error> {
+        let kind = if scatter {
+            GmmReduction::CenteredScatter
+        } else {
+            GmmReduction::CenteredStats
+        };
+        let v = self.run_gmm_reduce(points, n, dims, gmm, kind)?;
+        GmmCenteredStats::from_packed(&v, gmm.weights.len(), dims, scatter)
     }
 }

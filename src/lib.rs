@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod error;
+pub mod fit;
 pub mod gmm;
 mod gpu;
 pub mod gradients;
@@ -14,8 +15,10 @@ pub mod transform;
 pub mod weighted;
 
 pub use error::Error;
+pub use fit::{CovarianceType, FitProgress, FittedGmm, GaussianMixture, InitParams};
 pub use gmm::{
-    Covariance, Gmm, GmmGradients, GmmOp, GmmOutput, GmmReduceOp, GmmReduction, GmmSufficientStats,
+    Covariance, Gmm, GmmCenteredStats, GmmGradients, GmmOp, GmmOutput, GmmReduceOp, GmmReduction,
+    GmmSufficientStats,
 };
 pub use gpu::{Gpu, GpuInfo, OPTIONAL_FEATURES};
 pub use gradients::{BackwardOp, CrossEntropyGradOp, LossGradOp};

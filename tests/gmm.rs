@@ -501,10 +501,23 @@ fn total_ll64(points: &[f64], d: usize, w: &[f64], mu: &[f64], var: &[f64]) -> f
 /// (the row's largest plus 2u(|log p| + ln k + 2)), so a relative e_r = err_L + err_lp + 2u;
 /// the terms add their own rounding (r·x 2u, r·x² 3u, r(x − μ)/σ² 5u, r/w 2u, and the variance
 /// gradient ½ r τ ((x − μ)² τ + 1)·(e_r + 8u)), and each sum depth(n)·u·Σ|t|.
-fn moments64(points: &[f32], n: usize, d: usize, gmm: &Gmm, grad: bool) -> (Vec<f64>, Vec<f64>) {
+fn moments64(
+    points: &[f32],
+    n: usize,
+    d: usize,
+    gmm: &Gmm,
+    kind: GmmReduction,
+) -> (Vec<f64>, Vec<f64>) {
     let k = gmm.weights.len();
-    let Covariance::Diag(var) = &gmm.covariance else {
-        unreachable!()
+    let grad = kind == GmmReduction::Gradients;
+    let centered = matches!(
+        kind,
+        GmmReduction::CenteredStats | GmmReduction::CenteredScatter
+    );
+    let scatter = kind == GmmReduction::CenteredScatter;
+    let var = match &gmm.covariance {
+        Covariance::Diag(var) => var.clone(),
+        _ => vec![1.0; k * d],
     };
     let (joint, err) = oracle(points, n, d, gmm);
     let mut lp = Vec::with_capacity(n);
@@ -520,6 +533,8 @@ fn moments64(points: &[f32], n: usize, d: usize, gmm: &Gmm, grad: bool) -> (Vec<
     let mut first = vec![(0.0, 0.0, 0.0); k * d];
     let mut second = vec![(0.0, 0.0, 0.0); k * d];
     let mut per_comp = vec![(0.0, 0.0, 0.0); k];
+    let pairs = if scatter { d * (d - 1) / 2 } else { 0 };
+    let mut cross = vec![(0.0, 0.0, 0.0); k * pairs];
     let add = |acc: &mut (f64, f64, f64), t: f64, b: f64| {
         acc.0 += t;
         acc.1 += t.abs();
@@ -546,9 +561,27 @@ fn moments64(points: &[f32], n: usize, d: usize, gmm: &Gmm, grad: bool) -> (Vec<
                     let w = 0.5 * r * (dev * dev * tau - 1.0) * tau;
                     let wb = 0.5 * r * tau * (dev * dev * tau + 1.0) * (e_r + 8.0 * U);
                     add(&mut second[i], w, wb);
+                } else if centered {
+                    let dev = x - f(gmm.means[i]);
+                    add(&mut first[i], r * dev, (r * dev).abs() * (e_r + 3.0 * U));
+                    add(
+                        &mut second[i],
+                        r * dev * dev,
+                        r * dev * dev * (e_r + 5.0 * U),
+                    );
                 } else {
                     add(&mut first[i], r * x, (r * x).abs() * (e_r + 2.0 * U));
                     add(&mut second[i], r * x * x, r * x * x * (e_r + 3.0 * U));
+                }
+            }
+            let mut pair = 0;
+            for a in 0..d * usize::from(scatter) {
+                for b in a + 1..d {
+                    let da = f(points[p * d + a]) - f(gmm.means[c * d + a]);
+                    let db = f(points[p * d + b]) - f(gmm.means[c * d + b]);
+                    let t = r * da * db;
+                    add(&mut cross[c * pairs + pair], t, t.abs() * (e_r + 5.0 * U));
+                    pair += 1;
                 }
             }
         }
@@ -558,7 +591,7 @@ fn moments64(points: &[f32], n: usize, d: usize, gmm: &Gmm, grad: bool) -> (Vec<
     let mut want = vec![total];
     let mut bound =
         vec![lp_err.iter().sum::<f64>() + dn * U * lp.iter().map(|v| v.abs()).sum::<f64>()];
-    for acc in first.iter().chain(&per_comp).chain(&second) {
+    for acc in first.iter().chain(&per_comp).chain(&cross).chain(&second) {
         want.push(acc.0);
         bound.push(acc.2 + dn * U * acc.1 + U * acc.0.abs());
     }
@@ -578,7 +611,7 @@ fn f64_mixture_gradients_match_central_differences() {
     let w: Vec<f64> = gmm.weights.iter().map(|&v| f(v)).collect();
     let mu: Vec<f64> = gmm.means.iter().map(|&v| f(v)).collect();
     let s2: Vec<f64> = var.iter().map(|&v| f(v)).collect();
-    let (want, _) = moments64(&points, n, d, &gmm, true);
+    let (want, _) = moments64(&points, n, d, &gmm, GmmReduction::Gradients);
     let kd = k * d;
     let fd = |which: usize, i: usize| {
         let h = 1e-6;
@@ -611,29 +644,61 @@ fn f64_mixture_gradients_match_central_differences() {
 
 fn check_moments(gpu: &Gpu, points: &[f32], n: usize, d: usize, gmm: &Gmm, what: &str) {
     let k = gmm.weights.len();
-    for grad in [false, true] {
-        let packed: Vec<f32> = if grad {
-            let g = gpu.gmm_gradients(points, n, d, gmm).unwrap();
-            let mut v = vec![g.log_likelihood];
-            v.extend(g.means.iter().chain(&g.weights).chain(&g.variances));
-            v
-        } else {
-            let s = gpu.gmm_sufficient_stats(points, n, d, gmm).unwrap();
-            let mut v = vec![s.log_likelihood];
-            v.extend(s.sum_x.iter().chain(&s.resp_sums).chain(&s.sum_x2));
-            v
+    let diag = matches!(gmm.covariance, Covariance::Diag(_));
+    let kinds = [
+        GmmReduction::Gradients,
+        GmmReduction::SufficientStats,
+        GmmReduction::CenteredStats,
+        GmmReduction::CenteredScatter,
+    ];
+    for kind in kinds
+        .into_iter()
+        .filter(|&kind| diag || kind != GmmReduction::Gradients)
+    {
+        let packed: Vec<f32> = match kind {
+            GmmReduction::Gradients => {
+                let g = gpu.gmm_gradients(points, n, d, gmm).unwrap();
+                let mut v = vec![g.log_likelihood];
+                v.extend(g.means.iter().chain(&g.weights).chain(&g.variances));
+                v
+            }
+            GmmReduction::SufficientStats => {
+                let s = gpu.gmm_sufficient_stats(points, n, d, gmm).unwrap();
+                let mut v = vec![s.log_likelihood];
+                v.extend(s.sum_x.iter().chain(&s.resp_sums).chain(&s.sum_x2));
+                v
+            }
+            _ => {
+                let scatter = kind == GmmReduction::CenteredScatter;
+                let s = gpu.gmm_centered_stats(points, n, d, gmm, scatter).unwrap();
+                assert_eq!(s.cross.len(), if scatter { k * d * (d - 1) / 2 } else { 0 });
+                let mut v = vec![s.log_likelihood];
+                v.extend(
+                    s.sum_dev
+                        .iter()
+                        .chain(&s.resp_sums)
+                        .chain(&s.cross)
+                        .chain(&s.sum_dev2),
+                );
+                v
+            }
         };
-        assert_eq!(packed.len(), 1 + k + 2 * k * d, "{what}");
-        let (want, bound) = moments64(points, n, d, gmm, grad);
-        let cpu = logdomain::reference::gmm::moments(points, n, d, gmm, grad);
+        let pairs = if kind == GmmReduction::CenteredScatter {
+            d * (d - 1) / 2
+        } else {
+            0
+        };
+        assert_eq!(packed.len(), 1 + k + 2 * k * d + k * pairs, "{what}");
+        let (want, bound) = moments64(points, n, d, gmm, kind);
+        let cpu = logdomain::reference::gmm::moments(points, n, d, gmm, kind);
         for (i, ((&g, &w), &b)) in packed.iter().zip(&want).zip(&bound).enumerate() {
             assert!(
                 g.to_bits() != SENTINEL_BITS && (f(g) - w).abs() <= b,
-                "{what} gradients {grad} [{i}]: got {g:e}, want {w:e} ± {b:e}"
+                "{what} {kind:?} [{i}]: got {g:e}, want {w:e} ± {b:e}"
             );
             assert!(
                 (f(g) - f(cpu[i])).abs() <= 2.0 * b,
-                "{what} gradients {grad} [{i}]: GPU {g:e}, CPU mirror {:e}",
+                "{what} {kind:?} [{i}]: GPU {g:e}, CPU mirror {:e}",
                 cpu[i]
             );
         }
@@ -648,6 +713,29 @@ fn mixture_gradients_and_sufficient_statistics() {
         let gmm = mixture(&mut rng, k, d, "diag", -2.0, 2.0);
         let points = rng.vec(n * d, -3.0, 3.0);
         check_moments(gpu, &points, n, d, &gmm, &format!("n {n} k {k} d {d}"));
+    }
+    // The centered sums for spherical and full mixtures, far from the origin (where the
+    // uncentered Σ r x² − N μ² would cancel).
+    for (n, k, d, cov) in [
+        (700, 3, 5, "full"),
+        (300, 4, 2, "spherical"),
+        (129, 2, 1, "full"),
+    ] {
+        let mut gmm = mixture(&mut rng, k, d, cov, -2.0, 2.0);
+        gmm.means.iter_mut().for_each(|m| *m += 1000.0);
+        let points: Vec<f32> = rng
+            .vec(n * d, -3.0, 3.0)
+            .iter()
+            .map(|v| v + 1000.0)
+            .collect();
+        check_moments(
+            gpu,
+            &points,
+            n,
+            d,
+            &gmm,
+            &format!("{cov} n {n} k {k} d {d}"),
+        );
     }
 }
 

@@ -118,16 +118,31 @@ pub fn log_responsibilities(points: &[f32], n: usize, dims: usize, gmm: &Gmm) ->
     log_softmax(&log_joint(points, n, dims, gmm), n, gmm.weights.len())
 }
 
-/// The packed sums of [`crate::GmmReduceOp`] for a diagonal mixture, as the kernels order them:
-/// `[Σ log p(x) | first (k × dims) | per component (k) | second (k × dims)]`, with
-/// `rᵢₖ = exp(Lᵢₖ − log p(xᵢ))` and, per (component, dimension), the sums `Σ r x` and `Σ r x²`
-/// (statistics) or `Σ r (x − μ)/σ²` and `Σ r ((x − μ)²/σ² − 1)/(2σ²)` (gradients), per
-/// component `Σ r` or `Σ r / w`. Each sum is pairwise over chunks of 64 points, then 64
-/// partials at a time.
-pub fn moments(points: &[f32], n: usize, dims: usize, gmm: &Gmm, gradients: bool) -> Vec<f32> {
+/// The packed sums of [`crate::GmmReduceOp`], as the kernels order them:
+/// `[Σ log p(x) | first (k × dims) | per component (k) | pairs (k × P) | second (k × dims)]`,
+/// with `rᵢₖ = exp(Lᵢₖ − log p(xᵢ))` and, per (component, dimension), the sums `Σ r x` and
+/// `Σ r x²` (statistics), `Σ r (x − μ)` and `Σ r (x − μ)²` (centered) or `Σ r (x − μ)/σ²` and
+/// `Σ r ((x − μ)²/σ² − 1)/(2σ²)` (gradients, diagonal mixtures only), per component `Σ r` or
+/// `Σ r / w`, per pair `a < b` of dimensions `Σ r (x_a − μ_a)(x_b − μ_b)` (scatter only). Each
+/// sum is pairwise over chunks of 64 points, then 64 partials at a time.
+pub fn moments(
+    points: &[f32],
+    n: usize,
+    dims: usize,
+    gmm: &Gmm,
+    kind: crate::GmmReduction,
+) -> Vec<f32> {
     use super::likelihood::{chunk_partials, reduce_levels, sum_total, xexp};
-    let Covariance::Diag(var) = &gmm.covariance else {
-        panic!("moments are for diagonal covariances");
+    use crate::GmmReduction;
+    let gradients = kind == GmmReduction::Gradients;
+    let centered = matches!(
+        kind,
+        GmmReduction::CenteredStats | GmmReduction::CenteredScatter
+    );
+    let var = match &gmm.covariance {
+        Covariance::Diag(var) => Some(var),
+        _ if gradients => panic!("gradients are for diagonal covariances"),
+        _ => None,
     };
     let k = gmm.weights.len();
     let joint = log_joint(points, n, dims, gmm);
@@ -138,10 +153,8 @@ pub fn moments(points: &[f32], n: usize, dims: usize, gmm: &Gmm, gradients: bool
     let mut second = Vec::with_capacity(k * dims);
     for c in 0..k {
         for j in 0..dims {
-            let (mu, tau) = (
-                gmm.means[c * dims + j],
-                (1.0 / f64::from(var[c * dims + j])) as f32,
-            );
+            let mu = gmm.means[c * dims + j];
+            let tau = var.map_or(1.0, |v| (1.0 / f64::from(v[c * dims + j])) as f32);
             let (mut s, mut w) = (Vec::with_capacity(n), Vec::with_capacity(n));
             for i in 0..n {
                 let (ri, x) = (r(i, c), points[i * dims + j]);
@@ -150,6 +163,10 @@ pub fn moments(points: &[f32], n: usize, dims: usize, gmm: &Gmm, gradients: bool
                     let rd = ri * dev * tau;
                     s.push(rd);
                     w.push(0.5 * (rd * dev - ri) * tau);
+                } else if centered {
+                    let rd = ri * (x - mu);
+                    s.push(rd);
+                    w.push(rd * (x - mu));
                 } else {
                     s.push(ri * x);
                     w.push(ri * x * x);
@@ -170,6 +187,21 @@ pub fn moments(points: &[f32], n: usize, dims: usize, gmm: &Gmm, gradients: bool
             })
             .collect();
         out.push(sum(terms));
+    }
+    if kind == GmmReduction::CenteredScatter {
+        for c in 0..k {
+            for a in 0..dims {
+                for b in a + 1..dims {
+                    let (ma, mb) = (gmm.means[c * dims + a], gmm.means[c * dims + b]);
+                    let terms = (0..n)
+                        .map(|i| {
+                            r(i, c) * (points[i * dims + a] - ma) * (points[i * dims + b] - mb)
+                        })
+                        .collect();
+                    out.push(sum(terms));
+                }
+            }
+        }
     }
     out.extend(second);
     out

@@ -1,0 +1,903 @@
+//! Fitting a Gaussian mixture by expectation-maximisation, as scikit-learn's
+//! `GaussianMixture` does, with every E-step on the GPU.
+//!
+//! One iteration is one [`GmmReduceOp`] ([`GmmReduction::CenteredStats`], or
+//! [`GmmReduction::CenteredScatter`] for full covariances): the log-joint of every point and
+//! component, its row log-sum-exp and the responsibilities stay on the GPU, and only the
+//! `k`- and `k × dims`-sized sums — `N_k`, `Σ r (x − μ_k)`, the scatter about the current mean —
+//! and the total log-likelihood are read back. The M-step runs on the host in f64 (it touches
+//! `k × dims²` numbers) with scikit-learn's formulas: `N_k + 10 ε` (f64's ε) so that a component
+//! that loses all its points keeps a tiny weight instead of dividing by zero, `reg_covar` on the
+//! variances, precisions' Cholesky factors from the covariances' (an ill-conditioned covariance
+//! is scikit-learn's error). The scatter is taken about the current means and turned into
+//! scikit-learn's `Σ r x²/N − μ²` exactly (in exact arithmetic), without its cancellation far
+//! from the origin.
+
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, StandardNormal};
+use rand_pcg::Pcg64;
+
+use crate::error::Error;
+use crate::gmm::{Covariance, Gmm, GmmCenteredStats, GmmOp, GmmOutput, GmmReduceOp, GmmReduction};
+use crate::gpu::Gpu;
+
+/// The covariance of each component, as scikit-learn's `covariance_type` (`tied` is not
+/// offered).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum CovarianceType {
+    /// A full `dims × dims` covariance per component (scikit-learn's default).
+    #[default]
+    Full,
+    /// A diagonal covariance per component.
+    Diag,
+    /// One variance per component.
+    Spherical,
+}
+
+impl CovarianceType {
+    /// scikit-learn's name: `full`, `diag` or `spherical`.
+    pub fn name(self) -> &'static str {
+        match self {
+            CovarianceType::Full => "full",
+            CovarianceType::Diag => "diag",
+            CovarianceType::Spherical => "spherical",
+        }
+    }
+
+    fn of(cov: &Covariance) -> CovarianceType {
+        match cov {
+            Covariance::Full(_) => CovarianceType::Full,
+            Covariance::Diag(_) => CovarianceType::Diag,
+            Covariance::Spherical(_) => CovarianceType::Spherical,
+        }
+    }
+}
+
+/// How the first parameters are chosen (scikit-learn's `init_params`, and its `*_init`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum InitParams {
+    /// scikit-learn's `k-means++`: `n_components` points chosen by k-means++ seeding (squared
+    /// distances evaluated on the GPU, `2 + ⌊ln k⌋` candidates per step), each the sole member
+    /// of its component: means at those points, covariances `reg_covar`, equal weights.
+    #[default]
+    KMeansPlusPlus,
+    /// scikit-learn's `random`: responsibilities drawn uniformly and normalised per point, then
+    /// one M-step (on the host, in f64).
+    Random,
+    /// The caller's parameters (their covariance type must be the fit's).
+    Given(Gmm),
+}
+
+/// One EM iteration, for a progress callback.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FitProgress {
+    /// Which initialisation (0-based, of `n_init`).
+    pub init: usize,
+    /// Iterations done in this initialisation (1-based).
+    pub iter: usize,
+    /// The iteration limit.
+    pub max_iter: usize,
+    /// The mean log-likelihood per point under the parameters before this iteration's M-step.
+    pub lower_bound: f64,
+    /// Its change from the previous iteration (`+inf` on the first).
+    pub change: f64,
+}
+
+/// Options of an EM fit, with scikit-learn's defaults (`GaussianMixture::new(k)`), set with the
+/// builder methods.
+///
+/// ```no_run
+/// use logdomain::{CovarianceType, GaussianMixture, Gpu};
+/// let gpu = Gpu::new()?;
+/// let points: Vec<f32> = (0..2000).map(|i| ((i % 2) as f32) * 10.0 + (i as f32).sin()).collect();
+/// let fit = GaussianMixture::new(2)
+///     .covariance_type(CovarianceType::Diag)
+///     .seed(7)
+///     .fit(&gpu, &points, 1000, 2)?;
+/// println!("{} iterations, lower bound {}", fit.n_iter, fit.lower_bound);
+/// let labels = fit.predict(&gpu, &points, 1000)?;
+/// # Ok::<(), logdomain::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct GaussianMixture {
+    /// Number of components.
+    pub n_components: usize,
+    /// Covariance of each component.
+    pub covariance_type: CovarianceType,
+    /// Convergence threshold on the change of the lower bound (1e−3).
+    pub tol: f64,
+    /// Added to the covariances' diagonals (1e−6).
+    pub reg_covar: f64,
+    /// EM iterations per initialisation (100).
+    pub max_iter: usize,
+    /// Initialisations; the best lower bound is kept (1).
+    pub n_init: usize,
+    /// How the parameters start.
+    pub init_params: InitParams,
+    /// Seed of the random choices (k-means++, random responsibilities, sampling).
+    pub seed: u64,
+}
+
+/// A fitted mixture: the parameters (in the crate's [`Gmm`] form and in scikit-learn's
+/// `covariances_` layout) and how the fit went.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FittedGmm {
+    /// The parameters, ready for [`Gpu::gmm_score_samples`].
+    pub gmm: Gmm,
+    /// Dimensions of a point.
+    pub dims: usize,
+    /// The covariance type.
+    pub covariance_type: CovarianceType,
+    /// scikit-learn's `covariances_`: `k × dims × dims` (full), `k × dims` (diag) or `k`
+    /// (spherical), in f64 as the M-step computed them.
+    pub covariances: Vec<f64>,
+    /// scikit-learn's `precisions_cholesky_`, same layout as the covariances (upper triangular
+    /// for full; `1/√σ²` otherwise).
+    pub precisions_cholesky: Vec<f64>,
+    /// Whether the lower bound changed by less than `tol` before `max_iter`.
+    pub converged: bool,
+    /// Iterations of the kept initialisation.
+    pub n_iter: usize,
+    /// Mean log-likelihood per point at the last iteration (scikit-learn's `lower_bound_`).
+    pub lower_bound: f64,
+    /// The lower bound after each iteration of the kept initialisation.
+    pub lower_bounds: Vec<f64>,
+}
+
+/// The parameters in f64, as the M-step leaves them.
+#[derive(Clone, Debug)]
+struct Params {
+    weights: Vec<f64>,
+    means: Vec<f64>,
+    covariances: Vec<f64>,
+    precisions_cholesky: Vec<f64>,
+}
+
+impl GaussianMixture {
+    /// `n_components` components and scikit-learn's defaults: full covariances, `tol` 1e−3,
+    /// `reg_covar` 1e−6, `max_iter` 100, `n_init` 1, k-means++ initialisation, seed 0.
+    pub fn new(n_components: usize) -> GaussianMixture {
+        GaussianMixture {
+            n_components,
+            covariance_type: CovarianceType::Full,
+            tol: 1e-3,
+            reg_covar: 1e-6,
+            max_iter: 100,
+            n_init: 1,
+            init_params: InitParams::KMeansPlusPlus,
+            seed: 0,
+        }
+    }
+
+    /// Sets the covariance type.
+    pub fn covariance_type(mut self, t: CovarianceType) -> Self {
+        self.covariance_type = t;
+        self
+    }
+
+    /// Sets the convergence threshold.
+    pub fn tol(mut self, tol: f64) -> Self {
+        self.tol = tol;
+        self
+    }
+
+    /// Sets the regularisation added to the covariances' diagonals.
+    pub fn reg_covar(mut self, reg: f64) -> Self {
+        self.reg_covar = reg;
+        self
+    }
+
+    /// Sets the iteration limit.
+    pub fn max_iter(mut self, max_iter: usize) -> Self {
+        self.max_iter = max_iter;
+        self
+    }
+
+    /// Sets the number of initialisations.
+    pub fn n_init(mut self, n_init: usize) -> Self {
+        self.n_init = n_init;
+        self
+    }
+
+    /// Sets the initialisation.
+    pub fn init_params(mut self, init: InitParams) -> Self {
+        self.init_params = init;
+        self
+    }
+
+    /// Sets the seed.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Fits `n` points (row-major `n × dims`, finite) by EM.
+    pub fn fit(
+        &self,
+        gpu: &Gpu,
+        points: &[f32],
+        n: usize,
+        dims: usize,
+    ) -> Result<FittedGmm, Error> {
+        self.fit_with_progress(gpu, points, n, dims, |_| {})
+    }
+
+    /// [`GaussianMixture::fit`], calling `progress` after every iteration.
+    pub fn fit_with_progress(
+        &self,
+        gpu: &Gpu,
+        points: &[f32],
+        n: usize,
+        dims: usize,
+        mut progress: impl FnMut(FitProgress),
+    ) -> Result<FittedGmm, Error> {
+        self.check(points, n, dims)?;
+        let data = Resident::new(gpu, points, n, dims)?;
+        let mut rng = Pcg64::seed_from_u64(self.seed);
+        let mut best: Option<FittedGmm> = None;
+        for init in 0..self.n_init {
+            let mut params = self.initial(&data, points, &mut rng)?;
+            let mut lower = f64::NEG_INFINITY;
+            let mut history = Vec::new();
+            let mut converged = false;
+            for iter in 1..=self.max_iter {
+                let gmm = self.to_gmm(&params, dims);
+                let stats = data.centered_stats(&gmm, self.covariance_type)?;
+                let ll = f64::from(stats.log_likelihood);
+                if !ll.is_finite() {
+                    return Err(Error::Value(format!(
+                        "the log-likelihood became {ll} at iteration {iter}; the data or the \
+                         initial parameters make a component degenerate (try a larger reg_covar)"
+                    )));
+                }
+                params = self.m_step(&stats, &gmm, dims)?;
+                let prev = lower;
+                lower = ll / n as f64;
+                history.push(lower);
+                let change = lower - prev;
+                progress(FitProgress {
+                    init,
+                    iter,
+                    max_iter: self.max_iter,
+                    lower_bound: lower,
+                    change,
+                });
+                if change.abs() < self.tol {
+                    converged = true;
+                    break;
+                }
+            }
+            let fitted = FittedGmm {
+                gmm: self.to_gmm(&params, dims),
+                dims,
+                covariance_type: self.covariance_type,
+                covariances: params.covariances,
+                precisions_cholesky: params.precisions_cholesky,
+                converged,
+                n_iter: history.len(),
+                lower_bound: lower,
+                lower_bounds: history,
+            };
+            // scikit-learn keeps the first of equal bounds, and any over none.
+            if best
+                .as_ref()
+                .is_none_or(|b| fitted.lower_bound > b.lower_bound)
+            {
+                best = Some(fitted);
+            }
+        }
+        best.ok_or_else(|| Error::Value("n_init must be at least 1".into()))
+    }
+
+    fn check(&self, points: &[f32], n: usize, dims: usize) -> Result<(), Error> {
+        let k = self.n_components;
+        if k == 0 {
+            return Err(Error::Value("n_components must be at least 1".into()));
+        }
+        if dims == 0 {
+            return Err(Error::Shape("points need at least one dimension".into()));
+        }
+        let expected = n
+            .checked_mul(dims)
+            .ok_or_else(|| Error::Shape(format!("{n} × {dims} overflows")))?;
+        if points.len() != expected {
+            return Err(Error::InputLength {
+                what: "points",
+                expected,
+                actual: points.len(),
+            });
+        }
+        if n < k {
+            return Err(Error::Value(format!(
+                "expected n_samples >= n_components, got n_components = {k}, n_samples = {n}"
+            )));
+        }
+        if let Some(i) = points.iter().position(|v| !v.is_finite()) {
+            return Err(Error::Value(format!(
+                "point {} (dimension {}) is {}; the points must be finite",
+                i / dims,
+                i % dims,
+                points[i]
+            )));
+        }
+        if !(self.tol >= 0.0) {
+            return Err(Error::Value(format!("tol is {}; it must be ≥ 0", self.tol)));
+        }
+        if !(self.reg_covar >= 0.0 && self.reg_covar.is_finite()) {
+            return Err(Error::Value(format!(
+                "reg_covar is {}; it must be finite and ≥ 0",
+                self.reg_covar
+            )));
+        }
+        if self.max_iter == 0 || self.n_init == 0 {
+            return Err(Error::Value(
+                "max_iter and n_init must be at least 1".into(),
+            ));
+        }
+        if let InitParams::Given(g) = &self.init_params {
+            let t = CovarianceType::of(&g.covariance);
+            if t != self.covariance_type {
+                return Err(Error::Value(format!(
+                    "the initial parameters have {} covariances; the fit is for {}",
+                    t.name(),
+                    self.covariance_type.name()
+                )));
+            }
+            if g.weights.len() != k {
+                return Err(Error::Value(format!(
+                    "the initial parameters have {} components; n_components is {k}",
+                    g.weights.len()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The first parameters of one initialisation.
+    fn initial(&self, data: &Resident, points: &[f32], rng: &mut Pcg64) -> Result<Params, Error> {
+        let (n, d, k) = (data.n, data.dims, self.n_components);
+        match &self.init_params {
+            InitParams::Given(g) => {
+                // Validated by the first E-step; carried in f64 for the M-step's layout.
+                let to64 = |v: &[f32]| v.iter().map(|&x| f64::from(x)).collect::<Vec<_>>();
+                let (covariances, precisions_cholesky) = match &g.covariance {
+                    Covariance::Diag(v) | Covariance::Spherical(v) => (
+                        to64(v),
+                        v.iter().map(|&x| 1.0 / f64::from(x).sqrt()).collect(),
+                    ),
+                    Covariance::Full(p) => {
+                        let mut cov = Vec::with_capacity(p.len());
+                        for c in 0..k {
+                            let pc = to64(&p[c * d * d..(c + 1) * d * d]);
+                            cov.extend(covariance_from_precision_cholesky(&pc, d)?);
+                        }
+                        (cov, to64(p))
+                    }
+                };
+                Ok(Params {
+                    weights: to64(&g.weights),
+                    means: to64(&g.means),
+                    covariances,
+                    precisions_cholesky,
+                })
+            }
+            InitParams::KMeansPlusPlus => {
+                let centers = data.kmeans_plusplus(points, k, rng)?;
+                // Each chosen point the sole member of its component: N = 1, no scatter.
+                let stats = GmmCenteredStats {
+                    log_likelihood: 0.0,
+                    resp_sums: vec![1.0; k],
+                    sum_dev: vec![0.0; k * d],
+                    sum_dev2: vec![0.0; k * d],
+                    cross: vec![0.0; k * d * d.saturating_sub(1) / 2],
+                };
+                let mut means = Vec::with_capacity(k * d);
+                for &i in &centers {
+                    means.extend_from_slice(&points[i * d..(i + 1) * d]);
+                }
+                let center = Gmm {
+                    weights: vec![1.0 / k as f32; k],
+                    means,
+                    covariance: Covariance::Spherical(vec![1.0; k]),
+                };
+                self.m_step(&stats, &center, d)
+            }
+            InitParams::Random => {
+                let mut resp = vec![0.0f64; n * k];
+                for row in resp.chunks_mut(k) {
+                    row.iter_mut().for_each(|r| *r = rng.random::<f64>());
+                    let s: f64 = row.iter().sum();
+                    row.iter_mut().for_each(|r| *r /= s);
+                }
+                let (stats, center) = host_stats(points, n, d, k, &resp);
+                self.m_step(&stats, &center, d)
+            }
+        }
+    }
+
+    /// scikit-learn's M-step from the scatter about the means of `gmm`.
+    fn m_step(&self, s: &GmmCenteredStats, gmm: &Gmm, d: usize) -> Result<Params, Error> {
+        let k = self.n_components;
+        let eps10 = 10.0 * f64::EPSILON;
+        let nk: Vec<f64> = s.resp_sums.iter().map(|&v| f64::from(v) + eps10).collect();
+        let total: f64 = nk.iter().sum();
+        let weights: Vec<f64> = nk.iter().map(|v| v / total).collect();
+        let mut means = vec![0.0; k * d];
+        // scikit-learn's diagonal variances Σ r x²/N − μ² (before reg_covar), from the scatter
+        // S1 = Σ r (x − c), S2 = Σ r (x − c)² about the old mean c: with δ = S1/N' and
+        // ρ = N/N' (N' = N + 10ε), μ = δ + cρ and the variance is
+        // S2/N' − δ² + 2cδ(1 − ρ) + c²ρ(1 − ρ).
+        let mut diag = vec![0.0; k * d];
+        for c in 0..k {
+            let n_raw = f64::from(s.resp_sums[c]);
+            let rho = n_raw / nk[c];
+            let one_minus = eps10 / nk[c];
+            for j in 0..d {
+                let i = c * d + j;
+                let center = f64::from(gmm.means[i]);
+                let delta = f64::from(s.sum_dev[i]) / nk[c];
+                means[i] = delta + center * rho;
+                diag[i] = f64::from(s.sum_dev2[i]) / nk[c] - delta * delta
+                    + 2.0 * center * delta * one_minus
+                    + center * center * rho * one_minus;
+            }
+        }
+        let reg = self.reg_covar;
+        let bad = |c: usize| {
+            Error::Value(format!(
+                "fitting the mixture failed because component {c} has an ill-defined empirical \
+                 covariance (for instance caused by singleton or collapsed samples); try fewer \
+                 components, a larger reg_covar, or scaled input data"
+            ))
+        };
+        let (covariances, precisions_cholesky) = match self.covariance_type {
+            CovarianceType::Diag | CovarianceType::Spherical => {
+                let cov: Vec<f64> = if self.covariance_type == CovarianceType::Diag {
+                    diag.iter().map(|v| v + reg).collect()
+                } else {
+                    diag.chunks(d)
+                        .map(|row| row.iter().map(|v| v + reg).sum::<f64>() / d as f64)
+                        .collect()
+                };
+                if let Some(i) = cov.iter().position(|&v| !(v > 0.0)) {
+                    let per = if self.covariance_type == CovarianceType::Diag {
+                        d
+                    } else {
+                        1
+                    };
+                    return Err(bad(i / per));
+                }
+                let prec = cov.iter().map(|v| 1.0 / v.sqrt()).collect();
+                (cov, prec)
+            }
+            CovarianceType::Full => {
+                // Σ r (x − μ)(x − μ)ᵀ / N' with μ = c + e:
+                // (S − e S1ᵀ − S1 eᵀ + N e eᵀ) / N', S the scatter about c.
+                let pairs = d * d.saturating_sub(1) / 2;
+                let mut cov = vec![0.0; k * d * d];
+                let mut prec = vec![0.0; k * d * d];
+                for c in 0..k {
+                    let n_raw = f64::from(s.resp_sums[c]);
+                    let e: Vec<f64> = (0..d)
+                        .map(|j| means[c * d + j] - f64::from(gmm.means[c * d + j]))
+                        .collect();
+                    let s1: Vec<f64> = (0..d).map(|j| f64::from(s.sum_dev[c * d + j])).collect();
+                    let m = &mut cov[c * d * d..(c + 1) * d * d];
+                    let mut p = 0;
+                    for a in 0..d {
+                        for b in a..d {
+                            let sab = if a == b {
+                                f64::from(s.sum_dev2[c * d + a])
+                            } else {
+                                let v = f64::from(s.cross[c * pairs + p]);
+                                p += 1;
+                                v
+                            };
+                            let v =
+                                (sab - e[a] * s1[b] - s1[a] * e[b] + n_raw * e[a] * e[b]) / nk[c];
+                            m[a * d + b] = v;
+                            m[b * d + a] = v;
+                        }
+                        m[a * d + a] += reg;
+                    }
+                    let u = precision_cholesky(m, d).ok_or_else(|| bad(c))?;
+                    prec[c * d * d..(c + 1) * d * d].copy_from_slice(&u);
+                }
+                (cov, prec)
+            }
+        };
+        Ok(Params {
+            weights,
+            means,
+            covariances,
+            precisions_cholesky,
+        })
+    }
+
+    fn to_gmm(&self, p: &Params, _dims: usize) -> Gmm {
+        let f = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+        // f32 weights renormalised so they sum to 1 within f32's rounding.
+        let total: f64 = p.weights.iter().map(|&w| f64::from(w as f32)).sum();
+        let weights = p.weights.iter().map(|&w| (w / total) as f32).collect();
+        let covariance = match self.covariance_type {
+            CovarianceType::Full => Covariance::Full(f(&p.precisions_cholesky)),
+            CovarianceType::Diag => Covariance::Diag(f(&p.covariances)),
+            CovarianceType::Spherical => Covariance::Spherical(f(&p.covariances)),
+        };
+        Gmm {
+            weights,
+            means: f(&p.means),
+            covariance,
+        }
+    }
+}
+
+/// The upper-triangular `U` with `U Uᵀ = Σ⁻¹` (scikit-learn's `precisions_cholesky_`):
+/// `U = L⁻ᵀ` for the Cholesky factor `L` of `Σ`. `None` when `Σ` is not positive definite.
+fn precision_cholesky(cov: &[f64], d: usize) -> Option<Vec<f64>> {
+    let l = cholesky(cov, d)?;
+    // Solve L X = I (X lower triangular), then U = Xᵀ.
+    let mut x = vec![0.0; d * d];
+    for col in 0..d {
+        for row in col..d {
+            let mut v = if row == col { 1.0 } else { 0.0 };
+            for t in col..row {
+                v -= l[row * d + t] * x[t * d + col];
+            }
+            x[row * d + col] = v / l[row * d + row];
+        }
+    }
+    let mut u = vec![0.0; d * d];
+    for a in 0..d {
+        for b in 0..d {
+            u[a * d + b] = x[b * d + a];
+        }
+    }
+    Some(u)
+}
+
+/// The lower Cholesky factor of a symmetric positive definite `d × d` matrix.
+fn cholesky(m: &[f64], d: usize) -> Option<Vec<f64>> {
+    let mut l = vec![0.0; d * d];
+    for i in 0..d {
+        for j in 0..=i {
+            let mut v = m[i * d + j];
+            for t in 0..j {
+                v -= l[i * d + t] * l[j * d + t];
+            }
+            if i == j {
+                if !(v > 0.0) || !v.is_finite() {
+                    return None;
+                }
+                l[i * d + i] = v.sqrt();
+            } else {
+                l[i * d + j] = v / l[j * d + j];
+            }
+        }
+    }
+    Some(l)
+}
+
+/// `Σ = (P Pᵀ)⁻¹` from a precision's factor `P` (any square factor with `P Pᵀ` positive
+/// definite, as [`Covariance::Full`] accepts).
+fn covariance_from_precision_cholesky(p: &[f64], d: usize) -> Result<Vec<f64>, Error> {
+    let mut prec = vec![0.0; d * d];
+    for a in 0..d {
+        for b in 0..d {
+            prec[a * d + b] = (0..d).map(|t| p[a * d + t] * p[b * d + t]).sum();
+        }
+    }
+    // Σ = (L Lᵀ)⁻¹ = L⁻ᵀ L⁻¹ with L the Cholesky factor of the precision.
+    let l = cholesky(&prec, d).ok_or_else(|| {
+        Error::Value("an initial precision matrix is not positive definite".into())
+    })?;
+    let mut inv = vec![0.0; d * d]; // L⁻¹, lower
+    for col in 0..d {
+        for row in col..d {
+            let mut v = if row == col { 1.0 } else { 0.0 };
+            for t in col..row {
+                v -= l[row * d + t] * inv[t * d + col];
+            }
+            inv[row * d + col] = v / l[row * d + row];
+        }
+    }
+    let mut cov = vec![0.0; d * d];
+    for a in 0..d {
+        for b in 0..d {
+            cov[a * d + b] = (0..d).map(|t| inv[t * d + a] * inv[t * d + b]).sum();
+        }
+    }
+    Ok(cov)
+}
+
+/// The scatter of the points about their overall mean under host-side responsibilities
+/// (`n × k`), in the form the M-step takes, and the mixture whose means are that center.
+fn host_stats(
+    points: &[f32],
+    n: usize,
+    d: usize,
+    k: usize,
+    resp: &[f64],
+) -> (GmmCenteredStats, Gmm) {
+    let mut center = vec![0.0f64; d];
+    for p in points.chunks(d) {
+        center
+            .iter_mut()
+            .zip(p)
+            .for_each(|(c, &x)| *c += f64::from(x));
+    }
+    center.iter_mut().for_each(|c| *c /= n as f64);
+    let center32: Vec<f32> = center.iter().map(|&c| c as f32).collect();
+    let pairs = d * d.saturating_sub(1) / 2;
+    let (mut nk, mut s1, mut s2, mut cross) = (
+        vec![0.0f64; k],
+        vec![0.0f64; k * d],
+        vec![0.0f64; k * d],
+        vec![0.0f64; k * pairs],
+    );
+    let mut dev = vec![0.0f64; d];
+    for (p, r) in points.chunks(d).zip(resp.chunks(k)) {
+        for j in 0..d {
+            dev[j] = f64::from(p[j]) - f64::from(center32[j]);
+        }
+        for c in 0..k {
+            let rc = r[c];
+            nk[c] += rc;
+            let mut q = 0;
+            for a in 0..d {
+                s1[c * d + a] += rc * dev[a];
+                s2[c * d + a] += rc * dev[a] * dev[a];
+                for b in a + 1..d {
+                    cross[c * pairs + q] += rc * dev[a] * dev[b];
+                    q += 1;
+                }
+            }
+        }
+    }
+    let f = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect::<Vec<f32>>();
+    let stats = GmmCenteredStats {
+        log_likelihood: 0.0,
+        resp_sums: f(nk),
+        sum_dev: f(s1),
+        sum_dev2: f(s2),
+        cross: f(cross),
+    };
+    let mut means = Vec::with_capacity(k * d);
+    for _ in 0..k {
+        means.extend_from_slice(&center32);
+    }
+    let gmm = Gmm {
+        weights: vec![1.0 / k as f32; k],
+        means,
+        covariance: Covariance::Spherical(vec![1.0; k]),
+    };
+    (stats, gmm)
+}
+
+/// The points on the GPU, uploaded once for the whole fit.
+struct Resident<'a> {
+    gpu: &'a Gpu,
+    buffer: wgpu::Buffer,
+    n: usize,
+    dims: usize,
+}
+
+impl<'a> Resident<'a> {
+    fn new(gpu: &'a Gpu, points: &[f32], n: usize, dims: usize) -> Result<Resident<'a>, Error> {
+        use wgpu::util::DeviceExt;
+        let buffer = gpu
+            .device()
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("logdomain fit points"),
+                contents: bytemuck::cast_slice(if points.is_empty() { &[0.0f32] } else { points }),
+                usage: wgpu::BufferUsages::STORAGE,
+            });
+        Ok(Resident {
+            gpu,
+            buffer,
+            n,
+            dims,
+        })
+    }
+
+    fn output(&self, len: usize) -> wgpu::Buffer {
+        self.gpu.device().create_buffer(&wgpu::BufferDescriptor {
+            label: Some("logdomain fit output"),
+            size: (len.max(1) * 4) as u64,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// One E-step: the scatter about the means of `gmm` and the total log-likelihood.
+    fn centered_stats(&self, gmm: &Gmm, t: CovarianceType) -> Result<GmmCenteredStats, Error> {
+        let scatter = t == CovarianceType::Full;
+        let kind = if scatter {
+            GmmReduction::CenteredScatter
+        } else {
+            GmmReduction::CenteredStats
+        };
+        let op = GmmReduceOp::new(self.gpu, self.n, self.dims, gmm, kind)?;
+        let out = self.output(op.output_len());
+        let mut encoder = self
+            .gpu
+            .device()
+            .create_command_encoder(&Default::default());
+        op.record(&mut encoder, &self.buffer, &out)?;
+        self.gpu.queue().submit([encoder.finish()]);
+        let v = self.gpu.read_f32(&out, op.output_len() as u64 * 4)?;
+        GmmCenteredStats::from_packed(&v, gmm.weights.len(), self.dims, scatter)
+    }
+
+    /// `log p(x)` of every point under `gmm`, from the resident points.
+    fn score_samples(&self, gmm: &Gmm) -> Result<Vec<f32>, Error> {
+        let op = GmmOp::new(self.gpu, self.n, self.dims, gmm, GmmOutput::ScoreSamples)?;
+        let out = self.output(op.output_len());
+        let mut encoder = self
+            .gpu
+            .device()
+            .create_command_encoder(&Default::default());
+        op.record(&mut encoder, &self.buffer, &out)?;
+        self.gpu.queue().submit([encoder.finish()]);
+        self.gpu.read_f32(&out, op.output_len() as u64 * 4)
+    }
+
+    /// Squared distances of every point to `center`, on the GPU: the log-density of a single
+    /// spherical Gaussian of variance ½ is `−(d/2) ln π − ‖x − c‖²`.
+    fn squared_distances(&self, center: &[f32]) -> Result<Vec<f64>, Error> {
+        let gmm = Gmm {
+            weights: vec![1.0],
+            means: center.to_vec(),
+            covariance: Covariance::Spherical(vec![0.5]),
+        };
+        let lp = self.score_samples(&gmm)?;
+        let offset = 0.5 * self.dims as f64 * std::f64::consts::PI.ln();
+        Ok(lp
+            .iter()
+            .map(|&v| (-f64::from(v) - offset).max(0.0))
+            .collect())
+    }
+
+    /// scikit-learn's k-means++ seeding: the indices of `k` points.
+    fn kmeans_plusplus(
+        &self,
+        points: &[f32],
+        k: usize,
+        rng: &mut Pcg64,
+    ) -> Result<Vec<usize>, Error> {
+        let (n, d) = (self.n, self.dims);
+        let trials = 2 + (k as f64).ln() as usize;
+        let first = rng.random_range(0..n);
+        let mut centers = vec![first];
+        let mut closest = self.squared_distances(&points[first * d..(first + 1) * d])?;
+        let mut pot: f64 = closest.iter().sum();
+        while centers.len() < k {
+            let mut cumsum = Vec::with_capacity(n);
+            let mut acc = 0.0;
+            for &v in &closest {
+                acc += v;
+                cumsum.push(acc);
+            }
+            let mut best: Option<(f64, usize, Vec<f64>)> = None;
+            for _ in 0..trials {
+                let target = rng.random::<f64>() * pot;
+                let id = cumsum.partition_point(|&c| c < target).min(n - 1);
+                let dist = self.squared_distances(&points[id * d..(id + 1) * d])?;
+                let merged: Vec<f64> = closest.iter().zip(&dist).map(|(a, b)| a.min(*b)).collect();
+                let cand_pot: f64 = merged.iter().sum();
+                if best.as_ref().is_none_or(|b| cand_pot < b.0) {
+                    best = Some((cand_pot, id, merged));
+                }
+            }
+            let (p, id, merged) = best.expect("at least two trials");
+            centers.push(id);
+            closest = merged;
+            pot = p;
+        }
+        Ok(centers)
+    }
+}
+
+impl FittedGmm {
+    /// Number of components.
+    pub fn n_components(&self) -> usize {
+        self.gmm.weights.len()
+    }
+
+    /// `log p(x)` of each of `n` points (scikit-learn's `score_samples`).
+    pub fn score_samples(&self, gpu: &Gpu, points: &[f32], n: usize) -> Result<Vec<f32>, Error> {
+        gpu.gmm_score_samples(points, n, self.dims, &self.gmm)
+    }
+
+    /// The mean log-likelihood per point (scikit-learn's `score`).
+    pub fn score(&self, gpu: &Gpu, points: &[f32], n: usize) -> Result<f64, Error> {
+        let lp = self.score_samples(gpu, points, n)?;
+        Ok(lp.iter().map(|&v| f64::from(v)).sum::<f64>() / n as f64)
+    }
+
+    /// `log p(k | x)`, `n × k` (scikit-learn's `predict_proba` in log space).
+    pub fn log_responsibilities(
+        &self,
+        gpu: &Gpu,
+        points: &[f32],
+        n: usize,
+    ) -> Result<Vec<f32>, Error> {
+        gpu.gmm_log_responsibilities(points, n, self.dims, &self.gmm)
+    }
+
+    /// `p(k | x)`, `n × k` (scikit-learn's `predict_proba`).
+    pub fn predict_proba(&self, gpu: &Gpu, points: &[f32], n: usize) -> Result<Vec<f32>, Error> {
+        let mut r = self.log_responsibilities(gpu, points, n)?;
+        r.iter_mut().for_each(|v| *v = v.exp());
+        Ok(r)
+    }
+
+    /// The most probable component of each point (scikit-learn's `predict`; the first of
+    /// equals).
+    pub fn predict(&self, gpu: &Gpu, points: &[f32], n: usize) -> Result<Vec<usize>, Error> {
+        let k = self.n_components();
+        let r = self.log_responsibilities(gpu, points, n)?;
+        Ok(r.chunks(k)
+            .map(|row| {
+                row.iter()
+                    .enumerate()
+                    .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| {
+                        if v > bv { (i, v) } else { (bi, bv) }
+                    })
+                    .0
+            })
+            .collect())
+    }
+
+    /// `n` points drawn from the mixture and their components, as scikit-learn's `sample`:
+    /// the count per component drawn from the multinomial of the weights, then the points of
+    /// component 0, 1, … in order. Deterministic for a seed.
+    pub fn sample(&self, n: usize, seed: u64) -> Result<(Vec<f32>, Vec<usize>), Error> {
+        let (k, d) = (self.n_components(), self.dims);
+        let mut rng = Pcg64::seed_from_u64(seed);
+        let mut counts = vec![0usize; k];
+        let mut cum = Vec::with_capacity(k);
+        let mut acc = 0.0;
+        for &w in &self.gmm.weights {
+            acc += f64::from(w);
+            cum.push(acc);
+        }
+        for _ in 0..n {
+            let u = rng.random::<f64>() * acc;
+            let c = cum.partition_point(|&v| v <= u).min(k - 1);
+            counts[c] += 1;
+        }
+        let mut points = Vec::with_capacity(n * d);
+        let mut labels = Vec::with_capacity(n);
+        let mut z = vec![0.0f64; d];
+        for (c, &count) in counts.iter().enumerate() {
+            let factor: Vec<f64> = match self.covariance_type {
+                CovarianceType::Full => cholesky(&self.covariances[c * d * d..(c + 1) * d * d], d)
+                    .ok_or_else(|| {
+                        Error::Value(format!(
+                            "component {c}'s covariance is not positive definite"
+                        ))
+                    })?,
+                CovarianceType::Diag => self.covariances[c * d..(c + 1) * d]
+                    .iter()
+                    .map(|v| v.sqrt())
+                    .collect(),
+                CovarianceType::Spherical => vec![self.covariances[c].sqrt(); d],
+            };
+            for _ in 0..count {
+                z.iter_mut()
+                    .for_each(|v| *v = StandardNormal.sample(&mut rng));
+                for a in 0..d {
+                    let offset = if self.covariance_type == CovarianceType::Full {
+                        (0..=a).map(|t| factor[a * d + t] * z[t]).sum::<f64>()
+                    } else {
+                        factor[a] * z[a]
+                    };
+                    points.push((f64::from(self.gmm.means[c * d + a]) + offset) as f32);
+                }
+                labels.push(c);
+            }
+        }
+        Ok((points, labels))
+    }
+}

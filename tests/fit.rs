@@ -1,0 +1,357 @@
+//! EM fitting of Gaussian mixtures (`GaussianMixture`) against scikit-learn's iterates
+//! (fixtures made by `tests/fixtures/gmm_em/make_fixtures.py`), and its behaviour on
+//! degenerate data.
+
+mod common;
+
+use common::*;
+use logdomain::{Covariance, CovarianceType, Error, GaussianMixture, Gmm, InitParams};
+use serde_json::Value;
+
+fn floats(v: &Value, key: &str) -> Vec<f64> {
+    v[key]
+        .as_array()
+        .unwrap_or_else(|| panic!("fixture key {key}"))
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
+}
+
+fn f32s(v: &[f64]) -> Vec<f32> {
+    v.iter().map(|&x| x as f32).collect()
+}
+
+/// Standard normal draws (Box–Muller) from the tests' generator.
+fn normal(rng: &mut Rng) -> f32 {
+    let u1 = rng.uniform(1e-7, 1.0);
+    let u2 = rng.uniform(0.0, 1.0);
+    (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
+}
+
+/// `n` points around `centers` (k × d), unit spread scaled by `scale`.
+fn blobs(rng: &mut Rng, n: usize, centers: &[f32], d: usize, scale: f32) -> Vec<f32> {
+    let k = centers.len() / d;
+    let mut x = Vec::with_capacity(n * d);
+    for i in 0..n {
+        let c = i % k;
+        for j in 0..d {
+            x.push(centers[c * d + j] + scale * normal(rng));
+        }
+    }
+    x
+}
+
+/// Lower bounds may fall between iterations by the rounding of their f32 evaluation: two
+/// pairwise sums of n log-densities, each within (depth(n) + 2)·u·Σ|log p| (the E-step's own
+/// per-point error is below that for these sizes).
+fn rounding_slack(lb: f64, n: usize) -> f64 {
+    let depth = (n as f64).log2().ceil() + 2.0;
+    2.0 * (depth + 2.0) * U * lb.abs() * 8.0
+}
+
+#[test]
+fn follows_scikit_learns_iterates() {
+    let gpu = gpu();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gmm_em");
+    let mut cases = 0;
+    for name in ["diag_k5", "spherical_k10", "full_k5", "full_k20"] {
+        let text = std::fs::read_to_string(dir.join(format!("{name}.json")))
+            .unwrap_or_else(|e| panic!("fixture {name}: {e}"));
+        let v: Value = serde_json::from_str(&text).unwrap();
+        let (n, d, k) = (
+            v["n"].as_u64().unwrap() as usize,
+            v["dims"].as_u64().unwrap() as usize,
+            v["n_components"].as_u64().unwrap() as usize,
+        );
+        let x = f32s(&floats(&v, "x"));
+        let init = &v["init"];
+        let (t, covariance) = match v["covariance_type"].as_str().unwrap() {
+            "diag" => (
+                CovarianceType::Diag,
+                Covariance::Diag(
+                    floats(init, "precisions")
+                        .iter()
+                        .map(|p| (1.0 / p) as f32)
+                        .collect(),
+                ),
+            ),
+            "spherical" => (
+                CovarianceType::Spherical,
+                Covariance::Spherical(
+                    floats(init, "precisions")
+                        .iter()
+                        .map(|p| (1.0 / p) as f32)
+                        .collect(),
+                ),
+            ),
+            "full" => (
+                CovarianceType::Full,
+                Covariance::Full(f32s(&floats(init, "precisions_cholesky"))),
+            ),
+            other => panic!("{other}"),
+        };
+        let given = Gmm {
+            weights: f32s(&floats(init, "weights")),
+            means: f32s(&floats(init, "means")),
+            covariance,
+        };
+        let want = floats(&v, "lower_bounds");
+        let fit = GaussianMixture::new(k)
+            .covariance_type(t)
+            .tol(0.0)
+            .max_iter(want.len())
+            .reg_covar(v["reg_covar"].as_f64().unwrap())
+            .init_params(InitParams::Given(given.clone()))
+            .fit(gpu, &x, n, d)
+            .unwrap();
+        assert_eq!(fit.lower_bounds.len(), want.len(), "{name}");
+        for (i, (&g, &w)) in fit.lower_bounds.iter().zip(&want).enumerate() {
+            assert!(
+                (g - w).abs() <= 1e-4 * w.abs(),
+                "{name} iteration {}: lower bound {g}, scikit-learn {w}",
+                i + 1
+            );
+        }
+        // scikit-learn's own stopping rule with its default tol.
+        let dt = &v["default_tol"];
+        let fit = GaussianMixture::new(k)
+            .covariance_type(t)
+            .init_params(InitParams::Given(given))
+            .fit(gpu, &x, n, d)
+            .unwrap();
+        assert_eq!(
+            (fit.n_iter as u64, fit.converged),
+            (
+                dt["n_iter"].as_u64().unwrap(),
+                dt["converged"].as_bool().unwrap()
+            ),
+            "{name}: iterations and convergence with tol 1e-3"
+        );
+        let lb = dt["lower_bound"].as_f64().unwrap();
+        assert!((fit.lower_bound - lb).abs() <= 1e-4 * lb.abs(), "{name}");
+        cases += 1;
+    }
+    assert_eq!(cases, 4);
+}
+
+#[test]
+fn lower_bound_never_decreases_and_the_fit_finds_the_blobs() {
+    let gpu = gpu();
+    let mut rng = Rng(90);
+    let (n, d, k) = (3000, 3, 4);
+    // Centers far from the origin and apart: EM must find them.
+    let centers: Vec<f32> = vec![
+        100.0, 100.0, 100.0, 110.0, 100.0, 100.0, 100.0, 110.0, 100.0, 100.0, 100.0, 110.0,
+    ];
+    let x = blobs(&mut rng, n, &centers, d, 1.0);
+    for t in [
+        CovarianceType::Full,
+        CovarianceType::Diag,
+        CovarianceType::Spherical,
+    ] {
+        for init in [InitParams::KMeansPlusPlus, InitParams::Random] {
+            let fit = GaussianMixture::new(k)
+                .covariance_type(t)
+                .tol(1e-6)
+                .max_iter(200)
+                .init_params(init.clone())
+                .seed(3)
+                .fit(gpu, &x, n, d)
+                .unwrap();
+            let what = format!("{t:?} {init:?}");
+            for w in fit.lower_bounds.windows(2) {
+                assert!(
+                    w[1] >= w[0] - rounding_slack(w[0], n),
+                    "{what}: lower bound fell from {} to {}",
+                    w[0],
+                    w[1]
+                );
+            }
+            assert!(fit.converged, "{what}: {} iterations", fit.n_iter);
+            if init == InitParams::Random {
+                // Random responsibilities start every mean at the data's mean: EM may settle
+                // in a local optimum that merges two blobs (scikit-learn's too).
+                continue;
+            }
+            // Every true center has a fitted mean within 5 standard errors (σ/√(n/k)).
+            let se = 1.0 / ((n / k) as f64).sqrt();
+            for c in centers.chunks(d) {
+                let near = fit.gmm.means.chunks(d).any(|m| {
+                    m.iter()
+                        .zip(c)
+                        .all(|(a, b)| (f64::from(*a) - f64::from(*b)).abs() <= 5.0 * se)
+                });
+                assert!(near, "{what}: no mean near {c:?}: {:?}", fit.gmm.means);
+            }
+            let total: f32 = fit.gmm.weights.iter().sum();
+            assert!((total - 1.0).abs() <= 1e-6, "{what}");
+            // The fitted mixture labels its own samples.
+            let (s, labels) = fit.sample(400, 11).unwrap();
+            assert_eq!((s.len(), labels.len()), (400 * d, 400));
+            assert!(
+                labels.windows(2).all(|w| w[0] <= w[1]),
+                "sample orders by component"
+            );
+            let predicted = fit.predict(gpu, &s, 400).unwrap();
+            let agree = predicted
+                .iter()
+                .zip(&labels)
+                .filter(|(a, b)| a == b)
+                .count();
+            assert!(agree >= 396, "{what}: {agree} of 400");
+            let proba = fit.predict_proba(gpu, &s, 400).unwrap();
+            for row in proba.chunks(k) {
+                let sum: f32 = row.iter().sum();
+                assert!((sum - 1.0).abs() <= 1e-5, "{what}: {sum}");
+            }
+            let score = fit.score(gpu, &x, n).unwrap();
+            assert!(
+                (score - fit.lower_bound).abs() <= 0.05 * fit.lower_bound.abs(),
+                "{what}"
+            );
+        }
+    }
+}
+
+/// No panic, no NaN: every parameter finite, weights summing to 1, covariances positive.
+fn assert_sane(fit: &logdomain::FittedGmm, what: &str) {
+    let g = &fit.gmm;
+    assert!(
+        g.weights.iter().chain(&g.means).all(|v| v.is_finite()),
+        "{what}: {g:?}"
+    );
+    assert!(fit.covariances.iter().all(|v| v.is_finite()), "{what}");
+    assert!(
+        fit.precisions_cholesky.iter().all(|v| v.is_finite()),
+        "{what}"
+    );
+    let total: f32 = g.weights.iter().sum();
+    assert!(
+        (total - 1.0).abs() <= 1e-5,
+        "{what}: weights sum to {total}"
+    );
+    assert!(fit.lower_bound.is_finite(), "{what}");
+}
+
+#[test]
+fn degenerate_data() {
+    let gpu = gpu();
+    let all = [
+        CovarianceType::Full,
+        CovarianceType::Diag,
+        CovarianceType::Spherical,
+    ];
+    // Every point the same: the covariances are reg_covar.
+    let same = [2.5f32, -1.0].repeat(50);
+    for t in all {
+        let fit = GaussianMixture::new(3)
+            .covariance_type(t)
+            .fit(gpu, &same, 50, 2)
+            .unwrap();
+        assert_sane(&fit, &format!("duplicates {t:?}"));
+        let diag: Vec<f64> = match t {
+            CovarianceType::Full => fit
+                .covariances
+                .chunks(4)
+                .flat_map(|m| [m[0], m[3]])
+                .collect(),
+            _ => fit.covariances.clone(),
+        };
+        assert!(
+            diag.iter().all(|&v| (v - 1e-6).abs() <= 1e-9),
+            "{t:?}: {diag:?}"
+        );
+    }
+    // Two tight clusters and five components: some lose (nearly) all their points. (Clusters
+    // on one line, (0, 0) and (50, 50), would make the full covariance about their joint mean
+    // singular to within 1e−9 of its scale, beyond what f32 sums resolve: the README's limit.)
+    let mut rng = Rng(91);
+    let mut x = blobs(&mut rng, 200, &[0.0, 0.0, 50.0, 0.0], 2, 1e-3);
+    x.extend([50.0f32, 0.0].repeat(20));
+    for t in all {
+        for init in [InitParams::KMeansPlusPlus, InitParams::Random] {
+            let fit = GaussianMixture::new(5)
+                .covariance_type(t)
+                .init_params(init.clone())
+                .seed(5)
+                .fit(gpu, &x, 220, 2)
+                .unwrap_or_else(|e| panic!("collapse {t:?} {init:?}: {e}"));
+            assert_sane(&fit, &format!("collapse {t:?} {init:?}"));
+        }
+    }
+    // More dimensions than points.
+    let wide = Rng(92).vec(5 * 8, -1.0, 1.0);
+    for t in all {
+        let fit = GaussianMixture::new(2)
+            .covariance_type(t)
+            .fit(gpu, &wide, 5, 8)
+            .unwrap();
+        assert_sane(&fit, &format!("dims > n {t:?}"));
+    }
+    // A component given where no point is: its weight goes to ~0, nothing breaks.
+    let given = Gmm {
+        weights: vec![0.5, 0.5],
+        means: vec![0.0, 0.0, 1e4, 1e4],
+        covariance: Covariance::Diag(vec![1.0; 4]),
+    };
+    let near: Vec<f32> = Rng(93).vec(100 * 2, -1.0, 1.0);
+    let fit = GaussianMixture::new(2)
+        .covariance_type(CovarianceType::Diag)
+        .init_params(InitParams::Given(given))
+        .fit(gpu, &near, 100, 2)
+        .unwrap();
+    assert_sane(&fit, "empty component");
+    assert!(fit.gmm.weights[1] < 1e-10, "{:?}", fit.gmm.weights);
+}
+
+#[test]
+fn bad_input_is_a_clear_error() {
+    let gpu = gpu();
+    let mut x = Rng(94).vec(40, -1.0, 1.0);
+    let gm = GaussianMixture::new(2).covariance_type(CovarianceType::Diag);
+    x[13] = f32::NAN;
+    match gm.fit(gpu, &x, 20, 2) {
+        Err(Error::Value(m)) => assert!(m.contains("point 6") && m.contains("finite"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    x[13] = f32::INFINITY;
+    assert!(matches!(gm.fit(gpu, &x, 20, 2), Err(Error::Value(_))));
+    x[13] = 0.5;
+    assert!(matches!(
+        gm.fit(gpu, &x, 21, 2),
+        Err(Error::InputLength { .. })
+    ));
+    assert!(matches!(
+        GaussianMixture::new(30).fit(gpu, &x, 20, 2),
+        Err(Error::Value(_))
+    ));
+    assert!(matches!(
+        GaussianMixture::new(0).fit(gpu, &x, 20, 2),
+        Err(Error::Value(_))
+    ));
+    assert!(matches!(
+        gm.clone().reg_covar(-1.0).fit(gpu, &x, 20, 2),
+        Err(Error::Value(_))
+    ));
+    assert!(matches!(
+        gm.clone().max_iter(0).fit(gpu, &x, 20, 2),
+        Err(Error::Value(_))
+    ));
+    let spherical = Gmm {
+        weights: vec![0.5, 0.5],
+        means: vec![0.0; 4],
+        covariance: Covariance::Spherical(vec![1.0; 2]),
+    };
+    assert!(matches!(
+        gm.clone()
+            .init_params(InitParams::Given(spherical))
+            .fit(gpu, &x, 20, 2),
+        Err(Error::Value(_))
+    ));
+    // Without reg_covar, duplicates leave a zero covariance: scikit-learn's error, not NaN.
+    let same = [0.0f32, 0.0].repeat(10);
+    match gm.clone().reg_covar(0.0).fit(gpu, &same, 10, 2) {
+        Err(Error::Value(m)) => assert!(m.contains("ill-defined"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+}
