@@ -345,3 +345,184 @@ fn gmm_moments(
 fn gmm_uniform_word(i: u32) -> u32 {
     return gmm_uniform[i >> 2u][i & 3u];
 }
+
+// MODE_GMM_CENTERED's rows without the pairwise counter per term: one invocation takes one
+// component, a tile of up to TILE dimensions and a chunk of CHUNK points, reads each point's
+// responsibility once and its TILE coordinates once, and keeps the 2 x TILE sums (and, for the
+// first tile, sum r) in registers, added in point order; the chunk sums are then reduced
+// pairwise by `reduce` as gmm_moments' are (same rows q, same partial slots). Any non-finite
+// term makes its row's partial NaN. Dispatch: len_in x ceil(dims / TILE) x slots invocations.
+const TILE: u32 = 8u;
+
+@compute @workgroup_size(WG)
+fn gmm_moments_tiled(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let t = ll_linear(wid, nwg, lid);
+    let g = params.len_in;
+    let dims = params.cols;
+    let chunks = params.slots;
+    let tiles = (dims + TILE - 1u) / TILE;
+    if (t >= g * tiles * chunks) {
+        return;
+    }
+    let lq = t / chunks;
+    let ch = t - lq * chunks;
+    let comp = lq / tiles;
+    let j0 = (lq - comp * tiles) * TILE;
+    let width = min(TILE, dims - j0);
+    var mu: array<f32, 8>;
+    var s1: array<f32, 8>;
+    var s2: array<f32, 8>;
+    for (var u = 0u; u < TILE; u++) {
+        mu[u] = bitcast<f32>(gmm_uniform_word(g + comp * dims + j0 + min(u, width - 1u)));
+        s1[u] = 0.0;
+        s2[u] = 0.0;
+    }
+    var n_sum = 0.0;
+    let start = ch * CHUNK;
+    let end = min(start + CHUNK, params.rows);
+    for (var i = start; i < end; i++) {
+        let r = bitcast<f32>(b[i * params.k + params.row0 + comp]);
+        n_sum += r;
+        let base = params.a_off + i * dims + j0;
+        for (var u = 0u; u < TILE; u++) {
+            if (u < width) {
+                let rd = r * (bitcast<f32>(a[base + u]) - mu[u]);
+                s1[u] += rd;
+                s2[u] += rd * (bitcast<f32>(a[base + u]) - mu[u]);
+            }
+        }
+    }
+    for (var u = 0u; u < width; u++) {
+        let q = (params.row0 + comp) * dims + j0 + u;
+        let at = 3u * (q * chunks + ch);
+        let b1 = f32b(s1[u]);
+        let b2 = f32b(s2[u]);
+        let ok = is_finite_bits(b1) && is_finite_bits(b2);
+        out[at] = select(F32_NAN, b1, ok);
+        out[at + 1u] = select(F32_NAN, b2, ok);
+        out[at + 2u] = select(SUM_NAN, 0u, ok);
+    }
+    if (j0 == 0u) {
+        let q = params.k * dims + params.row0 + comp;
+        let at = 3u * (q * chunks + ch);
+        let bn = f32b(n_sum);
+        let ok = is_finite_bits(bn);
+        out[at] = select(F32_NAN, bn, ok);
+        out[at + 1u] = 0u;
+        out[at + 2u] = select(SUM_NAN, 0u, ok);
+    }
+}
+
+// MODE_GMM_CROSS's rows (the full scatter about the means) the same way: one invocation takes
+// one component, a pair of blocks (A <= B) of up to BLOCK dimensions each and a chunk of points,
+// and keeps the BLOCK x BLOCK sums r (x_a - mu_a) (x_b - mu_b) in registers, added in point
+// order. It writes the pairs a < b of its block pair, the diagonal rows (sum r (x_a - mu_a) and
+// sum r (x_a - mu_a)^2) when A = B, and sum r when A = B = 0; rows and slots as gmm_moments.
+// Dispatch: len_in x T (T + 1) / 2 x slots invocations, T = ceil(dims / BLOCK).
+const BLOCK: u32 = 4u;
+
+@compute @workgroup_size(WG)
+fn gmm_scatter_tiled(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let t = ll_linear(wid, nwg, lid);
+    let g = params.len_in;
+    let dims = params.cols;
+    let chunks = params.slots;
+    let blocks = (dims + BLOCK - 1u) / BLOCK;
+    let block_pairs = blocks * (blocks + 1u) / 2u;
+    if (t >= g * block_pairs * chunks) {
+        return;
+    }
+    let lq = t / chunks;
+    let ch = t - lq * chunks;
+    let comp = lq / block_pairs;
+    var bp = lq - comp * block_pairs;
+    var ba = 0u;
+    loop {
+        let len = blocks - ba;
+        if (bp < len) {
+            break;
+        }
+        bp -= len;
+        ba += 1u;
+    }
+    let a0 = ba * BLOCK;
+    let b0 = (ba + bp) * BLOCK;
+    let wa = min(BLOCK, dims - a0);
+    let wb = min(BLOCK, dims - b0);
+    var mua: array<f32, 4>;
+    var mub: array<f32, 4>;
+    var m: array<f32, 16>;
+    var s1: array<f32, 4>;
+    for (var u = 0u; u < BLOCK; u++) {
+        mua[u] = bitcast<f32>(gmm_uniform_word(g + comp * dims + a0 + min(u, wa - 1u)));
+        mub[u] = bitcast<f32>(gmm_uniform_word(g + comp * dims + b0 + min(u, wb - 1u)));
+        s1[u] = 0.0;
+    }
+    for (var u = 0u; u < BLOCK * BLOCK; u++) {
+        m[u] = 0.0;
+    }
+    var n_sum = 0.0;
+    let start = ch * CHUNK;
+    let end = min(start + CHUNK, params.rows);
+    for (var i = start; i < end; i++) {
+        let r = bitcast<f32>(b[i * params.k + params.row0 + comp]);
+        n_sum += r;
+        let base = params.a_off + i * dims;
+        var da: array<f32, 4>;
+        var db: array<f32, 4>;
+        for (var u = 0u; u < BLOCK; u++) {
+            da[u] = bitcast<f32>(a[base + a0 + min(u, wa - 1u)]) - mua[u];
+            db[u] = bitcast<f32>(a[base + b0 + min(u, wb - 1u)]) - mub[u];
+        }
+        for (var u = 0u; u < BLOCK; u++) {
+            let rd = r * da[u];
+            s1[u] += rd;
+            for (var v = 0u; v < BLOCK; v++) {
+                m[u * BLOCK + v] += rd * db[v];
+            }
+        }
+    }
+    let pairs = dims * (dims - 1u) / 2u;
+    for (var u = 0u; u < wa; u++) {
+        let ia = a0 + u;
+        for (var v = 0u; v < wb; v++) {
+            let ib = b0 + v;
+            if (ib < ia) {
+                continue;
+            }
+            var q: u32;
+            var sb = f32b(m[u * BLOCK + v]);
+            var wbits = 0u;
+            if (ib == ia) {
+                q = (params.row0 + comp) * dims + ia;
+                wbits = sb;
+                sb = f32b(s1[u]);
+            } else {
+                let p = ia * dims - ia * (ia + 1u) / 2u + (ib - ia - 1u);
+                q = params.k * (dims + 1u) + (params.row0 + comp) * pairs + p;
+            }
+            let ok = is_finite_bits(sb) && is_finite_bits(wbits);
+            let at = 3u * (q * chunks + ch);
+            out[at] = select(F32_NAN, sb, ok);
+            out[at + 1u] = select(F32_NAN, wbits, ok);
+            out[at + 2u] = select(SUM_NAN, 0u, ok);
+        }
+    }
+    if (a0 == 0u && b0 == 0u) {
+        let q = params.k * dims + params.row0 + comp;
+        let at = 3u * (q * chunks + ch);
+        let bn = f32b(n_sum);
+        let ok = is_finite_bits(bn);
+        out[at] = select(F32_NAN, bn, ok);
+        out[at + 1u] = 0u;
+        out[at + 2u] = select(SUM_NAN, 0u, ok);
+    }
+}

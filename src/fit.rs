@@ -144,6 +144,37 @@ pub struct FittedGmm {
     pub lower_bounds: Vec<f64>,
 }
 
+/// The E-step's sums in f64: the GPU's per batch of points, added on the host.
+#[derive(Clone, Debug, Default)]
+struct Stats64 {
+    /// `Σ log p(x)`.
+    ll: f64,
+    /// `Σ r` per component.
+    nk: Vec<f64>,
+    /// `Σ r (x − μ)`, `k × dims`.
+    s1: Vec<f64>,
+    /// `Σ r (x − μ)²`, `k × dims`.
+    s2: Vec<f64>,
+    /// `Σ r (x_a − μ_a)(x_b − μ_b)`, `a < b`, `k × dims (dims − 1) / 2` (full only).
+    cross: Vec<f64>,
+}
+
+impl Stats64 {
+    fn add(&mut self, s: &GmmCenteredStats) {
+        fn acc(into: &mut Vec<f64>, from: &[f32]) {
+            into.resize(from.len(), 0.0);
+            into.iter_mut()
+                .zip(from)
+                .for_each(|(a, &b)| *a += f64::from(b));
+        }
+        self.ll += f64::from(s.log_likelihood);
+        acc(&mut self.nk, &s.resp_sums);
+        acc(&mut self.s1, &s.sum_dev);
+        acc(&mut self.s2, &s.sum_dev2);
+        acc(&mut self.cross, &s.cross);
+    }
+}
+
 /// The parameters in f64, as the M-step leaves them.
 #[derive(Clone, Debug)]
 struct Params {
@@ -231,8 +262,15 @@ impl GaussianMixture {
         dims: usize,
         mut progress: impl FnMut(FitProgress),
     ) -> Result<FittedGmm, Error> {
-        self.check(points, n, dims)?;
-        let data = Resident::new(gpu, points, n, dims)?;
+        self.validate(points, n, dims)?;
+        let data = Resident::new(
+            gpu,
+            points,
+            n,
+            dims,
+            self.n_components,
+            self.covariance_type,
+        )?;
         let mut rng = Pcg64::seed_from_u64(self.seed);
         let mut best: Option<FittedGmm> = None;
         for init in 0..self.n_init {
@@ -243,7 +281,7 @@ impl GaussianMixture {
             for iter in 1..=self.max_iter {
                 let gmm = self.to_gmm(&params, dims);
                 let stats = data.centered_stats(&gmm, self.covariance_type)?;
-                let ll = f64::from(stats.log_likelihood);
+                let ll = stats.ll;
                 if !ll.is_finite() {
                     return Err(Error::Value(format!(
                         "the log-likelihood became {ll} at iteration {iter}; the data or the \
@@ -289,7 +327,9 @@ impl GaussianMixture {
         best.ok_or_else(|| Error::Value("n_init must be at least 1".into()))
     }
 
-    fn check(&self, points: &[f32], n: usize, dims: usize) -> Result<(), Error> {
+    /// Checks the options and the points as [`GaussianMixture::fit`] does first, without a
+    /// GPU: the error a fit would return, or `Ok`.
+    pub fn validate(&self, points: &[f32], n: usize, dims: usize) -> Result<(), Error> {
         let k = self.n_components;
         if k == 0 {
             return Err(Error::Value("n_components must be at least 1".into()));
@@ -320,7 +360,7 @@ impl GaussianMixture {
                 points[i]
             )));
         }
-        if !(self.tol >= 0.0) {
+        if self.tol.is_nan() || self.tol < 0.0 {
             return Err(Error::Value(format!("tol is {}; it must be ≥ 0", self.tol)));
         }
         if !(self.reg_covar >= 0.0 && self.reg_covar.is_finite()) {
@@ -384,11 +424,11 @@ impl GaussianMixture {
             InitParams::KMeansPlusPlus => {
                 let centers = data.kmeans_plusplus(points, k, rng)?;
                 // Each chosen point the sole member of its component: N = 1, no scatter.
-                let stats = GmmCenteredStats {
-                    log_likelihood: 0.0,
-                    resp_sums: vec![1.0; k],
-                    sum_dev: vec![0.0; k * d],
-                    sum_dev2: vec![0.0; k * d],
+                let stats = Stats64 {
+                    ll: 0.0,
+                    nk: vec![1.0; k],
+                    s1: vec![0.0; k * d],
+                    s2: vec![0.0; k * d],
                     cross: vec![0.0; k * d * d.saturating_sub(1) / 2],
                 };
                 let mut means = Vec::with_capacity(k * d);
@@ -416,10 +456,10 @@ impl GaussianMixture {
     }
 
     /// scikit-learn's M-step from the scatter about the means of `gmm`.
-    fn m_step(&self, s: &GmmCenteredStats, gmm: &Gmm, d: usize) -> Result<Params, Error> {
+    fn m_step(&self, s: &Stats64, gmm: &Gmm, d: usize) -> Result<Params, Error> {
         let k = self.n_components;
         let eps10 = 10.0 * f64::EPSILON;
-        let nk: Vec<f64> = s.resp_sums.iter().map(|&v| f64::from(v) + eps10).collect();
+        let nk: Vec<f64> = s.nk.iter().map(|&v| v + eps10).collect();
         let total: f64 = nk.iter().sum();
         let weights: Vec<f64> = nk.iter().map(|v| v / total).collect();
         let mut means = vec![0.0; k * d];
@@ -428,16 +468,15 @@ impl GaussianMixture {
         // ρ = N/N' (N' = N + 10ε), μ = δ + cρ and the variance is
         // S2/N' − δ² + 2cδ(1 − ρ) + c²ρ(1 − ρ).
         let mut diag = vec![0.0; k * d];
-        for c in 0..k {
-            let n_raw = f64::from(s.resp_sums[c]);
-            let rho = n_raw / nk[c];
-            let one_minus = eps10 / nk[c];
+        for (c, (&n_raw, &nk_c)) in s.nk.iter().zip(&nk).enumerate() {
+            let rho = n_raw / nk_c;
+            let one_minus = eps10 / nk_c;
             for j in 0..d {
                 let i = c * d + j;
                 let center = f64::from(gmm.means[i]);
-                let delta = f64::from(s.sum_dev[i]) / nk[c];
+                let delta = s.s1[i] / nk_c;
                 means[i] = delta + center * rho;
-                diag[i] = f64::from(s.sum_dev2[i]) / nk[c] - delta * delta
+                diag[i] = s.s2[i] / nk_c - delta * delta
                     + 2.0 * center * delta * one_minus
                     + center * center * rho * one_minus;
             }
@@ -459,7 +498,7 @@ impl GaussianMixture {
                         .map(|row| row.iter().map(|v| v + reg).sum::<f64>() / d as f64)
                         .collect()
                 };
-                if let Some(i) = cov.iter().position(|&v| !(v > 0.0)) {
+                if let Some(i) = cov.iter().position(|&v| v.is_nan() || v <= 0.0) {
                     let per = if self.covariance_type == CovarianceType::Diag {
                         d
                     } else {
@@ -477,19 +516,19 @@ impl GaussianMixture {
                 let mut cov = vec![0.0; k * d * d];
                 let mut prec = vec![0.0; k * d * d];
                 for c in 0..k {
-                    let n_raw = f64::from(s.resp_sums[c]);
+                    let n_raw = s.nk[c];
                     let e: Vec<f64> = (0..d)
                         .map(|j| means[c * d + j] - f64::from(gmm.means[c * d + j]))
                         .collect();
-                    let s1: Vec<f64> = (0..d).map(|j| f64::from(s.sum_dev[c * d + j])).collect();
+                    let s1 = &s.s1[c * d..(c + 1) * d];
                     let m = &mut cov[c * d * d..(c + 1) * d * d];
                     let mut p = 0;
                     for a in 0..d {
                         for b in a..d {
                             let sab = if a == b {
-                                f64::from(s.sum_dev2[c * d + a])
+                                s.s2[c * d + a]
                             } else {
-                                let v = f64::from(s.cross[c * pairs + p]);
+                                let v = s.cross[c * pairs + p];
                                 p += 1;
                                 v
                             };
@@ -566,7 +605,7 @@ fn cholesky(m: &[f64], d: usize) -> Option<Vec<f64>> {
                 v -= l[i * d + t] * l[j * d + t];
             }
             if i == j {
-                if !(v > 0.0) || !v.is_finite() {
+                if v.is_nan() || v <= 0.0 || !v.is_finite() {
                     return None;
                 }
                 l[i * d + i] = v.sqrt();
@@ -612,13 +651,7 @@ fn covariance_from_precision_cholesky(p: &[f64], d: usize) -> Result<Vec<f64>, E
 
 /// The scatter of the points about their overall mean under host-side responsibilities
 /// (`n × k`), in the form the M-step takes, and the mixture whose means are that center.
-fn host_stats(
-    points: &[f32],
-    n: usize,
-    d: usize,
-    k: usize,
-    resp: &[f64],
-) -> (GmmCenteredStats, Gmm) {
+fn host_stats(points: &[f32], n: usize, d: usize, k: usize, resp: &[f64]) -> (Stats64, Gmm) {
     let mut center = vec![0.0f64; d];
     for p in points.chunks(d) {
         center
@@ -654,13 +687,12 @@ fn host_stats(
             }
         }
     }
-    let f = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect::<Vec<f32>>();
-    let stats = GmmCenteredStats {
-        log_likelihood: 0.0,
-        resp_sums: f(nk),
-        sum_dev: f(s1),
-        sum_dev2: f(s2),
-        cross: f(cross),
+    let stats = Stats64 {
+        ll: 0.0,
+        nk,
+        s1,
+        s2,
+        cross,
     };
     let mut means = Vec::with_capacity(k * d);
     for _ in 0..k {
@@ -674,27 +706,43 @@ fn host_stats(
     (stats, gmm)
 }
 
-/// The points on the GPU, uploaded once for the whole fit.
+/// The points on the GPU, uploaded once for the whole fit, in batches small enough for every
+/// buffer of one E-step (the n × k log-joint, the partial sums) to fit a storage binding.
 struct Resident<'a> {
     gpu: &'a Gpu,
-    buffer: wgpu::Buffer,
+    /// Each batch's buffer and its number of points (a multiple of 64 but the last).
+    batches: Vec<(wgpu::Buffer, usize)>,
     n: usize,
     dims: usize,
 }
 
 impl<'a> Resident<'a> {
-    fn new(gpu: &'a Gpu, points: &[f32], n: usize, dims: usize) -> Result<Resident<'a>, Error> {
+    fn new(
+        gpu: &'a Gpu,
+        points: &[f32],
+        n: usize,
+        dims: usize,
+        k: usize,
+        t: CovarianceType,
+    ) -> Result<Resident<'a>, Error> {
         use wgpu::util::DeviceExt;
-        let buffer = gpu
-            .device()
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("logdomain fit points"),
-                contents: bytemuck::cast_slice(if points.is_empty() { &[0.0f32] } else { points }),
-                usage: wgpu::BufferUsages::STORAGE,
-            });
+        let per = batch_points(gpu, k, dims, t)?;
+        let batches = points
+            .chunks(per * dims)
+            .map(|chunk| {
+                let buffer = gpu
+                    .device()
+                    .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                        label: Some("logdomain fit points"),
+                        contents: bytemuck::cast_slice(chunk),
+                        usage: wgpu::BufferUsages::STORAGE,
+                    });
+                (buffer, chunk.len() / dims)
+            })
+            .collect();
         Ok(Resident {
             gpu,
-            buffer,
+            batches,
             n,
             dims,
         })
@@ -709,37 +757,47 @@ impl<'a> Resident<'a> {
         })
     }
 
-    /// One E-step: the scatter about the means of `gmm` and the total log-likelihood.
-    fn centered_stats(&self, gmm: &Gmm, t: CovarianceType) -> Result<GmmCenteredStats, Error> {
+    /// One E-step: the scatter about the means of `gmm` and the total log-likelihood, per
+    /// batch on the GPU, the batches added in f64.
+    fn centered_stats(&self, gmm: &Gmm, t: CovarianceType) -> Result<Stats64, Error> {
         let scatter = t == CovarianceType::Full;
         let kind = if scatter {
             GmmReduction::CenteredScatter
         } else {
             GmmReduction::CenteredStats
         };
-        let op = GmmReduceOp::new(self.gpu, self.n, self.dims, gmm, kind)?;
-        let out = self.output(op.output_len());
-        let mut encoder = self
-            .gpu
-            .device()
-            .create_command_encoder(&Default::default());
-        op.record(&mut encoder, &self.buffer, &out)?;
-        self.gpu.queue().submit([encoder.finish()]);
-        let v = self.gpu.read_f32(&out, op.output_len() as u64 * 4)?;
-        GmmCenteredStats::from_packed(&v, gmm.weights.len(), self.dims, scatter)
+        let mut total = Stats64::default();
+        for (buffer, n) in &self.batches {
+            let op = GmmReduceOp::new(self.gpu, *n, self.dims, gmm, kind)?;
+            let out = self.output(op.output_len());
+            let mut encoder = self
+                .gpu
+                .device()
+                .create_command_encoder(&Default::default());
+            op.record(&mut encoder, buffer, &out)?;
+            self.gpu.queue().submit([encoder.finish()]);
+            let v = self.gpu.read_f32(&out, op.output_len() as u64 * 4)?;
+            let s = GmmCenteredStats::from_packed(&v, gmm.weights.len(), self.dims, scatter)?;
+            total.add(&s);
+        }
+        Ok(total)
     }
 
     /// `log p(x)` of every point under `gmm`, from the resident points.
     fn score_samples(&self, gmm: &Gmm) -> Result<Vec<f32>, Error> {
-        let op = GmmOp::new(self.gpu, self.n, self.dims, gmm, GmmOutput::ScoreSamples)?;
-        let out = self.output(op.output_len());
-        let mut encoder = self
-            .gpu
-            .device()
-            .create_command_encoder(&Default::default());
-        op.record(&mut encoder, &self.buffer, &out)?;
-        self.gpu.queue().submit([encoder.finish()]);
-        self.gpu.read_f32(&out, op.output_len() as u64 * 4)
+        let mut all = Vec::with_capacity(self.n);
+        for (buffer, n) in &self.batches {
+            let op = GmmOp::new(self.gpu, *n, self.dims, gmm, GmmOutput::ScoreSamples)?;
+            let out = self.output(op.output_len());
+            let mut encoder = self
+                .gpu
+                .device()
+                .create_command_encoder(&Default::default());
+            op.record(&mut encoder, buffer, &out)?;
+            self.gpu.queue().submit([encoder.finish()]);
+            all.extend(self.gpu.read_f32(&out, op.output_len() as u64 * 4)?);
+        }
+        Ok(all)
     }
 
     /// Squared distances of every point to `center`, on the GPU: the log-density of a single
@@ -796,6 +854,33 @@ impl<'a> Resident<'a> {
         }
         Ok(centers)
     }
+}
+
+/// The most points one E-step takes: a multiple of 64 for which the `n × k` log-joint, the
+/// points and the partial sums (one row per component and sum, one partial per 64 points)
+/// each fit a storage binding.
+fn batch_points(gpu: &Gpu, k: usize, d: usize, t: CovarianceType) -> Result<usize, Error> {
+    let limits = gpu.device().limits();
+    let binding = limits
+        .max_storage_buffer_binding_size
+        .min(limits.max_buffer_size);
+    let pairs = if t == CovarianceType::Full {
+        d * d.saturating_sub(1) / 2
+    } else {
+        0
+    };
+    let (k, d) = (k as u64, d as u64);
+    let rows = k * (d + 1 + pairs as u64);
+    let by_partials = binding / (rows * 12) * 64;
+    let by_joint = binding / (k * 4);
+    let by_points = binding / (d * 4);
+    let per = by_partials.min(by_joint).min(by_points) / 64 * 64;
+    if per == 0 {
+        return Err(Error::Limit(format!(
+            "{k} components of {d} dimensions need more than a storage binding for 64 points"
+        )));
+    }
+    Ok(usize::try_from(per).unwrap_or(usize::MAX))
 }
 
 impl FittedGmm {

@@ -688,6 +688,10 @@ impl GmmCenteredStats {
 const MODE_GMM_GRAD: u32 = 256;
 const MODE_GMM_CENTERED: u32 = 512;
 const MODE_GMM_CROSS: u32 = 1024;
+/// Dimensions per invocation of `gmm_moments_tiled` (`TILE` in shaders/gmm.wgsl).
+const MOMENT_TILE: u64 = 8;
+/// Dimensions per block of `gmm_scatter_tiled` (`BLOCK` in shaders/gmm.wgsl).
+const SCATTER_BLOCK: u64 = 4;
 const OP_SUM_G: u32 = 5;
 const OP_RESP: u32 = 14;
 
@@ -845,8 +849,23 @@ impl GmmReduceOp {
             words.resize(window_words, 0.0);
             let offset = aux.len() as u64 * 4;
             aux.extend_from_slice(&words);
+            // The centered statistics and scatter take the tiled kernels (registers, each
+            // point read once per component and tile, no per-term pairwise counter); the other
+            // sums one row per invocation.
+            let blocks = d.div_ceil(SCATTER_BLOCK);
+            let (entry, invocations) = match kind {
+                GmmReduction::CenteredStats => (
+                    "gmm_moments_tiled",
+                    g as u64 * d.div_ceil(MOMENT_TILE) * chunks,
+                ),
+                GmmReduction::CenteredScatter => (
+                    "gmm_scatter_tiled",
+                    g as u64 * (blocks * (blocks + 1) / 2) * chunks,
+                ),
+                _ => ("gmm_moments", g as u64 * (d + 1 + pairs) * chunks),
+            };
             passes.push(LlPass {
-                key: key("gmm_moments", 0, 0),
+                key: key(entry, 0, 0),
                 params: LlParams {
                     rows: u32_of(n64, "points")?,
                     cols: u32_of(d, "dims")?,
@@ -857,7 +876,7 @@ impl GmmReduceOp {
                     mode,
                     ..LlParams::default()
                 },
-                groups: groups_for(g as u64 * (d + 1 + pairs) * chunks)?,
+                groups: groups_for(invocations)?,
                 bind: [
                     Bind {
                         src: Src::Input(0),

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod bandwidth;
 mod error;
 pub mod fit;
 pub mod gmm;
@@ -14,6 +15,7 @@ pub mod stability;
 pub mod transform;
 pub mod weighted;
 
+pub use bandwidth::ReadProbe;
 pub use error::Error;
 pub use fit::{CovarianceType, FitProgress, FittedGmm, GaussianMixture, InitParams};
 pub use gmm::{

@@ -1,5 +1,5 @@
 //! The `logdomain` command: a demo of the main job (no arguments, i.e. `cargo run --release`),
-//! `eval` to run any op on `.npy` files, `bench` to time the kernels against the CPU reference,
+//! `eval` to run any op on `.npy` files, `fit` to fit a Gaussian mixture by EM, `bench` to time the kernels against the CPU reference,
 //! and `stability` to show why the kernels are written as they are. Exit codes: 0 ok, 1 runtime
 //! failure, 2 usage.
 
@@ -12,6 +12,7 @@ use logdomain::Gpu;
 use cli::bench::{BenchArgs, BenchOp, Shape};
 use cli::demo::DemoArgs;
 use cli::eval::EvalArgs;
+use cli::fit::FitArgs;
 use cli::stability::StabilityArgs;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -32,6 +33,7 @@ enum Backend {
     after_help = "Examples:
   logdomain                                   # the demo: GMM log-likelihood of 10^6 points, cross-entropy
   logdomain eval log_softmax --input x.npy --output y.npy
+  logdomain fit --input x.npy --components 16 --covariance diag --output params.json
   logdomain --backend gl bench --op logsumexp --shape 4096x4096"
 )]
 struct Cli {
@@ -53,6 +55,9 @@ enum Command {
     Eval(EvalArgs),
     /// Time ops on the GPU (kernel, end to end) and the CPU reference.
     Bench(BenchArgs),
+    /// Fit a Gaussian mixture to the points of a .npy file by EM (as scikit-learn's
+    /// GaussianMixture) and write its parameters as JSON.
+    Fit(FitArgs),
     /// Compare naive, max-shifted and logdomain's log-sum-exp and softmax against f64: a
     /// table, a CSV and an SVG plot.
     Stability(StabilityArgs),
@@ -67,6 +72,11 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Demo(a) => cli::demo::run(&gpu()?, &a),
         Command::Eval(a) => {
             let summary = cli::eval::run(&a, gpu)?;
+            println!("{summary}");
+            Ok(())
+        }
+        Command::Fit(a) => {
+            let summary = cli::fit::run(&a, gpu)?;
             println!("{summary}");
             Ok(())
         }

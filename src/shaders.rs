@@ -31,6 +31,9 @@ pub const WEIGHTED: &str = include_str!("../shaders/weighted.wgsl");
 /// The textbook formulas of the stability study (needs the likelihood module's bindings).
 pub const STABILITY: &str = include_str!("../shaders/stability.wgsl");
 
+/// The read-bandwidth yardstick of the benches (needs the likelihood module's bindings).
+pub const BANDWIDTH: &str = include_str!("../shaders/bandwidth.wgsl");
+
 /// WGSL has no imports: a module is its files concatenated in dependency order.
 pub fn module_source(files: &[&str]) -> String {
     files.join("\n")
@@ -50,7 +53,7 @@ pub fn logsumexp_subgroup_module() -> String {
 /// gradients (portable).
 pub fn likelihood_module() -> String {
     module_source(&[
-        COMMON, LIKELIHOOD, GMM, GRADIENTS, TRANSFORM, MASKED, WEIGHTED, STABILITY,
+        COMMON, LIKELIHOOD, GMM, GRADIENTS, TRANSFORM, MASKED, WEIGHTED, STABILITY, BANDWIDTH,
     ])
 }
 

@@ -517,3 +517,138 @@ fn stability_writes_a_table_a_csv_and_a_plot() {
     let svg = std::fs::read_to_string(d.join("stability.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("max error (ULP)"));
 }
+
+#[test]
+fn fit_writes_scikit_learns_attributes_and_eval_reads_them() {
+    let d = dir("fit");
+    let (n, dims, k) = (600usize, 2usize, 3usize);
+    let mut rng = Rng(77);
+    let mut x = Vec::with_capacity(n * dims);
+    for i in 0..n {
+        let c = (i % k) as f32 * 8.0;
+        x.push(c + rng.uniform(-1.0, 1.0));
+        x.push(-c + rng.uniform(-1.0, 1.0));
+    }
+    let input = d.join("x.npy");
+    write(&input, &[n as u64, dims as u64], &x);
+    for (cov, cov_shape) in [
+        ("full", vec![k, dims, dims]),
+        ("diag", vec![k, dims]),
+        ("spherical", vec![k]),
+    ] {
+        let params = d.join(format!("{cov}.json"));
+        let k_arg = k.to_string();
+        let summary = ok(&logdomain(&[
+            "fit",
+            "--input",
+            s(&input),
+            "--components",
+            &k_arg,
+            "--covariance",
+            cov,
+            "--seed",
+            "4",
+            "--output",
+            s(&params),
+        ]));
+        assert!(summary.contains("converged"), "{summary}");
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&params).unwrap()).unwrap();
+        assert_eq!(v["covariance_type"], cov);
+        assert_eq!(v["weights"].as_array().unwrap().len(), k);
+        assert_eq!(v["means"].as_array().unwrap().len(), k);
+        assert_eq!(v["means"][0].as_array().unwrap().len(), dims);
+        for key in ["covariances", "precisions_cholesky"] {
+            // Nested as scikit-learn's arrays.
+            let mut shape = Vec::new();
+            let mut at = &v[key];
+            while let Some(a) = at.as_array() {
+                shape.push(a.len());
+                at = &a[0];
+            }
+            assert_eq!(shape, cov_shape, "{cov} {key}");
+        }
+        assert!(v["converged"].as_bool().unwrap());
+        let n_iter = v["n_iter"].as_u64().unwrap() as usize;
+        assert_eq!(v["lower_bounds"].as_array().unwrap().len(), n_iter);
+        // The same fit through the library.
+        let t = match cov {
+            "full" => logdomain::CovarianceType::Full,
+            "diag" => logdomain::CovarianceType::Diag,
+            _ => logdomain::CovarianceType::Spherical,
+        };
+        let lib = logdomain::GaussianMixture::new(k)
+            .covariance_type(t)
+            .seed(4)
+            .fit(gpu(), &x, n, dims)
+            .unwrap();
+        assert_eq!(v["lower_bound"].as_f64().unwrap(), lib.lower_bound, "{cov}");
+        // eval reads the file back: log p(x) as the library computes it.
+        let logp = d.join(format!("{cov}-logp.npy"));
+        ok(&logdomain(&[
+            "eval",
+            "gmm_score_samples",
+            "--input",
+            s(&input),
+            "--gmm",
+            s(&params),
+            "--output",
+            s(&logp),
+        ]));
+        let (_, got) = read(&logp);
+        let want = lib.score_samples(gpu(), &x, n).unwrap();
+        assert_eq!(bits(&got), bits(&want), "{cov}");
+        // ...and fit starts from it.
+        ok(&logdomain(&[
+            "fit",
+            "--input",
+            s(&input),
+            "--components",
+            &k_arg,
+            "--covariance",
+            cov,
+            "--init-gmm",
+            s(&params),
+            "--output",
+            s(&d.join("again.json")),
+        ]));
+    }
+    // Bad input: one error line, no output, nothing clobbered.
+    let mut bad = x.clone();
+    bad[7] = f32::NAN;
+    let bad_input = d.join("bad.npy");
+    write(&bad_input, &[n as u64, dims as u64], &bad);
+    let out = d.join("out.json");
+    fails(
+        &[
+            "fit",
+            "--input",
+            s(&bad_input),
+            "--components",
+            "3",
+            "--output",
+            s(&out),
+        ],
+        &out,
+        "finite",
+    );
+    fails(
+        &[
+            "fit",
+            "--input",
+            s(&input),
+            "--components",
+            "601",
+            "--output",
+            s(&out),
+        ],
+        &out,
+        "n_samples",
+    );
+    let out2 = logdomain(&["fit", "--input", s(&input), "--output", s(&out)]);
+    assert_eq!(
+        out2.status.code(),
+        Some(2),
+        "missing --components is a usage error"
+    );
+}

@@ -591,9 +591,12 @@ fn moments64(
     let mut want = vec![total];
     let mut bound =
         vec![lp_err.iter().sum::<f64>() + dn * U * lp.iter().map(|v| v.abs()).sum::<f64>()];
+    // The centered sums add each chunk's 64 terms one after another (up to 63 roundings per
+    // term) before the pairwise levels.
+    let chunk_depth = if centered { 63.0 } else { 0.0 };
     for acc in first.iter().chain(&per_comp).chain(&cross).chain(&second) {
         want.push(acc.0);
-        bound.push(acc.2 + dn * U * acc.1 + U * acc.0.abs());
+        bound.push(acc.2 + (dn + chunk_depth) * U * acc.1 + U * acc.0.abs());
     }
     (want, bound)
 }

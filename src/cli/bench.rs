@@ -4,10 +4,12 @@ use std::time::{Duration, Instant};
 
 use super::{Gen, output, storage};
 use clap::{Args, ValueEnum};
-use logdomain::reference::{gmm as cpu_gmm, likelihood as cpu_ll, logsumexp as cpu_lse};
+use logdomain::reference::{
+    bandwidth as cpu_read, gmm as cpu_gmm, likelihood as cpu_ll, logsumexp as cpu_lse,
+};
 use logdomain::{
     Bce, Covariance, CrossEntropy, GaussianNll, Gmm, GmmOp, GmmOutput, Gpu, LossOp, PoissonNll,
-    RowFn, RowOp, RowsLayout, Strategy,
+    ReadProbe, RowFn, RowOp, RowsLayout, Strategy,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -23,6 +25,9 @@ pub enum BenchOp {
     LogProd,
     /// n × dims points, 16 diagonal components.
     GmmScoreSamples,
+    /// The yardstick: a plain read of ROWS × COLS words, reduced per invocation (GPU), and a
+    /// plain sum of the same words on one CPU core.
+    Read,
 }
 
 /// `ROWSxCOLS`.
@@ -117,6 +122,25 @@ pub fn measure(gpu: &Gpu, op: BenchOp, shape: Shape, runs: usize) -> Result<Row,
     let mut rng = Gen(0x9e37_79b9_7f4a_7c15);
     let x = rng.vec(n, -10.0, 10.0);
     let xb = storage(gpu, bytemuck::cast_slice(&x));
+    if op == BenchOp::Read {
+        let words: Vec<u32> = bytemuck::cast_slice(&x).to_vec();
+        let probe = ReadProbe::new(gpu, n).map_err(lib)?;
+        let out = output(gpu, probe.output_len());
+        return finish(
+            op,
+            shape,
+            runs,
+            gpu,
+            &|e| probe.record(e, &xb, &out).map_err(lib),
+            &|| probe.kernel_time(gpu, &xb, &out).map_err(lib),
+            &|| gpu.read_probe(&words).map(drop).map_err(lib),
+            &|| {
+                std::hint::black_box(cpu_read::read_sum(std::hint::black_box(&words)));
+                Ok(())
+            },
+            n as u64 * 4,
+        );
+    }
     let func = match op {
         BenchOp::Logsumexp => RowFn::Logsumexp,
         BenchOp::Softmax => RowFn::Softmax,

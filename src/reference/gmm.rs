@@ -150,6 +150,10 @@ pub fn moments(
     let r = |i: usize, c: usize| xexp(joint[i * k + c] - ll[i]);
     let sum = |terms: Vec<f32>| sum_total(reduce_levels(chunk_partials(&terms)));
     let mut out = vec![sum(ll.clone())];
+    if centered {
+        let scatter = kind == GmmReduction::CenteredScatter;
+        return centered_tiled(points, n, dims, gmm, &r, out, scatter);
+    }
     let mut second = Vec::with_capacity(k * dims);
     for c in 0..k {
         for j in 0..dims {
@@ -200,6 +204,68 @@ pub fn moments(
                         .collect();
                     out.push(sum(terms));
                 }
+            }
+        }
+    }
+    out.extend(second);
+    out
+}
+
+/// [`moments`] for `CenteredStats` and `CenteredScatter`, as `gmm_moments_tiled` and
+/// `gmm_scatter_tiled` order the sums: within each chunk of 64 points the terms added one after
+/// another (a non-finite chunk sum becomes NaN), the chunk sums pairwise 64 at a time.
+fn centered_tiled(
+    points: &[f32],
+    n: usize,
+    dims: usize,
+    gmm: &Gmm,
+    r: &dyn Fn(usize, usize) -> f32,
+    mut out: Vec<f32>,
+    scatter: bool,
+) -> Vec<f32> {
+    use super::likelihood::{SUM_NAN, SumState, reduce_levels, sum_total};
+    let k = gmm.weights.len();
+    let chunk = |f: &dyn Fn(usize) -> f32| -> f32 {
+        let partials: Vec<SumState> = (0..n.div_ceil(64))
+            .map(|ch| {
+                let mut acc = 0.0f32;
+                for i in ch * 64..(ch * 64 + 64).min(n) {
+                    acc += f(i);
+                }
+                if acc.is_finite() {
+                    SumState {
+                        s: acc,
+                        w: 0.0,
+                        flags: 0,
+                    }
+                } else {
+                    SumState {
+                        s: f32::NAN,
+                        w: f32::NAN,
+                        flags: SUM_NAN,
+                    }
+                }
+            })
+            .collect();
+        sum_total(reduce_levels(partials))
+    };
+    let mut second = Vec::with_capacity(k * dims);
+    for c in 0..k {
+        for j in 0..dims {
+            let mu = gmm.means[c * dims + j];
+            let dev = |i: usize| points[i * dims + j] - mu;
+            out.push(chunk(&|i| r(i, c) * dev(i)));
+            second.push(chunk(&|i| r(i, c) * dev(i) * dev(i)));
+        }
+    }
+    for c in 0..k {
+        out.push(chunk(&|i| r(i, c)));
+    }
+    for c in 0..k * usize::from(scatter) {
+        let dev = |i: usize, j: usize| points[i * dims + j] - gmm.means[c * dims + j];
+        for a in 0..dims {
+            for b in a + 1..dims {
+                out.push(chunk(&|i| r(i, c) * dev(i, a) * dev(i, b)));
             }
         }
     }

@@ -2,6 +2,7 @@
 //! names, the same elementary functions and the same monoid, evaluated in f32. They check the
 //! kernels in the tests and give the CPU side of the speed comparisons (single-threaded).
 
+pub mod bandwidth;
 pub mod gmm;
 pub mod gradients;
 pub mod likelihood;

@@ -1,0 +1,118 @@
+//! The benches' bandwidth yardstick: a kernel that reads every word of a buffer once and does
+//! nothing else (wrapping u32 sums per invocation, neighbouring invocations on neighbouring
+//! words), so that an op's GB/s can be read as a fraction of what this adapter can read.
+//! Kernel: `shaders/bandwidth.wgsl`; CPU mirror: [`crate::reference::bandwidth`].
+
+use crate::error::Error;
+use crate::gpu::Gpu;
+use crate::likelihood::{Bind, LlPass, Program, Src, Step, groups_for, key, limit};
+use crate::logsumexp::{Caps, u32_of};
+use crate::shaders::LlParams;
+
+/// Invocations of the probe: enough to fill a large GPU (132 multiprocessors × 2048), few
+/// enough that each still reads a run of words.
+const INVOCATIONS: u64 = 1 << 18;
+
+/// A read of `words` u32 words from byte 0 of a storage buffer, reduced per invocation.
+///
+/// ```no_run
+/// use logdomain::{Gpu, ReadProbe};
+/// let gpu = Gpu::new()?;
+/// let words: Vec<u32> = (0..1_000_000).collect();
+/// let total = gpu.read_probe(&words)?;
+/// assert_eq!(total, logdomain::reference::bandwidth::read_sum(&words));
+/// let probe = ReadProbe::new(&gpu, words.len())?;
+/// assert!(probe.output_len() <= words.len());
+/// # Ok::<(), logdomain::Error>(())
+/// ```
+pub struct ReadProbe {
+    program: Program,
+    output_len: usize,
+}
+
+impl ReadProbe {
+    /// Prepares a read of `words` words (at most one storage binding).
+    pub fn new(gpu: &Gpu, words: usize) -> Result<ReadProbe, Error> {
+        let caps = Caps::of(gpu);
+        let w = words as u64;
+        limit("the probe's input", w * 4, &caps)?;
+        let invocations = INVOCATIONS.min(w).max(1);
+        let passes = if w == 0 {
+            Vec::new()
+        } else {
+            vec![LlPass {
+                key: key("read_probe", 0, 0),
+                params: LlParams {
+                    rows: u32_of(w, "words")?,
+                    slots: invocations as u32,
+                    ..LlParams::default()
+                },
+                groups: groups_for(invocations)?,
+                bind: [
+                    Bind::whole(Src::Input(0)),
+                    Bind::whole(Src::Dummy),
+                    Bind::whole(Src::Dummy),
+                    Bind::whole(Src::Output),
+                ],
+                uniform: None,
+                extra: None,
+            }]
+        };
+        let output_len = if w == 0 { 0 } else { invocations as usize };
+        let program = Program::new(
+            gpu,
+            vec![Step::Ll(passes)],
+            None,
+            &[],
+            vec![w * 4],
+            output_len as u64 * 4,
+        )?;
+        Ok(ReadProbe {
+            program,
+            output_len,
+        })
+    }
+
+    /// Number of u32 partial sums written to the output.
+    pub fn output_len(&self) -> usize {
+        self.output_len
+    }
+
+    /// Records the read of `input` (from byte 0) into `output`'s first
+    /// [`ReadProbe::output_len`] words.
+    pub fn record(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        input: &wgpu::Buffer,
+        output: &wgpu::Buffer,
+    ) -> Result<(), Error> {
+        self.program.record(encoder, &[input], output)
+    }
+
+    /// Runs the read once on resident buffers and returns its GPU time (`None` without
+    /// `Features::TIMESTAMP_QUERY`). Waits.
+    pub fn kernel_time(
+        &self,
+        gpu: &Gpu,
+        input: &wgpu::Buffer,
+        output: &wgpu::Buffer,
+    ) -> Result<Option<std::time::Duration>, Error> {
+        self.program.kernel_time(gpu, &[input], output)
+    }
+}
+
+impl Gpu {
+    /// The wrapping u32 sum of `words`, read on the GPU by the bandwidth probe (the partials
+    /// added on the host): a check that the probe reads every word once.
+    pub fn read_probe(&self, words: &[u32]) -> Result<u32, Error> {
+        let probe = ReadProbe::new(self, words.len())?;
+        let partials = self.run_program(
+            &probe.program,
+            &[bytemuck::cast_slice(words)],
+            probe.output_len,
+        )?;
+        Ok(partials
+            .iter()
+            .fold(0u32, |acc, v| acc.wrapping_add(v.to_bits())))
+    }
+}

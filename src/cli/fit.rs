@@ -1,0 +1,196 @@
+//! `logdomain fit`: a Gaussian mixture fitted by EM to the points of a `.npy` file, written as
+//! scikit-learn-style JSON (which `eval gmm_score_samples --gmm` reads back).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use logdomain::{CovarianceType, FittedGmm, GaussianMixture, Gpu, InitParams};
+use serde_json::{Value, json};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "lower")]
+pub enum CovarianceArg {
+    Full,
+    Diag,
+    Spherical,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum InitArg {
+    /// k-means++ seeding on GPU-evaluated distances (scikit-learn's `k-means++`).
+    #[value(name = "k-means++")]
+    KMeansPlusPlus,
+    /// Random responsibilities, then one M-step (scikit-learn's `random`).
+    #[value(name = "random")]
+    Random,
+}
+
+/// Arguments of `fit`.
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:
+  logdomain fit --input x.npy --components 16 --covariance diag --output params.json
+  logdomain fit --input x.npy --components 5 --init-gmm start.json --output params.json
+  logdomain eval gmm_score_samples --input x.npy --gmm params.json --output logp.npy
+
+The JSON has scikit-learn's attribute names: weights, means, covariances (k x d x d, k x d or
+k), precisions_cholesky (same layout), lower_bound, lower_bounds (per iteration), n_iter,
+converged, covariance_type.")]
+pub struct FitArgs {
+    /// Points: a 2-D float32 .npy file (n × dims, C order).
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Number of mixture components.
+    #[arg(long)]
+    pub components: usize,
+    /// Covariance type.
+    #[arg(long, value_enum, default_value = "full")]
+    pub covariance: CovarianceArg,
+    /// Seed of the random choices.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Convergence threshold on the lower bound's change.
+    #[arg(long, default_value_t = 1e-3)]
+    pub tol: f64,
+    /// Added to the covariances' diagonals.
+    #[arg(long, default_value_t = 1e-6)]
+    pub reg_covar: f64,
+    /// EM iterations per initialisation.
+    #[arg(long, default_value_t = 100)]
+    pub max_iter: usize,
+    /// Initialisations (the best lower bound is kept).
+    #[arg(long, default_value_t = 1)]
+    pub n_init: usize,
+    /// How the parameters start (ignored with --init-gmm).
+    #[arg(long, value_enum, default_value = "k-means++")]
+    pub init: InitArg,
+    /// Start from these parameters (JSON as `eval --gmm` reads; covariance_type must match).
+    #[arg(long)]
+    pub init_gmm: Option<PathBuf>,
+    /// Where to write the fitted parameters (JSON).
+    #[arg(long)]
+    pub output: PathBuf,
+}
+
+/// `v` (flat, row-major) as nested lists of `shape`.
+fn nested(v: &[f64], shape: &[usize]) -> Value {
+    match shape {
+        [] | [_] => json!(v),
+        [first, rest @ ..] => {
+            let per: usize = rest.iter().product();
+            Value::Array(
+                (0..*first)
+                    .map(|i| nested(&v[i * per..(i + 1) * per], rest))
+                    .collect(),
+            )
+        }
+    }
+}
+
+/// The fitted parameters as scikit-learn's attributes.
+pub fn to_json(fit: &FittedGmm) -> Value {
+    let (k, d) = (fit.n_components(), fit.dims);
+    let cov_shape: Vec<usize> = match fit.covariance_type {
+        CovarianceType::Full => vec![k, d, d],
+        CovarianceType::Diag => vec![k, d],
+        CovarianceType::Spherical => vec![k],
+    };
+    let f = |v: &[f32]| v.iter().map(|&x| f64::from(x)).collect::<Vec<f64>>();
+    json!({
+        "covariance_type": fit.covariance_type.name(),
+        "weights": f(&fit.gmm.weights),
+        "means": nested(&f(&fit.gmm.means), &[k, d]),
+        "covariances": nested(&fit.covariances, &cov_shape),
+        "precisions_cholesky": nested(&fit.precisions_cholesky, &cov_shape),
+        "lower_bound": fit.lower_bound,
+        "lower_bounds": fit.lower_bounds,
+        "n_iter": fit.n_iter,
+        "converged": fit.converged,
+    })
+}
+
+/// Writes `text` to a temporary file beside `path`, then renames it into place.
+fn write_atomic(path: &Path, text: &str) -> Result<(), String> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| format!("{}: not a file path", path.display()))?;
+    let mut tmp_name = name.to_os_string();
+    tmp_name.push(format!(".partial-{}", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.flush()?;
+        std::fs::rename(&tmp, path)
+    })();
+    result.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("{}: {e}", path.display())
+    })
+}
+
+/// Reads the files, fits on the GPU `gpu` makes, writes the JSON; returns the summary line.
+pub fn run(a: &FitArgs, gpu: impl FnOnce() -> Result<Gpu, String>) -> Result<String, String> {
+    let x = super::npy::read_f32(&a.input)?;
+    let (n, d) = x.matrix(&a.input)?;
+    let covariance_type = match a.covariance {
+        CovarianceArg::Full => CovarianceType::Full,
+        CovarianceArg::Diag => CovarianceType::Diag,
+        CovarianceArg::Spherical => CovarianceType::Spherical,
+    };
+    let init = match &a.init_gmm {
+        Some(path) => InitParams::Given(super::eval::read_gmm(path)?),
+        None if a.init == InitArg::Random => InitParams::Random,
+        None => InitParams::KMeansPlusPlus,
+    };
+    let gm = GaussianMixture::new(a.components)
+        .covariance_type(covariance_type)
+        .tol(a.tol)
+        .reg_covar(a.reg_covar)
+        .max_iter(a.max_iter)
+        .n_init(a.n_init)
+        .init_params(init)
+        .seed(a.seed);
+    // Every file and option checked before the adapter is touched.
+    gm.validate(&x.data, n, d)
+        .map_err(|e| format!("{}: {e}", a.input.display()))?;
+    let gpu = gpu()?;
+    let bar = ProgressBar::new(a.max_iter as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} iterations {msg}")
+            .map_err(|e| e.to_string())?,
+    );
+    let start = std::time::Instant::now();
+    let fit = gm
+        .fit_with_progress(&gpu, &x.data, n, d, |p| {
+            bar.set_position(p.iter as u64);
+            let init = if a.n_init > 1 {
+                format!("init {}/{} ", p.init + 1, a.n_init)
+            } else {
+                String::new()
+            };
+            bar.set_message(format!("{init}lower bound {:.6}", p.lower_bound));
+        })
+        .map_err(|e| e.to_string())?;
+    bar.finish_and_clear();
+    let elapsed = start.elapsed();
+    let text = serde_json::to_string_pretty(&to_json(&fit)).map_err(|e| e.to_string())?;
+    write_atomic(&a.output, &(text + "\n"))?;
+    Ok(format!(
+        "fit {n} x {d} points, {} {} components on {}: {} iterations ({}), lower bound {:.6}, \
+         {:.2} s; wrote {}",
+        a.components,
+        covariance_type.name(),
+        gpu.info().name,
+        fit.n_iter,
+        if fit.converged {
+            "converged"
+        } else {
+            "not converged"
+        },
+        fit.lower_bound,
+        elapsed.as_secs_f64(),
+        a.output.display()
+    ))
+}

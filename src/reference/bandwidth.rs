@@ -1,0 +1,17 @@
+//! CPU mirror of `shaders/bandwidth.wgsl`: the wrapping sum of the words read, and a plain read
+//! of host memory at the speed one core manages (the benches' CPU yardstick).
+
+/// Invocation `t`'s partial sum: words `t, t + invocations, …`, added with wrapping.
+pub fn read_probe_partial(words: &[u32], t: usize, invocations: usize) -> u32 {
+    words
+        .iter()
+        .skip(t)
+        .step_by(invocations.max(1))
+        .fold(0u32, |acc, &w| acc.wrapping_add(w))
+}
+
+/// The total of every word with wrapping addition: what the partials of `read_probe` add up
+/// to, in any order. Also the CPU read of the benches (the compiler vectorises it).
+pub fn read_sum(words: &[u32]) -> u32 {
+    words.iter().fold(0u32, |acc, &w| acc.wrapping_add(w))
+}

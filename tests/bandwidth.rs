@@ -1,0 +1,53 @@
+//! The bandwidth probe reads every word exactly once: its partials are the CPU mirror's.
+
+mod common;
+
+use common::*;
+use logdomain::{ReadProbe, SENTINEL_BITS, reference::bandwidth as cpu};
+use wgpu::util::DeviceExt;
+
+#[test]
+fn the_probe_reads_every_word_once() {
+    let gpu = gpu();
+    let mut rng = Rng(5);
+    for words in [0usize, 1, 1000, (1 << 18) + 5, 3_000_001] {
+        let x: Vec<u32> = (0..words).map(|_| rng.next_u64() as u32).collect();
+        assert_eq!(
+            gpu.read_probe(&x).unwrap(),
+            cpu::read_sum(&x),
+            "{words} words"
+        );
+        let probe = ReadProbe::new(gpu, words).unwrap();
+        if words == 0 {
+            assert_eq!(probe.output_len(), 0);
+            continue;
+        }
+        let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
+        let init = |contents: &[u8]| {
+            gpu.device()
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: None,
+                    contents,
+                    usage,
+                })
+        };
+        let input = init(bytemuck::cast_slice(&x));
+        let output = init(bytemuck::cast_slice(&vec![
+            SENTINEL_BITS;
+            probe.output_len()
+        ]));
+        let mut encoder = gpu.device().create_command_encoder(&Default::default());
+        probe.record(&mut encoder, &input, &output).unwrap();
+        gpu.queue().submit([encoder.finish()]);
+        let got = gpu
+            .read_f32(&output, probe.output_len() as u64 * 4)
+            .unwrap();
+        for (t, v) in got.iter().enumerate() {
+            assert_eq!(
+                v.to_bits(),
+                cpu::read_probe_partial(&x, t, probe.output_len()),
+                "{words} words, invocation {t}"
+            );
+        }
+    }
+}
