@@ -346,6 +346,16 @@ fn gmm_uniform_word(i: u32) -> u32 {
     return gmm_uniform[i >> 2u][i & 3u];
 }
 
+// Stores a tiled kernel's chunk sums (bits) for row q at chunk ch: NaN with SUM_NAN where
+// either is not finite.
+fn moment_store(q: u32, ch: u32, sb: u32, wb: u32) {
+    let ok = is_finite_bits(sb) && is_finite_bits(wb);
+    let at = 3u * (q * params.slots + ch);
+    out[at] = select(F32_NAN, sb, ok);
+    out[at + 1u] = select(F32_NAN, wb, ok);
+    out[at + 2u] = select(SUM_NAN, 0u, ok);
+}
+
 // MODE_GMM_CENTERED's rows without the pairwise counter per term: one invocation takes one
 // component, a tile of up to TILE dimensions and a chunk of CHUNK points, reads each point's
 // responsibility once and its TILE coordinates once, and keeps the 2 x TILE sums (and, for the
@@ -397,23 +407,10 @@ fn gmm_moments_tiled(
         }
     }
     for (var u = 0u; u < width; u++) {
-        let q = (params.row0 + comp) * dims + j0 + u;
-        let at = 3u * (q * chunks + ch);
-        let b1 = f32b(s1[u]);
-        let b2 = f32b(s2[u]);
-        let ok = is_finite_bits(b1) && is_finite_bits(b2);
-        out[at] = select(F32_NAN, b1, ok);
-        out[at + 1u] = select(F32_NAN, b2, ok);
-        out[at + 2u] = select(SUM_NAN, 0u, ok);
+        moment_store((params.row0 + comp) * dims + j0 + u, ch, f32b(s1[u]), f32b(s2[u]));
     }
     if (j0 == 0u) {
-        let q = params.k * dims + params.row0 + comp;
-        let at = 3u * (q * chunks + ch);
-        let bn = f32b(n_sum);
-        let ok = is_finite_bits(bn);
-        out[at] = select(F32_NAN, bn, ok);
-        out[at + 1u] = 0u;
-        out[at + 2u] = select(SUM_NAN, 0u, ok);
+        moment_store(params.k * dims + params.row0 + comp, ch, f32b(n_sum), 0u);
     }
 }
 
@@ -509,20 +506,10 @@ fn gmm_scatter_tiled(
                 let p = ia * dims - ia * (ia + 1u) / 2u + (ib - ia - 1u);
                 q = params.k * (dims + 1u) + (params.row0 + comp) * pairs + p;
             }
-            let ok = is_finite_bits(sb) && is_finite_bits(wbits);
-            let at = 3u * (q * chunks + ch);
-            out[at] = select(F32_NAN, sb, ok);
-            out[at + 1u] = select(F32_NAN, wbits, ok);
-            out[at + 2u] = select(SUM_NAN, 0u, ok);
+            moment_store(q, ch, sb, wbits);
         }
     }
     if (a0 == 0u && b0 == 0u) {
-        let q = params.k * dims + params.row0 + comp;
-        let at = 3u * (q * chunks + ch);
-        let bn = f32b(n_sum);
-        let ok = is_finite_bits(bn);
-        out[at] = select(F32_NAN, bn, ok);
-        out[at + 1u] = 0u;
-        out[at + 2u] = select(SUM_NAN, 0u, ok);
+        moment_store(params.k * dims + params.row0 + comp, ch, f32b(n_sum), 0u);
     }
 }

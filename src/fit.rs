@@ -279,7 +279,7 @@ impl GaussianMixture {
             let mut history = Vec::new();
             let mut converged = false;
             for iter in 1..=self.max_iter {
-                let gmm = self.to_gmm(&params, dims);
+                let gmm = self.to_gmm(&params);
                 let stats = data.centered_stats(&gmm, self.covariance_type)?;
                 let ll = stats.ll;
                 if !ll.is_finite() {
@@ -306,7 +306,7 @@ impl GaussianMixture {
                 }
             }
             let fitted = FittedGmm {
-                gmm: self.to_gmm(&params, dims),
+                gmm: self.to_gmm(&params),
                 dims,
                 covariance_type: self.covariance_type,
                 covariances: params.covariances,
@@ -337,16 +337,7 @@ impl GaussianMixture {
         if dims == 0 {
             return Err(Error::Shape("points need at least one dimension".into()));
         }
-        let expected = n
-            .checked_mul(dims)
-            .ok_or_else(|| Error::Shape(format!("{n} × {dims} overflows")))?;
-        if points.len() != expected {
-            return Err(Error::InputLength {
-                what: "points",
-                expected,
-                actual: points.len(),
-            });
-        }
+        crate::gmm::check_points(points, n, dims)?;
         if n < k {
             return Err(Error::Value(format!(
                 "expected n_samples >= n_components, got n_components = {k}, n_samples = {n}"
@@ -553,7 +544,7 @@ impl GaussianMixture {
         })
     }
 
-    fn to_gmm(&self, p: &Params, _dims: usize) -> Gmm {
+    fn to_gmm(&self, p: &Params) -> Gmm {
         let f = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
         // f32 weights renormalised so they sum to 1 within f32's rounding.
         let total: f64 = p.weights.iter().map(|&w| f64::from(w as f32)).sum();

@@ -468,7 +468,7 @@ impl GmmOp {
     }
 }
 
-fn check_points(points: &[f32], n: usize, dims: usize) -> Result<(), Error> {
+pub(crate) fn check_points(points: &[f32], n: usize, dims: usize) -> Result<(), Error> {
     let expected = n
         .checked_mul(dims)
         .ok_or_else(|| Error::Shape(format!("{n} × {dims} overflows")))?;

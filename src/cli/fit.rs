@@ -112,12 +112,7 @@ pub fn to_json(fit: &FittedGmm) -> Value {
 
 /// Writes `text` to a temporary file beside `path`, then renames it into place.
 fn write_atomic(path: &Path, text: &str) -> Result<(), String> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| format!("{}: not a file path", path.display()))?;
-    let mut tmp_name = name.to_os_string();
-    tmp_name.push(format!(".partial-{}", std::process::id()));
-    let tmp = path.with_file_name(tmp_name);
+    let tmp = super::partial_path(path)?;
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(text.as_bytes())?;

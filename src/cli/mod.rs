@@ -9,6 +9,17 @@ pub mod stability;
 
 use wgpu::util::DeviceExt;
 
+/// The temporary file an output is written to before it is renamed into place: beside it, named
+/// after it and this process.
+pub fn partial_path(path: &std::path::Path) -> Result<std::path::PathBuf, String> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| format!("{}: not a file path", path.display()))?;
+    let mut tmp_name = name.to_os_string();
+    tmp_name.push(format!(".partial-{}", std::process::id()));
+    Ok(path.with_file_name(tmp_name))
+}
+
 /// Reproducible inputs (xorshift64) for the demo, the benches and the stability study.
 pub struct Gen(pub u64);
 

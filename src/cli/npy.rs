@@ -104,12 +104,7 @@ pub fn write_all(files: &[(&Path, &[u64], &[f32])]) -> Result<(), String> {
     let mut temps: Vec<(PathBuf, &Path)> = Vec::new();
     let result = (|| -> Result<(), String> {
         for &(path, shape, data) in files {
-            let name = path
-                .file_name()
-                .ok_or_else(|| format!("{}: not a file path", path.display()))?;
-            let mut tmp_name = name.to_os_string();
-            tmp_name.push(format!(".partial-{}", std::process::id()));
-            let tmp = path.with_file_name(tmp_name);
+            let tmp = super::partial_path(path)?;
             temps.push((tmp.clone(), path));
             let fail = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
             let file = std::fs::File::create(&tmp).map_err(|e| fail(&e))?;
