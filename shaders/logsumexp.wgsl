@@ -17,6 +17,9 @@
 
 override OP: u32 = 0u;
 override WG: u32 = 64u;
+// The input holds IEEE binary16 entries, two to a word (the first in the low half), decoded
+// exactly by `load_x`; outputs stay f32. Offsets and strides then count f16 entries.
+override IN_F16: bool = false;
 const WG_MAX: u32 = 256u;
 const OP_LOGSUMEXP: u32 = 0u;
 const OP_SOFTMAX: u32 = 1u;
@@ -55,6 +58,43 @@ struct StoredState {
 @group(0) @binding(1) var<storage, read> input: array<u32>;
 @group(0) @binding(2) var<storage, read_write> output: array<u32>;
 @group(0) @binding(3) var<storage, read_write> states: array<StoredState>;
+
+// binary16 bits (the low 16 bits of h) as the binary32 bits of the same value: exact for every
+// input, subnormals, infinities and NaN (payload kept) included, in integer arithmetic only, so
+// no adapter feature is needed and nothing can be flushed.
+fn f16_to_f32_bits(h: u32) -> u32 {
+    let sign = (h & 0x8000u) << 16u;
+    let e = (h >> 10u) & 0x1fu;
+    var m = h & 0x3ffu;
+    if (e == 0x1fu) {
+        return sign | 0x7f800000u | (m << 13u);
+    }
+    if (e == 0u) {
+        if (m == 0u) {
+            return sign;
+        }
+        // m 2^-24: shift the leading one up to bit 10, lowering the exponent (2^-14) each time.
+        var e32 = 113u;
+        loop {
+            if ((m & 0x400u) != 0u) {
+                break;
+            }
+            m = m << 1u;
+            e32 -= 1u;
+        }
+        return sign | (e32 << 23u) | ((m & 0x3ffu) << 13u);
+    }
+    return sign | ((e + 112u) << 23u) | (m << 13u);
+}
+
+// Entry i of the bound input as f32 bits.
+fn load_x(i: u32) -> u32 {
+    if (IN_F16) {
+        let w = input[i >> 1u];
+        return f16_to_f32_bits((w >> ((i & 1u) << 4u)) & 0xffffu);
+    }
+    return input[i];
+}
 
 var<workgroup> wg_m: array<f32, WG_MAX>;
 var<workgroup> wg_s: array<f32, WG_MAX>;
@@ -125,7 +165,7 @@ fn range_state(base: u32, first: u32, end: u32, step: u32) -> LseState {
         var st = lse_identity();
         var j = j0;
         for (var i = 0u; i < BLOCK && j < end; i++) {
-            st = lse_push(st, input[base + j]);
+            st = lse_push(st, load_x(base + j));
             j += step;
         }
         blocks += 1u;
@@ -150,7 +190,7 @@ fn write_entries(st: LseState, in_base: u32, out_base: u32, first: u32, end: u32
     for (var j0 = first; j0 < end; j0 += BLOCK * step) {
         var j = j0;
         for (var i = 0u; i < BLOCK && j < end; i++) {
-            let bits = input[in_base + j];
+            let bits = load_x(in_base + j);
             if (OP == OP_SOFTMAX) {
                 output[out_base + j] = softmax_bits(st, denom, bits);
             } else {

@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use crate::error::Error;
-use crate::logsumexp::{RowFn, RowOp, RowsLayout, Strategy};
+use crate::logsumexp::{InputFormat, RowFn, RowOp, RowsLayout, Strategy};
 use crate::reference::logsumexp::LseState;
 use crate::shaders;
 
@@ -85,11 +85,13 @@ pub(crate) struct PipelineKey {
     pub reduce: u32,
     /// The `GMM_DIMS` override (likelihood family only; 0 = not specialised).
     pub dims: u32,
+    /// The `IN_F16` override (log-sum-exp family only): the input holds f16 entries.
+    pub in_f16: bool,
 }
 
 impl PipelineKey {
     /// A key of the log-sum-exp family.
-    pub fn rows(entry: &'static str, op: u32, wg: u32) -> PipelineKey {
+    pub fn rows(entry: &'static str, op: u32, wg: u32, in_f16: bool) -> PipelineKey {
         let family = if entry == "row_subgroup" {
             Family::LogsumexpSubgroup
         } else {
@@ -102,6 +104,7 @@ impl PipelineKey {
             wg,
             reduce: 0,
             dims: 0,
+            in_f16,
         }
     }
 }
@@ -112,7 +115,7 @@ struct Blocking {
     input: Option<wgpu::Buffer>,
     output: Option<wgpu::Buffer>,
     readback: Option<wgpu::Buffer>,
-    ops: HashMap<(RowFn, usize, usize), Arc<RowOp>>,
+    ops: HashMap<(RowFn, usize, usize, InputFormat), Arc<RowOp>>,
     /// Reused input and output buffers of the blocking losses and mixtures.
     loss_inputs: Vec<Option<wgpu::Buffer>>,
     loss_output: Option<wgpu::Buffer>,
@@ -398,7 +401,10 @@ impl Gpu {
             .clone();
         let mut constants = vec![("OP", f64::from(key.op)), ("WG", f64::from(key.wg))];
         let layout = match key.family {
-            Family::Logsumexp | Family::LogsumexpSubgroup => &self.pipeline_layout,
+            Family::Logsumexp | Family::LogsumexpSubgroup => {
+                constants.push(("IN_F16", f64::from(u8::from(key.in_f16))));
+                &self.pipeline_layout
+            }
             Family::Likelihood | Family::LikelihoodWide => {
                 constants.push(("REDUCE", f64::from(key.reduce)));
                 constants.push(("GMM_DIMS", f64::from(key.dims)));
@@ -716,6 +722,68 @@ impl Gpu {
         self.run_rows(RowFn::LogSoftmax, x, rows, cols)
     }
 
+    /// [`Gpu::logsumexp`] of f16 entries (`half::f16`), read as f16 on the GPU (half the bytes)
+    /// and computed in f32: bit for bit `logsumexp` of the same values converted to f32.
+    ///
+    /// ```no_run
+    /// use half::f16;
+    /// let gpu = logdomain::Gpu::new()?;
+    /// let x: Vec<f16> = [0.0f32, 1.0, 2.0].iter().map(|&v| f16::from_f32(v)).collect();
+    /// let lse = gpu.logsumexp_f16(&x, 1, 3)?;
+    /// assert_eq!(lse, gpu.logsumexp(&[0.0, 1.0, 2.0], 1, 3)?);
+    /// # Ok::<(), logdomain::Error>(())
+    /// ```
+    pub fn logsumexp_f16(
+        &self,
+        x: &[half::f16],
+        rows: usize,
+        cols: usize,
+    ) -> Result<Vec<f32>, Error> {
+        self.run_rows_f16(RowFn::Logsumexp, x, rows, cols)
+    }
+
+    /// [`Gpu::softmax`] of f16 entries (f32 results).
+    pub fn softmax_f16(
+        &self,
+        x: &[half::f16],
+        rows: usize,
+        cols: usize,
+    ) -> Result<Vec<f32>, Error> {
+        self.run_rows_f16(RowFn::Softmax, x, rows, cols)
+    }
+
+    /// [`Gpu::log_softmax`] of f16 entries (f32 results).
+    pub fn log_softmax_f16(
+        &self,
+        x: &[half::f16],
+        rows: usize,
+        cols: usize,
+    ) -> Result<Vec<f32>, Error> {
+        self.run_rows_f16(RowFn::LogSoftmax, x, rows, cols)
+    }
+
+    fn run_rows_f16(
+        &self,
+        func: RowFn,
+        x: &[half::f16],
+        rows: usize,
+        cols: usize,
+    ) -> Result<Vec<f32>, Error> {
+        // Bound in whole words: an odd count is padded with one zero entry.
+        let mut words: Vec<half::f16> = x.to_vec();
+        if words.len() % 2 == 1 {
+            words.push(half::f16::ZERO);
+        }
+        self.run_rows_as(
+            func,
+            bytemuck::cast_slice(&words),
+            x.len(),
+            InputFormat::F16,
+            rows,
+            cols,
+        )
+    }
+
     /// Row-wise log-sum-exp in two parts, `(m, log1p(s))` per row: `2 * rows` values (see
     /// [`RowFn::LogsumexpParts`]).
     pub fn logsumexp_parts(&self, x: &[f32], rows: usize, cols: usize) -> Result<Vec<f32>, Error> {
@@ -756,14 +824,34 @@ impl Gpu {
         rows: usize,
         cols: usize,
     ) -> Result<Vec<f32>, Error> {
+        self.run_rows_as(
+            func,
+            bytemuck::cast_slice(x),
+            x.len(),
+            InputFormat::F32,
+            rows,
+            cols,
+        )
+    }
+
+    /// The blocking path of the family: `bytes` hold `len` entries of `format` (whole words).
+    fn run_rows_as(
+        &self,
+        func: RowFn,
+        bytes: &[u8],
+        len: usize,
+        format: InputFormat,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Vec<f32>, Error> {
         let expected = rows
             .checked_mul(cols)
             .ok_or_else(|| Error::Shape(format!("{rows} × {cols} overflows usize")))?;
-        if x.len() != expected {
+        if len != expected {
             return Err(Error::InputLength {
                 what: "x",
                 expected,
-                actual: x.len(),
+                actual: len,
             });
         }
         let out_len = func.output_len(rows, cols);
@@ -771,23 +859,22 @@ impl Gpu {
             return Ok(Vec::new());
         }
         let mut blocking = lock(&self.blocking);
-        let op = match blocking.ops.get(&(func, rows, cols)) {
+        let op = match blocking.ops.get(&(func, rows, cols, format)) {
             Some(op) => op.clone(),
             None => {
-                let op = Arc::new(RowOp::new(
-                    self,
-                    func,
-                    RowsLayout::contiguous(rows, cols),
-                    Strategy::Auto,
-                )?);
+                let layout = RowsLayout {
+                    input_format: format,
+                    ..RowsLayout::contiguous(rows, cols)
+                };
+                let op = Arc::new(RowOp::new(self, func, layout, Strategy::Auto)?);
                 if blocking.ops.len() >= 32 {
                     blocking.ops.clear();
                 }
-                blocking.ops.insert((func, rows, cols), op.clone());
+                blocking.ops.insert((func, rows, cols, format), op.clone());
                 op
             }
         };
-        let in_bytes = (x.len() * 4) as u64;
+        let in_bytes = bytes.len() as u64;
         let out_bytes = (out_len * 4) as u64;
         let input = self.reuse(
             &mut blocking.input,
@@ -805,7 +892,7 @@ impl Gpu {
         )?;
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         if in_bytes > 0 {
-            self.queue.write_buffer(&input, 0, bytemuck::cast_slice(x));
+            self.queue.write_buffer(&input, 0, bytes);
         }
         let mut encoder = self
             .device

@@ -27,7 +27,7 @@ pub use gradients::{BackwardOp, CrossEntropyGradOp, LossGradOp};
 pub use likelihood::{
     Bce, CrossEntropy, GaussianNll, InputSpec, Loss, LossOp, PoissonNll, Reduction,
 };
-pub use logsumexp::{RowFn, RowOp, RowsLayout, Strategy};
+pub use logsumexp::{InputFormat, RowFn, RowOp, RowsLayout, Strategy};
 pub use masked::MaskedRowOp;
 pub use reference::logsumexp::LseState;
 pub use shaders::SENTINEL_BITS;

@@ -227,6 +227,7 @@ pub(crate) fn key(entry: &'static str, op: u32, reduce: u32) -> PipelineKey {
         wg: LL_WG,
         reduce,
         dims: 0,
+        in_f16: false,
     }
 }
 

@@ -85,6 +85,29 @@ pub enum Strategy {
     SplitRowThreads,
 }
 
+/// How the input's entries are stored.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum InputFormat {
+    /// IEEE binary32, 4 bytes an entry.
+    #[default]
+    F32,
+    /// IEEE binary16 (`half::f16`), 2 bytes an entry, two to a 4-byte word (the first entry in
+    /// the low half). Decoded exactly to f32 from the bits (subnormals, infinities and NaN
+    /// included) by integer arithmetic, so every adapter reads it — `Features::SHADER_F16` is
+    /// not needed; everything after the load is the f32 kernel.
+    F16,
+}
+
+impl InputFormat {
+    /// Bytes an entry.
+    pub fn bytes(self) -> u64 {
+        match self {
+            InputFormat::F32 => 4,
+            InputFormat::F16 => 2,
+        }
+    }
+}
+
 /// Where a batch of rows lives in the caller's buffers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct RowsLayout {
@@ -92,12 +115,14 @@ pub struct RowsLayout {
     pub rows: usize,
     /// Entries per row (`0` is allowed: logsumexp of an empty row is −inf).
     pub cols: usize,
-    /// Byte offset of the first row in the input buffer (a multiple of 4; any alignment beyond
-    /// that is handled internally).
+    /// Byte offset of the first row in the input buffer (a multiple of the entry's size; any
+    /// alignment beyond that is handled internally).
     pub input_offset: u64,
-    /// f32 elements from one input row's start to the next (at least `cols`), e.g. the padded
-    /// row pitch of a texture copy.
+    /// Entries from one input row's start to the next (at least `cols`), e.g. the padded row
+    /// pitch of a texture copy.
     pub input_stride: usize,
+    /// How the input's entries are stored (f32 or f16); outputs are f32.
+    pub input_format: InputFormat,
     /// Byte offset of the first output value (a multiple of 4).
     pub output_offset: u64,
     /// f32 elements between output rows of softmax / log_softmax (at least `cols`); logsumexp
@@ -113,6 +138,7 @@ impl RowsLayout {
             cols,
             input_offset: 0,
             input_stride: cols,
+            input_format: InputFormat::F32,
             output_offset: 0,
             output_stride: cols,
         }
@@ -202,13 +228,19 @@ pub(crate) fn u32_of(v: u64, what: &str) -> Result<u32, Error> {
 /// A window over `[first, first + bytes)` starting at the alignment boundary below `first`;
 /// returns the window and the element offset of `first` inside it.
 pub(crate) fn window(first: u64, bytes: u64, align: u64) -> (Window, u32) {
+    window_of(first, bytes, align, 4)
+}
+
+/// [`window`] for entries of `entry` bytes: the binding from the aligned start, its size rounded
+/// up to whole 4-byte words, and the first entry's index in it.
+fn window_of(first: u64, bytes: u64, align: u64, entry: u64) -> (Window, u32) {
     let start = first - first % align;
     (
         Window {
             offset: start,
-            size: first - start + bytes,
+            size: (first - start + bytes).next_multiple_of(4),
         },
-        ((first - start) / 4) as u32,
+        ((first - start) / entry) as u32,
     )
 }
 
@@ -294,9 +326,11 @@ pub(crate) fn plan(
     let (rows, cols) = (l.rows as u64, l.cols as u64);
     let lse = func.reduces();
     let red_width = func.reduced_width();
-    if !l.input_offset.is_multiple_of(4) || !l.output_offset.is_multiple_of(4) {
+    let eb = l.input_format.bytes();
+    if !l.input_offset.is_multiple_of(eb) || !l.output_offset.is_multiple_of(4) {
         return Err(Error::Buffer(format!(
-            "offsets must be multiples of 4 bytes (input {}, output {})",
+            "offsets must be multiples of the entry size ({eb} bytes in, 4 out; input {}, \
+             output {})",
             l.input_offset, l.output_offset
         )));
     }
@@ -321,20 +355,25 @@ pub(crate) fn plan(
         },
     );
     let out_cols = if lse { red_width } else { cols };
-    let span = |k: u64, stride: u64, c: u64| -> Result<u64, Error> {
+    // Bytes from the first entry of k rows to the end of the last, entries of `eb` bytes.
+    let span_of = |k: u64, stride: u64, c: u64, eb: u64| -> Result<u64, Error> {
         if k == 0 || c == 0 {
             Ok(0)
         } else {
             let elems = mul(k - 1, stride)?
                 .checked_add(c)
                 .ok_or_else(|| shape_err("row span"))?;
-            mul(elems, 4)
+            mul(elems, eb)
         }
     };
+    let span = |k: u64, stride: u64, c: u64| span_of(k, stride, c, 4);
+    let span_in = |k: u64, c: u64| span_of(k, in_stride, c, eb);
+    // The input is bound in whole words: an f16 input ends on a 4-byte boundary.
     let input_end = l
         .input_offset
-        .checked_add(span(rows, in_stride, cols)?)
-        .ok_or_else(|| shape_err("input"))?;
+        .checked_add(span_in(rows, cols)?)
+        .ok_or_else(|| shape_err("input"))?
+        .next_multiple_of(4);
     let output_end = l
         .output_offset
         .checked_add(span(rows, out_stride, out_cols)?)
@@ -424,10 +463,11 @@ pub(crate) fn plan(
             let (input, in_offset) = if cols == 0 {
                 (None, 0)
             } else {
-                let (w, o) = window(
-                    l.input_offset + r0 * in_stride * 4,
-                    span(k, in_stride, cols)?,
+                let (w, o) = window_of(
+                    l.input_offset + r0 * in_stride * eb,
+                    span_in(k, cols)?,
                     caps.storage_align,
+                    eb,
                 );
                 (Some(w), o)
             };
@@ -542,10 +582,11 @@ pub(crate) fn plan(
     for &(r0, k, s0, ns) in &groups_geo {
         let col0 = s0 * seg_len;
         let width = ((s0 + ns) * seg_len).min(cols) - col0;
-        let (input, in_offset) = window(
-            l.input_offset + (r0 * in_stride + col0) * 4,
-            span(k, in_stride, width)?,
+        let (input, in_offset) = window_of(
+            l.input_offset + (r0 * in_stride + col0) * eb,
+            span_in(k, width)?,
             caps.storage_align,
+            eb,
         );
         let geo = Params {
             rows: k as u32,
@@ -675,7 +716,8 @@ impl RowOp {
     ) -> Result<RowOp, Error> {
         let caps = Caps::of(gpu);
         let plan = plan(func, &layout, strategy, &caps)?;
-        let key = |p: &Pass| PipelineKey::rows(p.entry, func.op_code(), p.wg);
+        let f16 = layout.input_format == InputFormat::F16;
+        let key = |p: &Pass| PipelineKey::rows(p.entry, func.op_code(), p.wg, f16);
         let pipelines = plan
             .passes
             .iter()

@@ -34,7 +34,7 @@ enum Backend {
   logdomain                                   # the demo: GMM log-likelihood of 10^6 points, cross-entropy
   logdomain eval log_softmax --input x.npy --output y.npy
   logdomain fit --input x.npy --components 16 --covariance diag --output params.json
-  logdomain --backend gl bench --op logsumexp --shape 4096x4096"
+  logdomain --backend gl bench --op logsumexp --shape 4096x4096 --f16"
 )]
 struct Cli {
     /// The wgpu backend (as WGPU_BACKEND).
@@ -140,7 +140,7 @@ fn run(cli: Cli) -> Result<(), String> {
             for &op in &ops {
                 for &shape in &shapes {
                     bar.set_message(format!("{op:?} {}x{}", shape.rows, shape.cols));
-                    rows.push(cli::bench::measure(&gpu, op, shape, a.runs)?);
+                    rows.push(cli::bench::measure(&gpu, op, shape, a.runs, a.f16)?);
                     bar.inc(1);
                 }
             }

@@ -279,6 +279,7 @@ fn encoder_level_ops_share_one_submit_on_a_caller_device() {
         input_stride: in_stride,
         output_offset: (out_off * 4) as u64,
         output_stride: out_stride,
+        input_format: logdomain::InputFormat::F32,
     };
     let mut encoder = device.create_command_encoder(&Default::default());
     for (func, out) in [
@@ -601,4 +602,154 @@ fn shards_on_two_adapters_merge_into_the_log_sum_exp() {
         .collect();
     check_lse(&a, &x, rows, cols, "three shards");
     check_lse(&b, &x, rows, cols, "three shards, other grouping");
+}
+
+/// Runs `func` on f16 entries stored from byte `offset` of a buffer, `stride` entries apart, and
+/// returns the f32 output (sentinel-filled first).
+fn run_f16(
+    gpu: &Gpu,
+    func: RowFn,
+    x: &[half::f16],
+    (rows, cols, stride, offset): (usize, usize, usize, usize),
+    strategy: Strategy,
+) -> Vec<f32> {
+    let layout = RowsLayout {
+        input_offset: offset as u64,
+        input_stride: stride,
+        input_format: logdomain::InputFormat::F16,
+        ..RowsLayout::contiguous(rows, cols)
+    };
+    let op = RowOp::new(gpu, func, layout, strategy)
+        .unwrap_or_else(|e| panic!("{func:?} {strategy:?} {rows}x{cols}: {e}"));
+    // The entries after `offset / 2` placeholders, padded to whole words.
+    let mut words = vec![half::f16::from_f32(7.0); offset / 2];
+    words.extend_from_slice(x);
+    if words.len() % 2 == 1 {
+        words.push(half::f16::ZERO);
+    }
+    let input = gpu
+        .device()
+        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: None,
+            contents: bytemuck::cast_slice(&words),
+            usage: wgpu::BufferUsages::STORAGE,
+        });
+    let out_bytes = (func.output_len(rows, cols) * 4) as u64;
+    let output = gpu.device().create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: out_bytes.max(4),
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: false,
+    });
+    let mut encoder = gpu.device().create_command_encoder(&Default::default());
+    op.record_sentinel_fill(&mut encoder, &output).unwrap();
+    op.record(&mut encoder, &input, &output).unwrap();
+    gpu.queue().submit([encoder.finish()]);
+    gpu.read_f32(&output, out_bytes).unwrap()
+}
+
+#[test]
+fn f16_decoding_is_exact_for_every_bit_pattern() {
+    // Each of the 65,536 f16 values as a row of one: its log-sum-exp is itself.
+    let gpu = gpu();
+    let x: Vec<half::f16> = (0..=u16::MAX).map(half::f16::from_bits).collect();
+    let got = gpu.logsumexp_f16(&x, x.len(), 1).unwrap();
+    for (h, g) in x.iter().zip(&got) {
+        // −0 + log1p(0) is +0.
+        let want = h.to_f32() + 0.0;
+        assert!(
+            g.to_bits() == want.to_bits() || (want.is_nan() && g.is_nan()),
+            "f16 {:#06x}: got {g:e} ({:#010x}), want {want:e}",
+            h.to_bits(),
+            g.to_bits()
+        );
+    }
+}
+
+#[test]
+fn f16_inputs_give_the_f32_kernels_bits_on_every_strategy() {
+    let gpu = gpu();
+    let mut rng = Rng(161);
+    let specials = [
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+        0.0,
+        -0.0,
+        65504.0,
+        -65504.0,
+        6e-8,
+        -3e-5,
+    ];
+    // (rows, cols, stride, byte offset): odd strides and offsets put entries in either half of a
+    // word; long rows take the split strategies.
+    for (rows, cols, stride, offset) in [
+        (3, 7, 9, 2),
+        (40, 33, 33, 0),
+        (5, 1001, 1003, 6),
+        (2, 20_001, 20_001, 2),
+        (1, 300_000, 300_000, 0),
+    ] {
+        let n = (rows - 1) * stride + cols;
+        let mut x: Vec<half::f16> = (0..n)
+            .map(|_| half::f16::from_f32(rng.uniform(-30.0, 30.0)))
+            .collect();
+        if rows > 2 {
+            // Special values in row 1 only; the others stay finite.
+            for (j, &v) in specials.iter().enumerate().take(cols) {
+                x[stride + j * cols / specials.len()] = half::f16::from_f32(v);
+            }
+        }
+        // The same values as f32, packed densely.
+        let dense: Vec<f32> = (0..rows)
+            .flat_map(|r| x[r * stride..r * stride + cols].iter().map(|h| h.to_f32()))
+            .collect();
+        for func in FUNCS {
+            for strategy in strategies(gpu) {
+                if lane_limit_applies(gpu, strategy, cols) {
+                    continue;
+                }
+                let Ok(want) = try_run_op(gpu, func, &dense, rows, cols, strategy) else {
+                    continue; // a strategy this shape cannot use, f32 or f16 alike
+                };
+                let got = run_f16(gpu, func, &x, (rows, cols, stride, offset), strategy);
+                assert_eq!(
+                    got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    "{func:?} {strategy:?} {rows}x{cols} stride {stride} offset {offset}"
+                );
+            }
+        }
+    }
+    // The blocking calls: bit for bit the f32 calls on the converted values (odd length).
+    let x: Vec<half::f16> = (0..3 * 5)
+        .map(|_| half::f16::from_f32(rng.uniform(-5.0, 5.0)))
+        .collect();
+    let x32: Vec<f32> = x.iter().map(|h| h.to_f32()).collect();
+    assert_eq!(
+        gpu.logsumexp_f16(&x, 3, 5).unwrap(),
+        gpu.logsumexp(&x32, 3, 5).unwrap()
+    );
+    assert_eq!(
+        gpu.softmax_f16(&x, 3, 5).unwrap(),
+        gpu.softmax(&x32, 3, 5).unwrap()
+    );
+    assert_eq!(
+        gpu.log_softmax_f16(&x, 3, 5).unwrap(),
+        gpu.log_softmax(&x32, 3, 5).unwrap()
+    );
+    assert!(matches!(
+        gpu.logsumexp_f16(&x[1..], 3, 5),
+        Err(Error::InputLength { .. })
+    ));
+    // An f16 input offset must be even; an f32 one a multiple of 4.
+    let odd = RowsLayout {
+        input_offset: 3,
+        input_format: logdomain::InputFormat::F16,
+        ..RowsLayout::contiguous(2, 2)
+    };
+    assert!(matches!(
+        RowOp::new(gpu, RowFn::Logsumexp, odd, Strategy::Auto),
+        Err(Error::Buffer(_))
+    ));
 }

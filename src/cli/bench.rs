@@ -9,7 +9,7 @@ use logdomain::reference::{
 };
 use logdomain::{
     Bce, Covariance, CrossEntropy, GaussianNll, Gmm, GmmOp, GmmOutput, Gpu, LossOp, PoissonNll,
-    ReadProbe, RowFn, RowOp, RowsLayout, Strategy,
+    InputFormat, ReadProbe, RowFn, RowOp, RowsLayout, Strategy,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -77,6 +77,9 @@ pub struct BenchArgs {
     /// JSON on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Feed logsumexp, softmax and log_softmax f16 inputs (half the bytes; other ops ignore it).
+    #[arg(long)]
+    pub f16: bool,
 }
 
 /// One measured op and shape.
@@ -113,7 +116,13 @@ fn lib(e: logdomain::Error) -> String {
 }
 
 /// Measures one op at one shape.
-pub fn measure(gpu: &Gpu, op: BenchOp, shape: Shape, runs: usize) -> Result<Row, String> {
+pub fn measure(
+    gpu: &Gpu,
+    op: BenchOp,
+    shape: Shape,
+    runs: usize,
+    f16: bool,
+) -> Result<Row, String> {
     let runs = runs.max(1);
     let (rows, cols) = (shape.rows, shape.cols);
     let n = rows
@@ -147,6 +156,49 @@ pub fn measure(gpu: &Gpu, op: BenchOp, shape: Shape, runs: usize) -> Result<Row,
         BenchOp::LogSoftmax => RowFn::LogSoftmax,
         _ => return loss_ops(gpu, op, shape, runs, x, xb),
     };
+    let out = output(gpu, func.output_len(rows, cols));
+    if f16 {
+        let h: Vec<half::f16> = x.iter().map(|&v| half::f16::from_f32(v)).collect();
+        let x32: Vec<f32> = h.iter().map(|v| v.to_f32()).collect();
+        let mut words = h.clone();
+        if words.len() % 2 == 1 {
+            words.push(half::f16::ZERO);
+        }
+        let hb = storage(gpu, bytemuck::cast_slice(&words));
+        let layout = RowsLayout {
+            input_format: InputFormat::F16,
+            ..RowsLayout::contiguous(rows, cols)
+        };
+        let row_op = RowOp::new(gpu, func, layout, Strategy::Auto).map_err(lib)?;
+        let mut row = finish(
+            op,
+            shape,
+            runs,
+            gpu,
+            &|e| row_op.record(e, &hb, &out).map_err(lib),
+            &|| gpu.kernel_time(&row_op, &hb, &out).map_err(lib),
+            &|| {
+                match func {
+                    RowFn::Logsumexp => gpu.logsumexp_f16(&h, rows, cols),
+                    RowFn::Softmax => gpu.softmax_f16(&h, rows, cols),
+                    _ => gpu.log_softmax_f16(&h, rows, cols),
+                }
+                .map(drop)
+                .map_err(lib)
+            },
+            &|| {
+                match func {
+                    RowFn::Logsumexp => cpu_lse::logsumexp(&x32, rows, cols),
+                    RowFn::Softmax => cpu_lse::softmax(&x32, rows, cols),
+                    _ => cpu_lse::log_softmax(&x32, rows, cols),
+                };
+                Ok(())
+            },
+            n as u64 * 2,
+        )?;
+        row.op.push_str("_f16");
+        return Ok(row);
+    }
     let row_op = RowOp::new(
         gpu,
         func,
@@ -154,7 +206,6 @@ pub fn measure(gpu: &Gpu, op: BenchOp, shape: Shape, runs: usize) -> Result<Row,
         Strategy::Auto,
     )
     .map_err(lib)?;
-    let out = output(gpu, func.output_len(rows, cols));
     finish(
         op,
         shape,
@@ -196,6 +247,13 @@ fn finish(
     bytes: u64,
 ) -> Result<Row, String> {
     let (gpu_time, clock) = if kernel()?.is_some() {
+        // Warm-up: a real GPU left idle by the CPU reference of the previous measurement drops
+        // its clocks (an H200 from 1980 to 345 MHz) and a few short kernels do not raise them
+        // again; run the kernel for a quarter of a second first.
+        let warm = Instant::now();
+        while warm.elapsed() < Duration::from_millis(250) {
+            kernel()?;
+        }
         let mut v = Vec::with_capacity(runs);
         for _ in 0..runs {
             v.extend(kernel()?);
