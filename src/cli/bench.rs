@@ -8,8 +8,8 @@ use logdomain::reference::{
     bandwidth as cpu_read, gmm as cpu_gmm, likelihood as cpu_ll, logsumexp as cpu_lse,
 };
 use logdomain::{
-    Bce, Covariance, CrossEntropy, GaussianNll, Gmm, GmmOp, GmmOutput, Gpu, LossOp, PoissonNll,
-    InputFormat, ReadProbe, RowFn, RowOp, RowsLayout, Strategy,
+    Bce, Covariance, CrossEntropy, GaussianNll, Gmm, GmmOp, GmmOutput, Gpu, InputFormat, LossOp,
+    PoissonNll, ReadProbe, RowFn, RowOp, RowsLayout, Strategy,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
