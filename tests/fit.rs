@@ -41,12 +41,14 @@ fn blobs(rng: &mut Rng, n: usize, centers: &[f32], d: usize, scale: f32) -> Vec<
     x
 }
 
-/// Lower bounds may fall between iterations by the rounding of their f32 evaluation: two
-/// pairwise sums of n log-densities, each within (depth(n) + 2)·u·Σ|log p| (the E-step's own
-/// per-point error is below that for these sizes).
+/// Lower bounds may fall between iterations by the rounding of their f32 evaluation, on each of
+/// the two: the pairwise sum of n log-densities, within (depth(n) + 2)·u·Σ|log p|, plus each
+/// log-density's own error, taken as PER_POINT ulps of its magnitude (the quadratic form over
+/// the dims, the log-determinant and the log-sum-exp over the components, each a few ulps).
 fn rounding_slack(lb: f64, n: usize) -> f64 {
-    let depth = (n as f64).log2().ceil() + 2.0;
-    2.0 * (depth + 2.0) * U * lb.abs() * 8.0
+    const PER_POINT: f64 = 32.0;
+    let depth = (n as f64).log2().ceil();
+    2.0 * (depth + 2.0 + PER_POINT) * U * lb.abs()
 }
 
 #[test]
