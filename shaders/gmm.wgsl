@@ -252,17 +252,12 @@ fn gmm_moments(
         kind = 2u;
         let lc = lq - g * (dims + 1u);
         comp = lc / pairs;
-        var p = lc - comp * pairs;
+        let p = lc - comp * pairs;
         q = params.k * (dims + 1u) + (params.row0 + comp) * pairs + p;
-        loop {
-            let len = dims - 1u - j;
-            if (p < len) {
-                break;
-            }
-            p -= len;
-            j += 1u;
-        }
-        j2 = j + 1u + p;
+        // The pairs a < b of dims are the triangle a <= b' of dims - 1, with b = b' + 1.
+        let ab = upper_entry(p, dims - 1u);
+        j = ab.x;
+        j2 = ab.y + 1u;
     }
     let grad = (params.mode & MODE_GMM_GRAD) != 0u;
     let centered = (params.mode & MODE_GMM_CENTERED) != 0u;
@@ -340,6 +335,22 @@ fn gmm_moments(
     out[at] = f32b(st.s);
     out[at + 1u] = f32b(st.w);
     out[at + 2u] = st.flags;
+}
+
+// Entry p of the upper triangle (diagonal included) of an n x n matrix, rows in order: its
+// (row, column), row <= column < n.
+fn upper_entry(p: u32, n: u32) -> vec2<u32> {
+    var rest = p;
+    var row = 0u;
+    loop {
+        let len = n - row;
+        if (rest < len) {
+            break;
+        }
+        rest -= len;
+        row += 1u;
+    }
+    return vec2<u32>(row, row + rest);
 }
 
 fn gmm_uniform_word(i: u32) -> u32 {
@@ -440,18 +451,9 @@ fn gmm_scatter_tiled(
     let lq = t / chunks;
     let ch = t - lq * chunks;
     let comp = lq / block_pairs;
-    var bp = lq - comp * block_pairs;
-    var ba = 0u;
-    loop {
-        let len = blocks - ba;
-        if (bp < len) {
-            break;
-        }
-        bp -= len;
-        ba += 1u;
-    }
-    let a0 = ba * BLOCK;
-    let b0 = (ba + bp) * BLOCK;
+    let blocks_ab = upper_entry(lq - comp * block_pairs, blocks);
+    let a0 = blocks_ab.x * BLOCK;
+    let b0 = blocks_ab.y * BLOCK;
     let wa = min(BLOCK, dims - a0);
     let wb = min(BLOCK, dims - b0);
     var mua: array<f32, 4>;

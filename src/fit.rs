@@ -18,7 +18,9 @@ use rand_distr::{Distribution, StandardNormal};
 use rand_pcg::Pcg64;
 
 use crate::error::Error;
-use crate::gmm::{Covariance, Gmm, GmmCenteredStats, GmmOp, GmmOutput, GmmReduceOp, GmmReduction};
+use crate::gmm::{
+    Covariance, Gmm, GmmCenteredStats, GmmOp, GmmOutput, GmmReduceOp, GmmReduction, dim_pairs,
+};
 use crate::gpu::Gpu;
 
 /// The covariance of each component, as scikit-learn's `covariance_type` (`tied` is not
@@ -420,7 +422,7 @@ impl GaussianMixture {
                     nk: vec![1.0; k],
                     s1: vec![0.0; k * d],
                     s2: vec![0.0; k * d],
-                    cross: vec![0.0; k * d * d.saturating_sub(1) / 2],
+                    cross: vec![0.0; k * dim_pairs(d)],
                 };
                 let mut means = Vec::with_capacity(k * d);
                 for &i in &centers {
@@ -503,7 +505,7 @@ impl GaussianMixture {
             CovarianceType::Full => {
                 // Σ r (x − μ)(x − μ)ᵀ / N' with μ = c + e:
                 // (S − e S1ᵀ − S1 eᵀ + N e eᵀ) / N', S the scatter about c.
-                let pairs = d * d.saturating_sub(1) / 2;
+                let pairs = dim_pairs(d);
                 let mut cov = vec![0.0; k * d * d];
                 let mut prec = vec![0.0; k * d * d];
                 for c in 0..k {
@@ -652,7 +654,7 @@ fn host_stats(points: &[f32], n: usize, d: usize, k: usize, resp: &[f64]) -> (St
     }
     center.iter_mut().for_each(|c| *c /= n as f64);
     let center32: Vec<f32> = center.iter().map(|&c| c as f32).collect();
-    let pairs = d * d.saturating_sub(1) / 2;
+    let pairs = dim_pairs(d);
     let (mut nk, mut s1, mut s2, mut cross) = (
         vec![0.0f64; k],
         vec![0.0f64; k * d],
@@ -856,7 +858,7 @@ fn batch_points(gpu: &Gpu, k: usize, d: usize, t: CovarianceType) -> Result<usiz
         .max_storage_buffer_binding_size
         .min(limits.max_buffer_size);
     let pairs = if t == CovarianceType::Full {
-        d * d.saturating_sub(1) / 2
+        dim_pairs(d)
     } else {
         0
     };

@@ -605,10 +605,15 @@ struct Sums {
     second: Vec<f32>,
 }
 
+/// Pairs `a < b` of `dims` dimensions: the off-diagonal entries of a covariance's triangle.
+pub(crate) fn dim_pairs(dims: usize) -> usize {
+    dims * dims.saturating_sub(1) / 2
+}
+
 /// Off-diagonal pairs a [`GmmReduction`] sums per component.
 fn pairs_of(kind: GmmReduction, dims: usize) -> usize {
     if kind == GmmReduction::CenteredScatter {
-        dims * dims.saturating_sub(1) / 2
+        dim_pairs(dims)
     } else {
         0
     }
