@@ -157,67 +157,45 @@ pub fn measure(
         _ => return loss_ops(gpu, op, shape, runs, x, xb),
     };
     let out = output(gpu, func.output_len(rows, cols));
-    if f16 {
-        let h: Vec<half::f16> = x.iter().map(|&v| half::f16::from_f32(v)).collect();
-        let x32: Vec<f32> = h.iter().map(|v| v.to_f32()).collect();
-        let mut words = h.clone();
-        if words.len() % 2 == 1 {
-            words.push(half::f16::ZERO);
+    // With --f16 the values rounded to f16 are read as f16; the CPU reference takes the same
+    // values as f32.
+    let h: Option<Vec<half::f16>> =
+        f16.then(|| x.iter().map(|&v| half::f16::from_f32(v)).collect());
+    let (x, input, input_format) = match &h {
+        Some(h) => {
+            let mut words = h.clone();
+            if words.len() % 2 == 1 {
+                words.push(half::f16::ZERO);
+            }
+            let x32: Vec<f32> = h.iter().map(|v| v.to_f32()).collect();
+            (
+                x32,
+                storage(gpu, bytemuck::cast_slice(&words)),
+                InputFormat::F16,
+            )
         }
-        let hb = storage(gpu, bytemuck::cast_slice(&words));
-        let layout = RowsLayout {
-            input_format: InputFormat::F16,
-            ..RowsLayout::contiguous(rows, cols)
-        };
-        let row_op = RowOp::new(gpu, func, layout, Strategy::Auto).map_err(lib)?;
-        let mut row = finish(
-            op,
-            shape,
-            runs,
-            gpu,
-            &|e| row_op.record(e, &hb, &out).map_err(lib),
-            &|| gpu.kernel_time(&row_op, &hb, &out).map_err(lib),
-            &|| {
-                match func {
-                    RowFn::Logsumexp => gpu.logsumexp_f16(&h, rows, cols),
-                    RowFn::Softmax => gpu.softmax_f16(&h, rows, cols),
-                    _ => gpu.log_softmax_f16(&h, rows, cols),
-                }
-                .map(drop)
-                .map_err(lib)
-            },
-            &|| {
-                match func {
-                    RowFn::Logsumexp => cpu_lse::logsumexp(&x32, rows, cols),
-                    RowFn::Softmax => cpu_lse::softmax(&x32, rows, cols),
-                    _ => cpu_lse::log_softmax(&x32, rows, cols),
-                };
-                Ok(())
-            },
-            n as u64 * 2,
-        )?;
-        row.op.push_str("_f16");
-        return Ok(row);
-    }
-    let row_op = RowOp::new(
-        gpu,
-        func,
-        RowsLayout::contiguous(rows, cols),
-        Strategy::Auto,
-    )
-    .map_err(lib)?;
-    finish(
+        None => (x, xb, InputFormat::F32),
+    };
+    let layout = RowsLayout {
+        input_format,
+        ..RowsLayout::contiguous(rows, cols)
+    };
+    let row_op = RowOp::new(gpu, func, layout, Strategy::Auto).map_err(lib)?;
+    let mut row = finish(
         op,
         shape,
         runs,
         gpu,
-        &|e| row_op.record(e, &xb, &out).map_err(lib),
-        &|| gpu.kernel_time(&row_op, &xb, &out).map_err(lib),
+        &|e| row_op.record(e, &input, &out).map_err(lib),
+        &|| gpu.kernel_time(&row_op, &input, &out).map_err(lib),
         &|| {
-            match func {
-                RowFn::Logsumexp => gpu.logsumexp(&x, rows, cols),
-                RowFn::Softmax => gpu.softmax(&x, rows, cols),
-                _ => gpu.log_softmax(&x, rows, cols),
+            match (&h, func) {
+                (Some(h), RowFn::Logsumexp) => gpu.logsumexp_f16(h, rows, cols),
+                (Some(h), RowFn::Softmax) => gpu.softmax_f16(h, rows, cols),
+                (Some(h), _) => gpu.log_softmax_f16(h, rows, cols),
+                (None, RowFn::Logsumexp) => gpu.logsumexp(&x, rows, cols),
+                (None, RowFn::Softmax) => gpu.softmax(&x, rows, cols),
+                (None, _) => gpu.log_softmax(&x, rows, cols),
             }
             .map(drop)
             .map_err(lib)
@@ -230,8 +208,12 @@ pub fn measure(
             };
             Ok(())
         },
-        n as u64 * 4,
-    )
+        n as u64 * input_format.bytes(),
+    )?;
+    if h.is_some() {
+        row.op.push_str("_f16");
+    }
+    Ok(row)
 }
 
 #[allow(clippy::too_many_arguments)]
