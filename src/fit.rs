@@ -741,13 +741,25 @@ impl<'a> Resident<'a> {
         })
     }
 
-    fn output(&self, len: usize) -> wgpu::Buffer {
-        self.gpu.device().create_buffer(&wgpu::BufferDescriptor {
+    /// Records an op into a fresh output of `len` values, submits, and reads the values back.
+    fn run(
+        &self,
+        len: usize,
+        record: impl FnOnce(&mut wgpu::CommandEncoder, &wgpu::Buffer) -> Result<(), Error>,
+    ) -> Result<Vec<f32>, Error> {
+        let out = self.gpu.device().create_buffer(&wgpu::BufferDescriptor {
             label: Some("logdomain fit output"),
             size: (len.max(1) * 4) as u64,
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
             mapped_at_creation: false,
-        })
+        });
+        let mut encoder = self
+            .gpu
+            .device()
+            .create_command_encoder(&Default::default());
+        record(&mut encoder, &out)?;
+        self.gpu.queue().submit([encoder.finish()]);
+        self.gpu.read_f32(&out, len as u64 * 4)
     }
 
     /// One E-step: the scatter about the means of `gmm` and the total log-likelihood, per
@@ -762,14 +774,7 @@ impl<'a> Resident<'a> {
         let mut total = Stats64::default();
         for (buffer, n) in &self.batches {
             let op = GmmReduceOp::new(self.gpu, *n, self.dims, gmm, kind)?;
-            let out = self.output(op.output_len());
-            let mut encoder = self
-                .gpu
-                .device()
-                .create_command_encoder(&Default::default());
-            op.record(&mut encoder, buffer, &out)?;
-            self.gpu.queue().submit([encoder.finish()]);
-            let v = self.gpu.read_f32(&out, op.output_len() as u64 * 4)?;
+            let v = self.run(op.output_len(), |e, out| op.record(e, buffer, out))?;
             let s = GmmCenteredStats::from_packed(&v, gmm.weights.len(), self.dims, scatter)?;
             total.add(&s);
         }
@@ -781,14 +786,7 @@ impl<'a> Resident<'a> {
         let mut all = Vec::with_capacity(self.n);
         for (buffer, n) in &self.batches {
             let op = GmmOp::new(self.gpu, *n, self.dims, gmm, GmmOutput::ScoreSamples)?;
-            let out = self.output(op.output_len());
-            let mut encoder = self
-                .gpu
-                .device()
-                .create_command_encoder(&Default::default());
-            op.record(&mut encoder, buffer, &out)?;
-            self.gpu.queue().submit([encoder.finish()]);
-            all.extend(self.gpu.read_f32(&out, op.output_len() as u64 * 4)?);
+            all.extend(self.run(op.output_len(), |e, out| op.record(e, buffer, out))?);
         }
         Ok(all)
     }
