@@ -23,6 +23,28 @@ const SQRT_TWO_MINUS_ONE: f32 = 0.41421356237309503;
 // overflowed (-inf) difference never reaches `exp`.
 const EXP_ARG_MIN: f32 = -104.0;
 
+// binary16 bits (the low 16 bits of h) as the binary32 bits of the same value: exact for every
+// input, subnormals, infinities and NaN (payload kept) included, without branches. Normal
+// numbers re-bias the exponent (127 - 15 = 112) in integer arithmetic; a subnormal m 2^-24 is
+// the integer m times 2^-24, exact in f32 and a normal f32, so no denormal is ever formed and
+// nothing can be flushed; no adapter feature is needed.
+fn f16_to_f32_bits(h: u32) -> u32 {
+    let sign = (h & 0x8000u) << 16u;
+    let mag = h & 0x7fffu;
+    let normal = (mag << 13u) + 0x38000000u;
+    let subnormal = bitcast<u32>(f32(mag) * 5.9604644775390625e-8);
+    let special = (mag << 13u) | 0x7f800000u;
+    var bits = select(normal, subnormal, mag < 0x400u);
+    bits = select(bits, special, mag >= 0x7c00u);
+    return sign | bits;
+}
+
+// Entry i of an array of binary16 values packed two to a word (the first in the low half), as
+// f32 bits, given the word that holds it (word i / 2).
+fn f16_entry_bits(w: u32, i: u32) -> u32 {
+    return f16_to_f32_bits((w >> ((i & 1u) << 4u)) & 0xffffu);
+}
+
 // e^d for d <= 0 (d clamped to EXP_ARG_MIN): Cody-Waite reduction d = k ln2 + r, |r| <= ln2 / 2,
 // then a degree-7 Taylor polynomial (truncation < 1e-8 relative) scaled by 2^k built from its
 // bits. About 1 ulp for every d whose result is normal; results below 2^-126 flush to 0. WGSL's

@@ -59,7 +59,7 @@ fn gmm_x(p: u32, i: u32) -> f32 {
     if (gmm_dims() <= GMM_DIMS_MAX) {
         return gmm_xs[i];
     }
-    return bitcast<f32>(a[params.a_off + p * params.cols + i]);
+    return bitcast<f32>(load_a(params.a_off + p * params.cols + i));
 }
 
 fn gmm_quadratic(p: u32, comp: u32) -> f32 {
@@ -151,7 +151,7 @@ fn gmm_log_joint(
     var finite = true;
     let dims = gmm_dims();
     for (var i = 0u; i < dims; i++) {
-        let bits = a[params.a_off + p * dims + i];
+        let bits = load_a(params.a_off + p * dims + i);
         finite = finite && is_finite_bits(bits);
         if (i < GMM_DIMS_MAX) {
             gmm_xs[i] = bitcast<f32>(bits);

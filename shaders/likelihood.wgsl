@@ -23,6 +23,10 @@
 override OP: u32 = 0u;
 override REDUCE: u32 = 0u;
 override WG: u32 = 64u;
+// Binding a holds IEEE binary16 entries, two to a word (the first in the low half), read by
+// `load_a` (offsets into a then count f16 entries). Set only for passes whose sole per-element
+// input is a: the logits of the categorical losses' passes, the points of gmm_log_joint.
+override IN_F16: bool = false;
 
 const OP_GAUSSIAN: u32 = 0u;
 const OP_BCE: u32 = 1u;
@@ -84,6 +88,14 @@ struct LlParams {
 @group(0) @binding(2) var<storage, read> b: array<u32>;
 @group(0) @binding(3) var<storage, read> c: array<u32>;
 @group(0) @binding(4) var<storage, read_write> out: array<u32>;
+
+// Entry i of binding a as f32 bits (decoded exactly when IN_F16).
+fn load_a(i: u32) -> u32 {
+    if (IN_F16) {
+        return f16_entry_bits(a[i >> 1u], i);
+    }
+    return a[i];
+}
 
 fn ll_linear(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wid.x + wid.y * nwg.x) * WG + lid;
@@ -506,7 +518,7 @@ fn elementwise(
     pairwise_reset();
     for (var col = start; col < end; col++) {
         let i = base + col;
-        let xb = a[params.a_off + i];
+        let xb = load_a(params.a_off + i);
         var v: u32;
         if (OP == OP_W_TERMS) {
             // Weighted log-sum-exp with signs (weighted.wgsl): two sums at once.
@@ -635,7 +647,7 @@ fn categorical(
             if ((params.mode & MODE_WEIGHTED) != 0u) {
                 weight = c[params.c_off + t];
             }
-            let xb = a[params.a_off + r * params.cols + t];
+            let xb = load_a(params.a_off + r * params.cols + t);
             var nll: u32;
             if ((params.mode & MODE_NLL) != 0u) {
                 nll = neg_bits(xb);

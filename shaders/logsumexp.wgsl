@@ -59,39 +59,10 @@ struct StoredState {
 @group(0) @binding(2) var<storage, read_write> output: array<u32>;
 @group(0) @binding(3) var<storage, read_write> states: array<StoredState>;
 
-// binary16 bits (the low 16 bits of h) as the binary32 bits of the same value: exact for every
-// input, subnormals, infinities and NaN (payload kept) included, in integer arithmetic only, so
-// no adapter feature is needed and nothing can be flushed.
-fn f16_to_f32_bits(h: u32) -> u32 {
-    let sign = (h & 0x8000u) << 16u;
-    let e = (h >> 10u) & 0x1fu;
-    var m = h & 0x3ffu;
-    if (e == 0x1fu) {
-        return sign | 0x7f800000u | (m << 13u);
-    }
-    if (e == 0u) {
-        if (m == 0u) {
-            return sign;
-        }
-        // m 2^-24: shift the leading one up to bit 10, lowering the exponent (2^-14) each time.
-        var e32 = 113u;
-        loop {
-            if ((m & 0x400u) != 0u) {
-                break;
-            }
-            m = m << 1u;
-            e32 -= 1u;
-        }
-        return sign | (e32 << 23u) | ((m & 0x3ffu) << 13u);
-    }
-    return sign | ((e + 112u) << 23u) | (m << 13u);
-}
-
 // Entry i of the bound input as f32 bits.
 fn load_x(i: u32) -> u32 {
     if (IN_F16) {
-        let w = input[i >> 1u];
-        return f16_to_f32_bits((w >> ((i & 1u) << 4u)) & 0xffffu);
+        return f16_entry_bits(input[i >> 1u], i);
     }
     return input[i];
 }

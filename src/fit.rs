@@ -339,7 +339,7 @@ impl GaussianMixture {
         if dims == 0 {
             return Err(Error::Shape("points need at least one dimension".into()));
         }
-        crate::gmm::check_points(points, n, dims)?;
+        crate::gmm::check_points(points.len(), n, dims)?;
         if n < k {
             return Err(Error::Value(format!(
                 "expected n_samples >= n_components, got n_components = {k}, n_samples = {n}"

@@ -12,11 +12,12 @@ use crate::error::Error;
 use crate::gpu::{Gpu, PipelineKey};
 use crate::likelihood::{
     Bind, CHUNK, FINISH_SECOND, FINISH_SUM, LL_WG, LlPass, MODE_TRIANGULAR, Program, Src, Step,
-    elementwise_passes, groups_for, grow_scratch, key, limit, reduce_passes, reduce_passes_from,
-    usable,
+    elementwise_passes, groups_for, grow_scratch, input_bytes, key, key_reading, limit,
+    reduce_passes, reduce_passes_from, usable,
 };
 use crate::logsumexp::{
-    Caps, RowFn, RowOp, RowsLayout, Strategy, Window, u32_of, window as window_of,
+    Caps, InputFormat, RowFn, RowOp, RowsLayout, Strategy, Window, u32_of, window as window_of,
+    window_of as entries_window,
 };
 use crate::shaders::GMM_UNIFORM_BYTES;
 use crate::shaders::{LlParams, PARTIAL_BYTES};
@@ -216,7 +217,7 @@ fn pack(gmm: &Gmm, dims: usize) -> Result<Packed, Error> {
 /// The dispatches of `gmm_log_joint` over `n` points and the op's aux words they read: the
 /// parameters in 16 KiB uniform windows per group of components (or whole, for components too
 /// large for one; the kernel then reads them from binding b at word 0),
-/// writing the `n × k` log-joint into `dst`, unless `fused` (called with whether one
+/// writing the `n × k` log-joint into `dst` from points of `format`, unless `fused` (called with whether one
 /// invocation can hold every component) returns a fused mode: then the kernel writes its
 /// output to `Src::Output` itself. Returns the passes and the fused mode.
 fn joint_passes(
@@ -226,7 +227,9 @@ fn joint_passes(
     dims: usize,
     fused: impl Fn(bool) -> u32,
     dst: Src,
+    format: InputFormat,
 ) -> Result<(Vec<LlPass>, u32, Vec<f32>), Error> {
+    let entry = format.bytes();
     let (d, k) = (dims as u64, packed.consts.len() as u64);
     let usable = usable(caps)?;
     if d * 4 > usable || k * 4 > usable {
@@ -287,7 +290,8 @@ fn joint_passes(
         let mut p0 = 0;
         while p0 < n64 {
             let p = p_max.min(n64 - p0);
-            let (xw, xoff) = window_of(p0 * d * 4, p * d * 4, caps.storage_align);
+            let (xw, xoff) =
+                entries_window(p0 * d * entry, p * d * entry, caps.storage_align, entry);
             let (ow, ooff) = window_of(
                 p0 * out_per_point * 4,
                 p * out_per_point * 4,
@@ -297,7 +301,12 @@ fn joint_passes(
                 key: PipelineKey {
                     // Points held in registers: loops specialised for the dimension.
                     dims: if dims <= 64 { dims as u32 } else { 0 },
-                    ..key("gmm_log_joint", packed.op + if uniform { 3 } else { 0 }, 0)
+                    ..key_reading(
+                        "gmm_log_joint",
+                        packed.op + if uniform { 3 } else { 0 },
+                        0,
+                        format,
+                    )
                 },
                 params: LlParams {
                     rows: p as u32,
@@ -370,6 +379,31 @@ impl GmmOp {
         gmm: &Gmm,
         output: GmmOutput,
     ) -> Result<GmmOp, Error> {
+        Self::with_format(gpu, n, dims, gmm, output, InputFormat::F32)
+    }
+
+    /// [`GmmOp::new`] for f16 points: the input holds `n × dims` IEEE binary16 values
+    /// (`half::f16`, two to a 4-byte word, the first in the low half; the buffer at least
+    /// `⌈n·dims / 2⌉` words), decoded exactly on the GPU — half the bytes read, the arithmetic
+    /// and the f32 results those of the f32 op on the same values. Needs no adapter feature.
+    pub fn new_f16(
+        gpu: &Gpu,
+        n: usize,
+        dims: usize,
+        gmm: &Gmm,
+        output: GmmOutput,
+    ) -> Result<GmmOp, Error> {
+        Self::with_format(gpu, n, dims, gmm, output, InputFormat::F16)
+    }
+
+    fn with_format(
+        gpu: &Gpu,
+        n: usize,
+        dims: usize,
+        gmm: &Gmm,
+        output: GmmOutput,
+        format: InputFormat,
+    ) -> Result<GmmOp, Error> {
         let caps = Caps::of(gpu);
         let packed = pack(gmm, dims)?;
         let (n64, d, k) = (n as u64, dims as u64, packed.consts.len() as u64);
@@ -389,7 +423,7 @@ impl GmmOp {
             _ => 0,
         };
         let (passes, fused, aux) =
-            joint_passes(&caps, &packed, n64, dims, fused_ok, Src::Scratch(0))?;
+            joint_passes(&caps, &packed, n64, dims, fused_ok, Src::Scratch(0), format)?;
         let func = match output {
             GmmOutput::ScoreSamples => RowFn::Logsumexp,
             GmmOutput::LogResponsibilities => RowFn::LogSoftmax,
@@ -413,7 +447,7 @@ impl GmmOp {
             steps,
             Some((bytemuck::cast_slice(&aux).to_vec(), 0)),
             &[if fused != 0 { 0 } else { joint_bytes }, 0],
-            vec![n64 * d * 4],
+            vec![input_bytes(n64 * d, format)],
             output_len as u64 * 4,
         )?;
         Ok(GmmOp {
@@ -468,32 +502,44 @@ impl GmmOp {
     }
 }
 
-pub(crate) fn check_points(points: &[f32], n: usize, dims: usize) -> Result<(), Error> {
+/// Checks that `len` points' coordinates make `n × dims`.
+pub(crate) fn check_points(len: usize, n: usize, dims: usize) -> Result<(), Error> {
     let expected = n
         .checked_mul(dims)
         .ok_or_else(|| Error::Shape(format!("{n} × {dims} overflows")))?;
-    if points.len() != expected {
+    if len != expected {
         return Err(Error::InputLength {
             what: "points",
             expected,
-            actual: points.len(),
+            actual: len,
         });
     }
     Ok(())
 }
 
+/// The points of a blocking evaluation.
+#[derive(Clone, Copy)]
+enum Points<'a> {
+    F32(&'a [f32]),
+    F16(&'a [half::f16]),
+}
+
 impl Gpu {
     fn run_gmm(
         &self,
-        points: &[f32],
+        points: Points<'_>,
         n: usize,
         dims: usize,
         gmm: &Gmm,
         output: GmmOutput,
     ) -> Result<Vec<f32>, Error> {
-        check_points(points, n, dims)?;
-        let op = GmmOp::new(self, n, dims, gmm, output)?;
-        self.run_program(&op.program, &[bytemuck::cast_slice(points)], op.output_len)
+        let (len, format, bytes) = match points {
+            Points::F32(v) => (v.len(), InputFormat::F32, bytemuck::cast_slice(v).into()),
+            Points::F16(v) => (v.len(), InputFormat::F16, crate::gpu::f16_words(v)),
+        };
+        check_points(len, n, dims)?;
+        let op = GmmOp::with_format(self, n, dims, gmm, output, format)?;
+        self.run_program(&op.program, &[&bytes], op.output_len)
     }
 
     /// `log p(x)` of each of `n` points (row-major `n × dims`) under the mixture: scikit-learn's
@@ -515,7 +561,30 @@ impl Gpu {
         dims: usize,
         gmm: &Gmm,
     ) -> Result<Vec<f32>, Error> {
-        self.run_gmm(points, n, dims, gmm, GmmOutput::ScoreSamples)
+        self.run_gmm(Points::F32(points), n, dims, gmm, GmmOutput::ScoreSamples)
+    }
+
+    /// [`Gpu::gmm_score_samples`] of f16 points (`half::f16`), read as f16 on the GPU (half
+    /// the bytes); bit for bit the f32 evaluation of the same values converted to f32.
+    ///
+    /// ```no_run
+    /// use half::f16;
+    /// use logdomain::{Covariance, Gmm, Gpu};
+    /// let gpu = Gpu::new()?;
+    /// let gmm = Gmm { weights: vec![1.0], means: vec![0.0],
+    ///                 covariance: Covariance::Diag(vec![1.0]) };
+    /// let lp = gpu.gmm_score_samples_f16(&[f16::ZERO], 1, 1, &gmm)?;
+    /// assert!((lp[0] + 0.9189385).abs() < 1e-6);
+    /// # Ok::<(), logdomain::Error>(())
+    /// ```
+    pub fn gmm_score_samples_f16(
+        &self,
+        points: &[half::f16],
+        n: usize,
+        dims: usize,
+        gmm: &Gmm,
+    ) -> Result<Vec<f32>, Error> {
+        self.run_gmm(Points::F16(points), n, dims, gmm, GmmOutput::ScoreSamples)
     }
 
     /// `log p(k | x)` for each point and component: `n × k` values, row-major
@@ -527,7 +596,30 @@ impl Gpu {
         dims: usize,
         gmm: &Gmm,
     ) -> Result<Vec<f32>, Error> {
-        self.run_gmm(points, n, dims, gmm, GmmOutput::LogResponsibilities)
+        self.run_gmm(
+            Points::F32(points),
+            n,
+            dims,
+            gmm,
+            GmmOutput::LogResponsibilities,
+        )
+    }
+
+    /// [`Gpu::gmm_log_responsibilities`] of f16 points.
+    pub fn gmm_log_responsibilities_f16(
+        &self,
+        points: &[half::f16],
+        n: usize,
+        dims: usize,
+        gmm: &Gmm,
+    ) -> Result<Vec<f32>, Error> {
+        self.run_gmm(
+            Points::F16(points),
+            n,
+            dims,
+            gmm,
+            GmmOutput::LogResponsibilities,
+        )
     }
 }
 
@@ -775,7 +867,15 @@ impl GmmReduceOp {
             .ok_or_else(|| Error::Shape("n × k overflows".into()))?;
         limit("the n × k log-joint", joint_bytes, &caps)?;
         limit("the points", n64 * d * 4, &caps)?;
-        let (joint, _, mut aux) = joint_passes(&caps, &packed, n64, dims, |_| 0, Src::Scratch(2))?;
+        let (joint, _, mut aux) = joint_passes(
+            &caps,
+            &packed,
+            n64,
+            dims,
+            |_| 0,
+            Src::Scratch(2),
+            InputFormat::F32,
+        )?;
         let mut steps = vec![Step::Ll(joint)];
         if n > 0 {
             let rows = RowOp::new(
@@ -996,7 +1096,7 @@ impl Gpu {
         gmm: &Gmm,
         kind: GmmReduction,
     ) -> Result<Vec<f32>, Error> {
-        check_points(points, n, dims)?;
+        check_points(points.len(), n, dims)?;
         let op = GmmReduceOp::new(self, n, dims, gmm, kind)?;
         self.run_program(&op.program, &[bytemuck::cast_slice(points)], op.output_len)
     }

@@ -85,7 +85,7 @@ pub(crate) struct PipelineKey {
     pub reduce: u32,
     /// The `GMM_DIMS` override (likelihood family only; 0 = not specialised).
     pub dims: u32,
-    /// The `IN_F16` override (log-sum-exp family only): the input holds f16 entries.
+    /// The `IN_F16` override: the input (binding 1 of either module) holds f16 entries.
     pub in_f16: bool,
 }
 
@@ -399,12 +399,13 @@ impl Gpu {
                     })
             })
             .clone();
-        let mut constants = vec![("OP", f64::from(key.op)), ("WG", f64::from(key.wg))];
+        let mut constants = vec![
+            ("OP", f64::from(key.op)),
+            ("WG", f64::from(key.wg)),
+            ("IN_F16", f64::from(u8::from(key.in_f16))),
+        ];
         let layout = match key.family {
-            Family::Logsumexp | Family::LogsumexpSubgroup => {
-                constants.push(("IN_F16", f64::from(u8::from(key.in_f16))));
-                &self.pipeline_layout
-            }
+            Family::Logsumexp | Family::LogsumexpSubgroup => &self.pipeline_layout,
             Family::Likelihood | Family::LikelihoodWide => {
                 constants.push(("REDUCE", f64::from(key.reduce)));
                 constants.push(("GMM_DIMS", f64::from(key.dims)));
@@ -769,19 +770,7 @@ impl Gpu {
         rows: usize,
         cols: usize,
     ) -> Result<Vec<f32>, Error> {
-        // Bound in whole words: an odd count is padded with one zero entry.
-        let mut words: Vec<half::f16> = x.to_vec();
-        if words.len() % 2 == 1 {
-            words.push(half::f16::ZERO);
-        }
-        self.run_rows_as(
-            func,
-            bytemuck::cast_slice(&words),
-            x.len(),
-            InputFormat::F16,
-            rows,
-            cols,
-        )
+        self.run_rows_as(func, &f16_words(x), x.len(), InputFormat::F16, rows, cols)
     }
 
     /// Row-wise log-sum-exp in two parts, `(m, log1p(s))` per row: `2 * rows` values (see
@@ -913,5 +902,17 @@ impl Gpu {
             return Err(Error::Gpu(e.to_string()));
         }
         self.read_back(&mut blocking, &mut encoder, &output, out_bytes)
+    }
+}
+
+/// f16 entries as the bytes of whole 4-byte words, as kernels bind them: an odd count is padded
+/// with one zero entry (a copy only then).
+pub(crate) fn f16_words(x: &[half::f16]) -> std::borrow::Cow<'_, [u8]> {
+    if x.len().is_multiple_of(2) {
+        std::borrow::Cow::Borrowed(bytemuck::cast_slice(x))
+    } else {
+        let mut words = x.to_vec();
+        words.push(half::f16::ZERO);
+        std::borrow::Cow::Owned(bytemuck::cast_slice(&words).to_vec())
     }
 }

@@ -24,7 +24,7 @@ use crate::likelihood::{
     groups_for, grow_scratch, key, limit, parts_step, poisson_nll_spec, reduce_passes,
     reduce_passes_from, smooth_sum_passes, targets_i32,
 };
-use crate::logsumexp::{Caps, RowFn, Window};
+use crate::logsumexp::{Caps, InputFormat, RowFn, Window};
 use crate::shaders::{LlParams, PARTIAL_BYTES};
 
 const OP_SUM_G: u32 = 5;
@@ -432,7 +432,14 @@ impl CrossEntropyGradOp {
         let mut steps = Vec::new();
         let mut scratch = [0u64; 3];
         if r > 0 && c > 0 {
-            steps.push(parts_step(gpu, Src::Input(0), rows, classes, parts_off)?);
+            steps.push(parts_step(
+                gpu,
+                Src::Input(0),
+                rows,
+                classes,
+                parts_off,
+                InputFormat::F32,
+            )?);
         }
         let mut passes = Vec::new();
         // 1. The rows' losses from the gathered target logits (before the gradient may
@@ -447,6 +454,7 @@ impl CrossEntropyGradOp {
             },
             staged.then_some(Src::Scratch(2)),
             true,
+            InputFormat::F32,
             &caps,
         )?);
         if staged {
@@ -483,7 +491,8 @@ impl CrossEntropyGradOp {
             grow_scratch(&mut scratch, need);
         }
         if smoothing && !wide && r > 0 && c > 0 {
-            let (more, need) = smooth_sum_passes(r, c, mode, parts_off, smooth_off, &caps)?;
+            let (more, need) =
+                smooth_sum_passes(r, c, mode, parts_off, smooth_off, InputFormat::F32, &caps)?;
             passes.extend(more);
             grow_scratch(&mut scratch, need);
         }
@@ -913,7 +922,7 @@ impl Gpu {
         targets: &[i64],
         options: &CrossEntropy,
     ) -> Result<(Vec<f32>, Vec<f32>), Error> {
-        check_categorical_inputs(logits, rows, classes, targets)?;
+        check_categorical_inputs(logits.len(), rows, classes, targets)?;
         let op = CrossEntropyGradOp::new(self, rows, classes, options)?;
         let t = targets_i32(targets, classes, options.ignore_index)?;
         let (loss, mut grads) = self.run_program_with(

@@ -16,7 +16,9 @@ use wgpu::util::DeviceExt;
 
 use crate::error::Error;
 use crate::gpu::{Family, Gpu, PipelineKey};
-use crate::logsumexp::{Caps, RowFn, RowOp, RowsLayout, Strategy, Window, fold_groups, window};
+use crate::logsumexp::{
+    Caps, InputFormat, RowFn, RowOp, RowsLayout, Strategy, Window, fold_groups, window, window_of,
+};
 use crate::shaders::{LlParams, PARTIAL_BYTES};
 
 /// How per-sample values are reduced over the batch, as PyTorch's `reduction` argument.
@@ -229,6 +231,24 @@ pub(crate) fn key(entry: &'static str, op: u32, reduce: u32) -> PipelineKey {
         dims: 0,
         in_f16: false,
     }
+}
+
+/// `key` for a pass whose binding a holds entries of `format` (the `IN_F16` override).
+pub(crate) fn key_reading(
+    entry: &'static str,
+    op: u32,
+    reduce: u32,
+    format: InputFormat,
+) -> PipelineKey {
+    PipelineKey {
+        in_f16: format == InputFormat::F16,
+        ..key(entry, op, reduce)
+    }
+}
+
+/// Bytes a buffer of `n` entries of `format` needs: whole 4-byte words, as it is bound.
+pub(crate) fn input_bytes(n: u64, format: InputFormat) -> u64 {
+    (n * format.bytes()).next_multiple_of(4)
 }
 
 impl Program {
@@ -618,10 +638,14 @@ pub(crate) fn elementwise_passes_at(
         }
     }
     let cols32 = crate::logsumexp::u32_of(cols, "cols")?;
+    // f16 entries (IN_F16) in binding a, which is then the only per-element binding; the
+    // geometry (chunks, windows of rows) stays that of f32, so the sums are the same.
+    let entry = if key.in_f16 { 2 } else { 4 };
+    debug_assert!(!key.in_f16 || slots[1..].iter().all(Option::is_some));
     for (r0, k, c0, c1) in geo {
-        let first = offset + (r0 * pitch + c0) * 4;
-        let bytes = ((k - 1) * pitch + (c1 - c0)) * 4;
-        let (w, off) = window(first, bytes, caps.storage_align);
+        let first = offset + (r0 * pitch + c0) * entry;
+        let bytes = ((k - 1) * pitch + (c1 - c0)) * entry;
+        let (w, off) = window_of(first, bytes, caps.storage_align, entry);
         let mut bind = [Bind::dummy(); 4];
         let mut offs = [0u32; 4];
         for j in 0..4 {
@@ -782,17 +806,19 @@ pub(crate) fn reduce_passes_from(
     Ok((passes, need))
 }
 
-/// The rows' log-sum-exp parts `(m, log1p s)` of `from` (the logits) into the op's aux buffer
-/// at word `parts_off`, by the log-sum-exp family's row strategies.
+/// The rows' log-sum-exp parts `(m, log1p s)` of `from` (the logits, entries of `format`) into
+/// the op's aux buffer at word `parts_off`, by the log-sum-exp family's row strategies.
 pub(crate) fn parts_step(
     gpu: &Gpu,
     from: Src,
     rows: usize,
     classes: usize,
     parts_off: u64,
+    format: InputFormat,
 ) -> Result<Step, Error> {
     let layout = RowsLayout {
         output_offset: parts_off * 4,
+        input_format: format,
         ..RowsLayout::contiguous(rows, classes)
     };
     Ok(Step::Rows(
@@ -810,15 +836,18 @@ pub(crate) fn parts_step(
 /// The `categorical` dispatches over `rows` rows of `classes` logits (Input(0)) with targets
 /// (Input(1)): windows of whole rows. `partials` is where REDUCE 1 writes the rows' (loss,
 /// weight) partials (bound whole), or `None` for REDUCE 0 (the losses into the output); `aux`
-/// binds the op's aux buffer as c. `base` holds the options; the geometry is filled in.
+/// binds the op's aux buffer as c. `base` holds the options; the geometry is filled in. The
+/// logits are entries of `format`.
 pub(crate) fn categorical_passes(
     rows: u64,
     classes: u64,
     base: LlParams,
     partials: Option<Src>,
     aux: bool,
+    format: InputFormat,
     caps: &Caps,
 ) -> Result<Vec<LlPass>, Error> {
+    let entry = format.bytes();
     let usable = usable(caps)?;
     let u = |v: u64, what: &str| crate::logsumexp::u32_of(v, what);
     let c = classes;
@@ -833,7 +862,12 @@ pub(crate) fn categorical_passes(
     let mut r0 = 0;
     while r0 < rows {
         let k = k_max.min(rows - r0);
-        let (lw, loff) = window(r0 * c * 4, (k * c * 4).max(4), caps.storage_align);
+        let (lw, loff) = window_of(
+            r0 * c * entry,
+            (k * c * entry).max(4),
+            caps.storage_align,
+            entry,
+        );
         let (tw, toff) = window(r0 * 4, k * 4, caps.storage_align);
         let (out, out_off) = match partials {
             Some(src) => (Bind::whole(src), 0),
@@ -857,7 +891,7 @@ pub(crate) fn categorical_passes(
             }
         };
         passes.push(LlPass {
-            key: key("categorical", 0, u32::from(partials.is_some())),
+            key: key_reading("categorical", 0, u32::from(partials.is_some()), format),
             params: LlParams {
                 rows: k as u32,
                 cols: u(c, "classes")?,
@@ -890,15 +924,16 @@ pub(crate) fn categorical_passes(
     Ok(passes)
 }
 
-/// The rows' label-smoothing sums Σ_c w_c (−log_softmax_c) from the logits (Input(0)) and
-/// the parts at aux word `parts_off`, into aux words `smooth_off..+rows`: per-chunk partials in
-/// scratch 0, then the pairwise levels. Returns the passes and the scratch they need.
+/// The rows' label-smoothing sums Σ_c w_c (−log_softmax_c) from the logits (Input(0), entries
+/// of `format`) and the parts at aux word `parts_off`, into aux words `smooth_off..+rows`:
+/// per-chunk partials in scratch 0, then the pairwise levels. Returns the passes and the scratch they need.
 pub(crate) fn smooth_sum_passes(
     rows: u64,
     classes: u64,
     mode: u32,
     parts_off: u64,
     smooth_off: u64,
+    format: InputFormat,
     caps: &Caps,
 ) -> Result<(Vec<LlPass>, [u64; 2]), Error> {
     let u = |v: u64, what: &str| crate::logsumexp::u32_of(v, what);
@@ -910,7 +945,7 @@ pub(crate) fn smooth_sum_passes(
     };
     let weighted = mode & MODE_WEIGHTED != 0;
     let mut passes = elementwise_passes(
-        key("elementwise", OP_SMOOTH, 1),
+        key_reading("elementwise", OP_SMOOTH, 1, format),
         base,
         rows,
         classes,
@@ -1160,7 +1195,35 @@ impl LossOp {
         classes: usize,
         options: &CrossEntropy,
     ) -> Result<LossOp, Error> {
-        Self::categorical(gpu, Loss::CrossEntropy, rows, classes, options)
+        Self::categorical(
+            gpu,
+            Loss::CrossEntropy,
+            rows,
+            classes,
+            options,
+            InputFormat::F32,
+        )
+    }
+
+    /// [`LossOp::cross_entropy`] of f16 logits: input 0 holds `rows × classes` IEEE binary16
+    /// values (`half::f16`, two to a 4-byte word, the first in the low half; the buffer at least
+    /// [`LossOp::inputs`]`[0].bytes` long, whole words), decoded exactly on the GPU — half the
+    /// bytes read, the arithmetic and the result (f32) those of the f32 op on the same values.
+    /// Needs no adapter feature.
+    pub fn cross_entropy_f16(
+        gpu: &Gpu,
+        rows: usize,
+        classes: usize,
+        options: &CrossEntropy,
+    ) -> Result<LossOp, Error> {
+        Self::categorical(
+            gpu,
+            Loss::CrossEntropy,
+            rows,
+            classes,
+            options,
+            InputFormat::F16,
+        )
     }
 
     /// `F.nll_loss(log_probs, targets, weight, ignore_index, reduction)`; `label_smoothing`
@@ -1171,7 +1234,18 @@ impl LossOp {
         classes: usize,
         options: &CrossEntropy,
     ) -> Result<LossOp, Error> {
-        Self::categorical(gpu, Loss::NllLoss, rows, classes, options)
+        Self::categorical(gpu, Loss::NllLoss, rows, classes, options, InputFormat::F32)
+    }
+
+    /// [`LossOp::nll_loss`] of f16 log-probabilities (laid out as in
+    /// [`LossOp::cross_entropy_f16`]).
+    pub fn nll_loss_f16(
+        gpu: &Gpu,
+        rows: usize,
+        classes: usize,
+        options: &CrossEntropy,
+    ) -> Result<LossOp, Error> {
+        Self::categorical(gpu, Loss::NllLoss, rows, classes, options, InputFormat::F16)
     }
 
     fn categorical(
@@ -1180,6 +1254,7 @@ impl LossOp {
         rows: usize,
         classes: usize,
         o: &CrossEntropy,
+        format: InputFormat,
     ) -> Result<LossOp, Error> {
         let caps = Caps::of(gpu);
         let n = elems(rows, classes)?;
@@ -1204,10 +1279,18 @@ impl LossOp {
         let ignore = i32::try_from(o.ignore_index).unwrap_or(i32::MIN);
         let mode = if weighted { MODE_WEIGHTED } else { 0 } | if nll { MODE_NLL } else { 0 };
         if rows > 0 && classes > 0 && !nll {
-            steps.push(parts_step(gpu, Src::Input(0), rows, classes, parts_off)?);
+            steps.push(parts_step(
+                gpu,
+                Src::Input(0),
+                rows,
+                classes,
+                parts_off,
+                format,
+            )?);
         }
         if smoothing && rows > 0 && classes > 0 {
-            let (passes, need) = smooth_sum_passes(r, c, mode, parts_off, smooth_off, &caps)?;
+            let (passes, need) =
+                smooth_sum_passes(r, c, mode, parts_off, smooth_off, format, &caps)?;
             grow_scratch(&mut scratch, need);
             steps.push(Step::Ll(passes));
         }
@@ -1230,6 +1313,7 @@ impl LossOp {
             base,
             reduce.then_some(Src::Scratch(0)),
             weighted || !nll,
+            format,
             &caps,
         )?;
         if reduce {
@@ -1253,19 +1337,21 @@ impl LossOp {
             steps,
             Some((data, (aux_words - parts_off) * 4)),
             &scratch,
-            vec![n * 4, r * 4],
+            vec![input_bytes(n, format), r * 4],
             output_len as u64 * 4,
         )?;
+        let f16 = format == InputFormat::F16;
         Ok(LossOp {
             loss,
             inputs: vec![
                 InputSpec {
-                    name: if nll {
-                        "log-probabilities (f32, rows × classes)"
-                    } else {
-                        "logits (f32, rows × classes)"
+                    name: match (nll, f16) {
+                        (true, false) => "log-probabilities (f32, rows × classes)",
+                        (true, true) => "log-probabilities (f16, rows × classes)",
+                        (false, false) => "logits (f32, rows × classes)",
+                        (false, true) => "logits (f16, rows × classes)",
                     },
-                    bytes: n * 4,
+                    bytes: input_bytes(n, format),
                 },
                 InputSpec::new("targets (i32, rows)", r * 4),
             ],
@@ -1510,12 +1596,19 @@ pub(crate) fn check_gaussian_inputs(target: &[f32], var: &[f32], n: usize) -> Re
 
 /// Checks the lengths of a blocking categorical call's logits and targets.
 pub(crate) fn check_categorical_inputs(
-    logits: &[f32],
+    logits_len: usize,
     rows: usize,
     classes: usize,
     targets: &[i64],
 ) -> Result<(), Error> {
-    check_len("logits", logits, elems(rows, classes)? as usize)?;
+    let expected = elems(rows, classes)? as usize;
+    if logits_len != expected {
+        return Err(Error::InputLength {
+            what: "logits",
+            expected,
+            actual: logits_len,
+        });
+    }
     if targets.len() != rows {
         return Err(Error::InputLength {
             what: "targets",
@@ -1550,6 +1643,13 @@ pub(crate) fn targets_i32(
         .collect()
 }
 
+/// The logits (or log-probabilities) of a blocking categorical loss.
+#[derive(Clone, Copy)]
+enum Logits<'a> {
+    F32(&'a [f32]),
+    F16(&'a [half::f16]),
+}
+
 impl Gpu {
     fn run_loss(&self, op: &LossOp, inputs: &[&[u8]]) -> Result<Vec<f32>, Error> {
         self.run_program(&op.program, inputs, op.output_len)
@@ -1575,7 +1675,33 @@ impl Gpu {
         targets: &[i64],
         options: &CrossEntropy,
     ) -> Result<Vec<f32>, Error> {
-        self.categorical(Loss::CrossEntropy, logits, rows, classes, targets, options)
+        let x = Logits::F32(logits);
+        self.categorical(Loss::CrossEntropy, x, rows, classes, targets, options)
+    }
+
+    /// [`Gpu::cross_entropy`] of f16 logits (`half::f16`), read as f16 on the GPU (half the
+    /// bytes): the result is bit for bit that of the f32 op on the same values converted to
+    /// f32. Needs no adapter feature.
+    ///
+    /// ```no_run
+    /// use half::f16;
+    /// use logdomain::{CrossEntropy, Gpu};
+    /// let gpu = Gpu::new()?;
+    /// let logits = [f16::ZERO, f16::ZERO];
+    /// let loss = gpu.cross_entropy_f16(&logits, 1, 2, &[1], &CrossEntropy::default())?;
+    /// assert!((loss[0] - 2f32.ln()).abs() < 1e-6);
+    /// # Ok::<(), logdomain::Error>(())
+    /// ```
+    pub fn cross_entropy_f16(
+        &self,
+        logits: &[half::f16],
+        rows: usize,
+        classes: usize,
+        targets: &[i64],
+        options: &CrossEntropy,
+    ) -> Result<Vec<f32>, Error> {
+        let x = Logits::F16(logits);
+        self.categorical(Loss::CrossEntropy, x, rows, classes, targets, options)
     }
 
     /// `F.nll_loss` on log-probabilities (`rows × classes`); `label_smoothing` must be 0.
@@ -1587,22 +1713,40 @@ impl Gpu {
         targets: &[i64],
         options: &CrossEntropy,
     ) -> Result<Vec<f32>, Error> {
-        self.categorical(Loss::NllLoss, log_probs, rows, classes, targets, options)
+        let x = Logits::F32(log_probs);
+        self.categorical(Loss::NllLoss, x, rows, classes, targets, options)
     }
 
-    fn categorical(
+    /// [`Gpu::nll_loss`] of f16 log-probabilities.
+    pub fn nll_loss_f16(
         &self,
-        loss: Loss,
-        x: &[f32],
+        log_probs: &[half::f16],
         rows: usize,
         classes: usize,
         targets: &[i64],
         options: &CrossEntropy,
     ) -> Result<Vec<f32>, Error> {
-        check_categorical_inputs(x, rows, classes, targets)?;
-        let op = LossOp::categorical(self, loss, rows, classes, options)?;
+        let x = Logits::F16(log_probs);
+        self.categorical(Loss::NllLoss, x, rows, classes, targets, options)
+    }
+
+    fn categorical(
+        &self,
+        loss: Loss,
+        x: Logits<'_>,
+        rows: usize,
+        classes: usize,
+        targets: &[i64],
+        options: &CrossEntropy,
+    ) -> Result<Vec<f32>, Error> {
+        let (len, format, bytes) = match x {
+            Logits::F32(v) => (v.len(), InputFormat::F32, bytemuck::cast_slice(v).into()),
+            Logits::F16(v) => (v.len(), InputFormat::F16, crate::gpu::f16_words(v)),
+        };
+        check_categorical_inputs(len, rows, classes, targets)?;
+        let op = LossOp::categorical(self, loss, rows, classes, options, format)?;
         let t = targets_i32(targets, classes, options.ignore_index)?;
-        self.run_loss(&op, &[bytemuck::cast_slice(x), bytemuck::cast_slice(&t)])
+        self.run_loss(&op, &[&bytes, bytemuck::cast_slice(&t)])
     }
 
     /// `F.gaussian_nll_loss(input, target, var)`: `var` has one variance per element or a

@@ -233,7 +233,7 @@ pub(crate) fn window(first: u64, bytes: u64, align: u64) -> (Window, u32) {
 
 /// [`window`] for entries of `entry` bytes: the binding from the aligned start, its size rounded
 /// up to whole 4-byte words, and the first entry's index in it.
-fn window_of(first: u64, bytes: u64, align: u64, entry: u64) -> (Window, u32) {
+pub(crate) fn window_of(first: u64, bytes: u64, align: u64, entry: u64) -> (Window, u32) {
     let start = first - first % align;
     (
         Window {

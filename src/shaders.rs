@@ -195,8 +195,15 @@ mod tests {
 
     #[test]
     fn portable_module_validates_and_translates_everywhere() {
-        // No optional capability at all: what WebGPU and GL downlevel devices accept.
-        validate_and_translate(&logsumexp_module(), Capabilities::empty());
+        // No optional capability at all: what WebGPU and GL downlevel devices accept; f16
+        // inputs need none either.
+        for in_f16 in [0.0, 1.0] {
+            validate_and_translate_with(
+                &logsumexp_module(),
+                Capabilities::empty(),
+                &[("IN_F16", in_f16)],
+            );
+        }
     }
 
     #[test]
@@ -210,11 +217,13 @@ mod tests {
     #[test]
     fn likelihood_module_validates_and_translates_everywhere() {
         for reduce in [0.0, 1.0] {
-            validate_and_translate_with(
-                &likelihood_module(),
-                Capabilities::empty(),
-                &[("REDUCE", reduce), ("GMM_DIMS", 16.0)],
-            );
+            for in_f16 in [0.0, 1.0] {
+                validate_and_translate_with(
+                    &likelihood_module(),
+                    Capabilities::empty(),
+                    &[("REDUCE", reduce), ("GMM_DIMS", 16.0), ("IN_F16", in_f16)],
+                );
+            }
         }
     }
 

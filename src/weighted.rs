@@ -13,7 +13,7 @@ use crate::likelihood::{
     Bind, CHUNK, LlPass, MODE_WEIGHTED, Program, Src, Step, check_len, elementwise_passes, elems,
     groups_for, grow_scratch, key, limit, parts_step, reduce_passes_from,
 };
-use crate::logsumexp::{Caps, u32_of};
+use crate::logsumexp::{Caps, InputFormat, u32_of};
 use crate::shaders::{LlParams, PARTIAL_BYTES};
 
 const OP_W_SUBST: u32 = 23;
@@ -77,7 +77,14 @@ impl WeightedLseOp {
                 &caps,
             )?));
             // m per row into the aux words [0, 2 rows).
-            steps.push(parts_step(gpu, Src::Scratch(0), rows, cols, 0)?);
+            steps.push(parts_step(
+                gpu,
+                Src::Scratch(0),
+                rows,
+                cols,
+                0,
+                InputFormat::F32,
+            )?);
             let mut passes = elementwise_passes(
                 key("elementwise", OP_W_TERMS, 1),
                 base,

@@ -803,3 +803,106 @@ fn mixture_sums_encoder_level_and_errors() {
         Err(Error::InputLength { .. })
     ));
 }
+
+/// f16 points: bit for bit the f32 evaluation of the same values converted to f32, for every
+/// covariance, odd dimensions (points that start mid-word), points held in registers or read
+/// from memory (d = 70), special coordinates, fused and unfused outputs, windows of a small
+/// binding; and the encoder-level op.
+#[test]
+fn f16_points_give_the_f32_bits() {
+    let (device, queue) = own_device(|l| {
+        l.max_storage_buffer_binding_size = 64 * 1024;
+        l.max_compute_workgroups_per_dimension = 16;
+    });
+    let small = Gpu::from_device(device, queue);
+    let mut rng = Rng(1617);
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    for (gpu, kind, n, k, d) in [
+        (gpu(), "diag", 1001, 16, 3),
+        (gpu(), "spherical", 257, 5, 16),
+        (gpu(), "full", 99, 20, 7),
+        (gpu(), "dense", 40, 3, 70),
+        (gpu(), "diag", 33, 80, 5),
+        (&small, "diag", 9_001, 4, 3),
+        (&small, "full", 3_001, 3, 5),
+    ] {
+        let gmm = mixture(&mut rng, k, d, kind, -3.0, 3.0);
+        let mut points: Vec<half::f16> = (0..n * d)
+            .map(|_| half::f16::from_f32(rng.uniform(-5.0, 5.0)))
+            .collect();
+        for (i, v) in [f32::NAN, f32::INFINITY, 65504.0, 6e-8, -0.0]
+            .iter()
+            .enumerate()
+        {
+            points[(i + 1) * d + i % d] = half::f16::from_f32(*v);
+        }
+        let p32: Vec<f32> = points.iter().map(|h| h.to_f32()).collect();
+        let what = format!("{kind} n={n} k={k} d={d}");
+        assert_eq!(
+            bits(&gpu.gmm_score_samples_f16(&points, n, d, &gmm).unwrap()),
+            bits(&gpu.gmm_score_samples(&p32, n, d, &gmm).unwrap()),
+            "score_samples {what}"
+        );
+        assert_eq!(
+            bits(
+                &gpu.gmm_log_responsibilities_f16(&points, n, d, &gmm)
+                    .unwrap()
+            ),
+            bits(&gpu.gmm_log_responsibilities(&p32, n, d, &gmm).unwrap()),
+            "log_responsibilities {what}"
+        );
+    }
+    // Right in itself: the oracle's bound, on a few points.
+    let gmm = mixture(&mut rng, 4, 3, "full", -2.0, 2.0);
+    let points: Vec<half::f16> = (0..30)
+        .map(|_| half::f16::from_f32(rng.uniform(-3.0, 3.0)))
+        .collect();
+    let p32: Vec<f32> = points.iter().map(|h| h.to_f32()).collect();
+    check_gmm(gpu(), &p32, 10, 3, &gmm, "f16 values as f32");
+    // Encoder level: whole words (3 × 3 entries in 5 words), sentinel-filled output, the same
+    // bits as the blocking call.
+    let (n, d) = (3, 3);
+    let op = GmmOp::new_f16(gpu(), n, d, &gmm, GmmOutput::ScoreSamples).unwrap();
+    let mut words = points[..n * d].to_vec();
+    words.push(half::f16::ZERO);
+    let input = gpu()
+        .device()
+        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: None,
+            contents: bytemuck::cast_slice(&words),
+            usage: wgpu::BufferUsages::STORAGE,
+        });
+    let output = gpu()
+        .device()
+        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: None,
+            contents: bytemuck::cast_slice(&[SENTINEL_BITS; 3]),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        });
+    let mut encoder = gpu().device().create_command_encoder(&Default::default());
+    op.record(&mut encoder, &input, &output).unwrap();
+    gpu().queue().submit([encoder.finish()]);
+    assert_eq!(
+        bits(&gpu().read_f32(&output, 12).unwrap()),
+        bits(
+            &gpu()
+                .gmm_score_samples_f16(&points[..9], n, d, &gmm)
+                .unwrap()
+        )
+    );
+    let short = gpu().device().create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: 16,
+        usage: wgpu::BufferUsages::STORAGE,
+        mapped_at_creation: false,
+    });
+    let mut encoder = gpu().device().create_command_encoder(&Default::default());
+    assert!(matches!(
+        op.record(&mut encoder, &short, &output),
+        Err(Error::Buffer(_))
+    ));
+    assert!(matches!(
+        gpu().gmm_score_samples_f16(&points[1..], 10, 3, &gmm),
+        Err(Error::InputLength { .. })
+    ));
+}

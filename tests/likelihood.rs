@@ -1051,3 +1051,110 @@ fn cpu_reference_agrees_with_the_gpu() {
         );
     }
 }
+
+/// f16 logits: the f16 ops give, bit for bit, the f32 ops' results on the same values converted
+/// to f32 (the decode is exact and the passes are the same), for every option, special values,
+/// odd class counts (rows that start in the middle of a word) and windows of a small binding.
+#[test]
+fn f16_logits_give_the_f32_ops_bits() {
+    let (device, queue) = own_device(|l| {
+        l.max_storage_buffer_binding_size = 64 * 1024;
+        l.max_compute_workgroups_per_dimension = 16;
+    });
+    let small = Gpu::from_device(device, queue);
+    let mut rng = Rng(1616);
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    let specials = [INF, NEG_INF, NAN, 65504.0, -65504.0, 6e-8, -0.0];
+    // (rows, classes): odd counts put rows across words; on the small device (64 KiB bindings)
+    // 4,001 × 5 and 300 × 200 take several windows of rows, some starting mid-word.
+    for (gpu, rows, classes) in [
+        (gpu(), 7, 3),
+        (gpu(), 33, 1001),
+        (&small, 4_001, 5),
+        (&small, 300, 200),
+    ] {
+        let mut x: Vec<half::f16> = (0..rows * classes)
+            .map(|_| half::f16::from_f32(rng.uniform(-12.0, 12.0)))
+            .collect();
+        // Special values in rows 1 and 2 (one each, the target's column in row 2).
+        for (j, &v) in specials.iter().enumerate() {
+            x[classes + j % classes] = half::f16::from_f32(v);
+        }
+        let targets: Vec<i64> = (0..rows).map(|r| ((r * 7) % classes) as i64).collect();
+        x[2 * classes + targets[2] as usize] = half::f16::from_f32(INF);
+        let x32: Vec<f32> = x.iter().map(|h| h.to_f32()).collect();
+        let weight: Vec<f32> = (0..classes).map(|c| 0.5 + (c % 3) as f32).collect();
+        for reduction in REDUCTIONS {
+            for (smoothing, weighted, ignore) in
+                [(0.0, false, -100), (0.25, true, 1), (0.1, false, 0)]
+            {
+                let o = CrossEntropy {
+                    weight: weighted.then(|| weight.clone()),
+                    ignore_index: ignore,
+                    label_smoothing: smoothing,
+                    reduction,
+                };
+                let what = format!("{rows}x{classes} {o:?}");
+                let want = gpu
+                    .cross_entropy(&x32, rows, classes, &targets, &o)
+                    .unwrap();
+                let got = gpu
+                    .cross_entropy_f16(&x, rows, classes, &targets, &o)
+                    .unwrap();
+                assert_eq!(bits(&got), bits(&want), "cross_entropy_f16 {what}");
+                let o = CrossEntropy {
+                    label_smoothing: 0.0,
+                    ..o
+                };
+                let want = gpu.nll_loss(&x32, rows, classes, &targets, &o).unwrap();
+                let got = gpu.nll_loss_f16(&x, rows, classes, &targets, &o).unwrap();
+                assert_eq!(bits(&got), bits(&want), "nll_loss_f16 {what}");
+            }
+        }
+    }
+    // The f32 results are themselves right: PyTorch's loss within its bound.
+    let (rows, classes) = (9, 5);
+    let x: Vec<half::f16> = (0..rows * classes)
+        .map(|_| half::f16::from_f32(rng.uniform(-3.0, 3.0)))
+        .collect();
+    let x32: Vec<f32> = x.iter().map(|h| h.to_f32()).collect();
+    let targets: Vec<i64> = (0..rows).map(|r| (r % classes) as i64).collect();
+    let o = CrossEntropy {
+        reduction: Reduction::None,
+        ..Default::default()
+    };
+    let (per, _) = categorical_want(&x32, rows, classes, &targets, &o, false);
+    check_all(
+        &gpu()
+            .cross_entropy_f16(&x, rows, classes, &targets, &o)
+            .unwrap(),
+        &per,
+        "cross_entropy_f16 against f64",
+    );
+    // Encoder level: the input's size is whole words; a short buffer is refused.
+    let op = LossOp::cross_entropy_f16(gpu(), 3, 3, &CrossEntropy::default()).unwrap();
+    assert_eq!(op.inputs()[0].bytes, 20, "9 f16 entries in 5 words");
+    assert!(op.inputs()[0].name.contains("f16"));
+    let make = |bytes: &[u8]| {
+        gpu()
+            .device()
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: None,
+                contents: bytes,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            })
+    };
+    let short = make(&[0u8; 16]);
+    let t = make(bytemuck::cast_slice(&[0i32, 1, 2]));
+    let out = make(&[0u8; 4]);
+    let mut encoder = gpu().device().create_command_encoder(&Default::default());
+    assert!(matches!(
+        op.record(&mut encoder, &[&short, &t], &out),
+        Err(Error::Buffer(_))
+    ));
+    // Lengths are checked in entries.
+    assert!(matches!(
+        gpu().cross_entropy_f16(&x[1..], rows, classes, &targets, &o),
+        Err(Error::InputLength { .. })
+    ));
+}
