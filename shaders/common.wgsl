@@ -164,7 +164,11 @@ fn lse_result_bits(st: LseState) -> u32 {
     if ((st.flags & FLAG_NONEMPTY) == 0u) {
         return F32_NEG_INF;
     }
-    return bitcast<u32>(st.m + ld_log1p(st.s));
+    // In IEEE arithmetic m + log1p(s) is never -0 (a -0 max gives -0 + 0 = +0); a compiler
+    // that assumes no signed zeros may fold the sum to m when it can prove s = 0 (a row of one
+    // entry, specialised), so the sign of zero is set here.
+    let r = bitcast<u32>(st.m + ld_log1p(st.s));
+    return select(r, 0u, r == 0x80000000u);
 }
 
 // log_softmax of one entry (bits) of the row summarised by st; l1p = ld_log1p(st.s).

@@ -20,6 +20,9 @@ override WG: u32 = 64u;
 // The input holds IEEE binary16 entries, two to a word (the first in the low half), decoded
 // exactly by `load_x`; outputs stay f32. Offsets and strides then count f16 entries.
 override IN_F16: bool = false;
+// The row length, when the host specialises a thread-per-row pipeline for short rows (0: read
+// params.cols): the loops over a row then have a constant trip count, which compilers unroll.
+override ROW_COLS: u32 = 0u;
 const WG_MAX: u32 = 256u;
 const OP_LOGSUMEXP: u32 = 0u;
 const OP_SOFTMAX: u32 = 1u;
@@ -129,6 +132,15 @@ const STACK: u32 = 32u;
 // BLOCK entries pushed in order, blocks merged pairwise by a binary counter, so rounding grows
 // with BLOCK + log2(blocks) rather than with the length. Mirrors `reference::range_state`.
 fn range_state(base: u32, first: u32, end: u32, step: u32) -> LseState {
+    if (end <= first || end - first <= BLOCK * step) {
+        // One block: its state is the range's (combining with the empty stack changes no bit),
+        // without the stack, whose zeroing and indexing cost more than a short row's entries.
+        var st = lse_identity();
+        for (var j = first; j < end; j += step) {
+            st = lse_push(st, load_x(base + j));
+        }
+        return st;
+    }
     var stack: array<LseState, STACK>;
     var depth = 0u;
     var blocks = 0u;
@@ -189,9 +201,9 @@ fn write_reduced(st: LseState, row: u32) {
     output[params.out_offset + row] = lse_result_bits(st);
 }
 
-// Writes a whole row's output: its logsumexp (by the invocation with first == 0), or its
-// softmax / log_softmax entries (every step-th from first).
-fn write_row(st: LseState, row: u32, first: u32, step: u32) {
+// Writes a whole row's output (of cols entries): its logsumexp (by the invocation with
+// first == 0), or its softmax / log_softmax entries (every step-th from first).
+fn write_row(st: LseState, row: u32, cols: u32, first: u32, step: u32) {
     if (OP == OP_LOGSUMEXP || OP == OP_LSE_PARTS) {
         if (first == 0u) {
             write_reduced(st, row);
@@ -199,7 +211,7 @@ fn write_row(st: LseState, row: u32, first: u32, step: u32) {
         return;
     }
     write_entries(st, params.in_offset + row * params.in_stride,
-        params.out_offset + row * params.out_stride, first, params.cols, step);
+        params.out_offset + row * params.out_stride, first, cols, step);
 }
 
 // Combines one state per invocation into the workgroup's state, returned to every invocation.
@@ -239,9 +251,10 @@ fn row_thread(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let total = nwg.x * nwg.y * WG;
+    let cols = select(params.cols, ROW_COLS, ROW_COLS != 0u);
     for (var row = wg_linear(wid, nwg) * WG + lid; row < params.rows; row += total) {
-        let st = range_state(params.in_offset + row * params.in_stride, 0u, params.cols, 1u);
-        write_row(st, row, 0u, 1u);
+        let st = range_state(params.in_offset + row * params.in_stride, 0u, cols, 1u);
+        write_row(st, row, cols, 0u, 1u);
     }
 }
 
@@ -255,7 +268,7 @@ fn row_workgroup(
     for (var row = wg_linear(wid, nwg); row < params.rows; row += groups) {
         var st = range_state(params.in_offset + row * params.in_stride, lid, params.cols, WG);
         st = workgroup_reduce(st, lid);
-        write_row(st, row, lid, WG);
+        write_row(st, row, params.cols, lid, WG);
     }
 }
 

@@ -20,6 +20,6 @@ fn row_subgroup(
                 subgroupShuffleXor(st.flags, o));
             st = lse_combine(st, other);
         }
-        write_row(st, row, lane, sg_size);
+        write_row(st, row, params.cols, lane, sg_size);
     }
 }

@@ -83,15 +83,16 @@ pub(crate) struct PipelineKey {
     pub wg: u32,
     /// The `REDUCE` override (likelihood family only).
     pub reduce: u32,
-    /// The `GMM_DIMS` override (likelihood family only; 0 = not specialised).
+    /// A length the pipeline is specialised for (0 = not specialised): the `GMM_DIMS`
+    /// override of the likelihood family, the `ROW_COLS` override of the log-sum-exp family.
     pub dims: u32,
     /// The `IN_F16` override: the input (binding 1 of either module) holds f16 entries.
     pub in_f16: bool,
 }
 
 impl PipelineKey {
-    /// A key of the log-sum-exp family.
-    pub fn rows(entry: &'static str, op: u32, wg: u32, in_f16: bool) -> PipelineKey {
+    /// A key of the log-sum-exp family; `row_cols` is the `ROW_COLS` override.
+    pub fn rows(entry: &'static str, op: u32, wg: u32, in_f16: bool, row_cols: u32) -> PipelineKey {
         let family = if entry == "row_subgroup" {
             Family::LogsumexpSubgroup
         } else {
@@ -103,7 +104,7 @@ impl PipelineKey {
             op,
             wg,
             reduce: 0,
-            dims: 0,
+            dims: row_cols,
             in_f16,
         }
     }
@@ -405,7 +406,10 @@ impl Gpu {
             ("IN_F16", f64::from(u8::from(key.in_f16))),
         ];
         let layout = match key.family {
-            Family::Logsumexp | Family::LogsumexpSubgroup => &self.pipeline_layout,
+            Family::Logsumexp | Family::LogsumexpSubgroup => {
+                constants.push(("ROW_COLS", f64::from(key.dims)));
+                &self.pipeline_layout
+            }
             Family::Likelihood | Family::LikelihoodWide => {
                 constants.push(("REDUCE", f64::from(key.reduce)));
                 constants.push(("GMM_DIMS", f64::from(key.dims)));

@@ -208,6 +208,9 @@ pub(crate) const WG_MAX: u32 = 256;
 /// entries (read, then written again by softmax / log_softmax), nor more than one grid-stride
 /// round: rows per dispatch are capped to fit MAX_GROUPS workgroups.
 const LANE_MAX: u64 = 16_384;
+/// Rows up to this long get thread-per-row pipelines specialised for their length (the
+/// `ROW_COLS` override).
+const ROW_COLS_MAX: usize = 64;
 const FILL_WG: u32 = 64;
 /// Cap on workgroups per dispatch; kernels loop over the rest (grid-stride), and
 /// groups × WG stays below 2^32.
@@ -717,7 +720,17 @@ impl RowOp {
         let caps = Caps::of(gpu);
         let plan = plan(func, &layout, strategy, &caps)?;
         let f16 = layout.input_format == InputFormat::F16;
-        let key = |p: &Pass| PipelineKey::rows(p.entry, func.op_code(), p.wg, f16);
+        // Short rows walked by one invocation: loops of a constant trip count, which compilers
+        // unroll (3.4× faster at 1,048,576 × 16 on lavapipe).
+        let row_cols = if layout.cols <= ROW_COLS_MAX {
+            layout.cols as u32
+        } else {
+            0
+        };
+        let key = |p: &Pass| {
+            let cols = if p.entry == "row_thread" { row_cols } else { 0 };
+            PipelineKey::rows(p.entry, func.op_code(), p.wg, f16, cols)
+        };
         let pipelines = plan
             .passes
             .iter()

@@ -197,11 +197,11 @@ mod tests {
     fn portable_module_validates_and_translates_everywhere() {
         // No optional capability at all: what WebGPU and GL downlevel devices accept; f16
         // inputs need none either.
-        for in_f16 in [0.0, 1.0] {
+        for (in_f16, row_cols) in [(0.0, 0.0), (1.0, 16.0)] {
             validate_and_translate_with(
                 &logsumexp_module(),
                 Capabilities::empty(),
-                &[("IN_F16", in_f16)],
+                &[("IN_F16", in_f16), ("ROW_COLS", row_cols)],
             );
         }
     }

@@ -77,7 +77,8 @@ pub struct BenchArgs {
     /// JSON on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// Feed logsumexp, softmax and log_softmax f16 inputs (half the bytes; other ops ignore it).
+    /// Feed logsumexp, softmax, log_softmax, cross_entropy and gmm_score_samples f16 inputs
+    /// (half the bytes; the other ops ignore it).
     #[arg(long)]
     pub f16: bool,
 }
@@ -150,70 +151,113 @@ pub fn measure(
             n as u64 * 4,
         );
     }
+    // With --f16 the values rounded to f16 are read as f16 by the ops that take it; the CPU
+    // reference takes the same values as f32.
+    let takes_f16 = matches!(
+        op,
+        BenchOp::Logsumexp
+            | BenchOp::Softmax
+            | BenchOp::LogSoftmax
+            | BenchOp::CrossEntropy
+            | BenchOp::GmmScoreSamples
+    );
+    let input = if f16 && takes_f16 {
+        let h: Vec<half::f16> = x.iter().map(|&v| half::f16::from_f32(v)).collect();
+        let x32: Vec<f32> = h.iter().map(|v| v.to_f32()).collect();
+        let mut words = h.clone();
+        if words.len() % 2 == 1 {
+            words.push(half::f16::ZERO);
+        }
+        let buffer = storage(gpu, bytemuck::cast_slice(&words));
+        Input {
+            x: x32,
+            h: Some(h),
+            buffer,
+        }
+    } else {
+        Input {
+            x,
+            h: None,
+            buffer: xb,
+        }
+    };
+    let mut row = rows_or_loss(gpu, op, shape, runs, &input)?;
+    if input.h.is_some() {
+        row.op.push_str("_f16");
+    }
+    Ok(row)
+}
+
+/// A bench's main input: the values as f32, the same values as f16 when the op reads f16, and
+/// the resident buffer the op reads (f16 entries when `h` is set).
+struct Input {
+    x: Vec<f32>,
+    h: Option<Vec<half::f16>>,
+    buffer: wgpu::Buffer,
+}
+
+impl Input {
+    fn format(&self) -> InputFormat {
+        if self.h.is_some() {
+            InputFormat::F16
+        } else {
+            InputFormat::F32
+        }
+    }
+}
+
+fn rows_or_loss(
+    gpu: &Gpu,
+    op: BenchOp,
+    shape: Shape,
+    runs: usize,
+    input: &Input,
+) -> Result<Row, String> {
+    let (rows, cols) = (shape.rows, shape.cols);
+    let n = rows * cols;
     let func = match op {
         BenchOp::Logsumexp => RowFn::Logsumexp,
         BenchOp::Softmax => RowFn::Softmax,
         BenchOp::LogSoftmax => RowFn::LogSoftmax,
-        _ => return loss_ops(gpu, op, shape, runs, x, xb),
+        _ => return loss_ops(gpu, op, shape, runs, input),
     };
     let out = output(gpu, func.output_len(rows, cols));
-    // With --f16 the values rounded to f16 are read as f16; the CPU reference takes the same
-    // values as f32.
-    let h: Option<Vec<half::f16>> =
-        f16.then(|| x.iter().map(|&v| half::f16::from_f32(v)).collect());
-    let (x, input, input_format) = match &h {
-        Some(h) => {
-            let mut words = h.clone();
-            if words.len() % 2 == 1 {
-                words.push(half::f16::ZERO);
-            }
-            let x32: Vec<f32> = h.iter().map(|v| v.to_f32()).collect();
-            (
-                x32,
-                storage(gpu, bytemuck::cast_slice(&words)),
-                InputFormat::F16,
-            )
-        }
-        None => (x, xb, InputFormat::F32),
-    };
+    let (x, h, input_format) = (&input.x, &input.h, input.format());
+    let input = &input.buffer;
     let layout = RowsLayout {
         input_format,
         ..RowsLayout::contiguous(rows, cols)
     };
     let row_op = RowOp::new(gpu, func, layout, Strategy::Auto).map_err(lib)?;
-    let mut row = finish(
+    finish(
         op,
         shape,
         runs,
         gpu,
-        &|e| row_op.record(e, &input, &out).map_err(lib),
-        &|| gpu.kernel_time(&row_op, &input, &out).map_err(lib),
+        &|e| row_op.record(e, input, &out).map_err(lib),
+        &|| gpu.kernel_time(&row_op, input, &out).map_err(lib),
         &|| {
             match (&h, func) {
                 (Some(h), RowFn::Logsumexp) => gpu.logsumexp_f16(h, rows, cols),
                 (Some(h), RowFn::Softmax) => gpu.softmax_f16(h, rows, cols),
                 (Some(h), _) => gpu.log_softmax_f16(h, rows, cols),
-                (None, RowFn::Logsumexp) => gpu.logsumexp(&x, rows, cols),
-                (None, RowFn::Softmax) => gpu.softmax(&x, rows, cols),
-                (None, _) => gpu.log_softmax(&x, rows, cols),
+                (None, RowFn::Logsumexp) => gpu.logsumexp(x, rows, cols),
+                (None, RowFn::Softmax) => gpu.softmax(x, rows, cols),
+                (None, _) => gpu.log_softmax(x, rows, cols),
             }
             .map(drop)
             .map_err(lib)
         },
         &|| {
             match func {
-                RowFn::Logsumexp => cpu_lse::logsumexp(&x, rows, cols),
-                RowFn::Softmax => cpu_lse::softmax(&x, rows, cols),
-                _ => cpu_lse::log_softmax(&x, rows, cols),
+                RowFn::Logsumexp => cpu_lse::logsumexp(x, rows, cols),
+                RowFn::Softmax => cpu_lse::softmax(x, rows, cols),
+                _ => cpu_lse::log_softmax(x, rows, cols),
             };
             Ok(())
         },
         n as u64 * input_format.bytes(),
-    )?;
-    if h.is_some() {
-        row.op.push_str("_f16");
-    }
-    Ok(row)
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -274,9 +318,10 @@ fn loss_ops(
     op: BenchOp,
     shape: Shape,
     runs: usize,
-    x: Vec<f32>,
-    xb: wgpu::Buffer,
+    input: &Input,
 ) -> Result<Row, String> {
+    let (x, h, xb) = (&input.x, &input.h, &input.buffer);
+    let entry = input.format().bytes();
     let (rows, cols) = (shape.rows, shape.cols);
     let n = rows * cols;
     let mut rng = Gen(0x2545_f491_4f6c_dd1d);
@@ -287,25 +332,32 @@ fn loss_ops(
             means: rng.vec(k * cols, -2.0, 2.0),
             covariance: Covariance::Diag(rng.vec(k * cols, 0.5, 2.0)),
         };
-        let gop = GmmOp::new(gpu, rows, cols, &gmm, GmmOutput::ScoreSamples).map_err(lib)?;
+        let gop = match h {
+            Some(_) => GmmOp::new_f16(gpu, rows, cols, &gmm, GmmOutput::ScoreSamples),
+            None => GmmOp::new(gpu, rows, cols, &gmm, GmmOutput::ScoreSamples),
+        }
+        .map_err(lib)?;
         let out = output(gpu, rows);
         return finish(
             op,
             shape,
             runs,
             gpu,
-            &|e| gop.record(e, &xb, &out).map_err(lib),
-            &|| gop.kernel_time(gpu, &xb, &out).map_err(lib),
+            &|e| gop.record(e, xb, &out).map_err(lib),
+            &|| gop.kernel_time(gpu, xb, &out).map_err(lib),
             &|| {
-                gpu.gmm_score_samples(&x, rows, cols, &gmm)
-                    .map(drop)
-                    .map_err(lib)
+                match h {
+                    Some(h) => gpu.gmm_score_samples_f16(h, rows, cols, &gmm),
+                    None => gpu.gmm_score_samples(x, rows, cols, &gmm),
+                }
+                .map(drop)
+                .map_err(lib)
             },
             &|| {
-                cpu_gmm::score_samples(&x, rows, cols, &gmm);
+                cpu_gmm::score_samples(x, rows, cols, &gmm);
                 Ok(())
             },
-            n as u64 * 4,
+            n as u64 * entry,
         );
     }
     let y = rng.vec(n, 0.0, 1.0);
@@ -316,24 +368,28 @@ fn loss_ops(
     let ce = CrossEntropy::default();
     let (lop, inputs, bytes): (LossOp, Vec<&wgpu::Buffer>, u64) = match op {
         BenchOp::CrossEntropy => (
-            LossOp::cross_entropy(gpu, rows, cols, &ce).map_err(lib)?,
-            vec![&xb, &tb],
-            (n + rows) as u64 * 4,
+            match h {
+                Some(_) => LossOp::cross_entropy_f16(gpu, rows, cols, &ce),
+                None => LossOp::cross_entropy(gpu, rows, cols, &ce),
+            }
+            .map_err(lib)?,
+            vec![xb, &tb],
+            n as u64 * entry + rows as u64 * 4,
         ),
         BenchOp::GaussianNll => (
             LossOp::gaussian_nll(gpu, n, false, &GaussianNll::default()).map_err(lib)?,
-            vec![&xb, &yb, &yb],
+            vec![xb, &yb, &yb],
             3 * n as u64 * 4,
         ),
         BenchOp::BinaryCrossEntropyWithLogits => (
             LossOp::binary_cross_entropy_with_logits(gpu, rows, cols, &Bce::default())
                 .map_err(lib)?,
-            vec![&xb, &yb],
+            vec![xb, &yb],
             2 * n as u64 * 4,
         ),
         BenchOp::PoissonNll => (
             LossOp::poisson_nll(gpu, n, &PoissonNll::default()).map_err(lib)?,
-            vec![&xb, &yb],
+            vec![xb, &yb],
             2 * n as u64 * 4,
         ),
         _ => (
@@ -345,12 +401,15 @@ fn loss_ops(
     let out = output(gpu, lop.output_len());
     let blocking = || -> Result<(), String> {
         match op {
-            BenchOp::CrossEntropy => gpu.cross_entropy(&x, rows, cols, &targets, &ce),
-            BenchOp::GaussianNll => gpu.gaussian_nll(&x, &y, &y, &GaussianNll::default()),
+            BenchOp::CrossEntropy => match h {
+                Some(h) => gpu.cross_entropy_f16(h, rows, cols, &targets, &ce),
+                None => gpu.cross_entropy(x, rows, cols, &targets, &ce),
+            },
+            BenchOp::GaussianNll => gpu.gaussian_nll(x, &y, &y, &GaussianNll::default()),
             BenchOp::BinaryCrossEntropyWithLogits => {
-                gpu.binary_cross_entropy_with_logits(&x, &y, rows, cols, &Bce::default())
+                gpu.binary_cross_entropy_with_logits(x, &y, rows, cols, &Bce::default())
             }
-            BenchOp::PoissonNll => gpu.poisson_nll(&x, &y, &PoissonNll::default()),
+            BenchOp::PoissonNll => gpu.poisson_nll(x, &y, &PoissonNll::default()),
             _ => gpu.log_prod(&y, rows, cols),
         }
         .map(drop)
@@ -358,12 +417,12 @@ fn loss_ops(
     };
     let reference = || -> Result<(), String> {
         match op {
-            BenchOp::CrossEntropy => cpu_ll::categorical(&x, rows, cols, &targets, &ce, false),
-            BenchOp::GaussianNll => cpu_ll::gaussian_nll(&x, &y, &y, &GaussianNll::default()),
+            BenchOp::CrossEntropy => cpu_ll::categorical(x, rows, cols, &targets, &ce, false),
+            BenchOp::GaussianNll => cpu_ll::gaussian_nll(x, &y, &y, &GaussianNll::default()),
             BenchOp::BinaryCrossEntropyWithLogits => {
-                cpu_ll::binary_cross_entropy_with_logits(&x, &y, rows, cols, &Bce::default())
+                cpu_ll::binary_cross_entropy_with_logits(x, &y, rows, cols, &Bce::default())
             }
-            BenchOp::PoissonNll => cpu_ll::poisson_nll(&x, &y, &PoissonNll::default()),
+            BenchOp::PoissonNll => cpu_ll::poisson_nll(x, &y, &PoissonNll::default()),
             _ => cpu_ll::log_prod(&y, rows, cols),
         };
         Ok(())
