@@ -1,0 +1,189 @@
+"""Issue 7's table in one command: our kernels on the software adapters next to what a user
+without a GPU would run instead (JAX and SciPy on the CPU; scikit-learn for the mixture), same
+machine, same sitting.
+
+    python3 -m venv /tmp/anchors && /tmp/anchors/bin/pip install -q numpy scipy jax scikit-learn
+    cargo build --release
+    /tmp/anchors/bin/python benches/compare.py > compare.md
+
+For each backend (lavapipe through Vulkan, llvmpipe through GL) it runs
+`target/release/logdomain --backend B bench --json` on the ops and shapes below, f32 and f16
+inputs, plus `--op read` (the read yardstick: a plain read of the same number of bytes on the same
+adapter). Our time is the GPU kernel (timestamps) with data resident; "of read" is the read
+yardstick's time for the op's input bytes over the op's time (1.0 = as fast as reading the input
+once). The anchors are timed in this process with data in memory, jit-compiled and warmed up
+(median of 7): jax.nn.logsumexp / log_softmax / softmax, cross-entropy as JAX users write it
+(mean of −take_along_axis(log_softmax)), scipy.special's, and sklearn's
+GaussianMixture.score_samples (16 diagonal components, 10^6 points of 16 dimensions). "vs JAX" is
+our time over JAX's (≤ 1 is the issue's bar). Markdown on stdout, progress on stderr.
+"""
+import json
+import os
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.special as sp
+
+jax.config.update("jax_platforms", "cpu")
+
+SHAPES = [(4096, 4096), (65536, 256), (256, 65536), (1 << 20, 16)]
+OPS = ["logsumexp", "log_softmax", "softmax", "cross_entropy"]
+F16_OPS = ["logsumexp", "log_softmax", "softmax", "cross_entropy"]
+GMM_SHAPE = (1_000_000, 16)
+BACKENDS = [("vulkan", "lavapipe"), ("gl", "llvmpipe")]
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target", "release", "logdomain")
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def median_ms(fn, runs=7):
+    fn()
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return sorted(times)[runs // 2] * 1e3
+
+
+def anchors():
+    """{(op, rows, cols): {"jax": ms, "scipy": ms}} and sklearn's score_samples time."""
+    rng = np.random.default_rng(0)
+    jl = {
+        "logsumexp": jax.jit(lambda a: jax.nn.logsumexp(a, axis=1)),
+        "log_softmax": jax.jit(lambda a: jax.nn.log_softmax(a, axis=1)),
+        "softmax": jax.jit(lambda a: jax.nn.softmax(a, axis=1)),
+        "cross_entropy": jax.jit(
+            lambda a, t: -jnp.take_along_axis(jax.nn.log_softmax(a, axis=1), t[:, None], 1).mean()
+        ),
+    }
+    out = {}
+    for rows, cols in SHAPES:
+        log(f"anchors {rows}x{cols}")
+        x = rng.uniform(-10, 10, (rows, cols)).astype(np.float32)
+        t = (np.arange(rows) * 7919 % cols).astype(np.int32)
+        xj, tj = jnp.asarray(x), jnp.asarray(t)
+        scipy_fns = {
+            "logsumexp": lambda: sp.logsumexp(x, axis=1),
+            "log_softmax": lambda: sp.log_softmax(x, axis=1),
+            "softmax": lambda: sp.softmax(x, axis=1),
+            "cross_entropy": lambda: -np.take_along_axis(
+                sp.log_softmax(x, axis=1), t[:, None], 1
+            ).mean(),
+        }
+        for op in OPS:
+            args = (xj, tj) if op == "cross_entropy" else (xj,)
+            out[(op, rows, cols)] = {
+                "jax": median_ms(lambda: jl[op](*args).block_until_ready()),
+                "scipy": median_ms(scipy_fns[op], runs=3),
+            }
+    skl = None
+    try:
+        from sklearn.mixture import GaussianMixture
+
+        n, d = GMM_SHAPE
+        k = 16
+        log("anchors sklearn score_samples")
+        pts = rng.uniform(-10, 10, (n, d)).astype(np.float32)
+        g = GaussianMixture(k, covariance_type="diag")
+        g.weights_ = np.full(k, 1.0 / k)
+        g.means_ = rng.uniform(-2, 2, (k, d))
+        g.covariances_ = rng.uniform(0.5, 2.0, (k, d))
+        g.precisions_cholesky_ = 1.0 / np.sqrt(g.covariances_)
+        skl = median_ms(lambda: g.score_samples(pts), runs=3)
+    except ImportError:
+        log("scikit-learn not installed: no mixture anchor")
+    return out, skl
+
+
+def ours(backend):
+    """{(op, rows, cols, f16): row} from the CLI's JSON, and the adapter's name."""
+    results, adapter = {}, None
+
+    def run(extra):
+        nonlocal adapter
+        cmd = [BIN, "--backend", backend, "bench", "--json", "--runs", "5"] + extra
+        log(" ".join(cmd[1:]))
+        res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        doc = json.loads(res.stdout)
+        adapter = doc["adapter"]
+        return doc["results"]
+
+    shapes = [a for r, c in SHAPES for a in ("--shape", f"{r}x{c}")]
+    for f16, ops in [(False, OPS + ["read"]), (True, F16_OPS)]:
+        args = [a for op in ops for a in ("--op", op)] + shapes + (["--f16"] if f16 else [])
+        for r in run(args):
+            op = r["op"].removesuffix("_f16")
+            results[(op, r["rows"], r["cols"], f16)] = r
+    # The read yardstick for f16 inputs: half the words of each shape.
+    half = [a for r, c in SHAPES for a in ("--shape", f"{r}x{c // 2}")]
+    for r in run(["--op", "read"] + half):
+        results[("read", r["rows"], r["cols"] * 2, True)] = r
+    gmm = ["--op", "gmm_score_samples", "--shape", f"{GMM_SHAPE[0]}x{GMM_SHAPE[1]}"]
+    for f16 in (False, True):
+        for r in run(gmm + (["--f16"] if f16 else [])):
+            results[("gmm_score_samples", r["rows"], r["cols"], f16)] = r
+    return results, adapter
+
+
+def main():
+    if not os.path.exists(BIN):
+        sys.exit(f"{BIN} is missing: run `cargo build --release` first")
+    anchor, skl = anchors()
+    per_backend = {b: ours(b) for b, _ in BACKENDS}
+    print(f"Generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `benches/compare.py`.\n")
+    for b, name in BACKENDS:
+        print(f"- {name}: {per_backend[b][1]}")
+    print(f"- JAX {jax.__version__}, SciPy {__import__('scipy').__version__}, NumPy {np.__version__}\n")
+    head = "| op | shape | input |"
+    rule = "|---|---|---|"
+    for _, name in BACKENDS:
+        head += f" {name} ms | {name} of read | {name} vs JAX |"
+        rule += "---|---|---|"
+    print(head + " JAX ms | SciPy ms |")
+    print(rule + "---|---|")
+    for op in OPS:
+        for rows, cols in SHAPES:
+            for f16 in (False, True):
+                if f16 and op not in F16_OPS:
+                    continue
+                a = anchor[(op, rows, cols)]
+                line = f"| {op} | {rows}x{cols} | {'f16' if f16 else 'f32'} |"
+                for b, _ in BACKENDS:
+                    res = per_backend[b][0]
+                    r = res.get((op, rows, cols, f16))
+                    # The read yardstick over the input's bytes (half the words for f16).
+                    read = res.get(("read", rows, cols, f16))
+                    if r is None:
+                        line += " – | – | – |"
+                        continue
+                    read_ms = read["gpu_ms"] if read else None
+                    frac = f"{read_ms / r['gpu_ms']:.2f}" if read_ms else "–"
+                    line += f" {r['gpu_ms']:.1f} | {frac} | {r['gpu_ms'] / a['jax']:.2f} |"
+                print(line + f" {a['jax']:.1f} | {a['scipy']:.1f} |")
+    print()
+    print("| op | shape | input | " + " | ".join(f"{n} ms" for _, n in BACKENDS) + " | scikit-learn ms | speed-up |")
+    print("|---|---|---|" + "---|" * len(BACKENDS) + "---|---|")
+    n, d = GMM_SHAPE
+    for f16 in (False, True):
+        cells = []
+        best = None
+        for b, _ in BACKENDS:
+            r = per_backend[b][0].get(("gmm_score_samples", n, d, f16))
+            cells.append(f"{r['gpu_ms']:.1f}" if r else "–")
+            if r:
+                best = r["gpu_ms"] if best is None else min(best, r["gpu_ms"])
+        speed = f"{skl / best:.1f}×" if skl and best else "–"
+        sk = f"{skl:.1f}" if skl else "–"
+        print(f"| gmm_score_samples (k 16, diag) | {n}x{d} | {'f16' if f16 else 'f32'} | " + " | ".join(cells) + f" | {sk} | {speed} |")
+
+
+if __name__ == "__main__":
+    main()
