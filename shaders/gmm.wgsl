@@ -192,6 +192,87 @@ fn gmm_log_joint(
     }
 }
 
+// score_samples of GMM_SCORE_TILE points per invocation, for diagonal and spherical mixtures of
+// at most GMM_TILE_DIMS dimensions whose parameters sit in one uniform window (OP 3 or 4) and
+// whose components one invocation walks (the fused score, one block): each parameter is loaded
+// once for the tile's points instead of once per point (software adapters load uniform data lane
+// by lane; half of gmm_log_joint's time there). Point t of workgroup g's tile is
+// (g * GMM_SCORE_TILE + t) * WG + lane, so lanes read neighbouring points. Per point, the same
+// operations in the same order as gmm_log_joint's fused score.
+const GMM_SCORE_TILE: u32 = 4u;
+const GMM_TILE_DIMS: u32 = 16u;
+
+@compute @workgroup_size(WG)
+fn gmm_score_tiled(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let g = wid.x + wid.y * nwg.x;
+    let dims = gmm_dims();
+    // Coordinate i of the tile's points as one vec4 (component t: point t), so that each
+    // parameter meets the four points in one vector operation.
+    var xs: array<vec4<f32>, GMM_TILE_DIMS>;
+    var finite = vec4<bool>(true);
+    for (var t = 0u; t < GMM_SCORE_TILE; t++) {
+        let p = min((g * GMM_SCORE_TILE + t) * WG + lid, params.rows - 1u);
+        for (var i = 0u; i < dims; i++) {
+            let bits = load_a(params.a_off + p * dims + i);
+            finite[t] = finite[t] && is_finite_bits(bits);
+            xs[i][t] = bitcast<f32>(bits);
+        }
+    }
+    var st0 = lse_identity();
+    var st1 = lse_identity();
+    var st2 = lse_identity();
+    var st3 = lse_identity();
+    for (var comp = 0u; comp < params.len_in; comp++) {
+        let mu = params.c_off + comp * dims;
+        var q = vec4<f32>(0.0);
+        if (OP % 3u == GMM_DIAG) {
+            let pc = params.c2_off + comp * dims;
+            for (var i = 0u; i < dims; i++) {
+                let d = (xs[i] - gp(mu + i)) * gp(pc + i);
+                q += d * d;
+            }
+        } else {
+            let w = gp(params.c2_off + comp);
+            for (var i = 0u; i < dims; i++) {
+                let d = (xs[i] - gp(mu + i)) * w;
+                q += d * d;
+            }
+        }
+        let cb = gp_bits(params.b_off + comp);
+        st0 = lse_push(st0, tile_joint(finite[0], cb, q[0]));
+        st1 = lse_push(st1, tile_joint(finite[1], cb, q[1]));
+        st2 = lse_push(st2, tile_joint(finite[2], cb, q[2]));
+        st3 = lse_push(st3, tile_joint(finite[3], cb, q[3]));
+    }
+    let first = g * GMM_SCORE_TILE * WG + lid;
+    tile_store(first, st0);
+    tile_store(first + WG, st1);
+    tile_store(first + 2u * WG, st2);
+    tile_store(first + 3u * WG, st3);
+}
+
+// The log-joint of a point (finite coordinates or not) with a component of constant cb, given
+// the quadratic form q: as gmm_log_joint.
+fn tile_joint(finite: bool, cb: u32, q: f32) -> u32 {
+    if (!finite) {
+        return F32_NAN;
+    }
+    if (cb != F32_NEG_INF && is_finite_bits(f32b(q))) {
+        return f32b(bitcast<f32>(cb) - 0.5 * q);
+    }
+    return F32_NEG_INF;
+}
+
+fn tile_store(point: u32, st: LseState) {
+    if (point < params.rows) {
+        out[params.out_off + point] = lse_result_bits(st);
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Reductions over the points for gradients and EM, from the responsibilities
 // r_ik = exp(L_ik - log p(x_i)) (n x k, binding b; the `elementwise` pass OP_RESP of

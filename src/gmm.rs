@@ -58,6 +58,10 @@ pub enum GmmOutput {
 /// Per-component iterations one invocation may spend (llvmpipe ends an invocation's loops after
 /// 65,535 iterations in all; see the README).
 const LANE_BUDGET: u64 = 16_000;
+/// Points per invocation of `gmm_score_tiled`, and the most dimensions it takes (the WGSL's
+/// GMM_SCORE_TILE and GMM_TILE_DIMS).
+const GMM_SCORE_TILE: u64 = 4;
+const GMM_TILE_DIMS: u64 = 16;
 /// Mode bits of `shaders/gmm.wgsl`: the kernel writes the scores / responsibilities itself.
 const MODE_FUSED_SCORE: u32 = 64;
 const MODE_FUSED_RESP: u32 = 128;
@@ -278,6 +282,18 @@ fn joint_passes(
         groups.len() == 1 && (LANE_BUDGET.saturating_sub(d) / packed.per_component) >= k;
     let fused = fused(one_block);
     let out_per_point = if fused == MODE_FUSED_SCORE { 1 } else { k };
+    // Several points per invocation (`gmm_score_tiled`): the fused score of diagonal or spherical
+    // mixtures in one uniform window, points of at most GMM_TILE_DIMS dimensions.
+    let tiled = fused == MODE_FUSED_SCORE
+        && uniform
+        && packed.op != 2 // full covariances
+        && (1..=GMM_TILE_DIMS).contains(&d)
+        && k * packed.per_component * GMM_SCORE_TILE + GMM_SCORE_TILE * d <= LANE_BUDGET;
+    let (entry_point, points_per_group) = if tiled {
+        ("gmm_score_tiled", u64::from(LL_WG) * GMM_SCORE_TILE)
+    } else {
+        ("gmm_log_joint", u64::from(LL_WG))
+    };
     let mut passes = Vec::new();
     for &(first, count, window) in &groups {
         let count = count as u64;
@@ -302,7 +318,7 @@ fn joint_passes(
                     // Points held in registers: loops specialised for the dimension.
                     dims: if dims <= 64 { dims as u32 } else { 0 },
                     ..key_reading(
-                        "gmm_log_joint",
+                        entry_point,
                         packed.op + if uniform { 3 } else { 0 },
                         0,
                         format,
@@ -324,7 +340,7 @@ fn joint_passes(
                     len_in: count as u32,
                     ..LlParams::default()
                 },
-                groups: p.div_ceil(u64::from(LL_WG)) * blocks,
+                groups: p.div_ceil(points_per_group) * blocks,
                 bind: [
                     Bind {
                         src: Src::Input(0),

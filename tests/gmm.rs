@@ -830,14 +830,20 @@ fn f16_points_give_the_f32_bits() {
         let mut points: Vec<half::f16> = (0..n * d)
             .map(|_| half::f16::from_f32(rng.uniform(-5.0, 5.0)))
             .collect();
+        // Points 1, 68, 135, 202, 269 (mod n): every slot of a 4 × 64-point tile of
+        // gmm_score_tiled.
         for (i, v) in [f32::NAN, f32::INFINITY, 65504.0, 6e-8, -0.0]
             .iter()
             .enumerate()
         {
-            points[(i + 1) * d + i % d] = half::f16::from_f32(*v);
+            points[((i * 67 + 1) % n) * d + i % d] = half::f16::from_f32(*v);
         }
         let p32: Vec<f32> = points.iter().map(|h| h.to_f32()).collect();
         let what = format!("{kind} n={n} k={k} d={d}");
+        if n == 1001 {
+            // The values themselves against the oracle, special points included.
+            check_gmm(gpu, &p32, n, d, &gmm, &what);
+        }
         assert_eq!(
             bits(&gpu.gmm_score_samples_f16(&points, n, d, &gmm).unwrap()),
             bits(&gpu.gmm_score_samples(&p32, n, d, &gmm).unwrap()),
