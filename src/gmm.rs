@@ -9,7 +9,7 @@
 //! [`crate::RowFn::LogSoftmax`]). CPU mirror: [`crate::reference::gmm`].
 
 use crate::error::Error;
-use crate::gpu::{Gpu, PipelineKey};
+use crate::gpu::{Gpu, PipelineKey, Values};
 use crate::likelihood::{
     Bind, CHUNK, FINISH_SECOND, FINISH_SUM, LL_WG, LlPass, MODE_TRIANGULAR, Program, Src, Step,
     elementwise_passes, groups_for, grow_scratch, input_bytes, key, key_reading, limit,
@@ -533,26 +533,16 @@ pub(crate) fn check_points(len: usize, n: usize, dims: usize) -> Result<(), Erro
     Ok(())
 }
 
-/// The points of a blocking evaluation.
-#[derive(Clone, Copy)]
-enum Points<'a> {
-    F32(&'a [f32]),
-    F16(&'a [half::f16]),
-}
-
 impl Gpu {
     fn run_gmm(
         &self,
-        points: Points<'_>,
+        points: Values<'_>,
         n: usize,
         dims: usize,
         gmm: &Gmm,
         output: GmmOutput,
     ) -> Result<Vec<f32>, Error> {
-        let (len, format, bytes) = match points {
-            Points::F32(v) => (v.len(), InputFormat::F32, bytemuck::cast_slice(v).into()),
-            Points::F16(v) => (v.len(), InputFormat::F16, crate::gpu::f16_words(v)),
-        };
+        let (len, format, bytes) = points.upload();
         check_points(len, n, dims)?;
         let op = GmmOp::with_format(self, n, dims, gmm, output, format)?;
         self.run_program(&op.program, &[&bytes], op.output_len)
@@ -577,7 +567,7 @@ impl Gpu {
         dims: usize,
         gmm: &Gmm,
     ) -> Result<Vec<f32>, Error> {
-        self.run_gmm(Points::F32(points), n, dims, gmm, GmmOutput::ScoreSamples)
+        self.run_gmm(Values::F32(points), n, dims, gmm, GmmOutput::ScoreSamples)
     }
 
     /// [`Gpu::gmm_score_samples`] of f16 points (`half::f16`), read as f16 on the GPU (half
@@ -600,7 +590,7 @@ impl Gpu {
         dims: usize,
         gmm: &Gmm,
     ) -> Result<Vec<f32>, Error> {
-        self.run_gmm(Points::F16(points), n, dims, gmm, GmmOutput::ScoreSamples)
+        self.run_gmm(Values::F16(points), n, dims, gmm, GmmOutput::ScoreSamples)
     }
 
     /// `log p(k | x)` for each point and component: `n × k` values, row-major
@@ -613,7 +603,7 @@ impl Gpu {
         gmm: &Gmm,
     ) -> Result<Vec<f32>, Error> {
         self.run_gmm(
-            Points::F32(points),
+            Values::F32(points),
             n,
             dims,
             gmm,
@@ -630,7 +620,7 @@ impl Gpu {
         gmm: &Gmm,
     ) -> Result<Vec<f32>, Error> {
         self.run_gmm(
-            Points::F16(points),
+            Values::F16(points),
             n,
             dims,
             gmm,

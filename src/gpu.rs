@@ -744,7 +744,7 @@ impl Gpu {
         rows: usize,
         cols: usize,
     ) -> Result<Vec<f32>, Error> {
-        self.run_rows_f16(RowFn::Logsumexp, x, rows, cols)
+        self.run_rows_as(RowFn::Logsumexp, Values::F16(x), rows, cols)
     }
 
     /// [`Gpu::softmax`] of f16 entries (f32 results).
@@ -754,7 +754,7 @@ impl Gpu {
         rows: usize,
         cols: usize,
     ) -> Result<Vec<f32>, Error> {
-        self.run_rows_f16(RowFn::Softmax, x, rows, cols)
+        self.run_rows_as(RowFn::Softmax, Values::F16(x), rows, cols)
     }
 
     /// [`Gpu::log_softmax`] of f16 entries (f32 results).
@@ -764,17 +764,7 @@ impl Gpu {
         rows: usize,
         cols: usize,
     ) -> Result<Vec<f32>, Error> {
-        self.run_rows_f16(RowFn::LogSoftmax, x, rows, cols)
-    }
-
-    fn run_rows_f16(
-        &self,
-        func: RowFn,
-        x: &[half::f16],
-        rows: usize,
-        cols: usize,
-    ) -> Result<Vec<f32>, Error> {
-        self.run_rows_as(func, &f16_words(x), x.len(), InputFormat::F16, rows, cols)
+        self.run_rows_as(RowFn::LogSoftmax, Values::F16(x), rows, cols)
     }
 
     /// Row-wise log-sum-exp in two parts, `(m, log1p(s))` per row: `2 * rows` values (see
@@ -817,26 +807,18 @@ impl Gpu {
         rows: usize,
         cols: usize,
     ) -> Result<Vec<f32>, Error> {
-        self.run_rows_as(
-            func,
-            bytemuck::cast_slice(x),
-            x.len(),
-            InputFormat::F32,
-            rows,
-            cols,
-        )
+        self.run_rows_as(func, Values::F32(x), rows, cols)
     }
 
-    /// The blocking path of the family: `bytes` hold `len` entries of `format` (whole words).
+    /// The blocking path of the family.
     fn run_rows_as(
         &self,
         func: RowFn,
-        bytes: &[u8],
-        len: usize,
-        format: InputFormat,
+        x: Values<'_>,
         rows: usize,
         cols: usize,
     ) -> Result<Vec<f32>, Error> {
+        let (len, format, bytes) = x.upload();
         let expected = rows
             .checked_mul(cols)
             .ok_or_else(|| Error::Shape(format!("{rows} × {cols} overflows usize")))?;
@@ -885,7 +867,7 @@ impl Gpu {
         )?;
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         if in_bytes > 0 {
-            self.queue.write_buffer(&input, 0, bytes);
+            self.queue.write_buffer(&input, 0, &bytes);
         }
         let mut encoder = self
             .device
@@ -909,14 +891,36 @@ impl Gpu {
     }
 }
 
-/// f16 entries as the bytes of whole 4-byte words, as kernels bind them: an odd count is padded
-/// with one zero entry (a copy only then).
-pub(crate) fn f16_words(x: &[half::f16]) -> std::borrow::Cow<'_, [u8]> {
-    if x.len().is_multiple_of(2) {
-        std::borrow::Cow::Borrowed(bytemuck::cast_slice(x))
-    } else {
-        let mut words = x.to_vec();
-        words.push(half::f16::ZERO);
-        std::borrow::Cow::Owned(bytemuck::cast_slice(&words).to_vec())
+/// The host values of an op's main input, f32 or f16.
+#[derive(Clone, Copy)]
+pub(crate) enum Values<'a> {
+    F32(&'a [f32]),
+    F16(&'a [half::f16]),
+}
+
+impl<'a> Values<'a> {
+    /// The number of entries, their format, and the bytes to upload: whole 4-byte words, as
+    /// kernels bind them (an odd count of f16 entries is padded with one zero entry, a copy
+    /// only then).
+    pub fn upload(self) -> (usize, InputFormat, std::borrow::Cow<'a, [u8]>) {
+        use std::borrow::Cow;
+        match self {
+            Values::F32(v) => (
+                v.len(),
+                InputFormat::F32,
+                Cow::Borrowed(bytemuck::cast_slice(v)),
+            ),
+            Values::F16(v) if v.len().is_multiple_of(2) => (
+                v.len(),
+                InputFormat::F16,
+                Cow::Borrowed(bytemuck::cast_slice(v)),
+            ),
+            Values::F16(v) => {
+                let mut words = v.to_vec();
+                words.push(half::f16::ZERO);
+                let bytes = bytemuck::cast_slice(&words).to_vec();
+                (v.len(), InputFormat::F16, Cow::Owned(bytes))
+            }
+        }
     }
 }

@@ -15,7 +15,7 @@
 use wgpu::util::DeviceExt;
 
 use crate::error::Error;
-use crate::gpu::{Family, Gpu, PipelineKey};
+use crate::gpu::{Family, Gpu, PipelineKey, Values};
 use crate::logsumexp::{
     Caps, InputFormat, RowFn, RowOp, RowsLayout, Strategy, Window, fold_groups, window, window_of,
 };
@@ -1643,13 +1643,6 @@ pub(crate) fn targets_i32(
         .collect()
 }
 
-/// The logits (or log-probabilities) of a blocking categorical loss.
-#[derive(Clone, Copy)]
-enum Logits<'a> {
-    F32(&'a [f32]),
-    F16(&'a [half::f16]),
-}
-
 impl Gpu {
     fn run_loss(&self, op: &LossOp, inputs: &[&[u8]]) -> Result<Vec<f32>, Error> {
         self.run_program(&op.program, inputs, op.output_len)
@@ -1675,7 +1668,7 @@ impl Gpu {
         targets: &[i64],
         options: &CrossEntropy,
     ) -> Result<Vec<f32>, Error> {
-        let x = Logits::F32(logits);
+        let x = Values::F32(logits);
         self.categorical(Loss::CrossEntropy, x, rows, classes, targets, options)
     }
 
@@ -1700,7 +1693,7 @@ impl Gpu {
         targets: &[i64],
         options: &CrossEntropy,
     ) -> Result<Vec<f32>, Error> {
-        let x = Logits::F16(logits);
+        let x = Values::F16(logits);
         self.categorical(Loss::CrossEntropy, x, rows, classes, targets, options)
     }
 
@@ -1713,7 +1706,7 @@ impl Gpu {
         targets: &[i64],
         options: &CrossEntropy,
     ) -> Result<Vec<f32>, Error> {
-        let x = Logits::F32(log_probs);
+        let x = Values::F32(log_probs);
         self.categorical(Loss::NllLoss, x, rows, classes, targets, options)
     }
 
@@ -1726,23 +1719,20 @@ impl Gpu {
         targets: &[i64],
         options: &CrossEntropy,
     ) -> Result<Vec<f32>, Error> {
-        let x = Logits::F16(log_probs);
+        let x = Values::F16(log_probs);
         self.categorical(Loss::NllLoss, x, rows, classes, targets, options)
     }
 
     fn categorical(
         &self,
         loss: Loss,
-        x: Logits<'_>,
+        x: Values<'_>,
         rows: usize,
         classes: usize,
         targets: &[i64],
         options: &CrossEntropy,
     ) -> Result<Vec<f32>, Error> {
-        let (len, format, bytes) = match x {
-            Logits::F32(v) => (v.len(), InputFormat::F32, bytemuck::cast_slice(v).into()),
-            Logits::F16(v) => (v.len(), InputFormat::F16, crate::gpu::f16_words(v)),
-        };
+        let (len, format, bytes) = x.upload();
         check_categorical_inputs(len, rows, classes, targets)?;
         let op = LossOp::categorical(self, loss, rows, classes, options, format)?;
         let t = targets_i32(targets, classes, options.ignore_index)?;
