@@ -169,6 +169,20 @@ def main():
                     line += f" {r['gpu_ms']:.1f} | {frac} | {r['gpu_ms'] / a['jax']:.2f} |"
                 print(line + f" {a['jax']:.1f} | {a['scipy']:.1f} |")
     print()
+    # The yardstick itself: a plain read of the f32 input on each adapter, and one CPU core
+    # summing the same words (the CLI's CPU column for `--op read`).
+    print("| read yardstick | " + " | ".join(f"{n} ms | {n} GB/s" for _, n in BACKENDS) + " | one CPU core ms | CPU GB/s |")
+    print("|---|" + "---|---|" * len(BACKENDS) + "---|---|")
+    for rows, cols in SHAPES:
+        cells, cpu = [], None
+        for b, _ in BACKENDS:
+            r = per_backend[b][0].get(("read", rows, cols, False))
+            cells += [f"{r['gpu_ms']:.1f}", f"{r['gb_per_s']:.1f}"] if r else ["–", "–"]
+            cpu = r["cpu_reference_ms"] if r else cpu
+        gbs = f"{rows * cols * 4 / cpu / 1e6:.1f}" if cpu else "–"
+        cpu_ms = f"{cpu:.1f}" if cpu else "–"
+        print(f"| {rows}x{cols} | " + " | ".join(cells) + f" | {cpu_ms} | {gbs} |")
+    print()
     print(
         "| op | shape | input | "
         + " | ".join(f"{name} ms | {name} speed-up" for _, name in BACKENDS)
