@@ -8,14 +8,17 @@ machine, same sitting.
 
 For each backend (lavapipe through Vulkan, llvmpipe through GL) it runs
 `target/release/logdomain --backend B bench --json` on the ops and shapes below, f32 and f16
-inputs, plus `--op read` (the read yardstick: a plain read of the same number of bytes on the same
-adapter). Our time is the GPU kernel (timestamps) with data resident; "of read" is the read
-yardstick's time for the op's input bytes over the op's time (1.0 = as fast as reading the input
-once). The anchors are timed in this process with data in memory, jit-compiled and warmed up
+inputs, plus the yardsticks `--op read` (a plain read of the same number of bytes on the same
+adapter) and `--op copy` (a read and a write of every word). Our time is the GPU kernel
+(timestamps) with data resident; "of yardstick" is the yardstick's time over ours (1.0 = as fast
+as the plainest kernel moving the same bytes): for logsumexp and cross-entropy, one read of the
+input; for softmax and log_softmax, which read the input twice and write as much, a read plus a
+copy (f16 input: a copy of the f32 output's words, as two reads of half the bytes cost one). The anchors are timed in this process with data in memory, jit-compiled and warmed up
 (median of 7): jax.nn.logsumexp / log_softmax / softmax, cross-entropy as JAX users write it
 (mean of −take_along_axis(log_softmax)), scipy.special's, and sklearn's
 GaussianMixture.score_samples (16 diagonal components, 10^6 points of 16 dimensions). "vs JAX" is
-our time over JAX's (≤ 1 is the issue's bar); "speed-up" scikit-learn's time over ours. Markdown on stdout, progress on stderr.
+our time over JAX's (≤ 1 is the issue's bar); "speed-up" scikit-learn's time over ours.
+Markdown on stdout, progress on stderr.
 """
 import json
 import os
@@ -117,7 +120,7 @@ def ours(backend):
         return doc["results"]
 
     shapes = [a for r, c in SHAPES for a in ("--shape", f"{r}x{c}")]
-    for f16, ops in [(False, OPS + ["read"]), (True, F16_OPS)]:
+    for f16, ops in [(False, OPS + ["read", "copy"]), (True, F16_OPS)]:
         args = [a for op in ops for a in ("--op", op)] + shapes + (["--f16"] if f16 else [])
         for r in run(args):
             op = r["op"].removesuffix("_f16")
@@ -133,6 +136,17 @@ def ours(backend):
     return results, adapter
 
 
+def yardstick(res, op, rows, cols, f16):
+    """The yardstick's ms for `op` on one adapter's results, or None."""
+    read = res.get(("read", rows, cols, f16))
+    copy = res.get(("copy", rows, cols, False))
+    if op in ("logsumexp", "cross_entropy"):
+        return read["gpu_ms"] if read else None
+    if f16:
+        return copy["gpu_ms"] if copy else None
+    return read["gpu_ms"] + copy["gpu_ms"] if read and copy else None
+
+
 def main():
     if not os.path.exists(BIN):
         sys.exit(f"{BIN} is missing: run `cargo build --release` first")
@@ -145,7 +159,7 @@ def main():
     head = "| op | shape | input |"
     rule = "|---|---|---|"
     for _, name in BACKENDS:
-        head += f" {name} ms | {name} of read | {name} vs JAX |"
+        head += f" {name} ms | {name} of yardstick | {name} vs JAX |"
         rule += "---|---|---|"
     print(head + " JAX ms | SciPy ms |")
     print(rule + "---|---|")
@@ -159,30 +173,34 @@ def main():
                 for b, _ in BACKENDS:
                     res = per_backend[b][0]
                     r = res.get((op, rows, cols, f16))
-                    # The read yardstick over the input's bytes (half the words for f16).
-                    read = res.get(("read", rows, cols, f16))
                     if r is None:
                         line += " – | – | – |"
                         continue
-                    read_ms = read["gpu_ms"] if read else None
-                    frac = f"{read_ms / r['gpu_ms']:.2f}" if read_ms else "–"
+                    yard = yardstick(res, op, rows, cols, f16)
+                    frac = f"{yard / r['gpu_ms']:.2f}" if yard else "–"
                     line += f" {r['gpu_ms']:.1f} | {frac} | {r['gpu_ms'] / a['jax']:.2f} |"
                 print(line + f" {a['jax']:.1f} | {a['scipy']:.1f} |")
     print()
-    # The yardstick itself: a plain read of the f32 input on each adapter, and one CPU core
-    # summing the same words (the CLI's CPU column for `--op read`).
-    print("| read yardstick | " + " | ".join(f"{n} ms | {n} GB/s" for _, n in BACKENDS) + " | one CPU core ms | CPU GB/s |")
-    print("|---|" + "---|---|" * len(BACKENDS) + "---|---|")
-    for rows, cols in SHAPES:
-        cells, cpu = [], None
-        for b, _ in BACKENDS:
-            r = per_backend[b][0].get(("read", rows, cols, False))
-            cells += [f"{r['gpu_ms']:.1f}", f"{r['gb_per_s']:.1f}"] if r else ["–", "–"]
-            cpu = r["cpu_reference_ms"] if r else cpu
-        gbs = f"{rows * cols * 4 / cpu / 1e6:.1f}" if cpu else "–"
-        cpu_ms = f"{cpu:.1f}" if cpu else "–"
-        print(f"| {rows}x{cols} | " + " | ".join(cells) + f" | {cpu_ms} | {gbs} |")
-    print()
+    # The yardsticks themselves on the f32 input: a plain read and a copy on each adapter, and
+    # one CPU core summing / copying the same words (the CLI's CPU column).
+    for probe in ("read", "copy"):
+        print(
+            f"| {probe} yardstick | "
+            + " | ".join(f"{n} ms | {n} GB/s" for _, n in BACKENDS)
+            + " | one CPU core ms | CPU GB/s |"
+        )
+        print("|---|" + "---|---|" * len(BACKENDS) + "---|---|")
+        for rows, cols in SHAPES:
+            cells, cpu = [], None
+            for b, _ in BACKENDS:
+                r = per_backend[b][0].get((probe, rows, cols, False))
+                cells += [f"{r['gpu_ms']:.1f}", f"{r['gb_per_s']:.1f}"] if r else ["–", "–"]
+                cpu = r["cpu_reference_ms"] if r else cpu
+            moved = rows * cols * 4 * (2 if probe == "copy" else 1)
+            gbs = f"{moved / cpu / 1e6:.1f}" if cpu else "–"
+            cpu_ms = f"{cpu:.1f}" if cpu else "–"
+            print(f"| {rows}x{cols} | " + " | ".join(cells) + f" | {cpu_ms} | {gbs} |")
+        print()
     print(
         "| op | shape | input | "
         + " | ".join(f"{name} ms | {name} speed-up" for _, name in BACKENDS)

@@ -13,7 +13,8 @@ use crate::shaders::LlParams;
 /// enough that each still reads a run of words.
 const INVOCATIONS: u64 = 1 << 18;
 
-/// A read of `words` u32 words from byte 0 of a storage buffer, reduced per invocation.
+/// A read of `words` u32 words from byte 0 of a storage buffer, reduced per invocation
+/// ([`ReadProbe::new`]), or copied word for word to the output ([`ReadProbe::copy`]).
 ///
 /// ```no_run
 /// use logdomain::{Gpu, ReadProbe};
@@ -33,6 +34,18 @@ pub struct ReadProbe {
 impl ReadProbe {
     /// Prepares a read of `words` words (at most one storage binding).
     pub fn new(gpu: &Gpu, words: usize) -> Result<ReadProbe, Error> {
+        Self::build(gpu, words, false)
+    }
+
+    /// Prepares the copy yardstick: each of `words` words read and written to the output at the
+    /// same index (`words` words of output); on software adapters each invocation copies a run
+    /// of consecutive words (twice as fast there), elsewhere neighbouring invocations copy
+    /// neighbouring words.
+    pub fn copy(gpu: &Gpu, words: usize) -> Result<ReadProbe, Error> {
+        Self::build(gpu, words, true)
+    }
+
+    fn build(gpu: &Gpu, words: usize, copy: bool) -> Result<ReadProbe, Error> {
         let caps = Caps::of(gpu);
         let w = words as u64;
         limit("the probe's input", w * 4, &caps)?;
@@ -41,7 +54,17 @@ impl ReadProbe {
             Vec::new()
         } else {
             vec![LlPass {
-                key: key("read_probe", 0, 0),
+                // The copy walks runs of consecutive words on software adapters (OP 2), as the
+                // read does elsewhere (OP 1): each adapter's faster pattern.
+                key: key(
+                    "read_probe",
+                    match (copy, caps.cpu) {
+                        (false, _) => 0,
+                        (true, false) => 1,
+                        (true, true) => 2,
+                    },
+                    0,
+                ),
                 params: LlParams {
                     rows: u32_of(w, "words")?,
                     slots: invocations as u32,
@@ -58,7 +81,11 @@ impl ReadProbe {
                 extra: None,
             }]
         };
-        let output_len = if w == 0 { 0 } else { invocations as usize };
+        let output_len = match (w, copy) {
+            (0, _) => 0,
+            (_, true) => words,
+            (_, false) => invocations as usize,
+        };
         let program = Program::new(
             gpu,
             vec![Step::Ll(passes)],
@@ -73,7 +100,7 @@ impl ReadProbe {
         })
     }
 
-    /// Number of u32 partial sums written to the output.
+    /// Number of u32 words written to the output (partial sums, or the copy).
     pub fn output_len(&self) -> usize {
         self.output_len
     }
@@ -114,5 +141,17 @@ impl Gpu {
         Ok(partials
             .iter()
             .fold(0u32, |acc, v| acc.wrapping_add(v.to_bits())))
+    }
+
+    /// `words` copied on the GPU by the copy yardstick and read back: a check that it reads
+    /// and writes every word once.
+    pub fn copy_probe(&self, words: &[u32]) -> Result<Vec<u32>, Error> {
+        let probe = ReadProbe::copy(self, words.len())?;
+        let out = self.run_program(
+            &probe.program,
+            &[bytemuck::cast_slice(words)],
+            probe.output_len,
+        )?;
+        Ok(out.iter().map(|v| v.to_bits()).collect())
     }
 }

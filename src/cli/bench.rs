@@ -28,6 +28,9 @@ pub enum BenchOp {
     /// The yardstick: a plain read of ROWS × COLS words, reduced per invocation (GPU), and a
     /// plain sum of the same words on one CPU core.
     Read,
+    /// The copy yardstick: each of ROWS × COLS words read and written once (GPU), and one CPU
+    /// core copying the same words.
+    Copy,
 }
 
 /// `ROWSxCOLS`.
@@ -92,7 +95,7 @@ pub struct Row {
     pub gpu_clock: &'static str,
     pub end_to_end: Duration,
     pub cpu: Duration,
-    /// Bytes the op must read.
+    /// Bytes the op must read (for the copy yardstick: read and written).
     pub bytes: u64,
 }
 
@@ -132,10 +135,18 @@ pub fn measure(
     let mut rng = Gen(0x9e37_79b9_7f4a_7c15);
     let x = rng.vec(n, -10.0, 10.0);
     let xb = storage(gpu, bytemuck::cast_slice(&x));
-    if op == BenchOp::Read {
+    if matches!(op, BenchOp::Read | BenchOp::Copy) {
+        let copy = op == BenchOp::Copy;
         let words: Vec<u32> = bytemuck::cast_slice(&x).to_vec();
-        let probe = ReadProbe::new(gpu, n).map_err(lib)?;
+        let probe = if copy {
+            ReadProbe::copy(gpu, n)
+        } else {
+            ReadProbe::new(gpu, n)
+        }
+        .map_err(lib)?;
         let out = output(gpu, probe.output_len());
+        // The CPU copy writes into a buffer made (and faulted in) beforehand.
+        let target = std::cell::RefCell::new(vec![0u32; if copy { n } else { 0 }]);
         return finish(
             op,
             shape,
@@ -143,12 +154,23 @@ pub fn measure(
             gpu,
             &|e| probe.record(e, &xb, &out).map_err(lib),
             &|| probe.kernel_time(gpu, &xb, &out).map_err(lib),
-            &|| gpu.read_probe(&words).map(drop).map_err(lib),
             &|| {
-                std::hint::black_box(cpu_read::read_sum(std::hint::black_box(&words)));
+                if copy {
+                    gpu.copy_probe(&words).map(drop).map_err(lib)
+                } else {
+                    gpu.read_probe(&words).map(drop).map_err(lib)
+                }
+            },
+            &|| {
+                if copy {
+                    target.borrow_mut().copy_from_slice(std::hint::black_box(&words));
+                    std::hint::black_box(&target);
+                } else {
+                    std::hint::black_box(cpu_read::read_sum(std::hint::black_box(&words)));
+                }
                 Ok(())
             },
-            n as u64 * 4,
+            n as u64 * if copy { 8 } else { 4 },
         );
     }
     // With --f16 the values rounded to f16 are read as f16 by the ops that take it; the CPU
