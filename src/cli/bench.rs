@@ -163,7 +163,9 @@ pub fn measure(
             },
             &|| {
                 if copy {
-                    target.borrow_mut().copy_from_slice(std::hint::black_box(&words));
+                    target
+                        .borrow_mut()
+                        .copy_from_slice(std::hint::black_box(&words));
                     std::hint::black_box(&target);
                 } else {
                     std::hint::black_box(cpu_read::read_sum(std::hint::black_box(&words)));
