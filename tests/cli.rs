@@ -466,6 +466,42 @@ fn bench_json_reports_every_measurement() {
         table.contains("gaussian_nll") && table.contains("GB/s"),
         "{table}"
     );
+    // --f16 reaches the ops that take it (named with _f16) and leaves the others alone; the
+    // copy yardstick counts a read and a write of every word.
+    let out = logdomain(&[
+        "bench",
+        "--op",
+        "cross_entropy",
+        "--op",
+        "gmm_score_samples",
+        "--op",
+        "gaussian_nll",
+        "--op",
+        "copy",
+        "--shape",
+        "64x16",
+        "--runs",
+        "1",
+        "--f16",
+        "--json",
+    ]);
+    let json: serde_json::Value = serde_json::from_str(&ok(&out)).expect("JSON on stdout");
+    let results = json["results"].as_array().unwrap();
+    let ops: Vec<&str> = results.iter().map(|r| r["op"].as_str().unwrap()).collect();
+    assert_eq!(
+        ops,
+        [
+            "cross_entropy_f16",
+            "gmm_score_samples_f16",
+            "gaussian_nll",
+            "copy"
+        ]
+    );
+    assert_eq!(
+        results[0]["bytes_read"].as_u64(),
+        Some(64 * 16 * 2 + 64 * 4)
+    );
+    assert_eq!(results[3]["bytes_read"].as_u64(), Some(64 * 16 * 8));
 }
 
 #[test]
