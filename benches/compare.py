@@ -13,8 +13,9 @@ adapter) and `--op copy` (a read and a write of every word). Our time is the GPU
 (timestamps) with data resident; "of yardstick" is the yardstick's time over ours (1.0 = as fast
 as the plainest kernel moving the same bytes): for logsumexp and cross-entropy, one read of the
 input; for softmax and log_softmax, which read the input twice and write as much, a read plus a
-copy (f16 input: a copy of the f32 output's words, as two reads of half the bytes cost one). The anchors are timed in this process with data in memory, jit-compiled and warmed up
-(median of 7): jax.nn.logsumexp / log_softmax / softmax, cross-entropy as JAX users write it
+copy (f16 input: a copy of the f32 output's words, as two reads of half the bytes cost one).
+The anchors are timed in this process with data in memory, jit-compiled and warmed up (median
+of 7): jax.nn.logsumexp / log_softmax / softmax, cross-entropy as JAX users write it
 (mean of −take_along_axis(log_softmax)), scipy.special's, and sklearn's
 GaussianMixture.score_samples (16 diagonal components, 10^6 points of 16 dimensions). "vs JAX" is
 our time over JAX's (≤ 1 is the issue's bar); "speed-up" scikit-learn's time over ours.
@@ -152,10 +153,12 @@ def main():
         sys.exit(f"{BIN} is missing: run `cargo build --release` first")
     anchor, skl = anchors()
     per_backend = {b: ours(b) for b, _ in BACKENDS}
-    print(f"Generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `benches/compare.py`.\n")
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    print(f"Generated {stamp} by `benches/compare.py`.\n")
     for b, name in BACKENDS:
         print(f"- {name}: {per_backend[b][1]}")
-    print(f"- JAX {jax.__version__}, SciPy {__import__('scipy').__version__}, NumPy {np.__version__}\n")
+    versions = f"JAX {jax.__version__}, SciPy {__import__('scipy').__version__}"
+    print(f"- {versions}, NumPy {np.__version__}\n")
     head = "| op | shape | input |"
     rule = "|---|---|---|"
     for _, name in BACKENDS:
@@ -219,7 +222,8 @@ def main():
             cells.append(f"{skl / r['gpu_ms']:.1f}×" if skl else "–")
         sk = f"{skl:.1f}" if skl else "–"
         kind = "f16" if f16 else "f32"
-        print(f"| gmm_score_samples (k 16, diag) | {n}x{d} | {kind} | " + " | ".join(cells) + f" | {sk} |")
+        head = f"| gmm_score_samples (k 16, diag) | {n}x{d} | {kind} | "
+        print(head + " | ".join(cells) + f" | {sk} |")
 
 if __name__ == "__main__":
     main()

@@ -220,10 +220,11 @@ fn pack(gmm: &Gmm, dims: usize) -> Result<Packed, Error> {
 
 /// The dispatches of `gmm_log_joint` over `n` points and the op's aux words they read: the
 /// parameters in 16 KiB uniform windows per group of components (or whole, for components too
-/// large for one; the kernel then reads them from binding b at word 0),
-/// writing the `n × k` log-joint into `dst` from points of `format`, unless `fused` (called with whether one
+/// large for one; the kernel then reads them from binding b at word 0), writing the `n × k`
+/// log-joint into `dst` from points of `format`, unless `fused` (called with whether one
 /// invocation can hold every component) returns a fused mode: then the kernel writes its
-/// output to `Src::Output` itself. Returns the passes and the fused mode.
+/// output to `Src::Output` itself (`gmm_score_tiled` for the fused score where it applies).
+/// Returns the passes and the fused mode.
 fn joint_passes(
     caps: &Caps,
     packed: &Packed,

@@ -926,7 +926,8 @@ pub(crate) fn categorical_passes(
 
 /// The rows' label-smoothing sums Σ_c w_c (−log_softmax_c) from the logits (Input(0), entries
 /// of `format`) and the parts at aux word `parts_off`, into aux words `smooth_off..+rows`:
-/// per-chunk partials in scratch 0, then the pairwise levels. Returns the passes and the scratch they need.
+/// per-chunk partials in scratch 0, then the pairwise levels. Returns the passes and the
+/// scratch they need.
 pub(crate) fn smooth_sum_passes(
     rows: u64,
     classes: u64,
