@@ -45,6 +45,37 @@ fn f16_entry_bits(w: u32, i: u32) -> u32 {
     return f16_to_f32_bits((w >> ((i & 1u) << 4u)) & 0xffffu);
 }
 
+// f32 bits as the binary16 bits of the nearest f16 (ties to even), in integer arithmetic only:
+// overflow (|x| >= 65520) gives infinity, NaN a quiet NaN (sign and the payload's top bits kept),
+// results below 2^-14 subnormals or zero.
+fn f32_to_f16_bits(b: u32) -> u32 {
+    let sign = (b >> 16u) & 0x8000u;
+    let mag = b & F32_ABS_MASK;
+    if (mag > F32_POS_INF) {
+        return sign | 0x7e00u | ((mag >> 13u) & 0x3ffu);
+    }
+    if (mag >= 0x477ff000u) {
+        return sign | 0x7c00u;
+    }
+    if (mag >= 0x38800000u) {
+        // Normal: re-bias the exponent (127 - 15), round the 13 dropped bits to even.
+        let r = mag - 0x38000000u;
+        return sign | ((r + 0xfffu + ((r >> 13u) & 1u)) >> 13u);
+    }
+    if (mag < 0x33000000u) {
+        // Below 2^-25 (half the smallest subnormal, which ties to even zero too).
+        return sign;
+    }
+    // Subnormal: the 24-bit significand shifted to units of 2^-24, rounded to even.
+    let m = (mag & 0x7fffffu) | 0x800000u;
+    let shift = 126u - (mag >> 23u);
+    let q = m >> shift;
+    let rem = m & ((1u << shift) - 1u);
+    let half = 1u << (shift - 1u);
+    let up = rem > half || (rem == half && (q & 1u) == 1u);
+    return sign | (q + select(0u, 1u, up));
+}
+
 // e^d for d <= 0 (d clamped to EXP_ARG_MIN): Cody-Waite reduction d = k ln2 + r, |r| <= ln2 / 2,
 // then a degree-7 Taylor polynomial (truncation < 1e-8 relative) scaled by 2^k built from its
 // bits. About 1 ulp for every d whose result is normal; results below 2^-126 flush to 0. WGSL's

@@ -20,6 +20,13 @@ override WG: u32 = 64u;
 // The input holds IEEE binary16 entries, two to a word (the first in the low half), decoded
 // exactly by `load_x`; outputs stay f32. Offsets and strides then count f16 entries.
 override IN_F16: bool = false;
+// The output holds binary16 entries (softmax and log_softmax only), two to a word, rounded to
+// nearest even from the f32 result. Rows start on whole words (even out_offset and out_stride,
+// even segment lengths: the host checks), and each invocation writes whole words — a pair of
+// entries — so no two invocations share a word; a word's entry past the row's end is kept.
+override OUT_F16: bool = false;
+// SENTINEL as f16 (a NaN payload no kernel writes): `fill_sentinel`'s value for f16 outputs.
+const SENTINEL_F16: u32 = 0x7d5au;
 // The row length, when the host specialises a thread-per-row pipeline for short rows (0: read
 // params.cols): the loops over a row then have a constant trip count, which compilers unroll.
 override ROW_COLS: u32 = 0u;
@@ -166,19 +173,43 @@ fn range_state(base: u32, first: u32, end: u32, step: u32) -> LseState {
     return total;
 }
 
-// Writes entries [first, end) (every step-th) of one row, given the row's final state.
-fn write_entries(st: LseState, in_base: u32, out_base: u32, first: u32, end: u32, step: u32) {
+// The softmax (OP 1) or log_softmax (OP 2) bits of input entry j of a row with state st.
+fn entry_bits(st: LseState, denom: f32, l1p: f32, j: u32) -> u32 {
+    let bits = load_x(j);
+    if (OP == OP_SOFTMAX) {
+        return softmax_bits(st, denom, bits);
+    }
+    return log_softmax_bits(st, l1p, bits);
+}
+
+// Writes the entries of [start, end) of one row, given the row's final state: entries
+// start + lane, start + lane + step, ... for f32 outputs; for f16 outputs the pairs of entries
+// (2q, 2q + 1) for q = start / 2 + lane, start / 2 + lane + step, ... (start even).
+fn write_entries(st: LseState, in_base: u32, out_base: u32, start: u32, lane: u32, end: u32,
+    step: u32) {
     let denom = 1.0 + st.s;
     let l1p = ld_log1p(st.s);
-    for (var j0 = first; j0 < end; j0 += BLOCK * step) {
+    if (OUT_F16) {
+        for (var q0 = start / 2u + lane; 2u * q0 < end; q0 += BLOCK * step) {
+            var q = q0;
+            for (var i = 0u; i < BLOCK && 2u * q < end; i++) {
+                let j = 2u * q;
+                let at = (out_base + j) >> 1u;
+                let lo = f32_to_f16_bits(entry_bits(st, denom, l1p, in_base + j));
+                var hi = output[at] >> 16u;
+                if (j + 1u < end) {
+                    hi = f32_to_f16_bits(entry_bits(st, denom, l1p, in_base + j + 1u));
+                }
+                output[at] = lo | (hi << 16u);
+                q += step;
+            }
+        }
+        return;
+    }
+    for (var j0 = start + lane; j0 < end; j0 += BLOCK * step) {
         var j = j0;
         for (var i = 0u; i < BLOCK && j < end; i++) {
-            let bits = load_x(in_base + j);
-            if (OP == OP_SOFTMAX) {
-                output[out_base + j] = softmax_bits(st, denom, bits);
-            } else {
-                output[out_base + j] = log_softmax_bits(st, l1p, bits);
-            }
+            output[out_base + j] = entry_bits(st, denom, l1p, in_base + j);
             j += step;
         }
     }
@@ -211,7 +242,7 @@ fn write_row(st: LseState, row: u32, cols: u32, first: u32, step: u32) {
         return;
     }
     write_entries(st, params.in_offset + row * params.in_stride,
-        params.out_offset + row * params.out_stride, first, cols, step);
+        params.out_offset + row * params.out_stride, 0u, first, cols, step);
 }
 
 // Combines one state per invocation into the workgroup's state, returned to every invocation.
@@ -327,7 +358,7 @@ fn split_apply(
     for (var item = wg_linear(wid, nwg); item < params.rows * params.segs; item += groups) {
         let g = segment(item);
         let st = load_state(final_slot(g.r));
-        write_entries(st, split_in_base(g.r), split_out_base(g.r), g.start + lid, g.end, WG);
+        write_entries(st, split_in_base(g.r), split_out_base(g.r), g.start, lid, g.end, WG);
     }
 }
 
@@ -357,7 +388,7 @@ fn split_apply_thread(
     for (var item = wg_linear(wid, nwg) * WG + lid; item < params.rows * params.segs; item += total) {
         let g = segment(item);
         let st = load_state(final_slot(g.r));
-        write_entries(st, split_in_base(g.r), split_out_base(g.r), g.start, g.end, 1u);
+        write_entries(st, split_in_base(g.r), split_out_base(g.r), g.start, 0u, g.end, 1u);
     }
 }
 
@@ -370,6 +401,17 @@ fn fill_sentinel(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let total = nwg.x * nwg.y * WG;
+    if (OUT_F16) {
+        // Whole words: each row's pairs of entries, a word's entry past the row's end kept.
+        let pairs = (params.cols + 1u) / 2u;
+        for (var i = wg_linear(wid, nwg) * WG + lid; i < params.rows * pairs; i += total) {
+            let j = 2u * (i % pairs);
+            let at = (params.out_offset + (i / pairs) * params.out_stride + j) >> 1u;
+            let hi = select(output[at] >> 16u, SENTINEL_F16, j + 1u < params.cols);
+            output[at] = SENTINEL_F16 | (hi << 16u);
+        }
+        return;
+    }
     let n = params.rows * params.cols;
     let dense = params.out_stride == params.cols;
     for (var i = wg_linear(wid, nwg) * WG + lid; i < n; i += total) {

@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use crate::error::Error;
-use crate::logsumexp::{InputFormat, RowFn, RowOp, RowsLayout, Strategy};
+use crate::logsumexp::{InputFormat, OutputFormat, RowFn, RowOp, RowsLayout, Strategy};
 use crate::reference::logsumexp::LseState;
 use crate::shaders;
 
@@ -88,11 +88,20 @@ pub(crate) struct PipelineKey {
     pub dims: u32,
     /// The `IN_F16` override: the input (binding 1 of either module) holds f16 entries.
     pub in_f16: bool,
+    /// The `OUT_F16` override (log-sum-exp family): the output holds f16 entries.
+    pub out_f16: bool,
 }
 
 impl PipelineKey {
-    /// A key of the log-sum-exp family; `row_cols` is the `ROW_COLS` override.
-    pub fn rows(entry: &'static str, op: u32, wg: u32, in_f16: bool, row_cols: u32) -> PipelineKey {
+    /// A key of the log-sum-exp family; `row_cols` is the `ROW_COLS` override, `(in_f16,
+    /// out_f16)` the formats of the input and the output.
+    pub fn rows(
+        entry: &'static str,
+        op: u32,
+        wg: u32,
+        (in_f16, out_f16): (bool, bool),
+        row_cols: u32,
+    ) -> PipelineKey {
         let family = if entry == "row_subgroup" {
             Family::LogsumexpSubgroup
         } else {
@@ -106,6 +115,7 @@ impl PipelineKey {
             reduce: 0,
             dims: row_cols,
             in_f16,
+            out_f16,
         }
     }
 }
@@ -116,7 +126,8 @@ struct Blocking {
     input: Option<wgpu::Buffer>,
     output: Option<wgpu::Buffer>,
     readback: Option<wgpu::Buffer>,
-    ops: HashMap<(RowFn, usize, usize, InputFormat), Arc<RowOp>>,
+    /// Keyed by function, shape, and the input's and the output's formats.
+    ops: HashMap<(RowFn, usize, usize, InputFormat, OutputFormat), Arc<RowOp>>,
     /// Reused input and output buffers of the blocking losses and mixtures.
     loss_inputs: Vec<Option<wgpu::Buffer>>,
     loss_output: Option<wgpu::Buffer>,
@@ -408,6 +419,7 @@ impl Gpu {
         let layout = match key.family {
             Family::Logsumexp | Family::LogsumexpSubgroup => {
                 constants.push(("ROW_COLS", f64::from(key.dims)));
+                constants.push(("OUT_F16", f64::from(u8::from(key.out_f16))));
                 &self.pipeline_layout
             }
             Family::Likelihood | Family::LikelihoodWide => {
@@ -810,11 +822,71 @@ impl Gpu {
         self.run_rows_as(func, Values::F32(x), rows, cols)
     }
 
-    /// The blocking path of the family.
+    /// [`Gpu::softmax`] written as f16 (each value the f32 result rounded to nearest even):
+    /// half the bytes written and read back.
+    ///
+    /// ```no_run
+    /// let gpu = logdomain::Gpu::new()?;
+    /// let p = gpu.softmax_to_f16(&[0.0, 0.0, 0.0, 0.0], 1, 4)?;
+    /// assert_eq!(p, vec![half::f16::from_f32(0.25); 4]);
+    /// # Ok::<(), logdomain::Error>(())
+    /// ```
+    pub fn softmax_to_f16(
+        &self,
+        x: &[f32],
+        rows: usize,
+        cols: usize,
+    ) -> Result<Vec<half::f16>, Error> {
+        self.run_rows_to_f16(RowFn::Softmax, Values::F32(x), rows, cols)
+    }
+
+    /// [`Gpu::log_softmax`] written as f16 (rounded to nearest even from the f32 result).
+    pub fn log_softmax_to_f16(
+        &self,
+        x: &[f32],
+        rows: usize,
+        cols: usize,
+    ) -> Result<Vec<half::f16>, Error> {
+        self.run_rows_to_f16(RowFn::LogSoftmax, Values::F32(x), rows, cols)
+    }
+
+    fn run_rows_to_f16(
+        &self,
+        func: RowFn,
+        x: Values<'_>,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Vec<half::f16>, Error> {
+        let words = self.run_rows_in(func, x, OutputFormat::F16, rows, cols)?;
+        let mut out: Vec<half::f16> = words
+            .iter()
+            .flat_map(|w| {
+                let b = w.to_bits();
+                [b as u16, (b >> 16) as u16]
+            })
+            .map(half::f16::from_bits)
+            .collect();
+        out.truncate(func.output_len(rows, cols));
+        Ok(out)
+    }
+
     fn run_rows_as(
         &self,
         func: RowFn,
         x: Values<'_>,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Vec<f32>, Error> {
+        self.run_rows_in(func, x, OutputFormat::F32, rows, cols)
+    }
+
+    /// The blocking path of the family: the output's words (f32 values, or pairs of f16
+    /// entries as f32 bit patterns).
+    fn run_rows_in(
+        &self,
+        func: RowFn,
+        x: Values<'_>,
+        out_format: OutputFormat,
         rows: usize,
         cols: usize,
     ) -> Result<Vec<f32>, Error> {
@@ -834,23 +906,25 @@ impl Gpu {
             return Ok(Vec::new());
         }
         let mut blocking = lock(&self.blocking);
-        let op = match blocking.ops.get(&(func, rows, cols, format)) {
+        let key = (func, rows, cols, format, out_format);
+        let op = match blocking.ops.get(&key) {
             Some(op) => op.clone(),
             None => {
                 let layout = RowsLayout {
                     input_format: format,
+                    output_format: out_format,
                     ..RowsLayout::contiguous(rows, cols)
                 };
                 let op = Arc::new(RowOp::new(self, func, layout, Strategy::Auto)?);
                 if blocking.ops.len() >= 32 {
                     blocking.ops.clear();
                 }
-                blocking.ops.insert((func, rows, cols, format), op.clone());
+                blocking.ops.insert(key, op.clone());
                 op
             }
         };
         let in_bytes = bytes.len() as u64;
-        let out_bytes = (out_len * 4) as u64;
+        let out_bytes = (out_len as u64 * out_format.bytes()).next_multiple_of(4);
         let input = self.reuse(
             &mut blocking.input,
             in_bytes.max(4),

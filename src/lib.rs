@@ -27,10 +27,10 @@ pub use gradients::{BackwardOp, CrossEntropyGradOp, LossGradOp};
 pub use likelihood::{
     Bce, CrossEntropy, GaussianNll, InputSpec, Loss, LossOp, PoissonNll, Reduction,
 };
-pub use logsumexp::{InputFormat, RowFn, RowOp, RowsLayout, Strategy};
+pub use logsumexp::{InputFormat, OutputFormat, RowFn, RowOp, RowsLayout, Strategy};
 pub use masked::MaskedRowOp;
 pub use reference::logsumexp::LseState;
-pub use shaders::SENTINEL_BITS;
+pub use shaders::{SENTINEL_BITS, SENTINEL_F16_BITS};
 pub use transform::{DataLayout, LogFn, LogOp, LogOpKind};
 pub use weighted::WeightedLseOp;
 

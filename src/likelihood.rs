@@ -230,6 +230,7 @@ pub(crate) fn key(entry: &'static str, op: u32, reduce: u32) -> PipelineKey {
         reduce,
         dims: 0,
         in_f16: false,
+        out_f16: false,
     }
 }
 

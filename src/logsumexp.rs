@@ -108,6 +108,10 @@ impl InputFormat {
     }
 }
 
+/// How the output's entries are stored: f32, or (softmax and log_softmax only) f16 rounded to
+/// nearest even from the f32 result — the same two formats as the input's.
+pub type OutputFormat = InputFormat;
+
 /// Where a batch of rows lives in the caller's buffers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct RowsLayout {
@@ -121,13 +125,18 @@ pub struct RowsLayout {
     /// Entries from one input row's start to the next (at least `cols`), e.g. the padded row
     /// pitch of a texture copy.
     pub input_stride: usize,
-    /// How the input's entries are stored (f32 or f16); outputs are f32.
+    /// How the input's entries are stored (f32 or f16).
     pub input_format: InputFormat,
     /// Byte offset of the first output value (a multiple of 4).
     pub output_offset: u64,
-    /// f32 elements between output rows of softmax / log_softmax (at least `cols`); logsumexp
+    /// Entries between output rows of softmax / log_softmax (at least `cols`; even for f16
+    /// outputs of more than one row, so that every row starts on a 4-byte word); logsumexp
     /// writes `rows` consecutive values and ignores it.
     pub output_stride: usize,
+    /// How the output's entries are stored: f32, or f16 for softmax and log_softmax (two to a
+    /// word, the first in the low half; an entry that shares a word with a row's last entry but
+    /// lies past it is left as it was).
+    pub output_format: OutputFormat,
 }
 
 impl RowsLayout {
@@ -141,6 +150,7 @@ impl RowsLayout {
             input_format: InputFormat::F32,
             output_offset: 0,
             output_stride: cols,
+            output_format: InputFormat::F32,
         }
     }
 }
@@ -349,6 +359,20 @@ pub(crate) fn plan(
             l.output_stride, l.cols
         )));
     }
+    let out_f16 = l.output_format == InputFormat::F16;
+    if out_f16 && lse {
+        return Err(Error::Unsupported(format!(
+            "f16 outputs are for softmax and log_softmax; {func:?} writes f32 (a value or two \
+             per row: nothing to save)"
+        )));
+    }
+    if out_f16 && rows > 1 && l.output_stride % 2 == 1 {
+        return Err(Error::Buffer(format!(
+            "an f16 output's rows must start on 4-byte words: output_stride {} is odd",
+            l.output_stride
+        )));
+    }
+    let ob = l.output_format.bytes();
     let (in_stride, out_stride) = (
         l.input_stride as u64,
         if lse {
@@ -369,7 +393,7 @@ pub(crate) fn plan(
             mul(elems, eb)
         }
     };
-    let span = |k: u64, stride: u64, c: u64| span_of(k, stride, c, 4);
+    let span = |k: u64, stride: u64, c: u64| span_of(k, stride, c, ob);
     let span_in = |k: u64, c: u64| span_of(k, in_stride, c, eb);
     // The input is bound in whole words: an f16 input ends on a 4-byte boundary.
     let input_end = l
@@ -380,7 +404,8 @@ pub(crate) fn plan(
     let output_end = l
         .output_offset
         .checked_add(span(rows, out_stride, out_cols)?)
-        .ok_or_else(|| shape_err("output"))?;
+        .ok_or_else(|| shape_err("output"))?
+        .next_multiple_of(4);
     let mut plan = Plan {
         strategy,
         passes: vec![],
@@ -474,10 +499,11 @@ pub(crate) fn plan(
                 );
                 (Some(w), o)
             };
-            let (output, out_offset) = window(
-                l.output_offset + r0 * out_stride * 4,
+            let (output, out_offset) = window_of(
+                l.output_offset + r0 * out_stride * ob,
                 span(k, out_stride, out_cols)?,
                 caps.storage_align,
+                ob,
             );
             plan.passes.push(Pass {
                 entry,
@@ -532,7 +558,11 @@ pub(crate) fn plan(
     segs = segs
         .max((cols * 4).div_ceil(usable))
         .max(cols.div_ceil(LANE_MAX * lane_step));
-    let seg_len = cols.div_ceil(segs).max(1);
+    // f16 outputs: segments of whole words.
+    let seg_len = cols
+        .div_ceil(segs)
+        .max(1)
+        .next_multiple_of(if out_f16 { 2 } else { 1 });
     let segs = cols.div_ceil(seg_len).max(1);
     if segs > LANE_MAX {
         return Err(Error::Limit(format!(
@@ -614,10 +644,11 @@ pub(crate) fn plan(
             output: None,
         });
         if !lse {
-            let (output, out_offset) = window(
-                l.output_offset + (r0 * out_stride + col0) * 4,
+            let (output, out_offset) = window_of(
+                l.output_offset + (r0 * out_stride + col0) * ob,
                 span(k, out_stride, width)?,
                 caps.storage_align,
+                ob,
             );
             applies.push(Pass {
                 entry: apply,
@@ -719,7 +750,10 @@ impl RowOp {
     ) -> Result<RowOp, Error> {
         let caps = Caps::of(gpu);
         let plan = plan(func, &layout, strategy, &caps)?;
-        let f16 = layout.input_format == InputFormat::F16;
+        let f16 = (
+            layout.input_format == InputFormat::F16,
+            layout.output_format == InputFormat::F16,
+        );
         // Short rows walked by one invocation: loops of a constant trip count, which compilers
         // unroll (3.4× faster at 1,048,576 × 16 on lavapipe).
         let row_cols = if layout.cols <= ROW_COLS_MAX {

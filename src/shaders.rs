@@ -60,6 +60,10 @@ pub fn likelihood_module() -> String {
 /// The bit pattern (a NaN payload no kernel writes) that sentinel fills leave in outputs.
 pub const SENTINEL_BITS: u32 = 0x7fa5_a5a5;
 
+/// The f16 bit pattern (a NaN payload no kernel writes) that sentinel fills leave in f16
+/// outputs.
+pub const SENTINEL_F16_BITS: u16 = 0x7d5a;
+
 /// Mirrors `struct Params` in `shaders/logsumexp.wgsl`. Offsets and strides count f32 elements
 /// from the start of the bound window.
 #[repr(C)]
@@ -197,11 +201,15 @@ mod tests {
     fn portable_module_validates_and_translates_everywhere() {
         // No optional capability at all: what WebGPU and GL downlevel devices accept; f16
         // inputs need none either.
-        for (in_f16, row_cols) in [(0.0, 0.0), (1.0, 16.0)] {
+        for (in_f16, row_cols, out_f16) in [(0.0, 0.0, 0.0), (1.0, 16.0, 1.0)] {
             validate_and_translate_with(
                 &logsumexp_module(),
                 Capabilities::empty(),
-                &[("IN_F16", in_f16), ("ROW_COLS", row_cols)],
+                &[
+                    ("IN_F16", in_f16),
+                    ("ROW_COLS", row_cols),
+                    ("OUT_F16", out_f16),
+                ],
             );
         }
     }
@@ -346,6 +354,10 @@ mod tests {
     fn sentinel_matches_wgsl() {
         let module = parse(&logsumexp_module());
         assert_eq!(wgsl_u32_const(&module, "SENTINEL"), SENTINEL_BITS);
+        assert_eq!(
+            wgsl_u32_const(&parse(&logsumexp_module()), "SENTINEL_F16"),
+            u32::from(SENTINEL_F16_BITS)
+        );
     }
 
     /// Workgroup memory and the largest workgroup the host asks for fit WebGPU's default limits

@@ -280,6 +280,7 @@ fn encoder_level_ops_share_one_submit_on_a_caller_device() {
         output_offset: (out_off * 4) as u64,
         output_stride: out_stride,
         input_format: logdomain::InputFormat::F32,
+        output_format: logdomain::OutputFormat::F32,
     };
     let mut encoder = device.create_command_encoder(&Default::default());
     for (func, out) in [
@@ -750,6 +751,180 @@ fn f16_inputs_give_the_f32_kernels_bits_on_every_strategy() {
     };
     assert!(matches!(
         RowOp::new(gpu, RowFn::Logsumexp, odd, Strategy::Auto),
+        Err(Error::Buffer(_))
+    ));
+}
+
+/// Runs softmax / log_softmax with an f16 output: rows `out_stride` entries apart from byte
+/// `out_offset` of a buffer whose other entries hold `PAD`; the output is sentinel-filled first.
+/// Returns the whole buffer as f16 bits.
+fn run_to_f16(
+    gpu: &Gpu,
+    func: RowFn,
+    x: &[f32],
+    (rows, cols, out_stride, out_offset): (usize, usize, usize, usize),
+    strategy: Strategy,
+) -> Vec<u16> {
+    let layout = RowsLayout {
+        output_offset: out_offset as u64,
+        output_stride: out_stride,
+        output_format: logdomain::OutputFormat::F16,
+        ..RowsLayout::contiguous(rows, cols)
+    };
+    let op = RowOp::new(gpu, func, layout, strategy)
+        .unwrap_or_else(|e| panic!("{func:?} {strategy:?} {rows}x{cols}: {e}"));
+    let input = gpu
+        .device()
+        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: None,
+            contents: bytemuck::cast_slice(x),
+            usage: wgpu::BufferUsages::STORAGE,
+        });
+    let halves = (out_offset / 2 + (rows - 1) * out_stride + cols + 1).next_multiple_of(2);
+    let output = gpu
+        .device()
+        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: None,
+            contents: bytemuck::cast_slice(&vec![PAD; halves]),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        });
+    let mut encoder = gpu.device().create_command_encoder(&Default::default());
+    op.record_sentinel_fill(&mut encoder, &output).unwrap();
+    op.record(&mut encoder, &input, &output).unwrap();
+    gpu.queue().submit([encoder.finish()]);
+    let words = gpu.read_f32(&output, halves as u64 * 2).unwrap();
+    words
+        .iter()
+        .flat_map(|w| [w.to_bits() as u16, (w.to_bits() >> 16) as u16])
+        .collect()
+}
+
+/// What the f16 output's padding holds before the op runs (1.0 in f16).
+const PAD: u16 = 0x3c00;
+
+#[test]
+fn f16_outputs_are_the_f32_results_rounded_on_every_strategy() {
+    let gpu = gpu();
+    let mut rng = Rng(163);
+    let specials = [INF, NEG_INF, NAN, 0.0, -0.0, 1e30, -1e30, 88.0];
+    // (rows, cols, output stride, output byte offset): odd columns leave a padding half at the
+    // end of each row's last word; long rows take the split strategies (even segments).
+    for (rows, cols, out_stride, out_offset) in [
+        (3, 7, 8, 4),
+        (40, 33, 34, 0),
+        (5, 1001, 1004, 8),
+        (2, 20_001, 20_002, 4),
+        (1, 300_001, 300_001, 0),
+    ] {
+        let mut x = rng.vec(rows * cols, -30.0, 30.0);
+        if rows > 2 {
+            for (j, &v) in specials.iter().enumerate().take(cols) {
+                x[cols + j * cols / specials.len()] = v;
+            }
+        }
+        for func in [RowFn::Softmax, RowFn::LogSoftmax] {
+            for strategy in strategies(gpu) {
+                if lane_limit_applies(gpu, strategy, cols) {
+                    continue;
+                }
+                let Ok(want) = try_run_op(gpu, func, &x, rows, cols, strategy) else {
+                    continue;
+                };
+                let got = run_to_f16(
+                    gpu,
+                    func,
+                    &x,
+                    (rows, cols, out_stride, out_offset),
+                    strategy,
+                );
+                let first = out_offset / 2;
+                for (i, &h) in got.iter().enumerate() {
+                    let at = i
+                        .checked_sub(first)
+                        .map(|e| (e / out_stride, e % out_stride));
+                    let expected = match at {
+                        Some((r, c)) if r < rows && c < cols => {
+                            half::f16::from_f32(want[r * cols + c]).to_bits()
+                        }
+                        _ => PAD,
+                    };
+                    let nan_ok = half::f16::from_bits(h).is_nan()
+                        && half::f16::from_bits(expected).is_nan()
+                        && h != logdomain::SENTINEL_F16_BITS;
+                    assert!(
+                        h == expected || nan_ok,
+                        "{func:?} {strategy:?} {rows}x{cols} stride {out_stride} offset \
+                         {out_offset}: half {i} ({at:?}) is {h:#06x}, want {expected:#06x}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn f16_output_rounding_and_errors() {
+    let gpu = gpu();
+    // log_softmax of [0, v] is v for v far below 0 (e^v under half an ulp of v): the f16
+    // output is v rounded, so ties, overflow, subnormals and the largest finite value show.
+    let vs = [
+        -2049.0f32,
+        -2051.0,
+        -2050.0,
+        -65504.0,
+        -65519.0,
+        -65520.0,
+        -70000.0,
+        -1e30,
+        -24.0,
+        -24.000_002,
+        -4097.0,
+        -4099.0,
+    ];
+    let x: Vec<f32> = vs.iter().flat_map(|&v| [0.0, v]).collect();
+    let got = gpu.log_softmax_to_f16(&x, vs.len(), 2).unwrap();
+    let want32 = gpu.log_softmax(&x, vs.len(), 2).unwrap();
+    for (r, &v) in vs.iter().enumerate() {
+        assert_eq!(want32[2 * r + 1], v, "log_softmax of [0, {v}] in f32");
+        assert_eq!(
+            got[2 * r + 1].to_bits(),
+            half::f16::from_f32(v).to_bits(),
+            "{v} to f16"
+        );
+    }
+    // softmax of [0, v]: e^v / (1 + e^v) down through the f16 subnormals to zero.
+    let vs: Vec<f32> = (0..60).map(|i| -(i as f32) * 0.37).collect();
+    let x: Vec<f32> = vs.iter().flat_map(|&v| [0.0, v]).collect();
+    let got = gpu.softmax_to_f16(&x, vs.len(), 2).unwrap();
+    let want32 = gpu.softmax(&x, vs.len(), 2).unwrap();
+    assert!(
+        got.iter()
+            .any(|h| h.to_bits() & 0x7c00 == 0 && h.to_bits() & 0x3ff != 0),
+        "some subnormal outputs"
+    );
+    for (g, w) in got.iter().zip(&want32) {
+        assert_eq!(g.to_bits(), half::f16::from_f32(*w).to_bits(), "{w:e}");
+    }
+    // An odd number of entries: the blocking call returns exactly rows × cols.
+    assert_eq!(gpu.softmax_to_f16(&[1.0, 2.0, 3.0], 1, 3).unwrap().len(), 3);
+    // Refused: f16 for the reductions, rows that would not start on a word.
+    for func in [RowFn::Logsumexp, RowFn::LogsumexpParts] {
+        let l = RowsLayout {
+            output_format: logdomain::OutputFormat::F16,
+            ..RowsLayout::contiguous(4, 4)
+        };
+        assert!(matches!(
+            RowOp::new(gpu, func, l, Strategy::Auto),
+            Err(Error::Unsupported(_))
+        ));
+    }
+    let l = RowsLayout {
+        output_format: logdomain::OutputFormat::F16,
+        output_stride: 5,
+        ..RowsLayout::contiguous(4, 5)
+    };
+    assert!(matches!(
+        RowOp::new(gpu, RowFn::Softmax, l, Strategy::Auto),
         Err(Error::Buffer(_))
     ));
 }
