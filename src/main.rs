@@ -140,7 +140,11 @@ fn run(cli: Cli) -> Result<(), String> {
             for &op in &ops {
                 for &shape in &shapes {
                     bar.set_message(format!("{op:?} {}x{}", shape.rows, shape.cols));
-                    rows.push(cli::bench::measure(&gpu, op, shape, a.runs, a.f16)?);
+                    let precision = cli::bench::Precision {
+                        f16_in: a.f16,
+                        f16_out: a.f16_out,
+                    };
+                    rows.push(cli::bench::measure(&gpu, op, shape, a.runs, precision)?);
                     bar.inc(1);
                 }
             }

@@ -502,6 +502,33 @@ fn bench_json_reports_every_measurement() {
         Some(64 * 16 * 2 + 64 * 4)
     );
     assert_eq!(results[3]["bytes_read"].as_u64(), Some(64 * 16 * 8));
+    let out = logdomain(&[
+        "bench",
+        "--op",
+        "softmax",
+        "--op",
+        "logsumexp",
+        "--shape",
+        "64x16",
+        "--runs",
+        "1",
+        "--f16-out",
+        "--json",
+    ]);
+    let json: serde_json::Value = serde_json::from_str(&ok(&out)).expect("JSON on stdout");
+    let ops: Vec<&str> = json["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["op"].as_str().unwrap())
+        .collect();
+    assert_eq!(ops, ["softmax_to_f16", "logsumexp"]);
+    let both = logdomain(&["bench", "--f16", "--f16-out"]);
+    assert_eq!(
+        both.status.code(),
+        Some(2),
+        "--f16 with --f16-out is a usage error"
+    );
 }
 
 #[test]

@@ -9,7 +9,7 @@ use logdomain::reference::{
 };
 use logdomain::{
     Bce, Covariance, CrossEntropy, GaussianNll, Gmm, GmmOp, GmmOutput, Gpu, InputFormat, LossOp,
-    PoissonNll, ReadProbe, RowFn, RowOp, RowsLayout, Strategy,
+    OutputFormat, PoissonNll, ReadProbe, RowFn, RowOp, RowsLayout, Strategy,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -84,6 +84,16 @@ pub struct BenchArgs {
     /// (half the bytes; the other ops ignore it).
     #[arg(long)]
     pub f16: bool,
+    /// softmax and log_softmax write f16 outputs (f32 inputs; the other ops ignore it).
+    #[arg(long, conflicts_with = "f16")]
+    pub f16_out: bool,
+}
+
+/// What the benched ops read and write: f16 inputs, f16 outputs (softmax and log_softmax).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Precision {
+    pub f16_in: bool,
+    pub f16_out: bool,
 }
 
 /// One measured op and shape.
@@ -125,8 +135,9 @@ pub fn measure(
     op: BenchOp,
     shape: Shape,
     runs: usize,
-    f16: bool,
+    precision: Precision,
 ) -> Result<Row, String> {
+    let (f16, f16_out) = (precision.f16_in, precision.f16_out);
     let runs = runs.max(1);
     let (rows, cols) = (shape.rows, shape.cols);
     let n = rows
@@ -197,27 +208,33 @@ pub fn measure(
             x: x32,
             h: Some(h),
             buffer,
+            f16_out: false,
         }
     } else {
         Input {
             x,
             h: None,
             buffer: xb,
+            f16_out: f16_out && matches!(op, BenchOp::Softmax | BenchOp::LogSoftmax),
         }
     };
     let mut row = rows_or_loss(gpu, op, shape, runs, &input)?;
     if input.h.is_some() {
         row.op.push_str("_f16");
     }
+    if input.f16_out {
+        row.op.push_str("_to_f16");
+    }
     Ok(row)
 }
 
 /// A bench's main input: the values as f32, the same values as f16 when the op reads f16, and
-/// the resident buffer the op reads (f16 entries when `h` is set).
+/// the resident buffer the op reads (f16 entries when `h` is set); whether it writes f16.
 struct Input {
     x: Vec<f32>,
     h: Option<Vec<half::f16>>,
     buffer: wgpu::Buffer,
+    f16_out: bool,
 }
 
 impl Input {
@@ -246,10 +263,15 @@ fn rows_or_loss(
         _ => return loss_ops(gpu, op, shape, runs, input),
     };
     let out = output(gpu, func.output_len(rows, cols));
-    let (x, h, input_format) = (&input.x, &input.h, input.format());
+    let (x, h, input_format, f16_out) = (&input.x, &input.h, input.format(), input.f16_out);
     let input = &input.buffer;
     let layout = RowsLayout {
         input_format,
+        output_format: if f16_out {
+            OutputFormat::F16
+        } else {
+            OutputFormat::F32
+        },
         ..RowsLayout::contiguous(rows, cols)
     };
     let row_op = RowOp::new(gpu, func, layout, Strategy::Auto).map_err(lib)?;
@@ -261,6 +283,14 @@ fn rows_or_loss(
         &|e| row_op.record(e, input, &out).map_err(lib),
         &|| gpu.kernel_time(&row_op, input, &out).map_err(lib),
         &|| {
+            if f16_out {
+                return match func {
+                    RowFn::Softmax => gpu.softmax_to_f16(x, rows, cols),
+                    _ => gpu.log_softmax_to_f16(x, rows, cols),
+                }
+                .map(drop)
+                .map_err(lib);
+            }
             match (&h, func) {
                 (Some(h), RowFn::Logsumexp) => gpu.logsumexp_f16(h, rows, cols),
                 (Some(h), RowFn::Softmax) => gpu.softmax_f16(h, rows, cols),
