@@ -642,11 +642,23 @@ fn run_f16(
         usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
         mapped_at_creation: false,
     });
+    fill_and_run(gpu, &op, &input, &output, out_bytes)
+}
+
+/// Records the sentinel fill of `op`'s output and `op` itself, submits, and reads back the
+/// output's first `bytes` bytes.
+fn fill_and_run(
+    gpu: &Gpu,
+    op: &RowOp,
+    input: &wgpu::Buffer,
+    output: &wgpu::Buffer,
+    bytes: u64,
+) -> Vec<f32> {
     let mut encoder = gpu.device().create_command_encoder(&Default::default());
-    op.record_sentinel_fill(&mut encoder, &output).unwrap();
-    op.record(&mut encoder, &input, &output).unwrap();
+    op.record_sentinel_fill(&mut encoder, output).unwrap();
+    op.record(&mut encoder, input, output).unwrap();
     gpu.queue().submit([encoder.finish()]);
-    gpu.read_f32(&output, out_bytes).unwrap()
+    gpu.read_f32(output, bytes).unwrap()
 }
 
 #[test]
@@ -788,12 +800,7 @@ fn run_to_f16(
             contents: bytemuck::cast_slice(&vec![PAD; halves]),
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
         });
-    let mut encoder = gpu.device().create_command_encoder(&Default::default());
-    op.record_sentinel_fill(&mut encoder, &output).unwrap();
-    op.record(&mut encoder, &input, &output).unwrap();
-    gpu.queue().submit([encoder.finish()]);
-    let words = gpu.read_f32(&output, halves as u64 * 2).unwrap();
-    words
+    fill_and_run(gpu, &op, &input, &output, halves as u64 * 2)
         .iter()
         .flat_map(|w| [w.to_bits() as u16, (w.to_bits() >> 16) as u16])
         .collect()
