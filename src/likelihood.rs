@@ -1334,29 +1334,30 @@ impl LossOp {
         }
         steps.push(Step::Ll(passes));
         let output_len = if reduce { 1 } else { rows };
+        let f16 = format == InputFormat::F16;
+        let inputs = vec![
+            InputSpec {
+                name: match (nll, f16) {
+                    (true, false) => "log-probabilities (f32, rows × classes)",
+                    (true, true) => "log-probabilities (f16, rows × classes)",
+                    (false, false) => "logits (f32, rows × classes)",
+                    (false, true) => "logits (f16, rows × classes)",
+                },
+                bytes: input_bytes(n, format),
+            },
+            InputSpec::new("targets (i32, rows)", r * 4),
+        ];
         let program = Program::new(
             gpu,
             steps,
             Some((data, (aux_words - parts_off) * 4)),
             &scratch,
-            vec![input_bytes(n, format), r * 4],
+            inputs.iter().map(|i| i.bytes).collect(),
             output_len as u64 * 4,
         )?;
-        let f16 = format == InputFormat::F16;
         Ok(LossOp {
             loss,
-            inputs: vec![
-                InputSpec {
-                    name: match (nll, f16) {
-                        (true, false) => "log-probabilities (f32, rows × classes)",
-                        (true, true) => "log-probabilities (f16, rows × classes)",
-                        (false, false) => "logits (f32, rows × classes)",
-                        (false, true) => "logits (f16, rows × classes)",
-                    },
-                    bytes: input_bytes(n, format),
-                },
-                InputSpec::new("targets (i32, rows)", r * 4),
-            ],
+            inputs,
             output_len,
             program,
         })
