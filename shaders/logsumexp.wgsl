@@ -65,17 +65,11 @@ struct StoredState {
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> input: array<u32>;
+// Binding 1, `input`, and its reader `load_x(i)` (entry i of the bound input as f32 bits) come
+// from the file after this one: logsumexp_words.wgsl (u32 words) or logsumexp_vec4.wgsl (vec4
+// words, for 16-byte loads). Every function here reads the input through `load_x`.
 @group(0) @binding(2) var<storage, read_write> output: array<u32>;
 @group(0) @binding(3) var<storage, read_write> states: array<StoredState>;
-
-// Entry i of the bound input as f32 bits.
-fn load_x(i: u32) -> u32 {
-    if (IN_F16) {
-        return f16_entry_bits(input[i >> 1u], i);
-    }
-    return input[i];
-}
 
 var<workgroup> wg_m: array<f32, WG_MAX>;
 var<workgroup> wg_s: array<f32, WG_MAX>;
@@ -173,13 +167,18 @@ fn range_state(base: u32, first: u32, end: u32, step: u32) -> LseState {
     return total;
 }
 
-// The softmax (OP 1) or log_softmax (OP 2) bits of input entry j of a row with state st.
-fn entry_bits(st: LseState, denom: f32, l1p: f32, j: u32) -> u32 {
-    let bits = load_x(j);
+// The softmax (OP 1) or log_softmax (OP 2) bits of an entry (its f32 bits) of a row with state
+// st; denom = 1 + st.s, l1p = ld_log1p(st.s).
+fn op_bits(st: LseState, denom: f32, l1p: f32, bits: u32) -> u32 {
     if (OP == OP_SOFTMAX) {
         return softmax_bits(st, denom, bits);
     }
     return log_softmax_bits(st, l1p, bits);
+}
+
+// The softmax (OP 1) or log_softmax (OP 2) bits of input entry j of a row with state st.
+fn entry_bits(st: LseState, denom: f32, l1p: f32, j: u32) -> u32 {
+    return op_bits(st, denom, l1p, load_x(j));
 }
 
 // Writes the entries of [start, end) of one row, given the row's final state: entries

@@ -66,6 +66,10 @@ pub(crate) enum Family {
     Logsumexp,
     /// `common + logsumexp + logsumexp_subgroup`.
     LogsumexpSubgroup,
+    /// `common + logsumexp + logsumexp_vec4`: the input read as vec4 words.
+    LogsumexpVec4,
+    /// `common + logsumexp + logsumexp_vec4 + logsumexp_vec4_subgroup`.
+    LogsumexpVec4Subgroup,
     /// `common + likelihood + gmm + gradients` (the `likelihood` layout).
     Likelihood,
     /// The same module with the wide likelihood layout (a second read-write storage binding,
@@ -90,6 +94,9 @@ pub(crate) struct PipelineKey {
     pub in_f16: bool,
     /// The `OUT_F16` override (log-sum-exp family): the output holds f16 entries.
     pub out_f16: bool,
+    /// The `VEC` and `LANES` overrides of the vec4 entry points (0 elsewhere).
+    pub vec: u32,
+    pub lanes: u32,
 }
 
 impl PipelineKey {
@@ -102,10 +109,11 @@ impl PipelineKey {
         (in_f16, out_f16): (bool, bool),
         row_cols: u32,
     ) -> PipelineKey {
-        let family = if entry == "row_subgroup" {
-            Family::LogsumexpSubgroup
-        } else {
-            Family::Logsumexp
+        let family = match entry {
+            "row_subgroup" => Family::LogsumexpSubgroup,
+            "row_workgroup_vec4" => Family::LogsumexpVec4,
+            "row_lanes_vec4" => Family::LogsumexpVec4Subgroup,
+            _ => Family::Logsumexp,
         };
         PipelineKey {
             family,
@@ -116,7 +124,14 @@ impl PipelineKey {
             dims: row_cols,
             in_f16,
             out_f16,
+            vec: 0,
+            lanes: 0,
         }
+    }
+
+    /// The key of a vec4 entry point of the log-sum-exp family, with its `VEC` and `LANES`.
+    pub fn rows_vec4(self, vec: u32, lanes: u32) -> PipelineKey {
+        PipelineKey { vec, lanes, ..self }
     }
 }
 
@@ -372,8 +387,12 @@ impl Gpu {
         if self.has_subgroups() {
             all.push(Strategy::SubgroupPerRow);
         }
+        all.push(Strategy::WorkgroupPerRow);
+        if self.has_subgroups() {
+            all.push(Strategy::SubgroupVec4);
+        }
         all.extend([
-            Strategy::WorkgroupPerRow,
+            Strategy::WorkgroupVec4,
             Strategy::SplitRow,
             Strategy::SplitRowThreads,
         ]);
@@ -400,6 +419,11 @@ impl Gpu {
                     Family::LogsumexpSubgroup => {
                         ("logsumexp_subgroup", shaders::logsumexp_subgroup_module())
                     }
+                    Family::LogsumexpVec4 => ("logsumexp_vec4", shaders::logsumexp_vec4_module()),
+                    Family::LogsumexpVec4Subgroup => (
+                        "logsumexp_vec4_subgroup",
+                        shaders::logsumexp_vec4_subgroup_module(),
+                    ),
                     Family::Likelihood | Family::LikelihoodWide => {
                         ("likelihood", shaders::likelihood_module())
                     }
@@ -417,9 +441,21 @@ impl Gpu {
             ("IN_F16", f64::from(u8::from(key.in_f16))),
         ];
         let layout = match key.family {
-            Family::Logsumexp | Family::LogsumexpSubgroup => {
+            Family::Logsumexp
+            | Family::LogsumexpSubgroup
+            | Family::LogsumexpVec4
+            | Family::LogsumexpVec4Subgroup => {
                 constants.push(("ROW_COLS", f64::from(key.dims)));
                 constants.push(("OUT_F16", f64::from(u8::from(key.out_f16))));
+                if matches!(
+                    key.family,
+                    Family::LogsumexpVec4 | Family::LogsumexpVec4Subgroup
+                ) {
+                    constants.push(("VEC", f64::from(key.vec)));
+                }
+                if key.family == Family::LogsumexpVec4Subgroup {
+                    constants.push(("LANES", f64::from(key.lanes)));
+                }
                 &self.pipeline_layout
             }
             Family::Likelihood | Family::LikelihoodWide => {

@@ -231,6 +231,8 @@ pub(crate) fn key(entry: &'static str, op: u32, reduce: u32) -> PipelineKey {
         dims: 0,
         in_f16: false,
         out_f16: false,
+        vec: 0,
+        lanes: 0,
     }
 }
 

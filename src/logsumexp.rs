@@ -83,6 +83,17 @@ pub enum Strategy {
     /// As `SplitRow` with one segment per invocation and no workgroup barrier (software adapters,
     /// where barriers are dear).
     SplitRowThreads,
+    /// Rows read as 16-byte vec4 words by a power-of-two number of lanes of one subgroup each
+    /// (up to the subgroup's size: short rows put several rows in a subgroup), no workgroup
+    /// barrier (needs `Features::SUBGROUP`). Each lane loads its words before using any, and a
+    /// row of up to 64 entries a lane is read once, also by softmax and log_softmax. For f32
+    /// rows that start on 16 bytes and have a multiple of 4 entries (offset and stride too);
+    /// other layouts run `SubgroupPerRow` (see [`RowOp::strategy`]). GPUs.
+    SubgroupVec4,
+    /// One workgroup per row, read as vec4 words; a row of up to 64 entries an invocation is
+    /// read once, also by softmax and log_softmax. Same layouts as `SubgroupVec4`; others run
+    /// `WorkgroupPerRow`. GPUs.
+    WorkgroupVec4,
 }
 
 /// How the input's entries are stored.
@@ -199,6 +210,8 @@ pub(crate) struct Pass {
     pub groups: u64,
     pub input: Option<Window>,
     pub output: Option<Window>,
+    /// (`VEC`, `LANES`) of a vec4 entry point.
+    pub vec4: Option<(u32, u32)>,
 }
 
 #[derive(Clone, Debug)]
@@ -257,9 +270,73 @@ pub(crate) fn window_of(first: u64, bytes: u64, align: u64, entry: u64) -> (Wind
     )
 }
 
+/// The vec4 pipelines are specialised for the row length (the `ROW_COLS` override: constant trip
+/// counts, which compilers unroll) where a row is at most this many tiles.
+const VEC4_TILES_MAX: usize = 16;
+/// Vec4 words an invocation holds at most (`VEC_MAX` in `shaders/logsumexp_vec4.wgsl`).
+const VEC_MAX: u64 = 16;
+/// Vec4 words an invocation loads at once when its part of the row is not kept (a reduction, or
+/// a row longer than `VEC_MAX` words an invocation).
+const VEC_STREAM: u64 = 4;
+
+/// Whether the vec4 entry points can read this layout: f32 entries in and out, every row
+/// starting on a 16-byte word of its window and a whole number of words long.
+fn vec4_fits(l: &RowsLayout, caps: &Caps) -> bool {
+    l.input_format == InputFormat::F32
+        && l.output_format == InputFormat::F32
+        && l.cols > 0
+        && l.cols.is_multiple_of(4)
+        && (l.rows <= 1 || l.input_stride.is_multiple_of(4))
+        && l.input_offset.is_multiple_of(16)
+        && caps.storage_align.is_multiple_of(16)
+}
+
+/// The scalar strategy a vec4 strategy runs as where the layout does not allow vec4 reads.
+fn scalar_form(strategy: Strategy) -> Strategy {
+    match strategy {
+        Strategy::SubgroupVec4 => Strategy::SubgroupPerRow,
+        Strategy::WorkgroupVec4 => Strategy::WorkgroupPerRow,
+        s => s,
+    }
+}
+
+/// (`VEC`, `LANES`) of a vec4 strategy for rows of `cols` entries: the lanes (or invocations)
+/// per row, and the words each loads at once — all of its part of the row where softmax and
+/// log_softmax can keep it (up to `VEC_MAX`), else `VEC_STREAM` at a time.
+fn vec4_geometry(func: RowFn, strategy: Strategy, cols: u64, caps: &Caps) -> (u32, u32) {
+    let words = cols / 4;
+    let lanes = vec4_lanes(strategy, cols, caps);
+    let per_lane = words.div_ceil(lanes);
+    let vec = if func.reduces() || per_lane > VEC_MAX {
+        per_lane.min(VEC_STREAM)
+    } else {
+        per_lane
+    };
+    (vec.max(1) as u32, lanes as u32)
+}
+
+/// Lanes (subgroup lanes, or a workgroup's invocations) per row of a vec4 strategy: enough for
+/// a word each, at most a subgroup (`SubgroupVec4`) or 64 to 256 invocations (`WorkgroupVec4`).
+fn vec4_lanes(strategy: Strategy, cols: u64, caps: &Caps) -> u64 {
+    let words = (cols / 4).max(1).next_power_of_two();
+    match strategy {
+        Strategy::SubgroupVec4 => words.min(u64::from(caps.subgroup_min)),
+        _ => u64::from(pow2_at_most(words.clamp(64, 256) as u32, caps.max_wg)),
+    }
+}
+
 /// Workgroup size and per-invocation stride of a one-pass strategy.
 fn geometry(strategy: Strategy, cols: u64, caps: &Caps) -> (&'static str, u32, u64) {
     match strategy {
+        Strategy::SubgroupVec4 => (
+            "row_lanes_vec4",
+            pow2_at_most(64, caps.max_wg),
+            vec4_lanes(strategy, cols, caps),
+        ),
+        Strategy::WorkgroupVec4 => {
+            let wg = vec4_lanes(strategy, cols, caps);
+            ("row_workgroup_vec4", wg as u32, wg)
+        }
         Strategy::ThreadPerRow => ("row_thread", pow2_at_most(64, caps.max_wg), 1),
         Strategy::SubgroupPerRow => (
             "row_subgroup",
@@ -277,12 +354,28 @@ fn geometry(strategy: Strategy, cols: u64, caps: &Caps) -> (&'static str, u32, u
 /// adapters loads, stores and workgroup barriers are the cost (llvmpipe walks the lanes of a
 /// non-uniform load one by one), so one invocation per row wins wherever a row fits in one
 /// invocation's budget, except for softmax / log_softmax writes of long rows, where a subgroup's
-/// adjacent lanes store faster. On GPUs, short rows go to one invocation each, middling rows to
-/// a subgroup, long rows to a workgroup, and few long rows are split.
-fn auto_strategy(func: RowFn, cols: u64, rows: u64, usable: u64, caps: &Caps) -> Strategy {
+/// adjacent lanes store faster. On GPUs (H200 measurements below and in the README), the vec4
+/// kernels where the layout allows them, short reductions to one invocation a row, long rows of
+/// many rows to a subgroup each, and few long rows to a workgroup or split.
+fn auto_strategy(
+    func: RowFn,
+    cols: u64,
+    rows: u64,
+    usable: u64,
+    vec4_ok: bool,
+    caps: &Caps,
+) -> Strategy {
     let fits_lanes = |s: Strategy| cols.div_ceil(geometry(s, cols, caps).2) <= LANE_MAX;
     let subgroup_ok = caps.subgroup && fits_lanes(Strategy::SubgroupPerRow);
-    let rows_in_flight = if caps.cpu { 8 } else { 512 };
+    // Few long rows are split; on GPUs a workgroup per row reading vec4 words already fills the
+    // device with 256 rows of a reduction (H200: 0.09 ms against SplitRow's 0.11 at 256 × 65,536).
+    let rows_in_flight = if caps.cpu {
+        8
+    } else if func.reduces() && vec4_ok {
+        256
+    } else {
+        512
+    };
     let split = if caps.cpu {
         Strategy::SplitRowThreads
     } else {
@@ -301,15 +394,43 @@ fn auto_strategy(func: RowFn, cols: u64, rows: u64, usable: u64, caps: &Caps) ->
             return split;
         }
     } else {
-        // Measured on an H200 by GPU timestamps (README): a thread per row wins for short rows
-        // (up to 512 entries for logsumexp, which writes one value; up to 64 for the functions
-        // that write every entry), a workgroup per row for rows of 8,192 entries and more.
+        // Measured on an H200 by GPU timestamps (`examples/strategies.rs`, README). Reductions:
+        // a thread per row up to 512 entries (0.04 ms at 1,048,576 × 16, 0.09 at 65,536 × 256:
+        // three to four times the subgroup kernels, whose per-row butterfly costs more than such
+        // rows' reads); vec4 words in a subgroup below 8,192 entries (0.08 ms at 4096², against
+        // 0.09 for SubgroupPerRow); longer rows a subgroup each when there are thousands of rows
+        // (0.67 ms at 8192 × 32,000, the vec4 kernels 0.71–0.84), else a workgroup.
+        // softmax / log_softmax: vec4 words in a subgroup for rows of up to 64 entries (0.15 ms
+        // at 1,048,576 × 16, a thread per row 0.21), in a workgroup up to 512 (0.26 ms at
+        // 65,536 × 256, SubgroupPerRow 0.28), in a subgroup below 8,192 (0.15 ms at 4096²), and
+        // one subgroup per row, scalar, beyond (1.43 ms at 8192 × 32,000, vec4 2.1).
         let thread_max = if func.reduces() { 512 } else { 64 };
-        if cols <= thread_max && fits_lanes(Strategy::ThreadPerRow) {
+        let vec4_subgroup = caps.subgroup && fits_lanes(Strategy::SubgroupVec4);
+        if func.reduces() {
+            if cols <= thread_max && fits_lanes(Strategy::ThreadPerRow) {
+                return Strategy::ThreadPerRow;
+            }
+            if vec4_ok && cols < 8192 && vec4_subgroup {
+                return Strategy::SubgroupVec4;
+            }
+            if cols >= 8192 && !(subgroup_ok && rows >= 4096) {
+                if vec4_ok && fits_lanes(Strategy::WorkgroupVec4) {
+                    return Strategy::WorkgroupVec4;
+                }
+                if fits_lanes(Strategy::WorkgroupPerRow) {
+                    return Strategy::WorkgroupPerRow;
+                }
+            }
+        } else if vec4_ok && cols < 8192 {
+            if cols <= 64 && vec4_subgroup {
+                return Strategy::SubgroupVec4;
+            }
+            if cols <= 512 || !vec4_subgroup {
+                return Strategy::WorkgroupVec4;
+            }
+            return Strategy::SubgroupVec4;
+        } else if cols <= thread_max && fits_lanes(Strategy::ThreadPerRow) {
             return Strategy::ThreadPerRow;
-        }
-        if cols >= 8192 && fits_lanes(Strategy::WorkgroupPerRow) {
-            return Strategy::WorkgroupPerRow;
         }
     }
     if subgroup_ok {
@@ -425,13 +546,15 @@ pub(crate) fn plan(
         )));
     }
     let usable = caps.max_binding - slack;
+    let vec4_ok = vec4_fits(l, caps);
     let strategy = match strategy {
-        Strategy::Auto => auto_strategy(func, cols, rows, usable, caps),
-        Strategy::SubgroupPerRow if !caps.subgroup => {
-            return Err(Error::Unsupported(
-                "Strategy::SubgroupPerRow needs a device with Features::SUBGROUP".into(),
-            ));
+        Strategy::Auto => auto_strategy(func, cols, rows, usable, vec4_ok, caps),
+        s @ (Strategy::SubgroupPerRow | Strategy::SubgroupVec4) if !caps.subgroup => {
+            return Err(Error::Unsupported(format!(
+                "Strategy::{s:?} needs a device with Features::SUBGROUP"
+            )));
         }
+        s if !vec4_ok => scalar_form(s),
         s => s,
     };
     plan.strategy = strategy;
@@ -451,6 +574,7 @@ pub(crate) fn plan(
             groups: (k * c).div_ceil(u64::from(FILL_WG) * 64),
             input: None,
             output: Some(out),
+            vec4: None,
         })
     };
     // Rows per window: the most rows whose input and output spans fit one binding.
@@ -480,8 +604,12 @@ pub(crate) fn plan(
         let per_group = match strategy {
             Strategy::ThreadPerRow => u64::from(wg),
             Strategy::SubgroupPerRow => u64::from((wg / caps.subgroup_max).max(1)),
+            // wg / LANES rows a workgroup, whatever the subgroup size.
+            Strategy::SubgroupVec4 => u64::from(wg) / step,
             _ => 1,
         };
+        let vec4 = matches!(strategy, Strategy::SubgroupVec4 | Strategy::WorkgroupVec4)
+            .then(|| vec4_geometry(func, strategy, cols, caps));
         let k_max = rows_per_window(in_stride, cols)
             .min(rows_per_window(out_stride, out_cols))
             .min(MAX_GROUPS * per_group);
@@ -520,6 +648,7 @@ pub(crate) fn plan(
                 groups: k.div_ceil(per_group),
                 input,
                 output: Some(output),
+                vec4,
             });
             plan.fills.push(fill(output, out_offset, k, out_cols)?);
             r0 += k;
@@ -642,6 +771,7 @@ pub(crate) fn plan(
             groups,
             input: Some(input),
             output: None,
+            vec4: None,
         });
         if !lse {
             let (output, out_offset) = window_of(
@@ -657,6 +787,7 @@ pub(crate) fn plan(
                 groups,
                 input: Some(input),
                 output: Some(output),
+                vec4: None,
             });
             plan.fills.push(fill(output, out_offset, k, width)?);
         }
@@ -689,6 +820,7 @@ pub(crate) fn plan(
             groups: k.div_ceil(64),
             input: None,
             output,
+            vec4: None,
         });
         r0 += k;
     }
@@ -762,8 +894,22 @@ impl RowOp {
             0
         };
         let key = |p: &Pass| {
-            let cols = if p.entry == "row_thread" { row_cols } else { 0 };
-            PipelineKey::rows(p.entry, func.op_code(), p.wg, f16, cols)
+            let cols = match p.vec4 {
+                // The vec4 walks: specialised where a row is at most VEC4_TILES_MAX tiles.
+                Some((vec, lanes))
+                    if (layout.cols / 4).div_ceil(vec as usize * lanes as usize)
+                        <= VEC4_TILES_MAX =>
+                {
+                    layout.cols as u32
+                }
+                _ if p.entry == "row_thread" => row_cols,
+                _ => 0,
+            };
+            let key = PipelineKey::rows(p.entry, func.op_code(), p.wg, f16, cols);
+            match p.vec4 {
+                Some((vec, lanes)) => key.rows_vec4(vec, lanes),
+                None => key,
+            }
         };
         let pipelines = plan
             .passes
@@ -1159,16 +1305,84 @@ mod tests {
         };
         use RowFn::*;
         use Strategy::*;
+        // Rows vec4 loads can read.
         assert_eq!(pick(Logsumexp, 65_536, 256, &gpu), ThreadPerRow);
-        assert_eq!(pick(LogSoftmax, 65_536, 256, &gpu), SubgroupPerRow);
-        assert_eq!(pick(LogSoftmax, 1 << 20, 16, &gpu), ThreadPerRow);
-        assert_eq!(pick(Softmax, 4096, 4096, &gpu), SubgroupPerRow);
-        assert_eq!(pick(Logsumexp, 1024, 16_384, &gpu), WorkgroupPerRow);
-        assert_eq!(pick(Logsumexp, 256, 65_536, &gpu), SplitRow);
-        assert_eq!(pick(LogSoftmax, 65_536, 256, &gl_gpu), WorkgroupPerRow);
+        assert_eq!(pick(Logsumexp, 1 << 20, 16, &gpu), ThreadPerRow);
+        assert_eq!(pick(Logsumexp, 4096, 4096, &gpu), SubgroupVec4);
+        assert_eq!(pick(Logsumexp, 8192, 32_000, &gpu), SubgroupPerRow);
+        assert_eq!(pick(Logsumexp, 1024, 16_384, &gpu), WorkgroupVec4);
+        assert_eq!(pick(Logsumexp, 256, 65_536, &gpu), WorkgroupVec4);
+        assert_eq!(pick(Logsumexp, 64, 262_144, &gpu), SplitRow);
+        assert_eq!(pick(LogSoftmax, 1 << 20, 16, &gpu), SubgroupVec4);
+        assert_eq!(pick(LogSoftmax, 65_536, 256, &gpu), WorkgroupVec4);
+        assert_eq!(pick(Softmax, 4096, 4096, &gpu), SubgroupVec4);
+        assert_eq!(pick(LogSoftmax, 8192, 32_000, &gpu), SubgroupPerRow);
+        assert_eq!(pick(LogSoftmax, 256, 65_536, &gpu), SplitRow);
+        assert_eq!(pick(LogSoftmax, 65_536, 256, &gl_gpu), WorkgroupVec4);
+        assert_eq!(pick(LogSoftmax, 4096, 4096, &gl_gpu), WorkgroupVec4);
+        // Rows it cannot: the scalar strategies.
+        assert_eq!(pick(Logsumexp, 65_536, 255, &gpu), ThreadPerRow);
+        assert_eq!(pick(LogSoftmax, 65_536, 255, &gpu), SubgroupPerRow);
+        assert_eq!(pick(LogSoftmax, 1 << 20, 15, &gpu), ThreadPerRow);
+        assert_eq!(pick(Softmax, 4095, 4095, &gpu), SubgroupPerRow);
+        assert_eq!(pick(Logsumexp, 4095, 4095, &gpu), SubgroupPerRow);
+        assert_eq!(pick(Logsumexp, 1024, 16_383, &gpu), WorkgroupPerRow);
+        assert_eq!(pick(Logsumexp, 256, 65_535, &gpu), SplitRow);
+        assert_eq!(pick(LogSoftmax, 65_536, 255, &gl_gpu), WorkgroupPerRow);
         assert_eq!(pick(Logsumexp, 4096, 4096, &cpu_gl), ThreadPerRow);
         assert_eq!(pick(LogSoftmax, 256, 65_536, &cpu_gl), SplitRowThreads);
         assert_eq!(pick(Logsumexp, 1, 1 << 20, &cpu_gl), SplitRowThreads);
+    }
+
+    /// The vec4 strategies run where rows start on 16-byte words with whole words, and as
+    /// their scalar forms elsewhere; a row's part an invocation is kept when softmax can.
+    #[test]
+    fn vec4_layouts_and_geometry() {
+        let c = caps(1 << 30, 256, true);
+        let strategy = |f, l: RowsLayout, s| plan(f, &l, s, &c).unwrap().strategy;
+        use Strategy::*;
+        let f = RowFn::Softmax;
+        assert_eq!(
+            strategy(f, RowsLayout::contiguous(3, 8), SubgroupVec4),
+            SubgroupVec4
+        );
+        assert_eq!(
+            strategy(f, RowsLayout::contiguous(1, 8), WorkgroupVec4),
+            WorkgroupVec4
+        );
+        assert_eq!(
+            strategy(f, RowsLayout::contiguous(3, 7), SubgroupVec4),
+            SubgroupPerRow
+        );
+        assert_eq!(
+            strategy(f, RowsLayout::contiguous(3, 7), WorkgroupVec4),
+            WorkgroupPerRow
+        );
+        let odd_stride = RowsLayout {
+            input_stride: 10,
+            output_stride: 10,
+            ..RowsLayout::contiguous(3, 8)
+        };
+        assert_eq!(strategy(f, odd_stride, SubgroupVec4), SubgroupPerRow);
+        let odd_offset = RowsLayout {
+            input_offset: 8,
+            ..RowsLayout::contiguous(3, 8)
+        };
+        assert_eq!(strategy(f, odd_offset, WorkgroupVec4), WorkgroupPerRow);
+        let f16 = RowsLayout {
+            input_format: InputFormat::F16,
+            ..RowsLayout::contiguous(3, 8)
+        };
+        assert_eq!(strategy(f, f16, SubgroupVec4), SubgroupPerRow);
+        // (VEC, LANES): subgroup size 8 here.
+        let g = |f, s, cols| vec4_geometry(f, s, cols, &c);
+        assert_eq!(g(RowFn::Softmax, SubgroupVec4, 16), (1, 4));
+        assert_eq!(g(RowFn::Softmax, SubgroupVec4, 256), (8, 8));
+        assert_eq!(g(RowFn::Logsumexp, SubgroupVec4, 4096), (4, 8));
+        assert_eq!(g(RowFn::LogSoftmax, WorkgroupVec4, 4096), (4, 256));
+        assert_eq!(g(RowFn::LogSoftmax, WorkgroupVec4, 16_384), (16, 256));
+        assert_eq!(g(RowFn::LogSoftmax, WorkgroupVec4, 65_536), (4, 256));
+        assert_eq!(g(RowFn::LogSoftmax, WorkgroupVec4, 256), (1, 64));
     }
 
     #[test]

@@ -4,8 +4,15 @@
 pub const COMMON: &str = include_str!("../shaders/common.wgsl");
 /// The log-sum-exp family (portable entry points).
 pub const LOGSUMEXP: &str = include_str!("../shaders/logsumexp.wgsl");
+/// The log-sum-exp family's input as 4-byte words (follows `LOGSUMEXP`).
+pub const LOGSUMEXP_WORDS: &str = include_str!("../shaders/logsumexp_words.wgsl");
 /// The log-sum-exp family, one subgroup per row (needs `Features::SUBGROUP`).
 pub const LOGSUMEXP_SUBGROUP: &str = include_str!("../shaders/logsumexp_subgroup.wgsl");
+/// The log-sum-exp family with the input read as vec4 words (follows `LOGSUMEXP`, in place of
+/// `LOGSUMEXP_WORDS`).
+pub const LOGSUMEXP_VEC4: &str = include_str!("../shaders/logsumexp_vec4.wgsl");
+/// The vec4 form with several rows per subgroup (needs `Features::SUBGROUP`).
+pub const LOGSUMEXP_VEC4_SUBGROUP: &str = include_str!("../shaders/logsumexp_vec4_subgroup.wgsl");
 
 /// Log-likelihood reductions: element-wise losses, categorical loss, the pairwise sum.
 pub const LIKELIHOOD: &str = include_str!("../shaders/likelihood.wgsl");
@@ -41,12 +48,22 @@ pub fn module_source(files: &[&str]) -> String {
 
 /// The portable log-sum-exp module: works on every adapter, GL included.
 pub fn logsumexp_module() -> String {
-    module_source(&[COMMON, LOGSUMEXP])
+    module_source(&[COMMON, LOGSUMEXP, LOGSUMEXP_WORDS])
 }
 
 /// The log-sum-exp module with the subgroup entry point.
 pub fn logsumexp_subgroup_module() -> String {
-    module_source(&[COMMON, LOGSUMEXP, LOGSUMEXP_SUBGROUP])
+    module_source(&[COMMON, LOGSUMEXP, LOGSUMEXP_WORDS, LOGSUMEXP_SUBGROUP])
+}
+
+/// The log-sum-exp module reading its input as vec4 words (portable).
+pub fn logsumexp_vec4_module() -> String {
+    module_source(&[COMMON, LOGSUMEXP, LOGSUMEXP_VEC4])
+}
+
+/// The vec4 module with the subgroup entry point.
+pub fn logsumexp_vec4_subgroup_module() -> String {
+    module_source(&[COMMON, LOGSUMEXP, LOGSUMEXP_VEC4, LOGSUMEXP_VEC4_SUBGROUP])
 }
 
 /// The likelihood module: losses, reductions, Gaussian mixtures and the log-sum-exp family's
@@ -220,6 +237,22 @@ mod tests {
             &logsumexp_subgroup_module(),
             Capabilities::SUBGROUP | Capabilities::SUBGROUP_BARRIER,
         );
+    }
+
+    #[test]
+    fn vec4_modules_validate_and_translate_everywhere() {
+        for (vec, lanes) in [(1.0, 1.0), (4.0, 8.0), (16.0, 32.0)] {
+            validate_and_translate_with(
+                &logsumexp_vec4_module(),
+                Capabilities::empty(),
+                &[("VEC", vec)],
+            );
+            validate_and_translate_with(
+                &logsumexp_vec4_subgroup_module(),
+                Capabilities::SUBGROUP | Capabilities::SUBGROUP_BARRIER,
+                &[("VEC", vec), ("LANES", lanes)],
+            );
+        }
     }
 
     #[test]

@@ -606,14 +606,15 @@ fn shards_on_two_adapters_merge_into_the_log_sum_exp() {
 }
 
 /// Runs `func` on f16 entries stored from byte `offset` of a buffer, `stride` entries apart, and
-/// returns the f32 output (sentinel-filled first).
+/// returns the f32 output (sentinel-filled first) and the strategy that ran (a vec4 strategy
+/// runs as its scalar form on f16).
 fn run_f16(
     gpu: &Gpu,
     func: RowFn,
     x: &[half::f16],
     (rows, cols, stride, offset): (usize, usize, usize, usize),
     strategy: Strategy,
-) -> Vec<f32> {
+) -> (Vec<f32>, Strategy) {
     let layout = RowsLayout {
         input_offset: offset as u64,
         input_stride: stride,
@@ -642,7 +643,10 @@ fn run_f16(
         usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
         mapped_at_creation: false,
     });
-    fill_and_run(gpu, &op, &input, &output, out_bytes)
+    (
+        fill_and_run(gpu, &op, &input, &output, out_bytes),
+        op.strategy(),
+    )
 }
 
 /// Records the sentinel fill of `op`'s output and `op` itself, submits, and reads back the
@@ -698,6 +702,7 @@ fn f16_inputs_give_the_f32_kernels_bits_on_every_strategy() {
     // word; long rows take the split strategies.
     for (rows, cols, stride, offset) in [
         (3, 7, 9, 2),
+        (4, 256, 256, 0),
         (40, 33, 33, 0),
         (5, 1001, 1003, 6),
         (2, 20_001, 20_001, 2),
@@ -722,10 +727,12 @@ fn f16_inputs_give_the_f32_kernels_bits_on_every_strategy() {
                 if lane_limit_applies(gpu, strategy, cols) {
                     continue;
                 }
-                let Ok(want) = try_run_op(gpu, func, &dense, rows, cols, strategy) else {
+                if try_run_op(gpu, func, &dense, rows, cols, strategy).is_err() {
                     continue; // a strategy this shape cannot use, f32 or f16 alike
-                };
-                let got = run_f16(gpu, func, &x, (rows, cols, stride, offset), strategy);
+                }
+                let (got, ran) = run_f16(gpu, func, &x, (rows, cols, stride, offset), strategy);
+                // The f32 kernel that ran on f16 (the f32 input may allow a vec4 one).
+                let want = run_op(gpu, func, &dense, rows, cols, ran);
                 assert_eq!(
                     got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
                     want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
@@ -769,14 +776,14 @@ fn f16_inputs_give_the_f32_kernels_bits_on_every_strategy() {
 
 /// Runs softmax / log_softmax with an f16 output: rows `out_stride` entries apart from byte
 /// `out_offset` of a buffer whose other entries hold `PAD`; the output is sentinel-filled first.
-/// Returns the whole buffer as f16 bits.
+/// Returns the whole buffer as f16 bits, and the strategy that ran.
 fn run_to_f16(
     gpu: &Gpu,
     func: RowFn,
     x: &[f32],
     (rows, cols, out_stride, out_offset): (usize, usize, usize, usize),
     strategy: Strategy,
-) -> Vec<u16> {
+) -> (Vec<u16>, Strategy) {
     let layout = RowsLayout {
         output_offset: out_offset as u64,
         output_stride: out_stride,
@@ -800,10 +807,11 @@ fn run_to_f16(
             contents: bytemuck::cast_slice(&vec![PAD; halves]),
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
         });
-    fill_and_run(gpu, &op, &input, &output, halves as u64 * 2)
+    let halves = fill_and_run(gpu, &op, &input, &output, halves as u64 * 2)
         .iter()
         .flat_map(|w| [w.to_bits() as u16, (w.to_bits() >> 16) as u16])
-        .collect()
+        .collect();
+    (halves, op.strategy())
 }
 
 /// What the f16 output's padding holds before the op runs (1.0 in f16).
@@ -822,6 +830,7 @@ fn f16_outputs_are_the_f32_results_rounded_on_every_strategy() {
         (5, 1001, 1004, 8),
         (2, 20_001, 20_002, 4),
         (1, 300_001, 300_001, 0),
+        (4, 256, 256, 0),
     ] {
         let mut x = rng.vec(rows * cols, -30.0, 30.0);
         if rows > 2 {
@@ -834,16 +843,18 @@ fn f16_outputs_are_the_f32_results_rounded_on_every_strategy() {
                 if lane_limit_applies(gpu, strategy, cols) {
                     continue;
                 }
-                let Ok(want) = try_run_op(gpu, func, &x, rows, cols, strategy) else {
+                if try_run_op(gpu, func, &x, rows, cols, strategy).is_err() {
                     continue;
-                };
-                let got = run_to_f16(
+                }
+                let (got, ran) = run_to_f16(
                     gpu,
                     func,
                     &x,
                     (rows, cols, out_stride, out_offset),
                     strategy,
                 );
+                // The f32 kernel that ran (an f32 output may allow a vec4 one).
+                let want = run_op(gpu, func, &x, rows, cols, ran);
                 let first = out_offset / 2;
                 for (i, &h) in got.iter().enumerate() {
                     let at = i
@@ -934,4 +945,85 @@ fn f16_output_rounding_and_errors() {
         RowOp::new(gpu, RowFn::Softmax, l, Strategy::Auto),
         Err(Error::Buffer(_))
     ));
+}
+
+/// The vec4 strategies on rows of every length class: one word, several rows a subgroup, a row
+/// kept in registers, rows walked in several tiles (read again by softmax and log_softmax), with
+/// special values in every position of a word; each runs as a vec4 kernel (not its scalar
+/// form), meets the accuracy contract, and gives the same bits on a strided, offset layout.
+#[test]
+fn vec4_strategies_on_every_row_length() {
+    let gpu = gpu();
+    let mut rng = Rng(21);
+    let vec4: Vec<Strategy> = gpu
+        .strategies()
+        .into_iter()
+        .filter(|s| matches!(s, Strategy::SubgroupVec4 | Strategy::WorkgroupVec4))
+        .collect();
+    assert!(vec4.contains(&Strategy::WorkgroupVec4));
+    let specials = [NEG_INF, INF, NAN, 3e38, -3e38, 1e-40, -0.0, 88.0];
+    for (rows, cols) in [
+        (9, 4),
+        (33, 16),
+        (17, 60),
+        (40, 256),
+        (5, 1028),
+        (3, 4096),
+        (3, 16_384),
+        (2, 20_000),
+    ] {
+        let mut x = rng.vec(rows * cols, -40.0, 40.0);
+        // Row 1 (and 2): specials in each of the four positions of a word.
+        if rows > 2 {
+            for (j, &v) in specials.iter().enumerate() {
+                x[cols + (j * (cols / 8).max(1) + j % 4) % cols] = v;
+            }
+            for v in &mut x[2 * cols..3 * cols] {
+                *v = NEG_INF;
+            }
+        }
+        for &s in &vec4 {
+            for func in FUNCS {
+                let what = format!("{rows}x{cols} {s:?} {func:?}");
+                let op = RowOp::new(gpu, func, RowsLayout::contiguous(rows, cols), s).unwrap();
+                assert_eq!(op.strategy(), s, "{what}: ran as its scalar form");
+                let got = run_op(gpu, func, &x, rows, cols, s);
+                check(func, &got, &x, rows, cols, &what);
+                // Rows 12 entries apart more, from byte 32 of the buffer: the same bits.
+                let stride = cols + 12;
+                let mut spaced = vec![5.0f32; 8 + rows * stride];
+                for r in 0..rows {
+                    spaced[8 + r * stride..8 + r * stride + cols]
+                        .copy_from_slice(&x[r * cols..(r + 1) * cols]);
+                }
+                let layout = RowsLayout {
+                    input_offset: 32,
+                    input_stride: stride,
+                    ..RowsLayout::contiguous(rows, cols)
+                };
+                let op = RowOp::new(gpu, func, layout, s).unwrap();
+                assert_eq!(op.strategy(), s, "{what}: strided ran as its scalar form");
+                let input = gpu
+                    .device()
+                    .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                        label: None,
+                        contents: bytemuck::cast_slice(&spaced),
+                        usage: wgpu::BufferUsages::STORAGE,
+                    });
+                let bytes = (func.output_len(rows, cols) * 4) as u64;
+                let output = gpu.device().create_buffer(&wgpu::BufferDescriptor {
+                    label: None,
+                    size: bytes,
+                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+                    mapped_at_creation: false,
+                });
+                let strided = fill_and_run(gpu, &op, &input, &output, bytes);
+                assert_eq!(
+                    strided.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    "{what}: strided layout"
+                );
+            }
+        }
+    }
 }

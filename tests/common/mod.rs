@@ -274,7 +274,9 @@ pub fn strategies(gpu: &Gpu) -> Vec<Strategy> {
 pub fn lane_limit_applies(gpu: &Gpu, strategy: Strategy, cols: usize) -> bool {
     match strategy {
         Strategy::ThreadPerRow => cols > 16_384,
-        Strategy::SubgroupPerRow => cols.div_ceil(gpu.info().subgroup_sizes.0 as usize) > 16_384,
+        Strategy::SubgroupPerRow | Strategy::SubgroupVec4 => {
+            cols.div_ceil(gpu.info().subgroup_sizes.0 as usize) > 16_384
+        }
         _ => false,
     }
 }

@@ -1,0 +1,136 @@
+// The log-sum-exp family with the input read as 16-byte vec4 words: each load brings four
+// entries, so an invocation keeps several loads in flight — what GPUs need to reach their memory
+// bandwidth — and a row that fits in the invocations' registers is read from memory once, also
+// by softmax and log_softmax. Follows logsumexp.wgsl in its modules (in place of
+// logsumexp_words.wgsl). f32 entries; the host uses these entry points only where each row
+// starts on a vec4 word and has a multiple of 4 entries (in_offset, in_stride and cols multiples
+// of 4, the window a multiple of 16 bytes).
+//
+//   row_workgroup_vec4  one workgroup per row (logsumexp_vec4_subgroup.wgsl has the subgroup
+//                       form, several rows per subgroup for short rows);
+//   VEC                 vec4 words per invocation per tile (at most VEC_MAX): a tile of a row is
+//                       VEC words per invocation, loaded before any is used; rows longer than one
+//                       tile are walked tile by tile (and read again to write their entries).
+
+@group(0) @binding(1) var<storage, read> input: array<vec4<u32>>;
+
+override VEC: u32 = 1u;
+const VEC_MAX: u32 = 16u;
+
+// Entry i of the bound input as f32 bits (the scalar accessor logsumexp.wgsl's functions use).
+fn load_x(i: u32) -> u32 {
+    if (IN_F16) {
+        return f16_entry_bits(input[i >> 3u][(i >> 1u) & 3u], i);
+    }
+    return input[i >> 2u][i & 3u];
+}
+
+// Loads the words first + k * step (k < VEC, those below end) of the row whose word 0 is input
+// word `base` into `tile`, then returns their state. Each component (entries 4q, 4q + 1, ...) is
+// pushed into its own state, four independent chains, combined as (0 + 1) + (2 + 3).
+fn tile_state(tile: ptr<function, array<vec4<u32>, VEC_MAX>>, base: u32, first: u32, end: u32,
+    step: u32) -> LseState {
+    for (var k = 0u; k < VEC; k++) {
+        let q = first + k * step;
+        if (q < end) {
+            (*tile)[k] = input[base + q];
+        }
+    }
+    var s0 = lse_identity();
+    var s1 = lse_identity();
+    var s2 = lse_identity();
+    var s3 = lse_identity();
+    for (var k = 0u; k < VEC; k++) {
+        if (first + k * step < end) {
+            let w = (*tile)[k];
+            s0 = lse_push(s0, w.x);
+            s1 = lse_push(s1, w.y);
+            s2 = lse_push(s2, w.z);
+            s3 = lse_push(s3, w.w);
+        }
+    }
+    return lse_combine(lse_combine(s0, s1), lse_combine(s2, s3));
+}
+
+// Words a row has: cols / 4, a constant where the host specialises the pipeline for the row
+// length (ROW_COLS, as for row_thread), so that the walk over the tiles has a constant trip
+// count too and compilers unroll it (the host does so for rows of at most 16 tiles).
+fn row_words() -> u32 {
+    return select(params.cols, ROW_COLS, ROW_COLS != 0u) / 4u;
+}
+
+// The state of a row's words first, first + step, ... (< end, end = the row's `words` or 0 for
+// no row): tile 0 (kept in `tile`), then the later tiles combined in order.
+fn row_state_vec4(tile: ptr<function, array<vec4<u32>, VEC_MAX>>, base: u32, first: u32,
+    end: u32, step: u32, words: u32) -> LseState {
+    var st = tile_state(tile, base, first, end, step);
+    var later: array<vec4<u32>, VEC_MAX>;
+    for (var t0 = VEC * step; t0 < words; t0 += VEC * step) {
+        st = lse_combine(st, tile_state(&later, base, t0 + first, end, step));
+    }
+    return st;
+}
+
+// Writes one word's four entries at output entry `at`.
+fn write_word(st: LseState, denom: f32, l1p: f32, w: vec4<u32>, at: u32) {
+    output[at] = op_bits(st, denom, l1p, w.x);
+    output[at + 1u] = op_bits(st, denom, l1p, w.y);
+    output[at + 2u] = op_bits(st, denom, l1p, w.z);
+    output[at + 3u] = op_bits(st, denom, l1p, w.w);
+}
+
+// Writes a row's output from its final state: the reduced value(s) (by the invocation with
+// first == 0), or the softmax / log_softmax entries of its words first, first + step, ... —
+// from `tile` when the row is one tile, else read again tile by tile.
+fn write_row_vec4(st: LseState, tile: ptr<function, array<vec4<u32>, VEC_MAX>>, row: u32,
+    base: u32, first: u32, end: u32, step: u32) {
+    if (OP == OP_LOGSUMEXP || OP == OP_LSE_PARTS) {
+        if (first == 0u) {
+            write_reduced(st, row);
+        }
+        return;
+    }
+    let denom = 1.0 + st.s;
+    let l1p = ld_log1p(st.s);
+    let out_base = params.out_offset + row * params.out_stride;
+    if (end <= VEC * step) {
+        for (var k = 0u; k < VEC; k++) {
+            let q = first + k * step;
+            if (q < end) {
+                write_word(st, denom, l1p, (*tile)[k], out_base + 4u * q);
+            }
+        }
+        return;
+    }
+    for (var q0 = first; q0 < end; q0 += VEC * step) {
+        for (var k = 0u; k < VEC; k++) {
+            let q = q0 + k * step;
+            if (q < end) {
+                (*tile)[k] = input[base + q];
+            }
+        }
+        for (var k = 0u; k < VEC; k++) {
+            let q = q0 + k * step;
+            if (q < end) {
+                write_word(st, denom, l1p, (*tile)[k], out_base + 4u * q);
+            }
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn row_workgroup_vec4(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let groups = nwg.x * nwg.y;
+    let words = row_words();
+    for (var row = wg_linear(wid, nwg); row < params.rows; row += groups) {
+        let base = (params.in_offset + row * params.in_stride) / 4u;
+        var tile: array<vec4<u32>, VEC_MAX>;
+        var st = row_state_vec4(&tile, base, lid, words, WG, words);
+        st = workgroup_reduce(st, lid);
+        write_row_vec4(st, &tile, row, base, lid, words, WG);
+    }
+}
