@@ -214,13 +214,17 @@ fn gmm_score_tiled(
     // parameter meets the four points in one vector operation.
     var xs: array<vec4<f32>, GMM_TILE_DIMS>;
     var finite = vec4<bool>(true);
-    for (var t = 0u; t < GMM_SCORE_TILE; t++) {
-        let p = min((g * GMM_SCORE_TILE + t) * WG + lid, params.rows - 1u);
-        for (var i = 0u; i < dims; i++) {
-            let bits = load_a(params.a_off + p * dims + i);
-            finite[t] = finite[t] && is_finite_bits(bits);
-            xs[i][t] = bitcast<f32>(bits);
-        }
+    // The tile's four points (the last point again past the end), a coordinate at a time into
+    // whole vec4s: no dynamically indexed vector component.
+    let last = params.rows - 1u;
+    let p0 = params.a_off + min((g * GMM_SCORE_TILE) * WG + lid, last) * dims;
+    let p1 = params.a_off + min((g * GMM_SCORE_TILE + 1u) * WG + lid, last) * dims;
+    let p2 = params.a_off + min((g * GMM_SCORE_TILE + 2u) * WG + lid, last) * dims;
+    let p3 = params.a_off + min((g * GMM_SCORE_TILE + 3u) * WG + lid, last) * dims;
+    for (var i = 0u; i < dims; i++) {
+        let bits = vec4<u32>(load_a(p0 + i), load_a(p1 + i), load_a(p2 + i), load_a(p3 + i));
+        finite = finite & ((bits & vec4<u32>(F32_ABS_MASK)) < vec4<u32>(F32_POS_INF));
+        xs[i] = bitcast<vec4<f32>>(bits);
     }
     var st0 = lse_identity();
     var st1 = lse_identity();
