@@ -16,7 +16,8 @@ fn row_lanes_vec4(
     @builtin(subgroup_invocation_id) lane: u32,
     @builtin(subgroup_size) sg_size: u32,
 ) {
-    let per_subgroup = sg_size / LANES;
+    // (A subgroup can be reported wider than a small workgroup: only WG of its lanes exist.)
+    let per_subgroup = min(sg_size, WG) / LANES;
     let total = nwg.x * nwg.y * sg_count * per_subgroup;
     let words = row_words();
     let sub = lane % LANES;

@@ -320,7 +320,11 @@ fn vec4_geometry(func: RowFn, strategy: Strategy, cols: u64, caps: &Caps) -> (u3
 fn vec4_lanes(strategy: Strategy, cols: u64, caps: &Caps) -> u64 {
     let words = (cols / 4).max(1).next_power_of_two();
     match strategy {
-        Strategy::SubgroupVec4 => words.min(u64::from(caps.subgroup_min)),
+        // No more lanes than the workgroup has (a subgroup wider than 64 lanes would otherwise
+        // leave a workgroup no whole row).
+        Strategy::SubgroupVec4 => words
+            .min(u64::from(caps.subgroup_min))
+            .min(u64::from(pow2_at_most(64, caps.max_wg))),
         _ => u64::from(pow2_at_most(words.clamp(64, 256) as u32, caps.max_wg)),
     }
 }
@@ -1404,5 +1408,33 @@ mod tests {
             ),
             Err(Error::Unsupported(_))
         ));
+        // SubgroupVec4 too, whether or not the layout would run its scalar form.
+        for l in [l, RowsLayout::contiguous(4, 63)] {
+            assert!(matches!(
+                plan(
+                    RowFn::Logsumexp,
+                    &l,
+                    Strategy::SubgroupVec4,
+                    &caps(1 << 27, 256, false)
+                ),
+                Err(Error::Unsupported(_))
+            ));
+        }
+        // A subgroup wider than the workgroup: a row's lanes still fit one workgroup.
+        let wide = Caps {
+            subgroup_min: 128,
+            subgroup_max: 128,
+            cpu: false,
+            ..caps(1 << 27, 256, true)
+        };
+        let p = plan(
+            RowFn::Softmax,
+            &RowsLayout::contiguous(4, 4096),
+            Strategy::SubgroupVec4,
+            &wide,
+        )
+        .unwrap();
+        assert_eq!(p.passes[0].vec4.map(|v| v.1), Some(64));
+        assert_eq!(p.passes[0].groups, 4);
     }
 }
