@@ -26,16 +26,22 @@ fn load_x(i: u32) -> u32 {
 }
 
 // Loads the words first + k * step (k < VEC, those below end) of the row whose word 0 is input
-// word `base` into `tile`, then returns their state. Each component (entries 4q, 4q + 1, ...) is
-// pushed into its own state, four independent chains, combined as (0 + 1) + (2 + 3).
-fn tile_state(tile: ptr<function, array<vec4<u32>, VEC_MAX>>, base: u32, first: u32, end: u32,
-    step: u32) -> LseState {
+// word `base` into `tile`, all before any is used.
+fn load_tile(tile: ptr<function, array<vec4<u32>, VEC_MAX>>, base: u32, first: u32, end: u32,
+    step: u32) {
     for (var k = 0u; k < VEC; k++) {
         let q = first + k * step;
         if (q < end) {
             (*tile)[k] = input[base + q];
         }
     }
+}
+
+// Loads a tile (`load_tile`), then returns its state. Each component (entries 4q, 4q + 1, ...)
+// is pushed into its own state, four independent chains, combined as (0 + 1) + (2 + 3).
+fn tile_state(tile: ptr<function, array<vec4<u32>, VEC_MAX>>, base: u32, first: u32, end: u32,
+    step: u32) -> LseState {
+    load_tile(tile, base, first, end, step);
     var s0 = lse_identity();
     var s1 = lse_identity();
     var s2 = lse_identity();
@@ -103,12 +109,7 @@ fn write_row_vec4(st: LseState, tile: ptr<function, array<vec4<u32>, VEC_MAX>>, 
         return;
     }
     for (var q0 = first; q0 < end; q0 += VEC * step) {
-        for (var k = 0u; k < VEC; k++) {
-            let q = q0 + k * step;
-            if (q < end) {
-                (*tile)[k] = input[base + q];
-            }
-        }
+        load_tile(tile, base, q0, end, step);
         for (var k = 0u; k < VEC; k++) {
             let q = q0 + k * step;
             if (q < end) {

@@ -727,7 +727,7 @@ fn f16_inputs_give_the_f32_kernels_bits_on_every_strategy() {
                 if lane_limit_applies(gpu, strategy, cols) {
                     continue;
                 }
-                if try_run_op(gpu, func, &dense, rows, cols, strategy).is_err() {
+                if RowOp::new(gpu, func, RowsLayout::contiguous(rows, cols), strategy).is_err() {
                     continue; // a strategy this shape cannot use, f32 or f16 alike
                 }
                 let (got, ran) = run_f16(gpu, func, &x, (rows, cols, stride, offset), strategy);
@@ -843,7 +843,7 @@ fn f16_outputs_are_the_f32_results_rounded_on_every_strategy() {
                 if lane_limit_applies(gpu, strategy, cols) {
                     continue;
                 }
-                if try_run_op(gpu, func, &x, rows, cols, strategy).is_err() {
+                if RowOp::new(gpu, func, RowsLayout::contiguous(rows, cols), strategy).is_err() {
                     continue;
                 }
                 let (got, ran) = run_to_f16(
