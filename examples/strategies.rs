@@ -2,7 +2,8 @@
 //! and wait) of every strategy the adapter can run, for each function and bench shape, with data
 //! resident: the measurements behind `Strategy::Auto`'s choices.
 //!
-//! `cargo run --release --example strategies [ROWSxCOLS ...]`
+//! `cargo run --release --example strategies [ROWSxCOLS ...] [STRATEGY ...]` (strategies by
+//! name, e.g. `SubgroupVec4`; default: every one the adapter has)
 
 use std::time::Instant;
 
@@ -35,7 +36,15 @@ fn main() -> Result<(), logdomain::Error> {
     if shapes.is_empty() {
         shapes = vec![(4096, 4096), (65_536, 256), (256, 65_536), (1_048_576, 16)];
     }
-    let strategies = gpu.strategies();
+    let names: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.contains('x'))
+        .collect();
+    let strategies: Vec<Strategy> = gpu
+        .strategies()
+        .into_iter()
+        .filter(|s| names.is_empty() || names.contains(&format!("{s:?}")))
+        .collect();
     print!("{:<12} {:>14}", "function", "shape");
     for s in &strategies {
         print!(" {:>16}", format!("{s:?}"));

@@ -68,7 +68,9 @@ struct StoredState {
 // Binding 1, `input`, and its reader `load_x(i)` (entry i of the bound input as f32 bits) come
 // from the file after this one: logsumexp_words.wgsl (u32 words) or logsumexp_vec4.wgsl (vec4
 // words, for 16-byte loads). Every function here reads the input through `load_x`.
-@group(0) @binding(2) var<storage, read_write> output: array<u32>;
+// Binding 2, `output`, and its accessors `out_load(i)` / `out_store(i, bits)` (output word i)
+// and `out_store_word(i, w)` (words i .. i + 3, i a multiple of 4) come from
+// logsumexp_out.wgsl (u32 words) or logsumexp_out_vec4.wgsl (vec4 words, for 16-byte stores).
 @group(0) @binding(3) var<storage, read_write> states: array<StoredState>;
 
 var<workgroup> wg_m: array<f32, WG_MAX>;
@@ -195,11 +197,11 @@ fn write_entries(st: LseState, in_base: u32, out_base: u32, start: u32, lane: u3
                 let j = 2u * q;
                 let at = (out_base + j) >> 1u;
                 let lo = f32_to_f16_bits(entry_bits(st, denom, l1p, in_base + j));
-                var hi = output[at] >> 16u;
+                var hi = out_load(at) >> 16u;
                 if (j + 1u < end) {
                     hi = f32_to_f16_bits(entry_bits(st, denom, l1p, in_base + j + 1u));
                 }
-                output[at] = lo | (hi << 16u);
+                out_store(at, lo | (hi << 16u));
                 q += step;
             }
         }
@@ -208,7 +210,7 @@ fn write_entries(st: LseState, in_base: u32, out_base: u32, start: u32, lane: u3
     for (var j0 = start + lane; j0 < end; j0 += BLOCK * step) {
         var j = j0;
         for (var i = 0u; i < BLOCK && j < end; i++) {
-            output[out_base + j] = entry_bits(st, denom, l1p, in_base + j);
+            out_store(out_base + j, entry_bits(st, denom, l1p, in_base + j));
             j += step;
         }
     }
@@ -220,15 +222,15 @@ fn write_reduced(st: LseState, row: u32) {
         let at = params.out_offset + 2u * row;
         let bits = lse_result_bits(st);
         if ((st.flags & (FLAG_NAN | FLAG_POS_INF)) != 0u || (st.flags & FLAG_NONEMPTY) == 0u) {
-            output[at] = bits;
-            output[at + 1u] = 0u;
+            out_store(at, bits);
+            out_store(at + 1u, 0u);
         } else {
-            output[at] = bitcast<u32>(st.m);
-            output[at + 1u] = bitcast<u32>(ld_log1p(st.s));
+            out_store(at, bitcast<u32>(st.m));
+            out_store(at + 1u, bitcast<u32>(ld_log1p(st.s)));
         }
         return;
     }
-    output[params.out_offset + row] = lse_result_bits(st);
+    out_store(params.out_offset + row, lse_result_bits(st));
 }
 
 // Writes a whole row's output (of cols entries): its logsumexp (by the invocation with
@@ -406,8 +408,8 @@ fn fill_sentinel(
         for (var i = wg_linear(wid, nwg) * WG + lid; i < params.rows * pairs; i += total) {
             let j = 2u * (i % pairs);
             let at = (params.out_offset + (i / pairs) * params.out_stride + j) >> 1u;
-            let hi = select(output[at] >> 16u, SENTINEL_F16, j + 1u < params.cols);
-            output[at] = SENTINEL_F16 | (hi << 16u);
+            let hi = select(out_load(at) >> 16u, SENTINEL_F16, j + 1u < params.cols);
+            out_store(at, SENTINEL_F16 | (hi << 16u));
         }
         return;
     }
@@ -420,6 +422,6 @@ fn fill_sentinel(
         if (!dense) {
             at = (i / params.cols) * params.out_stride + i % params.cols;
         }
-        output[params.out_offset + at] = SENTINEL;
+        out_store(params.out_offset + at, SENTINEL);
     }
 }

@@ -79,10 +79,8 @@ fn row_state_vec4(tile: ptr<function, array<vec4<u32>, VEC_MAX>>, base: u32, fir
 
 // Writes one word's four entries at output entry `at`.
 fn write_word(st: LseState, denom: f32, l1p: f32, w: vec4<u32>, at: u32) {
-    output[at] = op_bits(st, denom, l1p, w.x);
-    output[at + 1u] = op_bits(st, denom, l1p, w.y);
-    output[at + 2u] = op_bits(st, denom, l1p, w.z);
-    output[at + 3u] = op_bits(st, denom, l1p, w.w);
+    out_store_word(at, vec4<u32>(op_bits(st, denom, l1p, w.x), op_bits(st, denom, l1p, w.y),
+        op_bits(st, denom, l1p, w.z), op_bits(st, denom, l1p, w.w)));
 }
 
 // Writes a row's output from its final state: the reduced value(s) (by the invocation with

@@ -4,7 +4,7 @@
 //! Kernel: `shaders/bandwidth.wgsl`; CPU mirror: [`crate::reference::bandwidth`].
 
 use crate::error::Error;
-use crate::gpu::Gpu;
+use crate::gpu::{Family, Gpu, PipelineKey};
 use crate::likelihood::{Bind, LlPass, Program, Src, Step, groups_for, key, limit};
 use crate::logsumexp::{Caps, u32_of};
 use crate::shaders::LlParams;
@@ -12,6 +12,10 @@ use crate::shaders::LlParams;
 /// Invocations of the probe: enough to fill a large GPU (132 multiprocessors × 2048), few
 /// enough that each still reads a run of words.
 const INVOCATIONS: u64 = 1 << 18;
+
+/// vec4 words each invocation of the vec4 yardsticks loads before it uses any (`UNROLL` in
+/// `shaders/bandwidth_vec4.wgsl`).
+pub const VEC4_UNROLL: usize = 4;
 
 /// A read of `words` u32 words from byte 0 of a storage buffer, reduced per invocation
 /// ([`ReadProbe::new`]), or copied word for word to the output ([`ReadProbe::copy`]).
@@ -43,6 +47,76 @@ impl ReadProbe {
     /// neighbouring words.
     pub fn copy(gpu: &Gpu, words: usize) -> Result<ReadProbe, Error> {
         Self::build(gpu, words, true)
+    }
+
+    /// The read with 16-byte words (`shaders/bandwidth_vec4.wgsl`): each invocation loads
+    /// [`VEC4_UNROLL`] vec4 words before it adds any. `words` must be a multiple of 4; the
+    /// output holds 4 partial sums an invocation, which add up, wrapping, to the same total.
+    pub fn read_vec4(gpu: &Gpu, words: usize) -> Result<ReadProbe, Error> {
+        Self::build_vec4(gpu, words, false)
+    }
+
+    /// The copy with 16-byte words: each word read and written to the output at its own index
+    /// (`words` words of output; `words` a multiple of 4).
+    pub fn copy_vec4(gpu: &Gpu, words: usize) -> Result<ReadProbe, Error> {
+        Self::build_vec4(gpu, words, true)
+    }
+
+    fn build_vec4(gpu: &Gpu, words: usize, copy: bool) -> Result<ReadProbe, Error> {
+        if !words.is_multiple_of(4) {
+            return Err(Error::Shape(format!(
+                "the vec4 yardsticks read whole 16-byte words: {words} u32 words is not a \
+                 multiple of 4"
+            )));
+        }
+        let caps = Caps::of(gpu);
+        let w = words as u64;
+        limit("the probe's input", w * 4, &caps)?;
+        let vec4s = w / 4;
+        let invocations = INVOCATIONS.min(vec4s).max(1);
+        let passes = if w == 0 {
+            Vec::new()
+        } else {
+            vec![LlPass {
+                key: PipelineKey {
+                    family: Family::BandwidthVec4,
+                    ..key("read_probe_vec4", u32::from(copy), 0)
+                },
+                // bandwidth_vec4.wgsl's ProbeParams { words, slots } are LlParams' first two
+                // fields.
+                params: LlParams {
+                    rows: u32_of(vec4s, "vec4 words")?,
+                    cols: invocations as u32,
+                    ..LlParams::default()
+                },
+                groups: groups_for(invocations)?,
+                bind: [
+                    Bind::whole(Src::Input(0)),
+                    Bind::whole(Src::Dummy),
+                    Bind::whole(Src::Dummy),
+                    Bind::whole(Src::Output),
+                ],
+                uniform: None,
+                extra: None,
+            }]
+        };
+        let output_len = match (w, copy) {
+            (0, _) => 0,
+            (_, true) => words,
+            (_, false) => invocations as usize * 4,
+        };
+        let program = Program::new(
+            gpu,
+            vec![Step::Ll(passes)],
+            None,
+            &[],
+            vec![w * 4],
+            output_len as u64 * 4,
+        )?;
+        Ok(ReadProbe {
+            program,
+            output_len,
+        })
     }
 
     fn build(gpu: &Gpu, words: usize, copy: bool) -> Result<ReadProbe, Error> {
@@ -141,6 +215,30 @@ impl Gpu {
         Ok(partials
             .iter()
             .fold(0u32, |acc, v| acc.wrapping_add(v.to_bits())))
+    }
+
+    /// [`Gpu::read_probe`] with the vec4 yardstick (`words.len()` a multiple of 4).
+    pub fn read_probe_vec4(&self, words: &[u32]) -> Result<u32, Error> {
+        let probe = ReadProbe::read_vec4(self, words.len())?;
+        let partials = self.run_program(
+            &probe.program,
+            &[bytemuck::cast_slice(words)],
+            probe.output_len,
+        )?;
+        Ok(partials
+            .iter()
+            .fold(0u32, |acc, v| acc.wrapping_add(v.to_bits())))
+    }
+
+    /// [`Gpu::copy_probe`] with the vec4 yardstick (`words.len()` a multiple of 4).
+    pub fn copy_probe_vec4(&self, words: &[u32]) -> Result<Vec<u32>, Error> {
+        let probe = ReadProbe::copy_vec4(self, words.len())?;
+        let out = self.run_program(
+            &probe.program,
+            &[bytemuck::cast_slice(words)],
+            probe.output_len,
+        )?;
+        Ok(out.iter().map(|v| v.to_bits()).collect())
     }
 
     /// `words` copied on the GPU by the copy yardstick and read back: a check that it reads

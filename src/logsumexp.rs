@@ -210,8 +210,9 @@ pub(crate) struct Pass {
     pub groups: u64,
     pub input: Option<Window>,
     pub output: Option<Window>,
-    /// (`VEC`, `LANES`) of a vec4 entry point.
-    pub vec4: Option<(u32, u32)>,
+    /// (`VEC`, `LANES`, vec4 stores) of a vec4 entry point: the last is whether its output
+    /// window is bound as vec4 words (`shaders/logsumexp_out_vec4.wgsl`).
+    pub vec4: Option<(u32, u32, bool)>,
 }
 
 #[derive(Clone, Debug)]
@@ -291,6 +292,16 @@ fn vec4_fits(l: &RowsLayout, caps: &Caps) -> bool {
         && caps.storage_align.is_multiple_of(16)
 }
 
+/// Whether a vec4 kernel can also store vec4 words: softmax and log_softmax (which write whole
+/// rows) where each output row starts on 16 bytes (`output_offset` a multiple of 16,
+/// `output_stride` of 4; `vec4_fits` has the rest). The output window is then whole 16-byte
+/// words.
+fn vec4_out_fits(func: RowFn, l: &RowsLayout) -> bool {
+    !func.reduces()
+        && l.output_offset.is_multiple_of(16)
+        && (l.rows <= 1 || l.output_stride.is_multiple_of(4))
+}
+
 /// The scalar strategy a vec4 strategy runs as where the layout does not allow vec4 reads.
 fn scalar_form(strategy: Strategy) -> Strategy {
     match strategy {
@@ -316,13 +327,19 @@ fn vec4_geometry(func: RowFn, strategy: Strategy, cols: u64, caps: &Caps) -> (u3
 }
 
 /// Lanes (subgroup lanes, or a workgroup's invocations) per row of a vec4 strategy: enough for
-/// a word each, at most a subgroup (`SubgroupVec4`) or 64 to 256 invocations (`WorkgroupVec4`).
+/// `VEC_STREAM` words each, at most a subgroup (`SubgroupVec4`), or for a word each, 64 to 256
+/// invocations (`WorkgroupVec4`).
 fn vec4_lanes(strategy: Strategy, cols: u64, caps: &Caps) -> u64 {
     let words = (cols / 4).max(1).next_power_of_two();
     match strategy {
         // No more lanes than the workgroup has (a subgroup wider than 64 lanes would otherwise
         // leave a workgroup no whole row).
-        Strategy::SubgroupVec4 => words
+        // VEC_STREAM words a lane (a row of 16 entries to one lane, of 256 to 16 lanes):
+        // measured on an H200 against one word a lane, log_softmax at 65,536 × 256 0.070 ->
+        // 0.058 ms, logsumexp at 1,048,576 × 16 0.106 -> 0.037 (8 words: 0.063, 0.037;
+        // 16: 0.125, 0.037).
+        Strategy::SubgroupVec4 => (words / VEC_STREAM)
+            .max(1)
             .min(u64::from(caps.subgroup_min))
             .min(u64::from(pow2_at_most(64, caps.max_wg))),
         _ => u64::from(pow2_at_most(words.clamp(64, 256) as u32, caps.max_wg)),
@@ -372,10 +389,11 @@ fn auto_strategy(
     let fits_lanes = |s: Strategy| cols.div_ceil(geometry(s, cols, caps).2) <= LANE_MAX;
     let subgroup_ok = caps.subgroup && fits_lanes(Strategy::SubgroupPerRow);
     // Few long rows are split; on GPUs a workgroup per row reading vec4 words already fills the
-    // device with 256 rows of a reduction (H200: 0.09 ms against SplitRow's 0.11 at 256 × 65,536).
+    // device with 256 rows (H200: 0.055 ms against SplitRow's 0.105 for logsumexp at
+    // 256 × 65,536, 0.092 against 0.160 for log_softmax).
     let rows_in_flight = if caps.cpu {
         8
-    } else if func.reduces() && vec4_ok {
+    } else if vec4_ok {
         256
     } else {
         512
@@ -397,44 +415,44 @@ fn auto_strategy(
         if !fits_lanes(Strategy::ThreadPerRow) && (func.reduces() || !subgroup_ok) {
             return split;
         }
-    } else {
-        // Measured on an H200 by GPU timestamps (`examples/strategies.rs`, README). Reductions:
-        // a thread per row up to 512 entries (0.04 ms at 1,048,576 × 16, 0.09 at 65,536 × 256:
-        // three to four times the subgroup kernels, whose per-row butterfly costs more than such
-        // rows' reads); vec4 words in a subgroup below 8,192 entries (0.08 ms at 4096², against
-        // 0.09 for SubgroupPerRow); longer rows a subgroup each when there are thousands of rows
-        // (0.67 ms at 8192 × 32,000, the vec4 kernels 0.71–0.84), else a workgroup.
-        // softmax / log_softmax: vec4 words in a subgroup for rows of up to 64 entries (0.15 ms
-        // at 1,048,576 × 16, a thread per row 0.21), in a workgroup up to 512 (0.26 ms at
-        // 65,536 × 256, SubgroupPerRow 0.28), in a subgroup below 8,192 (0.15 ms at 4096²), and
-        // one subgroup per row, scalar, beyond (1.43 ms at 8192 × 32,000, vec4 2.1).
-        let thread_max = if func.reduces() { 512 } else { 64 };
+    } else if vec4_ok {
+        // Measured on an H200 by GPU timestamps (`examples/strategies.rs`, README), every
+        // strategy at 4096², 65,536 × 256, 256 × 65,536, 1,048,576 × 16 and 8192 × 32,000:
+        // where the layout allows vec4 words, a subgroup's lanes (4 words a lane, several rows
+        // a subgroup when rows are short) up to 1024 entries for softmax / log_softmax
+        // (log_softmax 0.058 ms at 65,536 × 256 and 0.064 at 1,048,576 × 16; a thread a row
+        // 0.41, 0.22) and below 8192 for reductions (logsumexp 0.037 ms at 1,048,576 × 16, a
+        // thread a row 0.045; 0.047 at 4096²); beyond, a workgroup a row (log_softmax 0.067 ms
+        // at 4096² against the subgroup's 0.074; logsumexp 0.456 at 8192 × 32,000 against 0.472
+        // and SubgroupPerRow's 0.628; log_softmax 0.801 against 0.909 and 1.370).
         let vec4_subgroup = caps.subgroup && fits_lanes(Strategy::SubgroupVec4);
-        if func.reduces() {
-            if cols <= thread_max && fits_lanes(Strategy::ThreadPerRow) {
-                return Strategy::ThreadPerRow;
-            }
-            if vec4_ok && cols < 8192 && vec4_subgroup {
-                return Strategy::SubgroupVec4;
-            }
-            if cols >= 8192 && !(subgroup_ok && rows >= 4096) {
-                if vec4_ok && fits_lanes(Strategy::WorkgroupVec4) {
-                    return Strategy::WorkgroupVec4;
-                }
-                if fits_lanes(Strategy::WorkgroupPerRow) {
-                    return Strategy::WorkgroupPerRow;
-                }
-            }
-        } else if vec4_ok && cols < 8192 {
-            if cols <= 64 && vec4_subgroup {
-                return Strategy::SubgroupVec4;
-            }
-            if cols <= 512 || !vec4_subgroup {
-                return Strategy::WorkgroupVec4;
-            }
+        let subgroup_cols = if func.reduces() {
+            cols < 8192
+        } else {
+            cols <= 1024
+        };
+        if vec4_subgroup && subgroup_cols {
             return Strategy::SubgroupVec4;
-        } else if cols <= thread_max && fits_lanes(Strategy::ThreadPerRow) {
+        }
+        if fits_lanes(Strategy::WorkgroupVec4) {
+            return Strategy::WorkgroupVec4;
+        }
+    } else {
+        // Layouts the vec4 kernels cannot read (f16, unaligned rows): the scalar kernels, as
+        // measured on the H200 before the vec4 kernels — a thread a row for short rows (up to
+        // 512 entries for reductions, 64 for softmax / log_softmax), else a subgroup a row, or
+        // for reductions of rows of 8192 entries or more a workgroup, unless there are
+        // thousands of rows.
+        let thread_max = if func.reduces() { 512 } else { 64 };
+        if cols <= thread_max && fits_lanes(Strategy::ThreadPerRow) {
             return Strategy::ThreadPerRow;
+        }
+        if func.reduces()
+            && cols >= 8192
+            && !(subgroup_ok && rows >= 4096)
+            && fits_lanes(Strategy::WorkgroupPerRow)
+        {
+            return Strategy::WorkgroupPerRow;
         }
     }
     if subgroup_ok {
@@ -612,8 +630,11 @@ pub(crate) fn plan(
             Strategy::SubgroupVec4 => u64::from(wg) / step,
             _ => 1,
         };
-        let vec4 = matches!(strategy, Strategy::SubgroupVec4 | Strategy::WorkgroupVec4)
-            .then(|| vec4_geometry(func, strategy, cols, caps));
+        let vec4 =
+            matches!(strategy, Strategy::SubgroupVec4 | Strategy::WorkgroupVec4).then(|| {
+                let (vec, lanes) = vec4_geometry(func, strategy, cols, caps);
+                (vec, lanes, vec4_out_fits(func, l))
+            });
         let k_max = rows_per_window(in_stride, cols)
             .min(rows_per_window(out_stride, out_cols))
             .min(MAX_GROUPS * per_group);
@@ -900,7 +921,7 @@ impl RowOp {
         let key = |p: &Pass| {
             let cols = match p.vec4 {
                 // The vec4 walks: specialised where a row is at most VEC4_TILES_MAX tiles.
-                Some((vec, lanes))
+                Some((vec, lanes, _))
                     if (layout.cols / 4).div_ceil(vec as usize * lanes as usize)
                         <= VEC4_TILES_MAX =>
                 {
@@ -911,7 +932,7 @@ impl RowOp {
             };
             let key = PipelineKey::rows(p.entry, func.op_code(), p.wg, f16, cols);
             match p.vec4 {
-                Some((vec, lanes)) => key.rows_vec4(vec, lanes),
+                Some((vec, lanes, out4)) => key.rows_vec4(vec, lanes, out4),
                 None => key,
             }
         };
@@ -1310,18 +1331,20 @@ mod tests {
         use RowFn::*;
         use Strategy::*;
         // Rows vec4 loads can read.
-        assert_eq!(pick(Logsumexp, 65_536, 256, &gpu), ThreadPerRow);
-        assert_eq!(pick(Logsumexp, 1 << 20, 16, &gpu), ThreadPerRow);
+        assert_eq!(pick(Logsumexp, 65_536, 256, &gpu), SubgroupVec4);
+        assert_eq!(pick(Logsumexp, 1 << 20, 16, &gpu), SubgroupVec4);
         assert_eq!(pick(Logsumexp, 4096, 4096, &gpu), SubgroupVec4);
-        assert_eq!(pick(Logsumexp, 8192, 32_000, &gpu), SubgroupPerRow);
+        assert_eq!(pick(Logsumexp, 8192, 32_000, &gpu), WorkgroupVec4);
         assert_eq!(pick(Logsumexp, 1024, 16_384, &gpu), WorkgroupVec4);
         assert_eq!(pick(Logsumexp, 256, 65_536, &gpu), WorkgroupVec4);
         assert_eq!(pick(Logsumexp, 64, 262_144, &gpu), SplitRow);
         assert_eq!(pick(LogSoftmax, 1 << 20, 16, &gpu), SubgroupVec4);
-        assert_eq!(pick(LogSoftmax, 65_536, 256, &gpu), WorkgroupVec4);
-        assert_eq!(pick(Softmax, 4096, 4096, &gpu), SubgroupVec4);
-        assert_eq!(pick(LogSoftmax, 8192, 32_000, &gpu), SubgroupPerRow);
-        assert_eq!(pick(LogSoftmax, 256, 65_536, &gpu), SplitRow);
+        assert_eq!(pick(LogSoftmax, 65_536, 256, &gpu), SubgroupVec4);
+        assert_eq!(pick(Softmax, 4096, 1024, &gpu), SubgroupVec4);
+        assert_eq!(pick(Softmax, 4096, 4096, &gpu), WorkgroupVec4);
+        assert_eq!(pick(LogSoftmax, 8192, 32_000, &gpu), WorkgroupVec4);
+        assert_eq!(pick(LogSoftmax, 256, 65_536, &gpu), WorkgroupVec4);
+        assert_eq!(pick(LogSoftmax, 128, 65_536, &gpu), SplitRow);
         assert_eq!(pick(LogSoftmax, 65_536, 256, &gl_gpu), WorkgroupVec4);
         assert_eq!(pick(LogSoftmax, 4096, 4096, &gl_gpu), WorkgroupVec4);
         // Rows it cannot: the scalar strategies.
@@ -1380,13 +1403,40 @@ mod tests {
         assert_eq!(strategy(f, f16, SubgroupVec4), SubgroupPerRow);
         // (VEC, LANES): subgroup size 8 here.
         let g = |f, s, cols| vec4_geometry(f, s, cols, &c);
-        assert_eq!(g(RowFn::Softmax, SubgroupVec4, 16), (1, 4));
+        assert_eq!(g(RowFn::Softmax, SubgroupVec4, 16), (4, 1));
+        assert_eq!(g(RowFn::Softmax, SubgroupVec4, 64), (4, 4));
         assert_eq!(g(RowFn::Softmax, SubgroupVec4, 256), (8, 8));
         assert_eq!(g(RowFn::Logsumexp, SubgroupVec4, 4096), (4, 8));
         assert_eq!(g(RowFn::LogSoftmax, WorkgroupVec4, 4096), (4, 256));
         assert_eq!(g(RowFn::LogSoftmax, WorkgroupVec4, 16_384), (16, 256));
         assert_eq!(g(RowFn::LogSoftmax, WorkgroupVec4, 65_536), (4, 256));
         assert_eq!(g(RowFn::LogSoftmax, WorkgroupVec4, 256), (1, 64));
+        // 16-byte stores: softmax / log_softmax rows that start on 16 bytes.
+        let out4 = |f, l: RowsLayout| {
+            plan(f, &l, SubgroupVec4, &c).unwrap().passes[0]
+                .vec4
+                .map(|v| v.2)
+        };
+        let l = RowsLayout::contiguous(3, 8);
+        assert_eq!(out4(RowFn::Softmax, l), Some(true));
+        assert_eq!(out4(RowFn::LogSoftmax, l), Some(true));
+        assert_eq!(out4(RowFn::Logsumexp, l), Some(false));
+        assert_eq!(out4(RowFn::LogsumexpParts, l), Some(false));
+        let shifted = RowsLayout {
+            output_offset: 4,
+            ..l
+        };
+        assert_eq!(out4(RowFn::Softmax, shifted), Some(false));
+        let wide = RowsLayout {
+            output_stride: 10,
+            ..l
+        };
+        assert_eq!(out4(RowFn::Softmax, wide), Some(false));
+        let one_row = RowsLayout {
+            output_stride: 10,
+            ..RowsLayout::contiguous(1, 8)
+        };
+        assert_eq!(out4(RowFn::Softmax, one_row), Some(true));
     }
 
     #[test]

@@ -11,6 +11,11 @@ pub const LOGSUMEXP_SUBGROUP: &str = include_str!("../shaders/logsumexp_subgroup
 /// The log-sum-exp family with the input read as vec4 words (follows `LOGSUMEXP`, in place of
 /// `LOGSUMEXP_WORDS`).
 pub const LOGSUMEXP_VEC4: &str = include_str!("../shaders/logsumexp_vec4.wgsl");
+/// The log-sum-exp family's output as 4-byte words (binding 2 and its accessors).
+pub const LOGSUMEXP_OUT: &str = include_str!("../shaders/logsumexp_out.wgsl");
+/// The output as vec4 words, for the vec4 kernels' 16-byte stores (in place of
+/// `LOGSUMEXP_OUT`).
+pub const LOGSUMEXP_OUT_VEC4: &str = include_str!("../shaders/logsumexp_out_vec4.wgsl");
 /// The vec4 form with several rows per subgroup (needs `Features::SUBGROUP`).
 pub const LOGSUMEXP_VEC4_SUBGROUP: &str = include_str!("../shaders/logsumexp_vec4_subgroup.wgsl");
 
@@ -40,6 +45,72 @@ pub const STABILITY: &str = include_str!("../shaders/stability.wgsl");
 
 /// The read-bandwidth yardstick of the benches (needs the likelihood module's bindings).
 pub const BANDWIDTH: &str = include_str!("../shaders/bandwidth.wgsl");
+/// The yardsticks with 16-byte words: a module of its own (the likelihood layout, bindings typed
+/// as vec4 words).
+pub const BANDWIDTH_VEC4: &str = include_str!("../shaders/bandwidth_vec4.wgsl");
+
+/// Every WGSL file, by name (the loop audit reads them all).
+#[cfg(test)]
+pub(crate) const ALL_FILES: &[(&str, &str)] = &[
+    ("common", COMMON),
+    ("logsumexp", LOGSUMEXP),
+    ("logsumexp_words", LOGSUMEXP_WORDS),
+    ("logsumexp_subgroup", LOGSUMEXP_SUBGROUP),
+    ("logsumexp_vec4", LOGSUMEXP_VEC4),
+    ("logsumexp_vec4_subgroup", LOGSUMEXP_VEC4_SUBGROUP),
+    ("logsumexp_out", LOGSUMEXP_OUT),
+    ("logsumexp_out_vec4", LOGSUMEXP_OUT_VEC4),
+    ("likelihood", LIKELIHOOD),
+    ("gmm", GMM),
+    ("gradients", GRADIENTS),
+    ("transform", TRANSFORM),
+    ("masked", MASKED),
+    ("weighted", WEIGHTED),
+    ("stability", STABILITY),
+    ("bandwidth", BANDWIDTH),
+    ("bandwidth_vec4", BANDWIDTH_VEC4),
+];
+
+/// The loop forms our WGSL may use, each with why it terminates. The modules are compiled
+/// without wgpu's loop bounding (`Gpu::pipeline`), which is sound only if no loop is infinite;
+/// the `every_loop_has_an_audited_form` test holds every `for` loop's step to this list and
+/// counts the bare `loop`s. A `for` loop's condition is `v < bound` (or `<=`, `>`, as below)
+/// with bounds the host keeps below 2^31, so a step of at least 1 cannot wrap past them.
+#[cfg(test)]
+pub(crate) const LOOP_FORMS: &[(&str, &str)] = &[
+    (
+        "++",
+        "up by 1 to a bound below 2^31 (`i <= j`: j is an index below a dimension count)",
+    ),
+    ("--", "`d > 0u; d--`: down by 1 to 0"),
+    ("+= total", "total = invocations of the dispatch (>= 1)"),
+    ("+= groups", "groups = workgroups of the dispatch (>= 1)"),
+    ("+= step", "step = lanes walking the row (>= 1)"),
+    (
+        "+= stride",
+        "stride >= 1 (the workgroup tree starts it at 1 and multiplies it by 8)",
+    ),
+    ("+= BLOCK * step", "BLOCK >= 1, step >= 1"),
+    ("+= VEC * step", "VEC >= 1 (the host's override), step >= 1"),
+    (
+        "+= UNROLL * slots",
+        "UNROLL = 4, slots = invocations (>= 1; the host sets it)",
+    ),
+    (
+        "= v << 1u",
+        "v starts at 1u, doubles to LANES or sg_size (<= 128, powers of two)",
+    ),
+    (
+        "= v >> 1u",
+        "`(v & 1u) == 0u`: v = blocks >= 1 (incremented just before), so a set bit ends it",
+    ),
+];
+
+/// Bare `loop`s, per file, each read for its exit: gmm's `upper_entry` (`rest` falls or
+/// `n - row` wraps to a large length) and logsumexp's workgroup tree (`stride` grows by 8 up
+/// to WG).
+#[cfg(test)]
+pub(crate) const BARE_LOOPS: &[(&str, usize)] = &[("gmm", 1), ("logsumexp", 1)];
 
 /// WGSL has no imports: a module is its files concatenated in dependency order.
 pub fn module_source(files: &[&str]) -> String {
@@ -48,22 +119,50 @@ pub fn module_source(files: &[&str]) -> String {
 
 /// The portable log-sum-exp module: works on every adapter, GL included.
 pub fn logsumexp_module() -> String {
-    module_source(&[COMMON, LOGSUMEXP, LOGSUMEXP_WORDS])
+    module_source(&[COMMON, LOGSUMEXP, LOGSUMEXP_WORDS, LOGSUMEXP_OUT])
 }
 
 /// The log-sum-exp module with the subgroup entry point.
 pub fn logsumexp_subgroup_module() -> String {
-    module_source(&[COMMON, LOGSUMEXP, LOGSUMEXP_WORDS, LOGSUMEXP_SUBGROUP])
+    module_source(&[
+        COMMON,
+        LOGSUMEXP,
+        LOGSUMEXP_WORDS,
+        LOGSUMEXP_OUT,
+        LOGSUMEXP_SUBGROUP,
+    ])
 }
 
 /// The log-sum-exp module reading its input as vec4 words (portable).
 pub fn logsumexp_vec4_module() -> String {
-    module_source(&[COMMON, LOGSUMEXP, LOGSUMEXP_VEC4])
+    module_source(&[COMMON, LOGSUMEXP, LOGSUMEXP_VEC4, LOGSUMEXP_OUT])
 }
 
 /// The vec4 module with the subgroup entry point.
 pub fn logsumexp_vec4_subgroup_module() -> String {
-    module_source(&[COMMON, LOGSUMEXP, LOGSUMEXP_VEC4, LOGSUMEXP_VEC4_SUBGROUP])
+    module_source(&[
+        COMMON,
+        LOGSUMEXP,
+        LOGSUMEXP_VEC4,
+        LOGSUMEXP_OUT,
+        LOGSUMEXP_VEC4_SUBGROUP,
+    ])
+}
+
+/// The vec4 module with 16-byte stores (softmax and log_softmax into aligned rows).
+pub fn logsumexp_vec4_out_module() -> String {
+    module_source(&[COMMON, LOGSUMEXP, LOGSUMEXP_VEC4, LOGSUMEXP_OUT_VEC4])
+}
+
+/// The vec4 subgroup module with 16-byte stores.
+pub fn logsumexp_vec4_subgroup_out_module() -> String {
+    module_source(&[
+        COMMON,
+        LOGSUMEXP,
+        LOGSUMEXP_VEC4,
+        LOGSUMEXP_OUT_VEC4,
+        LOGSUMEXP_VEC4_SUBGROUP,
+    ])
 }
 
 /// The likelihood module: losses, reductions, Gaussian mixtures and the log-sum-exp family's
@@ -72,6 +171,11 @@ pub fn likelihood_module() -> String {
     module_source(&[
         COMMON, LIKELIHOOD, GMM, GRADIENTS, TRANSFORM, MASKED, WEIGHTED, STABILITY, BANDWIDTH,
     ])
+}
+
+/// The vec4 yardsticks' module (portable).
+pub fn bandwidth_vec4_module() -> String {
+    module_source(&[BANDWIDTH_VEC4])
 }
 
 /// The bit pattern (a NaN payload no kernel writes) that sentinel fills leave in outputs.
@@ -239,6 +343,99 @@ mod tests {
         );
     }
 
+    /// The loop audit behind dropping wgpu's loop bounding: every `for` loop's step is one of
+    /// `LOOP_FORMS`, the shift forms have their audited start and condition, no `while`, and
+    /// the bare `loop`s are the audited ones.
+    #[test]
+    fn every_loop_has_an_audited_form() {
+        let mut seen = std::collections::BTreeSet::new();
+        for &(name, text) in ALL_FILES {
+            let code: String = text
+                .lines()
+                .map(|l| l.split("//").next().unwrap_or(""))
+                .collect::<Vec<_>>()
+                .join(" ");
+            let words: Vec<&str> = code
+                .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .collect();
+            assert!(!words.contains(&"while"), "{name}: a while loop");
+            let bare = words.iter().filter(|w| **w == "loop").count();
+            let audited = BARE_LOOPS
+                .iter()
+                .find(|(f, _)| *f == name)
+                .map_or(0, |(_, n)| *n);
+            assert_eq!(bare, audited, "{name}: bare loops");
+            let mut rest = code.as_str();
+            while let Some(at) = rest.find("for (") {
+                let header = &rest[at + 5..];
+                let header = &header[..header.find(") {").expect("for header")];
+                let parts: Vec<String> = header
+                    .split(';')
+                    .map(|p| p.split_whitespace().collect::<Vec<_>>().join(" "))
+                    .collect();
+                assert_eq!(parts.len(), 3, "{name}: for ({header})");
+                let (init, cond, step) = (&parts[0], &parts[1], &parts[2]);
+                let var = init
+                    .strip_prefix("var ")
+                    .and_then(|v| v.split(' ').next())
+                    .unwrap_or_else(|| panic!("{name}: for ({header}) declares no variable"));
+                // The step with the loop variable written v: `v++` -> "++", `row += total`
+                // -> "+= total", `o = o << 1u` -> "= v << 1u".
+                let form = step
+                    .strip_prefix(var)
+                    .unwrap_or_else(|| panic!("{name}: for ({header}) steps another variable"))
+                    .split(' ')
+                    .map(|w| if w == var { "v" } else { w })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    .trim()
+                    .to_string();
+                let known = LOOP_FORMS.iter().any(|(f, _)| *f == form);
+                assert!(
+                    known,
+                    "{name}: for ({header}): step {form:?} is not an audited form"
+                );
+                match form.as_str() {
+                    "++" => assert!(
+                        cond.starts_with(&format!("{var} < "))
+                            || cond.starts_with(&format!("{var} <= ")),
+                        "{name}: for ({header})"
+                    ),
+                    "--" => assert_eq!(*cond, format!("{var} > 0u"), "{name}: for ({header})"),
+                    "= v << 1u" => assert!(
+                        init.ends_with("= 1u")
+                            && (cond == &format!("{var} < LANES")
+                                || cond == &format!("{var} < sg_size")),
+                        "{name}: for ({header})"
+                    ),
+                    "= v >> 1u" => assert!(
+                        init == &format!("var {var} = blocks")
+                            && cond == &format!("({var} & 1u) == 0u"),
+                        "{name}: for ({header})"
+                    ),
+                    _ => assert!(
+                        cond.contains(&format!("{var} < ")),
+                        "{name}: for ({header})"
+                    ),
+                }
+                seen.insert(form);
+                rest = &rest[at + 5..];
+            }
+        }
+        // The audit list has no form that no loop uses.
+        for (form, _) in LOOP_FORMS {
+            assert!(
+                seen.contains(*form),
+                "LOOP_FORMS lists {form:?}, which no loop uses"
+            );
+        }
+    }
+
+    #[test]
+    fn bandwidth_vec4_module_validates_and_translates_everywhere() {
+        validate_and_translate(&bandwidth_vec4_module(), Capabilities::empty());
+    }
+
     #[test]
     fn vec4_modules_validate_and_translate_everywhere() {
         for (vec, lanes) in [(1.0, 1.0), (4.0, 8.0), (16.0, 32.0)] {
@@ -249,6 +446,16 @@ mod tests {
             );
             validate_and_translate_with(
                 &logsumexp_vec4_subgroup_module(),
+                Capabilities::SUBGROUP | Capabilities::SUBGROUP_BARRIER,
+                &[("VEC", vec), ("LANES", lanes)],
+            );
+            validate_and_translate_with(
+                &logsumexp_vec4_out_module(),
+                Capabilities::empty(),
+                &[("VEC", vec)],
+            );
+            validate_and_translate_with(
+                &logsumexp_vec4_subgroup_out_module(),
                 Capabilities::SUBGROUP | Capabilities::SUBGROUP_BARRIER,
                 &[("VEC", vec), ("LANES", lanes)],
             );

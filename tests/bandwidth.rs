@@ -66,3 +66,69 @@ fn the_copy_probe_copies_every_word_once() {
         assert_eq!(ReadProbe::copy(gpu, words).unwrap().output_len(), words);
     }
 }
+
+#[test]
+fn the_vec4_probes_read_and_copy_every_word_once() {
+    let gpu = gpu();
+    let mut rng = Rng(7);
+    // Fewer vec4 words than invocations, exactly one step of UNROLL, and ragged ends.
+    for words in [0usize, 4, 1000, 4 << 18, (16 << 18) + 20, 3_000_004] {
+        let x: Vec<u32> = (0..words).map(|_| rng.next_u64() as u32).collect();
+        assert_eq!(
+            gpu.read_probe_vec4(&x).unwrap(),
+            cpu::read_sum(&x),
+            "{words} words"
+        );
+        let got = gpu.copy_probe_vec4(&x).unwrap();
+        assert!(got == x, "{words} words copied");
+        let probe = ReadProbe::read_vec4(gpu, words).unwrap();
+        if words == 0 {
+            assert_eq!(probe.output_len(), 0);
+            continue;
+        }
+        let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
+        let init = |contents: &[u8]| {
+            gpu.device()
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: None,
+                    contents,
+                    usage,
+                })
+        };
+        let input = init(bytemuck::cast_slice(&x));
+        let output = init(bytemuck::cast_slice(&vec![
+            SENTINEL_BITS;
+            probe.output_len()
+        ]));
+        let mut encoder = gpu.device().create_command_encoder(&Default::default());
+        probe.record(&mut encoder, &input, &output).unwrap();
+        gpu.queue().submit([encoder.finish()]);
+        let got = gpu
+            .read_f32(&output, probe.output_len() as u64 * 4)
+            .unwrap();
+        let invocations = probe.output_len() / 4;
+        for t in 0..invocations {
+            let want = cpu::read_probe_vec4_partial(&x, t, invocations);
+            for c in 0..4 {
+                assert_eq!(
+                    got[4 * t + c].to_bits(),
+                    want[c],
+                    "{words} words, invocation {t}, component {c}"
+                );
+            }
+        }
+    }
+    for words in [1usize, 6, 1001] {
+        assert!(
+            matches!(
+                ReadProbe::read_vec4(gpu, words),
+                Err(logdomain::Error::Shape(_))
+            ),
+            "{words} words"
+        );
+        assert!(
+            gpu.copy_probe_vec4(&vec![0; words]).is_err(),
+            "{words} words"
+        );
+    }
+}

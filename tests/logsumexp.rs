@@ -651,6 +651,15 @@ fn run_f16(
 
 /// Records the sentinel fill of `op`'s output and `op` itself, submits, and reads back the
 /// output's first `bytes` bytes.
+fn input_contiguous(gpu: &Gpu, x: &[f32]) -> wgpu::Buffer {
+    gpu.device()
+        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: None,
+            contents: bytemuck::cast_slice(x),
+            usage: wgpu::BufferUsages::STORAGE,
+        })
+}
+
 fn fill_and_run(
     gpu: &Gpu,
     op: &RowOp,
@@ -1023,6 +1032,49 @@ fn vec4_strategies_on_every_row_length() {
                     got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
                     "{what}: strided layout"
                 );
+                // softmax / log_softmax rows written from byte 4 of the output, 5 entries apart
+                // more: no 16-byte stores there (logsumexp_out.wgsl), the same bits, and the
+                // entries between the rows left as they were.
+                if matches!(func, RowFn::Softmax | RowFn::LogSoftmax) {
+                    let out_stride = cols + 5;
+                    let layout = RowsLayout {
+                        output_offset: 4,
+                        output_stride: out_stride,
+                        ..RowsLayout::contiguous(rows, cols)
+                    };
+                    let op = RowOp::new(gpu, func, layout, s).unwrap();
+                    assert_eq!(op.strategy(), s, "{what}: ran as its scalar form");
+                    let words = 1 + rows * out_stride;
+                    let output =
+                        gpu.device()
+                            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                                label: None,
+                                contents: bytemuck::cast_slice(&vec![7.0f32; words]),
+                                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+                            });
+                    let all = fill_and_run(
+                        gpu,
+                        &op,
+                        &input_contiguous(gpu, &x),
+                        &output,
+                        words as u64 * 4,
+                    );
+                    for r in 0..rows {
+                        for j in 0..out_stride {
+                            let v = all[1 + r * out_stride + j];
+                            if j < cols {
+                                assert_eq!(
+                                    v.to_bits(),
+                                    got[r * cols + j].to_bits(),
+                                    "{what}: unaligned output, row {r} entry {j}"
+                                );
+                            } else {
+                                assert_eq!(v, 7.0, "{what}: unaligned output, row {r} gap {j}");
+                            }
+                        }
+                    }
+                    assert_eq!(all[0], 7.0, "{what}: word 0 of the unaligned output");
+                }
             }
         }
     }

@@ -31,6 +31,11 @@ pub enum BenchOp {
     /// The copy yardstick: each of ROWS × COLS words read and written once (GPU), and one CPU
     /// core copying the same words.
     Copy,
+    /// The read with 16-byte words, each invocation loading 4 before it adds any (COLS a
+    /// multiple of 4).
+    ReadVec4,
+    /// The copy with 16-byte words (COLS a multiple of 4).
+    CopyVec4,
 }
 
 /// `ROWSxCOLS`.
@@ -146,13 +151,18 @@ pub fn measure(
     let mut rng = Gen(0x9e37_79b9_7f4a_7c15);
     let x = rng.vec(n, -10.0, 10.0);
     let xb = storage(gpu, bytemuck::cast_slice(&x));
-    if matches!(op, BenchOp::Read | BenchOp::Copy) {
-        let copy = op == BenchOp::Copy;
+    if matches!(
+        op,
+        BenchOp::Read | BenchOp::Copy | BenchOp::ReadVec4 | BenchOp::CopyVec4
+    ) {
+        let copy = matches!(op, BenchOp::Copy | BenchOp::CopyVec4);
+        let vec4 = matches!(op, BenchOp::ReadVec4 | BenchOp::CopyVec4);
         let words: Vec<u32> = bytemuck::cast_slice(&x).to_vec();
-        let probe = if copy {
-            ReadProbe::copy(gpu, n)
-        } else {
-            ReadProbe::new(gpu, n)
+        let probe = match (copy, vec4) {
+            (false, false) => ReadProbe::new(gpu, n),
+            (true, false) => ReadProbe::copy(gpu, n),
+            (false, true) => ReadProbe::read_vec4(gpu, n),
+            (true, true) => ReadProbe::copy_vec4(gpu, n),
         }
         .map_err(lib)?;
         let out = output(gpu, probe.output_len());
@@ -166,11 +176,13 @@ pub fn measure(
             &|e| probe.record(e, &xb, &out).map_err(lib),
             &|| probe.kernel_time(gpu, &xb, &out).map_err(lib),
             &|| {
-                if copy {
-                    gpu.copy_probe(&words).map(drop).map_err(lib)
-                } else {
-                    gpu.read_probe(&words).map(drop).map_err(lib)
+                match (copy, vec4) {
+                    (false, false) => gpu.read_probe(&words).map(drop),
+                    (true, false) => gpu.copy_probe(&words).map(drop),
+                    (false, true) => gpu.read_probe_vec4(&words).map(drop),
+                    (true, true) => gpu.copy_probe_vec4(&words).map(drop),
                 }
+                .map_err(lib)
             },
             &|| {
                 if copy {

@@ -10,6 +10,18 @@ pub fn read_probe_partial(words: &[u32], t: usize, invocations: usize) -> u32 {
         .fold(0u32, |acc, &w| acc.wrapping_add(w))
 }
 
+/// `shaders/bandwidth_vec4.wgsl`'s partial of invocation `t`: the vec4 words (4 u32 words
+/// each) `t, t + invocations, …` added component by component, with wrapping.
+pub fn read_probe_vec4_partial(words: &[u32], t: usize, invocations: usize) -> [u32; 4] {
+    words
+        .chunks_exact(4)
+        .skip(t)
+        .step_by(invocations.max(1))
+        .fold([0u32; 4], |acc, w| {
+            std::array::from_fn(|c| acc[c].wrapping_add(w[c]))
+        })
+}
+
 /// The total of every word with wrapping addition: what the partials of `read_probe` add up
 /// to, in any order. Also the CPU read of the benches (the compiler vectorises it).
 pub fn read_sum(words: &[u32]) -> u32 {

@@ -1,0 +1,61 @@
+// The bandwidth yardsticks with 16-byte words: bandwidth.wgsl's read and copy, each invocation
+// loading vec4<u32> words, UNROLL of them before it uses any, so that enough bytes are in flight
+// for a GPU's memory (one 4-byte load an invocation at a time is not). A module of its own
+// (the likelihood layout's bindings 0, 1 and 4, typed as vec4 words). Host: src/bandwidth.rs;
+// CPU mirror: src/reference/bandwidth.rs (a wrapping u32 sum is the same in any order).
+//
+// params.words: vec4 words to read; params.slots: invocations. Invocation t takes words t,
+// t + slots, t + 2 slots, ... (neighbouring invocations on neighbouring words), UNROLL of them
+// a step. OP 0: the read, reduced by wrapping vec4 addition, out[t] = the invocation's sum.
+// OP 1: the copy, each word written to out at its own index.
+
+struct ProbeParams {
+    words: u32,
+    slots: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: ProbeParams;
+@group(0) @binding(1) var<storage, read> a: array<vec4<u32>>;
+@group(0) @binding(4) var<storage, read_write> out: array<vec4<u32>>;
+
+override OP: u32 = 0u;
+override WG: u32 = 256u;
+const UNROLL: u32 = 4u;
+const PROBE_READ: u32 = 0u;
+
+@compute @workgroup_size(WG)
+fn read_probe_vec4(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let t = (wid.y * nwg.x + wid.x) * WG + lid;
+    let slots = params.slots;
+    let n = params.words;
+    if (t >= slots) {
+        return;
+    }
+    var acc = vec4<u32>(0u);
+    for (var i = t; i < n; i += UNROLL * slots) {
+        var w: array<vec4<u32>, UNROLL>;
+        for (var k = 0u; k < UNROLL; k++) {
+            let j = i + k * slots;
+            if (j < n) {
+                w[k] = a[j];
+            } else {
+                w[k] = vec4<u32>(0u);
+            }
+        }
+        for (var k = 0u; k < UNROLL; k++) {
+            let j = i + k * slots;
+            if (OP == PROBE_READ) {
+                acc += w[k];
+            } else if (j < n) {
+                out[j] = w[k];
+            }
+        }
+    }
+    if (OP == PROBE_READ) {
+        out[t] = acc;
+    }
+}
