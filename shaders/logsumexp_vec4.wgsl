@@ -6,6 +6,7 @@
 // starts on a vec4 word and has a multiple of 4 entries (in_offset, in_stride and cols multiples
 // of 4, the window a multiple of 16 bytes).
 //
+//   row_thread_vec4     one invocation per row, a word at a time (no tile; VEC unused);
 //   row_workgroup_vec4  one workgroup per row (logsumexp_vec4_subgroup.wgsl has the subgroup
 //                       form, several rows per subgroup for short rows);
 //   VEC                 vec4 words per invocation per tile (at most VEC_MAX): a tile of a row is
@@ -112,6 +113,44 @@ fn write_row_vec4(st: LseState, tile: ptr<function, array<vec4<u32>, VEC_MAX>>, 
             let q = q0 + k * step;
             if (q < end) {
                 write_word(st, denom, l1p, (*tile)[k], out_base + 4u * q);
+            }
+        }
+    }
+}
+
+// One invocation per row, a vec4 word at a time into four state chains (one per component),
+// with no tile: software adapters, where each lane's load is an instruction of its own (a
+// 16-byte load brings four entries for one) and a function-scope array of words is memory.
+@compute @workgroup_size(WG)
+fn row_thread_vec4(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let total = nwg.x * nwg.y * WG;
+    let words = row_words();
+    for (var row = wg_linear(wid, nwg) * WG + lid; row < params.rows; row += total) {
+        let base = (params.in_offset + row * params.in_stride) / 4u;
+        var s0 = lse_identity();
+        var s1 = lse_identity();
+        var s2 = lse_identity();
+        var s3 = lse_identity();
+        for (var q = 0u; q < words; q++) {
+            let w = input[base + q];
+            s0 = lse_push(s0, w.x);
+            s1 = lse_push(s1, w.y);
+            s2 = lse_push(s2, w.z);
+            s3 = lse_push(s3, w.w);
+        }
+        let st = lse_combine(lse_combine(s0, s1), lse_combine(s2, s3));
+        if (OP == OP_LOGSUMEXP || OP == OP_LSE_PARTS) {
+            write_reduced(st, row);
+        } else {
+            let denom = 1.0 + st.s;
+            let l1p = ld_log1p(st.s);
+            let out_base = params.out_offset + row * params.out_stride;
+            for (var q = 0u; q < words; q++) {
+                write_word(st, denom, l1p, input[base + q], out_base + 4u * q);
             }
         }
     }

@@ -117,7 +117,7 @@ impl PipelineKey {
     ) -> PipelineKey {
         let family = match entry {
             "row_subgroup" => Family::LogsumexpSubgroup,
-            "row_workgroup_vec4" => Family::LogsumexpVec4,
+            "row_workgroup_vec4" | "row_thread_vec4" => Family::LogsumexpVec4,
             "row_lanes_vec4" => Family::LogsumexpVec4Subgroup,
             _ => Family::Logsumexp,
         };
@@ -400,7 +400,7 @@ impl Gpu {
     /// Every explicit strategy this device can run (`Strategy::Auto` aside), for benchmarks and
     /// tests that compare them.
     pub fn strategies(&self) -> Vec<Strategy> {
-        let mut all = vec![Strategy::ThreadPerRow];
+        let mut all = vec![Strategy::ThreadPerRow, Strategy::ThreadVec4];
         if self.has_subgroups() {
             all.push(Strategy::SubgroupPerRow);
         }

@@ -967,9 +967,15 @@ fn vec4_strategies_on_every_row_length() {
     let vec4: Vec<Strategy> = gpu
         .strategies()
         .into_iter()
-        .filter(|s| matches!(s, Strategy::SubgroupVec4 | Strategy::WorkgroupVec4))
+        .filter(|s| {
+            matches!(
+                s,
+                Strategy::SubgroupVec4 | Strategy::WorkgroupVec4 | Strategy::ThreadVec4
+            )
+        })
         .collect();
     assert!(vec4.contains(&Strategy::WorkgroupVec4));
+    assert!(vec4.contains(&Strategy::ThreadVec4));
     let specials = [NEG_INF, INF, NAN, 3e38, -3e38, 1e-40, -0.0, 88.0];
     for (rows, cols) in [
         (9, 4),

@@ -274,6 +274,9 @@ pub fn strategies(gpu: &Gpu) -> Vec<Strategy> {
 pub fn lane_limit_applies(gpu: &Gpu, strategy: Strategy, cols: usize) -> bool {
     match strategy {
         Strategy::ThreadPerRow => cols > 16_384,
+        // A word (four entries) a step where it reads vec4 words, else ThreadPerRow.
+        Strategy::ThreadVec4 if cols.is_multiple_of(4) => cols / 4 > 16_384,
+        Strategy::ThreadVec4 => cols > 16_384,
         Strategy::SubgroupPerRow | Strategy::SubgroupVec4 => {
             cols.div_ceil(gpu.info().subgroup_sizes.0 as usize) > 16_384
         }
