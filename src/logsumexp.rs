@@ -382,10 +382,11 @@ fn geometry(strategy: Strategy, cols: u64, caps: &Caps) -> (&'static str, u32, u
 /// The strategy `Strategy::Auto` picks. Measured with `examples/strategies.rs`: on software
 /// adapters loads, stores and workgroup barriers are the cost (llvmpipe walks the lanes of a
 /// non-uniform load one by one), so one invocation per row wins wherever a row fits in one
-/// invocation's budget, except for softmax / log_softmax writes of long rows, where a subgroup's
+/// invocation's budget — reading 16-byte words where the layout allows (four entries a load) —
+/// except for softmax / log_softmax writes of long rows of other layouts, where a subgroup's
 /// adjacent lanes store faster. On GPUs (H200 measurements below and in the README), the vec4
-/// kernels where the layout allows them, short reductions to one invocation a row, long rows of
-/// many rows to a subgroup each, and few long rows to a workgroup or split.
+/// kernels where the layout allows them (a subgroup's lanes for short and middling rows, a
+/// workgroup for long ones), the scalar kernels elsewhere, and few long rows split.
 fn auto_strategy(
     func: RowFn,
     cols: u64,
