@@ -45,6 +45,15 @@ fn main() -> Result<(), logdomain::Error> {
         .into_iter()
         .filter(|s| names.is_empty() || names.contains(&format!("{s:?}")))
         .collect();
+    for name in &names {
+        if !strategies.iter().any(|s| format!("{s:?}") == *name) {
+            eprintln!(
+                "{name:?} is not a strategy this adapter runs (it runs {:?})",
+                gpu.strategies()
+            );
+            std::process::exit(2);
+        }
+    }
     print!("{:<12} {:>14}", "function", "shape");
     for s in &strategies {
         print!(" {:>16}", format!("{s:?}"));
