@@ -118,9 +118,17 @@ fn write_row_vec4(st: LseState, tile: ptr<function, array<vec4<u32>, VEC_MAX>>, 
     }
 }
 
-// One invocation per row, a vec4 word at a time into four state chains (one per component),
-// with no tile: software adapters, where each lane's load is an instruction of its own (a
-// 16-byte load brings four entries for one) and a function-scope array of words is memory.
+// The f32 bits of the four f16 entries of two words (entries 2i, 2i + 1 of word i).
+fn f16_quad_bits(p: vec2<u32>) -> vec4<u32> {
+    return vec4<u32>(f16_entry_bits(p.x, 0u), f16_entry_bits(p.x, 1u), f16_entry_bits(p.y, 0u),
+        f16_entry_bits(p.y, 1u));
+}
+
+// One invocation per row, a vec4 word at a time into four state chains (entry j into chain
+// j mod 4), with no tile: software adapters, where each lane's load is an instruction of its own
+// (a 16-byte load brings four f32 entries, or eight f16 ones, for one) and a function-scope array
+// of words is memory. With f16 entries (rows of a multiple of 8 that start on 16 bytes) the
+// entries meet the chains in the same order as the same values in f32: the same bits.
 @compute @workgroup_size(WG)
 fn row_thread_vec4(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -128,19 +136,34 @@ fn row_thread_vec4(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let total = nwg.x * nwg.y * WG;
-    let words = row_words();
+    // Entries a 16-byte word holds.
+    let per_word = select(4u, 8u, IN_F16);
+    let words = select(params.cols, ROW_COLS, ROW_COLS != 0u) / per_word;
     for (var row = wg_linear(wid, nwg) * WG + lid; row < params.rows; row += total) {
-        let base = (params.in_offset + row * params.in_stride) / 4u;
+        let base = (params.in_offset + row * params.in_stride) / per_word;
         var s0 = lse_identity();
         var s1 = lse_identity();
         var s2 = lse_identity();
         var s3 = lse_identity();
         for (var q = 0u; q < words; q++) {
             let w = input[base + q];
-            s0 = lse_push(s0, w.x);
-            s1 = lse_push(s1, w.y);
-            s2 = lse_push(s2, w.z);
-            s3 = lse_push(s3, w.w);
+            if (IN_F16) {
+                let lo = f16_quad_bits(w.xy);
+                let hi = f16_quad_bits(w.zw);
+                s0 = lse_push(s0, lo.x);
+                s1 = lse_push(s1, lo.y);
+                s2 = lse_push(s2, lo.z);
+                s3 = lse_push(s3, lo.w);
+                s0 = lse_push(s0, hi.x);
+                s1 = lse_push(s1, hi.y);
+                s2 = lse_push(s2, hi.z);
+                s3 = lse_push(s3, hi.w);
+            } else {
+                s0 = lse_push(s0, w.x);
+                s1 = lse_push(s1, w.y);
+                s2 = lse_push(s2, w.z);
+                s3 = lse_push(s3, w.w);
+            }
         }
         let st = lse_combine(lse_combine(s0, s1), lse_combine(s2, s3));
         if (OP == OP_LOGSUMEXP || OP == OP_LSE_PARTS) {
@@ -150,7 +173,13 @@ fn row_thread_vec4(
             let l1p = ld_log1p(st.s);
             let out_base = params.out_offset + row * params.out_stride;
             for (var q = 0u; q < words; q++) {
-                write_word(st, denom, l1p, input[base + q], out_base + 4u * q);
+                let w = input[base + q];
+                if (IN_F16) {
+                    write_word(st, denom, l1p, f16_quad_bits(w.xy), out_base + 8u * q);
+                    write_word(st, denom, l1p, f16_quad_bits(w.zw), out_base + 8u * q + 4u);
+                } else {
+                    write_word(st, denom, l1p, w, out_base + 4u * q);
+                }
             }
         }
     }

@@ -97,7 +97,9 @@ pub enum Strategy {
     /// One invocation per row, read (and, for softmax / log_softmax into rows that start on 16
     /// bytes, written) as vec4 words, a word at a time into four state chains. Software
     /// adapters, where each lane's load or store is an instruction of its own. Same layouts as
-    /// `SubgroupVec4`; others run `ThreadPerRow`.
+    /// `SubgroupVec4`, and also f16 inputs whose rows are whole 16-byte words (a multiple of 8
+    /// entries, `input_stride` too, `input_offset` a multiple of 16 bytes; the same bits as the
+    /// f32 kernel on the same values); others run `ThreadPerRow`.
     ThreadVec4,
 }
 
@@ -297,6 +299,19 @@ fn vec4_fits(l: &RowsLayout, caps: &Caps) -> bool {
         && caps.storage_align.is_multiple_of(16)
 }
 
+/// Whether `ThreadVec4` can read this layout's f16 entries as 16-byte words of eight: rows of a
+/// multiple of 8 entries that start on 16 bytes (`input_stride` a multiple of 8, `input_offset`
+/// of 16), f32 output.
+fn vec4_f16_fits(l: &RowsLayout, caps: &Caps) -> bool {
+    l.input_format == InputFormat::F16
+        && l.output_format == InputFormat::F32
+        && l.cols > 0
+        && l.cols.is_multiple_of(8)
+        && (l.rows <= 1 || l.input_stride.is_multiple_of(8))
+        && l.input_offset.is_multiple_of(16)
+        && caps.storage_align.is_multiple_of(16)
+}
+
 /// Whether a vec4 kernel can also store vec4 words: softmax and log_softmax (which write whole
 /// rows) where each output row starts on 16 bytes (`output_offset` a multiple of 16,
 /// `output_stride` of 4; `vec4_fits` has the rest). The output window is then whole 16-byte
@@ -392,7 +407,7 @@ fn auto_strategy(
     cols: u64,
     rows: u64,
     usable: u64,
-    vec4_ok: bool,
+    (vec4_ok, thread_vec4_ok): (bool, bool),
     caps: &Caps,
 ) -> Strategy {
     let fits_lanes = |s: Strategy| cols.div_ceil(geometry(s, cols, caps).2) <= LANE_MAX;
@@ -421,7 +436,7 @@ fn auto_strategy(
         // logsumexp 21.0 -> 15.0 ms at 4096², log_softmax 63.5 -> 30.9 (SubgroupPerRow: 50.9);
         // llvmpipe 18.1 -> 11.9 and 57.6 -> 28.4. Not for reductions of rows short enough to be
         // unrolled a word at a time (1,048,576 × 16: 31.4 against 23.1 ms on lavapipe).
-        if thread_ok && vec4_ok && !(func.reduces() && cols <= ROW_COLS_MAX as u64) {
+        if thread_ok && thread_vec4_ok && !(func.reduces() && cols <= ROW_COLS_MAX as u64) {
             return Strategy::ThreadVec4;
         }
         if thread_ok && (func.reduces() || cols <= 1024 || !subgroup_ok) {
@@ -585,13 +600,15 @@ pub(crate) fn plan(
     }
     let usable = caps.max_binding - slack;
     let vec4_ok = vec4_fits(l, caps);
+    let thread_vec4_ok = vec4_ok || vec4_f16_fits(l, caps);
     let strategy = match strategy {
-        Strategy::Auto => auto_strategy(func, cols, rows, usable, vec4_ok, caps),
+        Strategy::Auto => auto_strategy(func, cols, rows, usable, (vec4_ok, thread_vec4_ok), caps),
         s @ (Strategy::SubgroupPerRow | Strategy::SubgroupVec4) if !caps.subgroup => {
             return Err(Error::Unsupported(format!(
                 "Strategy::{s:?} needs a device with Features::SUBGROUP"
             )));
         }
+        Strategy::ThreadVec4 if thread_vec4_ok => Strategy::ThreadVec4,
         s if !vec4_ok => scalar_form(s),
         s => s,
     };

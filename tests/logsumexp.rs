@@ -708,10 +708,14 @@ fn f16_inputs_give_the_f32_kernels_bits_on_every_strategy() {
         -3e-5,
     ];
     // (rows, cols, stride, byte offset): odd strides and offsets put entries in either half of a
-    // word; long rows take the split strategies.
+    // word; long rows take the split strategies; rows of whole 16-byte words (8 entries) from a
+    // 16-byte offset are read as vec4 words by ThreadVec4 (one specialised for its length).
     for (rows, cols, stride, offset) in [
         (3, 7, 9, 2),
         (4, 256, 256, 0),
+        (9, 64, 72, 16),
+        (3, 1024, 1040, 32),
+        (3, 1024, 1036, 16),
         (40, 33, 33, 0),
         (5, 1001, 1003, 6),
         (2, 20_001, 20_001, 2),
@@ -740,6 +744,14 @@ fn f16_inputs_give_the_f32_kernels_bits_on_every_strategy() {
                     continue; // a strategy this shape cannot use, f32 or f16 alike
                 }
                 let (got, ran) = run_f16(gpu, func, &x, (rows, cols, stride, offset), strategy);
+                if strategy == Strategy::ThreadVec4 {
+                    let words = cols % 8 == 0 && stride % 8 == 0 && offset % 16 == 0;
+                    assert_eq!(
+                        ran == Strategy::ThreadVec4,
+                        words,
+                        "{func:?} {rows}x{cols} stride {stride} offset {offset}: ran {ran:?}"
+                    );
+                }
                 // The f32 kernel that ran on f16 (the f32 input may allow a vec4 one).
                 let want = run_op(gpu, func, &dense, rows, cols, ran);
                 assert_eq!(
