@@ -126,9 +126,10 @@ fn f16_quad_bits(p: vec2<u32>) -> vec4<u32> {
 
 // One invocation per row, a vec4 word at a time into four state chains (entry j into chain
 // j mod 4), with no tile: software adapters, where each lane's load is an instruction of its own
-// (a 16-byte load brings four f32 entries, or eight f16 ones, for one) and a function-scope array
-// of words is memory. With f16 entries (rows of a multiple of 8 that start on 16 bytes) the
-// entries meet the chains in the same order as the same values in f32: the same bits.
+// (a 16-byte load brings four f32 entries, or eight f16 ones, for one); a tile of words, as the
+// other entry points load, measured slower there. With f16 entries (rows of a multiple of 8 that
+// start on 16 bytes) the entries meet the chains in the same order as the same values in f32:
+// the same bits.
 @compute @workgroup_size(WG)
 fn row_thread_vec4(
     @builtin(workgroup_id) wid: vec3<u32>,
