@@ -38,7 +38,7 @@ pub struct ReadProbe {
 impl ReadProbe {
     /// Prepares a read of `words` words (at most one storage binding).
     pub fn new(gpu: &Gpu, words: usize) -> Result<ReadProbe, Error> {
-        Self::build(gpu, words, false)
+        Self::build(gpu, words, false, false)
     }
 
     /// Prepares the copy yardstick: each of `words` words read and written to the output at the
@@ -46,24 +46,26 @@ impl ReadProbe {
     /// of consecutive words (twice as fast there), elsewhere neighbouring invocations copy
     /// neighbouring words.
     pub fn copy(gpu: &Gpu, words: usize) -> Result<ReadProbe, Error> {
-        Self::build(gpu, words, true)
+        Self::build(gpu, words, true, false)
     }
 
     /// The read with 16-byte words (`shaders/bandwidth_vec4.wgsl`): each invocation loads
     /// [`VEC4_UNROLL`] vec4 words before it adds any. `words` must be a multiple of 4; the
     /// output holds 4 partial sums an invocation, which add up, wrapping, to the same total.
     pub fn read_vec4(gpu: &Gpu, words: usize) -> Result<ReadProbe, Error> {
-        Self::build_vec4(gpu, words, false)
+        Self::build(gpu, words, false, true)
     }
 
     /// The copy with 16-byte words: each word read and written to the output at its own index
     /// (`words` words of output; `words` a multiple of 4).
     pub fn copy_vec4(gpu: &Gpu, words: usize) -> Result<ReadProbe, Error> {
-        Self::build_vec4(gpu, words, true)
+        Self::build(gpu, words, true, true)
     }
 
-    fn build_vec4(gpu: &Gpu, words: usize, copy: bool) -> Result<ReadProbe, Error> {
-        if !words.is_multiple_of(4) {
+    /// The probe of `words` words: the read (`copy` false) or the copy, in 4-byte words
+    /// (`bandwidth.wgsl`) or 16-byte ones (`vec4`, `bandwidth_vec4.wgsl`).
+    fn build(gpu: &Gpu, words: usize, copy: bool, vec4: bool) -> Result<ReadProbe, Error> {
+        if vec4 && !words.is_multiple_of(4) {
             return Err(Error::Shape(format!(
                 "the vec4 yardsticks read whole 16-byte words: {words} u32 words is not a \
                  multiple of 4"
@@ -72,65 +74,29 @@ impl ReadProbe {
         let caps = Caps::of(gpu);
         let w = words as u64;
         limit("the probe's input", w * 4, &caps)?;
-        let vec4s = w / 4;
-        let invocations = INVOCATIONS.min(vec4s).max(1);
-        let passes = if w == 0 {
-            Vec::new()
-        } else {
-            vec![LlPass {
-                key: PipelineKey {
+        // u32 words a unit the kernel loads.
+        let per_unit: u64 = if vec4 { 4 } else { 1 };
+        let units = w / per_unit;
+        let invocations = INVOCATIONS.min(units).max(1);
+        let (key, params) = if vec4 {
+            (
+                PipelineKey {
                     family: Family::BandwidthVec4,
                     ..key("read_probe_vec4", u32::from(copy), 0)
                 },
                 // bandwidth_vec4.wgsl's ProbeParams { words, slots } are LlParams' first two
                 // fields.
-                params: LlParams {
-                    rows: u32_of(vec4s, "vec4 words")?,
+                LlParams {
+                    rows: u32_of(units, "vec4 words")?,
                     cols: invocations as u32,
                     ..LlParams::default()
                 },
-                groups: groups_for(invocations)?,
-                bind: [
-                    Bind::whole(Src::Input(0)),
-                    Bind::whole(Src::Dummy),
-                    Bind::whole(Src::Dummy),
-                    Bind::whole(Src::Output),
-                ],
-                uniform: None,
-                extra: None,
-            }]
-        };
-        let output_len = match (w, copy) {
-            (0, _) => 0,
-            (_, true) => words,
-            (_, false) => invocations as usize * 4,
-        };
-        let program = Program::new(
-            gpu,
-            vec![Step::Ll(passes)],
-            None,
-            &[],
-            vec![w * 4],
-            output_len as u64 * 4,
-        )?;
-        Ok(ReadProbe {
-            program,
-            output_len,
-        })
-    }
-
-    fn build(gpu: &Gpu, words: usize, copy: bool) -> Result<ReadProbe, Error> {
-        let caps = Caps::of(gpu);
-        let w = words as u64;
-        limit("the probe's input", w * 4, &caps)?;
-        let invocations = INVOCATIONS.min(w).max(1);
-        let passes = if w == 0 {
-            Vec::new()
+            )
         } else {
-            vec![LlPass {
+            (
                 // The copy walks runs of consecutive words on software adapters (OP 2), as the
                 // read does elsewhere (OP 1): each adapter's faster pattern.
-                key: key(
+                key(
                     "read_probe",
                     match (copy, caps.cpu) {
                         (false, _) => 0,
@@ -139,11 +105,19 @@ impl ReadProbe {
                     },
                     0,
                 ),
-                params: LlParams {
-                    rows: u32_of(w, "words")?,
+                LlParams {
+                    rows: u32_of(units, "words")?,
                     slots: invocations as u32,
                     ..LlParams::default()
                 },
+            )
+        };
+        let passes = if w == 0 {
+            Vec::new()
+        } else {
+            vec![LlPass {
+                key,
+                params,
                 groups: groups_for(invocations)?,
                 bind: [
                     Bind::whole(Src::Input(0)),
@@ -158,7 +132,8 @@ impl ReadProbe {
         let output_len = match (w, copy) {
             (0, _) => 0,
             (_, true) => words,
-            (_, false) => invocations as usize,
+            // One partial sum a word of a unit, an invocation.
+            (_, false) => (invocations * per_unit) as usize,
         };
         let program = Program::new(
             gpu,
@@ -206,50 +181,40 @@ impl Gpu {
     /// The wrapping u32 sum of `words`, read on the GPU by the bandwidth probe (the partials
     /// added on the host): a check that the probe reads every word once.
     pub fn read_probe(&self, words: &[u32]) -> Result<u32, Error> {
-        let probe = ReadProbe::new(self, words.len())?;
-        let partials = self.run_program(
-            &probe.program,
-            &[bytemuck::cast_slice(words)],
-            probe.output_len,
-        )?;
-        Ok(partials
-            .iter()
-            .fold(0u32, |acc, v| acc.wrapping_add(v.to_bits())))
+        self.probe_sum(&ReadProbe::new(self, words.len())?, words)
     }
 
     /// [`Gpu::read_probe`] with the vec4 yardstick (`words.len()` a multiple of 4).
     pub fn read_probe_vec4(&self, words: &[u32]) -> Result<u32, Error> {
-        let probe = ReadProbe::read_vec4(self, words.len())?;
-        let partials = self.run_program(
-            &probe.program,
-            &[bytemuck::cast_slice(words)],
-            probe.output_len,
-        )?;
-        Ok(partials
-            .iter()
-            .fold(0u32, |acc, v| acc.wrapping_add(v.to_bits())))
-    }
-
-    /// [`Gpu::copy_probe`] with the vec4 yardstick (`words.len()` a multiple of 4).
-    pub fn copy_probe_vec4(&self, words: &[u32]) -> Result<Vec<u32>, Error> {
-        let probe = ReadProbe::copy_vec4(self, words.len())?;
-        let out = self.run_program(
-            &probe.program,
-            &[bytemuck::cast_slice(words)],
-            probe.output_len,
-        )?;
-        Ok(out.iter().map(|v| v.to_bits()).collect())
+        self.probe_sum(&ReadProbe::read_vec4(self, words.len())?, words)
     }
 
     /// `words` copied on the GPU by the copy yardstick and read back: a check that it reads
     /// and writes every word once.
     pub fn copy_probe(&self, words: &[u32]) -> Result<Vec<u32>, Error> {
-        let probe = ReadProbe::copy(self, words.len())?;
+        self.probe_output(&ReadProbe::copy(self, words.len())?, words)
+    }
+
+    /// [`Gpu::copy_probe`] with the vec4 yardstick (`words.len()` a multiple of 4).
+    pub fn copy_probe_vec4(&self, words: &[u32]) -> Result<Vec<u32>, Error> {
+        self.probe_output(&ReadProbe::copy_vec4(self, words.len())?, words)
+    }
+
+    /// Runs `probe` on `words` (blocking) and returns its output words.
+    fn probe_output(&self, probe: &ReadProbe, words: &[u32]) -> Result<Vec<u32>, Error> {
         let out = self.run_program(
             &probe.program,
             &[bytemuck::cast_slice(words)],
             probe.output_len,
         )?;
         Ok(out.iter().map(|v| v.to_bits()).collect())
+    }
+
+    /// Runs a read probe on `words` and adds its partials, wrapping.
+    fn probe_sum(&self, probe: &ReadProbe, words: &[u32]) -> Result<u32, Error> {
+        Ok(self
+            .probe_output(probe, words)?
+            .into_iter()
+            .fold(0u32, u32::wrapping_add))
     }
 }

@@ -6,6 +6,33 @@ use common::*;
 use logdomain::{ReadProbe, SENTINEL_BITS, reference::bandwidth as cpu};
 use wgpu::util::DeviceExt;
 
+/// `probe` recorded into an encoder of ours on `x`, its output sentinel-filled first: the output
+/// words.
+fn recorded_output(gpu: &logdomain::Gpu, probe: &ReadProbe, x: &[u32]) -> Vec<u32> {
+    let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
+    let init = |contents: &[u8]| {
+        gpu.device()
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: None,
+                contents,
+                usage,
+            })
+    };
+    let input = init(bytemuck::cast_slice(x));
+    let output = init(bytemuck::cast_slice(&vec![
+        SENTINEL_BITS;
+        probe.output_len()
+    ]));
+    let mut encoder = gpu.device().create_command_encoder(&Default::default());
+    probe.record(&mut encoder, &input, &output).unwrap();
+    gpu.queue().submit([encoder.finish()]);
+    gpu.read_f32(&output, probe.output_len() as u64 * 4)
+        .unwrap()
+        .iter()
+        .map(|v| v.to_bits())
+        .collect()
+}
+
 #[test]
 fn the_probe_reads_every_word_once() {
     let gpu = gpu();
@@ -22,29 +49,10 @@ fn the_probe_reads_every_word_once() {
             assert_eq!(probe.output_len(), 0);
             continue;
         }
-        let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
-        let init = |contents: &[u8]| {
-            gpu.device()
-                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: None,
-                    contents,
-                    usage,
-                })
-        };
-        let input = init(bytemuck::cast_slice(&x));
-        let output = init(bytemuck::cast_slice(&vec![
-            SENTINEL_BITS;
-            probe.output_len()
-        ]));
-        let mut encoder = gpu.device().create_command_encoder(&Default::default());
-        probe.record(&mut encoder, &input, &output).unwrap();
-        gpu.queue().submit([encoder.finish()]);
-        let got = gpu
-            .read_f32(&output, probe.output_len() as u64 * 4)
-            .unwrap();
+        let got = recorded_output(gpu, &probe, &x);
         for (t, v) in got.iter().enumerate() {
             assert_eq!(
-                v.to_bits(),
+                *v,
                 cpu::read_probe_partial(&x, t, probe.output_len()),
                 "{words} words, invocation {t}"
             );
@@ -86,32 +94,13 @@ fn the_vec4_probes_read_and_copy_every_word_once() {
             assert_eq!(probe.output_len(), 0);
             continue;
         }
-        let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
-        let init = |contents: &[u8]| {
-            gpu.device()
-                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: None,
-                    contents,
-                    usage,
-                })
-        };
-        let input = init(bytemuck::cast_slice(&x));
-        let output = init(bytemuck::cast_slice(&vec![
-            SENTINEL_BITS;
-            probe.output_len()
-        ]));
-        let mut encoder = gpu.device().create_command_encoder(&Default::default());
-        probe.record(&mut encoder, &input, &output).unwrap();
-        gpu.queue().submit([encoder.finish()]);
-        let got = gpu
-            .read_f32(&output, probe.output_len() as u64 * 4)
-            .unwrap();
+        let got = recorded_output(gpu, &probe, &x);
         let invocations = probe.output_len() / 4;
         for t in 0..invocations {
             let want = cpu::read_probe_vec4_partial(&x, t, invocations);
             for c in 0..4 {
                 assert_eq!(
-                    got[4 * t + c].to_bits(),
+                    got[4 * t + c],
                     want[c],
                     "{words} words, invocation {t}, component {c}"
                 );
