@@ -313,7 +313,7 @@ fn ce_combine(
             weight = F32_NAN;
         } else {
             let staged = load_partial(row);
-            weight = f32b(staged.w);
+            weight = sum_weight_bits(staged);
             loss = xadd(xmul(f32b(params.eps), sum_total_bits(staged)),
                 xmul(f32b(params.smoothing), c[params.c2_off + row]));
         }

@@ -12,7 +12,10 @@
 //   WG      the workgroup size.
 //
 // Partial sums are SumState triples (s, w, flags): s the sum of the finite values, w the sum of
-// the weights that a weighted mean divides by, flags the special values seen. A chunk is summed
+// the weights that a weighted mean divides by, flags the special values seen and the scale of s
+// and of w. A sum that reaches 2^64 is carried scaled by 2^-64 from then on (SUM_BIG_S, SUM_BIG_W),
+// so that a sum of finite values cannot overflow midway: the true value of a sum, a mean or a
+// weighted mean is what comes out, infinite only if it exceeds f32 itself. A chunk is summed
 // pairwise (a binary counter over its values), and `reduce` sums CHUNK partials at a time the
 // same way, level after level: the rounding error of a sum of N values grows with log2 N, and
 // the order depends only on the shape, so the same input gives the same bits on a device.
@@ -340,6 +343,12 @@ fn smooth_bits(xb: u32, hi: u32, lo: u32, wb: u32) -> u32 {
 const SUM_NAN: u32 = 1u;
 const SUM_POS_INF: u32 = 2u;
 const SUM_NEG_INF: u32 = 4u;
+// s (w) holds the sum times 2^-64.
+const SUM_BIG_S: u32 = 8u;
+const SUM_BIG_W: u32 = 16u;
+// 2^64 and 2^-64: scaling by them is exact (down to the normal range).
+const TWO_POW_64: f32 = 18446744073709551616.0;
+const TWO_POW_M64: f32 = 5.421010862427522e-20;
 
 struct SumState {
     s: f32,
@@ -365,8 +374,75 @@ fn sum_push(st: SumState, vb: u32, w: f32) -> SumState {
     return SumState(st.s, st.w + w, st.flags | f);
 }
 
+// x + y of two sums, each scaled by 2^-64 where `xb` / `yb`; the result is scaled (and `big`
+// set) once either is scaled or reaches 2^64, so it stays far below f32's range: a scaled sum of
+// 2^32 values is below 2^96.
+struct Scaled {
+    v: f32,
+    big: bool,
+}
+
+fn scaled_add(x: f32, xb: bool, y: f32, yb: bool) -> Scaled {
+    if (!xb && !yb && abs(x) < TWO_POW_64 && abs(y) < TWO_POW_64) {
+        return Scaled(x + y, false);
+    }
+    let xs = select(x * TWO_POW_M64, x, xb);
+    let ys = select(y * TWO_POW_M64, y, yb);
+    return Scaled(xs + ys, true);
+}
+
 fn sum_combine(x: SumState, y: SumState) -> SumState {
-    return SumState(x.s + y.s, x.w + y.w, x.flags | y.flags);
+    let s = scaled_add(x.s, (x.flags & SUM_BIG_S) != 0u, y.s, (y.flags & SUM_BIG_S) != 0u);
+    let w = scaled_add(x.w, (x.flags & SUM_BIG_W) != 0u, y.w, (y.flags & SUM_BIG_W) != 0u);
+    let flags = (x.flags | y.flags) & ~(SUM_BIG_S | SUM_BIG_W);
+    return SumState(s.v, w.v, flags | select(0u, SUM_BIG_S, s.big) | select(0u, SUM_BIG_W, w.big));
+}
+
+// v · 2^(64 e) as bits, e in {-1, 0, 1}, for a finite v: ±inf where it exceeds f32 (|v| ≥ 2^64
+// with e = 1; below that the product is exact), and a value below the normal range as the
+// device rounds it.
+fn scale_bits(v: f32, e: i32) -> u32 {
+    if (e == 0) {
+        return f32b(v);
+    }
+    if (e < 0) {
+        return f32b(v * TWO_POW_M64);
+    }
+    if (abs(v) >= TWO_POW_64) {
+        return F32_POS_INF | (f32b(v) & 0x80000000u);
+    }
+    return f32b(v * TWO_POW_64);
+}
+
+fn big_s(st: SumState) -> i32 {
+    return select(0, 1, (st.flags & SUM_BIG_S) != 0u);
+}
+
+fn big_w(st: SumState) -> i32 {
+    return select(0, 1, (st.flags & SUM_BIG_W) != 0u);
+}
+
+// The summed weights as bits.
+fn sum_weight_bits(st: SumState) -> u32 {
+    return scale_bits(st.w, big_w(st));
+}
+
+// Whether the sum saw no special value (its total is s, scaled as flagged).
+fn sum_is_finite(st: SumState) -> bool {
+    return (st.flags & (SUM_NAN | SUM_POS_INF | SUM_NEG_INF)) == 0u;
+}
+
+// The total divided by d (bits of a finite value) and by 2^(64 e): the mean by a count or the
+// weighted mean, computed on the scaled sum so that neither overflows midway.
+fn sum_ratio_bits(st: SumState, d: f32, e: i32) -> u32 {
+    if (!sum_is_finite(st)) {
+        return xdiv(sum_total_bits(st), f32b(d));
+    }
+    let q = xdiv(f32b(st.s), f32b(d));
+    if (!is_finite_bits(q)) {
+        return q;
+    }
+    return scale_bits(bitcast<f32>(q), big_s(st) - e);
 }
 
 // The total as bits: NaN if a NaN or both infinities were seen, else the infinity seen, else s.
@@ -380,7 +456,7 @@ fn sum_total_bits(st: SumState) -> u32 {
     if ((st.flags & SUM_NEG_INF) != 0u) {
         return F32_NEG_INF;
     }
-    return f32b(st.s);
+    return scale_bits(st.s, big_s(st));
 }
 
 // Pairwise summation of a stream: a binary counter of partial sums. Level i holds the sum of a
@@ -601,13 +677,13 @@ fn reduce(
     }
     var v = sum_total_bits(st);
     if (params.finish == FINISH_MEAN_WEIGHT) {
-        v = xdiv(v, f32b(st.w));
+        v = sum_ratio_bits(st, st.w, big_w(st));
     } else if (params.finish == FINISH_MEAN_COUNT) {
-        v = xdiv(v, f32b(params.count));
+        v = sum_ratio_bits(st, params.count, 0);
     } else if (params.finish == FINISH_WEIGHT) {
-        v = f32b(st.w);
+        v = sum_weight_bits(st);
     } else if (params.finish == FINISH_SECOND) {
-        v = select(f32b(st.w), F32_NAN, (st.flags & SUM_NAN) != 0u);
+        v = select(sum_weight_bits(st), F32_NAN, (st.flags & SUM_NAN) != 0u);
     }
     out[params.out_off + r] = v;
 }

@@ -718,18 +718,15 @@ impl<'a> Resident<'a> {
         k: usize,
         t: CovarianceType,
     ) -> Result<Resident<'a>, Error> {
-        use wgpu::util::DeviceExt;
         let per = batch_points(gpu, k, dims, t)?;
         let batches = points
             .chunks(per * dims)
             .map(|chunk| {
-                let buffer = gpu
-                    .device()
-                    .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                        label: Some("logdomain fit points"),
-                        contents: bytemuck::cast_slice(chunk),
-                        usage: wgpu::BufferUsages::STORAGE,
-                    });
+                let buffer = gpu.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some("logdomain fit points"),
+                    contents: bytemuck::cast_slice(chunk),
+                    usage: wgpu::BufferUsages::STORAGE,
+                });
                 (buffer, chunk.len() / dims)
             })
             .collect();
@@ -739,27 +736,6 @@ impl<'a> Resident<'a> {
             n,
             dims,
         })
-    }
-
-    /// Records an op into a fresh output of `len` values, submits, and reads the values back.
-    fn run(
-        &self,
-        len: usize,
-        record: impl FnOnce(&mut wgpu::CommandEncoder, &wgpu::Buffer) -> Result<(), Error>,
-    ) -> Result<Vec<f32>, Error> {
-        let out = self.gpu.device().create_buffer(&wgpu::BufferDescriptor {
-            label: Some("logdomain fit output"),
-            size: (len.max(1) * 4) as u64,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-            mapped_at_creation: false,
-        });
-        let mut encoder = self
-            .gpu
-            .device()
-            .create_command_encoder(&Default::default());
-        record(&mut encoder, &out)?;
-        self.gpu.queue().submit([encoder.finish()]);
-        self.gpu.read_f32(&out, len as u64 * 4)
     }
 
     /// One E-step: the scatter about the means of `gmm` and the total log-likelihood, per
@@ -774,7 +750,9 @@ impl<'a> Resident<'a> {
         let mut total = Stats64::default();
         for (buffer, n) in &self.batches {
             let op = GmmReduceOp::new(self.gpu, *n, self.dims, gmm, kind)?;
-            let v = self.run(op.output_len(), |e, out| op.record(e, buffer, out))?;
+            let v = self
+                .gpu
+                .run_resident(op.program(), &[buffer], op.output_len())?;
             let s = GmmCenteredStats::from_packed(&v, gmm.weights.len(), self.dims, scatter)?;
             total.add(&s);
         }
@@ -786,7 +764,10 @@ impl<'a> Resident<'a> {
         let mut all = Vec::with_capacity(self.n);
         for (buffer, n) in &self.batches {
             let op = GmmOp::new(self.gpu, *n, self.dims, gmm, GmmOutput::ScoreSamples)?;
-            all.extend(self.run(op.output_len(), |e, out| op.record(e, buffer, out))?);
+            all.extend(
+                self.gpu
+                    .run_resident(op.program(), &[buffer], op.output_len())?,
+            );
         }
         Ok(all)
     }

@@ -303,6 +303,7 @@ fn joint_passes(
         let p_max = (usable / (d * 4))
             .min(usable / (k * 4))
             .min((1u64 << 22) * u64::from(LL_WG) / blocks)
+            .min(caps.per_dispatch(count * packed.per_component + d))
             .max(1);
         let mut p0 = 0;
         while p0 < n64 {
@@ -387,6 +388,11 @@ pub struct GmmOp {
 }
 
 impl GmmOp {
+    /// The pass sequence, for the crate's blocking runners.
+    pub(crate) fn program(&self) -> &Program {
+        &self.program
+    }
+
     /// Prepares the evaluation; invalid parameters (weights negative or not summing to 1
     /// within 1e−4, non-positive variances, wrong lengths, non-finite values) are errors.
     pub fn new(
@@ -828,6 +834,11 @@ pub struct GmmReduceOp {
 }
 
 impl GmmReduceOp {
+    /// The pass sequence, for the crate's blocking runners.
+    pub(crate) fn program(&self) -> &Program {
+        &self.program
+    }
+
     /// Prepares the sums for `n` points of `dims` dimensions under a mixture (gradients need
     /// diagonal covariances, else `Error::Unsupported`, and every weight > 0).
     pub fn new(

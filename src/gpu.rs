@@ -198,6 +198,68 @@ pub struct Gpu {
     /// Bound as the likelihood layout's uniform window where a kernel does not use it.
     pub(crate) dummy_uniform: wgpu::Buffer,
     blocking: Mutex<Blocking>,
+    /// Held around every GL call of the crate's own on a GL device; see [`Gpu::gl_guard`].
+    gl: GlLock,
+}
+
+/// The crate's lock around its own GL calls on one GL device (see [`Gpu::bounded_submits`]);
+/// empty elsewhere. Ops keep a clone, to destroy their buffers under it.
+#[derive(Clone, Default)]
+pub(crate) struct GlLock(Option<Arc<Mutex<()>>>);
+
+impl GlLock {
+    /// Held until the guard goes; `None` off GL.
+    pub fn guard(&self) -> Option<std::sync::MutexGuard<'_, ()>> {
+        self.0.as_deref().map(lock)
+    }
+}
+
+/// One compute dispatch, bound and sized: what the crate's recorders produce.
+pub(crate) struct Dispatch {
+    pub pipeline: wgpu::ComputePipeline,
+    pub group: wgpu::BindGroup,
+    /// Workgroups in x and y (`fold_groups`).
+    pub size: (u32, u32),
+}
+
+/// The dispatches of one compute pass, and the timestamp queries (first, first + 1) that its
+/// beginning and end write.
+pub(crate) struct PassRecord<'a> {
+    pub label: &'static str,
+    pub dispatches: Vec<Dispatch>,
+    pub timestamps: Option<(&'a wgpu::QuerySet, u32)>,
+}
+
+impl PassRecord<'_> {
+    /// Records the pass into `encoder`: one compute pass, every dispatch in order.
+    pub fn record(&self, encoder: &mut wgpu::CommandEncoder) {
+        self.record_range(encoder, 0..self.dispatches.len());
+    }
+
+    /// Records dispatches `range` as one compute pass, with the beginning timestamp only if the
+    /// range starts the pass and the end timestamp only if it ends it.
+    fn record_range(&self, encoder: &mut wgpu::CommandEncoder, range: std::ops::Range<usize>) {
+        let n = self.dispatches.len();
+        let (begins, ends) = (range.start == 0, range.end == n);
+        // wgpu rejects timestamp writes with neither index: a middle range writes none.
+        let timestamp_writes =
+            self.timestamps
+                .filter(|_| begins || ends)
+                .map(|(query_set, first)| wgpu::ComputePassTimestampWrites {
+                    query_set,
+                    beginning_of_pass_write_index: begins.then_some(first),
+                    end_of_pass_write_index: ends.then_some(first + 1),
+                });
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some(self.label),
+            timestamp_writes,
+        });
+        for d in &self.dispatches[range] {
+            pass.set_pipeline(&d.pipeline);
+            pass.set_bind_group(0, &d.group, &[]);
+            pass.dispatch_workgroups(d.size.0, d.size.1, 1);
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -358,6 +420,7 @@ impl Gpu {
                 mapped_at_creation: false,
             })
         });
+        let gl = GlLock((info.backend == wgpu::Backend::Gl).then(|| Arc::new(Mutex::new(()))));
         Gpu {
             device,
             queue,
@@ -374,7 +437,106 @@ impl Gpu {
             dummies,
             dummy_uniform,
             blocking: Mutex::new(Blocking::default()),
+            gl,
         }
+    }
+
+    /// Whether this device takes the bounded path: GL. wgpu-hal's GL backend serialises every GL
+    /// call of a device through one context lock and panics in a thread that waits 6 s for it
+    /// (`CONTEXT_LOCK_TIMEOUT_SECS`); `Queue::submit` holds it while it replays a command
+    /// buffer, and llvmpipe runs each dispatch to completion inside that replay. So on GL:
+    ///
+    /// - the planners cap the work of one dispatch (`Caps::dispatch_work`), and the blocking
+    ///   calls submit one dispatch at a time and wait for it ([`Gpu::submit_passes`]): the
+    ///   crate's own work holds the context for one bounded dispatch at a time;
+    /// - every GL call of the crate's own takes [`Gpu::gl_guard`] first, so a thread of the
+    ///   crate waits for another in a lock of the crate's, without a time-out, and reaches
+    ///   wgpu-hal's lock only when no other call of the crate holds it.
+    ///
+    /// Other backends record every pass into one command buffer and submit once, as before.
+    /// docs/gl-context.md has the measurements.
+    pub(crate) fn bounded_submits(&self) -> bool {
+        self.info.backend == wgpu::Backend::Gl
+    }
+
+    /// On GL, the crate's lock around its own GL calls (see [`Gpu::bounded_submits`]); `None`
+    /// elsewhere. Taken for a leaf call only (a buffer's creation, a submit and its wait, a
+    /// pipeline build, a map), never while it is already held.
+    pub(crate) fn gl_guard(&self) -> Option<std::sync::MutexGuard<'_, ()>> {
+        self.gl.guard()
+    }
+
+    /// The lock behind [`Gpu::gl_guard`], for ops to keep.
+    pub(crate) fn gl_lock(&self) -> GlLock {
+        self.gl.clone()
+    }
+
+    /// Creates a buffer under [`Gpu::gl_guard`].
+    pub(crate) fn create_buffer(&self, desc: &wgpu::BufferDescriptor<'_>) -> wgpu::Buffer {
+        let _gl = self.gl_guard();
+        self.device.create_buffer(desc)
+    }
+
+    /// Creates a buffer with contents under [`Gpu::gl_guard`].
+    pub(crate) fn create_buffer_init(
+        &self,
+        desc: &wgpu::util::BufferInitDescriptor<'_>,
+    ) -> wgpu::Buffer {
+        use wgpu::util::DeviceExt;
+        let _gl = self.gl_guard();
+        self.device.create_buffer_init(desc)
+    }
+
+    /// `Queue::write_buffer` under [`Gpu::gl_guard`] (it creates a staging buffer).
+    pub(crate) fn write_buffer(&self, buffer: &wgpu::Buffer, offset: u64, bytes: &[u8]) {
+        let _gl = self.gl_guard();
+        self.queue.write_buffer(buffer, offset, bytes);
+    }
+
+    /// Drops `value` (buffers, query sets; not ops, which take the lock themselves) under
+    /// [`Gpu::gl_guard`]: on GL, destroying a buffer is a GL call.
+    pub(crate) fn drop_guarded<T>(&self, value: T) {
+        let _gl = self.gl_guard();
+        drop(value);
+    }
+
+    /// Submits one command buffer and waits for the device, under [`Gpu::gl_guard`].
+    fn submit_and_wait(&self, commands: wgpu::CommandBuffer) -> Result<(), Error> {
+        let _gl = self.gl_guard();
+        self.queue.submit([commands]);
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(|_| ())
+            .map_err(|e| Error::Gpu(e.to_string()))
+    }
+
+    /// The blocking calls' way to run recorded passes. Elsewhere than on GL, records them into
+    /// `encoder` (submitted later with the readback). On GL ([`Gpu::bounded_submits`]): submits
+    /// what `encoder` holds, then each dispatch in a command buffer of its own, waiting for
+    /// each; `encoder` is left empty for what follows.
+    pub(crate) fn submit_passes(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        passes: &[PassRecord<'_>],
+    ) -> Result<(), Error> {
+        if !self.bounded_submits() {
+            for p in passes {
+                p.record(encoder);
+            }
+            return Ok(());
+        }
+        let fresh = || self.device.create_command_encoder(&Default::default());
+        self.submit_and_wait(std::mem::replace(encoder, fresh()).finish())?;
+        for p in passes {
+            // An empty pass still writes its timestamps.
+            let n = p.dispatches.len();
+            for i in 0..n.max(1) {
+                let mut e = fresh();
+                p.record_range(&mut e, i.min(n)..(i + 1).min(n));
+                self.submit_and_wait(e.finish())?;
+            }
+        }
+        Ok(())
     }
 
     /// The adapter, backend, device type and optional features in use.
@@ -517,6 +679,7 @@ impl Gpu {
                 }
             }
         };
+        let gl = self.gl_guard();
         let pipeline = self
             .device
             .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
@@ -530,6 +693,7 @@ impl Gpu {
                 },
                 cache: None,
             });
+        drop(gl);
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::Gpu(format!("building pipeline {}: {e}", key.entry)));
         }
@@ -583,7 +747,7 @@ impl Gpu {
                 "logdomain loss input",
             )?;
             if !bytes.is_empty() {
-                self.queue.write_buffer(&b, 0, bytes);
+                self.write_buffer(&b, 0, bytes);
             }
             buffers.push(b);
         }
@@ -594,7 +758,7 @@ impl Gpu {
             if len > 0 {
                 if cfg!(debug_assertions) {
                     let fill = vec![shaders::SENTINEL_BITS; len];
-                    self.queue.write_buffer(b, 0, bytemuck::cast_slice(&fill));
+                    self.write_buffer(b, 0, bytemuck::cast_slice(&fill));
                 } else {
                     encoder.clear_buffer(b, 0, Some(len as u64 * 4));
                 }
@@ -622,7 +786,9 @@ impl Gpu {
         fill(&output, out_len);
         let refs: Vec<&wgpu::Buffer> = buffers.iter().collect();
         program.check(&refs, &output)?;
-        program.encode(&mut encoder, &refs, &output, None)?;
+        let passes = program.pass_records(&refs, &output, None)?;
+        self.submit_passes(&mut encoder, &passes)?;
+        drop(passes);
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::Gpu(e.to_string()));
         }
@@ -632,6 +798,36 @@ impl Gpu {
             more.push(self.read_back(&mut blocking, &mut encoder, b, len as u64 * 4)?);
         }
         Ok((main, more))
+    }
+
+    /// Runs `program` on resident input buffers into a fresh output of `out_len` values and
+    /// reads them back (the fit's E-steps, on points uploaded once).
+    pub(crate) fn run_resident(
+        &self,
+        program: &crate::likelihood::Program,
+        inputs: &[&wgpu::Buffer],
+        out_len: usize,
+    ) -> Result<Vec<f32>, Error> {
+        let output = self.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("logdomain resident output"),
+            size: (out_len.max(1) * 4) as u64,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let mut blocking = lock(&self.blocking);
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        program.check(inputs, &output)?;
+        let passes = program.pass_records(inputs, &output, None)?;
+        self.submit_passes(&mut encoder, &passes)?;
+        drop(passes);
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu(e.to_string()));
+        }
+        let out = self.read_back(&mut blocking, &mut encoder, &output, out_len as u64 * 4);
+        drop(encoder);
+        self.drop_guarded(output);
+        out
     }
 
     /// The one readback path of the crate: submits `encoder` with a copy of the first `bytes`
@@ -671,6 +867,8 @@ impl Gpu {
             encoder,
             self.device.create_command_encoder(&Default::default()),
         );
+        // Submit, map, wait, copy out and unmap: GL calls, one section under the crate's lock.
+        let _gl = self.gl_guard();
         self.queue.submit([encoder.finish()]);
         let (tx, rx) = std::sync::mpsc::channel();
         staging.map_async(wgpu::MapMode::Read, ..bytes, move |r| {
@@ -717,19 +915,22 @@ impl Gpu {
             .checked_next_power_of_two()
             .unwrap_or(bytes)
             .min(max);
-        let b = self.device.create_buffer(&wgpu::BufferDescriptor {
+        let b = self.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size,
             usage,
             mapped_at_creation: false,
         });
-        *slot = Some(b.clone());
+        // The old buffer's last reference may go here: destroying it is a GL call.
+        self.drop_guarded(slot.replace(b.clone()));
         Ok(b)
     }
 
     /// Runs a prepared op once on resident buffers and returns the GPU time of its compute pass,
-    /// from timestamp queries; `None` where the device lacks `Features::TIMESTAMP_QUERY` (GL),
-    /// in which case time the call on the host. Waits for the GPU.
+    /// from timestamp queries; `None` where the device lacks `Features::TIMESTAMP_QUERY` (some
+    /// GL drivers), in which case time the call on the host. On GL the dispatches are submitted
+    /// one at a time (docs/gl-context.md) and the time spans the first to the last. Waits
+    /// for the GPU.
     pub fn kernel_time(
         &self,
         op: &RowOp,
@@ -740,8 +941,11 @@ impl Gpu {
             let timed = self.has_timestamps();
             return Ok(timed.then_some(std::time::Duration::ZERO));
         }
-        self.time_passes(1, |encoder, queries| {
-            op.record_timed(encoder, input, output, queries, 0)
+        self.time_passes(1, |queries| {
+            Ok(op
+                .op_pass(input, output, Some((queries, 0)))?
+                .into_iter()
+                .collect())
         })
     }
 
@@ -751,15 +955,15 @@ impl Gpu {
             .contains(wgpu::Features::TIMESTAMP_QUERY)
     }
 
-    /// The one timing path of the crate: `record` writes `pairs` pairs of timestamps (begin and
-    /// end of a compute pass, queries 2i and 2i + 1) into the given query set; this submits,
-    /// waits, and returns the summed pass times, or `None` without
-    /// `Features::TIMESTAMP_QUERY`. The query set and its resolve buffer are reused (grown on
-    /// demand).
+    /// The one timing path of the crate: `passes` returns compute passes that write `pairs`
+    /// pairs of timestamps (begin and end of a pass, queries 2i and 2i + 1) into the given query
+    /// set; this runs them ([`Gpu::submit_passes`]), waits, and returns the summed pass times,
+    /// or `None` without `Features::TIMESTAMP_QUERY`. The query set and its resolve buffer are
+    /// reused (grown on demand).
     pub(crate) fn time_passes(
         &self,
         pairs: u32,
-        record: impl FnOnce(&mut wgpu::CommandEncoder, &wgpu::QuerySet) -> Result<(), Error>,
+        passes: impl for<'q> FnOnce(&'q wgpu::QuerySet) -> Result<Vec<PassRecord<'q>>, Error>,
     ) -> Result<Option<std::time::Duration>, Error> {
         if !self.has_timestamps() {
             return Ok(None);
@@ -771,11 +975,12 @@ impl Gpu {
             .as_ref()
             .is_some_and(|(q, _)| q.count() < count)
         {
-            blocking.timestamps = None;
+            self.drop_guarded(blocking.timestamps.take());
         }
         let (queries, resolved) = blocking
             .timestamps
             .get_or_insert_with(|| {
+                let _gl = self.gl_guard();
                 let queries = self.device.create_query_set(&wgpu::QuerySetDescriptor {
                     label: Some("logdomain timestamps"),
                     ty: wgpu::QueryType::Timestamp,
@@ -791,7 +996,9 @@ impl Gpu {
             })
             .clone();
         let mut encoder = self.device.create_command_encoder(&Default::default());
-        record(&mut encoder, &queries)?;
+        let records = passes(&queries)?;
+        self.submit_passes(&mut encoder, &records)?;
+        drop(records);
         encoder.resolve_query_set(&queries, 0..count, &resolved, 0);
         let ticks: Vec<u64> =
             self.read_back(&mut blocking, &mut encoder, &resolved, u64::from(count) * 8)?;
@@ -997,6 +1204,7 @@ impl Gpu {
                 };
                 let op = Arc::new(RowOp::new(self, func, layout, Strategy::Auto)?);
                 if blocking.ops.len() >= 32 {
+                    // Each op destroys its buffers under the GL lock itself (`RowOp`'s `Drop`).
                     blocking.ops.clear();
                 }
                 blocking.ops.insert(key, op.clone());
@@ -1021,7 +1229,7 @@ impl Gpu {
         )?;
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         if in_bytes > 0 {
-            self.queue.write_buffer(&input, 0, &bytes);
+            self.write_buffer(&input, 0, &bytes);
         }
         let mut encoder = self
             .device
@@ -1032,12 +1240,15 @@ impl Gpu {
         // with the sentinel, so an entry a kernel failed to write shows; release builds zero it,
         // a memset, where the sentinel kernel would cost about as much as the op's own stores
         // on a software adapter.
+        let mut passes = Vec::new();
         if cfg!(debug_assertions) {
-            op.record_sentinel_fill(&mut encoder, &output)?;
+            passes.extend(op.fill_pass(&output)?);
         } else {
             encoder.clear_buffer(&output, 0, Some(out_bytes));
         }
-        op.record(&mut encoder, &input, &output)?;
+        passes.extend(op.op_pass(&input, &output, None)?);
+        self.submit_passes(&mut encoder, &passes)?;
+        drop(passes);
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::Gpu(e.to_string()));
         }

@@ -12,12 +12,11 @@
 //! fixed by the shape, so the same input gives the same bits on a device.
 //! Kernels: `shaders/likelihood.wgsl`; CPU mirror: [`crate::reference::likelihood`].
 
-use wgpu::util::DeviceExt;
-
 use crate::error::Error;
-use crate::gpu::{Family, Gpu, PipelineKey, Values};
+use crate::gpu::{Dispatch, Family, GlLock, Gpu, PassRecord, PipelineKey, Values};
 use crate::logsumexp::{
-    Caps, InputFormat, RowFn, RowOp, RowsLayout, Strategy, Window, fold_groups, window, window_of,
+    Caps, InputFormat, RowFn, RowOp, RowsLayout, Strategy, WORK_UNIT, Window, fold_groups, window,
+    window_of,
 };
 use crate::shaders::{LlParams, PARTIAL_BYTES};
 
@@ -219,6 +218,20 @@ pub(crate) struct Program {
     dummies: [wgpu::Buffer; 3],
     dummy_uniform: wgpu::Buffer,
     max_groups_per_dim: u32,
+    gl: GlLock,
+}
+
+impl Drop for Program {
+    fn drop(&mut self) {
+        // Destroying a buffer is a GL call on GL: under the crate's lock. The steps' row ops
+        // take it themselves.
+        let _gl = self.gl.guard();
+        drop((
+            self.params.take(),
+            self.aux.take(),
+            std::mem::take(&mut self.scratch),
+        ));
+    }
 }
 
 pub(crate) fn key(entry: &'static str, op: u32, reduce: u32) -> PipelineKey {
@@ -287,12 +300,11 @@ impl Program {
                 bytes[at..at + std::mem::size_of::<LlParams>()]
                     .copy_from_slice(bytemuck::bytes_of(p));
             }
-            gpu.device
-                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some("logdomain likelihood params"),
-                    contents: &bytes,
-                    usage: wgpu::BufferUsages::UNIFORM,
-                })
+            gpu.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("logdomain likelihood params"),
+                contents: &bytes,
+                usage: wgpu::BufferUsages::UNIFORM,
+            })
         });
         let max_buffer = gpu.limits.max_buffer_size;
         let aux = match aux {
@@ -304,14 +316,11 @@ impl Program {
                     )));
                 }
                 data.resize(size as usize, 0);
-                Some(
-                    gpu.device
-                        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                            label: Some("logdomain likelihood aux"),
-                            contents: &data,
-                            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::UNIFORM,
-                        }),
-                )
+                Some(gpu.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some("logdomain likelihood aux"),
+                    contents: &data,
+                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::UNIFORM,
+                }))
             }
             None => None,
         };
@@ -323,7 +332,7 @@ impl Program {
                         "{bytes} bytes of scratch exceed max_buffer_size ({max_buffer})"
                     )));
                 }
-                *slot = Some(gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                *slot = Some(gpu.create_buffer(&wgpu::BufferDescriptor {
                     label: Some("logdomain likelihood scratch"),
                     size: bytes.next_multiple_of(4),
                     usage: wgpu::BufferUsages::STORAGE,
@@ -346,6 +355,7 @@ impl Program {
             dummies: gpu.dummies.clone(),
             dummy_uniform: gpu.dummy_uniform.clone(),
             max_groups_per_dim: gpu.limits.max_compute_workgroups_per_dimension.max(1),
+            gl: gpu.gl_lock(),
         })
     }
 
@@ -365,8 +375,8 @@ impl Program {
         output: &wgpu::Buffer,
     ) -> Result<Option<std::time::Duration>, Error> {
         self.check(inputs, output)?;
-        gpu.time_passes(self.steps.len() as u32, |encoder, queries| {
-            self.encode(encoder, inputs, output, Some(queries))
+        gpu.time_passes(self.steps.len() as u32, |queries| {
+            self.pass_records(inputs, output, Some(queries))
         })
     }
 
@@ -445,6 +455,21 @@ impl Program {
         output: &wgpu::Buffer,
         timestamps: Option<&wgpu::QuerySet>,
     ) -> Result<(), Error> {
+        for p in self.pass_records(inputs, output, timestamps)? {
+            p.record(encoder);
+        }
+        Ok(())
+    }
+
+    /// The compute passes of every step (see [`Program::encode`]); the buffers were checked by
+    /// the caller.
+    pub fn pass_records<'q>(
+        &self,
+        inputs: &[&wgpu::Buffer],
+        output: &wgpu::Buffer,
+        timestamps: Option<&'q wgpu::QuerySet>,
+    ) -> Result<Vec<PassRecord<'q>>, Error> {
+        let mut records = Vec::new();
         let mut slot = 0u64;
         for (i, (step, pipelines)) in self.steps.iter().zip(&self.pipelines).enumerate() {
             let first = 2 * i as u32;
@@ -454,21 +479,20 @@ impl Program {
                         self.buffer(*from, 0, inputs, output),
                         self.buffer(*to, 3, inputs, output),
                     );
-                    match timestamps {
-                        Some(q) if op.dispatches() > 0 => {
-                            op.record_timed(encoder, input, out, q, first)?
-                        }
-                        _ => op.record(encoder, input, out)?,
-                    }
+                    let q = timestamps
+                        .filter(|_| op.dispatches() > 0)
+                        .map(|q| (q, first));
+                    records.extend(op.op_pass(input, out, q)?);
                 }
                 Step::Ll(passes) => {
                     let Some(params) = &self.params else {
                         continue;
                     };
-                    let groups: Vec<wgpu::BindGroup> = passes
+                    let dispatches: Vec<Dispatch> = passes
                         .iter()
+                        .zip(pipelines)
                         .enumerate()
-                        .map(|(i, p)| {
+                        .map(|(i, (p, pipeline))| {
                             let mut entries = vec![wgpu::BindGroupEntry {
                                 binding: 0,
                                 resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
@@ -520,34 +544,27 @@ impl Program {
                                 // Program::new built this pass's pipeline, so the layout exists.
                                 layout = self.wide_layout.as_ref().unwrap_or(&self.layout);
                             }
-                            self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                                label: Some(p.key.entry),
-                                layout,
-                                entries: &entries,
-                            })
+                            Dispatch {
+                                pipeline: pipeline.clone(),
+                                group: self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                                    label: Some(p.key.entry),
+                                    layout,
+                                    entries: &entries,
+                                }),
+                                size: fold_groups(p.groups, self.max_groups_per_dim),
+                            }
                         })
                         .collect();
                     slot += passes.len() as u64;
-                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                        label: Some("logdomain likelihood"),
-                        timestamp_writes: timestamps.map(|query_set| {
-                            wgpu::ComputePassTimestampWrites {
-                                query_set,
-                                beginning_of_pass_write_index: Some(first),
-                                end_of_pass_write_index: Some(first + 1),
-                            }
-                        }),
+                    records.push(PassRecord {
+                        label: "logdomain likelihood",
+                        dispatches,
+                        timestamps: timestamps.map(|q| (q, first)),
                     });
-                    for ((p, pipeline), group) in passes.iter().zip(pipelines).zip(&groups) {
-                        let (x, y) = fold_groups(p.groups, self.max_groups_per_dim);
-                        pass.set_pipeline(pipeline);
-                        pass.set_bind_group(0, group, &[]);
-                        pass.dispatch_workgroups(x, y, 1);
-                    }
                 }
             }
         }
-        Ok(())
+        Ok(records)
     }
 }
 
@@ -621,8 +638,11 @@ pub(crate) fn elementwise_passes_at(
     if rows == 0 || cols == 0 {
         return Ok(out);
     }
-    if pitch * 4 <= usable {
-        let k_max = (usable / (pitch * 4)).max(1);
+    // Whole rows where a row fits one binding and one dispatch's work (`Caps::per_dispatch`).
+    if pitch * 4 <= usable && pitch * WORK_UNIT <= caps.dispatch_work {
+        let k_max = (usable / (pitch * 4))
+            .min(caps.per_dispatch(pitch * WORK_UNIT))
+            .max(1);
         let mut r0 = 0;
         while r0 < rows {
             let k = k_max.min(rows - r0);
@@ -630,7 +650,7 @@ pub(crate) fn elementwise_passes_at(
             r0 += k;
         }
     } else {
-        let width = (usable / 4 / CHUNK) * CHUNK;
+        let width = ((usable / 4).min(caps.per_dispatch(WORK_UNIT)) / CHUNK).max(1) * CHUNK;
         for r in 0..rows {
             let mut c0 = 0;
             while c0 < cols {
@@ -861,7 +881,10 @@ pub(crate) fn categorical_passes(
         )));
     }
     let mut passes = Vec::new();
-    let k_max = (usable / (c * 4).max(4)).min(usable / 4).max(1);
+    let k_max = (usable / (c * 4).max(4))
+        .min(usable / 4)
+        .min(caps.per_dispatch((c + 1) * WORK_UNIT))
+        .max(1);
     let mut r0 = 0;
     while r0 < rows {
         let k = k_max.min(rows - r0);

@@ -10,10 +10,8 @@
 //! strategy computes the same monoid (`shaders/common.wgsl`, mirrored in
 //! [`crate::reference::logsumexp`]) and meets the same accuracy contract.
 
-use wgpu::util::DeviceExt;
-
 use crate::error::Error;
-use crate::gpu::{Gpu, PipelineKey};
+use crate::gpu::{Dispatch, GlLock, Gpu, PassRecord, PipelineKey};
 use crate::shaders::{Params, STATE_BYTES};
 
 /// Which function of the family.
@@ -183,9 +181,30 @@ pub(crate) struct Caps {
     pub subgroup_min: u32,
     pub subgroup_max: u32,
     pub cpu: bool,
+    /// The most work one dispatch may carry, in [`WORK_UNIT`]s: [`GL_DISPATCH_WORK`] on GL,
+    /// unbounded elsewhere. See [`Caps::per_dispatch`].
+    pub dispatch_work: u64,
 }
 
+/// The cost of one entry of a row op or an element-wise loss pass (a load, an `exp`, a store),
+/// in the units of [`Caps::dispatch_work`]; one unit is about one multiply-add of the mixture
+/// kernels. On llvmpipe (Mesa 22.3, 2 cores) a log-sum-exp entry takes about 16 times as long
+/// as a mixture multiply-add.
+pub(crate) const WORK_UNIT: u64 = 16;
+
+/// The work budget of one dispatch on GL: about 2^26 multiply-adds, some 40 ms on llvmpipe on
+/// 2 idle cores (docs/gl-context.md). wgpu-hal's GL backend holds the context lock for a whole
+/// `Queue::submit` (llvmpipe runs each dispatch to completion inside it) and any other thread
+/// that waits 6 s for that lock panics; the blocking calls submit one dispatch at a time on GL,
+/// so this bounds how long they hold it, with a wide margin for a loaded machine.
+pub(crate) const GL_DISPATCH_WORK: u64 = 1 << 26;
+
 impl Caps {
+    /// How many items of `work` units each one dispatch may take (at least one).
+    pub fn per_dispatch(&self, work: u64) -> u64 {
+        (self.dispatch_work / work.max(1)).max(1)
+    }
+
     pub fn of(gpu: &Gpu) -> Caps {
         let l = &gpu.limits;
         Caps {
@@ -198,6 +217,11 @@ impl Caps {
             subgroup_min: gpu.info().subgroup_sizes.0.max(1),
             subgroup_max: gpu.info().subgroup_sizes.1.max(1),
             cpu: gpu.info().device_type == wgpu::DeviceType::Cpu,
+            dispatch_work: if gpu.bounded_submits() {
+                GL_DISPATCH_WORK
+            } else {
+                u64::MAX
+            },
         }
     }
 }
@@ -673,9 +697,12 @@ pub(crate) fn plan(
             Strategy::ThreadVec4 => Some((1, 1, vec4_out_fits(func, l))),
             _ => None,
         };
+        // A row's work: its entries and the invocations that walk it.
+        let row_work = (cols + (u64::from(wg) / per_group).max(1)) * WORK_UNIT;
         let k_max = rows_per_window(in_stride, cols)
             .min(rows_per_window(out_stride, out_cols))
-            .min(MAX_GROUPS * per_group);
+            .min(MAX_GROUPS * per_group)
+            .min(caps.per_dispatch(row_work));
         let mut r0 = 0;
         while r0 < rows {
             let k = k_max.min(rows - r0);
@@ -776,6 +803,7 @@ pub(crate) fn plan(
         let k_max = rows_per_window(in_stride, cols)
             .min(rows_per_window(out_stride, cols))
             .min(MAX_GROUPS / segs)
+            .min(caps.per_dispatch(segs * (seg_len + lane_step) * WORK_UNIT))
             .max(1);
         let mut r0 = 0;
         while r0 < rows {
@@ -784,7 +812,9 @@ pub(crate) fn plan(
             r0 += k;
         }
     } else {
-        let per_window = (usable / (seg_len * 4)).max(1);
+        let per_window = (usable / (seg_len * 4))
+            .min(caps.per_dispatch((seg_len + lane_step) * WORK_UNIT))
+            .max(1);
         for r in 0..rows {
             let mut s0 = 0;
             while s0 < segs {
@@ -855,7 +885,9 @@ pub(crate) fn plan(
             plan.fills.push(fill(output, out_offset, k, width)?);
         }
     }
-    let k_max = if lse { usable / (4 * red_width) } else { rows }.min(MAX_GROUPS * 64);
+    let k_max = if lse { usable / (4 * red_width) } else { rows }
+        .min(MAX_GROUPS * 64)
+        .min(caps.per_dispatch(segs * WORK_UNIT));
     let mut r0 = 0;
     while r0 < rows {
         let k = k_max.min(rows - r0);
@@ -932,6 +964,15 @@ pub struct RowOp {
     bind_group_layout: wgpu::BindGroupLayout,
     dummies: [wgpu::Buffer; 3],
     max_groups_per_dim: u32,
+    gl: GlLock,
+}
+
+impl Drop for RowOp {
+    fn drop(&mut self) {
+        // Destroying a buffer is a GL call on GL: under the crate's lock.
+        let _gl = self.gl.guard();
+        drop((self.params.take(), self.states.take()));
+    }
 }
 
 impl RowOp {
@@ -997,17 +1038,14 @@ impl RowOp {
                 bytes[at..at + std::mem::size_of::<Params>()]
                     .copy_from_slice(bytemuck::bytes_of(&p.params));
             }
-            Some(
-                gpu.device
-                    .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                        label: Some("logdomain params"),
-                        contents: &bytes,
-                        usage: wgpu::BufferUsages::UNIFORM,
-                    }),
-            )
+            Some(gpu.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("logdomain params"),
+                contents: &bytes,
+                usage: wgpu::BufferUsages::UNIFORM,
+            }))
         };
         let states = (plan.state_count > 0).then(|| {
-            gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            gpu.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("logdomain partial states"),
                 size: plan.state_count * STATE_BYTES,
                 usage: wgpu::BufferUsages::STORAGE,
@@ -1027,6 +1065,7 @@ impl RowOp {
             bind_group_layout: gpu.bind_group_layout.clone(),
             dummies: gpu.dummies.clone(),
             max_groups_per_dim: gpu.limits.max_compute_workgroups_per_dimension.max(1),
+            gl: gpu.gl_lock(),
         })
     }
 
@@ -1104,23 +1143,31 @@ impl RowOp {
         }
     }
 
-    fn encode(
+    /// The dispatches of `passes` (slot of the parameters, pass, pipeline) as one compute pass.
+    fn pass_record<'q>(
         &self,
-        encoder: &mut wgpu::CommandEncoder,
         passes: &[(usize, &Pass, &wgpu::ComputePipeline)],
         input: &wgpu::Buffer,
         output: &wgpu::Buffer,
-        timestamps: Option<(&wgpu::QuerySet, u32)>,
-    ) {
-        let Some(params) = &self.params else { return };
-        let groups: Vec<wgpu::BindGroup> = passes
+        timestamps: Option<(&'q wgpu::QuerySet, u32)>,
+    ) -> PassRecord<'q> {
+        let mut record = PassRecord {
+            label: "logdomain",
+            dispatches: Vec::new(),
+            timestamps,
+        };
+        let Some(params) = &self.params else {
+            return record;
+        };
+        let states = match &self.states {
+            Some(s) => s.as_entire_binding(),
+            None => self.dummies[2].as_entire_binding(),
+        };
+        record.dispatches = passes
             .iter()
-            .map(|(slot, p, _)| {
-                let states = match &self.states {
-                    Some(s) => s.as_entire_binding(),
-                    None => self.dummies[2].as_entire_binding(),
-                };
-                self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            .map(|(slot, p, pipeline)| Dispatch {
+                pipeline: (*pipeline).clone(),
+                group: self.device.create_bind_group(&wgpu::BindGroupDescriptor {
                     label: Some(p.entry),
                     layout: &self.bind_group_layout,
                     entries: &[
@@ -1142,28 +1189,14 @@ impl RowOp {
                         },
                         wgpu::BindGroupEntry {
                             binding: 3,
-                            resource: states,
+                            resource: states.clone(),
                         },
                     ],
-                })
+                }),
+                size: fold_groups(p.groups, self.max_groups_per_dim),
             })
             .collect();
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("logdomain"),
-            timestamp_writes: timestamps.map(|(query_set, first)| {
-                wgpu::ComputePassTimestampWrites {
-                    query_set,
-                    beginning_of_pass_write_index: Some(first),
-                    end_of_pass_write_index: Some(first + 1),
-                }
-            }),
-        });
-        for ((_, p, pipeline), group) in passes.iter().zip(&groups) {
-            let (x, y) = fold_groups(p.groups, self.max_groups_per_dim);
-            pass.set_pipeline(pipeline);
-            pass.set_bind_group(0, group, &[]);
-            pass.dispatch_workgroups(x, y, 1);
-        }
+        record
     }
 
     /// Records the op: reads `input` (the layout's rows) and writes `output`. Both buffers need
@@ -1215,7 +1248,24 @@ impl RowOp {
         output: &wgpu::Buffer,
         timestamps: Option<(&wgpu::QuerySet, u32)>,
     ) -> Result<(), Error> {
+        if let Some(p) = self.op_pass(input, output, timestamps)? {
+            p.record(encoder);
+        }
+        Ok(())
+    }
+
+    /// The op's compute pass, after checking the buffers; `None` for an op with nothing to
+    /// compute.
+    pub(crate) fn op_pass<'q>(
+        &self,
+        input: &wgpu::Buffer,
+        output: &wgpu::Buffer,
+        timestamps: Option<(&'q wgpu::QuerySet, u32)>,
+    ) -> Result<Option<PassRecord<'q>>, Error> {
         self.check(Some(input), output)?;
+        if self.params.is_none() {
+            return Ok(None);
+        }
         let passes: Vec<_> = self
             .plan
             .passes
@@ -1224,8 +1274,7 @@ impl RowOp {
             .enumerate()
             .map(|(i, (p, pl))| (i, p, pl))
             .collect();
-        self.encode(encoder, &passes, input, output, timestamps);
-        Ok(())
+        Ok(Some(self.pass_record(&passes, input, output, timestamps)))
     }
 
     /// Records a fill of exactly the output entries this op writes with
@@ -1237,10 +1286,22 @@ impl RowOp {
         encoder: &mut wgpu::CommandEncoder,
         output: &wgpu::Buffer,
     ) -> Result<(), Error> {
+        if let Some(p) = self.fill_pass(output)? {
+            p.record(encoder);
+        }
+        Ok(())
+    }
+
+    /// The sentinel fill's compute pass, after checking the buffer; `None` if there is nothing
+    /// to fill.
+    pub(crate) fn fill_pass(&self, output: &wgpu::Buffer) -> Result<Option<PassRecord<'_>>, Error> {
         self.check(None, output)?;
         let Some(pipeline) = &self.fill_pipeline else {
-            return Ok(());
+            return Ok(None);
         };
+        if self.params.is_none() {
+            return Ok(None);
+        }
         let first = self.plan.passes.len();
         let passes: Vec<_> = self
             .plan
@@ -1249,8 +1310,12 @@ impl RowOp {
             .enumerate()
             .map(|(i, p)| (first + i, p, pipeline))
             .collect();
-        self.encode(encoder, &passes, &self.dummies[0], output, None);
-        Ok(())
+        Ok(Some(self.pass_record(
+            &passes,
+            &self.dummies[0],
+            output,
+            None,
+        )))
     }
 }
 
@@ -1278,6 +1343,7 @@ mod tests {
             subgroup_min: 8,
             subgroup_max: 8,
             cpu: true,
+            dispatch_work: u64::MAX,
         }
     }
 

@@ -1161,3 +1161,191 @@ fn f16_logits_give_the_f32_ops_bits() {
         Err(Error::InputLength { .. })
     ));
 }
+
+/// Reductions whose partial sums pass f32's range while the mean (or weighted mean) does not:
+/// the sums carry a scale once they reach 2^64, so the mean comes out finite and within the
+/// bound, and a sum whose true value exceeds f32 comes out as IEEE's infinity. On the default
+/// device and on one with 64 KiB bindings and 2-D grids (other windows and levels), with the same
+/// bits on both. The bound is `reduce`'s plus n·2^-62: scaling by 2^-64 may flush values below
+/// 2^-62 to zero.
+#[test]
+fn reductions_that_overflow_midway() {
+    let (device, queue) = own_device(|l| {
+        l.max_storage_buffer_binding_size = 64 * 1024;
+        l.max_compute_workgroups_per_dimension = 16;
+    });
+    let small = Gpu::from_device(device, queue);
+    let devices = [gpu(), &small];
+    let flushed = |w: Vec<Want>, n: usize| -> Vec<Want> {
+        w.into_iter()
+            .map(|w| want(w.v, w.bound + n as f64 * 2f64.powi(-62)))
+            .collect()
+    };
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+    let (rows, cols) = (257, 9);
+    let n = rows * cols;
+    let mut rng = Rng(38);
+    // Logits of a few units, with ±3e38 at every 97th entry: BCE with logits ≈ 3e38 there (the
+    // positive one with target 0, the negative one with target 1).
+    let mut x = rng.vec(n, -4.0, 4.0);
+    let mut y: Vec<f32> = (0..n).map(|i| (i % 2) as f32).collect();
+    for i in (0..n).step_by(97) {
+        x[i] = if i % 2 == 0 { 3e38 } else { -3e38 };
+        y[i] = if i % 2 == 0 { 0.0 } else { 1.0 };
+    }
+    let ones = vec![1.0; n];
+    for reduction in [Reduction::Sum, Reduction::Mean] {
+        let o = Bce {
+            pos_weight: None,
+            reduction,
+        };
+        let per: Vec<Want> = (0..n).map(|i| bce_want(x[i], y[i], 1.0)).collect();
+        let truth = flushed(reduce(&per, &ones, reduction), n);
+        if reduction == Reduction::Mean {
+            assert!(
+                truth[0].v.is_finite() && truth[0].v > 1e35,
+                "{:?}",
+                truth[0]
+            );
+        } else {
+            assert!(truth[0].v > f64::from(f32::MAX), "{:?}", truth[0]);
+        }
+        let got: Vec<Vec<f32>> = devices
+            .iter()
+            .map(|g| {
+                g.binary_cross_entropy_with_logits(&x, &y, rows, cols, &o)
+                    .unwrap()
+            })
+            .collect();
+        check_all(&got[0], &truth, &format!("bce {reduction:?}"));
+        assert_eq!(bits(&got[0]), bits(&got[1]), "bce {reduction:?}: devices");
+        check_all(
+            &logdomain::reference::likelihood::binary_cross_entropy_with_logits(
+                &x, &y, rows, cols, &o,
+            ),
+            &truth,
+            &format!("cpu bce {reduction:?}"),
+        );
+    }
+    // Gaussian: (x − y)^2 / 2 ≈ 1.6e38 at every 97th entry.
+    let mut gx = rng.vec(n, -1.0, 1.0);
+    let gy = rng.vec(n, -1.0, 1.0);
+    let var = vec![1.0f32; n];
+    for i in (0..n).step_by(97) {
+        gx[i] = if i % 2 == 0 { 1.8e19 } else { -1.8e19 };
+    }
+    // Poisson with log inputs: e^x − y·x ≈ 3e38 where y = 1e38 and x = −3.
+    let px = rng.vec(n, -1.0, 1.0);
+    let mut py: Vec<f32> = (0..n).map(|i| (i % 5) as f32).collect();
+    for i in (0..n).step_by(97) {
+        py[i] = 1e38;
+    }
+    let px: Vec<f32> = px
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| if i % 97 == 0 { -3.0 } else { v })
+        .collect();
+    for reduction in [Reduction::Sum, Reduction::Mean] {
+        let go = GaussianNll {
+            reduction,
+            ..Default::default()
+        };
+        let per: Vec<Want> = (0..n)
+            .map(|i| gaussian_want(gx[i], gy[i], var[i], go.eps, false))
+            .collect();
+        let truth = flushed(reduce(&per, &ones, reduction), n);
+        let got: Vec<Vec<f32>> = devices
+            .iter()
+            .map(|g| g.gaussian_nll(&gx, &gy, &var, &go).unwrap())
+            .collect();
+        check_all(&got[0], &truth, &format!("gaussian {reduction:?}"));
+        assert_eq!(bits(&got[0]), bits(&got[1]), "gaussian: devices");
+        let po = PoissonNll {
+            reduction,
+            ..Default::default()
+        };
+        let per: Vec<Want> = (0..n)
+            .map(|i| poisson_want(px[i], py[i], true, false, po.eps))
+            .collect();
+        let truth = flushed(reduce(&per, &ones, reduction), n);
+        let got: Vec<Vec<f32>> = devices
+            .iter()
+            .map(|g| g.poisson_nll(&px, &py, &po).unwrap())
+            .collect();
+        check_all(&got[0], &truth, &format!("poisson {reduction:?}"));
+        assert_eq!(bits(&got[0]), bits(&got[1]), "poisson: devices");
+    }
+    // Cross-entropy: rows [5e37, −5e37, small…] with the target on −5e37 lose 1e38 each; with
+    // class weights of 3 a weighted term is 3e38. Then weights of 1e37 on ordinary rows: the
+    // summed weights pass f32 too, and the weighted mean is an ordinary loss.
+    let classes = 6;
+    let mut logits = rng.vec(rows * classes, -3.0, 3.0);
+    for r in (0..rows).step_by(3) {
+        logits[r * classes] = 5e37;
+        logits[r * classes + 1] = -5e37;
+    }
+    let targets: Vec<i64> = (0..rows)
+        .map(|r| if r % 3 == 0 { 1 } else { (r % classes) as i64 })
+        .collect();
+    let plain = rng.vec(rows * classes, -3.0, 3.0);
+    let cases = [
+        (&logits, None, "huge losses"),
+        (&logits, Some(vec![3.0f32; classes]), "huge weighted losses"),
+        (&plain, Some(vec![1e37f32; classes]), "huge weights"),
+    ];
+    for (x, weight, what) in cases {
+        for reduction in [Reduction::Sum, Reduction::Mean] {
+            let o = CrossEntropy {
+                weight: weight.clone(),
+                reduction,
+                ..Default::default()
+            };
+            let (per, w) = categorical_want(x, rows, classes, &targets, &o, false);
+            let truth = flushed(reduce(&per, &w, reduction), rows);
+            let got: Vec<Vec<f32>> = devices
+                .iter()
+                .map(|g| g.cross_entropy(x, rows, classes, &targets, &o).unwrap())
+                .collect();
+            check_all(
+                &got[0],
+                &truth,
+                &format!("cross_entropy {what} {reduction:?}"),
+            );
+            check_all(
+                &logdomain::reference::likelihood::categorical(
+                    x, rows, classes, &targets, &o, false,
+                ),
+                &truth,
+                &format!("cpu cross_entropy {what} {reduction:?}"),
+            );
+            assert_eq!(
+                bits(&got[0]),
+                bits(&got[1]),
+                "cross_entropy {what}: devices"
+            );
+        }
+    }
+    // log_prod: a term is at least ln(2^-149) ≈ −103.3 and at most ln(f32::MAX) ≈ 88.7, so no
+    // row of fewer than 2^57 terms can overflow midway; the extremes still give the truth.
+    let p: Vec<f32> = (0..n)
+        .map(|i| match i % 3 {
+            0 => f32::from_bits(1),
+            1 => f32::MAX,
+            _ => 0.5,
+        })
+        .collect();
+    let per: Vec<Want> = (0..rows)
+        .map(|r| {
+            let row = &p[r * cols..(r + 1) * cols];
+            let v: f64 = row.iter().map(|&q| f(q).ln()).sum();
+            let abs: f64 = row.iter().map(|&q| f(q).ln().abs()).sum();
+            want(v, (4.0 + depth(cols)) * U * abs)
+        })
+        .collect();
+    let got: Vec<Vec<f32>> = devices
+        .iter()
+        .map(|g| g.log_prod(&p, rows, cols).unwrap())
+        .collect();
+    check_all(&got[0], &per, "log_prod extremes");
+    assert_eq!(bits(&got[0]), bits(&got[1]), "log_prod: devices");
+}

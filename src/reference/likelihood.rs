@@ -11,14 +11,16 @@ use crate::likelihood::{Bce, CrossEntropy, GaussianNll, PoissonNll, Reduction};
 /// Values per chunk and partials per reduction step.
 pub const CHUNK: usize = 64;
 
-/// A partial sum: the finite values' sum, the weights' sum, and the special values seen.
+/// A partial sum: the finite values' sum, the weights' sum, and the special values seen. A sum
+/// that reaches 2^64 is carried scaled by 2^-64 from then on ([`SUM_BIG_S`], [`SUM_BIG_W`]), so
+/// that a sum of finite values does not overflow midway.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct SumState {
     /// Sum of the finite values.
     pub s: f32,
     /// Sum of the weights (what a weighted mean divides by).
     pub w: f32,
-    /// [`SUM_NAN`], [`SUM_POS_INF`], [`SUM_NEG_INF`].
+    /// [`SUM_NAN`], [`SUM_POS_INF`], [`SUM_NEG_INF`], [`SUM_BIG_S`], [`SUM_BIG_W`].
     pub flags: u32,
 }
 
@@ -28,6 +30,12 @@ pub const SUM_NAN: u32 = 1;
 pub const SUM_POS_INF: u32 = 2;
 /// A −inf was summed.
 pub const SUM_NEG_INF: u32 = 4;
+/// `s` holds the sum times 2^-64.
+pub const SUM_BIG_S: u32 = 8;
+/// `w` holds the summed weights times 2^-64.
+pub const SUM_BIG_W: u32 = 16;
+const TWO_POW_64: f32 = 18_446_744_073_709_551_616.0;
+const TWO_POW_M64: f32 = 1.0 / TWO_POW_64;
 
 /// The empty sum.
 pub fn sum_identity() -> SumState {
@@ -57,13 +65,70 @@ pub fn sum_push(st: SumState, v: f32, w: f32) -> SumState {
     }
 }
 
+/// `x + y` of two sums, each scaled by 2^-64 where flagged; scaled (and flagged) once either is
+/// scaled or reaches 2^64.
+fn scaled_add(x: f32, xb: bool, y: f32, yb: bool) -> (f32, bool) {
+    if !xb && !yb && x.abs() < TWO_POW_64 && y.abs() < TWO_POW_64 {
+        return (x + y, false);
+    }
+    let xs = if xb { x } else { x * TWO_POW_M64 };
+    let ys = if yb { y } else { y * TWO_POW_M64 };
+    (xs + ys, true)
+}
+
 /// Merges two partial sums.
 pub fn sum_combine(a: SumState, b: SumState) -> SumState {
+    let big = |st: SumState, f: u32| st.flags & f != 0;
+    let (s, bs) = scaled_add(a.s, big(a, SUM_BIG_S), b.s, big(b, SUM_BIG_S));
+    let (w, bw) = scaled_add(a.w, big(a, SUM_BIG_W), b.w, big(b, SUM_BIG_W));
+    let flags = (a.flags | b.flags) & !(SUM_BIG_S | SUM_BIG_W);
     SumState {
-        s: a.s + b.s,
-        w: a.w + b.w,
-        flags: a.flags | b.flags,
+        s,
+        w,
+        flags: flags | if bs { SUM_BIG_S } else { 0 } | if bw { SUM_BIG_W } else { 0 },
     }
+}
+
+/// `v · 2^(64 e)`, `e` in {−1, 0, 1}, for a finite `v`: ±inf where it exceeds f32.
+fn scale(v: f32, e: i32) -> f32 {
+    match e {
+        0 => v,
+        e if e < 0 => v * TWO_POW_M64,
+        _ if v.abs() >= TWO_POW_64 => f32::INFINITY.copysign(v),
+        _ => v * TWO_POW_64,
+    }
+}
+
+fn big_s(st: SumState) -> i32 {
+    i32::from(st.flags & SUM_BIG_S != 0)
+}
+
+fn big_w(st: SumState) -> i32 {
+    i32::from(st.flags & SUM_BIG_W != 0)
+}
+
+/// The summed weights.
+pub fn sum_weight(st: SumState) -> f32 {
+    scale(st.w, big_w(st))
+}
+
+/// The mean of a sum of `n` values, computed on the scaled sum (the `reduce` kernel's
+/// `FINISH_MEAN_COUNT`).
+pub fn sum_mean(st: SumState, n: f32) -> f32 {
+    sum_ratio(st, n, 0)
+}
+
+/// The total divided by `d` and by 2^(64 e), computed on the scaled sum (the kernels'
+/// `sum_ratio_bits`).
+fn sum_ratio(st: SumState, d: f32, e: i32) -> f32 {
+    if st.flags & (SUM_NAN | SUM_POS_INF | SUM_NEG_INF) != 0 {
+        return sum_total(st) / d;
+    }
+    let q = st.s / d;
+    if !q.is_finite() {
+        return q;
+    }
+    scale(q, big_s(st) - e)
 }
 
 /// The total: NaN if a NaN or both infinities were summed, else the infinity seen, else `s`.
@@ -77,7 +142,7 @@ pub fn sum_total(st: SumState) -> f32 {
     } else if st.flags & SUM_NEG_INF != 0 {
         f32::NEG_INFINITY
     } else {
-        st.s
+        scale(st.s, big_s(st))
     }
 }
 
@@ -121,10 +186,10 @@ pub fn chunk_partials(values: &[f32]) -> Vec<SumState> {
 }
 
 fn finish(st: SumState, reduction: Reduction, divisor: Option<f32>) -> f32 {
-    let total = sum_total(st);
-    match reduction {
-        Reduction::Mean => total / divisor.unwrap_or(st.w),
-        _ => total,
+    match (reduction, divisor) {
+        (Reduction::Mean, Some(n)) => sum_ratio(st, n, 0),
+        (Reduction::Mean, None) => sum_ratio(st, st.w, big_w(st)),
+        _ => sum_total(st),
     }
 }
 

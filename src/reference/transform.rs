@@ -1,7 +1,7 @@
 //! CPU mirror of `shaders/transform.wgsl`: the log transforms and the mean of logs in f32, the
 //! sum in the kernels' pairwise order. Test oracles and CPU baselines.
 
-use super::likelihood::{chunk_partials, reduce_levels, sum_total, xlog};
+use super::likelihood::{chunk_partials, reduce_levels, sum_mean, xlog};
 use super::logsumexp::ld_log1p;
 use crate::transform::LogFn;
 
@@ -39,5 +39,5 @@ pub fn mean_log(x: &[f32], rows: usize, cols: usize, delta: f32) -> f32 {
     for r in 0..rows {
         partials.extend(chunk_partials(&terms[r * cols..(r + 1) * cols]));
     }
-    sum_total(reduce_levels(partials)) / (rows * cols) as f32
+    sum_mean(reduce_levels(partials), (rows * cols) as f32)
 }
