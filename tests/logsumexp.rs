@@ -131,6 +131,8 @@ fn accuracy_on_every_shape_and_strategy() {
         (1000, 1000),
     ] {
         let x = rng.vec(rows * cols, -100.0, 100.0);
+        // The oracle once per shape: every strategy and function is checked against it.
+        let t = truths(&x, rows, cols);
         for &s in &strategies(gpu) {
             for func in FUNCS {
                 let what = format!("{rows}x{cols} {s:?} {func:?}");
@@ -140,15 +142,17 @@ fn accuracy_on_every_shape_and_strategy() {
                     Ok(_) if lane_limit_applies(gpu, s, cols) => {
                         panic!("{what}: lane limit not enforced")
                     }
-                    Ok(got) => check(func, &got, &x, rows, cols, &what),
+                    Ok(got) => check_with(func, &got, &x, rows, cols, &t, &what),
                 }
             }
         }
-        check_lse(
+        check_with(
+            RowFn::Logsumexp,
             &gpu.logsumexp(&x, rows, cols).unwrap(),
             &x,
             rows,
             cols,
+            &t,
             "blocking",
         );
     }
@@ -1009,13 +1013,14 @@ fn vec4_strategies_on_every_row_length() {
                 *v = NEG_INF;
             }
         }
+        let t = truths(&x, rows, cols);
         for &s in &vec4 {
             for func in FUNCS {
                 let what = format!("{rows}x{cols} {s:?} {func:?}");
                 let op = RowOp::new(gpu, func, RowsLayout::contiguous(rows, cols), s).unwrap();
                 assert_eq!(op.strategy(), s, "{what}: ran as its scalar form");
                 let got = run_op(gpu, func, &x, rows, cols, s);
-                check(func, &got, &x, rows, cols, &what);
+                check_with(func, &got, &x, rows, cols, &t, &what);
                 // Rows 12 entries apart more, from byte 32 of the buffer: the same bits.
                 let stride = cols + 12;
                 let mut spaced = vec![5.0f32; 8 + rows * stride];

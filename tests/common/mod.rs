@@ -158,12 +158,23 @@ pub fn lse_bound(t: &Truth) -> f64 {
     base + U * t.shift_term
 }
 
+/// The f64 truth of every row of a row-major `rows × cols` matrix: compute it once and check
+/// several results against it (`check_with`).
+pub fn truths(x: &[f32], rows: usize, cols: usize) -> Vec<Truth> {
+    (0..rows)
+        .map(|r| truth(&x[r * cols..(r + 1) * cols]))
+        .collect()
+}
+
 pub fn check_lse(got: &[f32], x: &[f32], rows: usize, cols: usize, what: &str) {
+    check_lse_with(got, &truths(x, rows, cols), what)
+}
+
+fn check_lse_with(got: &[f32], truths: &[Truth], what: &str) {
+    let rows = truths.len();
     assert_eq!(got.len(), rows, "{what}: logsumexp length");
-    for r in 0..rows {
-        let row = &x[r * cols..(r + 1) * cols];
-        let t = truth(row);
-        let bound = lse_bound(&t);
+    for (r, t) in truths.iter().enumerate() {
+        let bound = lse_bound(t);
         assert!(
             close(got[r], t.lse, bound),
             "{what}: logsumexp row {r}: got {} (bits {:#x}), want {} ± {bound:e}",
@@ -175,11 +186,21 @@ pub fn check_lse(got: &[f32], x: &[f32], rows: usize, cols: usize, what: &str) {
 }
 
 pub fn check_log_softmax(got: &[f32], x: &[f32], rows: usize, cols: usize, what: &str) {
+    check_log_softmax_with(got, x, rows, cols, &truths(x, rows, cols), what)
+}
+
+fn check_log_softmax_with(
+    got: &[f32],
+    x: &[f32],
+    rows: usize,
+    cols: usize,
+    truths: &[Truth],
+    what: &str,
+) {
     assert_eq!(got.len(), rows * cols, "{what}: log_softmax length");
-    for r in 0..rows {
+    for (r, t) in truths.iter().enumerate() {
         let row = &x[r * cols..(r + 1) * cols];
-        let t = truth(row);
-        let lb = lse_bound(&t);
+        let lb = lse_bound(t);
         for j in 0..cols {
             let (g, w) = (got[r * cols + j], t.log_softmax[j]);
             // lse's bound plus u · (|x_j − max| + |out_j|).
@@ -195,11 +216,21 @@ pub fn check_log_softmax(got: &[f32], x: &[f32], rows: usize, cols: usize, what:
 }
 
 pub fn check_softmax(got: &[f32], x: &[f32], rows: usize, cols: usize, what: &str) {
+    check_softmax_with(got, x, rows, cols, &truths(x, rows, cols), what)
+}
+
+fn check_softmax_with(
+    got: &[f32],
+    x: &[f32],
+    rows: usize,
+    cols: usize,
+    truths: &[Truth],
+    what: &str,
+) {
     assert_eq!(got.len(), rows * cols, "{what}: softmax length");
     let log2n = (cols.max(2) as f64).log2().ceil();
-    for r in 0..rows {
+    for (r, t) in truths.iter().enumerate() {
         let row = &x[r * cols..(r + 1) * cols];
-        let t = truth(row);
         for j in 0..cols {
             let (g, p) = (got[r * cols + j], t.softmax[j]);
             // (⌈log2 n⌉ + 18) · u · p_j + 2^-126, plus the terms of Blanchard, Higham & Higham's
@@ -223,20 +254,38 @@ pub fn check_softmax(got: &[f32], x: &[f32], rows: usize, cols: usize, what: &st
 }
 
 pub fn check(func: RowFn, got: &[f32], x: &[f32], rows: usize, cols: usize, what: &str) {
+    check_with(func, got, x, rows, cols, &truths(x, rows, cols), what)
+}
+
+/// `check` against the rows' truths computed once (`truths(x, rows, cols)`).
+pub fn check_with(
+    func: RowFn,
+    got: &[f32],
+    x: &[f32],
+    rows: usize,
+    cols: usize,
+    truths: &[Truth],
+    what: &str,
+) {
+    assert_eq!(truths.len(), rows, "{what}: one truth per row");
     match func {
-        RowFn::Logsumexp => check_lse(got, x, rows, cols, what),
-        RowFn::Softmax => check_softmax(got, x, rows, cols, what),
-        RowFn::LogSoftmax => check_log_softmax(got, x, rows, cols, what),
-        RowFn::LogsumexpParts => check_parts(got, x, rows, cols, what),
+        RowFn::Logsumexp => check_lse_with(got, truths, what),
+        RowFn::Softmax => check_softmax_with(got, x, rows, cols, truths, what),
+        RowFn::LogSoftmax => check_log_softmax_with(got, x, rows, cols, truths, what),
+        RowFn::LogsumexpParts => check_parts_with(got, truths, what),
     }
 }
 
 /// The parts (m, log1p(s)): m is the row's largest finite entry exactly, and m + log1p(s) meets
 /// the log-sum-exp contract; special rows give (NaN, 0), (+inf, 0), (−inf, 0).
 pub fn check_parts(got: &[f32], x: &[f32], rows: usize, cols: usize, what: &str) {
+    check_parts_with(got, &truths(x, rows, cols), what)
+}
+
+fn check_parts_with(got: &[f32], truths: &[Truth], what: &str) {
+    let rows = truths.len();
     assert_eq!(got.len(), 2 * rows, "{what}: length");
-    for r in 0..rows {
-        let t = truth(&x[r * cols..(r + 1) * cols]);
+    for (r, t) in truths.iter().enumerate() {
         let (hi, lo) = (got[2 * r], got[2 * r + 1]);
         if !t.lse.is_finite() {
             assert!(
@@ -249,7 +298,7 @@ pub fn check_parts(got: &[f32], x: &[f32], rows: usize, cols: usize, what: &str)
         assert_eq!(f64::from(hi), t.max, "{what}: row {r} max");
         let lo_want = t.lse - t.max;
         assert!(
-            close(lo, lo_want, lse_bound(&t)),
+            close(lo, lo_want, lse_bound(t)),
             "{what}: row {r} log1p(s) {lo} vs {lo_want}"
         );
     }
