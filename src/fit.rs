@@ -830,7 +830,7 @@ impl<'a> Resident<'a> {
 
 /// The most points one E-step takes: a multiple of 64 for which the `n × k` log-joint, the
 /// points and the partial sums (one row per component and sum, one partial per 64 points)
-/// each fit a storage binding.
+/// each fit a storage binding, and whose sums are one bounded dispatch on GL.
 fn batch_points(gpu: &Gpu, k: usize, d: usize, t: CovarianceType) -> Result<usize, Error> {
     let limits = gpu.device().limits();
     let binding = limits
@@ -846,7 +846,10 @@ fn batch_points(gpu: &Gpu, k: usize, d: usize, t: CovarianceType) -> Result<usiz
     let by_partials = binding / (rows * 12) * 64;
     let by_joint = binding / (k * 4);
     let by_points = binding / (d * 4);
-    let per = by_partials.min(by_joint).min(by_points) / 64 * 64;
+    // On GL, an E-step's sums of one batch are a dispatch within the budget of
+    // `Caps::dispatch_work` (unbounded elsewhere): k rows of d + 1 + pairs sums a point.
+    let by_work = crate::logsumexp::Caps::of(gpu).per_dispatch(rows).max(64);
+    let per = by_partials.min(by_joint).min(by_points).min(by_work) / 64 * 64;
     if per == 0 {
         return Err(Error::Limit(format!(
             "{k} components of {d} dimensions need more than a storage binding for 64 points"
