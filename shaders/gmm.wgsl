@@ -293,7 +293,10 @@ fn tile_store(point: u32, st: LseState) {
 // current mean, from which EM's M-step takes the new means and covariances without the
 // cancellation of sum r x^2 - N mu^2.
 // One invocation sums one row over a chunk of CHUNK points pairwise and writes the partial at
-// slot q * slots + chunk; `reduce` finishes them. A dispatch covers the group of len_in
+// slot q * slots + chunk; `reduce` finishes them. A dispatch takes the group's local rows
+// [col0, col1) (its invocations in row order, `slots` a row), so that the host can split a
+// group's rows across dispatches of bounded work; this and the tiled kernels below alike. A
+// dispatch covers the group of len_in
 // components starting at row0, whose words in the uniform window are
 //   [len_in weights | len_in x dims means | len_in x dims inverse variances].
 const MODE_GMM_GRAD: u32 = 256u;
@@ -306,15 +309,15 @@ fn gmm_moments(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let t = ll_linear(wid, nwg, lid);
     let g = params.len_in;
     let dims = params.cols;
     let chunks = params.slots;
+    let t = ll_linear(wid, nwg, lid) + params.col0 * chunks;
     var pairs = 0u;
     if ((params.mode & MODE_GMM_CROSS) != 0u) {
         pairs = dims * (dims - 1u) / 2u;
     }
-    if (t >= g * (dims + 1u + pairs) * chunks) {
+    if (t >= min(g * (dims + 1u + pairs), params.col1) * chunks) {
         return;
     }
     let lq = t / chunks;
@@ -466,12 +469,12 @@ fn gmm_moments_tiled(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let t = ll_linear(wid, nwg, lid);
     let g = params.len_in;
     let dims = params.cols;
     let chunks = params.slots;
+    let t = ll_linear(wid, nwg, lid) + params.col0 * chunks;
     let tiles = (dims + TILE - 1u) / TILE;
-    if (t >= g * tiles * chunks) {
+    if (t >= min(g * tiles, params.col1) * chunks) {
         return;
     }
     let lq = t / chunks;
@@ -524,13 +527,13 @@ fn gmm_scatter_tiled(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let t = ll_linear(wid, nwg, lid);
     let g = params.len_in;
     let dims = params.cols;
     let chunks = params.slots;
+    let t = ll_linear(wid, nwg, lid) + params.col0 * chunks;
     let blocks = (dims + BLOCK - 1u) / BLOCK;
     let block_pairs = blocks * (blocks + 1u) / 2u;
-    if (t >= g * block_pairs * chunks) {
+    if (t >= min(g * block_pairs, params.col1) * chunks) {
         return;
     }
     let lq = t / chunks;

@@ -976,48 +976,60 @@ impl GmmReduceOp {
             // point read once per component and tile, no per-term pairwise counter); the other
             // sums one row per invocation.
             let blocks = d.div_ceil(SCATTER_BLOCK);
-            let (entry, invocations) = match kind {
+            // (entry, the group's rows, the multiply-adds of one row per point)
+            let (entry, group_rows, span) = match kind {
                 GmmReduction::CenteredStats => (
                     "gmm_moments_tiled",
-                    g as u64 * d.div_ceil(MOMENT_TILE) * chunks,
+                    g as u64 * d.div_ceil(MOMENT_TILE),
+                    2 * MOMENT_TILE,
                 ),
                 GmmReduction::CenteredScatter => (
                     "gmm_scatter_tiled",
-                    g as u64 * (blocks * (blocks + 1) / 2) * chunks,
+                    g as u64 * (blocks * (blocks + 1) / 2),
+                    SCATTER_BLOCK * SCATTER_BLOCK,
                 ),
-                _ => ("gmm_moments", g as u64 * (d + 1 + pairs) * chunks),
+                _ => ("gmm_moments", g as u64 * (d + 1 + pairs), 2),
             };
-            passes.push(LlPass {
-                key: key(entry, 0, 0),
-                params: LlParams {
-                    rows: u32_of(n64, "points")?,
-                    cols: u32_of(d, "dims")?,
-                    slots: u32_of(chunks, "chunks")?,
-                    len_in: g as u32,
-                    row0: c0 as u32,
-                    k: k as u32,
-                    mode,
-                    ..LlParams::default()
-                },
-                groups: groups_for(invocations)?,
-                bind: [
-                    Bind {
-                        src: Src::Input(0),
-                        window: Some(Window {
-                            offset: 0,
-                            size: (n64 * d * 4).max(4),
-                        }),
+            // Rows per dispatch within the dispatch budget (all of them off GL).
+            let per_dispatch = caps.per_dispatch(n64 * span);
+            let mut q0 = 0;
+            while q0 < group_rows {
+                let q1 = (q0 + per_dispatch).min(group_rows);
+                passes.push(LlPass {
+                    key: key(entry, 0, 0),
+                    params: LlParams {
+                        rows: u32_of(n64, "points")?,
+                        cols: u32_of(d, "dims")?,
+                        slots: u32_of(chunks, "chunks")?,
+                        len_in: g as u32,
+                        row0: c0 as u32,
+                        col0: u32_of(q0, "sum rows")?,
+                        col1: u32_of(q1, "sum rows")?,
+                        k: k as u32,
+                        mode,
+                        ..LlParams::default()
                     },
-                    Bind::whole(Src::Scratch(5)),
-                    Bind::whole(Src::Dummy),
-                    Bind::whole(Src::Scratch(4)),
-                ],
-                uniform: Some(Window {
-                    offset,
-                    size: GMM_UNIFORM_BYTES,
-                }),
-                extra: None,
-            });
+                    groups: groups_for((q1 - q0) * chunks)?,
+                    bind: [
+                        Bind {
+                            src: Src::Input(0),
+                            window: Some(Window {
+                                offset: 0,
+                                size: (n64 * d * 4).max(4),
+                            }),
+                        },
+                        Bind::whole(Src::Scratch(5)),
+                        Bind::whole(Src::Dummy),
+                        Bind::whole(Src::Scratch(4)),
+                    ],
+                    uniform: Some(Window {
+                        offset,
+                        size: GMM_UNIFORM_BYTES,
+                    }),
+                    extra: None,
+                });
+                q0 = q1;
+            }
             c0 = c1;
         }
         let kd = k * d;

@@ -645,18 +645,31 @@ fn f64_mixture_gradients_match_central_differences() {
     }
 }
 
+const KINDS: [GmmReduction; 4] = [
+    GmmReduction::Gradients,
+    GmmReduction::SufficientStats,
+    GmmReduction::CenteredStats,
+    GmmReduction::CenteredScatter,
+];
+
 fn check_moments(gpu: &Gpu, points: &[f32], n: usize, d: usize, gmm: &Gmm, what: &str) {
+    check_moments_of(gpu, points, n, d, gmm, &KINDS, what)
+}
+
+fn check_moments_of(
+    gpu: &Gpu,
+    points: &[f32],
+    n: usize,
+    d: usize,
+    gmm: &Gmm,
+    kinds: &[GmmReduction],
+    what: &str,
+) {
     let k = gmm.weights.len();
     let diag = matches!(gmm.covariance, Covariance::Diag(_));
-    let kinds = [
-        GmmReduction::Gradients,
-        GmmReduction::SufficientStats,
-        GmmReduction::CenteredStats,
-        GmmReduction::CenteredScatter,
-    ];
-    for kind in kinds
-        .into_iter()
-        .filter(|&kind| diag || kind != GmmReduction::Gradients)
+    for &kind in kinds
+        .iter()
+        .filter(|&&kind| diag || kind != GmmReduction::Gradients)
     {
         let packed: Vec<f32> = match kind {
             GmmReduction::Gradients => {
@@ -740,6 +753,18 @@ fn mixture_gradients_and_sufficient_statistics() {
             &format!("{cov} n {n} k {k} d {d}"),
         );
     }
+    // Enough work that on GL a group's rows of sums are split across two dispatches by the
+    // dispatch budget (docs/gl-context.md): 2,046 rows of 17,000 points for the moments (the
+    // gradients' kernel too), 248 tiles for the centered sums; 192 block pairs of 24,000 points
+    // for the scatter. Elsewhere each is one dispatch.
+    let (n, k, d) = (17_000, 62, 32);
+    let gmm = mixture(&mut rng, k, d, "diag", -2.0, 2.0);
+    let points = rng.vec(n * d, -3.0, 3.0);
+    check_moments_of(gpu, &points, n, d, &gmm, &KINDS[1..3], "split rows");
+    let (n, k, d) = (24_000, 64, 8);
+    let gmm = mixture(&mut rng, k, d, "diag", -2.0, 2.0);
+    let points = rng.vec(n * d, -3.0, 3.0);
+    check_moments_of(gpu, &points, n, d, &gmm, &KINDS[3..], "split scatter");
 }
 
 #[test]

@@ -1166,7 +1166,7 @@ fn f16_logits_give_the_f32_ops_bits() {
 /// the sums carry a scale once they reach 2^64, so the mean comes out finite and within the
 /// bound, and a sum whose true value exceeds f32 comes out as IEEE's infinity. On the default
 /// device and on one with 64 KiB bindings and 2-D grids (other windows and levels), with the same
-/// bits on both. The bound is `reduce`'s plus n·2^-62: scaling by 2^-64 may flush values below
+/// bits on both, and the same bits from the ops with gradients. The bound is `reduce`'s plus n·2^-62: scaling by 2^-64 may flush values below
 /// 2^-62 to zero.
 #[test]
 fn reductions_that_overflow_midway() {
@@ -1219,6 +1219,11 @@ fn reductions_that_overflow_midway() {
             .collect();
         check_all(&got[0], &truth, &format!("bce {reduction:?}"));
         assert_eq!(bits(&got[0]), bits(&got[1]), "bce {reduction:?}: devices");
+        // The loss of the op with its gradient is the forward's, bit for bit.
+        let (loss, _) = gpu()
+            .binary_cross_entropy_with_logits_with_grad(&x, &y, rows, cols, &o)
+            .unwrap();
+        assert_eq!(bits(&loss), bits(&got[0]), "bce {reduction:?} with grad");
         check_all(
             &logdomain::reference::likelihood::binary_cross_entropy_with_logits(
                 &x, &y, rows, cols, &o,
@@ -1260,6 +1265,12 @@ fn reductions_that_overflow_midway() {
             .collect();
         check_all(&got[0], &truth, &format!("gaussian {reduction:?}"));
         assert_eq!(bits(&got[0]), bits(&got[1]), "gaussian: devices");
+        let (loss, _, _) = gpu().gaussian_nll_with_grad(&gx, &gy, &var, &go).unwrap();
+        assert_eq!(
+            bits(&loss),
+            bits(&got[0]),
+            "gaussian {reduction:?} with grad"
+        );
         let po = PoissonNll {
             reduction,
             ..Default::default()
@@ -1274,6 +1285,12 @@ fn reductions_that_overflow_midway() {
             .collect();
         check_all(&got[0], &truth, &format!("poisson {reduction:?}"));
         assert_eq!(bits(&got[0]), bits(&got[1]), "poisson: devices");
+        let (loss, _) = gpu().poisson_nll_with_grad(&px, &py, &po).unwrap();
+        assert_eq!(
+            bits(&loss),
+            bits(&got[0]),
+            "poisson {reduction:?} with grad"
+        );
     }
     // Cross-entropy: rows [5e37, −5e37, small…] with the target on −5e37 lose 1e38 each; with
     // class weights of 3 a weighted term is 3e38. Then weights of 1e37 on ordinary rows: the
@@ -1323,6 +1340,10 @@ fn reductions_that_overflow_midway() {
                 bits(&got[1]),
                 "cross_entropy {what}: devices"
             );
+            let (loss, _) = gpu()
+                .cross_entropy_with_grad(x, rows, classes, &targets, &o)
+                .unwrap();
+            assert_eq!(bits(&loss), bits(&got[0]), "cross_entropy {what} with grad");
         }
     }
     // log_prod: a term is at least ln(2^-149) ≈ −103.3 and at most ln(f32::MAX) ≈ 88.7, so no
