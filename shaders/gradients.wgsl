@@ -30,8 +30,8 @@ const OP_POISSON_D: u32 = 13u;
 const OP_RESP: u32 = 14u;
 
 // Bits of LlParams.mode for the fused cross-entropy.
-const MODE_IN_PLACE: u32 = 64u;
-const MODE_MEAN: u32 = 128u;
+const MODE_IN_PLACE: u32 = 2048u;
+const MODE_MEAN: u32 = 4096u;
 
 const NO_SLOT: u32 = 0xffffffffu;
 

@@ -5,7 +5,8 @@
 // gmm.wgsl and gradients.wgsl, which use its bindings.
 //
 // Entry points are specialised by override constants (OP values: 0-4 here, 5-14 in
-// gradients.wgsl, 16-19 in transform.wgsl, 20-22 in masked.wgsl, 23-24 in weighted.wgsl):
+// gradients.wgsl, 16-19 in transform.wgsl, 20-22 in masked.wgsl, 23-24 in weighted.wgsl; every
+// OP, MODE and FINISH code of the module is in src/codes.rs, checked against this WGSL):
 //   OP      which per-element value `elementwise` computes (OP_* below);
 //   REDUCE  0: write one value per element (per row for `categorical`);
 //           1: write one partial sum per chunk of CHUNK elements (per row for `categorical`);

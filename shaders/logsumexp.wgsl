@@ -33,6 +33,8 @@ override ROW_COLS: u32 = 0u;
 const WG_MAX: u32 = 256u;
 const OP_LOGSUMEXP: u32 = 0u;
 const OP_SOFTMAX: u32 = 1u;
+// log_softmax: what the entry points do when OP is neither of the others.
+const OP_LOG_SOFTMAX: u32 = 2u;
 // Two values per row, (m, log1p(s)): `RowFn::LogsumexpParts`.
 const OP_LSE_PARTS: u32 = 3u;
 

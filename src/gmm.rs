@@ -8,12 +8,15 @@
 //! log-sum-exp family reduces each row ([`crate::RowFn::Logsumexp`] or
 //! [`crate::RowFn::LogSoftmax`]). CPU mirror: [`crate::reference::gmm`].
 
+use crate::codes::{
+    FINISH_SECOND, FINISH_SUM, MODE_FUSED_RESP, MODE_FUSED_SCORE, MODE_GMM_CENTERED,
+    MODE_GMM_CROSS, MODE_GMM_GRAD, MODE_TRIANGULAR, OP_RESP, OP_SUM_G,
+};
 use crate::error::Error;
 use crate::gpu::{Gpu, PipelineKey, Values};
 use crate::likelihood::{
-    Bind, CHUNK, FINISH_SECOND, FINISH_SUM, LL_WG, LlPass, MODE_TRIANGULAR, Program, Src, Step,
-    elementwise_passes, groups_for, grow_scratch, input_bytes, key, key_reading, limit,
-    reduce_passes, reduce_passes_from, usable,
+    Bind, CHUNK, LL_WG, LlPass, Program, Src, Step, elementwise_passes, groups_for, grow_scratch,
+    input_bytes, key, key_reading, limit, reduce_passes, reduce_passes_from, usable,
 };
 use crate::logsumexp::{
     Caps, InputFormat, RowFn, RowOp, RowsLayout, Strategy, Window, u32_of, window as window_of,
@@ -63,8 +66,6 @@ const LANE_BUDGET: u64 = 16_000;
 const GMM_SCORE_TILE: u64 = 4;
 const GMM_TILE_DIMS: u64 = 16;
 /// Mode bits of `shaders/gmm.wgsl`: the kernel writes the scores / responsibilities itself.
-const MODE_FUSED_SCORE: u32 = 64;
-const MODE_FUSED_RESP: u32 = 128;
 /// Most components the fused responsibilities kernel holds (`GMM_FUSED_K`).
 const GMM_FUSED_K: u64 = 64;
 
@@ -795,15 +796,10 @@ impl GmmCenteredStats {
     }
 }
 
-const MODE_GMM_GRAD: u32 = 256;
-const MODE_GMM_CENTERED: u32 = 512;
-const MODE_GMM_CROSS: u32 = 1024;
 /// Dimensions per invocation of `gmm_moments_tiled` (`TILE` in shaders/gmm.wgsl).
 const MOMENT_TILE: u64 = 8;
 /// Dimensions per block of `gmm_scatter_tiled` (`BLOCK` in shaders/gmm.wgsl).
 const SCATTER_BLOCK: u64 = 4;
-const OP_SUM_G: u32 = 5;
-const OP_RESP: u32 = 14;
 
 /// Sums over the points of a diagonal Gaussian mixture, reduced on the GPU: the gradient of the
 /// total log-likelihood, or the sufficient statistics of an EM step — one recording, no

@@ -14,24 +14,21 @@
 //! [`crate::Gpu::logsumexp_backward`] and the others are blocking conveniences. Kernels:
 //! `shaders/gradients.wgsl`; CPU mirror: [`crate::reference::gradients`].
 
+use crate::codes::{
+    FINISH_SUM, FINISH_WEIGHT, MODE_IN_PLACE, MODE_MEAN, MODE_WEIGHTED, OP_BCE_D, OP_GAUSS_DV,
+    OP_GAUSS_DX, OP_LSE_BWD, OP_LSM_BWD, OP_POISSON_D, OP_SM_BWD, OP_SUM_G, OP_SUM_GP,
+};
 use crate::error::Error;
 use crate::gpu::{Family, Gpu};
 use crate::likelihood::{
-    Bce, Bind, CHUNK, CrossEntropy, ElementwiseLoss, FINISH_SUM, FINISH_WEIGHT, GaussianNll,
-    InputSpec, LlPass, Loss, MODE_WEIGHTED, PoissonNll, Program, Reduction, Src, Step,
-    binary_cross_entropy_with_logits_spec, categorical_passes, check_categorical,
-    check_categorical_inputs, check_len, elementwise_passes, elems, finish_of, gaussian_nll_spec,
-    groups_for, grow_scratch, key, limit, parts_step, poisson_nll_spec, reduce_passes,
-    reduce_passes_from, smooth_sum_passes, targets_i32,
+    Bce, Bind, CHUNK, CrossEntropy, ElementwiseLoss, GaussianNll, InputSpec, LlPass, Loss,
+    PoissonNll, Program, Reduction, Src, Step, binary_cross_entropy_with_logits_spec,
+    categorical_passes, check_categorical, check_categorical_inputs, check_len, elementwise_passes,
+    elems, finish_of, gaussian_nll_spec, groups_for, grow_scratch, key, limit, parts_step,
+    poisson_nll_spec, reduce_passes, reduce_passes_from, smooth_sum_passes, targets_i32,
 };
 use crate::logsumexp::{Caps, InputFormat, RowFn, Window};
 use crate::shaders::{LlParams, PARTIAL_BYTES};
-
-const OP_SUM_G: u32 = 5;
-const OP_SUM_GP: u32 = 6;
-const OP_LSE_BWD: u32 = 7;
-const OP_LSM_BWD: u32 = 8;
-const OP_SM_BWD: u32 = 9;
 
 /// An encoder-level backward of a log-sum-exp family function, prepared for `rows × cols`.
 /// Inputs (f32, from byte 0, `BufferUsages::STORAGE`), as [`BackwardOp::inputs`] lists them:
@@ -285,13 +282,6 @@ impl Gpu {
         )
     }
 }
-
-const OP_GAUSS_DX: u32 = 10;
-const OP_GAUSS_DV: u32 = 11;
-const OP_BCE_D: u32 = 12;
-const OP_POISSON_D: u32 = 13;
-const MODE_IN_PLACE: u32 = 64;
-const MODE_MEAN: u32 = 128;
 
 /// Checks that the buffers an op writes are distinct from each other and from those it reads
 /// (wgpu rejects a buffer bound for reading and writing in one dispatch).

@@ -12,6 +12,10 @@
 //! fixed by the shape, so the same input gives the same bits on a device.
 //! Kernels: `shaders/likelihood.wgsl`; CPU mirror: [`crate::reference::likelihood`].
 
+use crate::codes::{
+    FINISH_MEAN_COUNT, FINISH_MEAN_WEIGHT, FINISH_PARTIAL, FINISH_SUM, MODE_FULL, MODE_LOG_INPUT,
+    MODE_NLL, MODE_SHARED_C, MODE_WEIGHTED, OP_BCE, OP_GAUSSIAN, OP_LN, OP_POISSON, OP_SMOOTH,
+};
 use crate::error::Error;
 use crate::gpu::{Dispatch, Family, GlLock, Gpu, PassRecord, PipelineKey, Values};
 use crate::logsumexp::{
@@ -131,23 +135,6 @@ pub enum Loss {
 }
 
 // Element-wise ops of shaders/likelihood.wgsl.
-const OP_GAUSSIAN: u32 = 0;
-const OP_BCE: u32 = 1;
-const OP_POISSON: u32 = 2;
-const OP_LN: u32 = 3;
-const OP_SMOOTH: u32 = 4;
-const MODE_FULL: u32 = 1;
-const MODE_LOG_INPUT: u32 = 2;
-const MODE_SHARED_C: u32 = 4;
-pub(crate) const MODE_WEIGHTED: u32 = 8;
-const MODE_NLL: u32 = 16;
-pub(crate) const MODE_TRIANGULAR: u32 = 32;
-const FINISH_PARTIAL: u32 = 0;
-pub(crate) const FINISH_SUM: u32 = 1;
-const FINISH_MEAN_WEIGHT: u32 = 2;
-const FINISH_MEAN_COUNT: u32 = 3;
-pub(crate) const FINISH_WEIGHT: u32 = 4;
-pub(crate) const FINISH_SECOND: u32 = 5;
 /// Values per chunk and partials per reduction step (`CHUNK` in the WGSL).
 pub(crate) const CHUNK: u64 = 64;
 pub(crate) const LL_WG: u32 = 64;

@@ -33,10 +33,10 @@ pub enum RowFn {
 impl RowFn {
     fn op_code(self) -> u32 {
         match self {
-            RowFn::Logsumexp => 0,
-            RowFn::Softmax => 1,
-            RowFn::LogSoftmax => 2,
-            RowFn::LogsumexpParts => 3,
+            RowFn::Logsumexp => crate::codes::OP_LOGSUMEXP,
+            RowFn::Softmax => crate::codes::OP_SOFTMAX,
+            RowFn::LogSoftmax => crate::codes::OP_LOG_SOFTMAX,
+            RowFn::LogsumexpParts => crate::codes::OP_LSE_PARTS,
         }
     }
 

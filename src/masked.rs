@@ -11,6 +11,7 @@
 //! `rows × cols` buffer more than the unmasked op. Kernels: `shaders/masked.wgsl`; CPU mirror:
 //! [`crate::reference::masked`].
 
+use crate::codes::{OP_MASK_APPLY, OP_MASK_LSM, OP_MASK_SOFTMAX};
 use crate::error::Error;
 use crate::gpu::Gpu;
 use crate::likelihood::{
@@ -18,10 +19,6 @@ use crate::likelihood::{
 };
 use crate::logsumexp::{Caps, RowFn, RowOp, RowsLayout, Strategy};
 use crate::shaders::LlParams;
-
-const OP_MASK_APPLY: u32 = 20;
-const OP_MASK_SOFTMAX: u32 = 21;
-const OP_MASK_LSM: u32 = 22;
 
 /// Packs a mask (true = the entry takes part) 32 entries a word: entry `g` (row-major) at bit
 /// `g % 32` of word `g / 32`.

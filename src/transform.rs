@@ -8,6 +8,7 @@
 //! made once: recording it every frame allocates no buffer. Kernels: `shaders/transform.wgsl`;
 //! CPU mirror: [`crate::reference::transform`].
 
+use crate::codes::{FINISH_MEAN_COUNT, OP_LOG_DELTA, OP_LOG_LN, OP_LOG_LOG1P, OP_LOG_LOG10};
 use crate::error::Error;
 use crate::gpu::Gpu;
 use crate::likelihood::{
@@ -86,12 +87,6 @@ impl DataLayout {
         elems(self.rows, self.cols).map(drop)
     }
 }
-
-const OP_LOG_LN: u32 = 16;
-const OP_LOG_LOG10: u32 = 17;
-const OP_LOG_LOG1P: u32 = 18;
-const OP_LOG_DELTA: u32 = 19;
-const FINISH_MEAN_COUNT: u32 = 3;
 
 /// What a [`LogOp`] computes.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -7,18 +7,15 @@
 //! allows, about `depth·u·(P + N)/|P − N|` relative. Kernels: `shaders/weighted.wgsl`; CPU
 //! mirror: [`crate::reference::weighted`].
 
+use crate::codes::{FINISH_PARTIAL, MODE_WEIGHTED, OP_W_SUBST, OP_W_TERMS};
 use crate::error::Error;
 use crate::gpu::Gpu;
 use crate::likelihood::{
-    Bind, CHUNK, LlPass, MODE_WEIGHTED, Program, Src, Step, check_len, elementwise_passes, elems,
-    groups_for, grow_scratch, key, limit, parts_step, reduce_passes_from,
+    Bind, CHUNK, LlPass, Program, Src, Step, check_len, elementwise_passes, elems, groups_for,
+    grow_scratch, key, limit, parts_step, reduce_passes_from,
 };
 use crate::logsumexp::{Caps, InputFormat, u32_of};
 use crate::shaders::{LlParams, PARTIAL_BYTES};
-
-const OP_W_SUBST: u32 = 23;
-const OP_W_TERMS: u32 = 24;
-const FINISH_PARTIAL: u32 = 0;
 
 /// An encoder-level weighted log-sum-exp with signs over `rows × cols`, the weights one per
 /// element or one per column. The output gets `rows` logs then `rows` signs.
