@@ -3,10 +3,10 @@
 //! words), so that an op's GB/s can be read as a fraction of what this adapter can read.
 //! Kernel: `shaders/bandwidth.wgsl`; CPU mirror: [`crate::reference::bandwidth`].
 
+use crate::engine::geometry::{Caps, u32_of};
 use crate::error::Error;
 use crate::gpu::{Family, Gpu, PipelineKey};
 use crate::likelihood::{Bind, LlPass, Program, Src, Step, groups_for, key, limit};
-use crate::logsumexp::{Caps, u32_of};
 use crate::shaders::LlParams;
 
 /// Invocations of the probe: enough to fill a large GPU (132 multiprocessors × 2048), few

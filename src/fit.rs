@@ -848,7 +848,9 @@ fn batch_points(gpu: &Gpu, k: usize, d: usize, t: CovarianceType) -> Result<usiz
     let by_points = binding / (d * 4);
     // On GL, an E-step's sums of one batch are a dispatch within the budget of
     // `Caps::dispatch_work` (unbounded elsewhere): k rows of d + 1 + pairs sums a point.
-    let by_work = crate::logsumexp::Caps::of(gpu).per_dispatch(rows).max(64);
+    let by_work = crate::engine::geometry::Caps::of(gpu)
+        .per_dispatch(rows)
+        .max(64);
     let per = by_partials.min(by_joint).min(by_points).min(by_work) / 64 * 64;
     if per == 0 {
         return Err(Error::Limit(format!(

@@ -12,16 +12,16 @@ use crate::codes::{
     FINISH_SECOND, FINISH_SUM, MODE_FUSED_RESP, MODE_FUSED_SCORE, MODE_GMM_CENTERED,
     MODE_GMM_CROSS, MODE_GMM_GRAD, MODE_TRIANGULAR, OP_RESP, OP_SUM_G,
 };
+use crate::engine::geometry::{
+    Caps, LANE_BUDGET, MAX_GROUPS, Window, u32_of, window as window_of, window_of as entries_window,
+};
 use crate::error::Error;
 use crate::gpu::{Gpu, PipelineKey, Values};
 use crate::likelihood::{
     Bind, CHUNK, LL_WG, LlPass, Program, Src, Step, elementwise_passes, groups_for, grow_scratch,
     input_bytes, key, key_reading, limit, reduce_passes, reduce_passes_from, usable,
 };
-use crate::logsumexp::{
-    Caps, InputFormat, RowFn, RowOp, RowsLayout, Strategy, Window, u32_of, window as window_of,
-    window_of as entries_window,
-};
+use crate::logsumexp::{InputFormat, RowFn, RowOp, RowsLayout, Strategy};
 use crate::shaders::GMM_UNIFORM_BYTES;
 use crate::shaders::{LlParams, PARTIAL_BYTES};
 
@@ -58,9 +58,6 @@ pub enum GmmOutput {
     LogResponsibilities,
 }
 
-/// Per-component iterations one invocation may spend (llvmpipe ends an invocation's loops after
-/// 65,535 iterations in all; see the README).
-const LANE_BUDGET: u64 = 16_000;
 /// Points per invocation of `gmm_score_tiled`, and the most dimensions it takes (the WGSL's
 /// GMM_SCORE_TILE and GMM_TILE_DIMS).
 const GMM_SCORE_TILE: u64 = 4;
@@ -303,7 +300,7 @@ fn joint_passes(
         let blocks = count.div_ceil(kb);
         let p_max = (usable / (d * 4))
             .min(usable / (k * 4))
-            .min((1u64 << 22) * u64::from(LL_WG) / blocks)
+            .min(MAX_GROUPS * u64::from(LL_WG) / blocks)
             .min(caps.per_dispatch(count * packed.per_component + d))
             .max(1);
         let mut p0 = 0;

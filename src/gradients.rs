@@ -18,6 +18,7 @@ use crate::codes::{
     FINISH_SUM, FINISH_WEIGHT, MODE_IN_PLACE, MODE_MEAN, MODE_WEIGHTED, OP_BCE_D, OP_GAUSS_DV,
     OP_GAUSS_DX, OP_LSE_BWD, OP_LSM_BWD, OP_POISSON_D, OP_SM_BWD, OP_SUM_G, OP_SUM_GP,
 };
+use crate::engine::geometry::{Caps, Window};
 use crate::error::Error;
 use crate::gpu::{Family, Gpu};
 use crate::likelihood::{
@@ -27,7 +28,7 @@ use crate::likelihood::{
     elems, finish_of, gaussian_nll_spec, groups_for, grow_scratch, key, limit, parts_step,
     poisson_nll_spec, reduce_passes, reduce_passes_from, smooth_sum_passes, targets_i32,
 };
-use crate::logsumexp::{Caps, InputFormat, RowFn, Window};
+use crate::logsumexp::{InputFormat, RowFn};
 use crate::shaders::{LlParams, PARTIAL_BYTES};
 
 /// An encoder-level backward of a log-sum-exp family function, prepared for `rows × cols`.
@@ -373,7 +374,7 @@ impl CrossEntropyGradOp {
         let caps = Caps::of(gpu);
         let n = elems(rows, classes)?;
         let (r, c) = (rows as u64, classes as u64);
-        let u = |v: u64, what: &str| crate::logsumexp::u32_of(v, what);
+        let u = |v: u64, what: &str| crate::engine::geometry::u32_of(v, what);
         let eps = o.label_smoothing;
         let smoothing = eps > 0.0;
         let weighted = o.weight.is_some();

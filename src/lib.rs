@@ -32,6 +32,7 @@ struct ReadmeDoctests;
 
 pub mod bandwidth;
 mod codes;
+mod engine;
 mod error;
 pub mod fit;
 pub mod gmm;

@@ -16,12 +16,12 @@ use crate::codes::{
     FINISH_MEAN_COUNT, FINISH_MEAN_WEIGHT, FINISH_PARTIAL, FINISH_SUM, MODE_FULL, MODE_LOG_INPUT,
     MODE_NLL, MODE_SHARED_C, MODE_WEIGHTED, OP_BCE, OP_GAUSSIAN, OP_LN, OP_POISSON, OP_SMOOTH,
 };
+use crate::engine::geometry::{
+    Caps, MAX_GROUPS, WORK_UNIT, Window, fold_groups, usable_binding, window, window_of,
+};
 use crate::error::Error;
 use crate::gpu::{Dispatch, Family, GlLock, Gpu, PassRecord, PipelineKey, Values};
-use crate::logsumexp::{
-    Caps, InputFormat, RowFn, RowOp, RowsLayout, Strategy, WORK_UNIT, Window, fold_groups, window,
-    window_of,
-};
+use crate::logsumexp::{InputFormat, RowFn, RowOp, RowsLayout, Strategy};
 use crate::shaders::{LlParams, PARTIAL_BYTES};
 
 /// How per-sample values are reduced over the batch, as PyTorch's `reduction` argument.
@@ -138,7 +138,6 @@ pub enum Loss {
 /// Values per chunk and partials per reduction step (`CHUNK` in the WGSL).
 pub(crate) const CHUNK: u64 = 64;
 pub(crate) const LL_WG: u32 = 64;
-const MAX_GROUPS: u64 = 1 << 22;
 
 /// A buffer a pass binds: one of the caller's, or one the op owns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -565,15 +564,9 @@ pub(crate) fn limit(what: &str, bytes: u64, caps: &Caps) -> Result<(), Error> {
     Ok(())
 }
 
+/// The usable binding of a likelihood pass: at least a chunk past the alignment slack.
 pub(crate) fn usable(caps: &Caps) -> Result<u64, Error> {
-    let slack = caps.storage_align - 4;
-    if caps.max_binding <= slack + CHUNK * 4 {
-        return Err(Error::Limit(format!(
-            "max_storage_buffer_binding_size is {}",
-            caps.max_binding
-        )));
-    }
-    Ok(caps.max_binding - slack)
+    usable_binding(caps, CHUNK * 4)
 }
 
 pub(crate) fn groups_for(invocations: u64) -> Result<u64, Error> {
@@ -647,7 +640,7 @@ pub(crate) fn elementwise_passes_at(
             }
         }
     }
-    let cols32 = crate::logsumexp::u32_of(cols, "cols")?;
+    let cols32 = crate::engine::geometry::u32_of(cols, "cols")?;
     // f16 entries (IN_F16) in binding a, which is then the only per-element binding; the
     // geometry (chunks, windows of rows) stays that of f32, so the sums are the same.
     let entry = if key.in_f16 { 2 } else { 4 };
@@ -676,12 +669,12 @@ pub(crate) fn elementwise_passes_at(
             cols: cols32,
             col0: c0 as u32,
             col1: c1 as u32,
-            row0: crate::logsumexp::u32_of(r0, "rows")?,
-            slots: crate::logsumexp::u32_of(cols.div_ceil(CHUNK), "chunks")?,
+            row0: crate::engine::geometry::u32_of(r0, "rows")?,
+            slots: crate::engine::geometry::u32_of(cols.div_ceil(CHUNK), "chunks")?,
             k: if pitch == cols {
                 base.k
             } else {
-                crate::logsumexp::u32_of(pitch, "row pitch")?
+                crate::engine::geometry::u32_of(pitch, "row pitch")?
             },
             ..base
         };
@@ -790,8 +783,8 @@ pub(crate) fn reduce_passes_from(
         passes.push(LlPass {
             key: key("reduce", 0, 0),
             params: LlParams {
-                rows: crate::logsumexp::u32_of(rows, "rows")?,
-                len_in: crate::logsumexp::u32_of(len_in, "partials")?,
+                rows: crate::engine::geometry::u32_of(rows, "rows")?,
+                len_in: crate::engine::geometry::u32_of(len_in, "partials")?,
                 slots: len_out as u32,
                 finish: finish_here,
                 count,
@@ -859,7 +852,7 @@ pub(crate) fn categorical_passes(
 ) -> Result<Vec<LlPass>, Error> {
     let entry = format.bytes();
     let usable = usable(caps)?;
-    let u = |v: u64, what: &str| crate::logsumexp::u32_of(v, what);
+    let u = |v: u64, what: &str| crate::engine::geometry::u32_of(v, what);
     let c = classes;
     if c * 4 > usable {
         return Err(Error::Limit(format!(
@@ -950,7 +943,7 @@ pub(crate) fn smooth_sum_passes(
     format: InputFormat,
     caps: &Caps,
 ) -> Result<(Vec<LlPass>, [u64; 2]), Error> {
-    let u = |v: u64, what: &str| crate::logsumexp::u32_of(v, what);
+    let u = |v: u64, what: &str| crate::engine::geometry::u32_of(v, what);
     let base = LlParams {
         mode,
         b_off: u(parts_off, "rows")?,
@@ -1287,7 +1280,7 @@ impl LossOp {
             data.extend_from_slice(bytemuck::cast_slice(w));
         }
         limit("class weights and per-row values", aux_words * 4, &caps)?;
-        let u = |v: u64, what: &str| crate::logsumexp::u32_of(v, what);
+        let u = |v: u64, what: &str| crate::engine::geometry::u32_of(v, what);
         let mut steps = Vec::new();
         let mut scratch = [0u64; 2];
         let ignore = i32::try_from(o.ignore_index).unwrap_or(i32::MIN);

@@ -10,6 +10,10 @@
 //! strategy computes the same monoid (`shaders/common.wgsl`, mirrored in
 //! [`crate::reference::logsumexp`]) and meets the same accuracy contract.
 
+use crate::engine::geometry::{
+    Caps, LANE_MAX, MAX_GROUPS, WORK_UNIT, Window, fold_groups, shape_err, u32_of, usable_binding,
+    window, window_of,
+};
 use crate::error::Error;
 use crate::gpu::{Dispatch, GlLock, Gpu, PassRecord, PipelineKey};
 use crate::shaders::{Params, STATE_BYTES};
@@ -171,68 +175,6 @@ impl RowsLayout {
     }
 }
 
-/// What the planner needs to know of a device.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Caps {
-    pub max_binding: u64,
-    pub storage_align: u64,
-    pub max_wg: u32,
-    pub subgroup: bool,
-    pub subgroup_min: u32,
-    pub subgroup_max: u32,
-    pub cpu: bool,
-    /// The most work one dispatch may carry, in [`WORK_UNIT`]s: [`GL_DISPATCH_WORK`] on GL,
-    /// unbounded elsewhere. See [`Caps::per_dispatch`].
-    pub dispatch_work: u64,
-}
-
-/// The cost of one entry of a row op or an element-wise loss pass (a load, an `exp`, a store),
-/// in the units of [`Caps::dispatch_work`]; one unit is about one multiply-add of the mixture
-/// kernels. On llvmpipe (Mesa 22.3, 2 cores, release build) log-sum-exp reads 1.46 G entries/s
-/// and log_softmax 0.6 G/s (4096 × 4096), the mixture score does 1.7 G multiply-adds/s.
-pub(crate) const WORK_UNIT: u64 = 2;
-
-/// The work budget of one dispatch on GL: 2^26 units, some 40 ms on llvmpipe on 2 idle cores
-/// (docs/gl-context.md). wgpu-hal's GL backend holds the context lock for a whole
-/// `Queue::submit` (llvmpipe runs each dispatch to completion inside it) and any other thread
-/// that waits 6 s for that lock panics; the blocking calls submit one dispatch at a time on GL,
-/// so this bounds how long they hold it, with a wide margin for a loaded machine.
-pub(crate) const GL_DISPATCH_WORK: u64 = 1 << 26;
-
-impl Caps {
-    /// How many items of `work` units each one dispatch may take (at least one).
-    pub fn per_dispatch(&self, work: u64) -> u64 {
-        (self.dispatch_work / work.max(1)).max(1)
-    }
-
-    pub fn of(gpu: &Gpu) -> Caps {
-        let l = &gpu.limits;
-        Caps {
-            max_binding: l.max_storage_buffer_binding_size.min(l.max_buffer_size),
-            storage_align: u64::from(l.min_storage_buffer_offset_alignment).max(4),
-            max_wg: l
-                .max_compute_invocations_per_workgroup
-                .min(l.max_compute_workgroup_size_x),
-            subgroup: gpu.has_subgroups(),
-            subgroup_min: gpu.info().subgroup_sizes.0.max(1),
-            subgroup_max: gpu.info().subgroup_sizes.1.max(1),
-            cpu: gpu.info().device_type == wgpu::DeviceType::Cpu,
-            dispatch_work: if gpu.bounded_submits() {
-                GL_DISPATCH_WORK
-            } else {
-                u64::MAX
-            },
-        }
-    }
-}
-
-/// A byte range of a caller's buffer, bound as one storage binding.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Window {
-    pub offset: u64,
-    pub size: u64,
-}
-
 #[derive(Clone, Debug)]
 pub(crate) struct Pass {
     pub entry: &'static str,
@@ -258,48 +200,12 @@ pub(crate) struct Plan {
 
 /// The largest workgroup any kernel uses (`WG_MAX` in `shaders/logsumexp.wgsl`).
 pub(crate) const WG_MAX: u32 = 256;
-/// llvmpipe and lavapipe (Mesa's gallivm) end every loop of an invocation once the invocation
-/// has run 65,535 loop iterations in all, silently. So no invocation walks more than LANE_MAX
-/// entries (read, then written again by softmax / log_softmax), nor more than one grid-stride
-/// round: rows per dispatch are capped to fit MAX_GROUPS workgroups.
-const LANE_MAX: u64 = 16_384;
 /// Rows up to this long get thread-per-row pipelines specialised for their length (the
 /// `ROW_COLS` override).
 const ROW_COLS_MAX: usize = 64;
 const FILL_WG: u32 = 64;
-/// Cap on workgroups per dispatch; kernels loop over the rest (grid-stride), and
-/// groups × WG stays below 2^32.
-const MAX_GROUPS: u64 = 1 << 22;
-
-fn shape_err(what: &str) -> Error {
-    Error::Shape(format!("{what} overflows the addressable range"))
-}
-
 fn mul(a: u64, b: u64) -> Result<u64, Error> {
     a.checked_mul(b).ok_or_else(|| shape_err("rows × stride"))
-}
-
-pub(crate) fn u32_of(v: u64, what: &str) -> Result<u32, Error> {
-    u32::try_from(v).map_err(|_| shape_err(what))
-}
-
-/// A window over `[first, first + bytes)` starting at the alignment boundary below `first`;
-/// returns the window and the element offset of `first` inside it.
-pub(crate) fn window(first: u64, bytes: u64, align: u64) -> (Window, u32) {
-    window_of(first, bytes, align, 4)
-}
-
-/// [`window`] for entries of `entry` bytes: the binding from the aligned start, its size rounded
-/// up to whole 4-byte words, and the first entry's index in it.
-pub(crate) fn window_of(first: u64, bytes: u64, align: u64, entry: u64) -> (Window, u32) {
-    let start = first - first % align;
-    (
-        Window {
-            offset: start,
-            size: (first - start + bytes).next_multiple_of(4),
-        },
-        ((first - start) / entry) as u32,
-    )
 }
 
 /// The vec4 pipelines are specialised for the row length (the `ROW_COLS` override: constant trip
@@ -615,14 +521,7 @@ pub(crate) fn plan(
     if rows == 0 || out_cols == 0 {
         return Ok(plan);
     }
-    let slack = caps.storage_align - 4;
-    if caps.max_binding <= slack + 64 {
-        return Err(Error::Limit(format!(
-            "max_storage_buffer_binding_size is {}",
-            caps.max_binding
-        )));
-    }
-    let usable = caps.max_binding - slack;
+    let usable = usable_binding(caps, 64)?;
     let vec4_ok = vec4_fits(l, caps);
     let thread_vec4_ok = vec4_ok || vec4_f16_fits(l, caps);
     let strategy = match strategy {
@@ -1317,17 +1216,6 @@ impl RowOp {
             None,
         )))
     }
-}
-
-/// Splits a workgroup count into a 2-D grid (x ≤ max per dimension); kernels recover the linear
-/// index as x + y · num_workgroups.x and loop over anything beyond the cap.
-pub(crate) fn fold_groups(groups: u64, max_per_dim: u32) -> (u32, u32) {
-    let groups = groups.clamp(
-        1,
-        MAX_GROUPS.min(u64::from(max_per_dim) * u64::from(max_per_dim)),
-    );
-    let x = groups.min(u64::from(max_per_dim));
-    (x as u32, groups.div_ceil(x) as u32)
 }
 
 #[cfg(test)]

@@ -12,12 +12,13 @@
 //! [`crate::reference::masked`].
 
 use crate::codes::{OP_MASK_APPLY, OP_MASK_LSM, OP_MASK_SOFTMAX};
+use crate::engine::geometry::Caps;
 use crate::error::Error;
 use crate::gpu::Gpu;
 use crate::likelihood::{
     Bind, Program, Src, Step, check_len, elementwise_passes, elems, key, limit,
 };
-use crate::logsumexp::{Caps, RowFn, RowOp, RowsLayout, Strategy};
+use crate::logsumexp::{RowFn, RowOp, RowsLayout, Strategy};
 use crate::shaders::LlParams;
 
 /// Packs a mask (true = the entry takes part) 32 entries a word: entry `g` (row-major) at bit

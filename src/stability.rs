@@ -11,12 +11,13 @@
 //! [`crate::Gpu::softmax`]) add `log1p`, an accurate `exp`, special values from bits and
 //! pairwise/tree combination. Kernels: `shaders/stability.wgsl`.
 
+use crate::engine::geometry::{Caps, u32_of};
 use crate::error::Error;
 use crate::gpu::Gpu;
 use crate::likelihood::{
     Bind, LlPass, Program, Src, Step, check_len, elems, groups_for, key, limit,
 };
-use crate::logsumexp::{Caps, RowFn, u32_of};
+use crate::logsumexp::RowFn;
 use crate::shaders::LlParams;
 
 /// A textbook formula.

@@ -9,12 +9,12 @@
 //! CPU mirror: [`crate::reference::transform`].
 
 use crate::codes::{FINISH_MEAN_COUNT, OP_LOG_DELTA, OP_LOG_LN, OP_LOG_LOG1P, OP_LOG_LOG10};
+use crate::engine::geometry::Caps;
 use crate::error::Error;
 use crate::gpu::Gpu;
 use crate::likelihood::{
     Bind, CHUNK, Program, Src, Step, elementwise_passes_at, elems, key, reduce_passes,
 };
-use crate::logsumexp::Caps;
 use crate::shaders::LlParams;
 
 /// A log transform.

@@ -8,13 +8,14 @@
 //! mirror: [`crate::reference::weighted`].
 
 use crate::codes::{FINISH_PARTIAL, MODE_WEIGHTED, OP_W_SUBST, OP_W_TERMS};
+use crate::engine::geometry::{Caps, u32_of};
 use crate::error::Error;
 use crate::gpu::Gpu;
 use crate::likelihood::{
     Bind, CHUNK, LlPass, Program, Src, Step, check_len, elementwise_passes, elems, groups_for,
     grow_scratch, key, limit, parts_step, reduce_passes_from,
 };
-use crate::logsumexp::{Caps, InputFormat, u32_of};
+use crate::logsumexp::InputFormat;
 use crate::shaders::{LlParams, PARTIAL_BYTES};
 
 /// An encoder-level weighted log-sum-exp with signs over `rows × cols`, the weights one per
@@ -121,7 +122,7 @@ impl WeightedLseOp {
                     Bind::whole(Src::Aux),
                     Bind {
                         src: Src::Output,
-                        window: Some(crate::logsumexp::Window {
+                        window: Some(crate::engine::geometry::Window {
                             offset: 0,
                             size: r * 8,
                         }),
