@@ -1,4 +1,4 @@
-"""Turns the output of `cargo bench --bench logsumexp` (or `--bench likelihood`) into the README's
+"""Turns the output of `cargo bench --bench logsumexp` (or `--bench likelihood`) into docs/performance.md's
 table.
 
     WGPU_BACKEND=vulkan cargo bench --bench logsumexp | tee bench-vulkan.log

@@ -625,7 +625,7 @@ impl Gpu {
                 // terminates (`shaders::LOOP_FORMS`, held by the `every_loop_has_an_audited_form`
                 // test), and the host validates the parameters the bounds come from. Bounds
                 // checks and division checks stay on. The counters cost: 76 -> 65 ms for the
-                // mixture score on lavapipe, 0.37 -> 0.12 ms on an H200 (README).
+                // mixture score on lavapipe, 0.37 -> 0.12 ms on an H200 (docs/performance.md).
                 let checks = wgpu::ShaderRuntimeChecks {
                     force_loop_bounding: false,
                     ..wgpu::ShaderRuntimeChecks::checked()

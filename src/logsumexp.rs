@@ -329,7 +329,7 @@ fn geometry(strategy: Strategy, cols: u64, caps: &Caps) -> (&'static str, u32, u
 /// non-uniform load one by one), so one invocation per row wins wherever a row fits in one
 /// invocation's budget — reading 16-byte words where the layout allows (four entries a load) —
 /// except for softmax / log_softmax writes of long rows of other layouts, where a subgroup's
-/// adjacent lanes store faster. On GPUs (H200 measurements below and in the README), the vec4
+/// adjacent lanes store faster. On GPUs (H200 measurements below and in docs/performance.md), the vec4
 /// kernels where the layout allows them (a subgroup's lanes for short and middling rows, a
 /// workgroup for long ones), the scalar kernels elsewhere, and few long rows split.
 fn auto_strategy(
@@ -377,7 +377,7 @@ fn auto_strategy(
             return split;
         }
     } else if vec4_ok {
-        // Measured on an H200 by GPU timestamps (`examples/strategies.rs`, README), every
+        // Measured on an H200 by GPU timestamps (`examples/strategies.rs`, docs/performance.md), every
         // strategy at 4096², 65,536 × 256, 256 × 65,536, 1,048,576 × 16 and 8192 × 32,000:
         // where the layout allows vec4 words, a subgroup's lanes (4 words a lane, several rows
         // a subgroup when rows are short) up to 1024 entries for softmax / log_softmax
@@ -1304,7 +1304,7 @@ mod tests {
         );
     }
 
-    /// `Auto` on a GPU follows the H200 measurements in the README; on a CPU adapter it avoids
+    /// `Auto` on a GPU follows the H200 measurements in docs/performance.md; on a CPU adapter it avoids
     /// barriers.
     #[test]
     fn auto_choices() {

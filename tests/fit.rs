@@ -266,7 +266,7 @@ fn degenerate_data() {
     }
     // Two tight clusters and five components: some lose (nearly) all their points. (Clusters
     // on one line, (0, 0) and (50, 50), would make the full covariance about their joint mean
-    // singular to within 1e−9 of its scale, beyond what f32 sums resolve: the README's limit.)
+    // singular to within 1e−9 of its scale, beyond what f32 sums resolve: the limit in docs/api.md.)
     let mut rng = Rng(91);
     let mut x = blobs(&mut rng, 200, &[0.0, 0.0, 50.0, 0.0], 2, 1e-3);
     x.extend([50.0f32, 0.0].repeat(20));
