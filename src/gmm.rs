@@ -62,7 +62,6 @@ pub enum GmmOutput {
 /// GMM_SCORE_TILE and GMM_TILE_DIMS).
 const GMM_SCORE_TILE: u64 = 4;
 const GMM_TILE_DIMS: u64 = 16;
-/// Mode bits of `shaders/gmm.wgsl`: the kernel writes the scores / responsibilities itself.
 /// Most components the fused responsibilities kernel holds (`GMM_FUSED_K`).
 const GMM_FUSED_K: u64 = 64;
 

@@ -785,10 +785,7 @@ impl Gpu {
         )?;
         fill(&output, out_len);
         let refs: Vec<&wgpu::Buffer> = buffers.iter().collect();
-        program.check(&refs, &output)?;
-        let passes = program.pass_records(&refs, &output, None)?;
-        self.submit_passes(&mut encoder, &passes)?;
-        drop(passes);
+        self.submit_program(&mut encoder, program, &refs, &output)?;
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::Gpu(e.to_string()));
         }
@@ -817,17 +814,26 @@ impl Gpu {
         let mut blocking = lock(&self.blocking);
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut encoder = self.device.create_command_encoder(&Default::default());
-        program.check(inputs, &output)?;
-        let passes = program.pass_records(inputs, &output, None)?;
-        self.submit_passes(&mut encoder, &passes)?;
-        drop(passes);
+        self.submit_program(&mut encoder, program, inputs, &output)?;
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::Gpu(e.to_string()));
         }
         let out = self.read_back(&mut blocking, &mut encoder, &output, out_len as u64 * 4);
-        drop(encoder);
         self.drop_guarded(output);
         out
+    }
+
+    /// Checks the buffers, then runs every pass of `program` ([`Gpu::submit_passes`]).
+    fn submit_program(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        program: &crate::likelihood::Program,
+        inputs: &[&wgpu::Buffer],
+        output: &wgpu::Buffer,
+    ) -> Result<(), Error> {
+        program.check(inputs, output)?;
+        let passes = program.pass_records(inputs, output, None)?;
+        self.submit_passes(encoder, &passes)
     }
 
     /// The one readback path of the crate: submits `encoder` with a copy of the first `bytes`

@@ -134,7 +134,6 @@ pub enum Loss {
     LogProd,
 }
 
-// Element-wise ops of shaders/likelihood.wgsl.
 /// Values per chunk and partials per reduction step (`CHUNK` in the WGSL).
 pub(crate) const CHUNK: u64 = 64;
 pub(crate) const LL_WG: u32 = 64;

@@ -835,11 +835,7 @@ fn mixture_sums_encoder_level_and_errors() {
 /// binding; and the encoder-level op.
 #[test]
 fn f16_points_give_the_f32_bits() {
-    let (device, queue) = own_device(|l| {
-        l.max_storage_buffer_binding_size = 64 * 1024;
-        l.max_compute_workgroups_per_dimension = 16;
-    });
-    let small = Gpu::from_device(device, queue);
+    let small = small_gpu();
     let mut rng = Rng(1617);
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     for (gpu, kind, n, k, d) in [

@@ -166,6 +166,18 @@ fn poisson_want(x: f32, y: f32, log_input: bool, full: bool, eps: f32) -> Want {
     want(v, bound)
 }
 
+/// Per-row truths of `log_prod`: Σ ln p with the bound (4 + depth(cols)) · u · Σ |ln p|.
+fn log_prod_want(p: &[f32], rows: usize, cols: usize) -> Vec<Want> {
+    (0..rows)
+        .map(|r| {
+            let row = &p[r * cols..(r + 1) * cols];
+            let v: f64 = row.iter().map(|&q| f(q).ln()).sum();
+            let abs: f64 = row.iter().map(|&q| f(q).ln().abs()).sum();
+            want(v, (4.0 + depth(cols)) * U * abs)
+        })
+        .collect()
+}
+
 /// Per-row truths of cross-entropy (or NLL from log-probabilities) with the weights each row
 /// adds to a mean's denominator.
 fn categorical_want(
@@ -653,17 +665,9 @@ fn log_prod_of_many_small_probabilities() {
         (20_000, 3),
     ] {
         let p = rng.vec(rows * cols, 0.0, 1.0);
-        let per: Vec<Want> = (0..rows)
-            .map(|r| {
-                let row = &p[r * cols..(r + 1) * cols];
-                let v: f64 = row.iter().map(|&q| f(q).ln()).sum();
-                let abs: f64 = row.iter().map(|&q| f(q).ln().abs()).sum();
-                want(v, (4.0 + depth(cols)) * U * abs)
-            })
-            .collect();
         check_all(
             &gpu.log_prod(&p, rows, cols).unwrap(),
-            &per,
+            &log_prod_want(&p, rows, cols),
             &format!("log_prod {rows}x{cols}"),
         );
     }
@@ -718,11 +722,7 @@ fn reductions_are_bit_identical_across_runs() {
 /// give the same bits as on the default device (chunks never depend on the binding size).
 #[test]
 fn small_binding_limits_and_grids() {
-    let (device, queue) = own_device(|l| {
-        l.max_storage_buffer_binding_size = 64 * 1024;
-        l.max_compute_workgroups_per_dimension = 16;
-    });
-    let small = Gpu::from_device(device, queue);
+    let small = small_gpu();
     let big = gpu();
     let mut rng = Rng(13);
     let n = 100_003;
@@ -1060,11 +1060,7 @@ fn cpu_reference_agrees_with_the_gpu() {
 /// the two agree within the accuracy contract only; none of the shapes here is such a row.)
 #[test]
 fn f16_logits_give_the_f32_ops_bits() {
-    let (device, queue) = own_device(|l| {
-        l.max_storage_buffer_binding_size = 64 * 1024;
-        l.max_compute_workgroups_per_dimension = 16;
-    });
-    let small = Gpu::from_device(device, queue);
+    let small = small_gpu();
     let mut rng = Rng(1616);
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     let specials = [INF, NEG_INF, NAN, 65504.0, -65504.0, 6e-8, -0.0];
@@ -1170,11 +1166,7 @@ fn f16_logits_give_the_f32_ops_bits() {
 /// 2^-62 to zero.
 #[test]
 fn reductions_that_overflow_midway() {
-    let (device, queue) = own_device(|l| {
-        l.max_storage_buffer_binding_size = 64 * 1024;
-        l.max_compute_workgroups_per_dimension = 16;
-    });
-    let small = Gpu::from_device(device, queue);
+    let small = small_gpu();
     let devices = [gpu(), &small];
     let flushed = |w: Vec<Want>, n: usize| -> Vec<Want> {
         w.into_iter()
@@ -1355,18 +1347,10 @@ fn reductions_that_overflow_midway() {
             _ => 0.5,
         })
         .collect();
-    let per: Vec<Want> = (0..rows)
-        .map(|r| {
-            let row = &p[r * cols..(r + 1) * cols];
-            let v: f64 = row.iter().map(|&q| f(q).ln()).sum();
-            let abs: f64 = row.iter().map(|&q| f(q).ln().abs()).sum();
-            want(v, (4.0 + depth(cols)) * U * abs)
-        })
-        .collect();
     let got: Vec<Vec<f32>> = devices
         .iter()
         .map(|g| g.log_prod(&p, rows, cols).unwrap())
         .collect();
-    check_all(&got[0], &per, "log_prod extremes");
+    check_all(&got[0], &log_prod_want(&p, rows, cols), "log_prod extremes");
     assert_eq!(bits(&got[0]), bits(&got[1]), "log_prod: devices");
 }

@@ -382,6 +382,16 @@ pub fn try_run_op(
     Ok(gpu.read_f32(&output, out_bytes).unwrap())
 }
 
+/// A device of this adapter with 64 KiB storage bindings and 16 workgroups per grid dimension:
+/// ops are windowed, split across bindings and dispatched on 2-D grids.
+pub fn small_gpu() -> Gpu {
+    let (device, queue) = own_device(|l| {
+        l.max_storage_buffer_binding_size = 64 * 1024;
+        l.max_compute_workgroups_per_dimension = 16;
+    });
+    Gpu::from_device(device, queue)
+}
+
 /// A device the test creates itself (as a renderer would), on the adapter `WGPU_BACKEND`
 /// selects, with the adapter's limits adjusted by `adjust` and its subgroup feature if any.
 pub fn own_device(adjust: impl FnOnce(&mut wgpu::Limits)) -> (wgpu::Device, wgpu::Queue) {
