@@ -3,11 +3,13 @@
 //! words), so that an op's GB/s can be read as a fraction of what this adapter can read.
 //! Kernel: `shaders/bandwidth.wgsl`; CPU mirror: [`crate::reference::bandwidth`].
 
+use crate::engine::device::Gpu;
 use crate::engine::geometry::{Caps, u32_of};
+use crate::engine::passes::{LlPass, groups_for, key, limit};
+use crate::engine::pipelines::{Module, PipelineKey};
+use crate::engine::program::{Bind, Program, Src, Step};
+use crate::engine::shaders::LlParams;
 use crate::error::Error;
-use crate::gpu::{Family, Gpu, PipelineKey};
-use crate::likelihood::{Bind, LlPass, Program, Src, Step, groups_for, key, limit};
-use crate::shaders::LlParams;
 
 /// Invocations of the probe: enough to fill a large GPU (132 multiprocessors × 2048), few
 /// enough that each still reads a run of words.
@@ -81,7 +83,7 @@ impl ReadProbe {
         let (key, params) = if vec4 {
             (
                 PipelineKey {
-                    family: Family::BandwidthVec4,
+                    module: Module::BandwidthVec4,
                     ..key("read_probe_vec4", u32::from(copy), 0)
                 },
                 // bandwidth_vec4.wgsl's ProbeParams { words, slots } are LlParams' first two
@@ -137,7 +139,7 @@ impl ReadProbe {
         };
         let program = Program::new(
             gpu,
-            vec![Step::Ll(passes)],
+            vec![Step::ll(passes)],
             None,
             &[],
             vec![w * 4],

@@ -123,7 +123,7 @@ pub(crate) const LIKELIHOOD_CODES: &[(&str, u32)] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::shaders;
+    use crate::engine::shaders;
     use std::collections::BTreeMap;
 
     /// `const NAME: u32 = Vu;` of every OP_, MODE_ and FINISH_ code in `wgsl`.

@@ -17,11 +17,11 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
 use rand_pcg::Pcg64;
 
+use crate::engine::device::Gpu;
 use crate::error::Error;
 use crate::gmm::{
     Covariance, Gmm, GmmCenteredStats, GmmOp, GmmOutput, GmmReduceOp, GmmReduction, dim_pairs,
 };
-use crate::gpu::Gpu;
 
 /// The covariance of each component, as scikit-learn's `covariance_type` (`tied` is not
 /// offered).

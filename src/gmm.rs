@@ -12,42 +12,22 @@ use crate::codes::{
     FINISH_SECOND, FINISH_SUM, MODE_FUSED_RESP, MODE_FUSED_SCORE, MODE_GMM_CENTERED,
     MODE_GMM_CROSS, MODE_GMM_GRAD, MODE_TRIANGULAR, OP_RESP, OP_SUM_G,
 };
+use crate::engine::blocking::Values;
+use crate::engine::device::Gpu;
 use crate::engine::geometry::{
     Caps, LANE_BUDGET, MAX_GROUPS, Window, u32_of, window as window_of, window_of as entries_window,
 };
-use crate::error::Error;
-use crate::gpu::{Gpu, PipelineKey, Values};
-use crate::likelihood::{
-    Bind, CHUNK, LL_WG, LlPass, Program, Src, Step, elementwise_passes, groups_for, grow_scratch,
-    input_bytes, key, key_reading, limit, reduce_passes, reduce_passes_from, usable,
+use crate::engine::passes::{
+    CHUNK, LL_WG, LlPass, elementwise_passes, groups_for, grow_scratch, input_bytes, key,
+    key_reading, limit, reduce_passes, reduce_passes_from, usable,
 };
+use crate::engine::pipelines::PipelineKey;
+use crate::engine::program::{Bind, Program, Src, Step};
+use crate::engine::shaders::GMM_UNIFORM_BYTES;
+use crate::engine::shaders::{LlParams, PARTIAL_BYTES};
+use crate::error::Error;
 use crate::logsumexp::{InputFormat, RowFn, RowOp, RowsLayout, Strategy};
-use crate::shaders::GMM_UNIFORM_BYTES;
-use crate::shaders::{LlParams, PARTIAL_BYTES};
-
-/// The covariances of a mixture's components, as scikit-learn's `covariance_type`.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Covariance {
-    /// `k × dims` variances (positive, finite).
-    Diag(Vec<f32>),
-    /// `k` variances, one per component (positive, finite).
-    Spherical(Vec<f32>),
-    /// `k × dims × dims` Cholesky factors of the precision matrices, row-major, as
-    /// scikit-learn's `precisions_cholesky_` (upper triangular there; any matrix with a positive
-    /// diagonal is accepted, and a triangular one is evaluated in half the work).
-    Full(Vec<f32>),
-}
-
-/// A Gaussian mixture: `k` components in `dims` dimensions.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Gmm {
-    /// `k` mixture weights: non-negative, summing to 1 within 1e−4.
-    pub weights: Vec<f32>,
-    /// `k × dims` means, row-major.
-    pub means: Vec<f32>,
-    /// The components' covariances.
-    pub covariance: Covariance,
-}
+pub use crate::reference::gmm::{Covariance, Gmm, GmmReduction};
 
 /// What a [`GmmOp`] writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -448,7 +428,7 @@ impl GmmOp {
             GmmOutput::ScoreSamples => RowFn::Logsumexp,
             GmmOutput::LogResponsibilities => RowFn::LogSoftmax,
         };
-        let mut steps = vec![Step::Ll(passes)];
+        let mut steps = vec![Step::ll(passes)];
         if n > 0 && fused == 0 {
             let rows = RowOp::new(
                 gpu,
@@ -456,7 +436,7 @@ impl GmmOp {
                 RowsLayout::contiguous(n, k as usize),
                 Strategy::Auto,
             )?;
-            steps.push(Step::Rows(Box::new(rows), Src::Scratch(0), Src::Output));
+            steps.push(rows.into_step(Src::Scratch(0), Src::Output));
         }
         let output_len = match output {
             GmmOutput::ScoreSamples => n,
@@ -631,26 +611,6 @@ impl Gpu {
             GmmOutput::LogResponsibilities,
         )
     }
-}
-
-/// What a [`GmmReduceOp`] sums over the points.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum GmmReduction {
-    /// The total log-likelihood and its gradient with respect to the weights, means and
-    /// variances ([`GmmGradients`]).
-    Gradients,
-    /// The E-step statistics `Σᵢ rᵢₖ`, `Σᵢ rᵢₖ xᵢ`, `Σᵢ rᵢₖ xᵢ²` and the total log-likelihood
-    /// ([`GmmSufficientStats`]).
-    SufficientStats,
-    /// The scatter of the points about each component's mean `μ_k` (the mixture's own means):
-    /// `Σᵢ rᵢₖ`, `Σᵢ rᵢₖ (xᵢ − μ_k)` and `Σᵢ rᵢₖ (xᵢ − μ_k)²` per dimension, and the total
-    /// log-likelihood ([`GmmCenteredStats`]) — what EM's M-step needs for diagonal and
-    /// spherical covariances, without the cancellation of `Σ r x² − N μ²` far from the origin.
-    CenteredStats,
-    /// [`GmmReduction::CenteredStats`] and the off-diagonal scatter
-    /// `Σᵢ rᵢₖ (x_ia − μ_ka)(x_ib − μ_kb)`, `a < b` — what EM's M-step needs for full
-    /// covariances.
-    CenteredScatter,
 }
 
 /// The gradient of the total log-likelihood `Σᵢ log p(xᵢ)` of a diagonal mixture.
@@ -886,7 +846,7 @@ impl GmmReduceOp {
             Src::Scratch(2),
             InputFormat::F32,
         )?;
-        let mut steps = vec![Step::Ll(joint)];
+        let mut steps = vec![Step::ll(joint)];
         if n > 0 {
             let rows = RowOp::new(
                 gpu,
@@ -894,7 +854,7 @@ impl GmmReduceOp {
                 RowsLayout::contiguous(n, k as usize),
                 Strategy::Auto,
             )?;
-            steps.push(Step::Rows(Box::new(rows), Src::Scratch(2), Src::Scratch(3)));
+            steps.push(rows.into_step(Src::Scratch(2), Src::Scratch(3)));
         }
         // The responsibilities r = exp(L − log p(x)), once per point and component.
         let mut passes = elementwise_passes(
@@ -1039,7 +999,7 @@ impl GmmReduceOp {
             passes.extend(more);
             grow_scratch(&mut need, more_need);
         }
-        steps.push(Step::Ll(passes));
+        steps.push(Step::ll(passes));
         let output_len = (1 + q_rows + kd) as usize;
         let program = Program::new(
             gpu,

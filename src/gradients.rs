@@ -18,18 +18,25 @@ use crate::codes::{
     FINISH_SUM, FINISH_WEIGHT, MODE_IN_PLACE, MODE_MEAN, MODE_WEIGHTED, OP_BCE_D, OP_GAUSS_DV,
     OP_GAUSS_DX, OP_LSE_BWD, OP_LSM_BWD, OP_POISSON_D, OP_SM_BWD, OP_SUM_G, OP_SUM_GP,
 };
+use crate::engine::device::Gpu;
 use crate::engine::geometry::{Caps, Window};
-use crate::error::Error;
-use crate::gpu::{Family, Gpu};
-use crate::likelihood::{
-    Bce, Bind, CHUNK, CrossEntropy, ElementwiseLoss, GaussianNll, InputSpec, LlPass, Loss,
-    PoissonNll, Program, Reduction, Src, Step, binary_cross_entropy_with_logits_spec,
-    categorical_passes, check_categorical, check_categorical_inputs, check_len, elementwise_passes,
-    elems, finish_of, gaussian_nll_spec, groups_for, grow_scratch, key, limit, parts_step,
-    poisson_nll_spec, reduce_passes, reduce_passes_from, smooth_sum_passes, targets_i32,
+use crate::engine::geometry::{check_len, elems};
+use crate::engine::passes::{
+    CHUNK, LlPass, elementwise_passes, groups_for, grow_scratch, key, limit, reduce_passes,
+    reduce_passes_from,
 };
+use crate::engine::pipelines::{Layout, Module};
+use crate::engine::program::{Bind, Program, Src, Step};
+use crate::engine::shaders::{LlParams, PARTIAL_BYTES};
+use crate::error::Error;
+use crate::likelihood::{
+    Bce, CrossEntropy, ElementwiseLoss, GaussianNll, InputSpec, Loss, PoissonNll, Reduction,
+    binary_cross_entropy_with_logits_spec, categorical_passes, check_categorical,
+    check_categorical_inputs, finish_of, gaussian_nll_spec, poisson_nll_spec, smooth_sum_passes,
+    targets_i32,
+};
+use crate::logsumexp::parts_step;
 use crate::logsumexp::{InputFormat, RowFn};
-use crate::shaders::{LlParams, PARTIAL_BYTES};
 
 /// An encoder-level backward of a log-sum-exp family function, prepared for `rows × cols`.
 /// Inputs (f32, from byte 0, `BufferUsages::STORAGE`), as [`BackwardOp::inputs`] lists them:
@@ -153,7 +160,7 @@ impl BackwardOp {
         };
         let program = Program::new(
             gpu,
-            vec![Step::Ll(passes)],
+            vec![Step::ll(passes)],
             aux,
             &scratch,
             inputs.iter().map(|i| i.bytes).collect(),
@@ -411,7 +418,7 @@ impl CrossEntropyGradOp {
         };
         // The smoothing sums come out of the gradient pass where the device has the wide
         // layout; otherwise from a pass of their own (a third read of the logits).
-        let wide = smoothing && gpu.ll_wide_layout.is_some();
+        let wide = smoothing && gpu.layout(Layout::LikelihoodWide).is_ok();
         let targets = Bind {
             src: Src::Input(1),
             window: Some(Window {
@@ -491,7 +498,7 @@ impl CrossEntropyGradOp {
         let entry = if wide { "ce_grad_smooth" } else { "ce_grad" };
         let mut grad_key = key(entry, 0, 0);
         if wide {
-            grad_key.family = Family::LikelihoodWide;
+            grad_key.module = Module::LikelihoodWide;
         }
         let mut grad_passes = elementwise_passes(
             grad_key,
@@ -588,7 +595,7 @@ impl CrossEntropyGradOp {
                 grow_scratch(&mut scratch, need);
             }
         }
-        steps.push(Step::Ll(passes));
+        steps.push(Step::ll(passes));
         let loss_len = if reduce { 1 } else { rows };
         let program = Program::new(
             gpu,
@@ -806,7 +813,7 @@ impl LossGradOp {
         }
         let program = Program::new(
             gpu,
-            vec![Step::Ll(passes)],
+            vec![Step::ll(passes)],
             spec.aux.map(|d| (d, 0)),
             &scratch,
             bytes,

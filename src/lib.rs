@@ -30,31 +30,33 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+#[cfg(feature = "bench-tools")]
 pub mod bandwidth;
 mod codes;
 mod engine;
 mod error;
 pub mod fit;
 pub mod gmm;
-mod gpu;
 pub mod gradients;
 pub mod likelihood;
 pub mod logsumexp;
 pub mod masked;
 pub mod reference;
-pub mod shaders;
+#[cfg(feature = "bench-tools")]
 pub mod stability;
 pub mod transform;
 pub mod weighted;
 
+#[cfg(feature = "bench-tools")]
 pub use bandwidth::ReadProbe;
+pub use engine::device::{Gpu, GpuInfo, OPTIONAL_FEATURES};
+pub use engine::shaders::{SENTINEL_BITS, SENTINEL_F16_BITS};
 pub use error::Error;
 pub use fit::{CovarianceType, FitProgress, FittedGmm, GaussianMixture, InitParams};
 pub use gmm::{
     Covariance, Gmm, GmmCenteredStats, GmmGradients, GmmOp, GmmOutput, GmmReduceOp, GmmReduction,
     GmmSufficientStats,
 };
-pub use gpu::{Gpu, GpuInfo, OPTIONAL_FEATURES};
 pub use gradients::{BackwardOp, CrossEntropyGradOp, LossGradOp};
 pub use likelihood::{
     Bce, CrossEntropy, GaussianNll, InputSpec, Loss, LossOp, PoissonNll, Reduction,
@@ -62,7 +64,6 @@ pub use likelihood::{
 pub use logsumexp::{InputFormat, OutputFormat, RowFn, RowOp, RowsLayout, Strategy};
 pub use masked::MaskedRowOp;
 pub use reference::logsumexp::LseState;
-pub use shaders::{SENTINEL_BITS, SENTINEL_F16_BITS};
 pub use transform::{DataLayout, LogFn, LogOp, LogOpKind};
 pub use weighted::WeightedLseOp;
 

@@ -10,58 +10,27 @@
 //! strategy computes the same monoid (`shaders/common.wgsl`, mirrored in
 //! [`crate::reference::logsumexp`]) and meets the same accuracy contract.
 
+use crate::engine::blocking::Values;
+use crate::engine::device::Gpu;
 use crate::engine::geometry::{
-    Caps, LANE_MAX, MAX_GROUPS, WORK_UNIT, Window, fold_groups, shape_err, u32_of, usable_binding,
+    Caps, LANE_MAX, MAX_GROUPS, WG_MAX, WORK_UNIT, Window, shape_err, u32_of, usable_binding,
     window, window_of,
 };
+pub use crate::engine::geometry::{InputFormat, OutputFormat};
+use crate::engine::pipelines::{Module, PipelineKey};
+use crate::engine::program::{Bind, Pass, Program, Src, Step};
+use crate::engine::shaders::{Params, SENTINEL_BITS, SENTINEL_F16_BITS, STATE_BYTES};
 use crate::error::Error;
-use crate::gpu::{Dispatch, GlLock, Gpu, PassRecord, PipelineKey};
-use crate::shaders::{Params, STATE_BYTES};
+use crate::reference::logsumexp::LseState;
+pub use crate::reference::logsumexp::RowFn;
 
-/// Which function of the family.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum RowFn {
-    /// `log Σ_j exp(x_rj)`: one value per row.
-    Logsumexp,
-    /// `exp(x_rj) / Σ_k exp(x_rk)`: one value per entry.
-    Softmax,
-    /// `x_rj − logsumexp_r`: one value per entry.
-    LogSoftmax,
-    /// The log-sum-exp in two parts, two values per row: `(m, log1p(s))` with `m` the row's
-    /// largest entry and `logsumexp = m + log1p(s)`, so that `x_j − logsumexp` can be taken as
-    /// `(x_j − m) − log1p(s)` without the rounding of the sum (cross-entropy uses it). A row
-    /// with a NaN gives `(NaN, 0)`, with a +inf `(+inf, 0)`, with only −inf entries `(−inf, 0)`.
-    LogsumexpParts,
-}
-
-impl RowFn {
-    fn op_code(self) -> u32 {
-        match self {
-            RowFn::Logsumexp => crate::codes::OP_LOGSUMEXP,
-            RowFn::Softmax => crate::codes::OP_SOFTMAX,
-            RowFn::LogSoftmax => crate::codes::OP_LOG_SOFTMAX,
-            RowFn::LogsumexpParts => crate::codes::OP_LSE_PARTS,
-        }
-    }
-
-    /// Whether it writes a fixed number of values per row (a reduction) rather than one per
-    /// entry.
-    pub fn reduces(self) -> bool {
-        matches!(self, RowFn::Logsumexp | RowFn::LogsumexpParts)
-    }
-
-    /// Values written per row by a reduction (1 or 2).
-    fn reduced_width(self) -> u64 {
-        if self == RowFn::LogsumexpParts { 2 } else { 1 }
-    }
-
-    /// Number of f32 outputs for a `rows × cols` input.
-    pub fn output_len(self, rows: usize, cols: usize) -> usize {
-        match self {
-            RowFn::Logsumexp => rows,
-            RowFn::LogsumexpParts => rows * 2,
-            _ => rows * cols,
-        }
+/// The kernel's `OP` for `func`.
+fn op_code(func: RowFn) -> u32 {
+    match func {
+        RowFn::Logsumexp => crate::codes::OP_LOGSUMEXP,
+        RowFn::Softmax => crate::codes::OP_SOFTMAX,
+        RowFn::LogSoftmax => crate::codes::OP_LOG_SOFTMAX,
+        RowFn::LogsumexpParts => crate::codes::OP_LSE_PARTS,
     }
 }
 
@@ -104,33 +73,6 @@ pub enum Strategy {
     /// f32 kernel on the same values); others run `ThreadPerRow`.
     ThreadVec4,
 }
-
-/// How the input's entries are stored.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum InputFormat {
-    /// IEEE binary32, 4 bytes an entry.
-    #[default]
-    F32,
-    /// IEEE binary16 (`half::f16`), 2 bytes an entry, two to a 4-byte word (the first entry in
-    /// the low half). Decoded exactly to f32 from the bits (subnormals, infinities and NaN
-    /// included) by integer arithmetic, so every adapter reads it — `Features::SHADER_F16` is
-    /// not needed; everything after the load is the f32 kernel.
-    F16,
-}
-
-impl InputFormat {
-    /// Bytes an entry.
-    pub fn bytes(self) -> u64 {
-        match self {
-            InputFormat::F32 => 4,
-            InputFormat::F16 => 2,
-        }
-    }
-}
-
-/// How the output's entries are stored: f32, or (softmax and log_softmax only) f16 rounded to
-/// nearest even from the f32 result — the same two formats as the input's.
-pub type OutputFormat = InputFormat;
 
 /// Where a batch of rows lives in the caller's buffers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -176,7 +118,7 @@ impl RowsLayout {
 }
 
 #[derive(Clone, Debug)]
-pub(crate) struct Pass {
+pub(crate) struct RowPass {
     pub entry: &'static str,
     pub wg: u32,
     pub params: Params,
@@ -191,15 +133,13 @@ pub(crate) struct Pass {
 #[derive(Clone, Debug)]
 pub(crate) struct Plan {
     pub strategy: Strategy,
-    pub passes: Vec<Pass>,
-    pub fills: Vec<Pass>,
+    pub passes: Vec<RowPass>,
+    pub fills: Vec<RowPass>,
     pub state_count: u64,
     pub input_end: u64,
     pub output_end: u64,
 }
 
-/// The largest workgroup any kernel uses (`WG_MAX` in `shaders/logsumexp.wgsl`).
-pub(crate) const WG_MAX: u32 = 256;
 /// Rows up to this long get thread-per-row pipelines specialised for their length (the
 /// `ROW_COLS` override).
 const ROW_COLS_MAX: usize = 64;
@@ -537,8 +477,8 @@ pub(crate) fn plan(
     };
     plan.strategy = strategy;
     let fits_row = cols * 4 <= usable;
-    let fill = |out: Window, out_offset: u32, k: u64, c: u64| -> Result<Pass, Error> {
-        Ok(Pass {
+    let fill = |out: Window, out_offset: u32, k: u64, c: u64| -> Result<RowPass, Error> {
+        Ok(RowPass {
             entry: "fill_sentinel",
             wg: FILL_WG,
             params: Params {
@@ -622,7 +562,7 @@ pub(crate) fn plan(
                 caps.storage_align,
                 ob,
             );
-            plan.passes.push(Pass {
+            plan.passes.push(RowPass {
                 entry,
                 wg,
                 params: Params {
@@ -756,7 +696,7 @@ pub(crate) fn plan(
         } else {
             k * ns
         };
-        plan.passes.push(Pass {
+        plan.passes.push(RowPass {
             entry: partial,
             wg,
             params: geo,
@@ -772,7 +712,7 @@ pub(crate) fn plan(
                 caps.storage_align,
                 ob,
             );
-            applies.push(Pass {
+            applies.push(RowPass {
                 entry: apply,
                 wg,
                 params: Params { out_offset, ..geo },
@@ -801,7 +741,7 @@ pub(crate) fn plan(
         } else {
             (None, 0)
         };
-        plan.passes.push(Pass {
+        plan.passes.push(RowPass {
             entry: "split_combine",
             wg: 64,
             params: Params {
@@ -853,25 +793,12 @@ pub(crate) fn plan(
 pub struct RowOp {
     func: RowFn,
     layout: RowsLayout,
-    plan: Plan,
-    pipelines: Vec<wgpu::ComputePipeline>,
-    fill_pipeline: Option<wgpu::ComputePipeline>,
-    params: Option<wgpu::Buffer>,
-    param_stride: u64,
-    states: Option<wgpu::Buffer>,
-    device: wgpu::Device,
-    bind_group_layout: wgpu::BindGroupLayout,
-    dummies: [wgpu::Buffer; 3],
-    max_groups_per_dim: u32,
-    gl: GlLock,
-}
-
-impl Drop for RowOp {
-    fn drop(&mut self) {
-        // Destroying a buffer is a GL call on GL: under the crate's lock.
-        let _gl = self.gl.guard();
-        drop((self.params.take(), self.states.take()));
-    }
+    strategy: Strategy,
+    /// The op's passes: input 0 is the caller's input, the output the caller's output,
+    /// scratch 0 the partial states.
+    program: Program,
+    /// The sentinel fill of the entries the op writes (`record_sentinel_fill`).
+    fill: Program,
 }
 
 impl RowOp {
@@ -896,7 +823,7 @@ impl RowOp {
         } else {
             0
         };
-        let key = |p: &Pass| {
+        let key = |p: &RowPass| {
             let cols = match p.vec4 {
                 // A thread a row, a word at a time: specialised as row_thread is.
                 Some(_) if p.entry == "row_thread_vec4" => row_cols,
@@ -910,61 +837,51 @@ impl RowOp {
                 _ if p.entry == "row_thread" => row_cols,
                 _ => 0,
             };
-            let key = PipelineKey::rows(p.entry, func.op_code(), p.wg, f16, cols);
+            let key = row_key(p.entry, op_code(func), p.wg, f16, cols);
             match p.vec4 {
-                Some((vec, lanes, out4)) => key.rows_vec4(vec, lanes, out4),
+                Some((vec, lanes, out4)) => vec4_key(key, vec, lanes, out4),
                 None => key,
             }
         };
-        let pipelines = plan
-            .passes
-            .iter()
-            .map(|p| gpu.pipeline(key(p)))
-            .collect::<Result<Vec<_>, _>>()?;
-        let fill_pipeline = match plan.fills.first() {
-            Some(p) => Some(gpu.pipeline(key(p))?),
-            None => None,
+        let lower = |passes: &[RowPass], pipeline_of: &dyn Fn(&RowPass) -> PipelineKey| {
+            passes
+                .iter()
+                .map(|p| Pass {
+                    key: pipeline_of(p),
+                    params: bytemuck::bytes_of(&p.params).to_vec(),
+                    groups: p.groups,
+                    bind: vec![
+                        Bind::window(Src::Input(0), p.input),
+                        Bind::window(Src::Output, p.output),
+                        Bind::whole(Src::Scratch(0)),
+                    ],
+                })
+                .collect::<Vec<_>>()
         };
-        let param_stride = u64::from(gpu.limits.min_uniform_buffer_offset_alignment)
-            .max(std::mem::size_of::<Params>() as u64);
-        let all: Vec<&Pass> = plan.passes.iter().chain(&plan.fills).collect();
-        let params = if all.is_empty() {
-            None
-        } else {
-            let mut bytes = vec![0u8; all.len() * param_stride as usize];
-            for (i, p) in all.iter().enumerate() {
-                let at = i * param_stride as usize;
-                bytes[at..at + std::mem::size_of::<Params>()]
-                    .copy_from_slice(bytemuck::bytes_of(&p.params));
-            }
-            Some(gpu.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("logdomain params"),
-                contents: &bytes,
-                usage: wgpu::BufferUsages::UNIFORM,
-            }))
-        };
-        let states = (plan.state_count > 0).then(|| {
-            gpu.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("logdomain partial states"),
-                size: plan.state_count * STATE_BYTES,
-                usage: wgpu::BufferUsages::STORAGE,
-                mapped_at_creation: false,
-            })
-        });
+        let reads_input = plan.passes.iter().any(|p| p.input.is_some());
+        let input_bytes = if reads_input { plan.input_end } else { 0 };
+        let program = Program::new(
+            gpu,
+            vec![Step::Passes(lower(&plan.passes, &key))],
+            None,
+            &[plan.state_count * STATE_BYTES],
+            vec![input_bytes],
+            plan.output_end,
+        )?;
+        let fill = Program::new(
+            gpu,
+            vec![Step::Passes(lower(&plan.fills, &key))],
+            None,
+            &[],
+            Vec::new(),
+            plan.output_end,
+        )?;
         Ok(RowOp {
             func,
             layout,
-            plan,
-            pipelines,
-            fill_pipeline,
-            params,
-            param_stride,
-            states,
-            device: gpu.device.clone(),
-            bind_group_layout: gpu.bind_group_layout.clone(),
-            dummies: gpu.dummies.clone(),
-            max_groups_per_dim: gpu.limits.max_compute_workgroups_per_dimension.max(1),
-            gl: gpu.gl_lock(),
+            strategy: plan.strategy,
+            program,
+            fill,
         })
     }
 
@@ -980,122 +897,22 @@ impl RowOp {
 
     /// The strategy in use (`Auto` resolved).
     pub fn strategy(&self) -> Strategy {
-        self.plan.strategy
+        self.strategy
     }
 
     /// Number of compute dispatches one `record` makes.
     pub fn dispatches(&self) -> usize {
-        self.plan.passes.len()
+        self.program.dispatches()
     }
 
     /// The input buffer must be at least this many bytes.
     pub fn input_bytes_needed(&self) -> u64 {
-        self.plan.input_end
+        self.program.input_bytes(0)
     }
 
     /// The output buffer must be at least this many bytes.
     pub fn output_bytes_needed(&self) -> u64 {
-        self.plan.output_end
-    }
-
-    fn check(&self, input: Option<&wgpu::Buffer>, output: &wgpu::Buffer) -> Result<(), Error> {
-        let need = |b: &wgpu::Buffer, what: &str, end: u64| -> Result<(), Error> {
-            if !b.usage().contains(wgpu::BufferUsages::STORAGE) {
-                return Err(Error::Buffer(format!(
-                    "the {what} buffer needs BufferUsages::STORAGE"
-                )));
-            }
-            if b.size() < end {
-                return Err(Error::Buffer(format!(
-                    "the {what} buffer has {} bytes; this layout needs {end}",
-                    b.size()
-                )));
-            }
-            Ok(())
-        };
-        if let Some(input) = input {
-            if self.plan.passes.iter().any(|p| p.input.is_some()) {
-                need(input, "input", self.plan.input_end)?;
-            }
-            if input == output {
-                return Err(Error::Buffer(
-                    "input and output must be different buffers".into(),
-                ));
-            }
-        }
-        need(output, "output", self.plan.output_end)
-    }
-
-    fn binding<'a>(
-        &'a self,
-        slot: usize,
-        buffer: &'a wgpu::Buffer,
-        w: Option<Window>,
-    ) -> wgpu::BindingResource<'a> {
-        match w {
-            Some(w) => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                buffer,
-                offset: w.offset,
-                size: wgpu::BufferSize::new(w.size),
-            }),
-            None => self.dummies[slot].as_entire_binding(),
-        }
-    }
-
-    /// The dispatches of `passes` (slot of the parameters, pass, pipeline) as one compute pass.
-    fn pass_record<'q>(
-        &self,
-        passes: &[(usize, &Pass, &wgpu::ComputePipeline)],
-        input: &wgpu::Buffer,
-        output: &wgpu::Buffer,
-        timestamps: Option<(&'q wgpu::QuerySet, u32)>,
-    ) -> PassRecord<'q> {
-        let mut record = PassRecord {
-            label: "logdomain",
-            dispatches: Vec::new(),
-            timestamps,
-        };
-        let Some(params) = &self.params else {
-            return record;
-        };
-        let states = match &self.states {
-            Some(s) => s.as_entire_binding(),
-            None => self.dummies[2].as_entire_binding(),
-        };
-        record.dispatches = passes
-            .iter()
-            .map(|(slot, p, pipeline)| Dispatch {
-                pipeline: (*pipeline).clone(),
-                group: self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some(p.entry),
-                    layout: &self.bind_group_layout,
-                    entries: &[
-                        wgpu::BindGroupEntry {
-                            binding: 0,
-                            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                                buffer: params,
-                                offset: *slot as u64 * self.param_stride,
-                                size: wgpu::BufferSize::new(std::mem::size_of::<Params>() as u64),
-                            }),
-                        },
-                        wgpu::BindGroupEntry {
-                            binding: 1,
-                            resource: self.binding(0, input, p.input),
-                        },
-                        wgpu::BindGroupEntry {
-                            binding: 2,
-                            resource: self.binding(1, output, p.output),
-                        },
-                        wgpu::BindGroupEntry {
-                            binding: 3,
-                            resource: states.clone(),
-                        },
-                    ],
-                }),
-                size: fold_groups(p.groups, self.max_groups_per_dim),
-            })
-            .collect();
-        record
+        self.program.output_bytes()
     }
 
     /// Records the op: reads `input` (the layout's rows) and writes `output`. Both buffers need
@@ -1107,7 +924,7 @@ impl RowOp {
         input: &wgpu::Buffer,
         output: &wgpu::Buffer,
     ) -> Result<(), Error> {
-        self.record_inner(encoder, input, output, None)
+        self.program.record(encoder, &[input], output)
     }
 
     /// As [`RowOp::record`], and writes the GPU time at the start and the end of the op's compute
@@ -1122,58 +939,26 @@ impl RowOp {
         query_set: &wgpu::QuerySet,
         first: u32,
     ) -> Result<(), Error> {
-        if !matches!(query_set.ty(), wgpu::QueryType::Timestamp) {
-            return Err(Error::Buffer(
-                "record_timed needs a QueryType::Timestamp query set".into(),
-            ));
-        }
-        if first
-            .checked_add(2)
-            .is_none_or(|end| end > query_set.count())
-        {
-            return Err(Error::Buffer(format!(
-                "queries {first} and {} are past the query set's {}",
-                first.saturating_add(1),
-                query_set.count()
-            )));
-        }
-        self.record_inner(encoder, input, output, Some((query_set, first)))
+        self.program
+            .record_timed(encoder, &[input], output, Some((query_set, first)))
     }
 
-    fn record_inner(
+    /// Runs the op once on resident buffers and returns the GPU time of its compute pass, from
+    /// timestamp queries; `None` where the device lacks `Features::TIMESTAMP_QUERY` (some GL
+    /// drivers), in which case time the call on the host. On GL the dispatches are submitted
+    /// one at a time (docs/gl-context.md) and the time spans the first to the last. Waits for
+    /// the GPU.
+    pub fn kernel_time(
         &self,
-        encoder: &mut wgpu::CommandEncoder,
+        gpu: &Gpu,
         input: &wgpu::Buffer,
         output: &wgpu::Buffer,
-        timestamps: Option<(&wgpu::QuerySet, u32)>,
-    ) -> Result<(), Error> {
-        if let Some(p) = self.op_pass(input, output, timestamps)? {
-            p.record(encoder);
+    ) -> Result<Option<std::time::Duration>, Error> {
+        if self.dispatches() == 0 {
+            self.program.check(&[input], output)?;
+            return Ok(gpu.has_timestamps().then_some(std::time::Duration::ZERO));
         }
-        Ok(())
-    }
-
-    /// The op's compute pass, after checking the buffers; `None` for an op with nothing to
-    /// compute.
-    pub(crate) fn op_pass<'q>(
-        &self,
-        input: &wgpu::Buffer,
-        output: &wgpu::Buffer,
-        timestamps: Option<(&'q wgpu::QuerySet, u32)>,
-    ) -> Result<Option<PassRecord<'q>>, Error> {
-        self.check(Some(input), output)?;
-        if self.params.is_none() {
-            return Ok(None);
-        }
-        let passes: Vec<_> = self
-            .plan
-            .passes
-            .iter()
-            .zip(&self.pipelines)
-            .enumerate()
-            .map(|(i, (p, pl))| (i, p, pl))
-            .collect();
-        Ok(Some(self.pass_record(&passes, input, output, timestamps)))
+        self.program.kernel_time(gpu, &[input], output)
     }
 
     /// Records a fill of exactly the output entries this op writes with
@@ -1185,37 +970,320 @@ impl RowOp {
         encoder: &mut wgpu::CommandEncoder,
         output: &wgpu::Buffer,
     ) -> Result<(), Error> {
-        if let Some(p) = self.fill_pass(output)? {
-            p.record(encoder);
-        }
-        Ok(())
+        self.fill.record(encoder, &[], output)
     }
 
-    /// The sentinel fill's compute pass, after checking the buffer; `None` if there is nothing
-    /// to fill.
-    pub(crate) fn fill_pass(&self, output: &wgpu::Buffer) -> Result<Option<PassRecord<'_>>, Error> {
-        self.check(None, output)?;
-        let Some(pipeline) = &self.fill_pipeline else {
-            return Ok(None);
-        };
-        if self.params.is_none() {
-            return Ok(None);
-        }
-        let first = self.plan.passes.len();
-        let passes: Vec<_> = self
-            .plan
-            .fills
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (first + i, p, pipeline))
-            .collect();
-        Ok(Some(self.pass_record(
-            &passes,
-            &self.dummies[0],
-            output,
-            None,
-        )))
+    /// This op as a step of another program: its input and output bound to `from` and `to`.
+    pub(crate) fn into_step(self, from: Src, to: Src) -> Step {
+        Step::Sub(Box::new(self.program), vec![from], to)
     }
+
+    /// The op's program (the blocking calls run it).
+    pub(crate) fn program(&self) -> &Program {
+        &self.program
+    }
+}
+
+/// A key of the log-sum-exp family; `row_cols` is the `ROW_COLS` override, `(in_f16,
+/// out_f16)` the formats of the input and the output.
+fn row_key(
+    entry: &'static str,
+    op: u32,
+    wg: u32,
+    (in_f16, out_f16): (bool, bool),
+    row_cols: u32,
+) -> PipelineKey {
+    let module = match entry {
+        "row_subgroup" => Module::LogsumexpSubgroup,
+        "row_workgroup_vec4" | "row_thread_vec4" => Module::LogsumexpVec4,
+        "row_lanes_vec4" => Module::LogsumexpVec4Subgroup,
+        _ => Module::Logsumexp,
+    };
+    PipelineKey {
+        module,
+        entry,
+        op,
+        wg,
+        reduce: 0,
+        dims: row_cols,
+        in_f16,
+        out_f16,
+        vec: 0,
+        lanes: 0,
+    }
+}
+
+/// The key of a vec4 entry point of the log-sum-exp family, with its `VEC` and `LANES`;
+/// `out4`: its module's output is bound as vec4 words (16-byte stores).
+fn vec4_key(key: PipelineKey, vec: u32, lanes: u32, out4: bool) -> PipelineKey {
+    let module = match (key.module, out4) {
+        (Module::LogsumexpVec4, true) => Module::LogsumexpVec4Out,
+        (Module::LogsumexpVec4Subgroup, true) => Module::LogsumexpVec4SubgroupOut,
+        (f, _) => f,
+    };
+    PipelineKey {
+        module,
+        vec,
+        lanes,
+        ..key
+    }
+}
+
+impl Gpu {
+    /// Every explicit strategy this device can run (`Strategy::Auto` aside), for benchmarks and
+    /// tests that compare them.
+    pub fn strategies(&self) -> Vec<Strategy> {
+        let mut all = vec![Strategy::ThreadPerRow, Strategy::ThreadVec4];
+        if self.has_subgroups() {
+            all.push(Strategy::SubgroupPerRow);
+        }
+        all.push(Strategy::WorkgroupPerRow);
+        if self.has_subgroups() {
+            all.push(Strategy::SubgroupVec4);
+        }
+        all.extend([
+            Strategy::WorkgroupVec4,
+            Strategy::SplitRow,
+            Strategy::SplitRowThreads,
+        ]);
+        all
+    }
+
+    /// [`RowOp::kernel_time`]: the GPU time of one run of `op` on resident buffers.
+    pub fn kernel_time(
+        &self,
+        op: &RowOp,
+        input: &wgpu::Buffer,
+        output: &wgpu::Buffer,
+    ) -> Result<Option<std::time::Duration>, Error> {
+        op.kernel_time(self, input, output)
+    }
+
+    /// Row-wise log-sum-exp of a row-major `rows × cols` matrix: `rows` values.
+    /// SciPy ≥ 1.15 semantics (see the crate documentation).
+    pub fn logsumexp(&self, x: &[f32], rows: usize, cols: usize) -> Result<Vec<f32>, Error> {
+        self.run_rows(RowFn::Logsumexp, x, rows, cols)
+    }
+
+    /// Row-wise softmax: `rows * cols` values.
+    pub fn softmax(&self, x: &[f32], rows: usize, cols: usize) -> Result<Vec<f32>, Error> {
+        self.run_rows(RowFn::Softmax, x, rows, cols)
+    }
+
+    /// Row-wise log_softmax: `rows * cols` values.
+    pub fn log_softmax(&self, x: &[f32], rows: usize, cols: usize) -> Result<Vec<f32>, Error> {
+        self.run_rows(RowFn::LogSoftmax, x, rows, cols)
+    }
+
+    /// [`Gpu::logsumexp`] of f16 entries (`half::f16`), read as f16 on the GPU (half the bytes)
+    /// and computed in f32: bit for bit `logsumexp` of the same values converted to f32.
+    ///
+    /// ```no_run
+    /// use half::f16;
+    /// let gpu = logdomain::Gpu::new()?;
+    /// let x: Vec<f16> = [0.0f32, 1.0, 2.0].iter().map(|&v| f16::from_f32(v)).collect();
+    /// let lse = gpu.logsumexp_f16(&x, 1, 3)?;
+    /// assert_eq!(lse, gpu.logsumexp(&[0.0, 1.0, 2.0], 1, 3)?);
+    /// # Ok::<(), logdomain::Error>(())
+    /// ```
+    pub fn logsumexp_f16(
+        &self,
+        x: &[half::f16],
+        rows: usize,
+        cols: usize,
+    ) -> Result<Vec<f32>, Error> {
+        self.run_rows_as(RowFn::Logsumexp, Values::F16(x), rows, cols)
+    }
+
+    /// [`Gpu::softmax`] of f16 entries (f32 results).
+    pub fn softmax_f16(
+        &self,
+        x: &[half::f16],
+        rows: usize,
+        cols: usize,
+    ) -> Result<Vec<f32>, Error> {
+        self.run_rows_as(RowFn::Softmax, Values::F16(x), rows, cols)
+    }
+
+    /// [`Gpu::log_softmax`] of f16 entries (f32 results).
+    pub fn log_softmax_f16(
+        &self,
+        x: &[half::f16],
+        rows: usize,
+        cols: usize,
+    ) -> Result<Vec<f32>, Error> {
+        self.run_rows_as(RowFn::LogSoftmax, Values::F16(x), rows, cols)
+    }
+
+    /// Row-wise log-sum-exp in two parts, `(m, log1p(s))` per row: `2 * rows` values (see
+    /// [`RowFn::LogsumexpParts`]).
+    pub fn logsumexp_parts(&self, x: &[f32], rows: usize, cols: usize) -> Result<Vec<f32>, Error> {
+        self.run_rows(RowFn::LogsumexpParts, x, rows, cols)
+    }
+
+    /// Each row's log-sum-exp as a state of the kernels' monoid ([`LseState`]: the max and the
+    /// scaled sum of the others), for merging shards: states of column blocks of the same rows,
+    /// computed on any number of dispatches, adapters or machines, combine with
+    /// [`LseState::combine`] into the rows' log-sum-exp ([`LseState::logsumexp`]). A state is
+    /// 12 bytes a row, so any distributed engine can carry it.
+    ///
+    /// ```no_run
+    /// let gpu = logdomain::Gpu::new()?;
+    /// let left = gpu.logsumexp_partial(&[0.0, 1.0], 1, 2)?;   // columns 0..2 of a row
+    /// let right = gpu.logsumexp_partial(&[2.0, -3.0], 1, 2)?; // columns 2..4, elsewhere
+    /// let lse = left[0].combine(right[0]).logsumexp();
+    /// assert!((lse - gpu.logsumexp(&[0.0, 1.0, 2.0, -3.0], 1, 4)?[0]).abs() < 1e-6);
+    /// # Ok::<(), logdomain::Error>(())
+    /// ```
+    pub fn logsumexp_partial(
+        &self,
+        x: &[f32],
+        rows: usize,
+        cols: usize,
+    ) -> Result<Vec<LseState>, Error> {
+        let parts = self.run_rows(RowFn::LogsumexpParts, x, rows, cols)?;
+        Ok(parts
+            .chunks(2)
+            .map(|p| LseState::from_parts(p[0], p[1]))
+            .collect())
+    }
+
+    fn run_rows(
+        &self,
+        func: RowFn,
+        x: &[f32],
+        rows: usize,
+        cols: usize,
+    ) -> Result<Vec<f32>, Error> {
+        self.run_rows_as(func, Values::F32(x), rows, cols)
+    }
+
+    /// [`Gpu::softmax`] written as f16 (each value the f32 result rounded to nearest even):
+    /// half the bytes written and read back.
+    ///
+    /// ```no_run
+    /// let gpu = logdomain::Gpu::new()?;
+    /// let p = gpu.softmax_to_f16(&[0.0, 0.0, 0.0, 0.0], 1, 4)?;
+    /// assert_eq!(p, vec![half::f16::from_f32(0.25); 4]);
+    /// # Ok::<(), logdomain::Error>(())
+    /// ```
+    pub fn softmax_to_f16(
+        &self,
+        x: &[f32],
+        rows: usize,
+        cols: usize,
+    ) -> Result<Vec<half::f16>, Error> {
+        self.run_rows_to_f16(RowFn::Softmax, Values::F32(x), rows, cols)
+    }
+
+    /// [`Gpu::log_softmax`] written as f16 (rounded to nearest even from the f32 result).
+    pub fn log_softmax_to_f16(
+        &self,
+        x: &[f32],
+        rows: usize,
+        cols: usize,
+    ) -> Result<Vec<half::f16>, Error> {
+        self.run_rows_to_f16(RowFn::LogSoftmax, Values::F32(x), rows, cols)
+    }
+
+    fn run_rows_to_f16(
+        &self,
+        func: RowFn,
+        x: Values<'_>,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Vec<half::f16>, Error> {
+        let words = self.run_rows_in(func, x, OutputFormat::F16, rows, cols)?;
+        let mut out: Vec<half::f16> = words
+            .iter()
+            .flat_map(|w| {
+                let b = w.to_bits();
+                [b as u16, (b >> 16) as u16]
+            })
+            .map(half::f16::from_bits)
+            .collect();
+        out.truncate(func.output_len(rows, cols));
+        Ok(out)
+    }
+
+    fn run_rows_as(
+        &self,
+        func: RowFn,
+        x: Values<'_>,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Vec<f32>, Error> {
+        self.run_rows_in(func, x, OutputFormat::F32, rows, cols)
+    }
+
+    /// The blocking path of the family: the output's words (f32 values, or pairs of f16
+    /// entries as f32 bit patterns).
+    fn run_rows_in(
+        &self,
+        func: RowFn,
+        x: Values<'_>,
+        out_format: OutputFormat,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Vec<f32>, Error> {
+        let (len, format, bytes) = x.upload();
+        let expected = rows
+            .checked_mul(cols)
+            .ok_or_else(|| Error::Shape(format!("{rows} × {cols} overflows usize")))?;
+        if len != expected {
+            return Err(Error::InputLength {
+                what: "x",
+                expected,
+                actual: len,
+            });
+        }
+        let out_len = func.output_len(rows, cols);
+        if out_len == 0 {
+            return Ok(Vec::new());
+        }
+        let key = [
+            func as u64,
+            rows as u64,
+            cols as u64,
+            format as u64,
+            out_format as u64,
+            0,
+        ];
+        let op = self.cached_op(key, || {
+            let layout = RowsLayout {
+                input_format: format,
+                output_format: out_format,
+                ..RowsLayout::contiguous(rows, cols)
+            };
+            RowOp::new(self, func, layout, Strategy::Auto)
+        })?;
+        let words = (out_len as u64 * out_format.bytes()).div_ceil(4) as usize;
+        let sentinel = match out_format {
+            OutputFormat::F32 => SENTINEL_BITS,
+            OutputFormat::F16 => u32::from(SENTINEL_F16_BITS) * 0x1_0001,
+        };
+        Ok(self
+            .run_program_filled(op.program(), &[&bytes], words, &[], sentinel)?
+            .0)
+    }
+}
+
+/// The rows' log-sum-exp parts `(m, log1p s)` of `from` (the logits, entries of `format`) into
+/// the op's aux buffer at word `parts_off`, by the log-sum-exp family's row strategies.
+pub(crate) fn parts_step(
+    gpu: &Gpu,
+    from: Src,
+    rows: usize,
+    classes: usize,
+    parts_off: u64,
+    format: InputFormat,
+) -> Result<Step, Error> {
+    let layout = RowsLayout {
+        output_offset: parts_off * 4,
+        input_format: format,
+        ..RowsLayout::contiguous(rows, classes)
+    };
+    Ok(RowOp::new(gpu, RowFn::LogsumexpParts, layout, Strategy::Auto)?.into_step(from, Src::Aux))
 }
 
 #[cfg(test)]
@@ -1436,13 +1504,6 @@ mod tests {
             ..RowsLayout::contiguous(1, 8)
         };
         assert_eq!(out4(RowFn::Softmax, one_row), Some(true));
-    }
-
-    #[test]
-    fn groups_fold_into_two_dimensions() {
-        assert_eq!(fold_groups(70_000, 65_535), (65_535, 2));
-        assert_eq!(fold_groups(0, 65_535), (1, 1));
-        assert_eq!(fold_groups(10, 65_535), (10, 1));
     }
 
     #[test]

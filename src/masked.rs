@@ -12,14 +12,14 @@
 //! [`crate::reference::masked`].
 
 use crate::codes::{OP_MASK_APPLY, OP_MASK_LSM, OP_MASK_SOFTMAX};
+use crate::engine::device::Gpu;
 use crate::engine::geometry::Caps;
+use crate::engine::geometry::{check_len, elems};
+use crate::engine::passes::{elementwise_passes, key, limit};
+use crate::engine::program::{Bind, Program, Src, Step};
+use crate::engine::shaders::LlParams;
 use crate::error::Error;
-use crate::gpu::Gpu;
-use crate::likelihood::{
-    Bind, Program, Src, Step, check_len, elementwise_passes, elems, key, limit,
-};
 use crate::logsumexp::{RowFn, RowOp, RowsLayout, Strategy};
-use crate::shaders::LlParams;
 
 /// Packs a mask (true = the entry takes part) 32 entries a word: entry `g` (row-major) at bit
 /// `g % 32` of word `g / 32`.
@@ -69,7 +69,7 @@ impl MaskedRowOp {
         limit("the packed mask", mask_bytes, &caps)?;
         let mask = Some(Bind::whole(Src::Input(1)));
         let dummy = Some(Bind::whole(Src::Dummy));
-        let mut steps = vec![Step::Ll(elementwise_passes(
+        let mut steps = vec![Step::ll(elementwise_passes(
             key("elementwise", OP_MASK_APPLY, 0),
             LlParams::default(),
             r,
@@ -79,19 +79,18 @@ impl MaskedRowOp {
             &caps,
         )?)];
         if n > 0 {
-            steps.push(Step::Rows(
-                Box::new(RowOp::new(
+            steps.push(
+                RowOp::new(
                     gpu,
                     func,
                     RowsLayout::contiguous(rows, cols),
                     Strategy::Auto,
-                )?),
-                Src::Scratch(0),
-                Src::Output,
-            ));
+                )?
+                .into_step(Src::Scratch(0), Src::Output),
+            );
         }
         if let Some(op) = fix {
-            steps.push(Step::Ll(elementwise_passes(
+            steps.push(Step::ll(elementwise_passes(
                 key("elementwise", op, 0),
                 LlParams::default(),
                 r,

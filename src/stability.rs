@@ -11,14 +11,14 @@
 //! [`crate::Gpu::softmax`]) add `log1p`, an accurate `exp`, special values from bits and
 //! pairwise/tree combination. Kernels: `shaders/stability.wgsl`.
 
+use crate::engine::device::Gpu;
 use crate::engine::geometry::{Caps, u32_of};
+use crate::engine::geometry::{check_len, elems};
+use crate::engine::passes::{LlPass, groups_for, key, limit};
+use crate::engine::program::{Bind, Program, Src, Step};
+use crate::engine::shaders::LlParams;
 use crate::error::Error;
-use crate::gpu::Gpu;
-use crate::likelihood::{
-    Bind, LlPass, Program, Src, Step, check_len, elems, groups_for, key, limit,
-};
 use crate::logsumexp::RowFn;
-use crate::shaders::LlParams;
 
 /// A textbook formula.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -121,7 +121,7 @@ impl Gpu {
         let out_len = func.output_len(rows, cols);
         let program = Program::new(
             self,
-            vec![Step::Ll(passes)],
+            vec![Step::ll(passes)],
             None,
             &[r * slots * 4, r * slots * 4],
             vec![n * 4],

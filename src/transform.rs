@@ -9,24 +9,14 @@
 //! CPU mirror: [`crate::reference::transform`].
 
 use crate::codes::{FINISH_MEAN_COUNT, OP_LOG_DELTA, OP_LOG_LN, OP_LOG_LOG1P, OP_LOG_LOG10};
+use crate::engine::device::Gpu;
 use crate::engine::geometry::Caps;
+use crate::engine::geometry::elems;
+use crate::engine::passes::{CHUNK, elementwise_passes_at, key, reduce_passes};
+use crate::engine::program::{Bind, Program, Src, Step};
+use crate::engine::shaders::LlParams;
 use crate::error::Error;
-use crate::gpu::Gpu;
-use crate::likelihood::{
-    Bind, CHUNK, Program, Src, Step, elementwise_passes_at, elems, key, reduce_passes,
-};
-use crate::shaders::LlParams;
-
-/// A log transform.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum LogFn {
-    /// `ln x` (−inf at 0, NaN below 0).
-    Ln,
-    /// `log10 x`.
-    Log10,
-    /// `ln(1 + x)`, accurate near 0 (−inf at −1, NaN below −1).
-    Log1p,
-}
+pub use crate::reference::transform::LogFn;
 
 /// Where `rows × cols` f32 values sit in a caller's buffer: row `r` starts at byte
 /// `offset_bytes + 4·r·row_stride`.
@@ -204,7 +194,7 @@ impl LogOp {
         };
         let program = Program::new(
             gpu,
-            vec![Step::Ll(passes)],
+            vec![Step::ll(passes)],
             None,
             &scratch,
             vec![layout.extent_bytes()],

@@ -8,15 +8,17 @@
 //! mirror: [`crate::reference::weighted`].
 
 use crate::codes::{FINISH_PARTIAL, MODE_WEIGHTED, OP_W_SUBST, OP_W_TERMS};
+use crate::engine::device::Gpu;
+use crate::engine::geometry::InputFormat;
 use crate::engine::geometry::{Caps, u32_of};
-use crate::error::Error;
-use crate::gpu::Gpu;
-use crate::likelihood::{
-    Bind, CHUNK, LlPass, Program, Src, Step, check_len, elementwise_passes, elems, groups_for,
-    grow_scratch, key, limit, parts_step, reduce_passes_from,
+use crate::engine::geometry::{check_len, elems};
+use crate::engine::passes::{
+    CHUNK, LlPass, elementwise_passes, groups_for, grow_scratch, key, limit, reduce_passes_from,
 };
-use crate::logsumexp::InputFormat;
-use crate::shaders::{LlParams, PARTIAL_BYTES};
+use crate::engine::program::{Bind, Program, Src, Step};
+use crate::engine::shaders::{LlParams, PARTIAL_BYTES};
+use crate::error::Error;
+use crate::logsumexp::parts_step;
 
 /// An encoder-level weighted log-sum-exp with signs over `rows × cols`, the weights one per
 /// element or one per column. The output gets `rows` logs then `rows` signs.
@@ -65,7 +67,7 @@ impl WeightedLseOp {
         let chunks = c.div_ceil(CHUNK);
         let mut scratch = [n * 4, r * chunks * PARTIAL_BYTES, r * PARTIAL_BYTES];
         if r > 0 {
-            steps.push(Step::Ll(elementwise_passes(
+            steps.push(Step::ll(elementwise_passes(
                 key("elementwise", OP_W_SUBST, 0),
                 base,
                 r,
@@ -131,7 +133,7 @@ impl WeightedLseOp {
                 uniform: None,
                 extra: None,
             });
-            steps.push(Step::Ll(passes));
+            steps.push(Step::ll(passes));
         }
         let program = Program::new(
             gpu,

@@ -2,8 +2,36 @@
 //! windows, group counts and 2-D grids, and the device limits and driver caps, each defined
 //! once.
 
+use super::device::Gpu;
+use super::passes::CHUNK;
 use crate::error::Error;
-use crate::gpu::Gpu;
+
+/// How the input's entries are stored.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum InputFormat {
+    /// IEEE binary32, 4 bytes an entry.
+    #[default]
+    F32,
+    /// IEEE binary16 (`half::f16`), 2 bytes an entry, two to a 4-byte word (the first entry in
+    /// the low half). Decoded exactly to f32 from the bits (subnormals, infinities and NaN
+    /// included) by integer arithmetic, so every adapter reads it — `Features::SHADER_F16` is
+    /// not needed; everything after the load is the f32 kernel.
+    F16,
+}
+
+impl InputFormat {
+    /// Bytes an entry.
+    pub fn bytes(self) -> u64 {
+        match self {
+            InputFormat::F32 => 4,
+            InputFormat::F16 => 2,
+        }
+    }
+}
+
+/// How the output's entries are stored: f32, or (softmax and log_softmax only) f16 rounded to
+/// nearest even from the f32 result — the same two formats as the input's.
+pub type OutputFormat = InputFormat;
 
 /// What the planner needs to know of a device.
 #[derive(Clone, Copy, Debug)]
@@ -93,6 +121,10 @@ pub(crate) const LANE_BUDGET: u64 = 16_000;
 /// groups × WG stays below 2^32.
 pub(crate) const MAX_GROUPS: u64 = 1 << 22;
 
+/// The largest workgroup any kernel uses (`WG_MAX` in `shaders/logsumexp.wgsl`, checked by
+/// a test).
+pub(crate) const WG_MAX: u32 = 256;
+
 pub(crate) fn shape_err(what: &str) -> Error {
     Error::Shape(format!("{what} overflows the addressable range"))
 }
@@ -129,4 +161,36 @@ pub(crate) fn fold_groups(groups: u64, max_per_dim: u32) -> (u32, u32) {
     );
     let x = groups.min(u64::from(max_per_dim));
     (x as u32, groups.div_ceil(x) as u32)
+}
+
+/// An error unless `v` holds `expected` values.
+pub(crate) fn check_len(what: &'static str, v: &[f32], expected: usize) -> Result<(), Error> {
+    if v.len() != expected {
+        return Err(Error::InputLength {
+            what,
+            expected,
+            actual: v.len(),
+        });
+    }
+    Ok(())
+}
+
+/// `rows × cols` as a count of entries, within what the chunked reductions index.
+pub(crate) fn elems(rows: usize, cols: usize) -> Result<u64, Error> {
+    (rows as u64)
+        .checked_mul(cols as u64)
+        .filter(|&n| n <= u64::from(u32::MAX) * CHUNK)
+        .ok_or_else(|| Error::Shape(format!("{rows} × {cols} is too large")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_fold_into_two_dimensions() {
+        assert_eq!(fold_groups(70_000, 65_535), (65_535, 2));
+        assert_eq!(fold_groups(0, 65_535), (1, 1));
+        assert_eq!(fold_groups(10, 65_535), (10, 1));
+    }
 }

@@ -1,3 +1,15 @@
-//! The engine under the families. For now: the geometry every planner shares.
+//! The engine under the families: the device ([`device`]), WGSL modules, layouts and the
+//! pipeline cache ([`pipelines`], [`shaders`]), the geometry every planner shares
+//! ([`geometry`]), the one recorder ([`program`]) with the likelihood module's shared planners
+//! ([`passes`]), and the one blocking runner ([`blocking`]).
+//!
+//! No file here names a family module: a family lowers its work to a [`program::Program`]
+//! and runs it through [`blocking`] (`tests/walls.rs` reads the sources).
 
+pub(crate) mod blocking;
+pub(crate) mod device;
 pub(crate) mod geometry;
+pub(crate) mod passes;
+pub(crate) mod pipelines;
+pub(crate) mod program;
+pub(crate) mod shaders;

@@ -5,7 +5,50 @@
 //! and mismatched lengths or out-of-range targets panic.
 
 use super::logsumexp::{log_softmax, logsumexp};
-use crate::gmm::{Covariance, Gmm};
+
+/// The covariances of a mixture's components, as scikit-learn's `covariance_type`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Covariance {
+    /// `k × dims` variances (positive, finite).
+    Diag(Vec<f32>),
+    /// `k` variances, one per component (positive, finite).
+    Spherical(Vec<f32>),
+    /// `k × dims × dims` Cholesky factors of the precision matrices, row-major, as
+    /// scikit-learn's `precisions_cholesky_` (upper triangular there; any matrix with a positive
+    /// diagonal is accepted, and a triangular one is evaluated in half the work).
+    Full(Vec<f32>),
+}
+
+/// A Gaussian mixture: `k` components in `dims` dimensions.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Gmm {
+    /// `k` mixture weights: non-negative, summing to 1 within 1e−4.
+    pub weights: Vec<f32>,
+    /// `k × dims` means, row-major.
+    pub means: Vec<f32>,
+    /// The components' covariances.
+    pub covariance: Covariance,
+}
+
+/// What a [`GmmReduceOp`](crate::GmmReduceOp) sums over the points.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GmmReduction {
+    /// The total log-likelihood and its gradient with respect to the weights, means and
+    /// variances ([`GmmGradients`](crate::GmmGradients)).
+    Gradients,
+    /// The E-step statistics `Σᵢ rᵢₖ`, `Σᵢ rᵢₖ xᵢ`, `Σᵢ rᵢₖ xᵢ²` and the total log-likelihood
+    /// ([`GmmSufficientStats`](crate::GmmSufficientStats)).
+    SufficientStats,
+    /// The scatter of the points about each component's mean `μ_k` (the mixture's own means):
+    /// `Σᵢ rᵢₖ`, `Σᵢ rᵢₖ (xᵢ − μ_k)` and `Σᵢ rᵢₖ (xᵢ − μ_k)²` per dimension, and the total
+    /// log-likelihood ([`GmmCenteredStats`](crate::GmmCenteredStats)) — what EM's M-step needs for diagonal and
+    /// spherical covariances, without the cancellation of `Σ r x² − N μ²` far from the origin.
+    CenteredStats,
+    /// [`GmmReduction::CenteredStats`] and the off-diagonal scatter
+    /// `Σᵢ rᵢₖ (x_ia − μ_ka)(x_ib − μ_kb)`, `a < b` — what EM's M-step needs for full
+    /// covariances.
+    CenteredScatter,
+}
 
 /// Each component's constant `ln w_k + ln det(P_k) − (d/2)·ln 2π`, from f64 (−inf for a
 /// weight of zero), as the GPU op packs it.
@@ -125,15 +168,8 @@ pub fn log_responsibilities(points: &[f32], n: usize, dims: usize, gmm: &Gmm) ->
 /// `Σ r ((x − μ)²/σ² − 1)/(2σ²)` (gradients, diagonal mixtures only), per component `Σ r` or
 /// `Σ r / w`, per pair `a < b` of dimensions `Σ r (x_a − μ_a)(x_b − μ_b)` (scatter only). Each
 /// sum is pairwise over chunks of 64 points, then 64 partials at a time.
-pub fn moments(
-    points: &[f32],
-    n: usize,
-    dims: usize,
-    gmm: &Gmm,
-    kind: crate::GmmReduction,
-) -> Vec<f32> {
+pub fn moments(points: &[f32], n: usize, dims: usize, gmm: &Gmm, kind: GmmReduction) -> Vec<f32> {
     use super::likelihood::{chunk_partials, reduce_levels, sum_total, xexp};
-    use crate::GmmReduction;
     let gradients = kind == GmmReduction::Gradients;
     let centered = matches!(
         kind,

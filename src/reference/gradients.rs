@@ -4,12 +4,12 @@
 //! These are test oracles and CPU baselines: inputs are assumed valid (the GPU ops check them),
 //! and mismatched lengths or out-of-range targets panic.
 
+use super::likelihood::{Bce, CrossEntropy, GaussianNll, PoissonNll, Reduction};
 use super::likelihood::{
     bce_element, categorical, chunk_partials, gaussian_nll_element, poisson_nll_element,
     reduce_levels, sum_total, xexp,
 };
 use super::logsumexp::{ld_exp_neg, logsumexp_parts};
-use crate::likelihood::{Bce, CrossEntropy, GaussianNll, PoissonNll, Reduction};
 
 fn row_sums(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     (0..rows)

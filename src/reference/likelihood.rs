@@ -6,7 +6,99 @@
 //! and mismatched lengths or out-of-range targets panic.
 
 use super::logsumexp::{ld_exp_neg, ld_exp_reduced, ld_log, ld_log1p};
-use crate::likelihood::{Bce, CrossEntropy, GaussianNll, PoissonNll, Reduction};
+
+/// How per-sample values are reduced over the batch, as PyTorch's `reduction` argument.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Reduction {
+    /// One value per sample (per element for the element-wise losses).
+    None,
+    /// The sum over the batch: one value.
+    Sum,
+    /// The mean over the batch: one value. Cross-entropy and NLL divide by the summed class
+    /// weights of the non-ignored targets (NaN when every target is ignored), the element-wise
+    /// losses by the number of elements (NaN for an empty batch).
+    #[default]
+    Mean,
+}
+
+/// Options of `F.cross_entropy` / `F.nll_loss` with class-index targets (PyTorch's defaults).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CrossEntropy {
+    /// A weight per class (`classes` values, finite), or `None` for 1.
+    pub weight: Option<Vec<f32>>,
+    /// Targets equal to this contribute nothing, to the loss nor to the mean's denominator.
+    pub ignore_index: i64,
+    /// In `[0, 1]`: the target distribution is `(1 − ε)·onehot + ε/C`. Must be 0 for NLL.
+    pub label_smoothing: f32,
+    /// The reduction over rows.
+    pub reduction: Reduction,
+}
+
+impl Default for CrossEntropy {
+    fn default() -> Self {
+        CrossEntropy {
+            weight: None,
+            ignore_index: -100,
+            label_smoothing: 0.0,
+            reduction: Reduction::Mean,
+        }
+    }
+}
+
+/// Options of `F.gaussian_nll_loss` (PyTorch's defaults).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GaussianNll {
+    /// Add the constant `0.5·ln(2π)` per element.
+    pub full: bool,
+    /// Variances are clamped to at least `eps` (finite, ≥ 0).
+    pub eps: f32,
+    /// The reduction over elements.
+    pub reduction: Reduction,
+}
+
+impl Default for GaussianNll {
+    fn default() -> Self {
+        GaussianNll {
+            full: false,
+            eps: 1e-6,
+            reduction: Reduction::Mean,
+        }
+    }
+}
+
+/// Options of `F.binary_cross_entropy_with_logits` (PyTorch's defaults).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Bce {
+    /// A weight of the positive class per column (`cols` values, broadcast over rows as
+    /// PyTorch broadcasts over the last dimension), or `None` for 1.
+    pub pos_weight: Option<Vec<f32>>,
+    /// The reduction over elements.
+    pub reduction: Reduction,
+}
+
+/// Options of `F.poisson_nll_loss` (PyTorch's defaults).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PoissonNll {
+    /// Inputs are log-rates (`e^x − y·x`) rather than rates (`x − y·ln(x + eps)`).
+    pub log_input: bool,
+    /// Add the Stirling approximation of `ln(y!)` where `y > 1`.
+    pub full: bool,
+    /// Added to rates before the log when `log_input` is false.
+    pub eps: f32,
+    /// The reduction over elements.
+    pub reduction: Reduction,
+}
+
+impl Default for PoissonNll {
+    fn default() -> Self {
+        PoissonNll {
+            log_input: true,
+            full: false,
+            eps: 1e-8,
+            reduction: Reduction::Mean,
+        }
+    }
+}
 
 /// Values per chunk and partials per reduction step.
 pub const CHUNK: usize = 64;

@@ -14,6 +14,44 @@
 //! assert!((lse - 2.4076059).abs() < 1e-6);
 //! ```
 
+/// Which function of the family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RowFn {
+    /// `log Σ_j exp(x_rj)`: one value per row.
+    Logsumexp,
+    /// `exp(x_rj) / Σ_k exp(x_rk)`: one value per entry.
+    Softmax,
+    /// `x_rj − logsumexp_r`: one value per entry.
+    LogSoftmax,
+    /// The log-sum-exp in two parts, two values per row: `(m, log1p(s))` with `m` the row's
+    /// largest entry and `logsumexp = m + log1p(s)`, so that `x_j − logsumexp` can be taken as
+    /// `(x_j − m) − log1p(s)` without the rounding of the sum (cross-entropy uses it). A row
+    /// with a NaN gives `(NaN, 0)`, with a +inf `(+inf, 0)`, with only −inf entries `(−inf, 0)`.
+    LogsumexpParts,
+}
+
+impl RowFn {
+    /// Whether it writes a fixed number of values per row (a reduction) rather than one per
+    /// entry.
+    pub fn reduces(self) -> bool {
+        matches!(self, RowFn::Logsumexp | RowFn::LogsumexpParts)
+    }
+
+    /// Values written per row by a reduction (1 or 2).
+    pub(crate) fn reduced_width(self) -> u64 {
+        if self == RowFn::LogsumexpParts { 2 } else { 1 }
+    }
+
+    /// Number of f32 outputs for a `rows × cols` input.
+    pub fn output_len(self, rows: usize, cols: usize) -> usize {
+        match self {
+            RowFn::Logsumexp => rows,
+            RowFn::LogsumexpParts => rows * 2,
+            _ => rows * cols,
+        }
+    }
+}
+
 const LOG2E: f32 = std::f32::consts::LOG2_E;
 const LN2_HI: f32 = 0.693_145_75;
 const LN2_LO: f32 = 1.428_606_8e-6;

@@ -1,8 +1,8 @@
 //! CPU mirror of `shaders/masked.wgsl` around the log-sum-exp family's mirror: masked entries
 //! replaced by −inf, the row function, then 0 (softmax) or −inf (log_softmax) at masked entries.
 
+use super::logsumexp::RowFn;
 use super::logsumexp::{log_softmax, logsumexp, softmax};
-use crate::logsumexp::RowFn;
 
 /// `func` (`Logsumexp`, `Softmax` or `LogSoftmax`) of each row over the entries where `where_`
 /// is true.

@@ -3,7 +3,17 @@
 
 use super::likelihood::{chunk_partials, reduce_levels, sum_mean, xlog};
 use super::logsumexp::ld_log1p;
-use crate::transform::LogFn;
+
+/// A log transform.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LogFn {
+    /// `ln x` (−inf at 0, NaN below 0).
+    Ln,
+    /// `log10 x`.
+    Log10,
+    /// `ln(1 + x)`, accurate near 0 (−inf at −1, NaN below −1).
+    Log1p,
+}
 
 /// `ln(1 + x)` as the kernels compute it (accurate near 0; −inf at −1, NaN below).
 pub fn log1p(x: f32) -> f32 {

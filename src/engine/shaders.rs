@@ -1,53 +1,54 @@
 //! WGSL sources, compiled into the crate, and the parameter block they share with the host.
 
 /// Shared helpers: special values from bits, `ld_exp_neg`, `ld_log1p`, the log-sum-exp monoid.
-pub const COMMON: &str = include_str!("../shaders/common.wgsl");
+pub const COMMON: &str = include_str!("../../shaders/common.wgsl");
 /// The log-sum-exp family (portable entry points).
-pub const LOGSUMEXP: &str = include_str!("../shaders/logsumexp.wgsl");
+pub const LOGSUMEXP: &str = include_str!("../../shaders/logsumexp.wgsl");
 /// The log-sum-exp family's input as 4-byte words (follows `LOGSUMEXP`).
-pub const LOGSUMEXP_WORDS: &str = include_str!("../shaders/logsumexp_words.wgsl");
+pub const LOGSUMEXP_WORDS: &str = include_str!("../../shaders/logsumexp_words.wgsl");
 /// The log-sum-exp family, one subgroup per row (needs `Features::SUBGROUP`).
-pub const LOGSUMEXP_SUBGROUP: &str = include_str!("../shaders/logsumexp_subgroup.wgsl");
+pub const LOGSUMEXP_SUBGROUP: &str = include_str!("../../shaders/logsumexp_subgroup.wgsl");
 /// The log-sum-exp family with the input read as vec4 words (follows `LOGSUMEXP`, in place of
 /// `LOGSUMEXP_WORDS`).
-pub const LOGSUMEXP_VEC4: &str = include_str!("../shaders/logsumexp_vec4.wgsl");
+pub const LOGSUMEXP_VEC4: &str = include_str!("../../shaders/logsumexp_vec4.wgsl");
 /// The log-sum-exp family's output as 4-byte words (binding 2 and its accessors).
-pub const LOGSUMEXP_OUT: &str = include_str!("../shaders/logsumexp_out.wgsl");
+pub const LOGSUMEXP_OUT: &str = include_str!("../../shaders/logsumexp_out.wgsl");
 /// The output as vec4 words, for the vec4 kernels' 16-byte stores (in place of
 /// `LOGSUMEXP_OUT`).
-pub const LOGSUMEXP_OUT_VEC4: &str = include_str!("../shaders/logsumexp_out_vec4.wgsl");
+pub const LOGSUMEXP_OUT_VEC4: &str = include_str!("../../shaders/logsumexp_out_vec4.wgsl");
 /// The vec4 form with several rows per subgroup (needs `Features::SUBGROUP`).
-pub const LOGSUMEXP_VEC4_SUBGROUP: &str = include_str!("../shaders/logsumexp_vec4_subgroup.wgsl");
+pub const LOGSUMEXP_VEC4_SUBGROUP: &str =
+    include_str!("../../shaders/logsumexp_vec4_subgroup.wgsl");
 
 /// Log-likelihood reductions: element-wise losses, categorical loss, the pairwise sum.
-pub const LIKELIHOOD: &str = include_str!("../shaders/likelihood.wgsl");
+pub const LIKELIHOOD: &str = include_str!("../../shaders/likelihood.wgsl");
 /// Gaussian mixtures' log-joint (needs the likelihood module's bindings).
-pub const GMM: &str = include_str!("../shaders/gmm.wgsl");
+pub const GMM: &str = include_str!("../../shaders/gmm.wgsl");
 
 /// Gradients of the log-sum-exp family (element values of the likelihood module's
 /// `elementwise` entry point).
-pub const GRADIENTS: &str = include_str!("../shaders/gradients.wgsl");
+pub const GRADIENTS: &str = include_str!("../../shaders/gradients.wgsl");
 
 /// Log transforms of data and the mean of logs (element values of the likelihood module's
 /// `elementwise` entry point).
-pub const TRANSFORM: &str = include_str!("../shaders/transform.wgsl");
+pub const TRANSFORM: &str = include_str!("../../shaders/transform.wgsl");
 
 /// Masks around the log-sum-exp family (element values of the likelihood module's
 /// `elementwise` entry point).
-pub const MASKED: &str = include_str!("../shaders/masked.wgsl");
+pub const MASKED: &str = include_str!("../../shaders/masked.wgsl");
 
 /// Weighted log-sum-exp with signs (element values of the likelihood module's `elementwise`
 /// entry point, and its per-row finish).
-pub const WEIGHTED: &str = include_str!("../shaders/weighted.wgsl");
+pub const WEIGHTED: &str = include_str!("../../shaders/weighted.wgsl");
 
 /// The textbook formulas of the stability study (needs the likelihood module's bindings).
-pub const STABILITY: &str = include_str!("../shaders/stability.wgsl");
+pub const STABILITY: &str = include_str!("../../shaders/stability.wgsl");
 
 /// The read-bandwidth yardstick of the benches (needs the likelihood module's bindings).
-pub const BANDWIDTH: &str = include_str!("../shaders/bandwidth.wgsl");
+pub const BANDWIDTH: &str = include_str!("../../shaders/bandwidth.wgsl");
 /// The yardsticks with 16-byte words: a module of its own (the likelihood layout, bindings typed
 /// as vec4 words).
-pub const BANDWIDTH_VEC4: &str = include_str!("../shaders/bandwidth_vec4.wgsl");
+pub const BANDWIDTH_VEC4: &str = include_str!("../../shaders/bandwidth_vec4.wgsl");
 
 /// Every WGSL file, by name (the loop audit reads them all).
 #[cfg(test)]
@@ -614,7 +615,7 @@ mod tests {
             .map(|(_, v)| layouter[v.ty].size)
             .sum();
         let wg_max = wgsl_u32_const(&module, "WG_MAX");
-        assert_eq!(wg_max, crate::logsumexp::WG_MAX);
+        assert_eq!(wg_max, crate::engine::geometry::WG_MAX);
         for limits in [wgpu::Limits::default(), wgpu::Limits::downlevel_defaults()] {
             assert!(
                 bytes <= limits.max_compute_workgroup_storage_size,

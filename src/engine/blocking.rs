@@ -1,0 +1,361 @@
+//! The one blocking runner (upload, sentinel fill in debug builds, run, read back), the
+//! timing path, and the host values of an op's main input.
+
+use super::device::{Gpu, lock};
+use super::geometry::InputFormat;
+use super::program::{PassRecord, Program};
+use super::shaders;
+use crate::error::Error;
+
+/// Reused buffers of the blocking calls.
+#[derive(Default)]
+pub(crate) struct Blocking {
+    readback: Option<wgpu::Buffer>,
+    /// Reused input buffers (the host inputs, then the extra outputs) and the output buffer.
+    inputs: Vec<Option<wgpu::Buffer>>,
+    output: Option<wgpu::Buffer>,
+    /// Timestamp queries and the buffer they resolve into, for `time_passes`.
+    timestamps: Option<(wgpu::QuerySet, wgpu::Buffer)>,
+}
+
+impl Gpu {
+    /// Copies `bytes` bytes of f32 from the start of `buffer` (which needs `COPY_SRC`) to the
+    /// host, through a reused staging buffer, and waits.
+    pub fn read_f32(&self, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<f32>, Error> {
+        let mut blocking = lock(&self.blocking);
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        self.read_back(&mut blocking, &mut encoder, buffer, bytes)
+    }
+
+    /// The one blocking runner: uploads host inputs into reused buffers, fills the output
+    /// (the sentinel in debug builds, zeros in release builds), runs `program`
+    /// ([`Gpu::submit_passes`]) and reads its `out_len` 4-byte words back.
+    pub(crate) fn run_program(
+        &self,
+        program: &Program,
+        inputs: &[&[u8]],
+        out_len: usize,
+    ) -> Result<Vec<f32>, Error> {
+        Ok(self.run_program_with(program, inputs, out_len, &[])?.0)
+    }
+
+    /// `run_program` for ops with more outputs: `extra[i]` f32 values are written by the
+    /// program into its input `inputs.len() + i`, and read back after the main output.
+    pub(crate) fn run_program_with(
+        &self,
+        program: &Program,
+        inputs: &[&[u8]],
+        out_len: usize,
+        extra: &[usize],
+    ) -> Result<(Vec<f32>, Vec<Vec<f32>>), Error> {
+        self.run_program_filled(program, inputs, out_len, extra, shaders::SENTINEL_BITS)
+    }
+
+    /// `run_program_with`, the outputs filled with the word `sentinel` in debug builds (two
+    /// f16 sentinels for an f16 output).
+    pub(crate) fn run_program_filled(
+        &self,
+        program: &Program,
+        inputs: &[&[u8]],
+        out_len: usize,
+        extra: &[usize],
+        sentinel: u32,
+    ) -> Result<(Vec<f32>, Vec<Vec<f32>>), Error> {
+        let mut blocking = lock(&self.blocking);
+        let slots = inputs.len() + extra.len();
+        if blocking.inputs.len() < slots {
+            blocking.inputs.resize(slots, None);
+        }
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let usage = wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_DST
+            | wgpu::BufferUsages::COPY_SRC;
+        let mut buffers = Vec::with_capacity(slots);
+        for (i, bytes) in inputs.iter().enumerate() {
+            let b = self.reuse(
+                &mut blocking.inputs[i],
+                (bytes.len() as u64).max(4),
+                usage,
+                "logdomain input",
+            )?;
+            if !bytes.is_empty() {
+                self.write_buffer(&b, 0, bytes);
+            }
+            buffers.push(b);
+        }
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        // The buffers are reused and hold earlier results. Debug builds (the tests) fill the
+        // outputs with the sentinel, so an entry a kernel failed to write shows; release builds
+        // zero them, a memset.
+        let mut fill = |b: &wgpu::Buffer, len: usize| {
+            if len > 0 {
+                if cfg!(debug_assertions) {
+                    let fill = vec![sentinel; len];
+                    self.write_buffer(b, 0, bytemuck::cast_slice(&fill));
+                } else {
+                    encoder.clear_buffer(b, 0, Some(len as u64 * 4));
+                }
+            }
+        };
+        for (i, &len) in extra.iter().enumerate() {
+            let b = self.reuse(
+                &mut blocking.inputs[inputs.len() + i],
+                (len as u64 * 4).max(4),
+                usage,
+                "logdomain extra output",
+            )?;
+            fill(&b, len);
+            buffers.push(b);
+        }
+        let out_bytes = out_len as u64 * 4;
+        let output = self.reuse(
+            &mut blocking.output,
+            out_bytes.max(4),
+            wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+            "logdomain output",
+        )?;
+        fill(&output, out_len);
+        let refs: Vec<&wgpu::Buffer> = buffers.iter().collect();
+        self.submit_program(&mut encoder, program, &refs, &output)?;
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu(e.to_string()));
+        }
+        let main = self.read_back(&mut blocking, &mut encoder, &output, out_bytes)?;
+        let mut more = Vec::with_capacity(extra.len());
+        for (b, &len) in buffers[inputs.len()..].iter().zip(extra) {
+            more.push(self.read_back(&mut blocking, &mut encoder, b, len as u64 * 4)?);
+        }
+        Ok((main, more))
+    }
+
+    /// Runs `program` on resident input buffers into a fresh output of `out_len` values and
+    /// reads them back (the fit's E-steps, on points uploaded once).
+    pub(crate) fn run_resident(
+        &self,
+        program: &Program,
+        inputs: &[&wgpu::Buffer],
+        out_len: usize,
+    ) -> Result<Vec<f32>, Error> {
+        let output = self.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("logdomain resident output"),
+            size: (out_len.max(1) * 4) as u64,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let mut blocking = lock(&self.blocking);
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        self.submit_program(&mut encoder, program, inputs, &output)?;
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu(e.to_string()));
+        }
+        let out = self.read_back(&mut blocking, &mut encoder, &output, out_len as u64 * 4);
+        self.drop_guarded(output);
+        out
+    }
+
+    /// Checks the buffers, then runs every pass of `program` ([`Gpu::submit_passes`]).
+    fn submit_program(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        program: &Program,
+        inputs: &[&wgpu::Buffer],
+        output: &wgpu::Buffer,
+    ) -> Result<(), Error> {
+        program.check(inputs, output)?;
+        let passes = program.pass_records(inputs, output, None)?;
+        self.submit_passes(encoder, &passes)
+    }
+
+    /// The one readback path of the crate: submits `encoder` with a copy of the first `bytes`
+    /// bytes of `buffer` into the reused staging buffer, waits, and returns them as `T`s.
+    fn read_back<T: bytemuck::Pod>(
+        &self,
+        blocking: &mut Blocking,
+        encoder: &mut wgpu::CommandEncoder,
+        buffer: &wgpu::Buffer,
+        bytes: u64,
+    ) -> Result<Vec<T>, Error> {
+        let size = std::mem::size_of::<T>() as u64;
+        if !bytes.is_multiple_of(size.max(4)) || bytes > buffer.size() {
+            return Err(Error::Buffer(format!(
+                "cannot read {bytes} bytes of {} from a buffer of {} bytes",
+                std::any::type_name::<T>(),
+                buffer.size()
+            )));
+        }
+        if !buffer.usage().contains(wgpu::BufferUsages::COPY_SRC) {
+            return Err(Error::Buffer(
+                "reading back needs BufferUsages::COPY_SRC".into(),
+            ));
+        }
+        if bytes == 0 {
+            return Ok(Vec::new());
+        }
+        let staging = self.reuse(
+            &mut blocking.readback,
+            bytes,
+            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            "logdomain readback",
+        )?;
+        encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, bytes);
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let encoder = std::mem::replace(
+            encoder,
+            self.device.create_command_encoder(&Default::default()),
+        );
+        // Submit, map, wait, copy out and unmap: GL calls, one section under the crate's lock.
+        let _gl = self.gl_guard();
+        self.queue.submit([encoder.finish()]);
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, ..bytes, move |r| {
+            let _ = tx.send(r);
+        });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu(e.to_string()));
+        }
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(e.to_string()))?;
+        rx.recv()
+            .map_err(|e| Error::Gpu(e.to_string()))?
+            .map_err(|e| Error::Gpu(format!("mapping the readback buffer: {e}")))?;
+        let out = {
+            let view = staging
+                .get_mapped_range(..bytes)
+                .map_err(|e| Error::Gpu(format!("mapped range: {e}")))?;
+            bytemuck::pod_collect_to_vec::<u8, T>(&view)
+        };
+        staging.unmap();
+        Ok(out)
+    }
+
+    /// A reused buffer of at least `bytes` bytes, grown to the next power of two.
+    fn reuse(
+        &self,
+        slot: &mut Option<wgpu::Buffer>,
+        bytes: u64,
+        usage: wgpu::BufferUsages,
+        label: &str,
+    ) -> Result<wgpu::Buffer, Error> {
+        if let Some(b) = slot.as_ref().filter(|b| b.size() >= bytes) {
+            return Ok(b.clone());
+        }
+        let max = self.limits.max_buffer_size;
+        if bytes > max {
+            return Err(Error::Limit(format!(
+                "{label} needs {bytes} bytes; max_buffer_size is {max}"
+            )));
+        }
+        let size = bytes
+            .max(256)
+            .checked_next_power_of_two()
+            .unwrap_or(bytes)
+            .min(max);
+        let b = self.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size,
+            usage,
+            mapped_at_creation: false,
+        });
+        // The old buffer's last reference may go here: destroying it is a GL call.
+        self.drop_guarded(slot.replace(b.clone()));
+        Ok(b)
+    }
+
+    pub(crate) fn has_timestamps(&self) -> bool {
+        self.device
+            .features()
+            .contains(wgpu::Features::TIMESTAMP_QUERY)
+    }
+
+    /// The one timing path of the crate: `passes` returns compute passes that write `pairs`
+    /// pairs of timestamps (begin and end of a pass, queries 2i and 2i + 1) into the given query
+    /// set; this runs them ([`Gpu::submit_passes`]), waits, and returns the summed pass times,
+    /// or `None` without `Features::TIMESTAMP_QUERY`. The query set and its resolve buffer are
+    /// reused (grown on demand).
+    pub(crate) fn time_passes(
+        &self,
+        pairs: u32,
+        passes: impl for<'q> FnOnce(&'q wgpu::QuerySet) -> Result<Vec<PassRecord<'q>>, Error>,
+    ) -> Result<Option<std::time::Duration>, Error> {
+        if !self.has_timestamps() {
+            return Ok(None);
+        }
+        let count = 2 * pairs.max(1);
+        let mut blocking = lock(&self.blocking);
+        if blocking
+            .timestamps
+            .as_ref()
+            .is_some_and(|(q, _)| q.count() < count)
+        {
+            self.drop_guarded(blocking.timestamps.take());
+        }
+        let (queries, resolved) = blocking
+            .timestamps
+            .get_or_insert_with(|| {
+                let _gl = self.gl_guard();
+                let queries = self.device.create_query_set(&wgpu::QuerySetDescriptor {
+                    label: Some("logdomain timestamps"),
+                    ty: wgpu::QueryType::Timestamp,
+                    count,
+                });
+                let resolved = self.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("logdomain timestamps"),
+                    size: u64::from(count) * 8,
+                    usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                    mapped_at_creation: false,
+                });
+                (queries, resolved)
+            })
+            .clone();
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        let records = passes(&queries)?;
+        self.submit_passes(&mut encoder, &records)?;
+        drop(records);
+        encoder.resolve_query_set(&queries, 0..count, &resolved, 0);
+        let ticks: Vec<u64> =
+            self.read_back(&mut blocking, &mut encoder, &resolved, u64::from(count) * 8)?;
+        let period = f64::from(self.queue.get_timestamp_period());
+        let ns: f64 = ticks
+            .chunks(2)
+            .map(|t| t[1].saturating_sub(t[0]) as f64 * period)
+            .sum();
+        Ok(Some(std::time::Duration::from_nanos(ns.round() as u64)))
+    }
+}
+
+#[derive(Clone, Copy)]
+pub(crate) enum Values<'a> {
+    F32(&'a [f32]),
+    F16(&'a [half::f16]),
+}
+
+impl<'a> Values<'a> {
+    /// The number of entries, their format, and the bytes to upload: whole 4-byte words, as
+    /// kernels bind them (an odd count of f16 entries is padded with one zero entry, a copy
+    /// only then).
+    pub fn upload(self) -> (usize, InputFormat, std::borrow::Cow<'a, [u8]>) {
+        use std::borrow::Cow;
+        match self {
+            Values::F32(v) => (
+                v.len(),
+                InputFormat::F32,
+                Cow::Borrowed(bytemuck::cast_slice(v)),
+            ),
+            Values::F16(v) if v.len().is_multiple_of(2) => (
+                v.len(),
+                InputFormat::F16,
+                Cow::Borrowed(bytemuck::cast_slice(v)),
+            ),
+            Values::F16(v) => {
+                let mut words = v.to_vec();
+                words.push(half::f16::ZERO);
+                let bytes = bytemuck::cast_slice(&words).to_vec();
+                (v.len(), InputFormat::F16, Cow::Owned(bytes))
+            }
+        }
+    }
+}
