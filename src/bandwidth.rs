@@ -5,6 +5,7 @@
 
 use crate::engine::device::Gpu;
 use crate::engine::geometry::{Caps, u32_of};
+use crate::engine::op::Op;
 use crate::engine::passes::{LlPass, groups_for, key, limit};
 use crate::engine::pipelines::{Module, PipelineKey};
 use crate::engine::program::{Bind, Program, Src, Step};
@@ -218,5 +219,17 @@ impl Gpu {
             .probe_output(probe, words)?
             .into_iter()
             .fold(0u32, u32::wrapping_add))
+    }
+}
+
+impl crate::engine::op::sealed::Lowered for ReadProbe {
+    fn program(&self) -> &Program {
+        &self.program
+    }
+}
+
+impl Op for ReadProbe {
+    fn input_names(&self) -> Vec<&'static str> {
+        vec!["words (u32)"]
     }
 }

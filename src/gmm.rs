@@ -17,6 +17,7 @@ use crate::engine::device::Gpu;
 use crate::engine::geometry::{
     Caps, LANE_BUDGET, MAX_GROUPS, Window, u32_of, window as window_of, window_of as entries_window,
 };
+use crate::engine::op::Op;
 use crate::engine::passes::{
     CHUNK, LL_WG, LlPass, elementwise_passes, groups_for, grow_scratch, input_bytes, key,
     key_reading, limit, reduce_passes, reduce_passes_from, usable,
@@ -1138,5 +1139,29 @@ impl Gpu {
         };
         let v = self.run_gmm_reduce(points, n, dims, gmm, kind)?;
         GmmCenteredStats::from_packed(&v, gmm.weights.len(), dims, scatter)
+    }
+}
+
+impl crate::engine::op::sealed::Lowered for GmmOp {
+    fn program(&self) -> &Program {
+        &self.program
+    }
+}
+
+impl Op for GmmOp {
+    fn input_names(&self) -> Vec<&'static str> {
+        vec!["points (f32, n × dims)"]
+    }
+}
+
+impl crate::engine::op::sealed::Lowered for GmmReduceOp {
+    fn program(&self) -> &Program {
+        &self.program
+    }
+}
+
+impl Op for GmmReduceOp {
+    fn input_names(&self) -> Vec<&'static str> {
+        vec!["points (f32, n × dims)"]
     }
 }

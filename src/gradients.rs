@@ -21,6 +21,7 @@ use crate::codes::{
 use crate::engine::device::Gpu;
 use crate::engine::geometry::{Caps, Window};
 use crate::engine::geometry::{check_len, elems};
+use crate::engine::op::{Io, Op};
 use crate::engine::passes::{
     CHUNK, LlPass, elementwise_passes, groups_for, grow_scratch, key, limit, reduce_passes,
     reduce_passes_from,
@@ -997,5 +998,88 @@ impl Gpu {
         let (loss, mut grads) =
             self.run_program_with(&op.program, &bytes, op.loss_len, &op.grad_lens)?;
         Ok((loss, grads.pop().unwrap_or_default()))
+    }
+}
+
+impl crate::engine::op::sealed::Lowered for BackwardOp {
+    fn program(&self) -> &Program {
+        &self.program
+    }
+}
+
+impl Op for BackwardOp {
+    fn input_names(&self) -> Vec<&'static str> {
+        self.inputs.iter().map(|s| s.name).collect()
+    }
+
+    fn output_names(&self) -> Vec<&'static str> {
+        vec!["gradient"]
+    }
+}
+
+impl crate::engine::op::sealed::Lowered for CrossEntropyGradOp {
+    fn program(&self) -> &Program {
+        &self.program
+    }
+
+    fn bind<'a>(&self, io: Io<'a>) -> Result<(Vec<&'a wgpu::Buffer>, &'a wgpu::Buffer), Error> {
+        let (logits, targets, loss, grad) = match (io.inputs, io.outputs) {
+            ([l, t], [loss]) => (*l, *t, *loss, None),
+            ([l, t], [loss, grad]) => (*l, *t, *loss, Some(*grad)),
+            _ => {
+                return Err(Error::Buffer(format!(
+                    "this op reads logits and targets and writes the loss{}; got {} and {} buffers",
+                    if self.in_place {
+                        ""
+                    } else {
+                        " and the gradient"
+                    },
+                    io.inputs.len(),
+                    io.outputs.len()
+                )));
+            }
+        };
+        Ok((self.buffers(logits, targets, loss, grad)?.to_vec(), loss))
+    }
+}
+
+impl Op for CrossEntropyGradOp {
+    fn input_names(&self) -> Vec<&'static str> {
+        self.inputs.iter().map(|s| s.name).collect()
+    }
+
+    fn output_names(&self) -> Vec<&'static str> {
+        if self.in_place {
+            vec!["loss"]
+        } else {
+            vec!["loss", "gradient"]
+        }
+    }
+}
+
+impl crate::engine::op::sealed::Lowered for LossGradOp {
+    fn program(&self) -> &Program {
+        &self.program
+    }
+
+    fn bind<'a>(&self, io: Io<'a>) -> Result<(Vec<&'a wgpu::Buffer>, &'a wgpu::Buffer), Error> {
+        let Some((&loss, grads)) = io.outputs.split_first() else {
+            return Err(Error::Buffer(
+                "this op writes the loss and its gradients; got no output".into(),
+            ));
+        };
+        Ok((self.buffers(io.inputs, loss, grads)?, loss))
+    }
+}
+
+impl Op for LossGradOp {
+    fn input_names(&self) -> Vec<&'static str> {
+        self.inputs.iter().map(|s| s.name).collect()
+    }
+
+    fn output_names(&self) -> Vec<&'static str> {
+        std::iter::once("loss")
+            .chain(self.grad_lens.iter().map(|_| "gradient"))
+            .collect()
     }
 }

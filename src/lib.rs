@@ -50,6 +50,7 @@ pub mod weighted;
 #[cfg(feature = "bench-tools")]
 pub use bandwidth::ReadProbe;
 pub use engine::device::{Gpu, GpuInfo, OPTIONAL_FEATURES};
+pub use engine::op::{Io, Op};
 pub use engine::shaders::{SENTINEL_BITS, SENTINEL_F16_BITS};
 pub use error::Error;
 pub use fit::{CovarianceType, FitProgress, FittedGmm, GaussianMixture, InitParams};

@@ -20,6 +20,7 @@ use crate::engine::blocking::Values;
 use crate::engine::device::Gpu;
 use crate::engine::geometry::InputFormat;
 use crate::engine::geometry::{Caps, WORK_UNIT, Window, check_len, elems, window, window_of};
+use crate::engine::op::Op;
 use crate::engine::passes::{
     CHUNK, LlPass, elementwise_passes, groups_for, grow_scratch, input_bytes, key, key_reading,
     limit, reduce_passes, usable,
@@ -1011,5 +1012,21 @@ impl Gpu {
         check_len("p", p, elems(rows, cols)? as usize)?;
         let op = LossOp::log_prod(self, rows, cols)?;
         self.run_loss(&op, &[bytemuck::cast_slice(p)])
+    }
+}
+
+impl crate::engine::op::sealed::Lowered for LossOp {
+    fn program(&self) -> &Program {
+        &self.program
+    }
+}
+
+impl Op for LossOp {
+    fn input_names(&self) -> Vec<&'static str> {
+        self.inputs.iter().map(|s| s.name).collect()
+    }
+
+    fn output_names(&self) -> Vec<&'static str> {
+        vec!["loss"]
     }
 }

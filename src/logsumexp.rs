@@ -17,6 +17,7 @@ use crate::engine::geometry::{
     window, window_of,
 };
 pub use crate::engine::geometry::{InputFormat, OutputFormat};
+use crate::engine::op::Op;
 use crate::engine::pipelines::{Module, PipelineKey};
 use crate::engine::program::{Bind, Pass, Program, Src, Step};
 use crate::engine::shaders::{Params, SENTINEL_BITS, SENTINEL_F16_BITS, STATE_BYTES};
@@ -954,10 +955,6 @@ impl RowOp {
         input: &wgpu::Buffer,
         output: &wgpu::Buffer,
     ) -> Result<Option<std::time::Duration>, Error> {
-        if self.dispatches() == 0 {
-            self.program.check(&[input], output)?;
-            return Ok(gpu.has_timestamps().then_some(std::time::Duration::ZERO));
-        }
         self.program.kernel_time(gpu, &[input], output)
     }
 
@@ -1284,6 +1281,18 @@ pub(crate) fn parts_step(
         ..RowsLayout::contiguous(rows, classes)
     };
     Ok(RowOp::new(gpu, RowFn::LogsumexpParts, layout, Strategy::Auto)?.into_step(from, Src::Aux))
+}
+
+impl crate::engine::op::sealed::Lowered for RowOp {
+    fn program(&self) -> &Program {
+        &self.program
+    }
+}
+
+impl Op for RowOp {
+    fn input_names(&self) -> Vec<&'static str> {
+        vec!["x (the layout's rows)"]
+    }
 }
 
 #[cfg(test)]

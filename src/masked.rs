@@ -15,6 +15,7 @@ use crate::codes::{OP_MASK_APPLY, OP_MASK_LSM, OP_MASK_SOFTMAX};
 use crate::engine::device::Gpu;
 use crate::engine::geometry::Caps;
 use crate::engine::geometry::{check_len, elems};
+use crate::engine::op::Op;
 use crate::engine::passes::{elementwise_passes, key, limit};
 use crate::engine::program::{Bind, Program, Src, Step};
 use crate::engine::shaders::LlParams;
@@ -208,5 +209,17 @@ impl Gpu {
         cols: usize,
     ) -> Result<Vec<f32>, Error> {
         self.run_masked(RowFn::LogSoftmax, x, where_, rows, cols)
+    }
+}
+
+impl crate::engine::op::sealed::Lowered for MaskedRowOp {
+    fn program(&self) -> &Program {
+        &self.program
+    }
+}
+
+impl Op for MaskedRowOp {
+    fn input_names(&self) -> Vec<&'static str> {
+        vec!["x (f32, rows × cols)", "mask (u32 per entry)"]
     }
 }

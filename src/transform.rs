@@ -12,6 +12,7 @@ use crate::codes::{FINISH_MEAN_COUNT, OP_LOG_DELTA, OP_LOG_LN, OP_LOG_LOG1P, OP_
 use crate::engine::device::Gpu;
 use crate::engine::geometry::Caps;
 use crate::engine::geometry::elems;
+use crate::engine::op::Op;
 use crate::engine::passes::{CHUNK, elementwise_passes_at, key, reduce_passes};
 use crate::engine::program::{Bind, Program, Src, Step};
 use crate::engine::shaders::LlParams;
@@ -262,5 +263,17 @@ impl Gpu {
         let op = LogOp::mean_log(self, delta, DataLayout::contiguous(1, x.len()))?;
         let v = self.run_program(&op.program, &[bytemuck::cast_slice(x)], 1)?;
         Ok(v[0])
+    }
+}
+
+impl crate::engine::op::sealed::Lowered for LogOp {
+    fn program(&self) -> &Program {
+        &self.program
+    }
+}
+
+impl Op for LogOp {
+    fn input_names(&self) -> Vec<&'static str> {
+        vec!["x (f32)"]
     }
 }

@@ -12,6 +12,7 @@ use crate::engine::device::Gpu;
 use crate::engine::geometry::InputFormat;
 use crate::engine::geometry::{Caps, u32_of};
 use crate::engine::geometry::{check_len, elems};
+use crate::engine::op::Op;
 use crate::engine::passes::{
     CHUNK, LlPass, elementwise_passes, groups_for, grow_scratch, key, limit, reduce_passes_from,
 };
@@ -203,5 +204,17 @@ impl Gpu {
         )?;
         let (lse, sign) = out.split_at(rows);
         Ok((lse.to_vec(), sign.to_vec()))
+    }
+}
+
+impl crate::engine::op::sealed::Lowered for WeightedLseOp {
+    fn program(&self) -> &Program {
+        &self.program
+    }
+}
+
+impl Op for WeightedLseOp {
+    fn input_names(&self) -> Vec<&'static str> {
+        vec!["x (f32, rows × cols)", "b (f32, rows × cols)"]
     }
 }

@@ -9,6 +9,7 @@
 pub(crate) mod blocking;
 pub(crate) mod device;
 pub(crate) mod geometry;
+pub(crate) mod op;
 pub(crate) mod passes;
 pub(crate) mod pipelines;
 pub(crate) mod program;

@@ -74,8 +74,9 @@ impl Step {
 }
 
 /// What a sequence of passes needs (pipelines, parameter blocks, the op's own buffers, the
-/// sizes of the caller's buffers) and the machinery to record it.
-pub(crate) struct Program {
+/// sizes of the caller's buffers) and the machinery to record it. Declared `pub` for the sealed
+/// [`super::op::Op`] trait; the module is private, so no user can name it.
+pub struct Program {
     steps: Vec<Step>,
     pipelines: Vec<Vec<wgpu::ComputePipeline>>,
     params: Option<wgpu::Buffer>,
@@ -111,7 +112,7 @@ impl Program {
     /// Builds pipelines and buffers. `aux` is the op's own read-only data (weights, parameters)
     /// followed by `aux_extra` bytes of space kernels write; `scratch` the sizes of the scratch
     /// buffers (`Src::Scratch(i)`; 0 for none).
-    pub fn new(
+    pub(crate) fn new(
         gpu: &Gpu,
         steps: Vec<Step>,
         aux: Option<(Vec<u8>, u64)>,
@@ -205,7 +206,7 @@ impl Program {
 
     /// Buffers the program owns (parameters, aux, scratch), all made by `new`, sub-programs'
     /// included.
-    pub fn owned_buffers(&self) -> usize {
+    pub(crate) fn owned_buffers(&self) -> usize {
         let subs: usize = self
             .steps
             .iter()
@@ -221,7 +222,7 @@ impl Program {
     }
 
     /// Dispatches one run makes.
-    pub fn dispatches(&self) -> usize {
+    pub(crate) fn dispatches(&self) -> usize {
         self.steps
             .iter()
             .map(|s| match s {
@@ -232,7 +233,7 @@ impl Program {
     }
 
     /// Pairs of timestamp queries a timed run writes: one per step.
-    pub fn timed_pairs(&self) -> u32 {
+    pub(crate) fn timed_pairs(&self) -> u32 {
         self.steps
             .iter()
             .map(|s| match s {
@@ -243,31 +244,34 @@ impl Program {
     }
 
     /// Bytes input `i` must have.
-    pub fn input_bytes(&self, i: usize) -> u64 {
+    pub(crate) fn input_bytes(&self, i: usize) -> u64 {
         self.input_bytes.get(i).copied().unwrap_or(0)
     }
 
     /// Bytes the output must have.
-    pub fn output_bytes(&self) -> u64 {
+    pub(crate) fn output_bytes(&self) -> u64 {
         self.output_bytes
     }
 
     /// Checks the caller's buffers, then returns the GPU time of the compute passes of one run,
     /// from timestamps ([`Gpu::time_passes`]).
-    pub fn kernel_time(
+    pub(crate) fn kernel_time(
         &self,
         gpu: &Gpu,
         inputs: &[&wgpu::Buffer],
         output: &wgpu::Buffer,
     ) -> Result<Option<std::time::Duration>, Error> {
         self.check(inputs, output)?;
+        if self.dispatches() == 0 {
+            return Ok(gpu.has_timestamps().then_some(std::time::Duration::ZERO));
+        }
         gpu.time_passes(self.timed_pairs(), |queries| {
             self.pass_records(inputs, output, Some((queries, 0)))
         })
     }
 
     /// Checks the caller's buffers, then records every step into `encoder` (the ops' `record`).
-    pub fn record(
+    pub(crate) fn record(
         &self,
         encoder: &mut wgpu::CommandEncoder,
         inputs: &[&wgpu::Buffer],
@@ -278,7 +282,7 @@ impl Program {
 
     /// [`Program::record`], with step i writing the GPU time at the start and end of its
     /// compute pass into queries `first + 2i` and `first + 2i + 1` of the query set.
-    pub fn record_timed(
+    pub(crate) fn record_timed(
         &self,
         encoder: &mut wgpu::CommandEncoder,
         inputs: &[&wgpu::Buffer],
@@ -297,7 +301,11 @@ impl Program {
 
     /// Checks the caller's buffers: how many, usage, sizes, and that the output is none of the
     /// inputs.
-    pub fn check(&self, inputs: &[&wgpu::Buffer], output: &wgpu::Buffer) -> Result<(), Error> {
+    pub(crate) fn check(
+        &self,
+        inputs: &[&wgpu::Buffer],
+        output: &wgpu::Buffer,
+    ) -> Result<(), Error> {
         if inputs.len() != self.input_bytes.len() {
             return Err(Error::Buffer(format!(
                 "this op takes {} input buffers, got {}",
@@ -355,7 +363,7 @@ impl Program {
     /// The compute passes of every step (see [`Program::record_timed`]); the buffers were
     /// checked by the caller. A step with no dispatches records nothing, except that when
     /// timing a program that dispatches at all it records an empty pass for its timestamps.
-    pub fn pass_records<'q>(
+    pub(crate) fn pass_records<'q>(
         &self,
         inputs: &[&wgpu::Buffer],
         output: &wgpu::Buffer,
