@@ -4,10 +4,11 @@
 // (score_samples) or log_softmax (log responsibilities) of the n x k matrix with `RowOp`.
 // Mirror: src/reference/gmm.rs. Host: src/gmm.rs.
 //
-// OP % 3: 0 diagonal, 1 spherical, 2 full covariance; OP >= 3 reads the parameters from the
-// uniform binding (a 16 KiB window per group of components: every lane reads the same address,
-// which hardware and software adapters serve as a broadcast), OP < 3 from binding b (mixtures
-// whose single component does not fit 16 KiB). A dispatch evaluates the group of len_in
+// OP (OP_GMM_* in src/codes.rs): the covariance kind (diagonal, spherical, full), read from
+// binding b (OP_GMM_DIAG.. OP_GMM_FULL) or from the uniform binding (OP_GMM_DIAG_U..
+// OP_GMM_FULL_U ): a 16 KiB window per group of components: every lane reads the same address,
+// which hardware and software adapters serve as a broadcast; binding b serves mixtures
+// whose single component does not fit 16 KiB. A dispatch evaluates the group of len_in
 // components starting at component row0, whose parameters are laid out as
 //   [len_in constants: ln w_k + ln det(P_k) - dims/2 ln 2 pi | len_in x dims means |
 //    precisions' Cholesky factors: len_in x dims (diag), len_in (spherical) or
@@ -16,8 +17,19 @@
 // at b_off, c_off and c2_off. The quadratic form is sum_j (sum_i (x_i - mu_i) P_ij)^2, the
 // difference taken first: the expanded form cancels in f32 when data sit far from the origin.
 
+const OP_GMM_FIRST: u32 = 32u;
+const OP_GMM_DIAG: u32 = 32u;
+const OP_GMM_SPHERICAL: u32 = 33u;
+const OP_GMM_FULL: u32 = 34u;
+const OP_GMM_DIAG_U: u32 = 35u;
+const OP_GMM_SPHERICAL_U: u32 = 36u;
+const OP_GMM_FULL_U: u32 = 37u;
+// The covariance kind of OP: 0 diagonal, 1 spherical, 2 full.
 const GMM_DIAG: u32 = 0u;
 const GMM_SPHERICAL: u32 = 1u;
+fn gmm_kind() -> u32 {
+    return (OP - OP_GMM_FIRST) % 3u;
+}
 const GMM_UNIFORM_VEC4S: u32 = 1024u;
 // The dimension, when the host specialises the pipeline for it (0: read params.cols). Loops
 // with a constant trip count compile to straight-line code.
@@ -37,7 +49,7 @@ const GMM_FUSED_K: u32 = 64u;
 
 // Parameter word i of the dispatch's component group.
 fn gp_bits(i: u32) -> u32 {
-    if (OP >= 3u) {
+    if (OP >= OP_GMM_DIAG_U) {
         return gmm_uniform[i >> 2u][i & 3u];
     }
     return b[i];
@@ -66,13 +78,13 @@ fn gmm_quadratic(p: u32, comp: u32) -> f32 {
     let dims = gmm_dims();
     let mu = params.c_off + comp * dims;
     var q = 0.0;
-    if (OP % 3u == GMM_DIAG) {
+    if (gmm_kind() == GMM_DIAG) {
         let pc = params.c2_off + comp * dims;
         for (var i = 0u; i < dims; i++) {
             let d = (gmm_x(p, i) - gp(mu + i)) * gp(pc + i);
             q += d * d;
         }
-    } else if (OP % 3u == GMM_SPHERICAL) {
+    } else if (gmm_kind() == GMM_SPHERICAL) {
         let pc = gp(params.c2_off + comp);
         for (var i = 0u; i < dims; i++) {
             let d = (gmm_x(p, i) - gp(mu + i)) * pc;
@@ -193,7 +205,7 @@ fn gmm_log_joint(
 }
 
 // score_samples of GMM_SCORE_TILE points per invocation, for diagonal and spherical mixtures of
-// at most GMM_TILE_DIMS dimensions whose parameters sit in one uniform window (OP 3 or 4) and
+// at most GMM_TILE_DIMS dimensions whose parameters sit in one uniform window (OP_GMM_DIAG_U or OP_GMM_SPHERICAL_U) and
 // whose components one invocation walks (the fused score, one block): each parameter is loaded
 // once for the tile's points instead of once per point (software adapters load uniform data lane
 // by lane; half of gmm_log_joint's time there). Point t of workgroup g's tile is
@@ -233,7 +245,7 @@ fn gmm_score_tiled(
     for (var comp = 0u; comp < params.len_in; comp++) {
         let mu = params.c_off + comp * dims;
         var q = vec4<f32>(0.0);
-        if (OP % 3u == GMM_DIAG) {
+        if (gmm_kind() == GMM_DIAG) {
             let pc = params.c2_off + comp * dims;
             for (var i = 0u; i < dims; i++) {
                 let d = (xs[i] - gp(mu + i)) * gp(pc + i);

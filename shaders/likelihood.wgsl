@@ -4,9 +4,9 @@
 // Mirror: src/reference/likelihood.rs. Host: src/likelihood.rs. The module also holds
 // gmm.wgsl and gradients.wgsl, which use its bindings.
 //
-// Entry points are specialised by override constants (OP values: 0-4 here, 5-14 in
-// gradients.wgsl, 16-19 in transform.wgsl, 20-22 in masked.wgsl, 23-24 in weighted.wgsl; every
-// OP, MODE and FINISH code of the module is in src/codes.rs, checked against this WGSL):
+// Entry points are specialised by override constants (OP values in blocks by file: 0-4 here,
+// 5-15 gradients.wgsl, 16-23 transform.wgsl, 24-27 masked.wgsl, 28-31 weighted.wgsl; every OP,
+// MODE and FINISH code of the module is in src/codes.rs, checked against this WGSL):
 //   OP      which per-element value `elementwise` computes (OP_* below);
 //   REDUCE  0: write one value per element (per row for `categorical`);
 //           1: write one partial sum per chunk of CHUNK elements (per row for `categorical`);
@@ -608,7 +608,7 @@ fn elementwise(
             v = mask_bits(xb, i, params.row0 + r, col);
         } else if (OP >= OP_LOG_FIRST) {
             // Log transforms (transform.wgsl).
-            v = transform_bits(xb);
+            v = transform_bits(xb, i);
         } else if (OP == OP_GAUSSIAN) {
             var vi = params.c_off + i;
             if ((params.mode & MODE_SHARED_C) != 0u) {

@@ -8,10 +8,10 @@
 // The mask is packed 32 entries a word, entry g = row · cols + col of the matrix at bit g % 32 of
 // word g / 32 (bound whole in b).
 
-const OP_MASK_FIRST: u32 = 20u;
-const OP_MASK_APPLY: u32 = 20u;
-const OP_MASK_SOFTMAX: u32 = 21u;
-const OP_MASK_LSM: u32 = 22u;
+const OP_MASK_FIRST: u32 = 24u;
+const OP_MASK_APPLY: u32 = 24u;
+const OP_MASK_SOFTMAX: u32 = 25u;
+const OP_MASK_LSM: u32 = 26u;
 
 fn mask_bit(row: u32, col: u32) -> bool {
     let g = row * params.cols + col;

@@ -40,7 +40,8 @@ fn xlog1p(v: u32) -> u32 {
     return xlog(f32b(1.0 + x));
 }
 
-fn transform_bits(xb: u32) -> u32 {
+// The value of element i of a (bits xb); b holds a second operand where an op has one.
+fn transform_bits(xb: u32, i: u32) -> u32 {
     if (OP == OP_LOG_LN) {
         return xlog(xb);
     }

@@ -10,9 +10,9 @@
 //               two sums), infinite terms as flags.
 // Weights are one per element, or one per column with MODE_WEIGHTED (b indexed by column).
 
-const OP_W_FIRST: u32 = 23u;
-const OP_W_SUBST: u32 = 23u;
-const OP_W_TERMS: u32 = 24u;
+const OP_W_FIRST: u32 = 28u;
+const OP_W_SUBST: u32 = 28u;
+const OP_W_TERMS: u32 = 29u;
 
 fn weight_bits(i: u32, col: u32) -> u32 {
     if ((params.mode & MODE_WEIGHTED) != 0u) {

@@ -1,124 +1,103 @@
-//! The OP, MODE and FINISH codes of the shader modules, defined once. Every Rust use imports
-//! them from here, and `codes_match_the_wgsl` reads every `const OP_…`, `MODE_…` and `FINISH_…`
-//! of each module's WGSL and checks it against [`LOGSUMEXP_CODES`] and [`LIKELIHOOD_CODES`]: a
-//! code can neither drift between Rust and WGSL nor collide inside a module.
+//! The OP, MODE and FINISH codes of the shader modules, defined once: each line of a `codes!`
+//! table defines the Rust constant and names it for the test. `codes_match_the_wgsl` reads every
+//! `const OP_…`, `MODE_…` and `FINISH_…` of each module's WGSL and checks it against the table:
+//! a code can neither drift between Rust and WGSL nor collide inside a module. Adding an op is
+//! one line here (CONTRIBUTING.md).
 
-// The log-sum-exp module (`shaders/logsumexp*.wgsl`): `RowFn`'s functions.
-pub(crate) const OP_LOGSUMEXP: u32 = 0;
-pub(crate) const OP_SOFTMAX: u32 = 1;
-pub(crate) const OP_LOG_SOFTMAX: u32 = 2;
-pub(crate) const OP_LSE_PARTS: u32 = 3;
+/// Defines each `NAME = value` as a `pub(crate) const` and lists them all, by name, in `$table`.
+macro_rules! codes {
+    ($(#[$doc:meta])* $table:ident { $($name:ident = $value:expr,)* }) => {
+        $(#[allow(dead_code)] pub(crate) const $name: u32 = $value;)*
+        $(#[$doc])*
+        #[cfg(test)]
+        pub(crate) const $table: &[(&str, u32)] = &[$((stringify!($name), $name)),*];
+    };
+}
 
-// The likelihood module (`likelihood.wgsl`, `gmm.wgsl`, `gradients.wgsl`, `transform.wgsl`,
-// `masked.wgsl`, `weighted.wgsl` in one module): one OP space.
-pub(crate) const OP_GAUSSIAN: u32 = 0;
-pub(crate) const OP_BCE: u32 = 1;
-pub(crate) const OP_POISSON: u32 = 2;
-pub(crate) const OP_LN: u32 = 3;
-pub(crate) const OP_SMOOTH: u32 = 4;
-pub(crate) const OP_SUM_G: u32 = 5;
-pub(crate) const OP_SUM_GP: u32 = 6;
-pub(crate) const OP_LSE_BWD: u32 = 7;
-pub(crate) const OP_LSM_BWD: u32 = 8;
-pub(crate) const OP_SM_BWD: u32 = 9;
-pub(crate) const OP_GAUSS_DX: u32 = 10;
-pub(crate) const OP_GAUSS_DV: u32 = 11;
-pub(crate) const OP_BCE_D: u32 = 12;
-pub(crate) const OP_POISSON_D: u32 = 13;
-pub(crate) const OP_RESP: u32 = 14;
-pub(crate) const OP_LOG_LN: u32 = 16;
-pub(crate) const OP_LOG_LOG10: u32 = 17;
-pub(crate) const OP_LOG_LOG1P: u32 = 18;
-pub(crate) const OP_LOG_DELTA: u32 = 19;
-pub(crate) const OP_MASK_APPLY: u32 = 20;
-pub(crate) const OP_MASK_SOFTMAX: u32 = 21;
-pub(crate) const OP_MASK_LSM: u32 = 22;
-pub(crate) const OP_W_SUBST: u32 = 23;
-pub(crate) const OP_W_TERMS: u32 = 24;
+codes! {
+    /// Every code of the log-sum-exp module (`shaders/logsumexp*.wgsl`), by its WGSL name.
+    LOGSUMEXP_CODES {
+        // `RowFn`'s functions.
+        OP_LOGSUMEXP = 0,
+        OP_SOFTMAX = 1,
+        OP_LOG_SOFTMAX = 2,
+        OP_LSE_PARTS = 3,
+    }
+}
 
-// Bits of `LlParams.mode`, one meaning each in the whole module.
-pub(crate) const MODE_FULL: u32 = 1;
-pub(crate) const MODE_LOG_INPUT: u32 = 2;
-pub(crate) const MODE_SHARED_C: u32 = 4;
-pub(crate) const MODE_WEIGHTED: u32 = 8;
-pub(crate) const MODE_NLL: u32 = 16;
-pub(crate) const MODE_TRIANGULAR: u32 = 32;
-pub(crate) const MODE_FUSED_SCORE: u32 = 64;
-pub(crate) const MODE_FUSED_RESP: u32 = 128;
-pub(crate) const MODE_GMM_GRAD: u32 = 256;
-pub(crate) const MODE_GMM_CENTERED: u32 = 512;
-pub(crate) const MODE_GMM_CROSS: u32 = 1024;
-pub(crate) const MODE_IN_PLACE: u32 = 2048;
-pub(crate) const MODE_MEAN: u32 = 4096;
+codes! {
+    /// Every code of the likelihood module (`likelihood.wgsl`, `gmm.wgsl`, `gradients.wgsl`,
+    /// `transform.wgsl`, `masked.wgsl`, `weighted.wgsl` in one module: one OP space, in blocks
+    /// by file), by its WGSL name. `OP_*_FIRST` opens a file's block: its ops lie between it and
+    /// the next block's first.
+    LIKELIHOOD_CODES {
+        // likelihood.wgsl: the losses.
+        OP_GAUSSIAN = 0,
+        OP_BCE = 1,
+        OP_POISSON = 2,
+        OP_LN = 3,
+        OP_SMOOTH = 4,
+        // gradients.wgsl: 5–15.
+        OP_SUM_G = 5,
+        OP_SUM_GP = 6,
+        OP_LSE_BWD = 7,
+        OP_LSM_BWD = 8,
+        OP_SM_BWD = 9,
+        OP_GAUSS_DX = 10,
+        OP_GAUSS_DV = 11,
+        OP_BCE_D = 12,
+        OP_POISSON_D = 13,
+        OP_RESP = 14,
+        // transform.wgsl: 16–23.
+        OP_LOG_FIRST = 16,
+        OP_LOG_LN = 16,
+        OP_LOG_LOG10 = 17,
+        OP_LOG_LOG1P = 18,
+        OP_LOG_DELTA = 19,
+        // masked.wgsl: 24–27.
+        OP_MASK_FIRST = 24,
+        OP_MASK_APPLY = 24,
+        OP_MASK_SOFTMAX = 25,
+        OP_MASK_LSM = 26,
+        // weighted.wgsl: 28–31.
+        OP_W_FIRST = 28,
+        OP_W_SUBST = 28,
+        OP_W_TERMS = 29,
 
-// What the last level of `reduce` writes (`LlParams.finish`).
-pub(crate) const FINISH_PARTIAL: u32 = 0;
-pub(crate) const FINISH_SUM: u32 = 1;
-pub(crate) const FINISH_MEAN_WEIGHT: u32 = 2;
-pub(crate) const FINISH_MEAN_COUNT: u32 = 3;
-pub(crate) const FINISH_WEIGHT: u32 = 4;
-pub(crate) const FINISH_SECOND: u32 = 5;
+        // Bits of `LlParams.mode`, one meaning each in the whole module.
+        MODE_FULL = 1,
+        MODE_LOG_INPUT = 2,
+        MODE_SHARED_C = 4,
+        MODE_WEIGHTED = 8,
+        MODE_NLL = 16,
+        MODE_TRIANGULAR = 32,
+        MODE_FUSED_SCORE = 64,
+        MODE_FUSED_RESP = 128,
+        MODE_GMM_GRAD = 256,
+        MODE_GMM_CENTERED = 512,
+        MODE_GMM_CROSS = 1024,
+        MODE_IN_PLACE = 2048,
+        MODE_MEAN = 4096,
 
-/// Every code of the log-sum-exp module, by its WGSL name.
-#[cfg(test)]
-pub(crate) const LOGSUMEXP_CODES: &[(&str, u32)] = &[
-    ("OP_LOGSUMEXP", OP_LOGSUMEXP),
-    ("OP_SOFTMAX", OP_SOFTMAX),
-    ("OP_LOG_SOFTMAX", OP_LOG_SOFTMAX),
-    ("OP_LSE_PARTS", OP_LSE_PARTS),
-];
+        // gmm.wgsl: 32–39, the covariance kind, its parameters in binding b or (_U) in the
+        // uniform binding.
+        OP_GMM_FIRST = 32,
+        OP_GMM_DIAG = 32,
+        OP_GMM_SPHERICAL = 33,
+        OP_GMM_FULL = 34,
+        OP_GMM_DIAG_U = 35,
+        OP_GMM_SPHERICAL_U = 36,
+        OP_GMM_FULL_U = 37,
 
-/// Every code of the likelihood module, by its WGSL name. `OP_*_FIRST` in the WGSL name the
-/// first code of a file's range and are checked against the range's first op.
-#[cfg(test)]
-pub(crate) const LIKELIHOOD_CODES: &[(&str, u32)] = &[
-    ("OP_GAUSSIAN", OP_GAUSSIAN),
-    ("OP_BCE", OP_BCE),
-    ("OP_POISSON", OP_POISSON),
-    ("OP_LN", OP_LN),
-    ("OP_SMOOTH", OP_SMOOTH),
-    ("OP_SUM_G", OP_SUM_G),
-    ("OP_SUM_GP", OP_SUM_GP),
-    ("OP_LSE_BWD", OP_LSE_BWD),
-    ("OP_LSM_BWD", OP_LSM_BWD),
-    ("OP_SM_BWD", OP_SM_BWD),
-    ("OP_GAUSS_DX", OP_GAUSS_DX),
-    ("OP_GAUSS_DV", OP_GAUSS_DV),
-    ("OP_BCE_D", OP_BCE_D),
-    ("OP_POISSON_D", OP_POISSON_D),
-    ("OP_RESP", OP_RESP),
-    ("OP_LOG_FIRST", OP_LOG_LN),
-    ("OP_LOG_LN", OP_LOG_LN),
-    ("OP_LOG_LOG10", OP_LOG_LOG10),
-    ("OP_LOG_LOG1P", OP_LOG_LOG1P),
-    ("OP_LOG_DELTA", OP_LOG_DELTA),
-    ("OP_MASK_FIRST", OP_MASK_APPLY),
-    ("OP_MASK_APPLY", OP_MASK_APPLY),
-    ("OP_MASK_SOFTMAX", OP_MASK_SOFTMAX),
-    ("OP_MASK_LSM", OP_MASK_LSM),
-    ("OP_W_FIRST", OP_W_SUBST),
-    ("OP_W_SUBST", OP_W_SUBST),
-    ("OP_W_TERMS", OP_W_TERMS),
-    ("MODE_FULL", MODE_FULL),
-    ("MODE_LOG_INPUT", MODE_LOG_INPUT),
-    ("MODE_SHARED_C", MODE_SHARED_C),
-    ("MODE_WEIGHTED", MODE_WEIGHTED),
-    ("MODE_NLL", MODE_NLL),
-    ("MODE_TRIANGULAR", MODE_TRIANGULAR),
-    ("MODE_FUSED_SCORE", MODE_FUSED_SCORE),
-    ("MODE_FUSED_RESP", MODE_FUSED_RESP),
-    ("MODE_GMM_GRAD", MODE_GMM_GRAD),
-    ("MODE_GMM_CENTERED", MODE_GMM_CENTERED),
-    ("MODE_GMM_CROSS", MODE_GMM_CROSS),
-    ("MODE_IN_PLACE", MODE_IN_PLACE),
-    ("MODE_MEAN", MODE_MEAN),
-    ("FINISH_PARTIAL", FINISH_PARTIAL),
-    ("FINISH_SUM", FINISH_SUM),
-    ("FINISH_MEAN_WEIGHT", FINISH_MEAN_WEIGHT),
-    ("FINISH_MEAN_COUNT", FINISH_MEAN_COUNT),
-    ("FINISH_WEIGHT", FINISH_WEIGHT),
-    ("FINISH_SECOND", FINISH_SECOND),
-];
+        // What the last level of `reduce` writes (`LlParams.finish`).
+        FINISH_PARTIAL = 0,
+        FINISH_SUM = 1,
+        FINISH_MEAN_WEIGHT = 2,
+        FINISH_MEAN_COUNT = 3,
+        FINISH_WEIGHT = 4,
+        FINISH_SECOND = 5,
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -161,6 +140,33 @@ mod tests {
                 assert!(
                     found.insert(name.clone(), v).is_none(),
                     "{what}: {name} is declared in two files"
+                );
+            }
+        }
+        // A file's ops lie in its block: from its `OP_*_FIRST` up to the next block's first.
+        let mut firsts: Vec<u32> = found
+            .iter()
+            .filter(|(n, _)| n.starts_with("OP_") && n.ends_with("_FIRST"))
+            .map(|(_, &v)| v)
+            .collect();
+        firsts.sort();
+        for file in wgsl {
+            let codes = wgsl_codes(file);
+            let Some((_, &first)) = codes
+                .iter()
+                .find(|(n, _)| n.starts_with("OP_") && n.ends_with("_FIRST"))
+            else {
+                continue;
+            };
+            let end = firsts
+                .iter()
+                .copied()
+                .find(|&f| f > first)
+                .unwrap_or(u32::MAX);
+            for (name, &v) in codes.iter().filter(|(n, _)| n.starts_with("OP_")) {
+                assert!(
+                    (first..end).contains(&v),
+                    "{what}: {name} = {v} is outside its file's block {first}..{end}"
                 );
             }
         }

@@ -10,7 +10,7 @@
 
 use crate::codes::{
     FINISH_SECOND, FINISH_SUM, MODE_FUSED_RESP, MODE_FUSED_SCORE, MODE_GMM_CENTERED,
-    MODE_GMM_CROSS, MODE_GMM_GRAD, MODE_TRIANGULAR, OP_RESP, OP_SUM_G,
+    MODE_GMM_CROSS, MODE_GMM_GRAD, MODE_TRIANGULAR, OP_GMM_DIAG, OP_RESP, OP_SUM_G,
 };
 use crate::engine::blocking::Values;
 use crate::engine::device::Gpu;
@@ -299,7 +299,7 @@ fn joint_passes(
                     dims: if dims <= 64 { dims as u32 } else { 0 },
                     ..key_reading(
                         entry_point,
-                        packed.op + if uniform { 3 } else { 0 },
+                        OP_GMM_DIAG + packed.op + if uniform { 3 } else { 0 },
                         0,
                         format,
                     )
@@ -949,7 +949,7 @@ impl GmmReduceOp {
             while q0 < group_rows {
                 let q1 = (q0 + per_dispatch).min(group_rows);
                 passes.push(LlPass {
-                    key: key(entry, 0, 0),
+                    key: key(entry, OP_GMM_DIAG, 0),
                     params: LlParams {
                         rows: u32_of(n64, "points")?,
                         cols: u32_of(d, "dims")?,
