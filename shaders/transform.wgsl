@@ -6,12 +6,14 @@
 //   OP_LOG_LOG10  log10 x     (ln x · log10 e)
 //   OP_LOG_LOG1P  ln(1 + x)   accurate near 0 (−inf at −1, NaN below −1)
 //   OP_LOG_DELTA  ln(δ + x)   δ = params.eps: the terms of a log-average (geometric mean)
+//   OP_LOG_ADDEXP ln(e^x1 + e^x2), x1 in a, x2 in b: the log-sum-exp monoid over the pair
 
 const OP_LOG_FIRST: u32 = 16u;
 const OP_LOG_LN: u32 = 16u;
 const OP_LOG_LOG10: u32 = 17u;
 const OP_LOG_LOG1P: u32 = 18u;
 const OP_LOG_DELTA: u32 = 19u;
+const OP_LOG_ADDEXP: u32 = 20u;
 const LOG10_E: f32 = 0.4342944819032518;
 // (√2 − 1) / (√2 + 1) bounds the series argument of ld_atanh2 from below: ln(1 + x) by the
 // series for x in [1/√2 − 1, √2 − 1).
@@ -50,6 +52,9 @@ fn transform_bits(xb: u32, i: u32) -> u32 {
     }
     if (OP == OP_LOG_LOG1P) {
         return xlog1p(xb);
+    }
+    if (OP == OP_LOG_ADDEXP) {
+        return lse_result_bits(lse_push(lse_push(lse_identity(), xb), b[params.b_off + i]));
     }
     return xlog(xadd(xb, f32b(params.eps)));
 }

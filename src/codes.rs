@@ -54,6 +54,7 @@ codes! {
         OP_LOG_LOG10 = 17,
         OP_LOG_LOG1P = 18,
         OP_LOG_DELTA = 19,
+        OP_LOG_ADDEXP = 20,
         // masked.wgsl: 24–27.
         OP_MASK_FIRST = 24,
         OP_MASK_APPLY = 24,

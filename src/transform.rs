@@ -1,17 +1,19 @@
 //! Log transforms of a caller's data on the GPU, and the mean of logs: for visualising data
 //! whose scale is exponential (`log1p` of normalised counts, as in the life sciences; `log10`
 //! of densities) and for the log-average `exp(mean(ln(δ + x)))` that real-time renderers
-//! expose by. The data may sit anywhere in the caller's buffer, rows apart by a stride — as a
+//! expose by; and NumPy's `logaddexp` of two arrays. The data may sit anywhere in the caller's buffer, rows apart by a stride — as a
 //! texture copied into a buffer with padded rows is ([`DataLayout::texture_copy`]).
 //!
 //! [`LogOp`] records into the caller's encoder and owns its buffers (parameters, scratch),
 //! made once: recording it every frame allocates no buffer. Kernels: `shaders/transform.wgsl`;
 //! CPU mirror: [`crate::reference::transform`].
 
-use crate::codes::{FINISH_MEAN_COUNT, OP_LOG_DELTA, OP_LOG_LN, OP_LOG_LOG1P, OP_LOG_LOG10};
+use crate::codes::{
+    FINISH_MEAN_COUNT, OP_LOG_ADDEXP, OP_LOG_DELTA, OP_LOG_LN, OP_LOG_LOG1P, OP_LOG_LOG10,
+};
 use crate::engine::device::Gpu;
 use crate::engine::geometry::Caps;
-use crate::engine::geometry::elems;
+use crate::engine::geometry::{check_len, elems};
 use crate::engine::op::Op;
 use crate::engine::passes::{CHUNK, elementwise_passes_at, key, reduce_passes};
 use crate::engine::program::{Bind, Program, Src, Step};
@@ -86,6 +88,9 @@ pub enum LogOpKind {
     Transform(LogFn),
     /// One value: the mean over every value of `ln(δ + x)`.
     MeanLog { delta: f32 },
+    /// `ln(e^x1 + e^x2)` of two inputs of the same layout, element by element, written in that
+    /// layout: NumPy's `logaddexp`.
+    LogAddExp,
 }
 
 /// An encoder-level log transform or mean of logs over a caller's buffer.
@@ -114,6 +119,15 @@ impl LogOp {
             LogFn::Log1p => OP_LOG_LOG1P,
         };
         Self::build(gpu, LogOpKind::Transform(f), op, 0.0, layout)
+    }
+
+    /// `ln(e^x1 + e^x2)` of every pair of values of two inputs with the same layout (NumPy's
+    /// `logaddexp`, its special values included: NaN if either is NaN, +inf if either is +inf,
+    /// −inf only if both are); the output gets the same layout. Computed as the log-sum-exp
+    /// of the pair, `max + log1p(exp(min − max))`. Record it through [`Op::record_io`] with
+    /// the inputs `[x1, x2]`.
+    pub fn logaddexp(gpu: &Gpu, layout: DataLayout) -> Result<LogOp, Error> {
+        Self::build(gpu, LogOpKind::LogAddExp, OP_LOG_ADDEXP, 0.0, layout)
     }
 
     /// The mean of `ln(δ + x)` over every value (the log of the geometric mean of `δ + x`): one
@@ -145,6 +159,7 @@ impl LogOp {
         let (rows, cols) = (layout.rows as u64, layout.cols as u64);
         let n = rows * cols;
         let reduce = matches!(kind, LogOpKind::MeanLog { .. });
+        let pair = kind == LogOpKind::LogAddExp;
         let base = LlParams {
             eps: delta,
             ..LlParams::default()
@@ -158,7 +173,11 @@ impl LogOp {
             layout.offset_bytes,
             [
                 None,
-                Some(Bind::whole(Src::Dummy)),
+                if pair {
+                    None
+                } else {
+                    Some(Bind::whole(Src::Dummy))
+                },
                 Some(Bind::whole(Src::Dummy)),
                 if reduce {
                     Some(Bind::whole(Src::Scratch(0)))
@@ -166,7 +185,7 @@ impl LogOp {
                     None
                 },
             ],
-            [Src::Input(0), Src::Dummy, Src::Dummy, Src::Output],
+            [Src::Input(0), Src::Input(1), Src::Dummy, Src::Output],
             &caps,
         )?;
         let mut scratch = [0u64; 2];
@@ -198,7 +217,7 @@ impl LogOp {
             vec![Step::ll(passes)],
             None,
             &scratch,
-            vec![layout.extent_bytes()],
+            vec![layout.extent_bytes(); if pair { 2 } else { 1 }],
             output_bytes,
         )?;
         Ok(LogOp {
@@ -258,6 +277,23 @@ impl Gpu {
         self.run_program(&op.program, &[bytemuck::cast_slice(x)], op.output_len)
     }
 
+    /// NumPy's `logaddexp(x1, x2)`: `ln(e^x1 + e^x2)` element by element, without overflow
+    /// (see [`LogOp::logaddexp`]). The inputs have the same length (no broadcasting).
+    ///
+    /// ```no_run
+    /// let gpu = logdomain::Gpu::new()?;
+    /// let y = gpu.logaddexp(&[1000.0, f32::NEG_INFINITY, 0.0], &[1000.0, 3.0, f32::INFINITY])?;
+    /// assert_eq!(y[1..], [3.0, f32::INFINITY]);
+    /// assert!((y[0] - (1000.0 + std::f32::consts::LN_2)).abs() < 1e-3);
+    /// # Ok::<(), logdomain::Error>(())
+    /// ```
+    pub fn logaddexp(&self, x1: &[f32], x2: &[f32]) -> Result<Vec<f32>, Error> {
+        check_len("x2", x2, x1.len())?;
+        let op = LogOp::logaddexp(self, DataLayout::contiguous(1, x1.len()))?;
+        let inputs: [&[u8]; 2] = [bytemuck::cast_slice(x1), bytemuck::cast_slice(x2)];
+        self.run_program(&op.program, &inputs, op.output_len)
+    }
+
     /// The mean of `ln(δ + x)` over `x` (NaN for an empty `x`).
     pub fn mean_log(&self, x: &[f32], delta: f32) -> Result<f32, Error> {
         let op = LogOp::mean_log(self, delta, DataLayout::contiguous(1, x.len()))?;
@@ -274,6 +310,9 @@ impl crate::engine::op::sealed::Lowered for LogOp {
 
 impl Op for LogOp {
     fn input_names(&self) -> Vec<&'static str> {
-        vec!["x (f32)"]
+        match self.kind {
+            LogOpKind::LogAddExp => vec!["x1 (f32)", "x2 (f32)"],
+            _ => vec!["x (f32)"],
+        }
     }
 }

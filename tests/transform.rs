@@ -6,7 +6,8 @@
 mod common;
 
 use common::*;
-use logdomain::{DataLayout, Error, Gpu, LogFn, LogOp, SENTINEL_BITS};
+use logdomain::reference::transform as cpu;
+use logdomain::{DataLayout, Error, Gpu, Io, LogFn, LogOp, Op, SENTINEL_BITS};
 use wgpu::util::DeviceExt;
 
 fn f(x: f32) -> f64 {
@@ -322,4 +323,164 @@ fn texture_copy_in_a_frame_and_a_thousand_frames() {
         1e-4,
         "after 1000 frames",
     );
+}
+
+/// The f64 truth of `ln(e^x1 + e^x2)` for finite inputs, and the bound on the f32 result: the
+/// kernel rounds `exp(min − max)` and `log1p` (a few ulps each) and the final add (half an ulp
+/// of the result), so `6u·(|max| + log1p term) + 2^-126` (a subnormal result may be flushed).
+fn logaddexp_truth(x1: f32, x2: f32) -> (f64, f64) {
+    let (m, n) = if x1 >= x2 {
+        (f(x1), f(x2))
+    } else {
+        (f(x2), f(x1))
+    };
+    let l = (n - m).exp().ln_1p();
+    (
+        m + l,
+        6.0 * U * (m.abs() + l) + f64::from(f32::MIN_POSITIVE),
+    )
+}
+
+/// NumPy's `logaddexp`: its special values (NumPy's own `TestLogAddExp`: `test_inf`,
+/// `test_nan`, `test_logaddexp_range`), equal values, huge values of either sign without
+/// overflow, and random pairs within the bound; the CPU mirror within the same bound.
+#[test]
+fn logaddexp_follows_numpy() {
+    let gpu = gpu();
+    let (inf, nan) = (f32::INFINITY, f32::NAN);
+    let exact = [
+        (inf, inf, inf),
+        (-inf, inf, inf),
+        (inf, -inf, inf),
+        (-inf, -inf, -inf),
+        (inf, 1.0, inf),
+        (1.0, inf, inf),
+        (-inf, 1.0, 1.0),
+        (1.0, -inf, 1.0),
+        (1_000_000.0, 1_000_200.0, 1_000_200.0),
+        (-1_000_000.0, -1_000_200.0, -1_000_000.0),
+        (1_000_200.0, 1_000_000.0, 1_000_200.0),
+        (3e38, -3e38, 3e38),
+        (f32::MAX, f32::MAX, f32::MAX),
+        (-f32::MAX, -f32::MAX, -f32::MAX),
+    ];
+    let nans = [
+        (nan, inf),
+        (inf, nan),
+        (nan, 0.0),
+        (0.0, nan),
+        (nan, -inf),
+        (-inf, nan),
+    ];
+    let mut rng = Rng(20);
+    let mut x1: Vec<f32> = exact.iter().map(|c| c.0).collect();
+    let mut x2: Vec<f32> = exact.iter().map(|c| c.1).collect();
+    x1.extend(nans.iter().map(|c| c.0));
+    x2.extend(nans.iter().map(|c| c.1));
+    let first_random = x1.len();
+    for _ in 0..3000 {
+        x1.push(rng.uniform(-120.0, 120.0));
+        x2.push(rng.uniform(-120.0, 120.0));
+    }
+    for _ in 0..1000 {
+        let v = rng.uniform(-1e30, 1e30);
+        x1.push(v);
+        x2.push(if rng.uniform(0.0, 1.0) < 0.5 { v } else { -v });
+    }
+    x1.extend([0.0, -0.5, 88.0, -103.0, 1e-30]);
+    x2.extend([0.0, -0.5, 88.0, -103.0, -1e-30]);
+    let got = gpu.logaddexp(&x1, &x2).unwrap();
+    assert_eq!(got.len(), x1.len());
+    for (i, &(a, b, want)) in exact.iter().enumerate() {
+        assert_eq!(
+            got[i].to_bits(),
+            want.to_bits(),
+            "logaddexp({a}, {b}) = {}",
+            got[i]
+        );
+    }
+    for (j, &(a, b)) in nans.iter().enumerate() {
+        assert!(got[exact.len() + j].is_nan(), "logaddexp({a}, {b})");
+    }
+    for i in first_random..x1.len() {
+        let (want, bound) = logaddexp_truth(x1[i], x2[i]);
+        for (what, v) in [("gpu", got[i]), ("cpu", cpu::logaddexp(x1[i], x2[i]))] {
+            assert!(
+                (f(v) - want).abs() <= bound,
+                "{what} logaddexp({}, {}) = {v}, want {want} ± {bound:e}",
+                x1[i],
+                x2[i]
+            );
+        }
+    }
+    // Symmetric, and empty inputs give an empty result.
+    let swapped = gpu.logaddexp(&x2, &x1).unwrap();
+    assert_eq!(
+        got.iter().map(|v| v.to_bits()).collect::<Vec<_>>()[first_random..],
+        swapped.iter().map(|v| v.to_bits()).collect::<Vec<_>>()[first_random..]
+    );
+    assert!(gpu.logaddexp(&[], &[]).unwrap().is_empty());
+    assert!(matches!(
+        gpu.logaddexp(&[1.0, 2.0], &[1.0]),
+        Err(Error::InputLength {
+            what: "x2",
+            expected: 2,
+            actual: 1
+        })
+    ));
+}
+
+/// The encoder-level `logaddexp` on two strided inputs at an unaligned offset, through the
+/// `Op` trait: the layout's entries written, the padding left alone; one input is an error.
+#[test]
+fn logaddexp_at_the_encoder_level() {
+    let gpu = gpu();
+    let mut rng = Rng(21);
+    let layout = DataLayout {
+        offset_bytes: 20,
+        rows: 23,
+        cols: 50,
+        row_stride: 64,
+    };
+    let words = (layout.extent_bytes() / 4) as usize + 3;
+    let mut a = vec![f32::from_bits(SENTINEL_BITS); words];
+    let mut b = a.clone();
+    for r in 0..layout.rows {
+        for c in 0..layout.cols {
+            a[5 + r * layout.row_stride + c] = rng.uniform(-50.0, 50.0);
+            b[5 + r * layout.row_stride + c] = rng.uniform(-50.0, 50.0);
+        }
+    }
+    let (ab, bb) = (
+        storage(gpu, bytemuck::cast_slice(&a)),
+        storage(gpu, bytemuck::cast_slice(&b)),
+    );
+    let out = storage(gpu, bytemuck::cast_slice(&vec![SENTINEL_BITS; words]));
+    let op = LogOp::logaddexp(gpu, layout).unwrap();
+    assert_eq!(op.input_names().len(), 2);
+    let mut encoder = gpu.device().create_command_encoder(&Default::default());
+    op.record_io(
+        &mut encoder,
+        Io {
+            inputs: &[&ab, &bb],
+            outputs: &[&out],
+        },
+    )
+    .unwrap();
+    gpu.queue().submit([encoder.finish()]);
+    let got = gpu.read_f32(&out, words as u64 * 4).unwrap();
+    for (i, g) in got.iter().enumerate() {
+        let inside = i >= 5 && (i - 5) % layout.row_stride < layout.cols && i - 5 < 23 * 64;
+        if inside {
+            let (want, bound) = logaddexp_truth(a[i], b[i]);
+            assert!((f(*g) - want).abs() <= bound, "[{i}]: {g} vs {want}");
+        } else {
+            assert_eq!(g.to_bits(), SENTINEL_BITS, "padding [{i}] was written");
+        }
+    }
+    let mut encoder = gpu.device().create_command_encoder(&Default::default());
+    assert!(matches!(
+        op.record(&mut encoder, &ab, &out),
+        Err(Error::Buffer(_))
+    ));
 }

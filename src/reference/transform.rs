@@ -2,7 +2,7 @@
 //! sum in the kernels' pairwise order. Test oracles and CPU baselines.
 
 use super::likelihood::{chunk_partials, reduce_levels, sum_mean, xlog};
-use super::logsumexp::ld_log1p;
+use super::logsumexp::{ld_log1p, lse_identity, lse_push, lse_result};
 
 /// A log transform.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -13,6 +13,13 @@ pub enum LogFn {
     Log10,
     /// `ln(1 + x)`, accurate near 0 (−inf at −1, NaN below −1).
     Log1p,
+}
+
+/// `ln(e^x1 + e^x2)` as the kernels compute it: the log-sum-exp monoid over the pair, so NumPy's
+/// special values (NaN if either is NaN, +inf if either is +inf, −inf only if both are) and
+/// `x + ln 2` for equal finite values.
+pub fn logaddexp(x1: f32, x2: f32) -> f32 {
+    lse_result(lse_push(lse_push(lse_identity(), x1), x2))
 }
 
 /// `ln(1 + x)` as the kernels compute it (accurate near 0; −inf at −1, NaN below).
