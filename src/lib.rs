@@ -16,7 +16,7 @@
 //!
 //! - Blocking calls on [`Gpu`] upload, run, read back and wait; the encoder-level ops
 //!   ([`RowOp`], [`LossOp`], [`GmmOp`], …) record into a caller's `wgpu::CommandEncoder` and
-//!   never submit.
+//!   never submit; every one also implements [`Op`], one way to record and time any op.
 //! - Losses: [`Gpu::cross_entropy`], [`Gpu::nll_loss`], [`Gpu::gaussian_nll`],
 //!   [`Gpu::binary_cross_entropy_with_logits`], [`Gpu::poisson_nll`], with PyTorch's options
 //!   and defaults; `*_with_grad` forms return the gradient too.
