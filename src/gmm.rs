@@ -15,7 +15,8 @@ use crate::codes::{
 use crate::engine::blocking::Values;
 use crate::engine::device::Gpu;
 use crate::engine::geometry::{
-    Caps, LANE_BUDGET, MAX_GROUPS, Window, u32_of, window as window_of, window_of as entries_window,
+    Caps, LANE_BUDGET, MAX_GROUPS, Window, batches, u32_of, window as window_of,
+    window_of as entries_window,
 };
 use crate::engine::op::Op;
 use crate::engine::passes::{
@@ -283,9 +284,7 @@ fn joint_passes(
             .min(MAX_GROUPS * u64::from(LL_WG) / blocks)
             .min(caps.per_dispatch(count * packed.per_component + d))
             .max(1);
-        let mut p0 = 0;
-        while p0 < n64 {
-            let p = p_max.min(n64 - p0);
+        for (p0, p) in batches(n64, p_max) {
             let (xw, xoff) =
                 entries_window(p0 * d * entry, p * d * entry, caps.storage_align, entry);
             let (ow, ooff) = window_of(
@@ -340,7 +339,6 @@ fn joint_passes(
                 uniform: window,
                 extra: None,
             });
-            p0 += p;
         }
     }
     Ok((passes, fused, aux))

@@ -19,7 +19,9 @@ use crate::codes::{
 use crate::engine::blocking::Values;
 use crate::engine::device::Gpu;
 use crate::engine::geometry::InputFormat;
-use crate::engine::geometry::{Caps, WORK_UNIT, Window, check_len, elems, window, window_of};
+use crate::engine::geometry::{
+    Caps, WORK_UNIT, Window, batches, check_len, elems, window, window_of,
+};
 use crate::engine::op::Op;
 use crate::engine::passes::{
     CHUNK, LlPass, elementwise_passes, groups_for, grow_scratch, input_bytes, key, key_reading,
@@ -77,9 +79,7 @@ pub(crate) fn categorical_passes(
         .min(usable / 4)
         .min(caps.per_dispatch((c + 1) * WORK_UNIT))
         .max(1);
-    let mut r0 = 0;
-    while r0 < rows {
-        let k = k_max.min(rows - r0);
+    for (r0, k) in batches(rows, k_max) {
         let (lw, loff) = window_of(
             r0 * c * entry,
             (k * c * entry).max(4),
@@ -137,7 +137,6 @@ pub(crate) fn categorical_passes(
                 out,
             ],
         });
-        r0 += k;
     }
     Ok(passes)
 }

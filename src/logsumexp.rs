@@ -13,8 +13,8 @@
 use crate::engine::blocking::Values;
 use crate::engine::device::Gpu;
 use crate::engine::geometry::{
-    Caps, LANE_MAX, MAX_GROUPS, WG_MAX, WORK_UNIT, Window, shape_err, u32_of, usable_binding,
-    window, window_of,
+    Caps, LANE_MAX, MAX_GROUPS, WG_MAX, WORK_UNIT, Window, batches, shape_err, u32_of,
+    usable_binding, window, window_of,
 };
 pub use crate::engine::geometry::{InputFormat, OutputFormat};
 use crate::engine::op::Op;
@@ -543,9 +543,7 @@ pub(crate) fn plan(
             .min(rows_per_window(out_stride, out_cols))
             .min(MAX_GROUPS * per_group)
             .min(caps.per_dispatch(row_work));
-        let mut r0 = 0;
-        while r0 < rows {
-            let k = k_max.min(rows - r0);
+        for (r0, k) in batches(rows, k_max) {
             let (input, in_offset) = if cols == 0 {
                 (None, 0)
             } else {
@@ -581,7 +579,6 @@ pub(crate) fn plan(
                 vec4,
             });
             plan.fills.push(fill(output, out_offset, k, out_cols)?);
-            r0 += k;
         }
         return Ok(plan);
     }
@@ -645,22 +642,16 @@ pub(crate) fn plan(
             .min(MAX_GROUPS / segs)
             .min(caps.per_dispatch(segs * (seg_len + lane_step) * WORK_UNIT))
             .max(1);
-        let mut r0 = 0;
-        while r0 < rows {
-            let k = k_max.min(rows - r0);
+        for (r0, k) in batches(rows, k_max) {
             groups_geo.push((r0, k, 0, segs));
-            r0 += k;
         }
     } else {
         let per_window = (usable / (seg_len * 4))
             .min(caps.per_dispatch((seg_len + lane_step) * WORK_UNIT))
             .max(1);
         for r in 0..rows {
-            let mut s0 = 0;
-            while s0 < segs {
-                let ns = per_window.min(segs - s0);
+            for (s0, ns) in batches(segs, per_window) {
                 groups_geo.push((r, 1, s0, ns));
-                s0 += ns;
             }
         }
     }
@@ -728,9 +719,7 @@ pub(crate) fn plan(
     let k_max = if lse { usable / (4 * red_width) } else { rows }
         .min(MAX_GROUPS * 64)
         .min(caps.per_dispatch(segs * WORK_UNIT));
-    let mut r0 = 0;
-    while r0 < rows {
-        let k = k_max.min(rows - r0);
+    for (r0, k) in batches(rows, k_max) {
         let (output, out_offset) = if lse {
             let (w, o) = window(
                 l.output_offset + r0 * 4 * red_width,
@@ -757,7 +746,6 @@ pub(crate) fn plan(
             output,
             vec4: None,
         });
-        r0 += k;
     }
     plan.passes.extend(applies);
     Ok(plan)

@@ -183,9 +183,27 @@ pub(crate) fn elems(rows: usize, cols: usize) -> Result<u64, Error> {
         .ok_or_else(|| Error::Shape(format!("{rows} × {cols} is too large")))
 }
 
+/// `total` items in batches of `per` (at least 1): `(first, count)` of each, in order — the
+/// windows of rows, points or segments every planner walks.
+pub(crate) fn batches(total: u64, per: u64) -> impl Iterator<Item = (u64, u64)> {
+    let per = per.max(1);
+    (0..total.div_ceil(per)).map(move |b| {
+        let first = b * per;
+        (first, per.min(total - first))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batches_cover_every_item_once() {
+        assert_eq!(batches(10, 4).collect::<Vec<_>>(), [(0, 4), (4, 4), (8, 2)]);
+        assert_eq!(batches(8, 4).collect::<Vec<_>>(), [(0, 4), (4, 4)]);
+        assert_eq!(batches(0, 4).count(), 0);
+        assert_eq!(batches(3, 0).collect::<Vec<_>>(), [(0, 1), (1, 1), (2, 1)]);
+    }
 
     #[test]
     fn groups_fold_into_two_dimensions() {

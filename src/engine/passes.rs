@@ -3,7 +3,7 @@
 //! reduction levels.
 
 use super::geometry::{
-    Caps, InputFormat, MAX_GROUPS, WORK_UNIT, Window, u32_of, usable_binding, window_of,
+    Caps, InputFormat, MAX_GROUPS, WORK_UNIT, Window, batches, u32_of, usable_binding, window_of,
 };
 use super::pipelines::{Module, PipelineKey};
 use super::program::{Bind, Pass, Src};
@@ -137,11 +137,8 @@ pub(crate) fn elementwise_passes_at(
         let k_max = (usable / (pitch * 4))
             .min(caps.per_dispatch(pitch * WORK_UNIT))
             .max(1);
-        let mut r0 = 0;
-        while r0 < rows {
-            let k = k_max.min(rows - r0);
+        for (r0, k) in batches(rows, k_max) {
             geo.push((r0, k, 0, cols));
-            r0 += k;
         }
     } else {
         let width = ((usable / 4).min(caps.per_dispatch(WORK_UNIT)) / CHUNK).max(1) * CHUNK;
