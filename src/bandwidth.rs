@@ -222,11 +222,7 @@ impl Gpu {
     }
 }
 
-impl crate::engine::op::sealed::Lowered for ReadProbe {
-    fn program(&self) -> &Program {
-        &self.program
-    }
-}
+crate::engine::op::lowered!(ReadProbe);
 
 impl Op for ReadProbe {
     fn input_names(&self) -> Vec<&'static str> {

@@ -1140,21 +1140,11 @@ impl Gpu {
     }
 }
 
-impl crate::engine::op::sealed::Lowered for GmmOp {
-    fn program(&self) -> &Program {
-        &self.program
-    }
-}
+crate::engine::op::lowered!(GmmOp, GmmReduceOp);
 
 impl Op for GmmOp {
     fn input_names(&self) -> Vec<&'static str> {
         vec!["points (f32, n × dims)"]
-    }
-}
-
-impl crate::engine::op::sealed::Lowered for GmmReduceOp {
-    fn program(&self) -> &Program {
-        &self.program
     }
 }
 

@@ -1001,11 +1001,7 @@ impl Gpu {
     }
 }
 
-impl crate::engine::op::sealed::Lowered for BackwardOp {
-    fn program(&self) -> &Program {
-        &self.program
-    }
-}
+crate::engine::op::lowered!(BackwardOp);
 
 impl Op for BackwardOp {
     fn input_names(&self) -> Vec<&'static str> {

@@ -1014,11 +1014,7 @@ impl Gpu {
     }
 }
 
-impl crate::engine::op::sealed::Lowered for LossOp {
-    fn program(&self) -> &Program {
-        &self.program
-    }
-}
+crate::engine::op::lowered!(LossOp);
 
 impl Op for LossOp {
     fn input_names(&self) -> Vec<&'static str> {

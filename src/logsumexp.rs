@@ -1271,11 +1271,7 @@ pub(crate) fn parts_step(
     Ok(RowOp::new(gpu, RowFn::LogsumexpParts, layout, Strategy::Auto)?.into_step(from, Src::Aux))
 }
 
-impl crate::engine::op::sealed::Lowered for RowOp {
-    fn program(&self) -> &Program {
-        &self.program
-    }
-}
+crate::engine::op::lowered!(RowOp);
 
 impl Op for RowOp {
     fn input_names(&self) -> Vec<&'static str> {

@@ -212,11 +212,7 @@ impl Gpu {
     }
 }
 
-impl crate::engine::op::sealed::Lowered for MaskedRowOp {
-    fn program(&self) -> &Program {
-        &self.program
-    }
-}
+crate::engine::op::lowered!(MaskedRowOp);
 
 impl Op for MaskedRowOp {
     fn input_names(&self) -> Vec<&'static str> {

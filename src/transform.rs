@@ -302,11 +302,7 @@ impl Gpu {
     }
 }
 
-impl crate::engine::op::sealed::Lowered for LogOp {
-    fn program(&self) -> &Program {
-        &self.program
-    }
-}
+crate::engine::op::lowered!(LogOp);
 
 impl Op for LogOp {
     fn input_names(&self) -> Vec<&'static str> {

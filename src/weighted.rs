@@ -207,11 +207,7 @@ impl Gpu {
     }
 }
 
-impl crate::engine::op::sealed::Lowered for WeightedLseOp {
-    fn program(&self) -> &Program {
-        &self.program
-    }
-}
+crate::engine::op::lowered!(WeightedLseOp);
 
 impl Op for WeightedLseOp {
     fn input_names(&self) -> Vec<&'static str> {

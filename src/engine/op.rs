@@ -39,6 +39,19 @@ pub(crate) mod sealed {
     }
 }
 
+/// `Lowered` for op types whose field `program` is their whole recording and which take the
+/// default binding (their inputs as given, one output).
+macro_rules! lowered {
+    ($($op:ty),+ $(,)?) => {
+        $(impl $crate::engine::op::sealed::Lowered for $op {
+            fn program(&self) -> &$crate::engine::program::Program {
+                &self.program
+            }
+        })+
+    };
+}
+pub(crate) use lowered;
+
 /// An encoder-level op: every op type (`RowOp`, `LossOp`, `GmmOp`, …) implements it, beside
 /// its own `record` with named buffers. Generic code (a renderer's frame graph, a benchmark)
 /// records and times any op the same way.
