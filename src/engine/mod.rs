@@ -1,7 +1,7 @@
 //! The engine under the families: the device ([`device`]), WGSL modules, layouts and the
 //! pipeline cache ([`pipelines`], [`shaders`]), the geometry every planner shares
 //! ([`geometry`]), the one recorder ([`program`]) with the likelihood module's shared planners
-//! ([`passes`]), and the one blocking runner ([`blocking`]).
+//! ([`passes`]), the one blocking runner ([`blocking`]), and the shape every op has ([`op`]).
 //!
 //! No file here names a family module: a family lowers its work to a [`program::Program`]
 //! and runs it through [`blocking`] (`tests/walls.rs` reads the sources).
