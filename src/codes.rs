@@ -6,8 +6,8 @@
 
 /// Defines each `NAME = value` as a `pub(crate) const` and lists them all, by name, in `$table`.
 macro_rules! codes {
-    ($(#[$doc:meta])* $table:ident { $($name:ident = $value:expr,)* }) => {
-        $(#[allow(dead_code)] pub(crate) const $name: u32 = $value;)*
+    ($(#[$doc:meta])* $table:ident { $($(#[$attr:meta])* $name:ident = $value:expr,)* }) => {
+        $($(#[$attr])* pub(crate) const $name: u32 = $value;)*
         $(#[$doc])*
         #[cfg(test)]
         pub(crate) const $table: &[(&str, u32)] = &[$((stringify!($name), $name)),*];
@@ -49,6 +49,7 @@ codes! {
         OP_POISSON_D = 13,
         OP_RESP = 14,
         // transform.wgsl: 16–23.
+        #[allow(dead_code)] // the block's first code, a marker of the WGSL's
         OP_LOG_FIRST = 16,
         OP_LOG_LN = 16,
         OP_LOG_LOG10 = 17,
@@ -56,11 +57,13 @@ codes! {
         OP_LOG_DELTA = 19,
         OP_LOG_ADDEXP = 20,
         // masked.wgsl: 24–27.
+        #[allow(dead_code)] // the block's first code, a marker of the WGSL's
         OP_MASK_FIRST = 24,
         OP_MASK_APPLY = 24,
         OP_MASK_SOFTMAX = 25,
         OP_MASK_LSM = 26,
         // weighted.wgsl: 28–31.
+        #[allow(dead_code)] // the block's first code, a marker of the WGSL's
         OP_W_FIRST = 28,
         OP_W_SUBST = 28,
         OP_W_TERMS = 29,
@@ -82,6 +85,7 @@ codes! {
 
         // gmm.wgsl: 32–39, the covariance kind, its parameters in binding b or (_U) in the
         // uniform binding.
+        #[allow(dead_code)] // the block's first code, a marker of the WGSL's
         OP_GMM_FIRST = 32,
         OP_GMM_DIAG = 32,
         OP_GMM_SPHERICAL = 33,

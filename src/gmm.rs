@@ -10,7 +10,8 @@
 
 use crate::codes::{
     FINISH_SECOND, FINISH_SUM, MODE_FUSED_RESP, MODE_FUSED_SCORE, MODE_GMM_CENTERED,
-    MODE_GMM_CROSS, MODE_GMM_GRAD, MODE_TRIANGULAR, OP_GMM_DIAG, OP_RESP, OP_SUM_G,
+    MODE_GMM_CROSS, MODE_GMM_GRAD, MODE_TRIANGULAR, OP_GMM_DIAG, OP_GMM_DIAG_U, OP_GMM_FULL,
+    OP_GMM_FULL_U, OP_GMM_SPHERICAL, OP_GMM_SPHERICAL_U, OP_RESP, OP_SUM_G,
 };
 use crate::engine::blocking::Values;
 use crate::engine::device::Gpu;
@@ -47,6 +48,15 @@ const GMM_TILE_DIMS: u64 = 16;
 /// Most components the fused responsibilities kernel holds (`GMM_FUSED_K`).
 const GMM_FUSED_K: u64 = 64;
 
+/// The `OP` of covariance kind `op` with its parameters in the uniform binding.
+fn uniform_op(op: u32) -> u32 {
+    match op {
+        OP_GMM_DIAG => OP_GMM_DIAG_U,
+        OP_GMM_SPHERICAL => OP_GMM_SPHERICAL_U,
+        _ => OP_GMM_FULL_U,
+    }
+}
+
 /// The validated parameters as the kernel reads them, and the mode bits.
 struct Packed {
     consts: Vec<f32>,
@@ -54,6 +64,8 @@ struct Packed {
     prec: Vec<f32>,
     /// Precision words per component (dims, 1 or dims²).
     prec_per: usize,
+    /// The kernel's `OP` with the parameters in binding b: `OP_GMM_DIAG`, `_SPHERICAL` or
+    /// `_FULL` (see `uniform_op`).
     op: u32,
     mode: u32,
     /// Loop iterations per component in the kernel.
@@ -133,7 +145,16 @@ fn pack(gmm: &Gmm, dims: usize) -> Result<Packed, Error> {
                 log_det[i / per] += pc.ln() * if spherical { d as f64 } else { 1.0 };
                 prec.push(pc as f32);
             }
-            (prec, if spherical { 1 } else { 0 }, 0, d as u64)
+            (
+                prec,
+                if spherical {
+                    OP_GMM_SPHERICAL
+                } else {
+                    OP_GMM_DIAG
+                },
+                0,
+                d as u64,
+            )
         }
         Covariance::Full(p) => {
             expect("precisions_cholesky (k × dims × dims)", p, k * d * d)?;
@@ -178,7 +199,7 @@ fn pack(gmm: &Gmm, dims: usize) -> Result<Packed, Error> {
             };
             (
                 packed_p,
-                2,
+                OP_GMM_FULL,
                 if triangular { MODE_TRIANGULAR } else { 0 },
                 per + d as u64,
             )
@@ -266,7 +287,7 @@ fn joint_passes(
     // mixtures in one uniform window, points of at most GMM_TILE_DIMS dimensions.
     let tiled = fused == MODE_FUSED_SCORE
         && uniform
-        && packed.op != 2 // full covariances
+        && packed.op != OP_GMM_FULL
         && (1..=GMM_TILE_DIMS).contains(&d)
         && k * packed.per_component * GMM_SCORE_TILE + GMM_SCORE_TILE * d <= LANE_BUDGET;
     let (entry_point, points_per_group) = if tiled {
@@ -298,7 +319,11 @@ fn joint_passes(
                     dims: if dims <= 64 { dims as u32 } else { 0 },
                     ..key_reading(
                         entry_point,
-                        OP_GMM_DIAG + packed.op + if uniform { 3 } else { 0 },
+                        if uniform {
+                            uniform_op(packed.op)
+                        } else {
+                            packed.op
+                        },
                         0,
                         format,
                     )
