@@ -22,6 +22,9 @@ pub enum Error {
     Limit(String),
     /// The chosen strategy or feature is not available on this device.
     Unsupported(String),
+    /// An `axis` argument names no axis of the array, or one twice (SciPy's `AxisError` and
+    /// "duplicate value in 'axis'").
+    Axis(String),
     /// A value of the input or of the options is invalid (a target out of range, a negative
     /// variance, mixture weights that do not sum to 1, ...); the message names it.
     Value(String),
@@ -53,6 +56,7 @@ impl fmt::Display for Error {
             Error::Buffer(why) => write!(f, "buffer not usable: {why}"),
             Error::Limit(why) => write!(f, "beyond the device's limits: {why}"),
             Error::Unsupported(why) => write!(f, "not supported on this device: {why}"),
+            Error::Axis(why) => write!(f, "invalid axis: {why}"),
             Error::Value(why) => write!(f, "invalid value: {why}"),
             Error::Gpu(why) => write!(f, "wgpu error: {why}"),
         }

@@ -62,7 +62,10 @@ pub use gradients::{BackwardOp, CrossEntropyGradOp, LossGradOp};
 pub use likelihood::{
     Bce, CrossEntropy, GaussianNll, InputSpec, Loss, LossOp, PoissonNll, Reduction,
 };
-pub use logsumexp::{InputFormat, OutputFormat, RowFn, RowOp, RowsLayout, Strategy};
+pub use logsumexp::{
+    Axes, AxisKernel, AxisOp, AxisOptions, InputFormat, NdArray, NdLayout, OutputFormat, RowFn,
+    RowOp, RowsLayout, Strategy,
+};
 pub use masked::MaskedRowOp;
 pub use reference::logsumexp::LseState;
 pub use transform::{DataLayout, LogFn, LogOp, LogOpKind};
@@ -77,6 +80,7 @@ mod tests {
         fn check<T: Send + Sync>() {}
         check::<crate::Gpu>();
         check::<crate::RowOp>();
+        check::<crate::AxisOp>();
         check::<crate::LossOp>();
         check::<crate::GmmOp>();
         check::<crate::BackwardOp>();

@@ -1102,3 +1102,513 @@ fn vec4_strategies_on_every_row_length() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// N-d arrays: any axes, strides and offsets (`AxisOp`, `Gpu::reduce_axes`).
+
+use logdomain::{Axes, AxisKernel, AxisOp, AxisOptions, NdLayout};
+
+/// Row-major multi-indices of `shape`.
+fn nd_indices(shape: &[usize]) -> Vec<Vec<usize>> {
+    let total: usize = shape.iter().product();
+    (0..total)
+        .map(|mut v| {
+            let mut idx = vec![0; shape.len()];
+            for d in (0..shape.len()).rev() {
+                idx[d] = v % shape[d];
+                v /= shape[d];
+            }
+            idx
+        })
+        .collect()
+}
+
+/// The array's results rearranged as rows for the f64 checks: the entries of each result, in
+/// row-major order of the reduced indices, as a `positions × extent` matrix, and for softmax
+/// and log_softmax the output (row-major over the whole shape) in the same order.
+fn nd_rows(
+    x: &[f32],
+    layout: &NdLayout,
+    mask: &[bool],
+    out: Option<&[f32]>,
+) -> (Vec<f32>, Vec<f32>, usize, usize) {
+    let shape = &layout.shape;
+    let kept: Vec<usize> = (0..shape.len()).filter(|&d| !mask[d]).collect();
+    let red: Vec<usize> = (0..shape.len()).filter(|&d| mask[d]).collect();
+    let ks: Vec<usize> = kept.iter().map(|&d| shape[d]).collect();
+    let rs: Vec<usize> = red.iter().map(|&d| shape[d]).collect();
+    let dense = logdomain::logsumexp::contiguous_strides(shape);
+    let eb = layout.format.bytes() as usize;
+    let (mut rows, mut got) = (Vec::new(), Vec::new());
+    let (kis, ris) = (nd_indices(&ks), nd_indices(&rs));
+    for ki in &kis {
+        for ri in &ris {
+            let mut full = vec![0; shape.len()];
+            for (&d, &i) in kept.iter().zip(ki) {
+                full[d] = i;
+            }
+            for (&d, &i) in red.iter().zip(ri) {
+                full[d] = i;
+            }
+            let at: usize = full.iter().zip(&layout.strides).map(|(i, s)| i * s).sum();
+            rows.push(x[layout.offset as usize / eb + at]);
+            if let Some(o) = out {
+                got.push(o[full.iter().zip(&dense).map(|(i, s)| i * s).sum::<usize>()]);
+            }
+        }
+    }
+    (rows, got, kis.len(), ris.len())
+}
+
+/// A layout of `shape` inside a larger buffer: the dimensions stored in the order `order`
+/// (outermost first), each padded by `pad` entries, from entry `offset`.
+fn nd_strided(shape: &[usize], order: &[usize], pad: usize, offset: usize) -> (NdLayout, usize) {
+    let mut strides = vec![0; shape.len()];
+    let mut s = 1;
+    for &d in order.iter().rev() {
+        strides[d] = s;
+        s *= shape[d] + pad;
+    }
+    let layout = NdLayout {
+        strides,
+        offset: 4 * offset as u64,
+        ..NdLayout::contiguous(shape)
+    };
+    (layout, offset + s)
+}
+
+/// Runs `func` over `axes` with the given kernel and segment length (0: the op's choice) through
+/// the encoder API, the output filled with the sentinel first; returns the op and the values.
+fn run_axes(
+    gpu: &Gpu,
+    func: RowFn,
+    x: &[f32],
+    layout: &NdLayout,
+    axes: &Axes,
+    kernel: AxisKernel,
+    segment_len: usize,
+) -> Result<(AxisOp, Vec<f32>), logdomain::Error> {
+    let options = AxisOptions {
+        kernel,
+        segment_len,
+        ..AxisOptions::default()
+    };
+    let op = AxisOp::with_options(gpu, func, layout, axes.clone(), &options)?;
+    let n: usize = op.output_shape(false).iter().product();
+    let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
+    let mut bytes = bytemuck::cast_slice::<f32, u8>(x).to_vec();
+    bytes.resize(
+        op.input_bytes_needed().max(bytes.len() as u64).max(4) as usize,
+        0,
+    );
+    let input = gpu
+        .device()
+        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: None,
+            contents: &bytes,
+            usage,
+        });
+    let output = gpu.device().create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: op.output_bytes_needed().max(4 * n as u64).max(4),
+        usage,
+        mapped_at_creation: false,
+    });
+    let mut encoder = gpu.device().create_command_encoder(&Default::default());
+    op.record_sentinel_fill(&mut encoder, &output)?;
+    op.record(&mut encoder, &input, &output)?;
+    gpu.queue().submit([encoder.finish()]);
+    let values = gpu.read_f32(&output, 4 * n as u64)?;
+    Ok((op, values))
+}
+
+/// 1-D to 5-D arrays, every kind of axis choice, permuted and padded strides, offsets: each
+/// kernel against the f64 truth within the contract's bound and, for the strided kernels,
+/// against the CPU mirror bit for bit.
+#[test]
+fn nd_axes_meet_the_contract_and_mirror_the_reference() {
+    let gpu = gpu();
+    let mut rng = Rng(20);
+    let cases: Vec<(Vec<usize>, Vec<usize>, Axes)> = vec![
+        (vec![37], vec![0], Axes::All),
+        (vec![37], vec![0], Axes::from(vec![])),
+        (vec![9, 40], vec![0, 1], Axes::from(0)),
+        (vec![9, 40], vec![1, 0], Axes::from(-1)),
+        (vec![9, 40], vec![1, 0], Axes::from(0)),
+        (vec![3, 5, 8], vec![0, 1, 2], Axes::from([0, 2])),
+        (vec![3, 5, 8], vec![2, 0, 1], Axes::from(1)),
+        (vec![3, 5, 8], vec![0, 1, 2], Axes::from([-2, -3])),
+        (vec![2, 3, 4, 8], vec![0, 1, 2, 3], Axes::from([1, 3])),
+        (vec![2, 3, 4, 8], vec![3, 2, 1, 0], Axes::from([0, 2])),
+        (
+            vec![2, 3, 1, 4, 8],
+            vec![0, 1, 2, 3, 4],
+            Axes::from([0, 2, 3]),
+        ),
+        (vec![2, 3, 1, 4, 8], vec![4, 0, 2, 1, 3], Axes::All),
+        (vec![4, 1, 3, 2, 4], vec![0, 1, 2, 3, 4], Axes::from([1, 4])),
+    ];
+    for (shape, order, axes) in &cases {
+        for (pad, offset) in [(0, 0), (1, 3), (0, 4)] {
+            let (layout, len) = nd_strided(shape, order, pad, offset);
+            let x = rng.vec(len, -30.0, 30.0);
+            let mask = axes.mask(shape.len()).unwrap();
+            for func in [RowFn::Logsumexp, RowFn::Softmax, RowFn::LogSoftmax] {
+                for (kernel, seg) in [
+                    (AxisKernel::Auto, 0),
+                    (AxisKernel::Strided, 0),
+                    (AxisKernel::StridedVec4, 0),
+                    (AxisKernel::Strided, 7),
+                    (AxisKernel::StridedVec4, 7),
+                ] {
+                    let what = format!(
+                        "{func:?} {shape:?} order {order:?} pad {pad} offset {offset} {axes:?} \
+                         {kernel:?} segments of {seg}"
+                    );
+                    let (op, got) = run_axes(gpu, func, &x, &layout, axes, kernel, seg)
+                        .unwrap_or_else(|e| panic!("{what}: {e}"));
+                    let (rows, arranged, p, r) =
+                        nd_rows(&x, &layout, &mask, (!func.reduces()).then_some(&got[..]));
+                    let what = format!("{what} -> {:?}", op.kernel());
+                    let cmp = if func.reduces() { &got } else { &arranged };
+                    check(func, cmp, &rows, p, r, &what);
+                    if op.kernel() != AxisKernel::Rows {
+                        let want = logdomain::reference::logsumexp::reduce_axes(
+                            func,
+                            &x[offset..],
+                            shape,
+                            &layout.strides,
+                            &mask,
+                            op.segment_len(),
+                        );
+                        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                            assert!(
+                                g.to_bits() == w.to_bits()
+                                    || (g.is_nan() && w.is_nan() && g.to_bits() != SENTINEL_BITS),
+                                "{what}: entry {i}: {g} against the mirror's {w}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Reducing axis 0 of an (S, N) array where it lies gives, bit for bit, what the row kernel
+/// (one invocation a row, the same combine order) gives on the transposed copy; the vec4 form
+/// gives the same bits; a split into segments gives `SplitRowThreads`-style bits, checked against
+/// the mirror in `nd_axes_meet_the_contract_and_mirror_the_reference`.
+#[test]
+fn axis_zero_matches_the_row_kernel_on_the_transpose_bit_for_bit() {
+    let gpu = gpu();
+    let mut rng = Rng(21);
+    for (s, n) in [(1000, 64), (64, 12), (3, 40), (130, 4)] {
+        let x = rng.vec(s * n, -20.0, 20.0);
+        let mut t = vec![0.0; s * n];
+        for i in 0..s {
+            for j in 0..n {
+                t[j * s + i] = x[i * n + j];
+            }
+        }
+        let layout = NdLayout::contiguous(&[s, n]);
+        for func in [RowFn::Logsumexp, RowFn::Softmax, RowFn::LogSoftmax] {
+            let rows = run_op(gpu, func, &t, n, s, Strategy::ThreadPerRow);
+            for kernel in [AxisKernel::Strided, AxisKernel::StridedVec4] {
+                let (op, got) =
+                    run_axes(gpu, func, &x, &layout, &Axes::from(0), kernel, s).unwrap();
+                let what = format!("{func:?} ({s}, {n}) {:?}", op.kernel());
+                if func.reduces() {
+                    assert_eq!(
+                        bytemuck::cast_slice::<f32, u32>(&got),
+                        bytemuck::cast_slice::<f32, u32>(&rows),
+                        "{what}"
+                    );
+                } else {
+                    for i in 0..s {
+                        for j in 0..n {
+                            assert_eq!(
+                                got[i * n + j].to_bits(),
+                                rows[j * s + i].to_bits(),
+                                "{what}: ({i}, {j})"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// SciPy's axis semantics: `axis=None`, negative and tuple axes, `keepdims`, an empty reduced
+/// extent (logsumexp −inf; softmax of an empty array is empty), no axes at all (each entry on its
+/// own), special values down a column, and the errors.
+#[test]
+fn nd_semantics_follow_scipy() {
+    let gpu = gpu();
+    let x: Vec<f32> = (0..24).map(|i| i as f32 * 0.25).collect();
+    let all = gpu
+        .reduce_axes(RowFn::Logsumexp, &x, &[2, 3, 4], Axes::All, false)
+        .unwrap();
+    assert_eq!(all.shape, Vec::<usize>::new());
+    let flat = gpu.logsumexp(&x, 1, 24).unwrap();
+    assert_eq!(all.values, flat);
+    let kept = gpu
+        .reduce_axes(RowFn::Logsumexp, &x, &[2, 3, 4], [0, -1], true)
+        .unwrap();
+    assert_eq!(kept.shape, [1, 3, 1]);
+    let plain = gpu
+        .reduce_axes(RowFn::Logsumexp, &x, &[2, 3, 4], [2, 0], false)
+        .unwrap();
+    assert_eq!(
+        (plain.shape.clone(), plain.values.clone()),
+        (vec![3], kept.values)
+    );
+    // Empty extents.
+    let e = gpu
+        .reduce_axes(RowFn::Logsumexp, &[], &[3, 0], 1, false)
+        .unwrap();
+    assert_eq!((e.shape, e.values), (vec![3], vec![NEG_INF; 3]));
+    let e = gpu
+        .reduce_axes(RowFn::Logsumexp, &[], &[0, 3], 1, true)
+        .unwrap();
+    assert_eq!((e.shape, e.values), (vec![0, 1], vec![]));
+    let e = gpu
+        .reduce_axes(RowFn::Softmax, &[], &[3, 0], 1, false)
+        .unwrap();
+    assert_eq!((e.shape, e.values), (vec![3, 0], vec![]));
+    // No axes: each entry its own log-sum-exp; softmax 1 (NaN for ±inf and NaN entries).
+    let v = [1.5f32, NEG_INF, INF, NAN];
+    let none = gpu
+        .reduce_axes(RowFn::Logsumexp, &v, &[4], Axes::from(vec![]), false)
+        .unwrap();
+    assert_row(&none.values, &v, "axis=()");
+    let sm = gpu
+        .reduce_axes(RowFn::Softmax, &v, &[4], Axes::from(vec![]), false)
+        .unwrap();
+    assert_row(&sm.values, &[1.0, NAN, NAN, NAN], "softmax axis=()");
+    // Special values down columns: the semantics table's rows as columns of one array.
+    let cols = [
+        [NEG_INF, NEG_INF, NEG_INF],
+        [0.0, NEG_INF, NEG_INF],
+        [NAN, 1.0, NEG_INF],
+        [INF, 1.0, NEG_INF],
+        [INF, INF, 2.0],
+        [1000.0, 1000.0, NEG_INF],
+    ];
+    let mut a = vec![0.0; 18];
+    for (j, c) in cols.iter().enumerate() {
+        for (i, &v) in c.iter().enumerate() {
+            a[i * 6 + j] = v;
+        }
+    }
+    for func in [RowFn::Logsumexp, RowFn::Softmax, RowFn::LogSoftmax] {
+        let got = gpu.reduce_axes(func, &a, &[3, 6], 0, false).unwrap();
+        for (j, c) in cols.iter().enumerate() {
+            let want = run_op(gpu, func, c, 1, 3, Strategy::ThreadPerRow);
+            let col: Vec<f32> = if func.reduces() {
+                vec![got.values[j]]
+            } else {
+                (0..3).map(|i| got.values[i * 6 + j]).collect()
+            };
+            assert_row(&col, &want, &format!("{func:?} column {j}"));
+        }
+    }
+    // Errors: out of range, duplicates, too many dimensions, a short input, a bad output.
+    let err = |r: Result<logdomain::NdArray, Error>| r.unwrap_err();
+    assert!(matches!(
+        err(gpu.reduce_axes(RowFn::Logsumexp, &x, &[2, 3, 4], 3, false)),
+        Error::Axis(_)
+    ));
+    assert!(matches!(
+        err(gpu.reduce_axes(RowFn::Logsumexp, &x, &[2, 3, 4], [1, -2], false)),
+        Error::Axis(_)
+    ));
+    assert!(matches!(
+        err(gpu.reduce_axes(RowFn::Logsumexp, &x, &[1; 9], 0, false)),
+        Error::Shape(_)
+    ));
+    assert!(matches!(
+        err(gpu.reduce_axes(RowFn::Logsumexp, &x, &[5, 5], 0, false)),
+        Error::InputLength { .. }
+    ));
+    let layout = NdLayout::contiguous(&[2, 3]);
+    let bad = AxisOptions {
+        output_strides: Some(vec![1]),
+        ..AxisOptions::default()
+    };
+    assert!(matches!(
+        AxisOp::with_options(gpu, RowFn::Logsumexp, &layout, 0, &bad),
+        Err(Error::Shape(_))
+    ));
+    let rows_only = AxisOptions {
+        kernel: AxisKernel::Rows,
+        ..AxisOptions::default()
+    };
+    assert!(matches!(
+        AxisOp::with_options(gpu, RowFn::Logsumexp, &layout, 0, &rows_only),
+        Err(Error::Unsupported(_))
+    ));
+    assert!(matches!(
+        AxisOp::new(gpu, RowFn::LogsumexpParts, &layout, 0),
+        Err(Error::Unsupported(_))
+    ));
+}
+
+/// Results longer than one invocation may walk are split into segments (axis 0 of
+/// (40,000, 8)); on a device with 64 KiB bindings and 16 workgroups a grid dimension, windows
+/// and 2-D grids; a strided output at an offset, with the sentinel left between its entries;
+/// f16 inputs give the f32 bits.
+#[test]
+fn nd_splits_windows_strided_outputs_and_f16() {
+    let mut rng = Rng(22);
+    let big = rng.vec(40_000 * 8, -10.0, 10.0);
+    let layout = NdLayout::contiguous(&[40_000, 8]);
+    let mask = [true, false];
+    let small = small_gpu();
+    for gpu in [gpu(), &small] {
+        for func in [RowFn::Logsumexp, RowFn::LogSoftmax] {
+            let (op, got) = run_axes(
+                gpu,
+                func,
+                &big,
+                &layout,
+                &Axes::from(0),
+                AxisKernel::Auto,
+                0,
+            )
+            .unwrap();
+            assert!(op.segment_len() < 40_000, "{func:?}: split");
+            let (rows, arranged, p, r) =
+                nd_rows(&big, &layout, &mask, (!func.reduces()).then_some(&got[..]));
+            check(
+                func,
+                if func.reduces() { &got } else { &arranged },
+                &rows,
+                p,
+                r,
+                "split",
+            );
+            let want = logdomain::reference::logsumexp::reduce_axes(
+                func,
+                &big,
+                &[40_000, 8],
+                &layout.strides,
+                &mask,
+                op.segment_len(),
+            );
+            assert_eq!(
+                bytemuck::cast_slice::<f32, u32>(&got),
+                bytemuck::cast_slice::<f32, u32>(&want),
+                "{func:?} {:?}",
+                op.kernel()
+            );
+        }
+    }
+    // Windows on the small device: (300, 70) is 84,000 bytes; axes 0 and 1, permuted.
+    let (layout, len) = nd_strided(&[300, 70], &[1, 0], 1, 5);
+    let x = rng.vec(len, -5.0, 5.0);
+    for axis in [0isize, 1] {
+        for func in [RowFn::Logsumexp, RowFn::Softmax] {
+            let (op, got) = run_axes(
+                &small,
+                func,
+                &x,
+                &layout,
+                &Axes::from(axis),
+                AxisKernel::Strided,
+                0,
+            )
+            .unwrap();
+            let mask = Axes::from(axis).mask(2).unwrap();
+            let want = logdomain::reference::logsumexp::reduce_axes(
+                func,
+                &x[5..],
+                &layout.shape,
+                &layout.strides,
+                &mask,
+                op.segment_len(),
+            );
+            assert_eq!(
+                bytemuck::cast_slice::<f32, u32>(&got),
+                bytemuck::cast_slice::<f32, u32>(&want),
+                "small device, axis {axis} {func:?}"
+            );
+        }
+    }
+    // A strided output: softmax over axis 1 of (3, 4) written transposed at 8 bytes in.
+    let gpu = gpu();
+    let x = rng.vec(12, -3.0, 3.0);
+    let layout = NdLayout::contiguous(&[3, 4]);
+    let options = AxisOptions {
+        output_strides: Some(vec![1, 3]),
+        output_offset: 8,
+        ..AxisOptions::default()
+    };
+    let op = AxisOp::with_options(gpu, RowFn::Softmax, &layout, 1, &options).unwrap();
+    assert_eq!(op.output_bytes_needed(), 8 + 48);
+    let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
+    let input = gpu
+        .device()
+        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: None,
+            contents: bytemuck::cast_slice(&x),
+            usage,
+        });
+    let output = gpu
+        .device()
+        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: None,
+            contents: bytemuck::cast_slice(&[7.0f32; 15]),
+            usage,
+        });
+    let mut encoder = gpu.device().create_command_encoder(&Default::default());
+    op.record_sentinel_fill(&mut encoder, &output).unwrap();
+    let mut filled = gpu.device().create_command_encoder(&Default::default());
+    op.record_sentinel_fill(&mut filled, &output).unwrap();
+    gpu.queue().submit([filled.finish()]);
+    let sentinels = gpu.read_f32(&output, 60).unwrap();
+    assert_eq!(&sentinels[..2], &[7.0, 7.0]);
+    assert!(
+        sentinels[2..14]
+            .iter()
+            .all(|v| v.to_bits() == SENTINEL_BITS)
+    );
+    op.record(&mut encoder, &input, &output).unwrap();
+    gpu.queue().submit([encoder.finish()]);
+    let out = gpu.read_f32(&output, 60).unwrap();
+    let rows = gpu.softmax(&x, 3, 4).unwrap();
+    for i in 0..3 {
+        for j in 0..4 {
+            assert_eq!(
+                out[2 + j * 3 + i].to_bits(),
+                rows[i * 4 + j].to_bits(),
+                "({i}, {j})"
+            );
+        }
+    }
+    assert_eq!(out[14], 7.0);
+    // f16: the bits of the f32 kernels on the same values, strided and on every kernel.
+    let h: Vec<half::f16> = rng
+        .vec(6 * 10, -8.0, 8.0)
+        .into_iter()
+        .map(half::f16::from_f32)
+        .collect();
+    let hx: Vec<f32> = h.iter().map(|v| v.to_f32()).collect();
+    let layout = NdLayout {
+        shape: vec![6, 5],
+        strides: vec![10, 2],
+        ..NdLayout::contiguous(&[6, 5])
+    };
+    for axes in [Axes::from(0), Axes::from(1), Axes::All] {
+        for func in [RowFn::Logsumexp, RowFn::LogSoftmax] {
+            let got = gpu
+                .reduce_strided_f16(func, &h, &layout, axes.clone(), false)
+                .unwrap();
+            let want = gpu
+                .reduce_strided(func, &hx, &layout, axes.clone(), false)
+                .unwrap();
+            assert_eq!(got, want, "f16 {func:?} {axes:?}");
+        }
+    }
+}

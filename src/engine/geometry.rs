@@ -193,6 +193,287 @@ pub(crate) fn batches(total: u64, per: u64) -> impl Iterator<Item = (u64, u64)> 
     })
 }
 
+/// The most dimensions an [`NdLayout`] may have.
+pub const MAX_DIMS: usize = 8;
+
+/// Where an N-d strided array lives in a buffer: its shape, the strides of its dimensions in
+/// entries (row-major contiguous strides for [`NdLayout::contiguous`]; any non-negative strides
+/// otherwise, 0 included, as NumPy's broadcast views have), the byte offset of entry
+/// `(0, …, 0)`, and how the entries are stored. At most [`MAX_DIMS`] dimensions; 0 dimensions
+/// is a scalar.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct NdLayout {
+    /// Extent of each dimension (0 is allowed: an empty array).
+    pub shape: Vec<usize>,
+    /// Entries from one index of a dimension to the next, one per dimension.
+    pub strides: Vec<usize>,
+    /// Byte offset of the first entry (a multiple of the entry's size).
+    pub offset: u64,
+    /// How the entries are stored (f32 or f16).
+    pub format: InputFormat,
+}
+
+impl NdLayout {
+    /// A dense row-major (C-order) f32 array of `shape` at offset 0.
+    pub fn contiguous(shape: &[usize]) -> NdLayout {
+        NdLayout {
+            shape: shape.to_vec(),
+            strides: contiguous_strides(shape),
+            offset: 0,
+            format: InputFormat::F32,
+        }
+    }
+
+    /// Number of entries (the product of the shape; 1 for a scalar).
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Whether the array has no entries.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Checks the dimension count, the strides' count and the offset's alignment, and returns
+    /// the byte just past the last entry (the buffer size the array needs; `offset` for an empty
+    /// array).
+    pub fn end(&self) -> Result<u64, Error> {
+        if self.shape.len() > MAX_DIMS {
+            return Err(Error::Shape(format!(
+                "{} dimensions; at most {MAX_DIMS}",
+                self.shape.len()
+            )));
+        }
+        if self.strides.len() != self.shape.len() {
+            return Err(Error::Shape(format!(
+                "{} strides for {} dimensions",
+                self.strides.len(),
+                self.shape.len()
+            )));
+        }
+        let eb = self.format.bytes();
+        if !self.offset.is_multiple_of(eb) {
+            return Err(Error::Buffer(format!(
+                "the offset {} is not a multiple of the entry size ({eb} bytes)",
+                self.offset
+            )));
+        }
+        if self.is_empty() {
+            return Ok(self.offset);
+        }
+        let mut last = 0u64;
+        for (&n, &s) in self.shape.iter().zip(&self.strides) {
+            last = (n as u64 - 1)
+                .checked_mul(s as u64)
+                .and_then(|v| v.checked_add(last))
+                .ok_or_else(|| shape_err("the array's span"))?;
+        }
+        (last + 1)
+            .checked_mul(eb)
+            .and_then(|b| b.checked_add(self.offset))
+            .ok_or_else(|| shape_err("the array's span"))
+    }
+}
+
+/// Row-major (C-order) strides of `shape`, in entries.
+pub fn contiguous_strides(shape: &[usize]) -> Vec<usize> {
+    let mut strides = vec![0; shape.len()];
+    let mut s = 1usize;
+    for (d, &n) in shape.iter().enumerate().rev() {
+        strides[d] = s;
+        s = s.saturating_mul(n.max(1));
+    }
+    strides
+}
+
+/// Which axes a reduction runs over, as SciPy's and NumPy's `axis` argument: `All` is
+/// `axis=None` (every axis); `List` is an int or a tuple of ints, negative ones counting from
+/// the end. An empty list reduces nothing (each entry on its own). Duplicates and axes out of
+/// range are an [`Error::Axis`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Axes {
+    /// Every axis (`axis=None`, SciPy's default).
+    #[default]
+    All,
+    /// These axes.
+    List(Vec<isize>),
+}
+
+impl From<isize> for Axes {
+    fn from(a: isize) -> Axes {
+        Axes::List(vec![a])
+    }
+}
+
+impl From<Vec<isize>> for Axes {
+    fn from(a: Vec<isize>) -> Axes {
+        Axes::List(a)
+    }
+}
+
+impl From<&[isize]> for Axes {
+    fn from(a: &[isize]) -> Axes {
+        Axes::List(a.to_vec())
+    }
+}
+
+impl<const N: usize> From<[isize; N]> for Axes {
+    fn from(a: [isize; N]) -> Axes {
+        Axes::List(a.to_vec())
+    }
+}
+
+impl<T: Into<Axes>> From<Option<T>> for Axes {
+    fn from(a: Option<T>) -> Axes {
+        a.map_or(Axes::All, Into::into)
+    }
+}
+
+impl Axes {
+    /// Which of `ndim` dimensions are reduced, as SciPy resolves `axis`.
+    pub fn mask(&self, ndim: usize) -> Result<Vec<bool>, Error> {
+        let list = match self {
+            Axes::All => return Ok(vec![true; ndim]),
+            Axes::List(l) => l,
+        };
+        let mut mask = vec![false; ndim];
+        for &a in list {
+            let d = if a < 0 { a + ndim as isize } else { a };
+            if d < 0 || d >= ndim as isize {
+                return Err(Error::Axis(format!(
+                    "axis {a} is out of bounds for an array of dimension {ndim}"
+                )));
+            }
+            if std::mem::replace(&mut mask[d as usize], true) {
+                return Err(Error::Axis(format!("duplicate value in 'axis': {list:?}")));
+            }
+        }
+        Ok(mask)
+    }
+}
+
+/// The shape of a reduction's result: the kept dimensions in order, and with `keepdims` the
+/// reduced ones as 1.
+pub fn reduced_shape(shape: &[usize], mask: &[bool], keepdims: bool) -> Vec<usize> {
+    shape
+        .iter()
+        .zip(mask)
+        .filter_map(|(&n, &r)| match (r, keepdims) {
+            (false, _) => Some(n),
+            (true, true) => Some(1),
+            (true, false) => None,
+        })
+        .collect()
+}
+
+/// One dimension of a folded N-d problem: its extent and its strides in the input and the
+/// output, in entries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Dim {
+    pub n: u64,
+    pub input: u64,
+    pub output: u64,
+}
+
+/// An N-d reduction folded: the kept dimensions (row-major order of the results) and the
+/// reduced ones (the row-major order in which a result's entries are walked), size-1
+/// dimensions dropped and neighbours of the same kind merged where both strides allow it, so
+/// that the result of a set of entries does not depend on how the layout was written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Folded {
+    pub kept: Vec<Dim>,
+    pub reduced: Vec<Dim>,
+}
+
+impl Folded {
+    /// `shape`, its input and output strides and the reduced mask, folded. An empty reduced set
+    /// is one dimension of 1 entry.
+    pub fn new(shape: &[usize], input: &[usize], output: &[usize], mask: &[bool]) -> Folded {
+        let mut kept: Vec<Dim> = Vec::new();
+        let mut reduced: Vec<Dim> = Vec::new();
+        for d in 0..shape.len() {
+            let dim = Dim {
+                n: shape[d] as u64,
+                input: input[d] as u64,
+                output: output[d] as u64,
+            };
+            if dim.n == 1 {
+                continue;
+            }
+            let list = if mask[d] { &mut reduced } else { &mut kept };
+            // Merging with the previous dimension of the same kind keeps the row-major order
+            // only if no dimension of the other kind lies between them.
+            let adjacent = (0..d)
+                .rev()
+                .find(|&e| shape[e] != 1)
+                .is_some_and(|e| mask[e] == mask[d]);
+            match list.last_mut() {
+                Some(prev)
+                    if adjacent
+                        && prev.input == dim.n * dim.input
+                        && prev.output == dim.n * dim.output
+                        && dim.n != 0 =>
+                {
+                    prev.n *= dim.n;
+                    prev.input = dim.input;
+                    prev.output = dim.output;
+                }
+                _ => list.push(dim),
+            }
+        }
+        if reduced.is_empty() {
+            reduced.push(Dim {
+                n: 1,
+                input: 1,
+                output: 1,
+            });
+        }
+        Folded { kept, reduced }
+    }
+
+    /// Kept positions (results of a reduction).
+    pub fn positions(&self) -> u64 {
+        self.kept.iter().map(|d| d.n).product()
+    }
+
+    /// Entries each position reduces.
+    pub fn extent(&self) -> u64 {
+        self.reduced.iter().map(|d| d.n).product()
+    }
+}
+
+/// The smallest box of multi-indices (inclusive `(lo, hi)` per dimension of extents `n`) that
+/// holds the row-major indices `a ..= b`.
+pub(crate) fn index_box(n: &[u64], a: u64, b: u64) -> Vec<(u64, u64)> {
+    let decode = |mut v: u64| {
+        let mut idx = vec![0; n.len()];
+        for d in (0..n.len()).rev() {
+            idx[d] = v % n[d].max(1);
+            v /= n[d].max(1);
+        }
+        idx
+    };
+    let (ia, ib) = (decode(a), decode(b));
+    let mut out = Vec::with_capacity(n.len());
+    let mut split = false;
+    for d in 0..n.len() {
+        if split {
+            out.push((0, n[d].saturating_sub(1)));
+        } else {
+            out.push((ia[d], ib[d]));
+            split = ia[d] != ib[d];
+        }
+    }
+    out
+}
+
+/// The lowest and highest entry offsets of a box of multi-indices with these strides.
+pub(crate) fn box_span(bx: &[(u64, u64)], strides: impl Iterator<Item = u64>) -> (u64, u64) {
+    bx.iter()
+        .zip(strides)
+        .fold((0, 0), |(lo, hi), (&(a, b), s)| (lo + a * s, hi + b * s))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,6 +484,72 @@ mod tests {
         assert_eq!(batches(8, 4).collect::<Vec<_>>(), [(0, 4), (4, 4)]);
         assert_eq!(batches(0, 4).count(), 0);
         assert_eq!(batches(3, 0).collect::<Vec<_>>(), [(0, 1), (1, 1), (2, 1)]);
+    }
+
+    #[test]
+    fn axes_resolve_as_scipy_does() {
+        assert_eq!(Axes::All.mask(3).unwrap(), [true; 3]);
+        assert_eq!(Axes::from(-1).mask(3).unwrap(), [false, false, true]);
+        assert_eq!(Axes::from([0, 2]).mask(3).unwrap(), [true, false, true]);
+        assert_eq!(Axes::from(vec![]).mask(2).unwrap(), [false, false]);
+        assert_eq!(Axes::from(None::<isize>), Axes::All);
+        assert!(matches!(Axes::from(3).mask(3), Err(Error::Axis(_))));
+        assert!(matches!(Axes::from(-4).mask(3), Err(Error::Axis(_))));
+        assert!(matches!(Axes::from([1, -2]).mask(3), Err(Error::Axis(_))));
+        assert!(matches!(Axes::from(0).mask(0), Err(Error::Axis(_))));
+        assert_eq!(reduced_shape(&[2, 3, 4], &[true, false, true], false), [3]);
+        assert_eq!(
+            reduced_shape(&[2, 3, 4], &[true, false, true], true),
+            [1, 3, 1]
+        );
+    }
+
+    #[test]
+    fn folding_merges_neighbours_and_drops_unit_dimensions() {
+        let dim = |n, input, output| Dim { n, input, output };
+        // Axis 0 of a contiguous (2, 3, 4): kept (3, 4) merge into 12.
+        let f = Folded::new(&[2, 3, 4], &[12, 4, 1], &[0, 4, 1], &[true, false, false]);
+        assert_eq!(f.kept, [dim(12, 1, 1)]);
+        assert_eq!(f.reduced, [dim(2, 12, 0)]);
+        // Axes (0, 2): not neighbours, not merged; a unit dimension between changes nothing.
+        let f = Folded::new(
+            &[2, 3, 1, 4],
+            &[12, 4, 4, 1],
+            &[0, 1, 1, 0],
+            &[true, false, false, true],
+        );
+        assert_eq!(f.kept, [dim(3, 4, 1)]);
+        assert_eq!(f.reduced, [dim(2, 12, 0), dim(4, 1, 0)]);
+        // Axes (1, 2) of (2, 3, 1, 4) with the unit dimension kept: 12 entries in a row.
+        let f = Folded::new(
+            &[2, 3, 1, 4],
+            &[12, 4, 4, 1],
+            &[1, 0, 0, 0],
+            &[false, true, false, true],
+        );
+        assert_eq!(f.reduced, [dim(12, 1, 0)]);
+        // Nothing reduced: one entry a position.
+        let f = Folded::new(&[5], &[1], &[1], &[false]);
+        assert_eq!(f.reduced, [dim(1, 1, 1)]);
+        assert_eq!((f.positions(), f.extent()), (5, 1));
+    }
+
+    #[test]
+    fn index_boxes_hold_their_ranges() {
+        let n = [3, 4, 5];
+        for a in 0..60u64 {
+            for b in a..60 {
+                let bx = index_box(&n, a, b);
+                for v in a..=b {
+                    let idx = [v / 20, (v / 5) % 4, v % 5];
+                    for d in 0..3 {
+                        assert!(bx[d].0 <= idx[d] && idx[d] <= bx[d].1, "{a}..={b}: {bx:?}");
+                    }
+                }
+            }
+        }
+        assert_eq!(index_box(&n, 7, 7), [(0, 0), (1, 1), (2, 2)]);
+        assert_eq!(box_span(&[(0, 1), (2, 3)], [10, 1].into_iter()), (2, 13));
     }
 
     #[test]

@@ -20,6 +20,11 @@ pub(crate) enum Module {
     LogsumexpVec4Out,
     /// `LogsumexpVec4Subgroup` with the output bound as vec4 words.
     LogsumexpVec4SubgroupOut,
+    /// `common + logsumexp + logsumexp_words + logsumexp_out + logsumexp_axes` (the `axes`
+    /// layout): reductions over any axes of an N-d array.
+    LogsumexpAxes,
+    /// `LogsumexpAxes` with the input read as vec4 words, and `logsumexp_axes_vec4`.
+    LogsumexpAxesVec4,
     /// `common + likelihood + gmm + gradients` (the `likelihood` layout).
     Likelihood,
     /// The same module with the wide likelihood layout (a second read-write storage binding,
@@ -50,6 +55,10 @@ impl Module {
                 "logsumexp_vec4_subgroup_out",
                 shaders::logsumexp_vec4_subgroup_out_module(),
             ),
+            Module::LogsumexpAxes => ("logsumexp_axes", shaders::logsumexp_axes_module()),
+            Module::LogsumexpAxesVec4 => {
+                ("logsumexp_axes_vec4", shaders::logsumexp_axes_vec4_module())
+            }
             Module::Likelihood | Module::LikelihoodWide => {
                 ("likelihood", shaders::likelihood_module())
             }
@@ -66,6 +75,7 @@ impl Module {
             | Module::LogsumexpVec4Subgroup
             | Module::LogsumexpVec4Out
             | Module::LogsumexpVec4SubgroupOut => Layout::Rows,
+            Module::LogsumexpAxes | Module::LogsumexpAxesVec4 => Layout::Axes,
             Module::Likelihood | Module::BandwidthVec4 => Layout::Likelihood,
             Module::LikelihoodWide => Layout::LikelihoodWide,
         }
@@ -94,7 +104,10 @@ impl Module {
                 c.push(("IN_F16", f64::from(u8::from(key.in_f16))));
                 c.push(("ROW_COLS", f64::from(key.dims)));
                 c.push(("OUT_F16", f64::from(u8::from(key.out_f16))));
-                if rows != Module::Logsumexp && rows != Module::LogsumexpSubgroup {
+                if !matches!(
+                    rows,
+                    Module::Logsumexp | Module::LogsumexpSubgroup | Module::LogsumexpAxes
+                ) {
                     c.push(("VEC", f64::from(key.vec)));
                 }
                 if matches!(
@@ -129,21 +142,29 @@ pub(crate) enum Layout {
     Likelihood = 1,
     /// `Likelihood` plus binding 6 (read-write), where the device has five storage buffers.
     LikelihoodWide = 2,
+    /// `Rows` plus binding 4: the folded dimensions of an N-d op (uniform).
+    Axes = 3,
 }
 
 impl Layout {
-    pub const COUNT: usize = 3;
-    pub const ALL: [Layout; Layout::COUNT] =
-        [Layout::Rows, Layout::Likelihood, Layout::LikelihoodWide];
+    pub const COUNT: usize = 4;
+    pub const ALL: [Layout; Layout::COUNT] = [
+        Layout::Rows,
+        Layout::Likelihood,
+        Layout::LikelihoodWide,
+        Layout::Axes,
+    ];
 
     /// Bindings 0, 1, … in order.
     pub fn bindings(self) -> &'static [Binding] {
         const PARAMS: u64 = std::mem::size_of::<shaders::Params>() as u64;
         const LL_PARAMS: u64 = std::mem::size_of::<shaders::LlParams>() as u64;
         const UNIFORM: u64 = shaders::GMM_UNIFORM_BYTES;
+        const AXES: u64 = std::mem::size_of::<shaders::AxesParams>() as u64;
         use Binding::*;
         match self {
             Layout::Rows => &[Uniform(PARAMS), Read, Write, Write],
+            Layout::Axes => &[Uniform(PARAMS), Read, Write, Write, Uniform(AXES)],
             Layout::Likelihood => &[
                 Uniform(LL_PARAMS),
                 Read,
@@ -169,6 +190,7 @@ impl Layout {
             Layout::Rows => "logdomain rows",
             Layout::Likelihood => "logdomain likelihood",
             Layout::LikelihoodWide => "logdomain likelihood wide",
+            Layout::Axes => "logdomain axes",
         }
     }
 

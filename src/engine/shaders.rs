@@ -16,6 +16,12 @@ pub const LOGSUMEXP_OUT: &str = include_str!("../../shaders/logsumexp_out.wgsl")
 /// The output as vec4 words, for the vec4 kernels' 16-byte stores (in place of
 /// `LOGSUMEXP_OUT`).
 pub const LOGSUMEXP_OUT_VEC4: &str = include_str!("../../shaders/logsumexp_out_vec4.wgsl");
+/// The log-sum-exp family over any axes of an N-d array (follows `LOGSUMEXP`, its input file
+/// and `LOGSUMEXP_OUT`; binding 4 holds the folded dimensions).
+pub const LOGSUMEXP_AXES: &str = include_str!("../../shaders/logsumexp_axes.wgsl");
+/// The N-d entry points with four positions a 16-byte word (follows `LOGSUMEXP_AXES` in a module
+/// with `LOGSUMEXP_VEC4`'s input).
+pub const LOGSUMEXP_AXES_VEC4: &str = include_str!("../../shaders/logsumexp_axes_vec4.wgsl");
 /// The vec4 form with several rows per subgroup (needs `Features::SUBGROUP`).
 pub const LOGSUMEXP_VEC4_SUBGROUP: &str =
     include_str!("../../shaders/logsumexp_vec4_subgroup.wgsl");
@@ -61,6 +67,8 @@ pub(crate) const ALL_FILES: &[(&str, &str)] = &[
     ("logsumexp_vec4_subgroup", LOGSUMEXP_VEC4_SUBGROUP),
     ("logsumexp_out", LOGSUMEXP_OUT),
     ("logsumexp_out_vec4", LOGSUMEXP_OUT_VEC4),
+    ("logsumexp_axes", LOGSUMEXP_AXES),
+    ("logsumexp_axes_vec4", LOGSUMEXP_AXES_VEC4),
     ("likelihood", LIKELIHOOD),
     ("gmm", GMM),
     ("gradients", GRADIENTS),
@@ -92,6 +100,9 @@ pub(crate) const LOOP_FORMS: &[(&str, &str)] = &[
         "stride >= 1 (the workgroup tree starts it at 1 and multiplies it by 8)",
     ),
     ("+= BLOCK * step", "BLOCK >= 1, step >= 1"),
+    ("+= BLOCK", "BLOCK >= 1"),
+    ("+= AHEAD", "AHEAD = 8"),
+    ("+= 4u", "a literal step of 4"),
     ("+= VEC * step", "VEC >= 1 (the host's override), step >= 1"),
     (
         "+= UNROLL * slots",
@@ -121,6 +132,29 @@ pub fn module_source(files: &[&str]) -> String {
 /// The portable log-sum-exp module: works on every adapter, GL included.
 pub fn logsumexp_module() -> String {
     module_source(&[COMMON, LOGSUMEXP, LOGSUMEXP_WORDS, LOGSUMEXP_OUT])
+}
+
+/// The N-d log-sum-exp module (the `axes` layout): the portable module and the N-d entry points.
+pub fn logsumexp_axes_module() -> String {
+    module_source(&[
+        COMMON,
+        LOGSUMEXP,
+        LOGSUMEXP_WORDS,
+        LOGSUMEXP_OUT,
+        LOGSUMEXP_AXES,
+    ])
+}
+
+/// The N-d module with the input read as vec4 words, and the four-positions-a-word entry points.
+pub fn logsumexp_axes_vec4_module() -> String {
+    module_source(&[
+        COMMON,
+        LOGSUMEXP,
+        LOGSUMEXP_VEC4,
+        LOGSUMEXP_OUT,
+        LOGSUMEXP_AXES,
+        LOGSUMEXP_AXES_VEC4,
+    ])
 }
 
 /// The log-sum-exp module with the subgroup entry point.
@@ -205,6 +239,25 @@ pub struct Params {
     pub row_base: u32,
     pub final_base: u32,
     pub pad: [u32; 3],
+}
+
+/// Most folded dimensions of either kind (`AXES_MAX` in `shaders/logsumexp_axes.wgsl`).
+pub const AXES_MAX: usize = 8;
+
+/// Mirrors `struct AxesParams` in `shaders/logsumexp_axes.wgsl`: the folded dimensions of an N-d
+/// op, innermost first, extents and strides in entries.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct AxesParams {
+    pub kept_dims: u32,
+    pub red_dims: u32,
+    pub pad: [u32; 2],
+    pub kept_n: [u32; AXES_MAX],
+    pub kept_in: [u32; AXES_MAX],
+    pub kept_out: [u32; AXES_MAX],
+    pub red_n: [u32; AXES_MAX],
+    pub red_in: [u32; AXES_MAX],
+    pub red_out: [u32; AXES_MAX],
 }
 
 /// Mirrors `struct LlParams` in `shaders/likelihood.wgsl` (see the comments there). Element
@@ -333,6 +386,19 @@ mod tests {
                     ("OUT_F16", out_f16),
                 ],
             );
+        }
+    }
+
+    #[test]
+    fn axes_modules_validate_and_translate_everywhere() {
+        for module in [logsumexp_axes_module(), logsumexp_axes_vec4_module()] {
+            for in_f16 in [0.0, 1.0] {
+                validate_and_translate_with(
+                    &module,
+                    Capabilities::empty(),
+                    &[("IN_F16", in_f16), ("ROW_COLS", 0.0), ("OUT_F16", 0.0)],
+                );
+            }
         }
     }
 

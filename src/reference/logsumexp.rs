@@ -398,6 +398,104 @@ pub fn log_softmax(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     out
 }
 
+/// The state of a result's entries `values`, in walk order, as the N-d kernels compute it:
+/// segments of `seg_len` entries (one for `seg_len == 0`), each a [`range_state`], combined left
+/// to right.
+pub fn segmented_state(values: &[f32], seg_len: usize) -> LseState {
+    let seg_len = if seg_len == 0 { values.len() } else { seg_len };
+    values
+        .chunks(seg_len.max(1))
+        .map(|seg| range_state(seg, 0, seg.len(), 1))
+        .reduce(lse_combine)
+        .unwrap_or_else(lse_identity)
+}
+
+/// Row-major multi-indices of `shape`, in order.
+fn indices(shape: &[usize]) -> impl Iterator<Item = Vec<usize>> + '_ {
+    let total: usize = shape.iter().product();
+    (0..total).map(move |mut v| {
+        let mut idx = vec![0; shape.len()];
+        for d in (0..shape.len()).rev() {
+            idx[d] = v % shape[d];
+            v /= shape[d];
+        }
+        idx
+    })
+}
+
+/// `func` (logsumexp, softmax or log_softmax) over the dimensions `mask` marks of the array
+/// whose entry `(i0, i1, …)` is `x[Σ i_d · strides[d]]`: each result's entries walked in the
+/// row-major order of the reduced indices, `seg_len` entries a segment
+/// ([`segmented_state`]). The results in row-major order of the kept dimensions (logsumexp),
+/// or of the whole shape (softmax, log_softmax).
+///
+/// # Panics
+/// If the shapes disagree or an index falls outside `x` (the reference is a test oracle), or
+/// for [`RowFn::LogsumexpParts`].
+pub fn reduce_axes(
+    func: RowFn,
+    x: &[f32],
+    shape: &[usize],
+    strides: &[usize],
+    mask: &[bool],
+    seg_len: usize,
+) -> Vec<f32> {
+    assert!(shape.len() == strides.len() && shape.len() == mask.len());
+    assert!(
+        func != RowFn::LogsumexpParts,
+        "reference: parts are row-wise"
+    );
+    let kept: Vec<usize> = (0..shape.len()).filter(|&d| !mask[d]).collect();
+    let red: Vec<usize> = (0..shape.len()).filter(|&d| mask[d]).collect();
+    let kept_shape: Vec<usize> = kept.iter().map(|&d| shape[d]).collect();
+    let red_shape: Vec<usize> = red.iter().map(|&d| shape[d]).collect();
+    let total: usize = shape.iter().product();
+    let mut out = vec![
+        0.0f32;
+        if func.reduces() {
+            kept_shape.iter().product()
+        } else {
+            total
+        }
+    ];
+    let dense = {
+        let mut s = vec![0usize; shape.len()];
+        let mut acc = 1;
+        for d in (0..shape.len()).rev() {
+            s[d] = acc;
+            acc *= shape[d].max(1);
+        }
+        s
+    };
+    for (p, ki) in indices(&kept_shape).enumerate() {
+        let at = |ri: &[usize], s: &[usize]| -> usize {
+            kept.iter().zip(&ki).map(|(&d, &i)| i * s[d]).sum::<usize>()
+                + red.iter().zip(ri).map(|(&d, &i)| i * s[d]).sum::<usize>()
+        };
+        let places: Vec<(usize, usize)> = indices(&red_shape)
+            .map(|ri| (at(&ri, strides), at(&ri, &dense)))
+            .collect();
+        let values: Vec<f32> = places.iter().map(|&(i, _)| x[i]).collect();
+        let st = segmented_state(&values, seg_len);
+        match func {
+            RowFn::Logsumexp => out[p] = lse_result(st),
+            RowFn::Softmax => {
+                let denom = 1.0 + st.s;
+                for (&(_, o), &v) in places.iter().zip(&values) {
+                    out[o] = softmax_entry(st, denom, v);
+                }
+            }
+            _ => {
+                let l1p = ld_log1p(st.s);
+                for (&(_, o), &v) in places.iter().zip(&values) {
+                    out[o] = log_softmax_entry(st, l1p, v);
+                }
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

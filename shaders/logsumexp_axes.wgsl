@@ -1,0 +1,264 @@
+// The log-sum-exp family over any axes of an N-d strided array, read where it lies (no
+// transpose). Follows logsumexp.wgsl, its input file (logsumexp_words.wgsl, or logsumexp_vec4.wgsl
+// for the *_vec4 entry points) and logsumexp_out.wgsl. Mirror: `reference::logsumexp::
+// reduce_axes`. Host: `AxisOp` in src/logsumexp.rs.
+//
+// The host folds the array (`engine::geometry::Folded`): kept dimensions, whose row-major
+// positions are the results, and reduced dimensions, whose row-major order is the order a
+// result's entries are walked in. Each invocation owns one position (or, in the vec4 forms, four
+// neighbouring positions along an innermost kept dimension of stride 1, read as one 16-byte word
+// per reduced step), so neighbouring invocations read neighbouring entries wherever the innermost
+// kept dimension is contiguous. A result's entries are walked in segments of `seg_len` (at most
+// LANE_MAX); each segment's state is `range_state`'s (blocks of BLOCK entries, a binary counter),
+// and the segments' states combine left to right, so the bits depend only on the values, their
+// walk order and `seg_len`, not on the strides.
+//
+// Params (logsumexp.wgsl) as these entry points read them:
+//   rows        positions in this dispatch, from row_base (a multiple of 4 for the vec4 forms);
+//   cols        entries a position reduces;
+//   in_offset   entry (0, ..., 0) of the input, in entries from the window's start (wrapping:
+//               the window may start past it);
+//   out_offset  the same for the output;
+//   seg_len, segs, seg_base, seg_total: the segment length, the segments of this dispatch and
+//               the first of them, and all segments of a position;
+//   final_base  where the positions' final states start in `states` (softmax, log_softmax).
+// Partial states: states[position * seg_total + segment].
+
+const AXES_MAX: u32 = 8u;
+const STACK4: u32 = 16u;
+
+// Mirrors `shaders::AxesParams`: the folded dimensions, innermost first (dimension 0 is the
+// innermost kept, respectively reduced, dimension), extents and strides in entries.
+struct AxesParams {
+    kept_dims: u32,
+    red_dims: u32,
+    pad0: u32,
+    pad1: u32,
+    kept_n: array<vec4<u32>, 2>,
+    kept_in: array<vec4<u32>, 2>,
+    kept_out: array<vec4<u32>, 2>,
+    red_n: array<vec4<u32>, 2>,
+    red_in: array<vec4<u32>, 2>,
+    red_out: array<vec4<u32>, 2>,
+}
+
+@group(0) @binding(4) var<uniform> axes: AxesParams;
+
+// Peels a dimension (of extent n and strides (input, output)) off the row-major index *rest,
+// adding its offsets to *off. Straight-line code, no loop: llvmpipe and lavapipe count every loop
+// iteration of an invocation against 65,535, and this runs once per entry.
+fn peel(rest: ptr<function, u32>, off: ptr<function, vec2<u32>>, n: u32, input: u32,
+    output: u32) {
+    let i = *rest % n;
+    *rest = *rest / n;
+    *off += i * vec2<u32>(input, output);
+}
+
+// (input, output) offsets of kept position p, in entries from entry (0, ..., 0).
+fn kept_offsets(p: u32) -> vec2<u32> {
+    var rest = p;
+    var off = vec2<u32>(0u, 0u);
+    for (var d = 0u; d < axes.kept_dims; d++) {
+        let q = d >> 2u;
+        let c = d & 3u;
+        peel(&rest, &off, axes.kept_n[q][c], axes.kept_in[q][c], axes.kept_out[q][c]);
+    }
+    return off;
+}
+
+// (input, output) offsets of reduced index j, in entries from its position's entry.
+fn red_offsets(j: u32) -> vec2<u32> {
+    if (axes.red_dims == 1u) {
+        return j * vec2<u32>(axes.red_in[0].x, axes.red_out[0].x);
+    }
+    var rest = j;
+    var off = vec2<u32>(0u, 0u);
+    let n0 = axes.red_n[0];
+    let i0 = axes.red_in[0];
+    let o0 = axes.red_out[0];
+    peel(&rest, &off, n0.x, i0.x, o0.x);
+    peel(&rest, &off, n0.y, i0.y, o0.y);
+    if (axes.red_dims > 2u) {
+        peel(&rest, &off, n0.z, i0.z, o0.z);
+    }
+    if (axes.red_dims > 3u) {
+        peel(&rest, &off, n0.w, i0.w, o0.w);
+    }
+    if (axes.red_dims > 4u) {
+        let n1 = axes.red_n[1];
+        let i1 = axes.red_in[1];
+        let o1 = axes.red_out[1];
+        peel(&rest, &off, n1.x, i1.x, o1.x);
+        if (axes.red_dims > 5u) {
+            peel(&rest, &off, n1.y, i1.y, o1.y);
+        }
+        if (axes.red_dims > 6u) {
+            peel(&rest, &off, n1.z, i1.z, o1.z);
+        }
+        if (axes.red_dims > 7u) {
+            peel(&rest, &off, n1.w, i1.w, o1.w);
+        }
+    }
+    return off;
+}
+
+// The state of reduced entries first .. end of the position whose entry (0, ...) is input entry
+// `base`: `range_state`'s blocks and binary counter over the walk order.
+fn axes_range_state(base: u32, first: u32, end: u32) -> LseState {
+    if (end <= first || end - first <= BLOCK) {
+        var st = lse_identity();
+        for (var j = first; j < end; j++) {
+            st = lse_push(st, load_x(base + red_offsets(j).x));
+        }
+        return st;
+    }
+    var stack: array<LseState, STACK>;
+    var depth = 0u;
+    var blocks = 0u;
+    for (var j0 = first; j0 < end; j0 += BLOCK) {
+        var st = lse_identity();
+        let stop = min(j0 + BLOCK, end);
+        for (var j = j0; j < stop; j++) {
+            st = lse_push(st, load_x(base + red_offsets(j).x));
+        }
+        blocks += 1u;
+        for (var c = blocks; (c & 1u) == 0u; c = c >> 1u) {
+            depth -= 1u;
+            st = lse_combine(stack[depth], st);
+        }
+        stack[depth] = st;
+        depth += 1u;
+    }
+    var total = lse_identity();
+    for (var d = depth; d > 0u; d--) {
+        total = lse_combine(stack[d - 1u], total);
+    }
+    return total;
+}
+
+// Item `item` of a dispatch over `units` positions (or quads of positions) and params.segs
+// segments: (unit in the dispatch, segment, first entry, end). Neighbouring items are
+// neighbouring units of one segment, so that the invocations a CPU adapter runs one after the
+// other walk the same rows of memory (the same pages) rather than each a column of its own.
+fn axes_segment(item: u32, units: u32) -> vec4<u32> {
+    let p = item % units;
+    let s = params.seg_base + item / units;
+    let start = s * params.seg_len;
+    return vec4<u32>(p, s, start, min(start + params.seg_len, params.cols));
+}
+
+// Writes entries first .. end of a position (input entry in_base, output entry out_base) from
+// its final state: softmax (OP 1) or log_softmax (OP 2).
+fn axes_write(st: LseState, in_base: u32, out_base: u32, first: u32, end: u32) {
+    let denom = 1.0 + st.s;
+    let l1p = ld_log1p(st.s);
+    for (var j = first; j < end; j++) {
+        let off = red_offsets(j);
+        out_store(out_base + off.y, op_bits(st, denom, l1p, load_x(in_base + off.x)));
+    }
+}
+
+// A position's whole output from its final state.
+fn axes_finish(st: LseState, off: vec2<u32>) {
+    if (OP == OP_LOGSUMEXP) {
+        out_store(params.out_offset + off.y, lse_result_bits(st));
+    } else {
+        axes_write(st, params.in_offset + off.x, params.out_offset + off.y, 0u, params.cols);
+    }
+}
+
+// One invocation per position, all of its entries (one segment).
+@compute @workgroup_size(WG)
+fn axes_thread(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let total = nwg.x * nwg.y * WG;
+    for (var p = wg_linear(wid, nwg) * WG + lid; p < params.rows; p += total) {
+        let off = kept_offsets(params.row_base + p);
+        axes_finish(axes_range_state(params.in_offset + off.x, 0u, params.cols), off);
+    }
+}
+
+// One invocation per (position, segment): the segment's state into `states`.
+@compute @workgroup_size(WG)
+fn axes_partial(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let total = nwg.x * nwg.y * WG;
+    for (var item = wg_linear(wid, nwg) * WG + lid; item < params.rows * params.segs; item += total) {
+        let g = axes_segment(item, params.rows);
+        let pos = params.row_base + g.x;
+        let off = kept_offsets(pos);
+        let st = axes_range_state(params.in_offset + off.x, g.z, g.w);
+        store_state(pos * params.seg_total + g.y, st);
+    }
+}
+
+// One invocation per position: its segments' states combined in order; the logsumexp written,
+// or the final state stored for `axes_apply`.
+@compute @workgroup_size(WG)
+fn axes_combine(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let total = nwg.x * nwg.y * WG;
+    for (var p = wg_linear(wid, nwg) * WG + lid; p < params.rows; p += total) {
+        let pos = params.row_base + p;
+        let first = pos * params.seg_total;
+        var st = load_state(first);
+        for (var k = 1u; k < params.seg_total; k++) {
+            st = lse_combine(st, load_state(first + k));
+        }
+        if (OP == OP_LOGSUMEXP) {
+            out_store(params.out_offset + kept_offsets(pos).y, lse_result_bits(st));
+        } else {
+            store_state(params.final_base + pos, st);
+        }
+    }
+}
+
+// One invocation per (position, segment): the segment's softmax / log_softmax entries.
+@compute @workgroup_size(WG)
+fn axes_apply(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let total = nwg.x * nwg.y * WG;
+    for (var item = wg_linear(wid, nwg) * WG + lid; item < params.rows * params.segs; item += total) {
+        let g = axes_segment(item, params.rows);
+        let pos = params.row_base + g.x;
+        let off = kept_offsets(pos);
+        axes_write(load_state(params.final_base + pos), params.in_offset + off.x,
+            params.out_offset + off.y, g.z, g.w);
+    }
+}
+
+// One invocation per (position, segment): SENTINEL over the output entries the op writes there
+// (logsumexp: the position's value, from segment 0).
+@compute @workgroup_size(WG)
+fn axes_fill(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let total = nwg.x * nwg.y * WG;
+    for (var item = wg_linear(wid, nwg) * WG + lid; item < params.rows * params.segs; item += total) {
+        let g = axes_segment(item, params.rows);
+        let out_base = params.out_offset + kept_offsets(params.row_base + g.x).y;
+        if (OP == OP_LOGSUMEXP) {
+            if (g.y == 0u) {
+                out_store(out_base, SENTINEL);
+            }
+        } else {
+            for (var j = g.z; j < g.w; j++) {
+                out_store(out_base + red_offsets(j).y, SENTINEL);
+            }
+        }
+    }
+}
