@@ -2091,6 +2091,60 @@ impl Gpu {
     }
 }
 
+#[cfg(feature = "ndarray")]
+impl Gpu {
+    /// `func` over `axes` of an `ndarray` array or view of f32 of any dimension (SciPy's
+    /// semantics, as [`Gpu::reduce_axes`]): read where it lies when its entries fill one block
+    /// of memory in some order (C or Fortran order, permuted axes), copied to C order first
+    /// otherwise (stepped slices, negative strides, broadcasts). The result is C-ordered.
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "ndarray")] {
+    /// use logdomain::RowFn;
+    /// let gpu = logdomain::Gpu::new()?;
+    /// let w = ndarray::Array2::<f32>::zeros((1000, 64));
+    /// let lse = gpu.reduce_array(RowFn::Logsumexp, &w, 0, false)?; // over the 1000 samples
+    /// assert_eq!(lse.shape(), [64]);
+    /// let t = gpu.reduce_array(RowFn::Logsumexp, &w.t(), 1, false)?; // the transpose, in place
+    /// assert_eq!(t, lse);
+    /// # }
+    /// # Ok::<(), logdomain::Error>(())
+    /// ```
+    pub fn reduce_array<S, D>(
+        &self,
+        func: RowFn,
+        a: &ndarray::ArrayBase<S, D>,
+        axes: impl Into<Axes>,
+        keepdims: bool,
+    ) -> Result<ndarray::ArrayD<f32>, Error>
+    where
+        S: ndarray::Data<Elem = f32>,
+        D: ndarray::Dimension,
+    {
+        let view = a.view().into_dyn();
+        let shape = view.shape().to_vec();
+        let axes = axes.into();
+        let result = match view.as_slice_memory_order() {
+            Some(data) if view.strides().iter().all(|&s| s >= 0) => {
+                let layout = NdLayout {
+                    strides: view.strides().iter().map(|&s| s as usize).collect(),
+                    ..NdLayout::contiguous(&shape)
+                };
+                self.reduce_strided(func, data, &layout, axes, keepdims)?
+            }
+            _ => {
+                let owned = view.as_standard_layout();
+                let data = owned.as_slice().ok_or_else(|| {
+                    Error::Shape("the array could not be laid out contiguously".into())
+                })?;
+                self.reduce_axes(func, data, &shape, axes, keepdims)?
+            }
+        };
+        ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&result.shape), result.values)
+            .map_err(|e| Error::Shape(e.to_string()))
+    }
+}
+
 impl AxisOp {
     pub(crate) fn program(&self) -> &Program {
         &self.program

@@ -4,7 +4,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::{Args, ValueEnum};
-use logdomain::{Bce, Covariance, CrossEntropy, GaussianNll, Gmm, Gpu, PoissonNll, Reduction};
+use logdomain::{
+    Axes, Bce, Covariance, CrossEntropy, GaussianNll, Gmm, Gpu, NdLayout, PoissonNll, Reduction,
+    RowFn,
+};
 
 use super::npy;
 
@@ -43,6 +46,8 @@ pub enum ReductionArg {
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:
   logdomain eval log_softmax --input logits.npy --output log_probs.npy
+  logdomain eval logsumexp --input log_weights.npy --axis 0 --keepdims --output lse.npy
+  logdomain eval softmax --input scores.npy --axis 1 --axis -1 --output p.npy
   logdomain eval cross_entropy --input logits.npy --targets t.npy --label-smoothing 0.1 --output loss.npy
   logdomain eval gaussian_nll --input mu.npy --targets y.npy --var var.npy --reduction none --output nll.npy
   logdomain eval gmm_score_samples --input points.npy --gmm params.json --output logp.npy
@@ -53,9 +58,18 @@ pub struct EvalArgs {
     #[arg(value_enum)]
     pub op: EvalOp,
     /// The input: f32 `.npy`, 2-D (rows × cols; points n × dims for the mixtures; 1-D accepted
-    /// for the element-wise losses).
+    /// for the element-wise losses); any number of dimensions (up to 8) in C or Fortran order for
+    /// logsumexp, softmax and log_softmax.
     #[arg(long)]
     pub input: PathBuf,
+    /// logsumexp, softmax, log_softmax: an axis to reduce over (repeat for several; negative ones
+    /// count from the end; `none` for every axis, SciPy's `axis=None`). Without it, the last axis
+    /// (row by row).
+    #[arg(long, allow_negative_numbers = true)]
+    pub axis: Vec<String>,
+    /// logsumexp: keep the reduced axes as dimensions of size 1.
+    #[arg(long)]
+    pub keepdims: bool,
     /// Targets: int64 class indices (cross_entropy, nll_loss) or f32 values shaped as the input
     /// (gaussian_nll, binary_cross_entropy_with_logits, poisson_nll).
     #[arg(long)]
@@ -196,9 +210,83 @@ enum Extra {
     Backward(Vec<f32>, Vec<f32>),
 }
 
+/// `--axis` as SciPy's `axis`: `none` for all, else the listed axes; the last axis by default.
+fn axes_arg(a: &EvalArgs) -> Result<Axes, String> {
+    if a.axis.is_empty() {
+        return Ok(Axes::from(-1));
+    }
+    if a.axis.iter().any(|v| v == "none") {
+        if a.axis.len() > 1 {
+            return Err("--axis none reduces every axis: give no other --axis".into());
+        }
+        return Ok(Axes::All);
+    }
+    a.axis
+        .iter()
+        .map(|v| {
+            v.parse::<isize>()
+                .map_err(|_| format!("--axis {v}: expected an integer or `none`"))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Axes::from)
+}
+
+/// logsumexp, softmax or log_softmax over `--axis` of an N-d array read where it lies (C or
+/// Fortran order); the result in C order.
+fn run_axes(
+    a: &EvalArgs,
+    func: RowFn,
+    gpu: impl FnOnce() -> Result<Gpu, String>,
+) -> Result<String, String> {
+    let (x, fortran) = npy::read_f32_any_order(&a.input)?;
+    let axes = axes_arg(a)?;
+    let shape: Vec<usize> = x.shape.iter().map(|&d| d as usize).collect();
+    let mut layout = NdLayout::contiguous(&shape);
+    if fortran {
+        let mut rev: Vec<usize> = shape.iter().rev().copied().collect();
+        rev = logdomain::logsumexp::contiguous_strides(&rev);
+        rev.reverse();
+        layout.strides = rev;
+    }
+    let gpu = gpu()?;
+    let start = Instant::now();
+    let r = gpu
+        .reduce_strided(func, &x.data, &layout, axes, a.keepdims)
+        .map_err(lib)?;
+    let elapsed = start.elapsed();
+    let out_shape: Vec<u64> = r.shape.iter().map(|&d| d as u64).collect();
+    npy::write_all(&[(&a.output, &out_shape, &r.values)])?;
+    Ok(format!(
+        "{}: {} ({}{}) -> {} ({} f32) in {:.1} ms on {}",
+        op_name(a.op),
+        a.input.display(),
+        dims(&x.shape),
+        if fortran { ", Fortran order" } else { "" },
+        a.output.display(),
+        dims(&out_shape),
+        elapsed.as_secs_f64() * 1e3,
+        gpu.info()
+    ))
+}
+
 /// Reads and checks every file the op needs, then runs it on the GPU `gpu` makes; returns the
 /// one-line summary. File errors come before the adapter is touched.
 pub fn run(a: &EvalArgs, gpu: impl FnOnce() -> Result<Gpu, String>) -> Result<String, String> {
+    let func = match a.op {
+        EvalOp::Logsumexp => Some(RowFn::Logsumexp),
+        EvalOp::Softmax => Some(RowFn::Softmax),
+        EvalOp::LogSoftmax => Some(RowFn::LogSoftmax),
+        _ => None,
+    };
+    if let Some(func) = func {
+        return run_axes(a, func, gpu);
+    }
+    if !a.axis.is_empty() || a.keepdims {
+        return Err(format!(
+            "--axis and --keepdims are for logsumexp, softmax and log_softmax, not {}",
+            op_name(a.op)
+        ));
+    }
     let x = npy::read_f32(&a.input)?;
     let reduction = match a.reduction {
         ReductionArg::None => Reduction::None,
@@ -241,7 +329,7 @@ pub fn run(a: &EvalArgs, gpu: impl FnOnce() -> Result<Gpu, String>) -> Result<St
     };
     let matrix = || x.matrix(&a.input);
     let extra = match a.op {
-        EvalOp::Logsumexp | EvalOp::Softmax | EvalOp::LogSoftmax | EvalOp::LogProd => {
+        EvalOp::LogProd | EvalOp::Logsumexp | EvalOp::Softmax | EvalOp::LogSoftmax => {
             matrix()?;
             Extra::None
         }
@@ -463,15 +551,8 @@ pub fn run(a: &EvalArgs, gpu: impl FnOnce() -> Result<Gpu, String>) -> Result<St
         }
         (op, _) => {
             let (r, c) = matrix()?;
-            match op {
-                EvalOp::Logsumexp => (gpu.logsumexp(&x.data, r, c).map_err(lib)?, vec![r as u64]),
-                EvalOp::Softmax => (gpu.softmax(&x.data, r, c).map_err(lib)?, x.shape.clone()),
-                EvalOp::LogSoftmax => (
-                    gpu.log_softmax(&x.data, r, c).map_err(lib)?,
-                    x.shape.clone(),
-                ),
-                _ => (gpu.log_prod(&x.data, r, c).map_err(lib)?, vec![r as u64]),
-            }
+            debug_assert_eq!(op, EvalOp::LogProd);
+            (gpu.log_prod(&x.data, r, c).map_err(lib)?, vec![r as u64])
         }
     };
     let elapsed = start.elapsed();

@@ -26,10 +26,14 @@ impl<T> Array<T> {
     }
 }
 
-fn open(path: &Path) -> Result<npyz::NpyFile<std::io::Cursor<Vec<u8>>>, String> {
+fn open_any(path: &Path) -> Result<npyz::NpyFile<std::io::Cursor<Vec<u8>>>, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let npy = npyz::NpyFile::new(std::io::Cursor::new(bytes))
-        .map_err(|e| format!("{}: not a readable .npy file ({e})", path.display()))?;
+    npyz::NpyFile::new(std::io::Cursor::new(bytes))
+        .map_err(|e| format!("{}: not a readable .npy file ({e})", path.display()))
+}
+
+fn open(path: &Path) -> Result<npyz::NpyFile<std::io::Cursor<Vec<u8>>>, String> {
+    let npy = open_any(path)?;
     if npy.order() != npyz::Order::C {
         return Err(format!(
             "{}: Fortran-ordered arrays are not supported; save with np.ascontiguousarray",
@@ -61,7 +65,18 @@ fn values<T: npyz::Deserialize>(
 
 /// A float32 array (`<f4`).
 pub fn read_f32(path: &Path) -> Result<Array<f32>, String> {
-    let npy = open(path)?;
+    f32_of(open(path)?, path)
+}
+
+/// A float32 array in either order: its values in the file's order, and whether that order is
+/// Fortran's (column-major).
+pub fn read_f32_any_order(path: &Path) -> Result<(Array<f32>, bool), String> {
+    let npy = open_any(path)?;
+    let fortran = npy.order() == npyz::Order::Fortran;
+    Ok((f32_of(npy, path)?, fortran))
+}
+
+fn f32_of(npy: npyz::NpyFile<std::io::Cursor<Vec<u8>>>, path: &Path) -> Result<Array<f32>, String> {
     let ts = type_str(&npy);
     if ts != "<f4" {
         return Err(format!(
