@@ -23,6 +23,12 @@
 //               the first of them, and all segments of a position;
 //   final_base  where the positions' final states start in `states` (softmax, log_softmax).
 // Partial states: states[position * seg_total + segment].
+//
+// With MASKED (JAX's and NumPy's `where=`), binding 5 holds a mask, one bit an entry (32 a word,
+// entry g at bit g % 32 of word g / 32), addressed by its own strides (0 where it broadcasts): a
+// masked entry is read as −inf, and its softmax / log_softmax written as 0 / −inf, so a fully
+// masked result gives −inf, all 0, all −inf (the masked family's semantics, src/masked.rs).
+override MASKED: bool = false;
 
 const AXES_MAX: u32 = 8u;
 const STACK4: u32 = 16u;
@@ -37,78 +43,108 @@ struct AxesParams {
     kept_n: array<vec4<u32>, 2>,
     kept_in: array<vec4<u32>, 2>,
     kept_out: array<vec4<u32>, 2>,
+    kept_mask: array<vec4<u32>, 2>,
     red_n: array<vec4<u32>, 2>,
     red_in: array<vec4<u32>, 2>,
     red_out: array<vec4<u32>, 2>,
+    red_mask: array<vec4<u32>, 2>,
 }
 
 @group(0) @binding(4) var<uniform> axes: AxesParams;
+@group(0) @binding(5) var<storage, read> where_bits: array<u32>;
+
+// Whether mask bit `bit` is set (the entry takes part).
+fn present(bit: u32) -> bool {
+    return ((where_bits[bit >> 5u] >> (bit & 31u)) & 1u) != 0u;
+}
+
+// An entry's f32 bits as the walk reads them: −inf where masked.
+fn walk_bits(xb: u32, bit: u32) -> u32 {
+    if (MASKED && !present(bit)) {
+        return F32_NEG_INF;
+    }
+    return xb;
+}
+
+// The softmax / log_softmax output of a masked entry.
+fn masked_out_bits() -> u32 {
+    return select(F32_NEG_INF, 0u, OP == OP_SOFTMAX);
+}
 
 // Peels a dimension (of extent n and strides (input, output)) off the row-major index *rest,
 // adding its offsets to *off. Straight-line code, no loop: llvmpipe and lavapipe count every loop
 // iteration of an invocation against 65,535, and this runs once per entry.
-fn peel(rest: ptr<function, u32>, off: ptr<function, vec2<u32>>, n: u32, input: u32,
-    output: u32) {
+fn peel(rest: ptr<function, u32>, off: ptr<function, vec3<u32>>, n: u32, input: u32,
+    output: u32, bit: u32) {
     let i = *rest % n;
     *rest = *rest / n;
-    *off += i * vec2<u32>(input, output);
+    *off += i * vec3<u32>(input, output, bit);
 }
 
-// (input, output) offsets of kept position p, in entries from entry (0, ..., 0).
-fn kept_offsets(p: u32) -> vec2<u32> {
+// (input, output, mask bit) offsets of kept position p, from entry (0, ..., 0).
+fn kept_offsets(p: u32) -> vec3<u32> {
     var rest = p;
-    var off = vec2<u32>(0u, 0u);
+    var off = vec3<u32>(0u, 0u, 0u);
     for (var d = 0u; d < axes.kept_dims; d++) {
         let q = d >> 2u;
         let c = d & 3u;
-        peel(&rest, &off, axes.kept_n[q][c], axes.kept_in[q][c], axes.kept_out[q][c]);
+        peel(&rest, &off, axes.kept_n[q][c], axes.kept_in[q][c], axes.kept_out[q][c],
+            axes.kept_mask[q][c]);
     }
     return off;
 }
 
-// (input, output) offsets of reduced index j, in entries from its position's entry.
-fn red_offsets(j: u32) -> vec2<u32> {
+// (input, output, mask bit) offsets of reduced index j, from its position's entry.
+fn red_offsets(j: u32) -> vec3<u32> {
     if (axes.red_dims == 1u) {
-        return j * vec2<u32>(axes.red_in[0].x, axes.red_out[0].x);
+        return j * vec3<u32>(axes.red_in[0].x, axes.red_out[0].x, axes.red_mask[0].x);
     }
     var rest = j;
-    var off = vec2<u32>(0u, 0u);
+    var off = vec3<u32>(0u, 0u, 0u);
     let n0 = axes.red_n[0];
     let i0 = axes.red_in[0];
     let o0 = axes.red_out[0];
-    peel(&rest, &off, n0.x, i0.x, o0.x);
-    peel(&rest, &off, n0.y, i0.y, o0.y);
+    let b0 = axes.red_mask[0];
+    peel(&rest, &off, n0.x, i0.x, o0.x, b0.x);
+    peel(&rest, &off, n0.y, i0.y, o0.y, b0.y);
     if (axes.red_dims > 2u) {
-        peel(&rest, &off, n0.z, i0.z, o0.z);
+        peel(&rest, &off, n0.z, i0.z, o0.z, b0.z);
     }
     if (axes.red_dims > 3u) {
-        peel(&rest, &off, n0.w, i0.w, o0.w);
+        peel(&rest, &off, n0.w, i0.w, o0.w, b0.w);
     }
     if (axes.red_dims > 4u) {
         let n1 = axes.red_n[1];
         let i1 = axes.red_in[1];
         let o1 = axes.red_out[1];
-        peel(&rest, &off, n1.x, i1.x, o1.x);
+        let b1 = axes.red_mask[1];
+        peel(&rest, &off, n1.x, i1.x, o1.x, b1.x);
         if (axes.red_dims > 5u) {
-            peel(&rest, &off, n1.y, i1.y, o1.y);
+            peel(&rest, &off, n1.y, i1.y, o1.y, b1.y);
         }
         if (axes.red_dims > 6u) {
-            peel(&rest, &off, n1.z, i1.z, o1.z);
+            peel(&rest, &off, n1.z, i1.z, o1.z, b1.z);
         }
         if (axes.red_dims > 7u) {
-            peel(&rest, &off, n1.w, i1.w, o1.w);
+            peel(&rest, &off, n1.w, i1.w, o1.w, b1.w);
         }
     }
     return off;
 }
 
+// The entry of reduced index j of the position at (input entry, mask bit) `at`, as walked.
+fn walk_entry(at: vec2<u32>, j: u32) -> u32 {
+    let o = red_offsets(j);
+    return walk_bits(load_x(at.x + o.x), at.y + o.z);
+}
+
 // The state of reduced entries first .. end of the position whose entry (0, ...) is input entry
-// `base`: `range_state`'s blocks and binary counter over the walk order.
-fn axes_range_state(base: u32, first: u32, end: u32) -> LseState {
+// at.x (mask bit at.y): `range_state`'s blocks and binary counter over the walk order.
+fn axes_range_state(at: vec2<u32>, first: u32, end: u32) -> LseState {
     if (end <= first || end - first <= BLOCK) {
         var st = lse_identity();
         for (var j = first; j < end; j++) {
-            st = lse_push(st, load_x(base + red_offsets(j).x));
+            st = lse_push(st, walk_entry(at, j));
         }
         return st;
     }
@@ -119,7 +155,7 @@ fn axes_range_state(base: u32, first: u32, end: u32) -> LseState {
         var st = lse_identity();
         let stop = min(j0 + BLOCK, end);
         for (var j = j0; j < stop; j++) {
-            st = lse_push(st, load_x(base + red_offsets(j).x));
+            st = lse_push(st, walk_entry(at, j));
         }
         blocks += 1u;
         for (var c = blocks; (c & 1u) == 0u; c = c >> 1u) {
@@ -147,23 +183,32 @@ fn axes_segment(item: u32, units: u32) -> vec4<u32> {
     return vec4<u32>(p, s, start, min(start + params.seg_len, params.cols));
 }
 
-// Writes entries first .. end of a position (input entry in_base, output entry out_base) from
+// Writes entries first .. end of a position (input entry, output entry, mask bit `at`) from
 // its final state: softmax (OP 1) or log_softmax (OP 2).
-fn axes_write(st: LseState, in_base: u32, out_base: u32, first: u32, end: u32) {
+fn axes_write(st: LseState, at: vec3<u32>, first: u32, end: u32) {
     let denom = 1.0 + st.s;
     let l1p = ld_log1p(st.s);
     for (var j = first; j < end; j++) {
         let off = red_offsets(j);
-        out_store(out_base + off.y, op_bits(st, denom, l1p, load_x(in_base + off.x)));
+        var bits = op_bits(st, denom, l1p, load_x(at.x + off.x));
+        if (MASKED && !present(at.z + off.z)) {
+            bits = masked_out_bits();
+        }
+        out_store(at.y + off.y, bits);
     }
 }
 
+// Where position p's entry (0, ...) is: (input entry, output entry, mask bit) in the windows.
+fn position_at(p: u32) -> vec3<u32> {
+    return vec3<u32>(params.in_offset, params.out_offset, 0u) + kept_offsets(p);
+}
+
 // A position's whole output from its final state.
-fn axes_finish(st: LseState, off: vec2<u32>) {
+fn axes_finish(st: LseState, at: vec3<u32>) {
     if (OP == OP_LOGSUMEXP) {
-        out_store(params.out_offset + off.y, lse_result_bits(st));
+        out_store(at.y, lse_result_bits(st));
     } else {
-        axes_write(st, params.in_offset + off.x, params.out_offset + off.y, 0u, params.cols);
+        axes_write(st, at, 0u, params.cols);
     }
 }
 
@@ -176,8 +221,8 @@ fn axes_thread(
 ) {
     let total = nwg.x * nwg.y * WG;
     for (var p = wg_linear(wid, nwg) * WG + lid; p < params.rows; p += total) {
-        let off = kept_offsets(params.row_base + p);
-        axes_finish(axes_range_state(params.in_offset + off.x, 0u, params.cols), off);
+        let at = position_at(params.row_base + p);
+        axes_finish(axes_range_state(at.xz, 0u, params.cols), at);
     }
 }
 
@@ -192,8 +237,7 @@ fn axes_partial(
     for (var item = wg_linear(wid, nwg) * WG + lid; item < params.rows * params.segs; item += total) {
         let g = axes_segment(item, params.rows);
         let pos = params.row_base + g.x;
-        let off = kept_offsets(pos);
-        let st = axes_range_state(params.in_offset + off.x, g.z, g.w);
+        let st = axes_range_state(position_at(pos).xz, g.z, g.w);
         store_state(pos * params.seg_total + g.y, st);
     }
 }
@@ -215,7 +259,7 @@ fn axes_combine(
             st = lse_combine(st, load_state(first + k));
         }
         if (OP == OP_LOGSUMEXP) {
-            out_store(params.out_offset + kept_offsets(pos).y, lse_result_bits(st));
+            out_store(position_at(pos).y, lse_result_bits(st));
         } else {
             store_state(params.final_base + pos, st);
         }
@@ -233,9 +277,7 @@ fn axes_apply(
     for (var item = wg_linear(wid, nwg) * WG + lid; item < params.rows * params.segs; item += total) {
         let g = axes_segment(item, params.rows);
         let pos = params.row_base + g.x;
-        let off = kept_offsets(pos);
-        axes_write(load_state(params.final_base + pos), params.in_offset + off.x,
-            params.out_offset + off.y, g.z, g.w);
+        axes_write(load_state(params.final_base + pos), position_at(pos), g.z, g.w);
     }
 }
 
@@ -250,7 +292,7 @@ fn axes_fill(
     let total = nwg.x * nwg.y * WG;
     for (var item = wg_linear(wid, nwg) * WG + lid; item < params.rows * params.segs; item += total) {
         let g = axes_segment(item, params.rows);
-        let out_base = params.out_offset + kept_offsets(params.row_base + g.x).y;
+        let out_base = position_at(params.row_base + g.x).y;
         if (OP == OP_LOGSUMEXP) {
             if (g.y == 0u) {
                 out_store(out_base, SENTINEL);

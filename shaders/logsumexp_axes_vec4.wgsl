@@ -25,6 +25,16 @@ fn quad_push(q: Quad, w: vec4<u32>) -> Quad {
     return Quad(lse_push(q.a, w.x), lse_push(q.b, w.y), lse_push(q.c, w.z), lse_push(q.d, w.w));
 }
 
+// A word of four positions as walked: entries masked (mask bits bit, bit + step, ...) as −inf.
+fn walk_word(w: vec4<u32>, bit: u32) -> vec4<u32> {
+    if (!MASKED) {
+        return w;
+    }
+    let step = axes.kept_mask[0].x;
+    return vec4<u32>(walk_bits(w.x, bit), walk_bits(w.y, bit + step),
+        walk_bits(w.z, bit + 2u * step), walk_bits(w.w, bit + 3u * step));
+}
+
 fn quad_combine(x: Quad, y: Quad) -> Quad {
     return Quad(lse_combine(x.a, y.a), lse_combine(x.b, y.b), lse_combine(x.c, y.c),
         lse_combine(x.d, y.d));
@@ -38,11 +48,12 @@ const AHEAD: u32 = 8u;
 // `word`), pushed in order. One reduced dimension, `sw` words apart: AHEAD words loaded at a time
 // (past `stop`, the last word again). Several: a word at a time, each placed by `red_offsets`.
 // (Two loops rather than a branch per load: a CPU adapter runs both sides of a branch.)
-fn block_state4(word: u32, j0: u32, stop: u32) -> Quad {
+fn block_state4(word: u32, bit: u32, j0: u32, stop: u32) -> Quad {
     var st = quad_identity();
-    if (axes.red_dims != 1u) {
+    if (MASKED || axes.red_dims != 1u) {
         for (var j = j0; j < stop; j++) {
-            st = quad_push(st, input[word + (red_offsets(j).x >> 2u)]);
+            let o = red_offsets(j);
+            st = quad_push(st, walk_word(input[word + (o.x >> 2u)], bit + o.z));
         }
         return st;
     }
@@ -85,19 +96,19 @@ fn block_state4(word: u32, j0: u32, stop: u32) -> Quad {
 
 // The states of reduced entries first .. end of positions 4q .. 4q + 3, whose entry (0, ...) is
 // input word `word`: each position's own chain of `range_state`'s blocks and binary counter.
-fn axes_range_state4(word: u32, first: u32, end: u32) -> Quad {
+fn axes_range_state4(word: u32, bit: u32, first: u32, end: u32) -> Quad {
     if (end <= first || end - first <= BLOCK) {
         // One block: its states are the range's, as in `range_state`.
         if (end <= first) {
             return quad_identity();
         }
-        return block_state4(word, first, end);
+        return block_state4(word, bit, first, end);
     }
     var stack: array<Quad, STACK4>;
     var depth = 0u;
     var blocks = 0u;
     for (var j0 = first; j0 < end; j0 += BLOCK) {
-        var st = block_state4(word, j0, min(j0 + BLOCK, end));
+        var st = block_state4(word, bit, j0, min(j0 + BLOCK, end));
         blocks += 1u;
         for (var c = blocks; (c & 1u) == 0u; c = c >> 1u) {
             depth -= 1u;
@@ -116,15 +127,35 @@ fn axes_range_state4(word: u32, first: u32, end: u32) -> Quad {
 // Writes entries first .. end of four positions (input entry in_base, output entry out_base of
 // the first; the others the innermost kept dimension's output stride apart) from their final
 // states: softmax (OP 1) or log_softmax (OP 2).
-fn axes_write4(st: Quad, in_base: u32, out_base: u32, first: u32, end: u32) {
+fn axes_write4(st: Quad, at: vec3<u32>, first: u32, end: u32) {
+    let in_base = at.x;
+    let out_base = at.y;
     let step = axes.kept_out[0].x;
     let denom = vec4<f32>(1.0 + st.a.s, 1.0 + st.b.s, 1.0 + st.c.s, 1.0 + st.d.s);
     let l1p = vec4<f32>(ld_log1p(st.a.s), ld_log1p(st.b.s), ld_log1p(st.c.s), ld_log1p(st.d.s));
     let word = in_base >> 2u;
-    if (axes.red_dims != 1u) {
+    if (MASKED || axes.red_dims != 1u) {
+        let bstep = axes.kept_mask[0].x;
         for (var j = first; j < end; j++) {
             let o = red_offsets(j);
-            write_quad(st, denom, l1p, input[word + (o.x >> 2u)], out_base + o.y, step);
+            let w = input[word + (o.x >> 2u)];
+            let o4 = out_base + o.y;
+            write_quad(st, denom, l1p, w, o4, step);
+            if (MASKED) {
+                let b = at.z + o.z;
+                if (!present(b)) {
+                    out_store(o4, masked_out_bits());
+                }
+                if (!present(b + bstep)) {
+                    out_store(o4 + step, masked_out_bits());
+                }
+                if (!present(b + 2u * bstep)) {
+                    out_store(o4 + 2u * step, masked_out_bits());
+                }
+                if (!present(b + 3u * bstep)) {
+                    out_store(o4 + 3u * step, masked_out_bits());
+                }
+            }
         }
         return;
     }
@@ -167,10 +198,9 @@ fn axes_thread_vec4(
 ) {
     let total = nwg.x * nwg.y * WG;
     for (var q = wg_linear(wid, nwg) * WG + lid; 4u * q < params.rows; q += total) {
-        let off = kept_offsets(params.row_base + 4u * q);
-        let in_base = params.in_offset + off.x;
-        let out_base = params.out_offset + off.y;
-        let st = axes_range_state4(in_base >> 2u, 0u, params.cols);
+        let at = position_at(params.row_base + 4u * q);
+        let out_base = at.y;
+        let st = axes_range_state4(at.x >> 2u, at.z, 0u, params.cols);
         if (OP == OP_LOGSUMEXP) {
             let step = axes.kept_out[0].x;
             out_store(out_base, lse_result_bits(st.a));
@@ -178,7 +208,7 @@ fn axes_thread_vec4(
             out_store(out_base + 2u * step, lse_result_bits(st.c));
             out_store(out_base + 3u * step, lse_result_bits(st.d));
         } else {
-            axes_write4(st, in_base, out_base, 0u, params.cols);
+            axes_write4(st, at, 0u, params.cols);
         }
     }
 }
@@ -195,13 +225,13 @@ fn axes_partial_vec4(
     for (var item = wg_linear(wid, nwg) * WG + lid; item < quads * params.segs; item += total) {
         let g = axes_segment(item, quads);
         let pos = params.row_base + 4u * g.x;
-        let off = kept_offsets(pos);
-        let st = axes_range_state4((params.in_offset + off.x) >> 2u, g.z, g.w);
-        let at = pos * params.seg_total + g.y;
-        store_state(at, st.a);
-        store_state(at + params.seg_total, st.b);
-        store_state(at + 2u * params.seg_total, st.c);
-        store_state(at + 3u * params.seg_total, st.d);
+        let at = position_at(pos);
+        let st = axes_range_state4(at.x >> 2u, at.z, g.z, g.w);
+        let slot = pos * params.seg_total + g.y;
+        store_state(slot, st.a);
+        store_state(slot + params.seg_total, st.b);
+        store_state(slot + 2u * params.seg_total, st.c);
+        store_state(slot + 3u * params.seg_total, st.d);
     }
 }
 
@@ -218,9 +248,8 @@ fn axes_apply_vec4(
     for (var item = wg_linear(wid, nwg) * WG + lid; item < quads * params.segs; item += total) {
         let g = axes_segment(item, quads);
         let pos = params.row_base + 4u * g.x;
-        let off = kept_offsets(pos);
         let f = params.final_base + pos;
         let st = Quad(load_state(f), load_state(f + 1u), load_state(f + 2u), load_state(f + 3u));
-        axes_write4(st, params.in_offset + off.x, params.out_offset + off.y, g.z, g.w);
+        axes_write4(st, position_at(pos), g.z, g.w);
     }
 }

@@ -1313,6 +1313,13 @@ pub struct AxisOptions {
     pub output_strides: Option<Vec<usize>>,
     /// Byte offset of the output (a multiple of 4).
     pub output_offset: u64,
+    /// The shape of a `where=` mask (JAX's and NumPy's), which broadcasts against the input's
+    /// shape as NumPy broadcasts (trailing dimensions aligned, each 1 or the input's): the op
+    /// then takes a second input, the mask packed 32 entries a word in row-major order of this
+    /// shape ([`crate::masked::pack_mask`]). A masked entry is absent whatever it holds: its
+    /// softmax is 0 and its log_softmax −inf, and a fully masked result gives log-sum-exp −inf
+    /// (the masked family's semantics). `None`: no mask.
+    pub where_shape: Option<Vec<usize>>,
     /// Entries of a result walked by one invocation before a second pass combines the states
     /// (at most 16,384); 0 lets the op choose from the shape and the adapter. The bits of a
     /// strided result depend on it, so tests that compare bits fix it.
@@ -1345,12 +1352,35 @@ pub struct AxisOp {
     fill: Program,
 }
 
-/// The kept and reduced dimensions of `layout` over `mask`, with output strides.
+/// The strides (in bits) of a `where=` mask of `where_shape` broadcast against `shape`.
+fn where_strides(shape: &[usize], where_shape: &[usize]) -> Result<Vec<usize>, Error> {
+    let (n, m) = (shape.len(), where_shape.len());
+    let bad = || {
+        Error::Shape(format!(
+            "a mask of shape {where_shape:?} does not broadcast to the input's shape {shape:?}"
+        ))
+    };
+    if m > n {
+        return Err(bad());
+    }
+    let dense = contiguous_strides(where_shape);
+    (0..n)
+        .map(|d| match d.checked_sub(n - m) {
+            None => Ok(0),
+            Some(k) if where_shape[k] == 1 => Ok(0),
+            Some(k) if where_shape[k] == shape[d] => Ok(dense[k]),
+            Some(_) => Err(bad()),
+        })
+        .collect()
+}
+
+/// The kept and reduced dimensions of `layout` over `mask`, with output and `where=` strides.
 fn fold_axes(
     func: RowFn,
     layout: &NdLayout,
     mask: &[bool],
     out_strides: &[usize],
+    where_: &[usize],
 ) -> crate::engine::geometry::Folded {
     let out: Vec<usize> = if func.reduces() {
         out_strides
@@ -1361,7 +1391,7 @@ fn fold_axes(
     } else {
         out_strides.to_vec()
     };
-    crate::engine::geometry::Folded::new(&layout.shape, &layout.strides, &out, mask)
+    crate::engine::geometry::Folded::new(&layout.shape, &layout.strides, &out, where_, mask)
 }
 
 /// Contiguous output strides of `func` over `shape` (reduced dimensions of a reduction count as
@@ -1434,6 +1464,7 @@ fn plan_axes(
     layout: &NdLayout,
     output_offset: u64,
     vec4: bool,
+    masked: bool,
     seg_request: u64,
     caps: &Caps,
 ) -> Result<AxesPlan, Error> {
@@ -1592,7 +1623,7 @@ fn plan_axes(
             entry,
             op: op_code(func),
             wg,
-            reduce: 0,
+            reduce: u32::from(masked),
             dims: 0,
             in_f16: layout.format == InputFormat::F16,
             out_f16: false,
@@ -1605,6 +1636,11 @@ fn plan_axes(
                 Bind::window(Src::Output, output),
                 Bind::whole(Src::Scratch(0)),
                 Bind::whole(Src::Aux),
+                if masked {
+                    Bind::whole(Src::Input(1))
+                } else {
+                    Bind::dummy()
+                },
             ]
         };
         let common = Params {
@@ -1770,11 +1806,13 @@ fn axes_params(f: &crate::engine::geometry::Folded) -> Result<AxesParams, Error>
         a.kept_n[i] = u32_of(d.n, "a dimension")?;
         a.kept_in[i] = u32_of(d.input, "a stride")?;
         a.kept_out[i] = u32_of(d.output, "a stride")?;
+        a.kept_mask[i] = u32_of(d.mask, "a stride")?;
     }
     for (i, d) in f.reduced.iter().rev().enumerate() {
         a.red_n[i] = u32_of(d.n, "a dimension")?;
         a.red_in[i] = u32_of(d.input, "a stride")?;
         a.red_out[i] = u32_of(d.output, "a stride")?;
+        a.red_mask[i] = u32_of(d.mask, "a stride")?;
     }
     Ok(a)
 }
@@ -1825,14 +1863,42 @@ impl AxisOp {
                 options.output_offset
             )));
         }
-        let folded = fold_axes(func, layout, &mask, &out_strides);
+        let (where_, where_words) = match &options.where_shape {
+            Some(ws) => {
+                if ws.len() > MAX_DIMS {
+                    return Err(Error::Shape(format!(
+                        "a mask of {} dimensions; at most {MAX_DIMS}",
+                        ws.len()
+                    )));
+                }
+                let n: usize = ws.iter().product();
+                (
+                    where_strides(&layout.shape, ws)?,
+                    Some(n.div_ceil(32).max(1)),
+                )
+            }
+            None => (Vec::new(), None),
+        };
+        let folded = fold_axes(func, layout, &mask, &out_strides, &where_);
         let caps = Caps::of(gpu);
-        let rows = as_rows(func, &folded);
+        if let Some(words) = where_words
+            && words as u64 * 4 > caps.max_binding
+        {
+            return Err(Error::Limit(format!(
+                "a mask of {words} words is larger than a storage binding ({} bytes)",
+                caps.max_binding
+            )));
+        }
+        let rows = if where_words.is_some() {
+            None
+        } else {
+            as_rows(func, &folded)
+        };
         let kernel = match (options.kernel, rows) {
             (AxisKernel::Rows, None) => {
                 return Err(Error::Unsupported(
                     "AxisKernel::Rows: this layout and these axes are not rows (one reduced run \
-                     of stride 1, the results along at most one dimension); use \
+                     of stride 1, the results along at most one dimension, no mask); use \
                      AxisKernel::Auto"
                         .into(),
                 ));
@@ -1871,6 +1937,7 @@ impl AxisOp {
             layout,
             options.output_offset,
             kernel == AxisKernel::StridedVec4,
+            where_words.is_some(),
             options.segment_len as u64,
             &caps,
         )?;
@@ -1880,12 +1947,14 @@ impl AxisOp {
         } else {
             0
         };
+        let mut inputs = vec![input_bytes];
+        inputs.extend(where_words.map(|w| w as u64 * 4));
         let program = Program::new(
             gpu,
             vec![Step::Passes(plan.passes)],
             Some((aux.clone(), 0)),
             &[plan.states * STATE_BYTES],
-            vec![input_bytes],
+            inputs,
             plan.output_end,
         )?;
         let fill = Program::new(
@@ -1960,7 +2029,8 @@ impl AxisOp {
 
     /// Records the op: reads `input`, writes `output` (distinct buffers with
     /// `BufferUsages::STORAGE`, at least [`AxisOp::input_bytes_needed`] and
-    /// [`AxisOp::output_bytes_needed`] bytes).
+    /// [`AxisOp::output_bytes_needed`] bytes). An op with a mask takes it through
+    /// [`AxisOp::record_masked`].
     pub fn record(
         &self,
         encoder: &mut wgpu::CommandEncoder,
@@ -1968,6 +2038,23 @@ impl AxisOp {
         output: &wgpu::Buffer,
     ) -> Result<(), Error> {
         self.program.record(encoder, &[input], output)
+    }
+
+    /// [`AxisOp::record`] of an op made with [`AxisOptions::where_shape`]: `mask` holds the
+    /// packed mask ([`AxisOp::mask_bytes_needed`] bytes at least).
+    pub fn record_masked(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        input: &wgpu::Buffer,
+        mask: &wgpu::Buffer,
+        output: &wgpu::Buffer,
+    ) -> Result<(), Error> {
+        self.program.record(encoder, &[input, mask], output)
+    }
+
+    /// The mask buffer must be at least this many bytes (0 without a mask).
+    pub fn mask_bytes_needed(&self) -> u64 {
+        self.program.input_bytes(1)
     }
 
     /// Records a fill of exactly the output entries this op writes with
@@ -2054,6 +2141,54 @@ impl Gpu {
         self.run_strided(func, Values::F16(x), layout, axes.into(), keepdims)
     }
 
+    /// [`Gpu::reduce_axes`] over the entries where `where_` is true (JAX's and NumPy's
+    /// `where=`): `where_` is row-major of `where_shape`, which broadcasts against `shape` as
+    /// NumPy broadcasts. A masked entry is absent whatever it holds; a fully masked result is
+    /// log-sum-exp −inf, softmax all 0, log_softmax all −inf.
+    ///
+    /// ```no_run
+    /// use logdomain::RowFn;
+    /// let gpu = logdomain::Gpu::new()?;
+    /// // Attention scores (2 queries × 3 keys), the last key padding for every query.
+    /// let x = [0.5f32, 1.0, 9.0, 2.0, 0.0, f32::NAN];
+    /// let p = gpu.reduce_axes_masked(RowFn::Softmax, &x, &[2, 3], &[true, true, false], &[3], -1, false)?;
+    /// assert_eq!((p.values[2], p.values[5]), (0.0, 0.0));
+    /// # Ok::<(), logdomain::Error>(())
+    /// ```
+    #[allow(clippy::too_many_arguments)]
+    pub fn reduce_axes_masked(
+        &self,
+        func: RowFn,
+        x: &[f32],
+        shape: &[usize],
+        where_: &[bool],
+        where_shape: &[usize],
+        axes: impl Into<Axes>,
+        keepdims: bool,
+    ) -> Result<NdArray, Error> {
+        let expected: usize = where_shape.iter().product();
+        if where_.len() != expected {
+            return Err(Error::InputLength {
+                what: "where_",
+                expected,
+                actual: where_.len(),
+            });
+        }
+        let layout = NdLayout::contiguous(shape);
+        let mut mask = crate::engine::geometry::pack_mask(where_);
+        if mask.is_empty() {
+            mask.push(0); // a binding is never empty
+        }
+        self.run_strided_with(
+            func,
+            Values::F32(x),
+            &layout,
+            axes.into(),
+            keepdims,
+            Some((where_shape, &mask)),
+        )
+    }
+
     fn run_strided(
         &self,
         func: RowFn,
@@ -2061,6 +2196,19 @@ impl Gpu {
         layout: &NdLayout,
         axes: Axes,
         keepdims: bool,
+    ) -> Result<NdArray, Error> {
+        self.run_strided_with(func, x, layout, axes, keepdims, None)
+    }
+
+    /// The blocking path of the N-d calls, with a packed mask of a shape if any.
+    fn run_strided_with(
+        &self,
+        func: RowFn,
+        x: Values<'_>,
+        layout: &NdLayout,
+        axes: Axes,
+        keepdims: bool,
+        where_: Option<(&[usize], &[u32])>,
     ) -> Result<NdArray, Error> {
         let (len, format, bytes) = x.upload();
         let layout = NdLayout {
@@ -2075,7 +2223,11 @@ impl Gpu {
                 actual: len,
             });
         }
-        let op = AxisOp::new(self, func, &layout, axes)?;
+        let options = AxisOptions {
+            where_shape: where_.map(|(s, _)| s.to_vec()),
+            ..AxisOptions::default()
+        };
+        let op = AxisOp::with_options(self, func, &layout, axes, &options)?;
         let shape = op.output_shape(keepdims);
         let n: usize = shape.iter().product();
         if n == 0 {
@@ -2084,8 +2236,12 @@ impl Gpu {
                 values: Vec::new(),
             });
         }
+        let mut inputs: Vec<&[u8]> = vec![&bytes];
+        if let Some((_, mask)) = where_ {
+            inputs.push(bytemuck::cast_slice(mask));
+        }
         let values = self
-            .run_program_filled(op.program(), &[&bytes], n, &[], SENTINEL_BITS)?
+            .run_program_filled(op.program(), &inputs, n, &[], SENTINEL_BITS)?
             .0;
         Ok(NdArray { shape, values })
     }
@@ -2155,7 +2311,11 @@ crate::engine::op::lowered!(AxisOp);
 
 impl Op for AxisOp {
     fn input_names(&self) -> Vec<&'static str> {
-        vec!["x (the N-d layout's entries)"]
+        let mut names = vec!["x (the N-d layout's entries)"];
+        if self.mask_bytes_needed() > 0 {
+            names.push("where (the mask, 32 entries a word)");
+        }
+        names
     }
 }
 

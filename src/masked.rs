@@ -22,17 +22,7 @@ use crate::engine::shaders::LlParams;
 use crate::error::Error;
 use crate::logsumexp::{RowFn, RowOp, RowsLayout, Strategy};
 
-/// Packs a mask (true = the entry takes part) 32 entries a word: entry `g` (row-major) at bit
-/// `g % 32` of word `g / 32`.
-pub fn pack_mask(where_: &[bool]) -> Vec<u32> {
-    let mut words = vec![0u32; where_.len().div_ceil(32)];
-    for (g, &w) in where_.iter().enumerate() {
-        if w {
-            words[g / 32] |= 1 << (g % 32);
-        }
-    }
-    words
-}
+pub use crate::engine::geometry::pack_mask;
 
 /// An encoder-level masked log-sum-exp, softmax or log_softmax over `rows × cols`.
 ///

@@ -1612,3 +1612,200 @@ fn nd_splits_windows_strided_outputs_and_f16() {
         }
     }
 }
+
+/// `where=` masks on N-d arrays, broadcast as NumPy broadcasts, on the strided kernels (with and
+/// without segments): the CPU mirror bit for bit, the masked family's 2-D results within the
+/// contract, the masked family's special cases, and the errors.
+#[test]
+fn nd_masks_broadcast_and_mirror_the_reference() {
+    let gpu = gpu();
+    let mut rng = Rng(23);
+    let shape = [3usize, 5, 8];
+    let x: Vec<f32> = rng
+        .vec(120, -20.0, 20.0)
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| match i % 17 {
+            3 => f32::NAN,
+            9 => INF,
+            _ => v,
+        })
+        .collect();
+    let layout = NdLayout::contiguous(&shape);
+    let dense = logdomain::logsumexp::contiguous_strides(&shape);
+    let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
+    for where_shape in [
+        vec![8],
+        vec![5, 1],
+        vec![3, 5, 8],
+        vec![1, 8],
+        vec![3, 1, 1],
+    ] {
+        let wn: usize = where_shape.iter().product();
+        let where_: Vec<bool> = (0..wn).map(|i| (i * 7 + 3) % 5 != 0).collect();
+        // The mask expanded to every entry of x, for the mirror.
+        let ws = where_strides_of(&shape, &where_shape);
+        let present: Vec<bool> = nd_indices(&shape)
+            .iter()
+            .map(|idx| where_[idx.iter().zip(&ws).map(|(i, s)| i * s).sum::<usize>()])
+            .collect();
+        for axes in [Axes::from(-1), Axes::from(0), Axes::from([0, 2]), Axes::All] {
+            let reduced = axes.mask(3).unwrap();
+            for func in [RowFn::Logsumexp, RowFn::Softmax, RowFn::LogSoftmax] {
+                for (kernel, seg) in [
+                    (AxisKernel::Auto, 0),
+                    (AxisKernel::Strided, 0),
+                    (AxisKernel::Strided, 3),
+                    (AxisKernel::StridedVec4, 0),
+                    (AxisKernel::StridedVec4, 3),
+                ] {
+                    let options = AxisOptions {
+                        kernel,
+                        segment_len: seg,
+                        where_shape: Some(where_shape.clone()),
+                        ..AxisOptions::default()
+                    };
+                    let what = format!("{func:?} mask {where_shape:?} {axes:?} {kernel:?} {seg}");
+                    let op = AxisOp::with_options(gpu, func, &layout, axes.clone(), &options)
+                        .unwrap_or_else(|e| panic!("{what}: {e}"));
+                    let n: usize = op.output_shape(false).iter().product();
+                    let buf = |bytes: &[u8]| {
+                        gpu.device()
+                            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                                label: None,
+                                contents: bytes,
+                                usage,
+                            })
+                    };
+                    let input = buf(bytemuck::cast_slice(&x));
+                    let mask = buf(bytemuck::cast_slice(&logdomain::masked::pack_mask(&where_)));
+                    let output = gpu.device().create_buffer(&wgpu::BufferDescriptor {
+                        label: None,
+                        size: 4 * n as u64,
+                        usage,
+                        mapped_at_creation: false,
+                    });
+                    let mut encoder = gpu.device().create_command_encoder(&Default::default());
+                    op.record_sentinel_fill(&mut encoder, &output).unwrap();
+                    op.record_masked(&mut encoder, &input, &mask, &output)
+                        .unwrap();
+                    gpu.queue().submit([encoder.finish()]);
+                    let got = gpu.read_f32(&output, 4 * n as u64).unwrap();
+                    let want = logdomain::reference::logsumexp::reduce_axes_masked(
+                        func,
+                        &x,
+                        &shape,
+                        &dense,
+                        &present,
+                        &reduced,
+                        op.segment_len(),
+                    );
+                    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                        assert!(
+                            g.to_bits() == w.to_bits()
+                                || (g.is_nan() && w.is_nan() && g.to_bits() != SENTINEL_BITS),
+                            "{what} ({:?}): entry {i}: {g} against the mirror's {w}",
+                            op.kernel()
+                        );
+                    }
+                }
+            }
+        }
+    }
+    // The masked family's rows, through the N-d call: the same values within the contract.
+    let (rows, cols) = (15, 8);
+    let where_: Vec<bool> = (0..rows * cols).map(|i| i % 3 != 1).collect();
+    let got = gpu
+        .reduce_axes_masked(
+            RowFn::LogSoftmax,
+            &x,
+            &[rows, cols],
+            &where_,
+            &[rows, cols],
+            -1,
+            false,
+        )
+        .unwrap();
+    let want = gpu.log_softmax_masked(&x, &where_, rows, cols).unwrap();
+    for (g, w) in got.values.iter().zip(&want) {
+        assert!(
+            same(*g, *w) || (g - w).abs() <= 1e-5 * w.abs().max(1.0),
+            "{g} {w}"
+        );
+    }
+    // A fully masked result: −inf, all 0, all −inf; masked NaN and inf are absent.
+    let v = [NAN, INF, 1.0, 2.0];
+    let off = [false, false];
+    for (func, want) in [
+        (
+            RowFn::Logsumexp,
+            vec![NEG_INF, 2.0 + (1.0f32 + (-1.0f32).exp()).ln()],
+        ),
+        (
+            RowFn::Softmax,
+            vec![
+                0.0,
+                0.0,
+                1.0 / (1.0 + 1f32.exp()),
+                1.0 / (1.0 + (-1f32).exp()),
+            ],
+        ),
+    ] {
+        let w = [off[0], off[1], true, true];
+        let got = gpu
+            .reduce_axes_masked(func, &v, &[2, 2], &w, &[2, 2], 1, false)
+            .unwrap();
+        for (g, e) in got.values.iter().zip(&want) {
+            assert!(
+                (g - e).abs() <= 1e-6 || g == e,
+                "{func:?}: {:?} against {want:?}",
+                got.values
+            );
+        }
+    }
+    let lsm = gpu
+        .reduce_axes_masked(
+            RowFn::LogSoftmax,
+            &v,
+            &[2, 2],
+            &[false, false, true, true],
+            &[2, 2],
+            1,
+            false,
+        )
+        .unwrap();
+    assert_eq!(&lsm.values[..2], &[NEG_INF, NEG_INF]);
+    // Errors.
+    assert!(matches!(
+        gpu.reduce_axes_masked(RowFn::Logsumexp, &x, &shape, &[true; 3], &[3], -1, false),
+        Err(Error::Shape(_))
+    ));
+    assert!(matches!(
+        gpu.reduce_axes_masked(RowFn::Logsumexp, &x, &shape, &[true; 7], &[8], -1, false),
+        Err(Error::InputLength { .. })
+    ));
+    let rows_only = AxisOptions {
+        kernel: AxisKernel::Rows,
+        where_shape: Some(vec![8]),
+        ..AxisOptions::default()
+    };
+    assert!(matches!(
+        AxisOp::with_options(gpu, RowFn::Logsumexp, &layout, -1, &rows_only),
+        Err(Error::Unsupported(_))
+    ));
+}
+
+/// NumPy's broadcast strides of a `where_shape` mask against `shape` (0 where it broadcasts).
+fn where_strides_of(shape: &[usize], where_shape: &[usize]) -> Vec<usize> {
+    let dense = logdomain::logsumexp::contiguous_strides(where_shape);
+    let lead = shape.len() - where_shape.len();
+    (0..shape.len())
+        .map(|d| {
+            if d < lead || where_shape[d - lead] == 1 {
+                0
+            } else {
+                dense[d - lead]
+            }
+        })
+        .collect()
+}

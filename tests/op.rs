@@ -66,6 +66,28 @@ fn every_op_records_through_the_trait_as_its_blocking_call_computes() {
     let x = rng.vec(rows * cols, -30.0, 30.0);
     let xb: &[u8] = bytemuck::cast_slice(&x);
 
+    // The N-d op, reading axis 0 where it lies, with and without a mask.
+    for func in [RowFn::Logsumexp, RowFn::LogSoftmax] {
+        let layout = logdomain::NdLayout::contiguous(&[rows, cols]);
+        let op = logdomain::AxisOp::new(gpu, func, &layout, 0).unwrap();
+        let n = if func.reduces() { cols } else { rows * cols };
+        let got = run_io(gpu, &op, &[xb], &[n]);
+        let want = gpu.reduce_axes(func, &x, &[rows, cols], 0, false).unwrap();
+        assert_eq!(got[0], bits(&want.values), "AxisOp {func:?}");
+        let where_: Vec<bool> = (0..cols).map(|c| c % 7 != 0).collect();
+        let options = logdomain::AxisOptions {
+            where_shape: Some(vec![cols]),
+            ..Default::default()
+        };
+        let op = logdomain::AxisOp::with_options(gpu, func, &layout, 0, &options).unwrap();
+        let packed = logdomain::masked::pack_mask(&where_);
+        let got = run_io(gpu, &op, &[xb, bytemuck::cast_slice(&packed)], &[n]);
+        let want = gpu
+            .reduce_axes_masked(func, &x, &[rows, cols], &where_, &[cols], 0, false)
+            .unwrap();
+        assert_eq!(got[0], bits(&want.values), "masked AxisOp {func:?}");
+    }
+
     for func in [RowFn::Logsumexp, RowFn::Softmax, RowFn::LogSoftmax] {
         let op = RowOp::new(
             gpu,

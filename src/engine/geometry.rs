@@ -366,18 +366,19 @@ pub fn reduced_shape(shape: &[usize], mask: &[bool], keepdims: bool) -> Vec<usiz
         .collect()
 }
 
-/// One dimension of a folded N-d problem: its extent and its strides in the input and the
-/// output, in entries.
+/// One dimension of a folded N-d problem: its extent and its strides in the input, the output
+/// and the mask (bits; 0 where there is no mask, or where it is broadcast), in entries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Dim {
     pub n: u64,
     pub input: u64,
     pub output: u64,
+    pub mask: u64,
 }
 
 /// An N-d reduction folded: the kept dimensions (row-major order of the results) and the
 /// reduced ones (the row-major order in which a result's entries are walked), size-1
-/// dimensions dropped and neighbours of the same kind merged where both strides allow it, so
+/// dimensions dropped and neighbours of the same kind merged where every stride allows it, so
 /// that the result of a set of entries does not depend on how the layout was written.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Folded {
@@ -386,49 +387,66 @@ pub(crate) struct Folded {
 }
 
 impl Folded {
-    /// `shape`, its input and output strides and the reduced mask, folded. An empty reduced set
-    /// is one dimension of 1 entry.
-    pub fn new(shape: &[usize], input: &[usize], output: &[usize], mask: &[bool]) -> Folded {
-        let mut kept: Vec<Dim> = Vec::new();
-        let mut reduced: Vec<Dim> = Vec::new();
+    /// `shape`, its input, output and mask strides (`mask` empty: none) and the reduced
+    /// dimensions, folded. An empty reduced set is one dimension of 1 entry.
+    pub fn new(
+        shape: &[usize],
+        input: &[usize],
+        output: &[usize],
+        mask: &[usize],
+        reduced: &[bool],
+    ) -> Folded {
+        let mut kept_dims: Vec<Dim> = Vec::new();
+        let mut red_dims: Vec<Dim> = Vec::new();
         for d in 0..shape.len() {
             let dim = Dim {
                 n: shape[d] as u64,
                 input: input[d] as u64,
                 output: output[d] as u64,
+                mask: mask.get(d).map_or(0, |&m| m as u64),
             };
             if dim.n == 1 {
                 continue;
             }
-            let list = if mask[d] { &mut reduced } else { &mut kept };
+            let list = if reduced[d] {
+                &mut red_dims
+            } else {
+                &mut kept_dims
+            };
             // Merging with the previous dimension of the same kind keeps the row-major order
             // only if no dimension of the other kind lies between them.
             let adjacent = (0..d)
                 .rev()
                 .find(|&e| shape[e] != 1)
-                .is_some_and(|e| mask[e] == mask[d]);
+                .is_some_and(|e| reduced[e] == reduced[d]);
             match list.last_mut() {
                 Some(prev)
                     if adjacent
                         && prev.input == dim.n * dim.input
                         && prev.output == dim.n * dim.output
+                        && prev.mask == dim.n * dim.mask
                         && dim.n != 0 =>
                 {
                     prev.n *= dim.n;
                     prev.input = dim.input;
                     prev.output = dim.output;
+                    prev.mask = dim.mask;
                 }
                 _ => list.push(dim),
             }
         }
-        if reduced.is_empty() {
-            reduced.push(Dim {
+        if red_dims.is_empty() {
+            red_dims.push(Dim {
                 n: 1,
                 input: 1,
                 output: 1,
+                mask: 0,
             });
         }
-        Folded { kept, reduced }
+        Folded {
+            kept: kept_dims,
+            reduced: red_dims,
+        }
     }
 
     /// Kept positions (results of a reduction).
@@ -440,6 +458,18 @@ impl Folded {
     pub fn extent(&self) -> u64 {
         self.reduced.iter().map(|d| d.n).product()
     }
+}
+
+/// Packs a mask (true = the entry takes part) 32 entries a word: entry `g` (row-major) at bit
+/// `g % 32` of word `g / 32`.
+pub fn pack_mask(where_: &[bool]) -> Vec<u32> {
+    let mut words = vec![0u32; where_.len().div_ceil(32)];
+    for (g, &w) in where_.iter().enumerate() {
+        if w {
+            words[g / 32] |= 1 << (g % 32);
+        }
+    }
+    words
 }
 
 /// The smallest box of multi-indices (inclusive `(lo, hi)` per dimension of extents `n`) that
@@ -506,9 +536,20 @@ mod tests {
 
     #[test]
     fn folding_merges_neighbours_and_drops_unit_dimensions() {
-        let dim = |n, input, output| Dim { n, input, output };
+        let dim = |n, input, output| Dim {
+            n,
+            input,
+            output,
+            mask: 0,
+        };
         // Axis 0 of a contiguous (2, 3, 4): kept (3, 4) merge into 12.
-        let f = Folded::new(&[2, 3, 4], &[12, 4, 1], &[0, 4, 1], &[true, false, false]);
+        let f = Folded::new(
+            &[2, 3, 4],
+            &[12, 4, 1],
+            &[0, 4, 1],
+            &[],
+            &[true, false, false],
+        );
         assert_eq!(f.kept, [dim(12, 1, 1)]);
         assert_eq!(f.reduced, [dim(2, 12, 0)]);
         // Axes (0, 2): not neighbours, not merged; a unit dimension between changes nothing.
@@ -516,6 +557,7 @@ mod tests {
             &[2, 3, 1, 4],
             &[12, 4, 4, 1],
             &[0, 1, 1, 0],
+            &[],
             &[true, false, false, true],
         );
         assert_eq!(f.kept, [dim(3, 4, 1)]);
@@ -525,13 +567,19 @@ mod tests {
             &[2, 3, 1, 4],
             &[12, 4, 4, 1],
             &[1, 0, 0, 0],
+            &[],
             &[false, true, false, true],
         );
         assert_eq!(f.reduced, [dim(12, 1, 0)]);
         // Nothing reduced: one entry a position.
-        let f = Folded::new(&[5], &[1], &[1], &[false]);
+        let f = Folded::new(&[5], &[1], &[1], &[], &[false]);
         assert_eq!(f.reduced, [dim(1, 1, 1)]);
         assert_eq!((f.positions(), f.extent()), (5, 1));
+        // A mask broadcast along axis 0 of (3, 4): its stride 0 keeps the dimensions apart.
+        let f = Folded::new(&[3, 4], &[4, 1], &[4, 1], &[0, 1], &[false, false]);
+        assert_eq!(f.kept.len(), 2);
+        let f = Folded::new(&[3, 4], &[4, 1], &[4, 1], &[4, 1], &[false, false]);
+        assert_eq!(f.kept.len(), 1);
     }
 
     #[test]

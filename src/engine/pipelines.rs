@@ -110,6 +110,9 @@ impl Module {
                 ) {
                     c.push(("VEC", f64::from(key.vec)));
                 }
+                if matches!(rows, Module::LogsumexpAxes | Module::LogsumexpAxesVec4) {
+                    c.push(("MASKED", f64::from(key.reduce)));
+                }
                 if matches!(
                     rows,
                     Module::LogsumexpVec4Subgroup | Module::LogsumexpVec4SubgroupOut
@@ -142,7 +145,8 @@ pub(crate) enum Layout {
     Likelihood = 1,
     /// `Likelihood` plus binding 6 (read-write), where the device has five storage buffers.
     LikelihoodWide = 2,
-    /// `Rows` plus binding 4: the folded dimensions of an N-d op (uniform).
+    /// `Rows` plus binding 4, the folded dimensions of an N-d op (uniform), and binding 5, its
+    /// `where=` mask (read).
     Axes = 3,
 }
 
@@ -164,7 +168,7 @@ impl Layout {
         use Binding::*;
         match self {
             Layout::Rows => &[Uniform(PARAMS), Read, Write, Write],
-            Layout::Axes => &[Uniform(PARAMS), Read, Write, Write, Uniform(AXES)],
+            Layout::Axes => &[Uniform(PARAMS), Read, Write, Write, Uniform(AXES), Read],
             Layout::Likelihood => &[
                 Uniform(LL_PARAMS),
                 Read,
@@ -227,7 +231,8 @@ pub(crate) struct PipelineKey {
     pub op: u32,
     /// The `WG` override.
     pub wg: u32,
-    /// The `REDUCE` override (likelihood module only).
+    /// The `REDUCE` override of the likelihood module; `MASKED` (0 or 1) of the N-d log-sum-exp
+    /// modules.
     pub reduce: u32,
     /// A length the pipeline is specialised for (0 = not specialised): the `GMM_DIMS`
     /// override of the likelihood module, the `ROW_COLS` override of the log-sum-exp modules.

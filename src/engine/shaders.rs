@@ -255,9 +255,11 @@ pub struct AxesParams {
     pub kept_n: [u32; AXES_MAX],
     pub kept_in: [u32; AXES_MAX],
     pub kept_out: [u32; AXES_MAX],
+    pub kept_mask: [u32; AXES_MAX],
     pub red_n: [u32; AXES_MAX],
     pub red_in: [u32; AXES_MAX],
     pub red_out: [u32; AXES_MAX],
+    pub red_mask: [u32; AXES_MAX],
 }
 
 /// Mirrors `struct LlParams` in `shaders/likelihood.wgsl` (see the comments there). Element
@@ -396,7 +398,12 @@ mod tests {
                 validate_and_translate_with(
                     &module,
                     Capabilities::empty(),
-                    &[("IN_F16", in_f16), ("ROW_COLS", 0.0), ("OUT_F16", 0.0)],
+                    &[
+                        ("IN_F16", in_f16),
+                        ("ROW_COLS", 0.0),
+                        ("OUT_F16", 0.0),
+                        ("MASKED", in_f16),
+                    ],
                 );
             }
         }
@@ -643,6 +650,47 @@ mod tests {
             panic!("not a struct")
         };
         assert_eq!(span as u64, STATE_BYTES);
+    }
+
+    #[test]
+    fn axes_params_layout_matches_wgsl() {
+        let module = parse(&logsumexp_axes_module());
+        let ty = module
+            .types
+            .iter()
+            .find(|(_, t)| t.name.as_deref() == Some("AxesParams"))
+            .map(|(_, t)| t.clone())
+            .expect("AxesParams in WGSL");
+        let naga::TypeInner::Struct { members, span } = ty.inner else {
+            panic!("not a struct")
+        };
+        assert_eq!(span as usize, std::mem::size_of::<AxesParams>());
+        let p = AxesParams::default();
+        let base = &p as *const AxesParams as usize;
+        let rust = [
+            ("kept_dims", &p.kept_dims as *const u32 as usize),
+            ("red_dims", &p.red_dims as *const u32 as usize),
+            ("pad0", &p.pad[0] as *const u32 as usize),
+            ("pad1", &p.pad[1] as *const u32 as usize),
+            ("kept_n", p.kept_n.as_ptr() as usize),
+            ("kept_in", p.kept_in.as_ptr() as usize),
+            ("kept_out", p.kept_out.as_ptr() as usize),
+            ("kept_mask", p.kept_mask.as_ptr() as usize),
+            ("red_n", p.red_n.as_ptr() as usize),
+            ("red_in", p.red_in.as_ptr() as usize),
+            ("red_out", p.red_out.as_ptr() as usize),
+            ("red_mask", p.red_mask.as_ptr() as usize),
+        ];
+        assert_eq!(members.len(), rust.len());
+        for (m, (name, at)) in members.iter().zip(rust) {
+            assert_eq!(m.name.as_deref(), Some(name));
+            assert_eq!(m.offset as usize, at - base, "{name}");
+        }
+        assert_eq!(
+            wgsl_u32_const(&module, "AXES_MAX") as usize,
+            AXES_MAX,
+            "AXES_MAX"
+        );
     }
 
     fn wgsl_u32_const(module: &naga::Module, name: &str) -> u32 {

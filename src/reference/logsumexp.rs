@@ -496,6 +496,55 @@ pub fn reduce_axes(
     out
 }
 
+/// [`reduce_axes`] over the entries where `present` (row-major over `shape`) is true, as the
+/// N-d kernels' `where=`: a masked entry is walked as −inf, and written as 0 (softmax) or −inf
+/// (log_softmax).
+///
+/// # Panics
+/// As [`reduce_axes`], and if `present` is not one flag per entry.
+pub fn reduce_axes_masked(
+    func: RowFn,
+    x: &[f32],
+    shape: &[usize],
+    strides: &[usize],
+    present: &[bool],
+    reduced: &[bool],
+    seg_len: usize,
+) -> Vec<f32> {
+    let total: usize = shape.iter().product();
+    assert_eq!(present.len(), total, "reference: one mask flag per entry");
+    let dense: Vec<f32> = indices(shape)
+        .zip(present)
+        .map(|(idx, &p)| {
+            if p {
+                x[idx.iter().zip(strides).map(|(i, s)| i * s).sum::<usize>()]
+            } else {
+                f32::NEG_INFINITY
+            }
+        })
+        .collect();
+    let mut c = vec![0usize; shape.len()];
+    let mut acc = 1;
+    for d in (0..shape.len()).rev() {
+        c[d] = acc;
+        acc *= shape[d].max(1);
+    }
+    let mut out = reduce_axes(func, &dense, shape, &c, reduced, seg_len);
+    if !func.reduces() {
+        let fill = if func == RowFn::Softmax {
+            0.0
+        } else {
+            f32::NEG_INFINITY
+        };
+        for (o, &p) in out.iter_mut().zip(present) {
+            if !p {
+                *o = fill;
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
