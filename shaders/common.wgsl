@@ -229,3 +229,236 @@ fn softmax_bits(st: LseState, denom: f32, bits: u32) -> u32 {
     }
     return bitcast<u32>(ld_exp_neg(bitcast<f32>(bits) - st.m) / denom);
 }
+
+// =============================================================================================
+// Bit-pattern arithmetic and the sum monoid: the likelihood module's, and the weighted
+// log-sum-exp's in both the likelihood module (weighted.wgsl) and the N-d log-sum-exp
+// (logsumexp_axes.wgsl). Mirror: src/reference/likelihood.rs.
+
+const F32_MIN_NORMAL_BITS: u32 = 0x00800000u;
+// ---------------------------------------------------------------------------------------------
+// IEEE arithmetic on bit patterns, for the operands that may be infinite or NaN.
+
+fn is_nan_bits(v: u32) -> bool {
+    return (v & F32_ABS_MASK) > F32_POS_INF;
+}
+
+fn is_finite_bits(v: u32) -> bool {
+    return (v & F32_ABS_MASK) < F32_POS_INF;
+}
+
+fn is_inf_bits(v: u32) -> bool {
+    return (v & F32_ABS_MASK) == F32_POS_INF;
+}
+
+fn neg_bits(v: u32) -> u32 {
+    return v ^ 0x80000000u;
+}
+
+fn xmul(x: u32, y: u32) -> u32 {
+    if (is_nan_bits(x) || is_nan_bits(y)) {
+        return F32_NAN;
+    }
+    if (is_inf_bits(x) || is_inf_bits(y)) {
+        if ((x & F32_ABS_MASK) == 0u || (y & F32_ABS_MASK) == 0u) {
+            return F32_NAN;
+        }
+        return F32_POS_INF | ((x ^ y) & 0x80000000u);
+    }
+    return bitcast<u32>(bitcast<f32>(x) * bitcast<f32>(y));
+}
+
+fn xadd(x: u32, y: u32) -> u32 {
+    if (is_nan_bits(x) || is_nan_bits(y)) {
+        return F32_NAN;
+    }
+    if (is_inf_bits(x)) {
+        if (is_inf_bits(y) && x != y) {
+            return F32_NAN;
+        }
+        return x;
+    }
+    if (is_inf_bits(y)) {
+        return y;
+    }
+    return bitcast<u32>(bitcast<f32>(x) + bitcast<f32>(y));
+}
+
+fn xsub(x: u32, y: u32) -> u32 {
+    return xadd(x, neg_bits(y));
+}
+
+fn xdiv(x: u32, y: u32) -> u32 {
+    if (is_nan_bits(x) || is_nan_bits(y)) {
+        return F32_NAN;
+    }
+    let sign = (x ^ y) & 0x80000000u;
+    let y_zero = (y & F32_ABS_MASK) == 0u;
+    if (is_inf_bits(x)) {
+        if (is_inf_bits(y)) {
+            return F32_NAN;
+        }
+        return F32_POS_INF | sign;
+    }
+    if (is_inf_bits(y)) {
+        return sign;
+    }
+    if (y_zero) {
+        if ((x & F32_ABS_MASK) == 0u) {
+            return F32_NAN;
+        }
+        return F32_POS_INF | sign;
+    }
+    return bitcast<u32>(bitcast<f32>(x) / bitcast<f32>(y));
+}
+
+// ln of a value given as bits: NaN for NaN and negatives, -inf for zero, +inf for +inf;
+// subnormals are read from their bits (exact, whatever the device does with denormals).
+fn xlog(v: u32) -> u32 {
+    if (is_nan_bits(v)) {
+        return F32_NAN;
+    }
+    if ((v & F32_ABS_MASK) == 0u) {
+        return F32_NEG_INF;
+    }
+    if ((v & 0x80000000u) != 0u) {
+        return F32_NAN;
+    }
+    if (v == F32_POS_INF) {
+        return F32_POS_INF;
+    }
+    if (v < F32_MIN_NORMAL_BITS) {
+        // v = mantissa * 2^-149, the mantissa an integer below 2^23 (exact in f32).
+        return bitcast<u32>(ld_log(f32(v)) - 149.0 * LN2_HI - 149.0 * LN2_LO);
+    }
+    return bitcast<u32>(ld_log(bitcast<f32>(v)));
+}
+
+fn f32b(x: f32) -> u32 {
+    return bitcast<u32>(x);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The sum monoid.
+
+const SUM_NAN: u32 = 1u;
+const SUM_POS_INF: u32 = 2u;
+const SUM_NEG_INF: u32 = 4u;
+// s (w) holds the sum times 2^-64.
+const SUM_BIG_S: u32 = 8u;
+const SUM_BIG_W: u32 = 16u;
+// 2^64 and 2^-64: scaling by them is exact (down to the normal range).
+const TWO_POW_64: f32 = 18446744073709551616.0;
+const TWO_POW_M64: f32 = 5.421010862427522e-20;
+
+struct SumState {
+    s: f32,
+    w: f32,
+    flags: u32,
+}
+
+fn sum_identity() -> SumState {
+    return SumState(0.0, 0.0, 0u);
+}
+
+// Adds a value (bits) with weight w (finite).
+fn sum_push(st: SumState, vb: u32, w: f32) -> SumState {
+    if (is_finite_bits(vb)) {
+        return SumState(st.s + bitcast<f32>(vb), st.w + w, st.flags);
+    }
+    var f = SUM_NAN;
+    if (vb == F32_POS_INF) {
+        f = SUM_POS_INF;
+    } else if (vb == F32_NEG_INF) {
+        f = SUM_NEG_INF;
+    }
+    return SumState(st.s, st.w + w, st.flags | f);
+}
+
+// x + y of two sums, each scaled by 2^-64 where `xb` / `yb`; the result is scaled (and `big`
+// set) once either is scaled or reaches 2^64, so it stays far below f32's range: a scaled sum of
+// 2^32 values is below 2^96.
+struct Scaled {
+    v: f32,
+    big: bool,
+}
+
+fn scaled_add(x: f32, xb: bool, y: f32, yb: bool) -> Scaled {
+    if (!xb && !yb && abs(x) < TWO_POW_64 && abs(y) < TWO_POW_64) {
+        return Scaled(x + y, false);
+    }
+    let xs = select(x * TWO_POW_M64, x, xb);
+    let ys = select(y * TWO_POW_M64, y, yb);
+    return Scaled(xs + ys, true);
+}
+
+fn sum_combine(x: SumState, y: SumState) -> SumState {
+    let s = scaled_add(x.s, (x.flags & SUM_BIG_S) != 0u, y.s, (y.flags & SUM_BIG_S) != 0u);
+    let w = scaled_add(x.w, (x.flags & SUM_BIG_W) != 0u, y.w, (y.flags & SUM_BIG_W) != 0u);
+    let flags = (x.flags | y.flags) & ~(SUM_BIG_S | SUM_BIG_W);
+    return SumState(s.v, w.v, flags | select(0u, SUM_BIG_S, s.big) | select(0u, SUM_BIG_W, w.big));
+}
+
+// The term b·e^(x − m) of an entry (its bits xb, its weight's wb) of a row whose max over the
+// nonzero-weighted entries is hib (bits; NaN, +inf, or −inf for none): the positive part in s,
+// the negative part's magnitude in w, an infinite or NaN term as a flag; nothing for b = 0.
+fn signed_term(xb: u32, wb: u32, hib: u32) -> SumState {
+    var st = sum_identity();
+    if ((wb & F32_ABS_MASK) == 0u) {
+        return st;
+    }
+    if (!is_finite_bits(hib) && hib != F32_POS_INF) {
+        // NaN or an empty row: the finish decides from the parts alone.
+        return st;
+    }
+    var t: u32;
+    if (xb == F32_POS_INF) {
+        t = F32_POS_INF;
+    } else if (hib == F32_POS_INF || !is_finite_bits(xb)) {
+        // Finite or −inf entries beside a +inf one weigh nothing.
+        t = 0u;
+    } else {
+        t = f32b(ld_exp_neg(bitcast<f32>(xb) - bitcast<f32>(hib)));
+    }
+    let v = xmul(wb, t);
+    if (is_nan_bits(v)) {
+        st.flags = SUM_NAN;
+    } else if (v == F32_POS_INF) {
+        st.flags = SUM_POS_INF;
+    } else if (v == F32_NEG_INF) {
+        st.flags = SUM_NEG_INF;
+    } else {
+        let f = bitcast<f32>(v);
+        st.s = max(f, 0.0);
+        st.w = max(-f, 0.0);
+    }
+    return st;
+}
+
+// (log|P − N|, sign) as bits, from the row max hib (as for `signed_term`) and the terms' sums.
+fn weighted_result(hib: u32, st: SumState) -> vec2<u32> {
+    var lse = F32_NAN;
+    var sign = F32_NAN;
+    let pos = (st.flags & SUM_POS_INF) != 0u;
+    let neg = (st.flags & SUM_NEG_INF) != 0u;
+    if (is_nan_bits(hib) || (st.flags & SUM_NAN) != 0u || (pos && neg)) {
+        // NaN.
+    } else if (pos || neg) {
+        lse = F32_POS_INF;
+        sign = select(f32b(-1.0), f32b(1.0), pos);
+    } else if (hib == F32_NEG_INF || hib == F32_POS_INF) {
+        // No entry with a nonzero weight (or, for +inf, only zero-weighted ones): empty.
+        lse = F32_NEG_INF;
+        sign = 0u;
+    } else {
+        let d = st.s - st.w;
+        if (d == 0.0) {
+            lse = F32_NEG_INF;
+            sign = 0u;
+        } else {
+            lse = f32b(bitcast<f32>(hib) + bitcast<f32>(xlog(f32b(abs(d)))));
+            sign = select(f32b(-1.0), f32b(1.0), d > 0.0);
+        }
+    }
+    return vec2<u32>(lse, sign);
+}

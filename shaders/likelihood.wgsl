@@ -59,7 +59,6 @@ const FINISH_SECOND: u32 = 5u;
 const CHUNK: u32 = 64u;
 const HALF_LN_TWO_PI: f32 = 0.9189385332046728;
 const TWO_PI: f32 = 6.283185307179586;
-const F32_MIN_NORMAL_BITS: u32 = 0x00800000u;
 // ln(f32::MAX): e^x overflows above it.
 const EXP_ARG_MAX: f32 = 88.72284;
 
@@ -105,104 +104,6 @@ fn ll_linear(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wid.x + wid.y * nwg.x) * WG + lid;
 }
 
-// ---------------------------------------------------------------------------------------------
-// IEEE arithmetic on bit patterns, for the operands that may be infinite or NaN.
-
-fn is_nan_bits(v: u32) -> bool {
-    return (v & F32_ABS_MASK) > F32_POS_INF;
-}
-
-fn is_finite_bits(v: u32) -> bool {
-    return (v & F32_ABS_MASK) < F32_POS_INF;
-}
-
-fn is_inf_bits(v: u32) -> bool {
-    return (v & F32_ABS_MASK) == F32_POS_INF;
-}
-
-fn neg_bits(v: u32) -> u32 {
-    return v ^ 0x80000000u;
-}
-
-fn xmul(x: u32, y: u32) -> u32 {
-    if (is_nan_bits(x) || is_nan_bits(y)) {
-        return F32_NAN;
-    }
-    if (is_inf_bits(x) || is_inf_bits(y)) {
-        if ((x & F32_ABS_MASK) == 0u || (y & F32_ABS_MASK) == 0u) {
-            return F32_NAN;
-        }
-        return F32_POS_INF | ((x ^ y) & 0x80000000u);
-    }
-    return bitcast<u32>(bitcast<f32>(x) * bitcast<f32>(y));
-}
-
-fn xadd(x: u32, y: u32) -> u32 {
-    if (is_nan_bits(x) || is_nan_bits(y)) {
-        return F32_NAN;
-    }
-    if (is_inf_bits(x)) {
-        if (is_inf_bits(y) && x != y) {
-            return F32_NAN;
-        }
-        return x;
-    }
-    if (is_inf_bits(y)) {
-        return y;
-    }
-    return bitcast<u32>(bitcast<f32>(x) + bitcast<f32>(y));
-}
-
-fn xsub(x: u32, y: u32) -> u32 {
-    return xadd(x, neg_bits(y));
-}
-
-fn xdiv(x: u32, y: u32) -> u32 {
-    if (is_nan_bits(x) || is_nan_bits(y)) {
-        return F32_NAN;
-    }
-    let sign = (x ^ y) & 0x80000000u;
-    let y_zero = (y & F32_ABS_MASK) == 0u;
-    if (is_inf_bits(x)) {
-        if (is_inf_bits(y)) {
-            return F32_NAN;
-        }
-        return F32_POS_INF | sign;
-    }
-    if (is_inf_bits(y)) {
-        return sign;
-    }
-    if (y_zero) {
-        if ((x & F32_ABS_MASK) == 0u) {
-            return F32_NAN;
-        }
-        return F32_POS_INF | sign;
-    }
-    return bitcast<u32>(bitcast<f32>(x) / bitcast<f32>(y));
-}
-
-// ln of a value given as bits: NaN for NaN and negatives, -inf for zero, +inf for +inf;
-// subnormals are read from their bits (exact, whatever the device does with denormals).
-fn xlog(v: u32) -> u32 {
-    if (is_nan_bits(v)) {
-        return F32_NAN;
-    }
-    if ((v & F32_ABS_MASK) == 0u) {
-        return F32_NEG_INF;
-    }
-    if ((v & 0x80000000u) != 0u) {
-        return F32_NAN;
-    }
-    if (v == F32_POS_INF) {
-        return F32_POS_INF;
-    }
-    if (v < F32_MIN_NORMAL_BITS) {
-        // v = mantissa * 2^-149, the mantissa an integer below 2^23 (exact in f32).
-        return bitcast<u32>(ld_log(f32(v)) - 149.0 * LN2_HI - 149.0 * LN2_LO);
-    }
-    return bitcast<u32>(ld_log(bitcast<f32>(v)));
-}
-
 // e^x for a finite x: ld_exp_neg below zero, the same reduction above, +inf past ln(f32::MAX).
 fn ld_exp(x: f32) -> u32 {
     if (x <= 0.0) {
@@ -238,10 +139,6 @@ fn xexp(v: u32) -> u32 {
 // softplus(z) = ln(1 + e^z) = max(z, 0) + log1p(e^-|z|), for finite z.
 fn softplus(z: f32) -> f32 {
     return max(z, 0.0) + ld_log1p(ld_exp_neg(-abs(z)));
-}
-
-fn f32b(x: f32) -> u32 {
-    return bitcast<u32>(x);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -336,67 +233,6 @@ fn smooth_bits(xb: u32, hi: u32, lo: u32, wb: u32) -> u32 {
     }
     let nll = xadd(xsub(hi, xb), lo);
     return xmul(wb, nll);
-}
-
-// ---------------------------------------------------------------------------------------------
-// The sum monoid.
-
-const SUM_NAN: u32 = 1u;
-const SUM_POS_INF: u32 = 2u;
-const SUM_NEG_INF: u32 = 4u;
-// s (w) holds the sum times 2^-64.
-const SUM_BIG_S: u32 = 8u;
-const SUM_BIG_W: u32 = 16u;
-// 2^64 and 2^-64: scaling by them is exact (down to the normal range).
-const TWO_POW_64: f32 = 18446744073709551616.0;
-const TWO_POW_M64: f32 = 5.421010862427522e-20;
-
-struct SumState {
-    s: f32,
-    w: f32,
-    flags: u32,
-}
-
-fn sum_identity() -> SumState {
-    return SumState(0.0, 0.0, 0u);
-}
-
-// Adds a value (bits) with weight w (finite).
-fn sum_push(st: SumState, vb: u32, w: f32) -> SumState {
-    if (is_finite_bits(vb)) {
-        return SumState(st.s + bitcast<f32>(vb), st.w + w, st.flags);
-    }
-    var f = SUM_NAN;
-    if (vb == F32_POS_INF) {
-        f = SUM_POS_INF;
-    } else if (vb == F32_NEG_INF) {
-        f = SUM_NEG_INF;
-    }
-    return SumState(st.s, st.w + w, st.flags | f);
-}
-
-// x + y of two sums, each scaled by 2^-64 where `xb` / `yb`; the result is scaled (and `big`
-// set) once either is scaled or reaches 2^64, so it stays far below f32's range: a scaled sum of
-// 2^32 values is below 2^96.
-struct Scaled {
-    v: f32,
-    big: bool,
-}
-
-fn scaled_add(x: f32, xb: bool, y: f32, yb: bool) -> Scaled {
-    if (!xb && !yb && abs(x) < TWO_POW_64 && abs(y) < TWO_POW_64) {
-        return Scaled(x + y, false);
-    }
-    let xs = select(x * TWO_POW_M64, x, xb);
-    let ys = select(y * TWO_POW_M64, y, yb);
-    return Scaled(xs + ys, true);
-}
-
-fn sum_combine(x: SumState, y: SumState) -> SumState {
-    let s = scaled_add(x.s, (x.flags & SUM_BIG_S) != 0u, y.s, (y.flags & SUM_BIG_S) != 0u);
-    let w = scaled_add(x.w, (x.flags & SUM_BIG_W) != 0u, y.w, (y.flags & SUM_BIG_W) != 0u);
-    let flags = (x.flags | y.flags) & ~(SUM_BIG_S | SUM_BIG_W);
-    return SumState(s.v, w.v, flags | select(0u, SUM_BIG_S, s.big) | select(0u, SUM_BIG_W, w.big));
 }
 
 // v · 2^(64 e) as bits, e in {-1, 0, 1}, for a finite v: ±inf where it exceeds f32 (|v| ≥ 2^64

@@ -28,7 +28,14 @@
 // entry g at bit g % 32 of word g / 32), addressed by its own strides (0 where it broadcasts): a
 // masked entry is read as −inf, and its softmax / log_softmax written as 0 / −inf, so a fully
 // masked result gives −inf, all 0, all −inf (the masked family's semantics, src/masked.rs).
+//
+// OP_LSE_WEIGHTED is SciPy's `logsumexp(a, axis, b=b, return_sign=True)`: binding 5 then holds
+// b, one f32 an entry at the mask's strides (0 where it broadcasts). The first walk reads x where
+// b ≠ 0 and −inf elsewhere, for the max m; a second walk sums the signed terms b·e^(x − m)
+// (`signed_term`, the sum monoid of common.wgsl) in the same blocks and segments; the logs go to
+// the output, the signs params.state_base entries after them (`weighted_result`).
 override MASKED: bool = false;
+const OP_LSE_WEIGHTED: u32 = 4u;
 
 const AXES_MAX: u32 = 8u;
 const STACK4: u32 = 16u;
@@ -58,9 +65,12 @@ fn present(bit: u32) -> bool {
     return ((where_bits[bit >> 5u] >> (bit & 31u)) & 1u) != 0u;
 }
 
-// An entry's f32 bits as the walk reads them: −inf where masked.
+// An entry's f32 bits as the walk reads them: −inf where masked, or where its weight is 0.
 fn walk_bits(xb: u32, bit: u32) -> u32 {
     if (MASKED && !present(bit)) {
+        return F32_NEG_INF;
+    }
+    if (OP == OP_LSE_WEIGHTED && (where_bits[bit] & F32_ABS_MASK) == 0u) {
         return F32_NEG_INF;
     }
     return xb;
@@ -172,6 +182,62 @@ fn axes_range_state(at: vec2<u32>, first: u32, end: u32) -> LseState {
     return total;
 }
 
+// The max of a weighted walk's state as bits (NaN, +inf, or −inf for no entry with b ≠ 0), as
+// the row family's parts give it.
+fn max_bits(st: LseState) -> u32 {
+    if ((st.flags & (FLAG_NAN | FLAG_POS_INF)) != 0u || (st.flags & FLAG_NONEMPTY) == 0u) {
+        return lse_result_bits(st);
+    }
+    return bitcast<u32>(st.m);
+}
+
+// The signed term of reduced index j of the position at (input entry, weight entry) `at`.
+fn term_at(at: vec2<u32>, hib: u32, j: u32) -> SumState {
+    let o = red_offsets(j);
+    return signed_term(load_x(at.x + o.x), where_bits[at.y + o.z], hib);
+}
+
+// The sum of the signed terms of reduced entries first .. end: `axes_range_state`'s blocks and
+// binary counter, with the sum monoid.
+fn axes_term_state(at: vec2<u32>, hib: u32, first: u32, end: u32) -> SumState {
+    if (end <= first || end - first <= BLOCK) {
+        var st = sum_identity();
+        for (var j = first; j < end; j++) {
+            st = sum_combine(st, term_at(at, hib, j));
+        }
+        return st;
+    }
+    var stack: array<SumState, STACK>;
+    var depth = 0u;
+    var blocks = 0u;
+    for (var j0 = first; j0 < end; j0 += BLOCK) {
+        var st = sum_identity();
+        let stop = min(j0 + BLOCK, end);
+        for (var j = j0; j < stop; j++) {
+            st = sum_combine(st, term_at(at, hib, j));
+        }
+        blocks += 1u;
+        for (var c = blocks; (c & 1u) == 0u; c = c >> 1u) {
+            depth -= 1u;
+            st = sum_combine(stack[depth], st);
+        }
+        stack[depth] = st;
+        depth += 1u;
+    }
+    var total = sum_identity();
+    for (var d = depth; d > 0u; d--) {
+        total = sum_combine(stack[d - 1u], total);
+    }
+    return total;
+}
+
+// Writes a weighted result: the log at output entry `at`, the sign params.state_base after it.
+fn write_weighted(hib: u32, sum: SumState, at: u32) {
+    let res = weighted_result(hib, sum);
+    out_store(at, res.x);
+    out_store(at + params.state_base, res.y);
+}
+
 // Item `item` of a dispatch over `units` positions (or quads of positions) and params.segs
 // segments: (unit in the dispatch, segment, first entry, end). Neighbouring items are
 // neighbouring units of one segment, so that the invocations a CPU adapter runs one after the
@@ -205,7 +271,10 @@ fn position_at(p: u32) -> vec3<u32> {
 
 // A position's whole output from its final state.
 fn axes_finish(st: LseState, at: vec3<u32>) {
-    if (OP == OP_LOGSUMEXP) {
+    if (OP == OP_LSE_WEIGHTED) {
+        let hib = max_bits(st);
+        write_weighted(hib, axes_term_state(at.xz, hib, 0u, params.cols), at.y);
+    } else if (OP == OP_LOGSUMEXP) {
         out_store(at.y, lse_result_bits(st));
     } else {
         axes_write(st, at, 0u, params.cols);
@@ -293,14 +362,57 @@ fn axes_fill(
     for (var item = wg_linear(wid, nwg) * WG + lid; item < params.rows * params.segs; item += total) {
         let g = axes_segment(item, params.rows);
         let out_base = position_at(params.row_base + g.x).y;
-        if (OP == OP_LOGSUMEXP) {
+        if (OP == OP_LOGSUMEXP || OP == OP_LSE_WEIGHTED) {
             if (g.y == 0u) {
                 out_store(out_base, SENTINEL);
+                if (OP == OP_LSE_WEIGHTED) {
+                    out_store(out_base + params.state_base, SENTINEL);
+                }
             }
         } else {
             for (var j = g.z; j < g.w; j++) {
                 out_store(out_base + red_offsets(j).y, SENTINEL);
             }
         }
+    }
+}
+
+// Weighted, split: one invocation per (position, segment): the segment's signed terms summed,
+// from the position's max (its final state, `axes_combine`), into `states`.
+@compute @workgroup_size(WG)
+fn axes_terms(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let total = nwg.x * nwg.y * WG;
+    for (var item = wg_linear(wid, nwg) * WG + lid; item < params.rows * params.segs; item += total) {
+        let g = axes_segment(item, params.rows);
+        let pos = params.row_base + g.x;
+        let hib = max_bits(load_state(params.final_base + pos));
+        let st = axes_term_state(position_at(pos).xz, hib, g.z, g.w);
+        states[pos * params.seg_total + g.y] = StoredState(st.s, st.w, st.flags);
+    }
+}
+
+// Weighted, split: one invocation per position: its segments' sums combined in order, then the
+// log and the sign written.
+@compute @workgroup_size(WG)
+fn axes_weighted_finish(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let total = nwg.x * nwg.y * WG;
+    for (var p = wg_linear(wid, nwg) * WG + lid; p < params.rows; p += total) {
+        let pos = params.row_base + p;
+        let first = pos * params.seg_total;
+        var v = states[first];
+        var st = SumState(v.m, v.s, v.flags);
+        for (var k = 1u; k < params.seg_total; k++) {
+            v = states[first + k];
+            st = sum_combine(st, SumState(v.m, v.s, v.flags));
+        }
+        write_weighted(max_bits(load_state(params.final_base + pos)), st, position_at(pos).y);
     }
 }

@@ -22,6 +22,8 @@ codes! {
         OP_SOFTMAX = 1,
         OP_LOG_SOFTMAX = 2,
         OP_LSE_PARTS = 3,
+        // The N-d weighted log-sum-exp with signs (`logsumexp_axes.wgsl`).
+        OP_LSE_WEIGHTED = 4,
     }
 }
 
@@ -208,6 +210,8 @@ mod tests {
                 shaders::LOGSUMEXP_OUT,
                 shaders::LOGSUMEXP_OUT_VEC4,
                 shaders::LOGSUMEXP_VEC4_SUBGROUP,
+                shaders::LOGSUMEXP_AXES,
+                shaders::LOGSUMEXP_AXES_VEC4,
             ],
             LOGSUMEXP_CODES,
         );

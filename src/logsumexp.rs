@@ -1320,6 +1320,13 @@ pub struct AxisOptions {
     /// softmax is 0 and its log_softmax −inf, and a fully masked result gives log-sum-exp −inf
     /// (the masked family's semantics). `None`: no mask.
     pub where_shape: Option<Vec<usize>>,
+    /// The shape of SciPy's `b` (`logsumexp(a, axis, b=b, return_sign=True)`), which
+    /// broadcasts against the input's shape as `where_shape` does: the op (logsumexp only)
+    /// then takes a second input, `b` as f32 in row-major order of this shape, and writes
+    /// `log|Σ b·eˣ|` at the output and the signs (+1, −1, 0, or NaN) after them, at
+    /// [`AxisOp::signs_offset`]. Entries with `b = 0` are ignored even where `x` is inf or NaN.
+    /// Not with a mask (put `b = 0` where masked); `None`: no weights.
+    pub b_shape: Option<Vec<usize>>,
     /// Entries of a result walked by one invocation before a second pass combines the states
     /// (at most 16,384); 0 lets the op choose from the shape and the adapter. The bits of a
     /// strided result depend on it, so tests that compare bits fix it.
@@ -1348,6 +1355,7 @@ pub struct AxisOp {
     mask: Vec<bool>,
     kernel: AxisKernel,
     segment_len: usize,
+    sign_off: u64,
     program: Program,
     fill: Program,
 }
@@ -1445,8 +1453,20 @@ fn axes_vec4_fits(f: &crate::engine::geometry::Folded, layout: &NdLayout, caps: 
         && caps.storage_align.is_multiple_of(16)
 }
 
+/// What an N-d op's binding 5 holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Extra {
+    None,
+    /// A `where=` mask, one bit an entry.
+    Mask,
+    /// SciPy's `b`, one f32 an entry: the weighted log-sum-exp with signs.
+    Weights,
+}
+
 /// The passes of the strided kernels.
 struct AxesPlan {
+    /// Entries from a weighted op's logs to its signs in the output.
+    sign_off: u64,
     passes: Vec<Pass>,
     fills: Vec<Pass>,
     seg_len: u64,
@@ -1464,12 +1484,13 @@ fn plan_axes(
     layout: &NdLayout,
     output_offset: u64,
     vec4: bool,
-    masked: bool,
+    extra: Extra,
     seg_request: u64,
     caps: &Caps,
 ) -> Result<AxesPlan, Error> {
     use crate::engine::geometry::{box_span, index_box};
     let lse = func.reduces();
+    let (masked, weighted) = (extra == Extra::Mask, extra == Extra::Weights);
     let (positions, extent) = (f.positions(), f.extent());
     let eb = layout.format.bytes();
     let usable = usable_binding(caps, 64)?;
@@ -1518,6 +1539,12 @@ fn plan_axes(
         };
         (klo + rlo, khi + rhi, kolo + rolo, kohi + rohi)
     };
+    // A weighted op writes its signs this many entries after its logs: past the logs' span.
+    let sign_off = if weighted && positions > 0 {
+        spans(0, positions, 0, 0).3 + 1
+    } else {
+        0
+    };
     let in_end = |hi: u64| layout.offset + (hi + 1) * eb;
     let out_end = |hi: u64| output_offset + (hi + 1) * 4;
     loop {
@@ -1529,7 +1556,7 @@ fn plan_axes(
             let (lo, hi, olo, ohi) = spans(p0, k, s0 * seg_len, r1);
             let reads = extent > 0;
             (!reads || (hi - lo + 1) * eb + caps.storage_align <= usable)
-                && (ohi - olo + 1) * 4 + caps.storage_align <= usable
+                && (ohi + sign_off - olo + 1) * 4 + caps.storage_align <= usable
         };
         let item_work = (seg_len.min(extent) * quad + 1) * WORK_UNIT;
         let per = caps.per_dispatch(item_work).min(MAX_GROUPS * u64::from(wg));
@@ -1585,11 +1612,12 @@ fn plan_axes(
         let mut fills = Vec::new();
         let mut combines = Vec::new();
         let mut applies = Vec::new();
+        let mut finishes = Vec::new();
         let mut input_end = 0u64;
         let mut output_end = 0u64;
         let final_base = positions * segs;
         let states = if split {
-            final_base + if lse { 0 } else { positions }
+            final_base + if lse && !weighted { 0 } else { positions }
         } else {
             0
         };
@@ -1621,7 +1649,11 @@ fn plan_axes(
         let key = |entry: &'static str, module: Module| PipelineKey {
             module,
             entry,
-            op: op_code(func),
+            op: if weighted {
+                crate::codes::OP_LSE_WEIGHTED
+            } else {
+                op_code(func)
+            },
             wg,
             reduce: u32::from(masked),
             dims: 0,
@@ -1636,10 +1668,10 @@ fn plan_axes(
                 Bind::window(Src::Output, output),
                 Bind::whole(Src::Scratch(0)),
                 Bind::whole(Src::Aux),
-                if masked {
-                    Bind::whole(Src::Input(1))
-                } else {
+                if extra == Extra::None {
                     Bind::dummy()
+                } else {
+                    Bind::whole(Src::Input(1))
                 },
             ]
         };
@@ -1648,6 +1680,7 @@ fn plan_axes(
             seg_len: u32_of(seg_len, "segment")?,
             seg_total: u32_of(segs, "segments")?,
             final_base: u32_of(final_base, "states")?,
+            state_base: u32_of(sign_off, "the signs' offset")?,
             ..Params::default()
         };
         let pass = |entry, module, p: Params, groups, input, output| Pass {
@@ -1675,8 +1708,8 @@ fn plan_axes(
             let groups = items.div_ceil(u64::from(wg));
             let fill_items = k * if lse { 1 } else { ns };
             if !split {
-                let (output, out_offset) = out_window(olo, ohi);
-                output_end = output_end.max(out_end(ohi));
+                let (output, out_offset) = out_window(olo, ohi + sign_off);
+                output_end = output_end.max(out_end(ohi + sign_off));
                 let entry = if vec4 {
                     "axes_thread_vec4"
                 } else {
@@ -1710,6 +1743,9 @@ fn plan_axes(
                 "axes_partial"
             };
             passes.push(pass(entry, vec4_module, geo, groups, input, None));
+            if weighted {
+                applies.push(pass("axes_terms", vec4_module, geo, groups, input, None));
+            }
             if !lse {
                 let (output, out_offset) = out_window(olo, ohi);
                 output_end = output_end.max(out_end(ohi));
@@ -1741,7 +1777,7 @@ fn plan_axes(
                 if lse {
                     while k > 1 && {
                         let (_, _, olo, ohi) = spans(p0, k, 0, 0);
-                        (ohi - olo + 1) * 4 + caps.storage_align > usable
+                        (ohi + sign_off - olo + 1) * 4 + caps.storage_align > usable
                     } {
                         k = k.div_ceil(2);
                     }
@@ -1754,8 +1790,8 @@ fn plan_axes(
                 };
                 let output = if lse {
                     let (_, _, olo, ohi) = spans(p0, k, 0, 0);
-                    let (w, out_offset) = out_window(olo, ohi);
-                    output_end = output_end.max(out_end(ohi));
+                    let (w, out_offset) = out_window(olo, ohi + sign_off);
+                    output_end = output_end.max(out_end(ohi + sign_off));
                     fills.push(pass(
                         "axes_fill",
                         Module::LogsumexpAxes,
@@ -1768,23 +1804,41 @@ fn plan_axes(
                 } else {
                     None
                 };
+                // A weighted op's combine stores the maxima; its finish writes.
+                let (combine_out, finish_out) = if weighted {
+                    (None, output)
+                } else {
+                    (output, None)
+                };
                 combines.push(pass(
                     "axes_combine",
                     Module::LogsumexpAxes,
                     Params {
-                        out_offset: output.map_or(0, |o| o.1),
+                        out_offset: combine_out.map_or(0, |o| o.1),
                         ..geo
                     },
                     k.div_ceil(u64::from(wg)),
                     None,
-                    output.map(|o| o.0),
+                    combine_out.map(|o| o.0),
                 ));
+                if let Some((w, out_offset)) = finish_out {
+                    finishes.push(pass(
+                        "axes_weighted_finish",
+                        Module::LogsumexpAxes,
+                        Params { out_offset, ..geo },
+                        k.div_ceil(u64::from(wg)),
+                        None,
+                        Some(w),
+                    ));
+                }
                 p0 += k;
             }
         }
         passes.extend(combines);
         passes.extend(applies);
+        passes.extend(finishes);
         return Ok(AxesPlan {
+            sign_off,
             passes,
             fills,
             seg_len,
@@ -1863,19 +1917,36 @@ impl AxisOp {
                 options.output_offset
             )));
         }
-        let (where_, where_words) = match &options.where_shape {
+        let (extra, second_shape) = match (&options.where_shape, &options.b_shape) {
+            (Some(_), Some(_)) => {
+                return Err(Error::Unsupported(
+                    "a mask and weights together: put b = 0 where the mask is false".into(),
+                ));
+            }
+            (Some(ws), None) => (Extra::Mask, Some(ws)),
+            (None, Some(_)) if func != RowFn::Logsumexp => {
+                return Err(Error::Unsupported(format!(
+                    "weights (b) are for logsumexp, not {func:?}"
+                )));
+            }
+            (None, Some(bs)) => (Extra::Weights, Some(bs)),
+            (None, None) => (Extra::None, None),
+        };
+        let (where_, where_words) = match second_shape {
             Some(ws) => {
                 if ws.len() > MAX_DIMS {
                     return Err(Error::Shape(format!(
-                        "a mask of {} dimensions; at most {MAX_DIMS}",
+                        "a mask or b of {} dimensions; at most {MAX_DIMS}",
                         ws.len()
                     )));
                 }
                 let n: usize = ws.iter().product();
-                (
-                    where_strides(&layout.shape, ws)?,
-                    Some(n.div_ceil(32).max(1)),
-                )
+                let words = if extra == Extra::Mask {
+                    n.div_ceil(32)
+                } else {
+                    n
+                };
+                (where_strides(&layout.shape, ws)?, Some(words.max(1)))
             }
             None => (Vec::new(), None),
         };
@@ -1885,7 +1956,7 @@ impl AxisOp {
             && words as u64 * 4 > caps.max_binding
         {
             return Err(Error::Limit(format!(
-                "a mask of {words} words is larger than a storage binding ({} bytes)",
+                "a mask or b of {words} words is larger than a storage binding ({} bytes)",
                 caps.max_binding
             )));
         }
@@ -1905,6 +1976,8 @@ impl AxisOp {
             }
             (AxisKernel::Auto | AxisKernel::Rows, Some(_)) => AxisKernel::Rows,
             (AxisKernel::Strided, _) => AxisKernel::Strided,
+            // The weighted walks have no vec4 form.
+            _ if extra == Extra::Weights => AxisKernel::Strided,
             _ if axes_vec4_fits(&folded, layout, &caps) => AxisKernel::StridedVec4,
             _ => AxisKernel::Strided,
         };
@@ -1927,6 +2000,7 @@ impl AxisOp {
                 mask,
                 kernel,
                 segment_len: cols as usize,
+                sign_off: 0,
                 program: op.program,
                 fill: op.fill,
             });
@@ -1937,7 +2011,7 @@ impl AxisOp {
             layout,
             options.output_offset,
             kernel == AxisKernel::StridedVec4,
-            where_words.is_some(),
+            extra,
             options.segment_len as u64,
             &caps,
         )?;
@@ -1971,6 +2045,7 @@ impl AxisOp {
             mask,
             kernel,
             segment_len: plan.seg_len as usize,
+            sign_off: plan.sign_off,
             program,
             fill,
         })
@@ -2040,8 +2115,9 @@ impl AxisOp {
         self.program.record(encoder, &[input], output)
     }
 
-    /// [`AxisOp::record`] of an op made with [`AxisOptions::where_shape`]: `mask` holds the
-    /// packed mask ([`AxisOp::mask_bytes_needed`] bytes at least).
+    /// [`AxisOp::record`] of an op made with [`AxisOptions::where_shape`] or
+    /// [`AxisOptions::b_shape`]: `mask` holds the packed mask, or `b` ([`AxisOp::mask_bytes_needed`]
+    /// bytes at least).
     pub fn record_masked(
         &self,
         encoder: &mut wgpu::CommandEncoder,
@@ -2052,9 +2128,14 @@ impl AxisOp {
         self.program.record(encoder, &[input, mask], output)
     }
 
-    /// The mask buffer must be at least this many bytes (0 without a mask).
+    /// The mask's (or `b`'s) buffer must be at least this many bytes (0 without either).
     pub fn mask_bytes_needed(&self) -> u64 {
         self.program.input_bytes(1)
+    }
+
+    /// Entries from a weighted op's logs to its signs in the output (0 for other ops).
+    pub fn signs_offset(&self) -> usize {
+        self.sign_off as usize
     }
 
     /// Records a fill of exactly the output entries this op writes with
@@ -2185,8 +2266,65 @@ impl Gpu {
             &layout,
             axes.into(),
             keepdims,
-            Some((where_shape, &mask)),
+            Some((Extra::Mask, where_shape, &mask)),
         )
+    }
+
+    /// SciPy's `logsumexp(x, axis, b=b, keepdims, return_sign=True)` of a row-major array of
+    /// `shape`: `(log|Σ b·eˣ|, sign)` over `axes`, `b` row-major of `b_shape`, which broadcasts
+    /// against `shape` as NumPy broadcasts. Entries with `b = 0` are ignored even where `x` is
+    /// inf or NaN; a zero sum gives (−inf, 0). (SciPy without `return_sign` gives NaN where the
+    /// sign is −1.)
+    ///
+    /// ```no_run
+    /// use logdomain::Axes;
+    /// let gpu = logdomain::Gpu::new()?;
+    /// let x = [0.0f32, 1.0, 2.0, 3.0];
+    /// let (log, sign) = gpu.reduce_axes_weighted(&x, &[2, 2], &[1.0, -2.0], &[2], 1, false)?;
+    /// assert_eq!(sign.values, [-1.0, -1.0]); // e⁰ − 2e¹ < 0
+    /// assert!((log.values[0] - (2.0 * 1f32.exp() - 1.0).ln()).abs() < 1e-6);
+    /// # Ok::<(), logdomain::Error>(())
+    /// ```
+    #[allow(clippy::too_many_arguments)]
+    pub fn reduce_axes_weighted(
+        &self,
+        x: &[f32],
+        shape: &[usize],
+        b: &[f32],
+        b_shape: &[usize],
+        axes: impl Into<Axes>,
+        keepdims: bool,
+    ) -> Result<(NdArray, NdArray), Error> {
+        let expected: usize = b_shape.iter().product();
+        if b.len() != expected {
+            return Err(Error::InputLength {
+                what: "b",
+                expected,
+                actual: b.len(),
+            });
+        }
+        let layout = NdLayout::contiguous(shape);
+        let words: Vec<u32> = if b.is_empty() {
+            vec![0]
+        } else {
+            bytemuck::cast_slice(b).to_vec()
+        };
+        let both = self.run_strided_with(
+            RowFn::Logsumexp,
+            Values::F32(x),
+            &layout,
+            axes.into(),
+            keepdims,
+            Some((Extra::Weights, b_shape, &words)),
+        )?;
+        let n = both.values.len() / 2;
+        let signs = NdArray {
+            shape: both.shape.clone(),
+            values: both.values[n..].to_vec(),
+        };
+        let mut logs = both;
+        logs.values.truncate(n);
+        Ok((logs, signs))
     }
 
     fn run_strided(
@@ -2200,7 +2338,8 @@ impl Gpu {
         self.run_strided_with(func, x, layout, axes, keepdims, None)
     }
 
-    /// The blocking path of the N-d calls, with a packed mask of a shape if any.
+    /// The blocking path of the N-d calls, with a packed mask or `b` of a shape if any (a
+    /// weighted op's values are its logs then its signs).
     fn run_strided_with(
         &self,
         func: RowFn,
@@ -2208,7 +2347,7 @@ impl Gpu {
         layout: &NdLayout,
         axes: Axes,
         keepdims: bool,
-        where_: Option<(&[usize], &[u32])>,
+        second: Option<(Extra, &[usize], &[u32])>,
     ) -> Result<NdArray, Error> {
         let (len, format, bytes) = x.upload();
         let layout = NdLayout {
@@ -2223,9 +2362,16 @@ impl Gpu {
                 actual: len,
             });
         }
-        let options = AxisOptions {
-            where_shape: where_.map(|(s, _)| s.to_vec()),
-            ..AxisOptions::default()
+        let options = match second {
+            Some((Extra::Mask, shape, _)) => AxisOptions {
+                where_shape: Some(shape.to_vec()),
+                ..AxisOptions::default()
+            },
+            Some((Extra::Weights, shape, _)) => AxisOptions {
+                b_shape: Some(shape.to_vec()),
+                ..AxisOptions::default()
+            },
+            _ => AxisOptions::default(),
         };
         let op = AxisOp::with_options(self, func, &layout, axes, &options)?;
         let shape = op.output_shape(keepdims);
@@ -2237,12 +2383,17 @@ impl Gpu {
             });
         }
         let mut inputs: Vec<&[u8]> = vec![&bytes];
-        if let Some((_, mask)) = where_ {
-            inputs.push(bytemuck::cast_slice(mask));
+        if let Some((_, _, words)) = second {
+            inputs.push(bytemuck::cast_slice(words));
         }
-        let values = self
-            .run_program_filled(op.program(), &inputs, n, &[], SENTINEL_BITS)?
-            .0;
+        let values = if op.signs_offset() > 0 {
+            // The logs, then the signs `signs_offset` (= n, the output being contiguous) after.
+            self.run_program_filled(op.program(), &inputs, 2 * n, &[], SENTINEL_BITS)?
+                .0
+        } else {
+            self.run_program_filled(op.program(), &inputs, n, &[], SENTINEL_BITS)?
+                .0
+        };
         Ok(NdArray { shape, values })
     }
 }

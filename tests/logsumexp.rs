@@ -1809,3 +1809,160 @@ fn where_strides_of(shape: &[usize], where_shape: &[usize]) -> Vec<usize> {
         })
         .collect()
 }
+
+/// SciPy's `b` and `return_sign` on N-d arrays, `b` broadcast as NumPy broadcasts, with and
+/// without segments: the CPU mirror bit for bit, the 2-D weighted family within the contract,
+/// SciPy's special cases, and the errors.
+#[test]
+fn nd_weights_broadcast_and_mirror_the_reference() {
+    let gpu = gpu();
+    let mut rng = Rng(24);
+    let shape = [3usize, 5, 8];
+    let x: Vec<f32> = rng
+        .vec(120, -20.0, 20.0)
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| match i % 23 {
+            4 => NAN,
+            11 => INF,
+            17 => NEG_INF,
+            _ => v,
+        })
+        .collect();
+    let layout = NdLayout::contiguous(&shape);
+    let dense = logdomain::logsumexp::contiguous_strides(&shape);
+    let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
+    for b_shape in [vec![8], vec![5, 1], vec![3, 5, 8], vec![], vec![1, 8]] {
+        let bn: usize = b_shape.iter().product();
+        let b: Vec<f32> = (0..bn)
+            .map(|i| match i % 4 {
+                0 => 1.5,
+                1 => -0.75,
+                2 => 0.0,
+                _ => 2.0,
+            })
+            .collect();
+        let bs = where_strides_of(&shape, &b_shape);
+        let b_dense: Vec<f32> = nd_indices(&shape)
+            .iter()
+            .map(|idx| b[idx.iter().zip(&bs).map(|(i, s)| i * s).sum::<usize>()])
+            .collect();
+        for axes in [Axes::from(-1), Axes::from(0), Axes::from([0, 2]), Axes::All] {
+            let reduced = axes.mask(3).unwrap();
+            for seg in [0, 3] {
+                let options = AxisOptions {
+                    segment_len: seg,
+                    b_shape: Some(b_shape.clone()),
+                    ..AxisOptions::default()
+                };
+                let what = format!("b {b_shape:?} {axes:?} segments of {seg}");
+                let op =
+                    AxisOp::with_options(gpu, RowFn::Logsumexp, &layout, axes.clone(), &options)
+                        .unwrap_or_else(|e| panic!("{what}: {e}"));
+                assert_eq!(op.kernel(), AxisKernel::Strided, "{what}");
+                let n: usize = op.output_shape(false).iter().product();
+                assert_eq!(op.signs_offset(), n, "{what}");
+                let buf = |bytes: &[u8]| {
+                    gpu.device()
+                        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                            label: None,
+                            contents: bytes,
+                            usage,
+                        })
+                };
+                let input = buf(bytemuck::cast_slice(&x));
+                let weights = buf(bytemuck::cast_slice(if b.is_empty() {
+                    &[0.0f32][..]
+                } else {
+                    &b
+                }));
+                let output = gpu.device().create_buffer(&wgpu::BufferDescriptor {
+                    label: None,
+                    size: 8 * n as u64,
+                    usage,
+                    mapped_at_creation: false,
+                });
+                let mut encoder = gpu.device().create_command_encoder(&Default::default());
+                op.record_sentinel_fill(&mut encoder, &output).unwrap();
+                op.record_masked(&mut encoder, &input, &weights, &output)
+                    .unwrap();
+                gpu.queue().submit([encoder.finish()]);
+                let got = gpu.read_f32(&output, 8 * n as u64).unwrap();
+                let (logs, signs) = logdomain::reference::logsumexp::reduce_axes_weighted(
+                    &x,
+                    &shape,
+                    &dense,
+                    &b_dense,
+                    &reduced,
+                    op.segment_len(),
+                );
+                let want: Vec<f32> = logs.into_iter().chain(signs).collect();
+                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        g.to_bits() == w.to_bits()
+                            || (g.is_nan() && w.is_nan() && g.to_bits() != SENTINEL_BITS),
+                        "{what}: entry {i}: {g} against the mirror's {w}"
+                    );
+                }
+            }
+        }
+    }
+    // The 2-D weighted family's rows through the N-d call, per-element b.
+    let (rows, cols) = (15, 8);
+    let b: Vec<f32> = (0..rows * cols)
+        .map(|i| [1.0, -0.5, 0.0, 3.0][i % 4])
+        .collect();
+    let (logs, signs) = gpu
+        .reduce_axes_weighted(&x, &[rows, cols], &b, &[rows, cols], -1, false)
+        .unwrap();
+    let (want_l, want_s) = gpu.logsumexp_weighted(&x, &b, rows, cols).unwrap();
+    assert_row(&signs.values, &want_s, "signs");
+    for (g, w) in logs.values.iter().zip(&want_l) {
+        assert!(
+            same(*g, *w) || (g - w).abs() <= 1e-5 * w.abs().max(1.0),
+            "{g} {w}"
+        );
+    }
+    // SciPy's cases: cancellation to a zero sum, zero weights on NaN and inf, an infinite term,
+    // a negative sum.
+    let cases: [([f32; 2], [f32; 2], f32, f32); 4] = [
+        ([0.0, std::f32::consts::LN_2], [1.0, -0.5], NEG_INF, 0.0),
+        ([NAN, 1.0], [0.0, 2.0], 1.0 + std::f32::consts::LN_2, 1.0),
+        ([INF, 0.0], [-1.0, 1.0], INF, -1.0),
+        ([0.0, 1.0], [1.0, -2.0], (2.0 * 1f32.exp() - 1.0).ln(), -1.0),
+    ];
+    for (xv, bv, l, s) in cases {
+        let (got_l, got_s) = gpu
+            .reduce_axes_weighted(&xv, &[2], &bv, &[2], 0, true)
+            .unwrap();
+        assert_eq!(got_l.shape, [1]);
+        assert_eq!(got_s.values, [s], "{xv:?} {bv:?}");
+        assert!(
+            same(got_l.values[0], l) || (got_l.values[0] - l).abs() < 1e-6,
+            "{xv:?} {bv:?}: {:?}",
+            got_l.values
+        );
+    }
+    // Errors.
+    assert!(matches!(
+        gpu.reduce_axes_weighted(&x, &shape, &[1.0; 3], &[3], -1, false),
+        Err(Error::Shape(_))
+    ));
+    let both = AxisOptions {
+        b_shape: Some(vec![8]),
+        where_shape: Some(vec![8]),
+        ..AxisOptions::default()
+    };
+    assert!(matches!(
+        AxisOp::with_options(gpu, RowFn::Logsumexp, &layout, -1, &both),
+        Err(Error::Unsupported(_))
+    ));
+    let softmax_b = AxisOptions {
+        b_shape: Some(vec![8]),
+        ..AxisOptions::default()
+    };
+    assert!(matches!(
+        AxisOp::with_options(gpu, RowFn::Softmax, &layout, -1, &softmax_b),
+        Err(Error::Unsupported(_))
+    ));
+}

@@ -545,6 +545,95 @@ pub fn reduce_axes_masked(
     out
 }
 
+/// The sum of signed terms as the N-d weighted kernel walks a segment: [`range_state`]'s blocks
+/// and binary counter with the sum monoid.
+fn range_sum(terms: &[super::likelihood::SumState]) -> super::likelihood::SumState {
+    use super::likelihood::{sum_combine, sum_identity};
+    let block = |b: &[super::likelihood::SumState]| {
+        b.iter().fold(sum_identity(), |st, &t| sum_combine(st, t))
+    };
+    if terms.len() <= BLOCK {
+        return block(terms);
+    }
+    let mut stack = Vec::new();
+    for (i, b) in terms.chunks(BLOCK).enumerate() {
+        let mut st = block(b);
+        // The binary counter: blocks so far = i + 1.
+        let mut c = i + 1;
+        while c & 1 == 0 {
+            st = sum_combine(stack.pop().expect("binary counter"), st);
+            c >>= 1;
+        }
+        stack.push(st);
+    }
+    stack
+        .iter()
+        .rev()
+        .fold(sum_identity(), |total, &st| sum_combine(st, total))
+}
+
+/// SciPy's `logsumexp(x, axis, b=b, return_sign=True)` as the N-d kernels compute it: `b` one
+/// weight per entry, row-major over `shape` (broadcasts expanded); the logs and the signs in
+/// row-major order of the kept dimensions. The max comes from a walk of `x` with the zero-weighted
+/// entries at −inf ([`segmented_state`]); the signed terms (`reference::weighted::signed_term`)
+/// are summed in segments of `seg_len` ([`range_sum`] each, then left to right).
+///
+/// # Panics
+/// As [`reduce_axes`], and if `b` is not one weight per entry.
+pub fn reduce_axes_weighted(
+    x: &[f32],
+    shape: &[usize],
+    strides: &[usize],
+    b: &[f32],
+    reduced: &[bool],
+    seg_len: usize,
+) -> (Vec<f32>, Vec<f32>) {
+    let kept: Vec<usize> = (0..shape.len()).filter(|&d| !reduced[d]).collect();
+    let red: Vec<usize> = (0..shape.len()).filter(|&d| reduced[d]).collect();
+    let ks: Vec<usize> = kept.iter().map(|&d| shape[d]).collect();
+    let rs: Vec<usize> = red.iter().map(|&d| shape[d]).collect();
+    let mut dense = vec![0usize; shape.len()];
+    let mut acc = 1;
+    for d in (0..shape.len()).rev() {
+        dense[d] = acc;
+        acc *= shape[d].max(1);
+    }
+    assert_eq!(b.len(), acc, "reference: one weight per entry");
+    let (mut logs, mut signs) = (Vec::new(), Vec::new());
+    let red_idx: Vec<Vec<usize>> = indices(&rs).collect();
+    for ki in indices(&ks) {
+        let at = |ri: &[usize], s: &[usize]| -> usize {
+            kept.iter().zip(&ki).map(|(&d, &i)| i * s[d]).sum::<usize>()
+                + red.iter().zip(ri).map(|(&d, &i)| i * s[d]).sum::<usize>()
+        };
+        let xs: Vec<f32> = red_idx.iter().map(|ri| x[at(ri, strides)]).collect();
+        let ws: Vec<f32> = red_idx.iter().map(|ri| b[at(ri, &dense)]).collect();
+        let walked: Vec<f32> = xs
+            .iter()
+            .zip(&ws)
+            .map(|(&v, &w)| if w == 0.0 { f32::NEG_INFINITY } else { v })
+            .collect();
+        let st = segmented_state(&walked, seg_len);
+        let hi = lse_result(st);
+        let m = if hi.is_finite() { st.m } else { hi };
+        let terms: Vec<super::likelihood::SumState> = xs
+            .iter()
+            .zip(&ws)
+            .map(|(&v, &w)| super::weighted::signed_term(v, w, m))
+            .collect();
+        let len = if seg_len == 0 { terms.len() } else { seg_len };
+        let sum = terms
+            .chunks(len.max(1))
+            .map(range_sum)
+            .reduce(super::likelihood::sum_combine)
+            .unwrap_or_else(super::likelihood::sum_identity);
+        let (l, s) = super::weighted::weighted_result(m, sum);
+        logs.push(l);
+        signs.push(s);
+    }
+    (logs, signs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

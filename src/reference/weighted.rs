@@ -24,59 +24,69 @@ pub fn logsumexp_weighted(x: &[f32], b: &[f32], rows: usize, cols: usize) -> (Ve
         let hi = super::logsumexp::lse_result(st);
         let m = if hi.is_finite() { st.m } else { hi };
         let terms: Vec<SumState> = (0..cols)
-            .map(|c| {
-                let (wb, xv) = (w(r, c), x[r * cols + c]);
-                if wb == 0.0 || !(m.is_finite() || m == f32::INFINITY) {
-                    return SumState::default();
-                }
-                let t = if xv == f32::INFINITY {
-                    f32::INFINITY
-                } else if m == f32::INFINITY || !xv.is_finite() {
-                    0.0
-                } else {
-                    ld_exp_neg(xv - m)
-                };
-                let v = if wb.is_infinite() && t == 0.0 {
-                    f32::NAN
-                } else {
-                    wb * t
-                };
-                let mut st = SumState::default();
-                if v.is_nan() {
-                    st.flags = super::likelihood::SUM_NAN;
-                } else if v == f32::INFINITY {
-                    st.flags = super::likelihood::SUM_POS_INF;
-                } else if v == f32::NEG_INFINITY {
-                    st.flags = super::likelihood::SUM_NEG_INF;
-                } else {
-                    st.s = v.max(0.0);
-                    st.w = (-v).max(0.0);
-                }
-                st
-            })
+            .map(|c| signed_term(x[r * cols + c], w(r, c), m))
             .collect();
         let partials: Vec<SumState> = terms.chunks(CHUNK).map(|c| pairwise(c.to_vec())).collect();
-        let st = reduce_levels(partials);
-        let (pos, neg) = (
-            st.flags & super::likelihood::SUM_POS_INF != 0,
-            st.flags & super::likelihood::SUM_NEG_INF != 0,
-        );
-        let (l, s) = if m.is_nan() || st.flags & super::likelihood::SUM_NAN != 0 || (pos && neg) {
-            (f32::NAN, f32::NAN)
-        } else if pos || neg {
-            (f32::INFINITY, if pos { 1.0 } else { -1.0 })
-        } else if !m.is_finite() {
-            (f32::NEG_INFINITY, 0.0)
-        } else {
-            let d = st.s - st.w;
-            if d == 0.0 {
-                (f32::NEG_INFINITY, 0.0)
-            } else {
-                (m + super::likelihood::xlog(d.abs()), d.signum())
-            }
-        };
+        let (l, s) = weighted_result(m, reduce_levels(partials));
         lse.push(l);
         sign.push(s);
     }
     (lse, sign)
+}
+
+/// The term `b·e^(x − m)` of an entry of a row whose max over its nonzero-weighted entries is `m`
+/// (NaN, +inf, or −inf for none): the positive part in `s`, the negative part's magnitude in `w`,
+/// an infinite or NaN term as a flag; nothing for `b = 0`. Mirrors `signed_term` in
+/// `shaders/common.wgsl`.
+pub fn signed_term(xv: f32, wb: f32, m: f32) -> SumState {
+    if wb == 0.0 || !(m.is_finite() || m == f32::INFINITY) {
+        return SumState::default();
+    }
+    let t = if xv == f32::INFINITY {
+        f32::INFINITY
+    } else if m == f32::INFINITY || !xv.is_finite() {
+        0.0
+    } else {
+        ld_exp_neg(xv - m)
+    };
+    let v = if wb.is_infinite() && t == 0.0 {
+        f32::NAN
+    } else {
+        wb * t
+    };
+    let mut st = SumState::default();
+    if v.is_nan() {
+        st.flags = super::likelihood::SUM_NAN;
+    } else if v == f32::INFINITY {
+        st.flags = super::likelihood::SUM_POS_INF;
+    } else if v == f32::NEG_INFINITY {
+        st.flags = super::likelihood::SUM_NEG_INF;
+    } else {
+        st.s = v.max(0.0);
+        st.w = (-v).max(0.0);
+    }
+    st
+}
+
+/// `(log|P − N|, sign)` from the row max `m` (as for [`signed_term`]) and the terms' sums.
+/// Mirrors `weighted_result` in `shaders/common.wgsl`.
+pub fn weighted_result(m: f32, st: SumState) -> (f32, f32) {
+    let (pos, neg) = (
+        st.flags & super::likelihood::SUM_POS_INF != 0,
+        st.flags & super::likelihood::SUM_NEG_INF != 0,
+    );
+    if m.is_nan() || st.flags & super::likelihood::SUM_NAN != 0 || (pos && neg) {
+        (f32::NAN, f32::NAN)
+    } else if pos || neg {
+        (f32::INFINITY, if pos { 1.0 } else { -1.0 })
+    } else if !m.is_finite() {
+        (f32::NEG_INFINITY, 0.0)
+    } else {
+        let d = st.s - st.w;
+        if d == 0.0 {
+            (f32::NEG_INFINITY, 0.0)
+        } else {
+            (m + super::likelihood::xlog(d.abs()), d.signum())
+        }
+    }
 }
