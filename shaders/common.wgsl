@@ -350,6 +350,8 @@ const SUM_BIG_W: u32 = 16u;
 // 2^64 and 2^-64: scaling by them is exact (down to the normal range).
 const TWO_POW_64: f32 = 18446744073709551616.0;
 const TWO_POW_M64: f32 = 5.421010862427522e-20;
+// 64 ln 2, the log of 2^64.
+const LN_TWO_POW_64: f32 = 44.3614195558365;
 
 struct SumState {
     s: f32,
@@ -451,12 +453,24 @@ fn weighted_result(hib: u32, st: SumState) -> vec2<u32> {
         lse = F32_NEG_INF;
         sign = 0u;
     } else {
-        let d = st.s - st.w;
+        // Sums of 2^64 or more are held times 2^-64 (`sum_combine`): both on one scale, and
+        // 64 ln 2 back in the log.
+        let bs = (st.flags & SUM_BIG_S) != 0u;
+        let bw = (st.flags & SUM_BIG_W) != 0u;
+        var s = st.s;
+        var w = st.w;
+        var shift = 0.0;
+        if (bs || bw) {
+            s = select(s * TWO_POW_M64, s, bs);
+            w = select(w * TWO_POW_M64, w, bw);
+            shift = LN_TWO_POW_64;
+        }
+        let d = s - w;
         if (d == 0.0) {
             lse = F32_NEG_INF;
             sign = 0u;
         } else {
-            lse = f32b(bitcast<f32>(hib) + bitcast<f32>(xlog(f32b(abs(d)))));
+            lse = f32b(bitcast<f32>(hib) + (bitcast<f32>(xlog(f32b(abs(d)))) + shift));
             sign = select(f32b(-1.0), f32b(1.0), d > 0.0);
         }
     }

@@ -150,3 +150,36 @@ fn encoder_level_and_errors() {
     let (l, s) = gpu.logsumexp_weighted(&[], &[], 3, 0).unwrap();
     assert_eq!((l, s), (vec![f32::NEG_INFINITY; 3], vec![0.0; 3]));
 }
+
+/// Sums of 2^64 or more (weights of 1e30) are held scaled by 2^-64 inside the sum monoid: the
+/// log comes back with 64 ln 2, also when only one of the two sums is scaled, on the 2-D family
+/// and the N-d call.
+#[test]
+fn huge_weights_keep_their_scale() {
+    let gpu = gpu();
+    let cases: [([f32; 2], [f32; 2]); 4] = [
+        ([0.0, 0.0], [1e30, 1e30]),
+        ([0.0, 1.0], [1e30, -1.0]),
+        ([2.0, 0.0], [-3e29, 1e20]),
+        ([0.0, -5.0], [4e25, -4e25]),
+    ];
+    for (x, b) in cases {
+        let truth: f64 = x
+            .iter()
+            .zip(&b)
+            .map(|(&v, &w)| f64::from(w) * f64::from(v).exp())
+            .sum();
+        let (l, s) = gpu.logsumexp_weighted(&x, &b, 1, 2).unwrap();
+        let (nl, ns) = gpu
+            .reduce_axes_weighted(&x, &[2], &b, &[2], 0, false)
+            .unwrap();
+        for (got, sign, what) in [(l[0], s[0], "2-D"), (nl.values[0], ns.values[0], "N-d")] {
+            assert_eq!(f64::from(sign), truth.signum(), "{what} {x:?} {b:?}");
+            let want = truth.abs().ln();
+            assert!(
+                (f64::from(got) - want).abs() <= 1e-5 * want.abs(),
+                "{what} {x:?} {b:?}: {got} against {want}"
+            );
+        }
+    }
+}

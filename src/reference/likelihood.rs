@@ -127,7 +127,9 @@ pub const SUM_BIG_S: u32 = 8;
 /// `w` holds the summed weights times 2^-64.
 pub const SUM_BIG_W: u32 = 16;
 const TWO_POW_64: f32 = 18_446_744_073_709_551_616.0;
-const TWO_POW_M64: f32 = 1.0 / TWO_POW_64;
+pub(crate) const TWO_POW_M64: f32 = 1.0 / TWO_POW_64;
+/// 64 ln 2, the log of 2^64 (`LN_TWO_POW_64` in `shaders/common.wgsl`).
+pub const LN_TWO_POW_64: f32 = 44.361_42;
 
 /// The empty sum.
 pub fn sum_identity() -> SumState {

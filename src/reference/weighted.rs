@@ -82,11 +82,24 @@ pub fn weighted_result(m: f32, st: SumState) -> (f32, f32) {
     } else if !m.is_finite() {
         (f32::NEG_INFINITY, 0.0)
     } else {
-        let d = st.s - st.w;
+        // Sums of 2^64 or more are held times 2^-64: both on one scale, 64 ln 2 back in the log.
+        use super::likelihood::{LN_TWO_POW_64, SUM_BIG_S, SUM_BIG_W, TWO_POW_M64};
+        let (bs, bw) = (st.flags & SUM_BIG_S != 0, st.flags & SUM_BIG_W != 0);
+        let (mut s, mut w, mut shift) = (st.s, st.w, 0.0);
+        if bs || bw {
+            if !bs {
+                s *= TWO_POW_M64;
+            }
+            if !bw {
+                w *= TWO_POW_M64;
+            }
+            shift = LN_TWO_POW_64;
+        }
+        let d = s - w;
         if d == 0.0 {
             (f32::NEG_INFINITY, 0.0)
         } else {
-            (m + super::likelihood::xlog(d.abs()), d.signum())
+            (m + (super::likelihood::xlog(d.abs()) + shift), d.signum())
         }
     }
 }
