@@ -33,7 +33,8 @@
 // b, one f32 an entry at the mask's strides (0 where it broadcasts). The first walk reads x where
 // b ≠ 0 and −inf elsewhere, for the max m; a second walk sums the signed terms b·e^(x − m)
 // (`signed_term`, the sum monoid of common.wgsl) in the same blocks and segments; the logs go to
-// the output, the signs params.state_base entries after them (`weighted_result`).
+// the output, the signs params.state_base entries after them (`weighted_result`). OP_LSE_PARTS
+// writes a result's parts (m, log1p(s)) the same way: m at the output, log1p(s) after.
 override MASKED: bool = false;
 const OP_LSE_WEIGHTED: u32 = 4u;
 
@@ -269,9 +270,23 @@ fn position_at(p: u32) -> vec3<u32> {
     return vec3<u32>(params.in_offset, params.out_offset, 0u) + kept_offsets(p);
 }
 
+// Writes a result's log-sum-exp parts: m at output entry `at`, log1p(s) params.state_base after
+// it; (NaN, 0), (+inf, 0), (−inf, 0) for a NaN, a +inf, or no entry (as `write_reduced`).
+fn write_parts(st: LseState, at: u32) {
+    if ((st.flags & (FLAG_NAN | FLAG_POS_INF)) != 0u || (st.flags & FLAG_NONEMPTY) == 0u) {
+        out_store(at, lse_result_bits(st));
+        out_store(at + params.state_base, 0u);
+    } else {
+        out_store(at, bitcast<u32>(st.m));
+        out_store(at + params.state_base, bitcast<u32>(ld_log1p(st.s)));
+    }
+}
+
 // A position's whole output from its final state.
 fn axes_finish(st: LseState, at: vec3<u32>) {
-    if (OP == OP_LSE_WEIGHTED) {
+    if (OP == OP_LSE_PARTS) {
+        write_parts(st, at.y);
+    } else if (OP == OP_LSE_WEIGHTED) {
         let hib = max_bits(st);
         write_weighted(hib, axes_term_state(at.xz, hib, 0u, params.cols), at.y);
     } else if (OP == OP_LOGSUMEXP) {
@@ -329,6 +344,8 @@ fn axes_combine(
         }
         if (OP == OP_LOGSUMEXP) {
             out_store(position_at(pos).y, lse_result_bits(st));
+        } else if (OP == OP_LSE_PARTS) {
+            write_parts(st, position_at(pos).y);
         } else {
             store_state(params.final_base + pos, st);
         }
@@ -362,10 +379,10 @@ fn axes_fill(
     for (var item = wg_linear(wid, nwg) * WG + lid; item < params.rows * params.segs; item += total) {
         let g = axes_segment(item, params.rows);
         let out_base = position_at(params.row_base + g.x).y;
-        if (OP == OP_LOGSUMEXP || OP == OP_LSE_WEIGHTED) {
+        if (OP == OP_LOGSUMEXP || OP == OP_LSE_WEIGHTED || OP == OP_LSE_PARTS) {
             if (g.y == 0u) {
                 out_store(out_base, SENTINEL);
-                if (OP == OP_LSE_WEIGHTED) {
+                if (OP != OP_LOGSUMEXP) {
                     out_store(out_base + params.state_base, SENTINEL);
                 }
             }

@@ -201,7 +201,13 @@ fn axes_thread_vec4(
         let at = position_at(params.row_base + 4u * q);
         let out_base = at.y;
         let st = axes_range_state4(at.x >> 2u, at.z, 0u, params.cols);
-        if (OP == OP_LOGSUMEXP) {
+        if (OP == OP_LSE_PARTS) {
+            let step = axes.kept_out[0].x;
+            write_parts(st.a, out_base);
+            write_parts(st.b, out_base + step);
+            write_parts(st.c, out_base + 2u * step);
+            write_parts(st.d, out_base + 3u * step);
+        } else if (OP == OP_LOGSUMEXP) {
             let step = axes.kept_out[0].x;
             out_store(out_base, lse_result_bits(st.a));
             out_store(out_base + step, lse_result_bits(st.b));

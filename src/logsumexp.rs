@@ -1539,8 +1539,9 @@ fn plan_axes(
         };
         (klo + rlo, khi + rhi, kolo + rolo, kohi + rohi)
     };
-    // A weighted op writes its signs this many entries after its logs: past the logs' span.
-    let sign_off = if weighted && positions > 0 {
+    // A weighted op writes its signs this many entries after its logs, a parts op its log1p(s)
+    // after its maxima: past the first values' span.
+    let sign_off = if (weighted || func == RowFn::LogsumexpParts) && positions > 0 {
         spans(0, positions, 0, 0).3 + 1
     } else {
         0
@@ -1891,13 +1892,6 @@ impl AxisOp {
         axes: impl Into<Axes>,
         options: &AxisOptions,
     ) -> Result<AxisOp, Error> {
-        if func == RowFn::LogsumexpParts {
-            return Err(Error::Unsupported(
-                "AxisOp computes logsumexp, softmax and log_softmax; the parts are row-wise \
-                 (RowOp)"
-                    .into(),
-            ));
-        }
         let input_end = layout.end()?;
         let ndim = layout.shape.len();
         let mask = axes.into().mask(ndim)?;
@@ -1960,7 +1954,8 @@ impl AxisOp {
                 caps.max_binding
             )));
         }
-        let rows = if where_words.is_some() {
+        // The row kernels write a row's parts side by side; the N-d op writes them in two blocks.
+        let rows = if where_words.is_some() || func == RowFn::LogsumexpParts {
             None
         } else {
             as_rows(func, &folded)
@@ -2133,7 +2128,8 @@ impl AxisOp {
         self.program.input_bytes(1)
     }
 
-    /// Entries from a weighted op's logs to its signs in the output (0 for other ops).
+    /// Entries from a weighted op's logs to its signs in the output, or from a parts op's maxima
+    /// to its log1p(s) (0 for other ops).
     pub fn signs_offset(&self) -> usize {
         self.sign_off as usize
     }
@@ -2325,6 +2321,42 @@ impl Gpu {
         let mut logs = both;
         logs.values.truncate(n);
         Ok((logs, signs))
+    }
+
+    /// Each result's log-sum-exp over `axes` of a row-major array of `shape` as a state of the
+    /// kernels' monoid ([`LseState`]), for merging chunks: states of disjoint pieces of the same
+    /// results (say, Dask chunks along a reduced axis), computed anywhere, combine with
+    /// [`LseState::combine`] into the results' log-sum-exp. Returns the result's shape (SciPy's,
+    /// with `keepdims`) and one state per result, row-major.
+    ///
+    /// ```no_run
+    /// let gpu = logdomain::Gpu::new()?;
+    /// let (a, b) = ([0.0f32, 1.0, 2.0, 3.0], [4.0f32, 5.0]); // rows 0..2 and 2..3 of (3, 2)
+    /// let (_, top) = gpu.reduce_axes_partial(&a, &[2, 2], 0, false)?;
+    /// let (_, bottom) = gpu.reduce_axes_partial(&b, &[1, 2], 0, false)?;
+    /// let lse: Vec<f32> = top.iter().zip(&bottom).map(|(t, b)| t.combine(*b).logsumexp()).collect();
+    /// # Ok::<(), logdomain::Error>(())
+    /// ```
+    pub fn reduce_axes_partial(
+        &self,
+        x: &[f32],
+        shape: &[usize],
+        axes: impl Into<Axes>,
+        keepdims: bool,
+    ) -> Result<(Vec<usize>, Vec<LseState>), Error> {
+        let layout = NdLayout::contiguous(shape);
+        let both = self.run_strided(
+            RowFn::LogsumexpParts,
+            Values::F32(x),
+            &layout,
+            axes.into(),
+            keepdims,
+        )?;
+        let n = both.values.len() / 2;
+        let states = (0..n)
+            .map(|i| LseState::from_parts(both.values[i], both.values[n + i]))
+            .collect();
+        Ok((both.shape, states))
     }
 
     fn run_strided(

@@ -1966,3 +1966,96 @@ fn nd_weights_broadcast_and_mirror_the_reference() {
         Err(Error::Unsupported(_))
     ));
 }
+
+/// The log-sum-exp parts over any axes (every result's m, then every result's log1p(s)): the
+/// mirror bit for bit on the strided kernels; as states, chunks along a reduced axis merge into
+/// the whole's log-sum-exp.
+#[test]
+fn nd_parts_mirror_the_reference_and_merge_across_chunks() {
+    let gpu = gpu();
+    let mut rng = Rng(25);
+    let shape = [6usize, 4, 8];
+    let mut x = rng.vec(192, -30.0, 30.0);
+    x[5] = NAN;
+    x[40] = INF;
+    for v in &mut x[64..72] {
+        *v = NEG_INF;
+    }
+    let layout = NdLayout::contiguous(&shape);
+    for axes in [Axes::from(0), Axes::from(-1), Axes::from([0, 2]), Axes::All] {
+        let reduced = axes.mask(3).unwrap();
+        for (kernel, seg) in [
+            (AxisKernel::Auto, 0),
+            (AxisKernel::Strided, 5),
+            (AxisKernel::StridedVec4, 0),
+            (AxisKernel::StridedVec4, 5),
+        ] {
+            let what = format!("{axes:?} {kernel:?} {seg}");
+            let options = AxisOptions {
+                kernel,
+                segment_len: seg,
+                ..AxisOptions::default()
+            };
+            let op =
+                AxisOp::with_options(gpu, RowFn::LogsumexpParts, &layout, axes.clone(), &options)
+                    .unwrap();
+            let n: usize = op.output_shape(false).iter().product();
+            assert_eq!(op.signs_offset(), n, "{what}");
+            assert_ne!(op.kernel(), AxisKernel::Rows, "{what}");
+            let (_, got) =
+                run_axes(gpu, RowFn::LogsumexpParts, &x, &layout, &axes, kernel, seg).unwrap();
+            assert_eq!(got.len(), n, "{what}: run_axes reads the first block");
+            let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
+            let input = gpu
+                .device()
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: None,
+                    contents: bytemuck::cast_slice(&x),
+                    usage,
+                });
+            let output = gpu.device().create_buffer(&wgpu::BufferDescriptor {
+                label: None,
+                size: 8 * n as u64,
+                usage,
+                mapped_at_creation: false,
+            });
+            let mut encoder = gpu.device().create_command_encoder(&Default::default());
+            op.record_sentinel_fill(&mut encoder, &output).unwrap();
+            op.record(&mut encoder, &input, &output).unwrap();
+            gpu.queue().submit([encoder.finish()]);
+            let both = gpu.read_f32(&output, 8 * n as u64).unwrap();
+            let want = logdomain::reference::logsumexp::reduce_axes(
+                RowFn::LogsumexpParts,
+                &x,
+                &shape,
+                &layout.strides,
+                &reduced,
+                op.segment_len(),
+            );
+            for (i, (g, w)) in both.iter().zip(&want).enumerate() {
+                assert!(
+                    g.to_bits() == w.to_bits()
+                        || (g.is_nan() && w.is_nan() && g.to_bits() != SENTINEL_BITS),
+                    "{what}: entry {i}: {g} against the mirror's {w}"
+                );
+            }
+        }
+    }
+    // Chunks of axis 0 (rows 0..4 and 4..6), as Dask would compute them, merge into the whole.
+    let (shape_a, a) = ([4usize, 4, 8], &x[..128]);
+    let (shape_b, b) = ([2usize, 4, 8], &x[128..]);
+    let (s, top) = gpu.reduce_axes_partial(a, &shape_a, 0, false).unwrap();
+    let (_, bottom) = gpu.reduce_axes_partial(b, &shape_b, 0, false).unwrap();
+    assert_eq!(s, [4, 8]);
+    let merged: Vec<f32> = top
+        .iter()
+        .zip(&bottom)
+        .map(|(t, u)| t.combine(*u).logsumexp())
+        .collect();
+    let whole = gpu
+        .reduce_axes(RowFn::Logsumexp, &x, &shape, 0, false)
+        .unwrap();
+    let (rows, _, p, r) = nd_rows(&x, &layout, &[true, false, false], None);
+    check(RowFn::Logsumexp, &merged, &rows, p, r, "merged chunks");
+    check(RowFn::Logsumexp, &whole.values, &rows, p, r, "whole");
+}

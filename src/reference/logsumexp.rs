@@ -423,15 +423,15 @@ fn indices(shape: &[usize]) -> impl Iterator<Item = Vec<usize>> + '_ {
     })
 }
 
-/// `func` (logsumexp, softmax or log_softmax) over the dimensions `mask` marks of the array
-/// whose entry `(i0, i1, …)` is `x[Σ i_d · strides[d]]`: each result's entries walked in the
-/// row-major order of the reduced indices, `seg_len` entries a segment
-/// ([`segmented_state`]). The results in row-major order of the kept dimensions (logsumexp),
-/// or of the whole shape (softmax, log_softmax).
+/// `func` over the dimensions `mask` marks of the array whose entry `(i0, i1, …)` is
+/// `x[Σ i_d · strides[d]]`: each result's entries walked in the row-major order of the reduced
+/// indices, `seg_len` entries a segment ([`segmented_state`]). The results in row-major order
+/// of the kept dimensions (logsumexp; the parts as every result's m, then every result's
+/// log1p(s), as [`logsumexp_parts`] gives them for a row), or of the whole shape (softmax,
+/// log_softmax).
 ///
 /// # Panics
-/// If the shapes disagree or an index falls outside `x` (the reference is a test oracle), or
-/// for [`RowFn::LogsumexpParts`].
+/// If the shapes disagree or an index falls outside `x` (the reference is a test oracle).
 pub fn reduce_axes(
     func: RowFn,
     x: &[f32],
@@ -441,10 +441,6 @@ pub fn reduce_axes(
     seg_len: usize,
 ) -> Vec<f32> {
     assert!(shape.len() == strides.len() && shape.len() == mask.len());
-    assert!(
-        func != RowFn::LogsumexpParts,
-        "reference: parts are row-wise"
-    );
     let kept: Vec<usize> = (0..shape.len()).filter(|&d| !mask[d]).collect();
     let red: Vec<usize> = (0..shape.len()).filter(|&d| mask[d]).collect();
     let kept_shape: Vec<usize> = kept.iter().map(|&d| shape[d]).collect();
@@ -453,7 +449,7 @@ pub fn reduce_axes(
     let mut out = vec![
         0.0f32;
         if func.reduces() {
-            kept_shape.iter().product()
+            kept_shape.iter().product::<usize>() * func.reduced_width() as usize
         } else {
             total
         }
@@ -479,6 +475,14 @@ pub fn reduce_axes(
         let st = segmented_state(&values, seg_len);
         match func {
             RowFn::Logsumexp => out[p] = lse_result(st),
+            RowFn::LogsumexpParts => {
+                let n = out.len() / 2;
+                if st.flags & (FLAG_NAN | FLAG_POS_INF) != 0 || st.flags & FLAG_NONEMPTY == 0 {
+                    (out[p], out[n + p]) = (lse_result(st), 0.0);
+                } else {
+                    (out[p], out[n + p]) = (st.m, ld_log1p(st.s));
+                }
+            }
             RowFn::Softmax => {
                 let denom = 1.0 + st.s;
                 for (&(_, o), &v) in places.iter().zip(&values) {
