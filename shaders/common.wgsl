@@ -476,3 +476,114 @@ fn weighted_result(hib: u32, st: SumState) -> vec2<u32> {
     }
     return vec2<u32>(lse, sign);
 }
+
+// ln(f32::MAX): e^x overflows above it.
+const EXP_ARG_MAX: f32 = 88.72284;
+
+// e^x for a finite x: ld_exp_neg below zero, the same reduction above, +inf past ln(f32::MAX).
+fn ld_exp(x: f32) -> u32 {
+    if (x <= 0.0) {
+        return bitcast<u32>(ld_exp_neg(x));
+    }
+    if (x > EXP_ARG_MAX) {
+        return F32_POS_INF;
+    }
+    let k = round(x * LOG2E);
+    let p = ld_exp_reduced(x, k);
+    // 2^k as 2^(k - 1) * 2, so k = 128 stays representable.
+    let scale = bitcast<f32>(u32(i32(k) + 126) << 23u);
+    let v = p * scale * 2.0;
+    if (v > 3.4028235e38) {
+        return F32_POS_INF;
+    }
+    return bitcast<u32>(v);
+}
+
+fn xexp(v: u32) -> u32 {
+    if (is_nan_bits(v)) {
+        return F32_NAN;
+    }
+    if (v == F32_POS_INF) {
+        return F32_POS_INF;
+    }
+    if (v == F32_NEG_INF) {
+        return 0u;
+    }
+    return ld_exp(bitcast<f32>(v));
+}
+
+// v · 2^(64 e) as bits, e in {-1, 0, 1}, for a finite v: ±inf where it exceeds f32 (|v| ≥ 2^64
+// with e = 1; below that the product is exact), and a value below the normal range as the
+// device rounds it.
+fn scale_bits(v: f32, e: i32) -> u32 {
+    if (e == 0) {
+        return f32b(v);
+    }
+    if (e < 0) {
+        return f32b(v * TWO_POW_M64);
+    }
+    if (abs(v) >= TWO_POW_64) {
+        return F32_POS_INF | (f32b(v) & 0x80000000u);
+    }
+    return f32b(v * TWO_POW_64);
+}
+
+fn big_s(st: SumState) -> i32 {
+    return select(0, 1, (st.flags & SUM_BIG_S) != 0u);
+}
+
+fn big_w(st: SumState) -> i32 {
+    return select(0, 1, (st.flags & SUM_BIG_W) != 0u);
+}
+
+// The total as bits: NaN if a NaN or both infinities were seen, else the infinity seen, else s.
+fn sum_total_bits(st: SumState) -> u32 {
+    if ((st.flags & SUM_NAN) != 0u || (st.flags & (SUM_POS_INF | SUM_NEG_INF)) == (SUM_POS_INF | SUM_NEG_INF)) {
+        return F32_NAN;
+    }
+    if ((st.flags & SUM_POS_INF) != 0u) {
+        return F32_POS_INF;
+    }
+    if ((st.flags & SUM_NEG_INF) != 0u) {
+        return F32_NEG_INF;
+    }
+    return scale_bits(st.s, big_s(st));
+}
+
+// The backward of the log-sum-exp family at one entry (bits in, bits out), shared by the row ops
+// (gradients.wgsl) and the N-d ones (logsumexp_axes.wgsl). Mirror: src/reference/gradients.rs.
+// logsumexp: g · exp(x − lse); NaN where lse is NaN or +inf or x is NaN, 0 at x = −inf.
+fn lse_backward_bits(xb: u32, gb: u32, lse: u32) -> u32 {
+    if (is_nan_bits(lse) || lse == F32_POS_INF || is_nan_bits(xb)) {
+        return F32_NAN;
+    }
+    if (xb == F32_NEG_INF) {
+        return 0u;
+    }
+    if (!is_finite_bits(lse)) {
+        return F32_NAN;
+    }
+    return xmul(gb, ld_exp(bitcast<f32>(xb) - bitcast<f32>(lse)));
+}
+
+// log_softmax (its output y): g − exp(y) · Σ g; NaN at NaN outputs, 0 at −inf ones.
+fn log_softmax_backward_bits(yb: u32, gb: u32, sum_g: u32) -> u32 {
+    if (is_nan_bits(yb)) {
+        return F32_NAN;
+    }
+    if (yb == F32_NEG_INF) {
+        return 0u;
+    }
+    return xsub(gb, xmul(xexp(yb), sum_g));
+}
+
+// softmax (its output p): p · (g − Σ g p); NaN at NaN probabilities, 0 at zero ones.
+fn softmax_backward_bits(pb: u32, gb: u32, sum_gp: u32) -> u32 {
+    if (is_nan_bits(pb)) {
+        return F32_NAN;
+    }
+    if ((pb & F32_ABS_MASK) == 0u) {
+        return 0u;
+    }
+    return xmul(pb, xsub(gb, sum_gp));
+}

@@ -119,36 +119,13 @@ fn gradient_bits(xb: u32, i: u32, row: u32, col: u32) -> u32 {
         return xmul(xb, b[params.b_off + i]);
     }
     if (OP == OP_LSE_BWD) {
-        let lse = c[params.c_off + row];
-        if (is_nan_bits(lse) || lse == F32_POS_INF || is_nan_bits(xb)) {
-            return F32_NAN;
-        }
-        if (xb == F32_NEG_INF) {
-            return 0u;
-        }
-        if (!is_finite_bits(lse)) {
-            return F32_NAN;
-        }
-        let e = ld_exp(bitcast<f32>(xb) - bitcast<f32>(lse));
-        return xmul(b[params.b_off + row], e);
+        return lse_backward_bits(xb, b[params.b_off + row], c[params.c_off + row]);
     }
     if (OP == OP_LSM_BWD) {
-        if (is_nan_bits(xb)) {
-            return F32_NAN;
-        }
-        if (xb == F32_NEG_INF) {
-            return 0u;
-        }
-        return xsub(b[params.b_off + i], xmul(xexp(xb), c[params.c_off + row]));
+        return log_softmax_backward_bits(xb, b[params.b_off + i], c[params.c_off + row]);
     }
     if (OP == OP_SM_BWD) {
-        if (is_nan_bits(xb)) {
-            return F32_NAN;
-        }
-        if ((xb & F32_ABS_MASK) == 0u) {
-            return 0u;
-        }
-        return xmul(xb, xsub(b[params.b_off + i], c[params.c_off + row]));
+        return softmax_backward_bits(xb, b[params.b_off + i], c[params.c_off + row]);
     }
     if (OP == OP_RESP) {
         return xexp(xsub(xb, c[params.c_off + row]));

@@ -59,8 +59,6 @@ const FINISH_SECOND: u32 = 5u;
 const CHUNK: u32 = 64u;
 const HALF_LN_TWO_PI: f32 = 0.9189385332046728;
 const TWO_PI: f32 = 6.283185307179586;
-// ln(f32::MAX): e^x overflows above it.
-const EXP_ARG_MAX: f32 = 88.72284;
 
 // Mirrors `shaders::LlParams` (src/shaders.rs). Element offsets count u32 inside bound windows.
 struct LlParams {
@@ -102,38 +100,6 @@ fn load_a(i: u32) -> u32 {
 
 fn ll_linear(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wid.x + wid.y * nwg.x) * WG + lid;
-}
-
-// e^x for a finite x: ld_exp_neg below zero, the same reduction above, +inf past ln(f32::MAX).
-fn ld_exp(x: f32) -> u32 {
-    if (x <= 0.0) {
-        return bitcast<u32>(ld_exp_neg(x));
-    }
-    if (x > EXP_ARG_MAX) {
-        return F32_POS_INF;
-    }
-    let k = round(x * LOG2E);
-    let p = ld_exp_reduced(x, k);
-    // 2^k as 2^(k - 1) * 2, so k = 128 stays representable.
-    let scale = bitcast<f32>(u32(i32(k) + 126) << 23u);
-    let v = p * scale * 2.0;
-    if (v > 3.4028235e38) {
-        return F32_POS_INF;
-    }
-    return bitcast<u32>(v);
-}
-
-fn xexp(v: u32) -> u32 {
-    if (is_nan_bits(v)) {
-        return F32_NAN;
-    }
-    if (v == F32_POS_INF) {
-        return F32_POS_INF;
-    }
-    if (v == F32_NEG_INF) {
-        return 0u;
-    }
-    return ld_exp(bitcast<f32>(v));
 }
 
 // softplus(z) = ln(1 + e^z) = max(z, 0) + log1p(e^-|z|), for finite z.
@@ -235,30 +201,6 @@ fn smooth_bits(xb: u32, hi: u32, lo: u32, wb: u32) -> u32 {
     return xmul(wb, nll);
 }
 
-// v · 2^(64 e) as bits, e in {-1, 0, 1}, for a finite v: ±inf where it exceeds f32 (|v| ≥ 2^64
-// with e = 1; below that the product is exact), and a value below the normal range as the
-// device rounds it.
-fn scale_bits(v: f32, e: i32) -> u32 {
-    if (e == 0) {
-        return f32b(v);
-    }
-    if (e < 0) {
-        return f32b(v * TWO_POW_M64);
-    }
-    if (abs(v) >= TWO_POW_64) {
-        return F32_POS_INF | (f32b(v) & 0x80000000u);
-    }
-    return f32b(v * TWO_POW_64);
-}
-
-fn big_s(st: SumState) -> i32 {
-    return select(0, 1, (st.flags & SUM_BIG_S) != 0u);
-}
-
-fn big_w(st: SumState) -> i32 {
-    return select(0, 1, (st.flags & SUM_BIG_W) != 0u);
-}
-
 // The summed weights as bits.
 fn sum_weight_bits(st: SumState) -> u32 {
     return scale_bits(st.w, big_w(st));
@@ -280,20 +222,6 @@ fn sum_ratio_bits(st: SumState, d: f32, e: i32) -> u32 {
         return q;
     }
     return scale_bits(bitcast<f32>(q), big_s(st) - e);
-}
-
-// The total as bits: NaN if a NaN or both infinities were seen, else the infinity seen, else s.
-fn sum_total_bits(st: SumState) -> u32 {
-    if ((st.flags & SUM_NAN) != 0u || (st.flags & (SUM_POS_INF | SUM_NEG_INF)) == (SUM_POS_INF | SUM_NEG_INF)) {
-        return F32_NAN;
-    }
-    if ((st.flags & SUM_POS_INF) != 0u) {
-        return F32_POS_INF;
-    }
-    if ((st.flags & SUM_NEG_INF) != 0u) {
-        return F32_NEG_INF;
-    }
-    return scale_bits(st.s, big_s(st));
 }
 
 // Pairwise summation of a stream: a binary counter of partial sums. Level i holds the sum of a

@@ -35,8 +35,22 @@
 // (`signed_term`, the sum monoid of common.wgsl) in the same blocks and segments; the logs go to
 // the output, the signs params.state_base entries after them (`weighted_result`). OP_LSE_PARTS
 // writes a result's parts (m, log1p(s)) the same way: m at the output, log1p(s) after.
+//
+// The backward ops (`AxisOptions::backward`): the input is the forward's input x (logsumexp) or
+// output (softmax p, log_softmax y); binding 5 holds the upstream gradient g at the mask's
+// strides (for logsumexp g per result, then the forward's lse per result params.state_base
+// entries later); the output is dx, one value an entry (`lse_backward_bits` and its neighbours
+// in common.wgsl). softmax and log_softmax need a sum per result (Σ g p, Σ g): a walk with the
+// sum monoid in the same blocks and segments.
 override MASKED: bool = false;
 const OP_LSE_WEIGHTED: u32 = 4u;
+const OP_LSE_BWD_ND: u32 = 5u;
+const OP_SM_BWD_ND: u32 = 6u;
+const OP_LSM_BWD_ND: u32 = 7u;
+
+fn is_backward() -> bool {
+    return OP == OP_LSE_BWD_ND || OP == OP_SM_BWD_ND || OP == OP_LSM_BWD_ND;
+}
 
 const AXES_MAX: u32 = 8u;
 const STACK4: u32 = 16u;
@@ -239,6 +253,89 @@ fn write_weighted(hib: u32, sum: SumState, at: u32) {
     out_store(at + params.state_base, res.y);
 }
 
+// What the backward's sum adds for reduced index j of the position at (input entry, g entry)
+// `at`: g p (softmax) or g (log_softmax).
+fn grad_term(at: vec2<u32>, j: u32) -> u32 {
+    let o = red_offsets(j);
+    let g = where_bits[at.y + o.z];
+    if (OP == OP_SM_BWD_ND) {
+        return xmul(load_x(at.x + o.x), g);
+    }
+    return g;
+}
+
+// The backward's sum of reduced entries first .. end: blocks of BLOCK values pushed in order
+// (`sum_push`), blocks merged by the binary counter, as `axes_range_state`.
+fn axes_grad_state(at: vec2<u32>, first: u32, end: u32) -> SumState {
+    if (end <= first || end - first <= BLOCK) {
+        var st = sum_identity();
+        for (var j = first; j < end; j++) {
+            st = sum_push(st, grad_term(at, j), 0.0);
+        }
+        return st;
+    }
+    var stack: array<SumState, STACK>;
+    var depth = 0u;
+    var blocks = 0u;
+    for (var j0 = first; j0 < end; j0 += BLOCK) {
+        var st = sum_identity();
+        let stop = min(j0 + BLOCK, end);
+        for (var j = j0; j < stop; j++) {
+            st = sum_push(st, grad_term(at, j), 0.0);
+        }
+        blocks += 1u;
+        for (var c = blocks; (c & 1u) == 0u; c = c >> 1u) {
+            depth -= 1u;
+            st = sum_combine(stack[depth], st);
+        }
+        stack[depth] = st;
+        depth += 1u;
+    }
+    var total = sum_identity();
+    for (var d = depth; d > 0u; d--) {
+        total = sum_combine(stack[d - 1u], total);
+    }
+    return total;
+}
+
+// Writes dx at entries first .. end of the position at (input, output, g) `at`, from its sum's
+// total (bits; unused by logsumexp's backward).
+fn axes_grad_write(at: vec3<u32>, sum: u32, first: u32, end: u32) {
+    for (var j = first; j < end; j++) {
+        let o = red_offsets(j);
+        let xb = load_x(at.x + o.x);
+        let gb = where_bits[at.z + o.z];
+        var bits: u32;
+        if (OP == OP_LSE_BWD_ND) {
+            bits = lse_backward_bits(xb, gb, where_bits[at.z + o.z + params.state_base]);
+        } else if (OP == OP_SM_BWD_ND) {
+            bits = softmax_backward_bits(xb, gb, sum);
+        } else {
+            bits = log_softmax_backward_bits(xb, gb, sum);
+        }
+        out_store(at.y + o.y, bits);
+    }
+}
+
+// A position's dx, whole (one segment).
+fn axes_grad_finish(at: vec3<u32>) {
+    var sum = 0u;
+    if (OP != OP_LSE_BWD_ND) {
+        sum = sum_total_bits(axes_grad_state(at.xz, 0u, params.cols));
+    }
+    axes_grad_write(at, sum, 0u, params.cols);
+}
+
+// A stored backward sum (in a `StoredState`'s fields).
+fn load_sum(i: u32) -> SumState {
+    let v = states[i];
+    return SumState(v.m, v.s, v.flags);
+}
+
+fn store_sum(i: u32, st: SumState) {
+    states[i] = StoredState(st.s, st.w, st.flags);
+}
+
 // Item `item` of a dispatch over `units` positions (or quads of positions) and params.segs
 // segments: (unit in the dispatch, segment, first entry, end). Neighbouring items are
 // neighbouring units of one segment, so that the invocations a CPU adapter runs one after the
@@ -306,7 +403,11 @@ fn axes_thread(
     let total = nwg.x * nwg.y * WG;
     for (var p = wg_linear(wid, nwg) * WG + lid; p < params.rows; p += total) {
         let at = position_at(params.row_base + p);
-        axes_finish(axes_range_state(at.xz, 0u, params.cols), at);
+        if (is_backward()) {
+            axes_grad_finish(at);
+        } else {
+            axes_finish(axes_range_state(at.xz, 0u, params.cols), at);
+        }
     }
 }
 
@@ -321,8 +422,12 @@ fn axes_partial(
     for (var item = wg_linear(wid, nwg) * WG + lid; item < params.rows * params.segs; item += total) {
         let g = axes_segment(item, params.rows);
         let pos = params.row_base + g.x;
-        let st = axes_range_state(position_at(pos).xz, g.z, g.w);
-        store_state(pos * params.seg_total + g.y, st);
+        if (is_backward()) {
+            store_sum(pos * params.seg_total + g.y, axes_grad_state(position_at(pos).xz, g.z, g.w));
+        } else {
+            let st = axes_range_state(position_at(pos).xz, g.z, g.w);
+            store_state(pos * params.seg_total + g.y, st);
+        }
     }
 }
 
@@ -338,6 +443,14 @@ fn axes_combine(
     for (var p = wg_linear(wid, nwg) * WG + lid; p < params.rows; p += total) {
         let pos = params.row_base + p;
         let first = pos * params.seg_total;
+        if (is_backward()) {
+            var sum = load_sum(first);
+            for (var k = 1u; k < params.seg_total; k++) {
+                sum = sum_combine(sum, load_sum(first + k));
+            }
+            store_sum(params.final_base + pos, sum);
+            continue;
+        }
         var st = load_state(first);
         for (var k = 1u; k < params.seg_total; k++) {
             st = lse_combine(st, load_state(first + k));
@@ -363,7 +476,15 @@ fn axes_apply(
     for (var item = wg_linear(wid, nwg) * WG + lid; item < params.rows * params.segs; item += total) {
         let g = axes_segment(item, params.rows);
         let pos = params.row_base + g.x;
-        axes_write(load_state(params.final_base + pos), position_at(pos), g.z, g.w);
+        if (is_backward()) {
+            var sum = 0u;
+            if (OP != OP_LSE_BWD_ND) {
+                sum = sum_total_bits(load_sum(params.final_base + pos));
+            }
+            axes_grad_write(position_at(pos), sum, g.z, g.w);
+        } else {
+            axes_write(load_state(params.final_base + pos), position_at(pos), g.z, g.w);
+        }
     }
 }
 

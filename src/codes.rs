@@ -24,6 +24,10 @@ codes! {
         OP_LSE_PARTS = 3,
         // The N-d weighted log-sum-exp with signs (`logsumexp_axes.wgsl`).
         OP_LSE_WEIGHTED = 4,
+        // The N-d backward ops (`logsumexp_axes.wgsl`).
+        OP_LSE_BWD_ND = 5,
+        OP_SM_BWD_ND = 6,
+        OP_LSM_BWD_ND = 7,
     }
 }
 

@@ -2059,3 +2059,133 @@ fn nd_parts_mirror_the_reference_and_merge_across_chunks() {
     check(RowFn::Logsumexp, &merged, &rows, p, r, "merged chunks");
     check(RowFn::Logsumexp, &whole.values, &rows, p, r, "whole");
 }
+
+/// The backward ops over any axes: the CPU mirror bit for bit (with and without segments), the
+/// row family's backward within the contract on rows, and the analytic gradient of logsumexp.
+#[test]
+fn nd_backward_ops_mirror_the_reference() {
+    let gpu = gpu();
+    let mut rng = Rng(26);
+    let shape = [3usize, 5, 8];
+    let x = rng.vec(120, -10.0, 10.0);
+    let g: Vec<f32> = rng.vec(120, -2.0, 2.0);
+    let layout = NdLayout::contiguous(&shape);
+    let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
+    let buf = |bytes: &[u8]| {
+        gpu.device()
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: None,
+                contents: bytes,
+                usage,
+            })
+    };
+    for axes in [Axes::from(-1), Axes::from(0), Axes::from([0, 2]), Axes::All] {
+        let reduced = axes.mask(3).unwrap();
+        for func in [RowFn::Logsumexp, RowFn::Softmax, RowFn::LogSoftmax] {
+            // The forward, and the gradient the backward takes: the output's shape.
+            let fwd = gpu
+                .reduce_axes(func, &x, &shape, axes.clone(), false)
+                .unwrap();
+            let (y, gin, lse): (Vec<f32>, Vec<f32>, Vec<f32>) = if func == RowFn::Logsumexp {
+                let n = fwd.values.len();
+                (x.clone(), g[..n].to_vec(), fwd.values.clone())
+            } else {
+                (fwd.values.clone(), g.clone(), Vec::new())
+            };
+            for seg in [0, 3] {
+                let what = format!("{func:?} {axes:?} segments of {seg}");
+                let options = AxisOptions {
+                    backward: true,
+                    segment_len: seg,
+                    ..AxisOptions::default()
+                };
+                let op = AxisOp::with_options(gpu, func, &layout, axes.clone(), &options)
+                    .unwrap_or_else(|e| panic!("{what}: {e}"));
+                assert_eq!(op.output_shape(false), shape, "{what}");
+                let second: Vec<f32> = gin.iter().chain(&lse).copied().collect();
+                let input = buf(bytemuck::cast_slice(&y));
+                let grad = buf(bytemuck::cast_slice(&second));
+                let output = gpu.device().create_buffer(&wgpu::BufferDescriptor {
+                    label: None,
+                    size: 480,
+                    usage,
+                    mapped_at_creation: false,
+                });
+                let mut encoder = gpu.device().create_command_encoder(&Default::default());
+                op.record_sentinel_fill(&mut encoder, &output).unwrap();
+                op.record_masked(&mut encoder, &input, &grad, &output)
+                    .unwrap();
+                gpu.queue().submit([encoder.finish()]);
+                let got = gpu.read_f32(&output, 480).unwrap();
+                let want = logdomain::reference::logsumexp::reduce_axes_backward(
+                    func,
+                    &y,
+                    &shape,
+                    &layout.strides,
+                    &gin,
+                    &lse,
+                    &reduced,
+                    op.segment_len(),
+                );
+                for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        a.to_bits() == b.to_bits()
+                            || (a.is_nan() && b.is_nan() && a.to_bits() != SENTINEL_BITS),
+                        "{what}: entry {i}: {a} against the mirror's {b}"
+                    );
+                }
+            }
+        }
+    }
+    // On rows, the row family's backward ops: the same values within the contract.
+    let (rows, cols) = (15, 8);
+    let y = gpu.log_softmax(&x, rows, cols).unwrap();
+    let nd = gpu
+        .log_softmax_backward_axes(&y, &g, &[rows, cols], -1)
+        .unwrap();
+    let row = gpu.log_softmax_backward(&y, &g, rows, cols).unwrap();
+    let p = gpu.softmax(&x, rows, cols).unwrap();
+    let nd_p = gpu
+        .softmax_backward_axes(&p, &g, &[rows, cols], -1)
+        .unwrap();
+    let row_p = gpu.softmax_backward(&p, &g, rows, cols).unwrap();
+    for (a, b) in nd
+        .values
+        .iter()
+        .zip(&row)
+        .chain(nd_p.values.iter().zip(&row_p))
+    {
+        assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "{a} {b}");
+    }
+    // logsumexp's gradient with g = 1 is the softmax along the axis.
+    let lse = gpu
+        .reduce_axes(RowFn::Logsumexp, &x, &shape, 0, false)
+        .unwrap();
+    let dx = gpu
+        .logsumexp_backward_axes(&x, &shape, &lse.values, &[1.0; 40], 0)
+        .unwrap();
+    let sm = gpu
+        .reduce_axes(RowFn::Softmax, &x, &shape, 0, false)
+        .unwrap();
+    for (a, b) in dx.values.iter().zip(&sm.values) {
+        assert!((a - b).abs() <= 1e-6, "{a} {b}");
+    }
+    // Errors.
+    assert!(matches!(
+        gpu.logsumexp_backward_axes(&x, &shape, &lse.values, &[1.0; 39], 0),
+        Err(Error::InputLength { .. })
+    ));
+    assert!(matches!(
+        gpu.softmax_backward_axes(&p, &g[..119], &shape, 0),
+        Err(Error::InputLength { .. })
+    ));
+    let with_mask = AxisOptions {
+        backward: true,
+        where_shape: Some(vec![8]),
+        ..AxisOptions::default()
+    };
+    assert!(matches!(
+        AxisOp::with_options(gpu, RowFn::Softmax, &layout, 0, &with_mask),
+        Err(Error::Unsupported(_))
+    ));
+}

@@ -51,6 +51,14 @@ pub struct AxisOptions {
     /// [`AxisOp::signs_offset`]. Entries with `b = 0` are ignored even where `x` is inf or NaN.
     /// Not with a mask (put `b = 0` where masked); `None`: no weights.
     pub b_shape: Option<Vec<usize>>,
+    /// Compute the gradient of `func` with respect to its input, as the row family's
+    /// `Gpu::{logsumexp_backward, softmax_backward, log_softmax_backward}` do along rows: input
+    /// 0 is the forward's input `x` (logsumexp) or its output (softmax's `p`, log_softmax's
+    /// `y`) in the op's layout; the second input (`record_masked`) the upstream gradient `g`, f32
+    /// row-major of the forward output's shape (the input's; logsumexp's results, followed by
+    /// the forward's logsumexp of each result); the output `dx`, one value an entry, laid out as
+    /// a softmax output is.
+    pub backward: bool,
     /// Entries of a result walked by one invocation before a second pass combines the states
     /// (at most 16,384); 0 lets the op choose from the shape and the adapter. The bits of a
     /// strided result depend on it, so tests that compare bits fix it.
@@ -75,6 +83,8 @@ pub struct AxisOptions {
 /// ```
 pub struct AxisOp {
     func: RowFn,
+    /// Whether the op is `func`'s backward ([`AxisOptions::backward`]).
+    backward: bool,
     layout: NdLayout,
     mask: Vec<bool>,
     kernel: AxisKernel,
@@ -108,13 +118,13 @@ fn where_strides(shape: &[usize], where_shape: &[usize]) -> Result<Vec<usize>, E
 
 /// The kept and reduced dimensions of `layout` over `mask`, with output and `where=` strides.
 fn fold_axes(
-    func: RowFn,
+    per_result: bool,
     layout: &NdLayout,
     mask: &[bool],
     out_strides: &[usize],
     where_: &[usize],
 ) -> crate::engine::geometry::Folded {
-    let out: Vec<usize> = if func.reduces() {
+    let out: Vec<usize> = if per_result {
         out_strides
             .iter()
             .zip(mask)
@@ -126,10 +136,10 @@ fn fold_axes(
     crate::engine::geometry::Folded::new(&layout.shape, &layout.strides, &out, where_, mask)
 }
 
-/// Contiguous output strides of `func` over `shape` (reduced dimensions of a reduction count as
-/// 1 entry).
-fn default_out_strides(func: RowFn, shape: &[usize], mask: &[bool]) -> Vec<usize> {
-    if func.reduces() {
+/// Contiguous output strides over `shape` (reduced dimensions of an output with one value per
+/// result count as 1 entry).
+fn default_out_strides(per_result: bool, shape: &[usize], mask: &[bool]) -> Vec<usize> {
+    if per_result {
         let kept: Vec<usize> = shape
             .iter()
             .zip(mask)
@@ -185,6 +195,8 @@ enum Extra {
     Mask,
     /// SciPy's `b`, one f32 an entry: the weighted log-sum-exp with signs.
     Weights,
+    /// The upstream gradient of a backward op (and logsumexp's lse after it).
+    Grad,
 }
 
 /// The passes of the strided kernels.
@@ -213,8 +225,12 @@ fn plan_axes(
     caps: &Caps,
 ) -> Result<AxesPlan, Error> {
     use crate::engine::geometry::{box_span, index_box};
-    let lse = func.reduces();
+    let backward = extra == Extra::Grad;
+    // One output value per result (else one per entry, softmax's or a backward's).
+    let lse = func.reduces() && !backward;
     let (masked, weighted) = (extra == Extra::Mask, extra == Extra::Weights);
+    // logsumexp's backward is element-wise: no walk, no sum.
+    let no_sum = backward && func == RowFn::Logsumexp;
     let (positions, extent) = (f.positions(), f.extent());
     let eb = layout.format.bytes();
     let usable = usable_binding(caps, 64)?;
@@ -376,10 +392,12 @@ fn plan_axes(
         let key = |entry: &'static str, module: Module| PipelineKey {
             module,
             entry,
-            op: if weighted {
-                crate::codes::OP_LSE_WEIGHTED
-            } else {
-                op_code(func)
+            op: match (weighted, backward, func) {
+                (true, _, _) => crate::codes::OP_LSE_WEIGHTED,
+                (_, true, RowFn::Logsumexp) => crate::codes::OP_LSE_BWD_ND,
+                (_, true, RowFn::Softmax) => crate::codes::OP_SM_BWD_ND,
+                (_, true, _) => crate::codes::OP_LSM_BWD_ND,
+                _ => op_code(func),
             },
             wg,
             reduce: u32::from(masked),
@@ -407,7 +425,11 @@ fn plan_axes(
             seg_len: u32_of(seg_len, "segment")?,
             seg_total: u32_of(segs, "segments")?,
             final_base: u32_of(final_base, "states")?,
-            state_base: u32_of(sign_off, "the signs' offset")?,
+            // The signs' (parts') offset in the output, or lse's after g in a backward's input.
+            state_base: u32_of(
+                if no_sum { positions } else { sign_off },
+                "the second values' offset",
+            )?,
             ..Params::default()
         };
         let pass = |entry, module, p: Params, groups, input, output| Pass {
@@ -469,7 +491,9 @@ fn plan_axes(
             } else {
                 "axes_partial"
             };
-            passes.push(pass(entry, vec4_module, geo, groups, input, None));
+            if !no_sum {
+                passes.push(pass(entry, vec4_module, geo, groups, input, None));
+            }
             if weighted {
                 applies.push(pass("axes_terms", vec4_module, geo, groups, input, None));
             }
@@ -493,7 +517,7 @@ fn plan_axes(
                 ));
             }
         }
-        if split {
+        if split && !no_sum {
             // One combine per batch of positions (the batches' first segments).
             let per = caps
                 .per_dispatch(segs * WORK_UNIT)
@@ -621,6 +645,19 @@ impl AxisOp {
         let input_end = layout.end()?;
         let ndim = layout.shape.len();
         let mask = axes.into().mask(ndim)?;
+        let backward = options.backward;
+        if backward
+            && (func == RowFn::LogsumexpParts
+                || options.where_shape.is_some()
+                || options.b_shape.is_some())
+        {
+            return Err(Error::Unsupported(
+                "backward ops are for logsumexp, softmax and log_softmax, without a mask or b"
+                    .into(),
+            ));
+        }
+        // One output value per result (a reduction), or one per entry.
+        let per_result = func.reduces() && !backward;
         let out_strides = match &options.output_strides {
             Some(s) if s.len() != ndim => {
                 return Err(Error::Shape(format!(
@@ -629,7 +666,7 @@ impl AxisOp {
                 )));
             }
             Some(s) => s.clone(),
-            None => default_out_strides(func, &layout.shape, &mask),
+            None => default_out_strides(per_result, &layout.shape, &mask),
         };
         if !options.output_offset.is_multiple_of(4) {
             return Err(Error::Buffer(format!(
@@ -652,6 +689,19 @@ impl AxisOp {
             (None, Some(bs)) => (Extra::Weights, Some(bs)),
             (None, None) => (Extra::None, None),
         };
+        // The backward's g (and, for logsumexp, the forward's lse after it): of the output's
+        // shape, softmax's and log_softmax's the input's, logsumexp's the results' with
+        // keepdims, so that it broadcasts along the reduced axes.
+        let grad_shape: Vec<usize> = if func == RowFn::Logsumexp {
+            reduced_shape(&layout.shape, &mask, true)
+        } else {
+            layout.shape.clone()
+        };
+        let (extra, second_shape) = if backward {
+            (Extra::Grad, Some(&grad_shape))
+        } else {
+            (extra, second_shape)
+        };
         let (where_, where_words) = match second_shape {
             Some(ws) => {
                 if ws.len() > MAX_DIMS {
@@ -661,16 +711,17 @@ impl AxisOp {
                     )));
                 }
                 let n: usize = ws.iter().product();
-                let words = if extra == Extra::Mask {
-                    n.div_ceil(32)
-                } else {
-                    n
+                let words = match extra {
+                    Extra::Mask => n.div_ceil(32),
+                    // g, then lse.
+                    Extra::Grad if func == RowFn::Logsumexp => 2 * n,
+                    _ => n,
                 };
                 (where_strides(&layout.shape, ws)?, Some(words.max(1)))
             }
             None => (Vec::new(), None),
         };
-        let folded = fold_axes(func, layout, &mask, &out_strides, &where_);
+        let folded = fold_axes(per_result, layout, &mask, &out_strides, &where_);
         let caps = Caps::of(gpu);
         if let Some(words) = where_words
             && words as u64 * 4 > caps.max_binding
@@ -681,7 +732,7 @@ impl AxisOp {
             )));
         }
         // The row kernels write a row's parts side by side; the N-d op writes them in two blocks.
-        let rows = if where_words.is_some() || func == RowFn::LogsumexpParts {
+        let rows = if where_words.is_some() || func == RowFn::LogsumexpParts || backward {
             None
         } else {
             as_rows(func, &folded)
@@ -697,8 +748,8 @@ impl AxisOp {
             }
             (AxisKernel::Auto | AxisKernel::Rows, Some(_)) => AxisKernel::Rows,
             (AxisKernel::Strided, _) => AxisKernel::Strided,
-            // The weighted walks have no vec4 form.
-            _ if extra == Extra::Weights => AxisKernel::Strided,
+            // The weighted and backward walks have no vec4 form.
+            _ if matches!(extra, Extra::Weights | Extra::Grad) => AxisKernel::Strided,
             _ if axes_vec4_fits(&folded, layout, &caps) => AxisKernel::StridedVec4,
             _ => AxisKernel::Strided,
         };
@@ -717,6 +768,7 @@ impl AxisOp {
             let op = RowOp::new(gpu, func, rl, Strategy::Auto)?;
             return Ok(AxisOp {
                 func,
+                backward,
                 layout: layout.clone(),
                 mask,
                 kernel,
@@ -762,6 +814,7 @@ impl AxisOp {
         )?;
         Ok(AxisOp {
             func,
+            backward,
             layout: layout.clone(),
             mask,
             kernel,
@@ -787,10 +840,10 @@ impl AxisOp {
         &self.mask
     }
 
-    /// The result's shape: the input's for softmax and log_softmax; the kept dimensions for
-    /// logsumexp, with `keepdims` the reduced ones as 1.
+    /// The result's shape: the input's for softmax, log_softmax and every backward op; the kept
+    /// dimensions for logsumexp, with `keepdims` the reduced ones as 1.
     pub fn output_shape(&self, keepdims: bool) -> Vec<usize> {
-        if self.func.reduces() {
+        if self.func.reduces() && !self.backward {
             reduced_shape(&self.layout.shape, &self.mask, keepdims)
         } else {
             self.layout.shape.clone()
@@ -1085,6 +1138,112 @@ impl Gpu {
         Ok((both.shape, states))
     }
 
+    /// The gradient of [`Gpu::reduce_axes`]'s logsumexp over `axes` with respect to `x`, given
+    /// the upstream gradient `g` and the forward's result `lse` (one value each per result,
+    /// row-major): `g · exp(x − lse)`, with the row family's `logsumexp_backward` semantics
+    /// (NaN where lse is NaN or +inf or x is NaN, 0 at x = −inf). `shape`'s values.
+    ///
+    /// ```no_run
+    /// use logdomain::RowFn;
+    /// let gpu = logdomain::Gpu::new()?;
+    /// let x = [0.0f32, 1.0, 2.0, 3.0];
+    /// let lse = gpu.reduce_axes(RowFn::Logsumexp, &x, &[2, 2], 0, false)?;
+    /// let dx = gpu.logsumexp_backward_axes(&x, &[2, 2], &lse.values, &[1.0, 1.0], 0)?;
+    /// assert!((dx.values[0] + dx.values[2] - 1.0).abs() < 1e-6); // a softmax down axis 0
+    /// # Ok::<(), logdomain::Error>(())
+    /// ```
+    pub fn logsumexp_backward_axes(
+        &self,
+        x: &[f32],
+        shape: &[usize],
+        lse: &[f32],
+        g: &[f32],
+        axes: impl Into<Axes>,
+    ) -> Result<NdArray, Error> {
+        let axes = axes.into();
+        let mask = axes.mask(shape.len())?;
+        let n: usize = reduced_shape(shape, &mask, true).iter().product();
+        for (what, v) in [("lse", lse), ("g", g)] {
+            if v.len() != n {
+                return Err(Error::InputLength {
+                    what,
+                    expected: n,
+                    actual: v.len(),
+                });
+            }
+        }
+        let mut words: Vec<u32> = bytemuck::cast_slice(g).to_vec();
+        words.extend_from_slice(bytemuck::cast_slice(lse));
+        words.resize(words.len().max(1), 0);
+        self.run_backward(RowFn::Logsumexp, x, shape, &words, axes)
+    }
+
+    /// The gradient of [`Gpu::reduce_axes`]'s softmax over `axes`, from its output `p` and the
+    /// upstream gradient `g` (both of `shape`): `p · (g − Σ g p)`, with the row family's
+    /// `softmax_backward` semantics.
+    pub fn softmax_backward_axes(
+        &self,
+        p: &[f32],
+        g: &[f32],
+        shape: &[usize],
+        axes: impl Into<Axes>,
+    ) -> Result<NdArray, Error> {
+        self.run_backward_of_output(RowFn::Softmax, p, g, shape, axes.into())
+    }
+
+    /// The gradient of [`Gpu::reduce_axes`]'s log_softmax over `axes`, from its output `y` and
+    /// the upstream gradient `g` (both of `shape`): `g − exp(y) · Σ g`, with the row family's
+    /// `log_softmax_backward` semantics.
+    pub fn log_softmax_backward_axes(
+        &self,
+        y: &[f32],
+        g: &[f32],
+        shape: &[usize],
+        axes: impl Into<Axes>,
+    ) -> Result<NdArray, Error> {
+        self.run_backward_of_output(RowFn::LogSoftmax, y, g, shape, axes.into())
+    }
+
+    fn run_backward_of_output(
+        &self,
+        func: RowFn,
+        y: &[f32],
+        g: &[f32],
+        shape: &[usize],
+        axes: Axes,
+    ) -> Result<NdArray, Error> {
+        let n: usize = shape.iter().product();
+        if g.len() != n {
+            return Err(Error::InputLength {
+                what: "g",
+                expected: n,
+                actual: g.len(),
+            });
+        }
+        let mut words: Vec<u32> = bytemuck::cast_slice(g).to_vec();
+        words.resize(words.len().max(1), 0);
+        self.run_backward(func, y, shape, &words, axes)
+    }
+
+    fn run_backward(
+        &self,
+        func: RowFn,
+        y: &[f32],
+        shape: &[usize],
+        words: &[u32],
+        axes: Axes,
+    ) -> Result<NdArray, Error> {
+        let layout = NdLayout::contiguous(shape);
+        self.run_strided_with(
+            func,
+            Values::F32(y),
+            &layout,
+            axes,
+            false,
+            Some((Extra::Grad, shape, words)),
+        )
+    }
+
     fn run_strided(
         &self,
         func: RowFn,
@@ -1127,6 +1286,10 @@ impl Gpu {
             },
             Some((Extra::Weights, shape, _)) => AxisOptions {
                 b_shape: Some(shape.to_vec()),
+                ..AxisOptions::default()
+            },
+            Some((Extra::Grad, _, _)) => AxisOptions {
+                backward: true,
                 ..AxisOptions::default()
             },
             _ => AxisOptions::default(),
@@ -1221,8 +1384,10 @@ crate::engine::op::lowered!(AxisOp);
 impl Op for AxisOp {
     fn input_names(&self) -> Vec<&'static str> {
         let mut names = vec!["x (the N-d layout's entries)"];
-        if self.mask_bytes_needed() > 0 {
-            names.push("where (the mask, 32 entries a word)");
+        if self.backward {
+            names.push("g (the upstream gradient; logsumexp's lse after it)");
+        } else if self.mask_bytes_needed() > 0 {
+            names.push("where (the mask, 32 entries a word) or b");
         }
         names
     }

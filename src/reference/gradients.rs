@@ -26,17 +26,7 @@ pub fn logsumexp_backward(x: &[f32], lse: &[f32], g: &[f32], rows: usize, cols: 
     let mut out = Vec::with_capacity(rows * cols);
     for r in 0..rows {
         for &v in &x[r * cols..(r + 1) * cols] {
-            out.push(
-                if lse[r].is_nan() || lse[r] == f32::INFINITY || v.is_nan() {
-                    f32::NAN
-                } else if v == f32::NEG_INFINITY {
-                    0.0
-                } else if !lse[r].is_finite() {
-                    f32::NAN
-                } else {
-                    g[r] * xexp(v - lse[r])
-                },
-            );
+            out.push(lse_backward_entry(v, g[r], lse[r]));
         }
     }
     out
@@ -46,16 +36,7 @@ pub fn logsumexp_backward(x: &[f32], lse: &[f32], g: &[f32], rows: usize, cols: 
 pub fn log_softmax_backward(out: &[f32], g: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let s = row_sums(g, rows, cols);
     (0..rows * cols)
-        .map(|i| {
-            let o = out[i];
-            if o.is_nan() {
-                f32::NAN
-            } else if o == f32::NEG_INFINITY {
-                0.0
-            } else {
-                g[i] - xexp(o) * s[i / cols]
-            }
-        })
+        .map(|i| log_softmax_backward_entry(out[i], g[i], s[i / cols]))
         .collect()
 }
 
@@ -64,16 +45,46 @@ pub fn softmax_backward(p: &[f32], g: &[f32], rows: usize, cols: usize) -> Vec<f
     let gp: Vec<f32> = p.iter().zip(g).map(|(a, b)| a * b).collect();
     let s = row_sums(&gp, rows, cols);
     (0..rows * cols)
-        .map(|i| {
-            if p[i].is_nan() {
-                f32::NAN
-            } else if p[i] == 0.0 {
-                0.0
-            } else {
-                p[i] * (g[i] - s[i / cols])
-            }
-        })
+        .map(|i| softmax_backward_entry(p[i], g[i], s[i / cols]))
         .collect()
+}
+
+/// logsumexp's backward at one entry: `g · exp(x − lse)`; NaN where lse is NaN or +inf or x is
+/// NaN, 0 at x = −inf. Mirrors `lse_backward_bits` in `shaders/common.wgsl`.
+pub fn lse_backward_entry(x: f32, g: f32, lse: f32) -> f32 {
+    if lse.is_nan() || lse == f32::INFINITY || x.is_nan() {
+        f32::NAN
+    } else if x == f32::NEG_INFINITY {
+        0.0
+    } else if !lse.is_finite() {
+        f32::NAN
+    } else {
+        g * xexp(x - lse)
+    }
+}
+
+/// log_softmax's backward at one entry of its output `y`: `g − exp(y) · Σ g`; NaN at NaN, 0 at
+/// −inf. Mirrors `log_softmax_backward_bits`.
+pub fn log_softmax_backward_entry(y: f32, g: f32, sum_g: f32) -> f32 {
+    if y.is_nan() {
+        f32::NAN
+    } else if y == f32::NEG_INFINITY {
+        0.0
+    } else {
+        g - xexp(y) * sum_g
+    }
+}
+
+/// softmax's backward at one entry of its output `p`: `p · (g − Σ g p)`; NaN at NaN, 0 at 0.
+/// Mirrors `softmax_backward_bits`.
+pub fn softmax_backward_entry(p: f32, g: f32, sum_gp: f32) -> f32 {
+    if p.is_nan() {
+        f32::NAN
+    } else if p == 0.0 {
+        0.0
+    } else {
+        p * (g - sum_gp)
+    }
 }
 
 /// `e^y − 1` for `y ≤ 0`, as the kernels compute it: a series where `|y| < ln 2 / 2`.

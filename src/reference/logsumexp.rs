@@ -638,6 +638,106 @@ pub fn reduce_axes_weighted(
     (logs, signs)
 }
 
+/// The backward of [`reduce_axes`]'s `func` over `reduced`, as the N-d kernels compute it: `y`
+/// the forward's input (logsumexp) or output (softmax, log_softmax) at `strides`, `g` the
+/// upstream gradient row-major over the output's shape (`shape`, or the results for logsumexp,
+/// whose forward values `lse` are then one per result); softmax's `Σ g p` and log_softmax's `Σ g`
+/// summed in the walk order, blocks of [`BLOCK`] pushed in order and merged by the binary
+/// counter, in segments of `seg_len` combined left to right. `dx` row-major over `shape`.
+///
+/// # Panics
+/// As [`reduce_axes`].
+#[allow(clippy::too_many_arguments)]
+pub fn reduce_axes_backward(
+    func: RowFn,
+    y: &[f32],
+    shape: &[usize],
+    strides: &[usize],
+    g: &[f32],
+    lse: &[f32],
+    reduced: &[bool],
+    seg_len: usize,
+) -> Vec<f32> {
+    use super::gradients::{
+        log_softmax_backward_entry, lse_backward_entry, softmax_backward_entry,
+    };
+    use super::likelihood::{SumState, sum_combine, sum_identity, sum_push, sum_total};
+    let kept: Vec<usize> = (0..shape.len()).filter(|&d| !reduced[d]).collect();
+    let red: Vec<usize> = (0..shape.len()).filter(|&d| reduced[d]).collect();
+    let ks: Vec<usize> = kept.iter().map(|&d| shape[d]).collect();
+    let rs: Vec<usize> = red.iter().map(|&d| shape[d]).collect();
+    let mut dense = vec![0usize; shape.len()];
+    let mut acc = 1;
+    for d in (0..shape.len()).rev() {
+        dense[d] = acc;
+        acc *= shape[d].max(1);
+    }
+    let mut out = vec![0.0f32; acc];
+    let red_idx: Vec<Vec<usize>> = indices(&rs).collect();
+    let segment_sum = |values: &[f32]| -> SumState {
+        let block = |b: &[f32]| b.iter().fold(sum_identity(), |st, &v| sum_push(st, v, 0.0));
+        if values.len() <= BLOCK {
+            return block(values);
+        }
+        let mut stack: Vec<SumState> = Vec::new();
+        for (i, b) in values.chunks(BLOCK).enumerate() {
+            let mut st = block(b);
+            let mut c = i + 1;
+            while c & 1 == 0 {
+                st = sum_combine(stack.pop().expect("binary counter"), st);
+                c >>= 1;
+            }
+            stack.push(st);
+        }
+        stack
+            .iter()
+            .rev()
+            .fold(sum_identity(), |total, &st| sum_combine(st, total))
+    };
+    for (p, ki) in indices(&ks).enumerate() {
+        let at = |ri: &[usize], s: &[usize]| -> usize {
+            kept.iter().zip(&ki).map(|(&d, &i)| i * s[d]).sum::<usize>()
+                + red.iter().zip(ri).map(|(&d, &i)| i * s[d]).sum::<usize>()
+        };
+        let places: Vec<(usize, usize)> = red_idx
+            .iter()
+            .map(|ri| (at(ri, strides), at(ri, &dense)))
+            .collect();
+        if func == RowFn::Logsumexp {
+            for &(i, o) in &places {
+                out[o] = lse_backward_entry(y[i], g[p], lse[p]);
+            }
+            continue;
+        }
+        let terms: Vec<f32> = places
+            .iter()
+            .map(|&(i, o)| {
+                if func == RowFn::Softmax {
+                    y[i] * g[o]
+                } else {
+                    g[o]
+                }
+            })
+            .collect();
+        let len = if seg_len == 0 { terms.len() } else { seg_len };
+        let sum = sum_total(
+            terms
+                .chunks(len.max(1))
+                .map(segment_sum)
+                .reduce(sum_combine)
+                .unwrap_or_else(sum_identity),
+        );
+        for &(i, o) in &places {
+            out[o] = if func == RowFn::Softmax {
+                softmax_backward_entry(y[i], g[o], sum)
+            } else {
+                log_softmax_backward_entry(y[i], g[o], sum)
+            };
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
