@@ -206,14 +206,24 @@ fn max_bits(st: LseState) -> u32 {
     return bitcast<u32>(st.m);
 }
 
-// The signed term of reduced index j of the position at (input entry, weight entry) `at`.
+// The term a sum walk adds for reduced index j of the position at (input entry, second-input
+// entry) `at`: the weighted op's signed term b·e^(x − hib), or a backward's g p (softmax) or g
+// (log_softmax) as a sum of one value.
 fn term_at(at: vec2<u32>, hib: u32, j: u32) -> SumState {
     let o = red_offsets(j);
-    return signed_term(load_x(at.x + o.x), where_bits[at.y + o.z], hib);
+    let second = where_bits[at.y + o.z];
+    if (OP == OP_LSE_WEIGHTED) {
+        return signed_term(load_x(at.x + o.x), second, hib);
+    }
+    var v = second;
+    if (OP == OP_SM_BWD_ND) {
+        v = xmul(load_x(at.x + o.x), second);
+    }
+    return sum_push(sum_identity(), v, 0.0);
 }
 
-// The sum of the signed terms of reduced entries first .. end: `axes_range_state`'s blocks and
-// binary counter, with the sum monoid.
+// The sum of the terms (`term_at`) of reduced entries first .. end: `axes_range_state`'s
+// blocks and binary counter, with the sum monoid.
 fn axes_term_state(at: vec2<u32>, hib: u32, first: u32, end: u32) -> SumState {
     if (end <= first || end - first <= BLOCK) {
         var st = sum_identity();
@@ -253,51 +263,6 @@ fn write_weighted(hib: u32, sum: SumState, at: u32) {
     out_store(at + params.state_base, res.y);
 }
 
-// What the backward's sum adds for reduced index j of the position at (input entry, g entry)
-// `at`: g p (softmax) or g (log_softmax).
-fn grad_term(at: vec2<u32>, j: u32) -> u32 {
-    let o = red_offsets(j);
-    let g = where_bits[at.y + o.z];
-    if (OP == OP_SM_BWD_ND) {
-        return xmul(load_x(at.x + o.x), g);
-    }
-    return g;
-}
-
-// The backward's sum of reduced entries first .. end: blocks of BLOCK values pushed in order
-// (`sum_push`), blocks merged by the binary counter, as `axes_range_state`.
-fn axes_grad_state(at: vec2<u32>, first: u32, end: u32) -> SumState {
-    if (end <= first || end - first <= BLOCK) {
-        var st = sum_identity();
-        for (var j = first; j < end; j++) {
-            st = sum_push(st, grad_term(at, j), 0.0);
-        }
-        return st;
-    }
-    var stack: array<SumState, STACK>;
-    var depth = 0u;
-    var blocks = 0u;
-    for (var j0 = first; j0 < end; j0 += BLOCK) {
-        var st = sum_identity();
-        let stop = min(j0 + BLOCK, end);
-        for (var j = j0; j < stop; j++) {
-            st = sum_push(st, grad_term(at, j), 0.0);
-        }
-        blocks += 1u;
-        for (var c = blocks; (c & 1u) == 0u; c = c >> 1u) {
-            depth -= 1u;
-            st = sum_combine(stack[depth], st);
-        }
-        stack[depth] = st;
-        depth += 1u;
-    }
-    var total = sum_identity();
-    for (var d = depth; d > 0u; d--) {
-        total = sum_combine(stack[d - 1u], total);
-    }
-    return total;
-}
-
 // Writes dx at entries first .. end of the position at (input, output, g) `at`, from its sum's
 // total (bits; unused by logsumexp's backward).
 fn axes_grad_write(at: vec3<u32>, sum: u32, first: u32, end: u32) {
@@ -321,7 +286,7 @@ fn axes_grad_write(at: vec3<u32>, sum: u32, first: u32, end: u32) {
 fn axes_grad_finish(at: vec3<u32>) {
     var sum = 0u;
     if (OP != OP_LSE_BWD_ND) {
-        sum = sum_total_bits(axes_grad_state(at.xz, 0u, params.cols));
+        sum = sum_total_bits(axes_term_state(at.xz, 0u, 0u, params.cols));
     }
     axes_grad_write(at, sum, 0u, params.cols);
 }
@@ -423,7 +388,8 @@ fn axes_partial(
         let g = axes_segment(item, params.rows);
         let pos = params.row_base + g.x;
         if (is_backward()) {
-            store_sum(pos * params.seg_total + g.y, axes_grad_state(position_at(pos).xz, g.z, g.w));
+            let st = axes_term_state(position_at(pos).xz, 0u, g.z, g.w);
+            store_sum(pos * params.seg_total + g.y, st);
         } else {
             let st = axes_range_state(position_at(pos).xz, g.z, g.w);
             store_state(pos * params.seg_total + g.y, st);

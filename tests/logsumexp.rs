@@ -1449,8 +1449,12 @@ fn nd_semantics_follow_scipy() {
         AxisOp::with_options(gpu, RowFn::Logsumexp, &layout, 0, &rows_only),
         Err(Error::Unsupported(_))
     ));
+    let parts_backward = AxisOptions {
+        backward: true,
+        ..AxisOptions::default()
+    };
     assert!(matches!(
-        AxisOp::new(gpu, RowFn::LogsumexpParts, &layout, 0),
+        AxisOp::with_options(gpu, RowFn::LogsumexpParts, &layout, 0, &parts_backward),
         Err(Error::Unsupported(_))
     ));
 }

@@ -549,8 +549,8 @@ pub fn reduce_axes_masked(
     out
 }
 
-/// The sum of signed terms as the N-d weighted kernel walks a segment: [`range_state`]'s blocks
-/// and binary counter with the sum monoid.
+/// The sum of terms as the N-d kernels' sum walks (weighted, backward) take a segment:
+/// [`range_state`]'s blocks and binary counter with the sum monoid.
 fn range_sum(terms: &[super::likelihood::SumState]) -> super::likelihood::SumState {
     use super::likelihood::{sum_combine, sum_identity};
     let block = |b: &[super::likelihood::SumState]| {
@@ -642,8 +642,8 @@ pub fn reduce_axes_weighted(
 /// the forward's input (logsumexp) or output (softmax, log_softmax) at `strides`, `g` the
 /// upstream gradient row-major over the output's shape (`shape`, or the results for logsumexp,
 /// whose forward values `lse` are then one per result); softmax's `Σ g p` and log_softmax's `Σ g`
-/// summed in the walk order, blocks of [`BLOCK`] pushed in order and merged by the binary
-/// counter, in segments of `seg_len` combined left to right. `dx` row-major over `shape`.
+/// summed in the walk order, each value a sum of one ([`range_sum`]), in segments of `seg_len`
+/// combined left to right. `dx` row-major over `shape`.
 ///
 /// # Panics
 /// As [`reduce_axes`].
@@ -674,26 +674,6 @@ pub fn reduce_axes_backward(
     }
     let mut out = vec![0.0f32; acc];
     let red_idx: Vec<Vec<usize>> = indices(&rs).collect();
-    let segment_sum = |values: &[f32]| -> SumState {
-        let block = |b: &[f32]| b.iter().fold(sum_identity(), |st, &v| sum_push(st, v, 0.0));
-        if values.len() <= BLOCK {
-            return block(values);
-        }
-        let mut stack: Vec<SumState> = Vec::new();
-        for (i, b) in values.chunks(BLOCK).enumerate() {
-            let mut st = block(b);
-            let mut c = i + 1;
-            while c & 1 == 0 {
-                st = sum_combine(stack.pop().expect("binary counter"), st);
-                c >>= 1;
-            }
-            stack.push(st);
-        }
-        stack
-            .iter()
-            .rev()
-            .fold(sum_identity(), |total, &st| sum_combine(st, total))
-    };
     for (p, ki) in indices(&ks).enumerate() {
         let at = |ri: &[usize], s: &[usize]| -> usize {
             kept.iter().zip(&ki).map(|(&d, &i)| i * s[d]).sum::<usize>()
@@ -709,21 +689,22 @@ pub fn reduce_axes_backward(
             }
             continue;
         }
-        let terms: Vec<f32> = places
+        let terms: Vec<SumState> = places
             .iter()
             .map(|&(i, o)| {
-                if func == RowFn::Softmax {
+                let v = if func == RowFn::Softmax {
                     y[i] * g[o]
                 } else {
                     g[o]
-                }
+                };
+                sum_push(sum_identity(), v, 0.0)
             })
             .collect();
         let len = if seg_len == 0 { terms.len() } else { seg_len };
         let sum = sum_total(
             terms
                 .chunks(len.max(1))
-                .map(segment_sum)
+                .map(range_sum)
                 .reduce(sum_combine)
                 .unwrap_or_else(sum_identity),
         );
