@@ -1195,31 +1195,58 @@ fn run_axes(
     };
     let op = AxisOp::with_options(gpu, func, layout, axes.clone(), &options)?;
     let n: usize = op.output_shape(false).iter().product();
+    let values = record_nd(gpu, &op, x, None, n);
+    Ok((op, values))
+}
+
+/// Records `op` on `x` (and its second input: a packed mask, `b`, or `g`) into fresh buffers,
+/// the output filled with the sentinel first; returns `words` output values.
+fn record_nd(gpu: &Gpu, op: &AxisOp, x: &[f32], second: Option<&[u8]>, words: usize) -> Vec<f32> {
     let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
+    let buf = |bytes: &[u8]| {
+        gpu.device()
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: None,
+                contents: bytes,
+                usage,
+            })
+    };
     let mut bytes = bytemuck::cast_slice::<f32, u8>(x).to_vec();
     bytes.resize(
-        op.input_bytes_needed().max(bytes.len() as u64).max(4) as usize,
+        (op.input_bytes_needed() as usize).max(bytes.len()).max(4),
         0,
     );
-    let input = gpu
-        .device()
-        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: None,
-            contents: &bytes,
-            usage,
-        });
+    let input = buf(&bytes);
     let output = gpu.device().create_buffer(&wgpu::BufferDescriptor {
         label: None,
-        size: op.output_bytes_needed().max(4 * n as u64).max(4),
+        size: op.output_bytes_needed().max(4 * words as u64).max(4),
         usage,
         mapped_at_creation: false,
     });
     let mut encoder = gpu.device().create_command_encoder(&Default::default());
-    op.record_sentinel_fill(&mut encoder, &output)?;
-    op.record(&mut encoder, &input, &output)?;
+    op.record_sentinel_fill(&mut encoder, &output).unwrap();
+    match second {
+        Some(bytes) => {
+            let second = buf(bytes);
+            op.record_masked(&mut encoder, &input, &second, &output)
+                .unwrap();
+        }
+        None => op.record(&mut encoder, &input, &output).unwrap(),
+    }
     gpu.queue().submit([encoder.finish()]);
-    let values = gpu.read_f32(&output, 4 * n as u64)?;
-    Ok((op, values))
+    gpu.read_f32(&output, 4 * words as u64).unwrap()
+}
+
+/// `got` against the CPU mirror's `want`, bit for bit (a NaN for a NaN, never the sentinel).
+fn assert_mirror(got: &[f32], want: &[f32], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            g.to_bits() == w.to_bits()
+                || (g.is_nan() && w.is_nan() && g.to_bits() != SENTINEL_BITS),
+            "{what}: entry {i}: {g} against the mirror's {w}"
+        );
+    }
 }
 
 /// 1-D to 5-D arrays, every kind of axis choice, permuted and padded strides, offsets: each
@@ -1281,13 +1308,7 @@ fn nd_axes_meet_the_contract_and_mirror_the_reference() {
                             &mask,
                             op.segment_len(),
                         );
-                        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                            assert!(
-                                g.to_bits() == w.to_bits()
-                                    || (g.is_nan() && w.is_nan() && g.to_bits() != SENTINEL_BITS),
-                                "{what}: entry {i}: {g} against the mirror's {w}"
-                            );
-                        }
+                        assert_mirror(&got, &want, &what);
                     }
                 }
             }
@@ -1637,7 +1658,6 @@ fn nd_masks_broadcast_and_mirror_the_reference() {
         .collect();
     let layout = NdLayout::contiguous(&shape);
     let dense = logdomain::logsumexp::contiguous_strides(&shape);
-    let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
     for where_shape in [
         vec![8],
         vec![5, 1],
@@ -1673,28 +1693,8 @@ fn nd_masks_broadcast_and_mirror_the_reference() {
                     let op = AxisOp::with_options(gpu, func, &layout, axes.clone(), &options)
                         .unwrap_or_else(|e| panic!("{what}: {e}"));
                     let n: usize = op.output_shape(false).iter().product();
-                    let buf = |bytes: &[u8]| {
-                        gpu.device()
-                            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                                label: None,
-                                contents: bytes,
-                                usage,
-                            })
-                    };
-                    let input = buf(bytemuck::cast_slice(&x));
-                    let mask = buf(bytemuck::cast_slice(&logdomain::masked::pack_mask(&where_)));
-                    let output = gpu.device().create_buffer(&wgpu::BufferDescriptor {
-                        label: None,
-                        size: 4 * n as u64,
-                        usage,
-                        mapped_at_creation: false,
-                    });
-                    let mut encoder = gpu.device().create_command_encoder(&Default::default());
-                    op.record_sentinel_fill(&mut encoder, &output).unwrap();
-                    op.record_masked(&mut encoder, &input, &mask, &output)
-                        .unwrap();
-                    gpu.queue().submit([encoder.finish()]);
-                    let got = gpu.read_f32(&output, 4 * n as u64).unwrap();
+                    let packed = logdomain::masked::pack_mask(&where_);
+                    let got = record_nd(gpu, &op, &x, Some(bytemuck::cast_slice(&packed)), n);
                     let want = logdomain::reference::logsumexp::reduce_axes_masked(
                         func,
                         &x,
@@ -1704,14 +1704,7 @@ fn nd_masks_broadcast_and_mirror_the_reference() {
                         &reduced,
                         op.segment_len(),
                     );
-                    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                        assert!(
-                            g.to_bits() == w.to_bits()
-                                || (g.is_nan() && w.is_nan() && g.to_bits() != SENTINEL_BITS),
-                            "{what} ({:?}): entry {i}: {g} against the mirror's {w}",
-                            op.kernel()
-                        );
-                    }
+                    assert_mirror(&got, &want, &format!("{what} ({:?})", op.kernel()));
                 }
             }
         }
@@ -1835,7 +1828,6 @@ fn nd_weights_broadcast_and_mirror_the_reference() {
         .collect();
     let layout = NdLayout::contiguous(&shape);
     let dense = logdomain::logsumexp::contiguous_strides(&shape);
-    let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
     for b_shape in [vec![8], vec![5, 1], vec![3, 5, 8], vec![], vec![1, 8]] {
         let bn: usize = b_shape.iter().product();
         let b: Vec<f32> = (0..bn)
@@ -1866,32 +1858,8 @@ fn nd_weights_broadcast_and_mirror_the_reference() {
                 assert_eq!(op.kernel(), AxisKernel::Strided, "{what}");
                 let n: usize = op.output_shape(false).iter().product();
                 assert_eq!(op.signs_offset(), n, "{what}");
-                let buf = |bytes: &[u8]| {
-                    gpu.device()
-                        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                            label: None,
-                            contents: bytes,
-                            usage,
-                        })
-                };
-                let input = buf(bytemuck::cast_slice(&x));
-                let weights = buf(bytemuck::cast_slice(if b.is_empty() {
-                    &[0.0f32][..]
-                } else {
-                    &b
-                }));
-                let output = gpu.device().create_buffer(&wgpu::BufferDescriptor {
-                    label: None,
-                    size: 8 * n as u64,
-                    usage,
-                    mapped_at_creation: false,
-                });
-                let mut encoder = gpu.device().create_command_encoder(&Default::default());
-                op.record_sentinel_fill(&mut encoder, &output).unwrap();
-                op.record_masked(&mut encoder, &input, &weights, &output)
-                    .unwrap();
-                gpu.queue().submit([encoder.finish()]);
-                let got = gpu.read_f32(&output, 8 * n as u64).unwrap();
+                let weights: &[f32] = if b.is_empty() { &[0.0] } else { &b };
+                let got = record_nd(gpu, &op, &x, Some(bytemuck::cast_slice(weights)), 2 * n);
                 let (logs, signs) = logdomain::reference::logsumexp::reduce_axes_weighted(
                     &x,
                     &shape,
@@ -1901,13 +1869,7 @@ fn nd_weights_broadcast_and_mirror_the_reference() {
                     op.segment_len(),
                 );
                 let want: Vec<f32> = logs.into_iter().chain(signs).collect();
-                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                    assert!(
-                        g.to_bits() == w.to_bits()
-                            || (g.is_nan() && w.is_nan() && g.to_bits() != SENTINEL_BITS),
-                        "{what}: entry {i}: {g} against the mirror's {w}"
-                    );
-                }
+                assert_mirror(&got, &want, &what);
             }
         }
     }
@@ -2009,25 +1971,7 @@ fn nd_parts_mirror_the_reference_and_merge_across_chunks() {
             let (_, got) =
                 run_axes(gpu, RowFn::LogsumexpParts, &x, &layout, &axes, kernel, seg).unwrap();
             assert_eq!(got.len(), n, "{what}: run_axes reads the first block");
-            let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
-            let input = gpu
-                .device()
-                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: None,
-                    contents: bytemuck::cast_slice(&x),
-                    usage,
-                });
-            let output = gpu.device().create_buffer(&wgpu::BufferDescriptor {
-                label: None,
-                size: 8 * n as u64,
-                usage,
-                mapped_at_creation: false,
-            });
-            let mut encoder = gpu.device().create_command_encoder(&Default::default());
-            op.record_sentinel_fill(&mut encoder, &output).unwrap();
-            op.record(&mut encoder, &input, &output).unwrap();
-            gpu.queue().submit([encoder.finish()]);
-            let both = gpu.read_f32(&output, 8 * n as u64).unwrap();
+            let both = record_nd(gpu, &op, &x, None, 2 * n);
             let want = logdomain::reference::logsumexp::reduce_axes(
                 RowFn::LogsumexpParts,
                 &x,
@@ -2036,13 +1980,7 @@ fn nd_parts_mirror_the_reference_and_merge_across_chunks() {
                 &reduced,
                 op.segment_len(),
             );
-            for (i, (g, w)) in both.iter().zip(&want).enumerate() {
-                assert!(
-                    g.to_bits() == w.to_bits()
-                        || (g.is_nan() && w.is_nan() && g.to_bits() != SENTINEL_BITS),
-                    "{what}: entry {i}: {g} against the mirror's {w}"
-                );
-            }
+            assert_mirror(&both, &want, &what);
         }
     }
     // Chunks of axis 0 (rows 0..4 and 4..6), as Dask would compute them, merge into the whole.
@@ -2074,15 +2012,6 @@ fn nd_backward_ops_mirror_the_reference() {
     let x = rng.vec(120, -10.0, 10.0);
     let g: Vec<f32> = rng.vec(120, -2.0, 2.0);
     let layout = NdLayout::contiguous(&shape);
-    let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
-    let buf = |bytes: &[u8]| {
-        gpu.device()
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: None,
-                contents: bytes,
-                usage,
-            })
-    };
     for axes in [Axes::from(-1), Axes::from(0), Axes::from([0, 2]), Axes::All] {
         let reduced = axes.mask(3).unwrap();
         for func in [RowFn::Logsumexp, RowFn::Softmax, RowFn::LogSoftmax] {
@@ -2107,20 +2036,7 @@ fn nd_backward_ops_mirror_the_reference() {
                     .unwrap_or_else(|e| panic!("{what}: {e}"));
                 assert_eq!(op.output_shape(false), shape, "{what}");
                 let second: Vec<f32> = gin.iter().chain(&lse).copied().collect();
-                let input = buf(bytemuck::cast_slice(&y));
-                let grad = buf(bytemuck::cast_slice(&second));
-                let output = gpu.device().create_buffer(&wgpu::BufferDescriptor {
-                    label: None,
-                    size: 480,
-                    usage,
-                    mapped_at_creation: false,
-                });
-                let mut encoder = gpu.device().create_command_encoder(&Default::default());
-                op.record_sentinel_fill(&mut encoder, &output).unwrap();
-                op.record_masked(&mut encoder, &input, &grad, &output)
-                    .unwrap();
-                gpu.queue().submit([encoder.finish()]);
-                let got = gpu.read_f32(&output, 480).unwrap();
+                let got = record_nd(gpu, &op, &y, Some(bytemuck::cast_slice(&second)), 120);
                 let want = logdomain::reference::logsumexp::reduce_axes_backward(
                     func,
                     &y,
@@ -2131,13 +2047,7 @@ fn nd_backward_ops_mirror_the_reference() {
                     &reduced,
                     op.segment_len(),
                 );
-                for (i, (a, b)) in got.iter().zip(&want).enumerate() {
-                    assert!(
-                        a.to_bits() == b.to_bits()
-                            || (a.is_nan() && b.is_nan() && a.to_bits() != SENTINEL_BITS),
-                        "{what}: entry {i}: {a} against the mirror's {b}"
-                    );
-                }
+                assert_mirror(&got, &want, &what);
             }
         }
     }

@@ -410,6 +410,17 @@ pub fn segmented_state(values: &[f32], seg_len: usize) -> LseState {
         .unwrap_or_else(lse_identity)
 }
 
+/// Row-major (C-order) strides of `shape`, in entries.
+fn c_strides(shape: &[usize]) -> Vec<usize> {
+    let mut s = vec![0usize; shape.len()];
+    let mut acc = 1;
+    for d in (0..shape.len()).rev() {
+        s[d] = acc;
+        acc *= shape[d].max(1);
+    }
+    s
+}
+
 /// Row-major multi-indices of `shape`, in order.
 fn indices(shape: &[usize]) -> impl Iterator<Item = Vec<usize>> + '_ {
     let total: usize = shape.iter().product();
@@ -454,15 +465,7 @@ pub fn reduce_axes(
             total
         }
     ];
-    let dense = {
-        let mut s = vec![0usize; shape.len()];
-        let mut acc = 1;
-        for d in (0..shape.len()).rev() {
-            s[d] = acc;
-            acc *= shape[d].max(1);
-        }
-        s
-    };
+    let dense = c_strides(shape);
     for (p, ki) in indices(&kept_shape).enumerate() {
         let at = |ri: &[usize], s: &[usize]| -> usize {
             kept.iter().zip(&ki).map(|(&d, &i)| i * s[d]).sum::<usize>()
@@ -527,13 +530,7 @@ pub fn reduce_axes_masked(
             }
         })
         .collect();
-    let mut c = vec![0usize; shape.len()];
-    let mut acc = 1;
-    for d in (0..shape.len()).rev() {
-        c[d] = acc;
-        acc *= shape[d].max(1);
-    }
-    let mut out = reduce_axes(func, &dense, shape, &c, reduced, seg_len);
+    let mut out = reduce_axes(func, &dense, shape, &c_strides(shape), reduced, seg_len);
     if !func.reduces() {
         let fill = if func == RowFn::Softmax {
             0.0
@@ -596,13 +593,12 @@ pub fn reduce_axes_weighted(
     let red: Vec<usize> = (0..shape.len()).filter(|&d| reduced[d]).collect();
     let ks: Vec<usize> = kept.iter().map(|&d| shape[d]).collect();
     let rs: Vec<usize> = red.iter().map(|&d| shape[d]).collect();
-    let mut dense = vec![0usize; shape.len()];
-    let mut acc = 1;
-    for d in (0..shape.len()).rev() {
-        dense[d] = acc;
-        acc *= shape[d].max(1);
-    }
-    assert_eq!(b.len(), acc, "reference: one weight per entry");
+    let dense = c_strides(shape);
+    assert_eq!(
+        b.len(),
+        shape.iter().product::<usize>(),
+        "reference: one weight per entry"
+    );
     let (mut logs, mut signs) = (Vec::new(), Vec::new());
     let red_idx: Vec<Vec<usize>> = indices(&rs).collect();
     for ki in indices(&ks) {
@@ -666,13 +662,8 @@ pub fn reduce_axes_backward(
     let red: Vec<usize> = (0..shape.len()).filter(|&d| reduced[d]).collect();
     let ks: Vec<usize> = kept.iter().map(|&d| shape[d]).collect();
     let rs: Vec<usize> = red.iter().map(|&d| shape[d]).collect();
-    let mut dense = vec![0usize; shape.len()];
-    let mut acc = 1;
-    for d in (0..shape.len()).rev() {
-        dense[d] = acc;
-        acc *= shape[d].max(1);
-    }
-    let mut out = vec![0.0f32; acc];
+    let dense = c_strides(shape);
+    let mut out = vec![0.0f32; shape.iter().product()];
     let red_idx: Vec<Vec<usize>> = indices(&rs).collect();
     for (p, ki) in indices(&ks).enumerate() {
         let at = |ri: &[usize], s: &[usize]| -> usize {
