@@ -548,7 +548,7 @@ pub fn reduce_axes_masked(
 
 /// The sum of terms as the N-d kernels' sum walks (weighted, backward) take a segment:
 /// [`range_state`]'s blocks and binary counter with the sum monoid.
-fn range_sum(terms: &[super::likelihood::SumState]) -> super::likelihood::SumState {
+pub fn range_sum(terms: &[super::likelihood::SumState]) -> super::likelihood::SumState {
     use super::likelihood::{sum_combine, sum_identity};
     let block = |b: &[super::likelihood::SumState]| {
         b.iter().fold(sum_identity(), |st, &t| sum_combine(st, t))
