@@ -164,7 +164,7 @@ pub(crate) fn fold_groups(groups: u64, max_per_dim: u32) -> (u32, u32) {
 }
 
 /// An error unless `v` holds `expected` values.
-pub(crate) fn check_len(what: &'static str, v: &[f32], expected: usize) -> Result<(), Error> {
+pub(crate) fn check_len<T>(what: &'static str, v: &[T], expected: usize) -> Result<(), Error> {
     if v.len() != expected {
         return Err(Error::InputLength {
             what,

@@ -4,6 +4,7 @@
 //! its neighbours; tests: the N-d section of `tests/logsumexp.rs`.
 
 use super::*;
+use crate::engine::geometry::check_len;
 
 /// Which kernels an [`AxisOp`] runs. Every choice computes the same monoid; `Strided` and
 /// `StridedVec4` give the same bits for the same segment length.
@@ -1022,19 +1023,9 @@ impl Gpu {
         axes: impl Into<Axes>,
         keepdims: bool,
     ) -> Result<NdArray, Error> {
-        let expected: usize = where_shape.iter().product();
-        if where_.len() != expected {
-            return Err(Error::InputLength {
-                what: "where_",
-                expected,
-                actual: where_.len(),
-            });
-        }
+        check_len("where_", where_, where_shape.iter().product())?;
         let layout = NdLayout::contiguous(shape);
-        let mut mask = crate::engine::geometry::pack_mask(where_);
-        if mask.is_empty() {
-            mask.push(0); // a binding is never empty
-        }
+        let mask = crate::engine::geometry::pack_mask(where_);
         self.run_strided_with(
             func,
             Values::F32(x),
@@ -1070,27 +1061,15 @@ impl Gpu {
         axes: impl Into<Axes>,
         keepdims: bool,
     ) -> Result<(NdArray, NdArray), Error> {
-        let expected: usize = b_shape.iter().product();
-        if b.len() != expected {
-            return Err(Error::InputLength {
-                what: "b",
-                expected,
-                actual: b.len(),
-            });
-        }
+        check_len("b", b, b_shape.iter().product())?;
         let layout = NdLayout::contiguous(shape);
-        let words: Vec<u32> = if b.is_empty() {
-            vec![0]
-        } else {
-            bytemuck::cast_slice(b).to_vec()
-        };
         let both = self.run_strided_with(
             RowFn::Logsumexp,
             Values::F32(x),
             &layout,
             axes.into(),
             keepdims,
-            Some((Extra::Weights, b_shape, &words)),
+            Some((Extra::Weights, b_shape, bytemuck::cast_slice(b))),
         )?;
         let n = both.values.len() / 2;
         let signs = NdArray {
@@ -1163,18 +1142,10 @@ impl Gpu {
         let axes = axes.into();
         let mask = axes.mask(shape.len())?;
         let n: usize = reduced_shape(shape, &mask, true).iter().product();
-        for (what, v) in [("lse", lse), ("g", g)] {
-            if v.len() != n {
-                return Err(Error::InputLength {
-                    what,
-                    expected: n,
-                    actual: v.len(),
-                });
-            }
-        }
+        check_len("lse", lse, n)?;
+        check_len("g", g, n)?;
         let mut words: Vec<u32> = bytemuck::cast_slice(g).to_vec();
         words.extend_from_slice(bytemuck::cast_slice(lse));
-        words.resize(words.len().max(1), 0);
         self.run_backward(RowFn::Logsumexp, x, shape, &words, axes)
     }
 
@@ -1212,17 +1183,8 @@ impl Gpu {
         shape: &[usize],
         axes: Axes,
     ) -> Result<NdArray, Error> {
-        let n: usize = shape.iter().product();
-        if g.len() != n {
-            return Err(Error::InputLength {
-                what: "g",
-                expected: n,
-                actual: g.len(),
-            });
-        }
-        let mut words: Vec<u32> = bytemuck::cast_slice(g).to_vec();
-        words.resize(words.len().max(1), 0);
-        self.run_backward(func, y, shape, &words, axes)
+        check_len("g", g, shape.iter().product())?;
+        self.run_backward(func, y, shape, bytemuck::cast_slice(g), axes)
     }
 
     fn run_backward(
@@ -1305,7 +1267,12 @@ impl Gpu {
         }
         let mut inputs: Vec<&[u8]> = vec![&bytes];
         if let Some((_, _, words)) = second {
-            inputs.push(bytemuck::cast_slice(words));
+            // A binding is never empty: an empty mask, b or g is bound as one zero word.
+            inputs.push(if words.is_empty() {
+                &[0u8; 4][..]
+            } else {
+                bytemuck::cast_slice(words)
+            });
         }
         let values = if op.signs_offset() > 0 {
             // The logs, then the signs `signs_offset` (= n, the output being contiguous) after.
