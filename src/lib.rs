@@ -49,7 +49,7 @@ pub mod weighted;
 
 #[cfg(feature = "bench-tools")]
 pub use bandwidth::ReadProbe;
-pub use engine::device::{Gpu, GpuInfo, OPTIONAL_FEATURES};
+pub use engine::device::{AdapterChoice, Gpu, GpuInfo, OPTIONAL_FEATURES};
 pub use engine::op::{Io, Op};
 pub use engine::shaders::{SENTINEL_BITS, SENTINEL_F16_BITS};
 pub use error::Error;
@@ -70,6 +70,9 @@ pub use masked::MaskedRowOp;
 pub use reference::logsumexp::LseState;
 pub use transform::{DataLayout, LogFn, LogOp, LogOpKind};
 pub use weighted::WeightedLseOp;
+/// The wgpu this crate is built on, for recording its ops into a caller's encoder with the same
+/// types.
+pub use wgpu;
 
 #[cfg(test)]
 mod tests {

@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use logdomain::{Error, Gpu, RowFn, RowOp, RowsLayout, SENTINEL_BITS, Strategy};
+use logdomain::{AdapterChoice, Error, Gpu, RowFn, RowOp, RowsLayout, SENTINEL_BITS, Strategy};
 use wgpu::util::DeviceExt;
 
 const NEG_INF: f32 = f32::NEG_INFINITY;
@@ -450,6 +450,55 @@ fn bad_input_gives_clear_errors() {
         hint.contains("mesa-vulkan-drivers") && hint.contains("llvmpipe"),
         "{hint}"
     );
+}
+
+/// Adapter selection without environment variables: the adapters of the backend under test are
+/// listed, the device under test's adapter is among them and can be chosen by name; an unknown
+/// backend is an `Error::Value` and an unmatched name an `Error::NoAdapter` naming the adapters.
+#[test]
+fn adapter_choice() {
+    let gpu = gpu();
+    let backend = format!("{:?}", gpu.info().backend).to_lowercase();
+    let listed = Gpu::adapters(Some(&backend)).expect("adapters");
+    assert!(
+        listed.iter().any(|a| a.name == gpu.info().name),
+        "{} not among {listed:?}",
+        gpu.info().name
+    );
+    let choice = AdapterChoice {
+        backend: Some(backend.clone()),
+        name: Some(gpu.info().name.to_uppercase()),
+        power: None,
+    };
+    let chosen = Gpu::with_choice(&choice).expect("the device under test's adapter by name");
+    assert_eq!(chosen.info().name, gpu.info().name);
+    assert_eq!(chosen.info().backend, gpu.info().backend);
+    let x = [0.0f32, 1.0, 2.0];
+    assert_eq!(
+        chosen.logsumexp(&x, 1, 3).unwrap()[0].to_bits(),
+        gpu.logsumexp(&x, 1, 3).unwrap()[0].to_bits()
+    );
+    let unknown = AdapterChoice {
+        backend: Some("vulkan,glide".into()),
+        ..Default::default()
+    };
+    match Gpu::with_choice(&unknown) {
+        Err(Error::Value(why)) => assert!(why.contains("\"glide\""), "{why}"),
+        other => panic!(
+            "unknown backend: {:?}",
+            other.map(|g| g.info().name.clone())
+        ),
+    }
+    assert!(matches!(Gpu::adapters(Some("glide")), Err(Error::Value(_))));
+    let nameless = AdapterChoice {
+        backend: Some(backend),
+        name: Some("no adapter is called this".into()),
+        power: None,
+    };
+    match Gpu::with_choice(&nameless) {
+        Err(Error::NoAdapter(why)) => assert!(why.contains(&gpu.info().name), "{why}"),
+        other => panic!("unmatched name: {:?}", other.map(|g| g.info().name.clone())),
+    }
 }
 
 /// GPU timestamps around an op's compute pass, where the adapter has them (lavapipe does, GL

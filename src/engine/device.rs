@@ -59,6 +59,75 @@ pub const OPTIONAL_FEATURES: wgpu::Features = wgpu::Features::SUBGROUP
     .union(wgpu::Features::SHADER_F16)
     .union(wgpu::Features::TIMESTAMP_QUERY);
 
+/// Which adapter [`Gpu::with_choice`] takes: a backend, a substring of the adapter's name and a
+/// power preference, each optional (`Default`: wgpu's choice among every backend).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AdapterChoice {
+    /// `vulkan`, `gl`, `metal`, `dx12` or `webgpu` (or a comma-separated list, as
+    /// `WGPU_BACKEND` takes); `None` for every backend.
+    pub backend: Option<String>,
+    /// A case-insensitive substring of the adapter's name (e.g. `llvmpipe`).
+    pub name: Option<String>,
+    /// Low power or high performance, where `name` is `None`.
+    pub power: Option<wgpu::PowerPreference>,
+}
+
+impl AdapterChoice {
+    /// `WGPU_BACKEND`, `WGPU_ADAPTER_NAME` and `WGPU_POWER_PREF`, where set.
+    pub fn from_env() -> Result<AdapterChoice, Error> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let choice = AdapterChoice {
+            backend: var("WGPU_BACKEND"),
+            name: var("WGPU_ADAPTER_NAME"),
+            power: wgpu::PowerPreference::from_env(),
+        };
+        choice.backends().map_err(|e| match e {
+            Error::Value(why) => Error::Value(format!("WGPU_BACKEND: {why}")),
+            other => other,
+        })?;
+        Ok(choice)
+    }
+
+    /// The backends `backend` names; an error for a name wgpu does not know.
+    fn backends(&self) -> Result<wgpu::Backends, Error> {
+        let Some(list) = &self.backend else {
+            return Ok(wgpu::Backends::all());
+        };
+        let mut backends = wgpu::Backends::empty();
+        for name in list.split(',') {
+            let one = wgpu::Backends::from_comma_list(name);
+            if one.is_empty() {
+                return Err(Error::Value(format!(
+                    "unknown backend {:?}; the backends are vulkan, gl, metal, dx12, webgpu",
+                    name.trim()
+                )));
+            }
+            backends |= one;
+        }
+        Ok(backends)
+    }
+}
+
+/// An instance of `backends` with wgpu's other options from the environment.
+fn instance(backends: wgpu::Backends) -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    desc.backends = backends;
+    wgpu::Instance::new(desc)
+}
+
+fn info_of(adapter: &wgpu::AdapterInfo, features: wgpu::Features) -> GpuInfo {
+    GpuInfo {
+        name: adapter.name.clone(),
+        backend: adapter.backend,
+        device_type: adapter.device_type,
+        driver: format!("{} {}", adapter.driver, adapter.driver_info)
+            .trim()
+            .to_string(),
+        features: features & OPTIONAL_FEATURES,
+        subgroup_sizes: (adapter.subgroup_min_size, adapter.subgroup_max_size),
+    }
+}
+
 /// A wgpu device with `logdomain`'s pipelines. Cheap to share by reference across threads.
 ///
 /// ```no_run
@@ -114,19 +183,37 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Gpu {
     /// Picks an adapter the wgpu way and creates a device (blocking). Honours `WGPU_BACKEND`
     /// (e.g. `vulkan`, `gl`), `WGPU_ADAPTER_NAME` (a substring of the adapter's name) and
-    /// `WGPU_POWER_PREF` (`low`, `high`). The device gets the adapter's own limits and the
-    /// optional features in [`OPTIONAL_FEATURES`] that the adapter has.
+    /// `WGPU_POWER_PREF` (`low`, `high`): [`Gpu::with_choice`] of [`AdapterChoice::from_env`].
+    /// The device gets the adapter's own limits and the optional features in
+    /// [`OPTIONAL_FEATURES`] that the adapter has.
     pub fn new() -> Result<Gpu, Error> {
-        pollster::block_on(Self::new_async())
+        Self::with_choice(&AdapterChoice::from_env()?)
     }
 
     /// The async form of [`Gpu::new`].
     pub async fn new_async() -> Result<Gpu, Error> {
-        let instance =
-            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-        let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
-        let adapter = match std::env::var("WGPU_ADAPTER_NAME") {
-            Ok(want) => {
+        Self::with_choice_async(&AdapterChoice::from_env()?).await
+    }
+
+    /// A device on the adapter `choice` names (blocking); the environment variables are not
+    /// read.
+    ///
+    /// ```no_run
+    /// use logdomain::{AdapterChoice, Gpu};
+    /// let choice = AdapterChoice { backend: Some("vulkan".into()), ..Default::default() };
+    /// let gpu = Gpu::with_choice(&choice)?;
+    /// # Ok::<(), logdomain::Error>(())
+    /// ```
+    pub fn with_choice(choice: &AdapterChoice) -> Result<Gpu, Error> {
+        pollster::block_on(Self::with_choice_async(choice))
+    }
+
+    /// The async form of [`Gpu::with_choice`].
+    pub async fn with_choice_async(choice: &AdapterChoice) -> Result<Gpu, Error> {
+        let backends = choice.backends()?;
+        let instance = instance(backends);
+        let adapter = match &choice.name {
+            Some(want) => {
                 let want = want.to_lowercase();
                 let adapters = instance.enumerate_adapters(backends).await;
                 let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
@@ -135,22 +222,17 @@ impl Gpu {
                     .find(|a| a.get_info().name.to_lowercase().contains(&want))
                     .ok_or_else(|| {
                         Error::NoAdapter(format!(
-                            "WGPU_ADAPTER_NAME={want:?} matches none of {names:?}"
+                            "no adapter name contains {want:?}; the adapters are {names:?}"
                         ))
                     })?
             }
-            Err(_) => instance
+            None => instance
                 .request_adapter(&wgpu::RequestAdapterOptions {
-                    power_preference: wgpu::PowerPreference::from_env().unwrap_or_default(),
+                    power_preference: choice.power.unwrap_or_default(),
                     ..Default::default()
                 })
                 .await
-                .map_err(|e| {
-                    Error::NoAdapter(format!(
-                        "{e}; WGPU_BACKEND={:?}",
-                        std::env::var("WGPU_BACKEND").ok()
-                    ))
-                })?,
+                .map_err(|e| Error::NoAdapter(format!("{e}; backends {backends:?}")))?,
         };
         let features = adapter.features() & OPTIONAL_FEATURES;
         let (device, queue) = adapter
@@ -167,22 +249,28 @@ impl Gpu {
         Ok(Self::from_device(device, queue))
     }
 
+    /// The adapters of `backend` (a name as `WGPU_BACKEND` takes, `None` for every backend)
+    /// that a [`Gpu`] could be made on, without making one. `features` are the optional ones
+    /// the adapter has.
+    pub fn adapters(backend: Option<&str>) -> Result<Vec<GpuInfo>, Error> {
+        let choice = AdapterChoice {
+            backend: backend.map(str::to_string),
+            ..Default::default()
+        };
+        let backends = choice.backends()?;
+        let adapters = pollster::block_on(instance(backends).enumerate_adapters(backends));
+        Ok(adapters
+            .iter()
+            .map(|a| info_of(&a.get_info(), a.features()))
+            .collect())
+    }
+
     /// Wraps a device an application already owns (a renderer's). Its limits and features are
     /// used as they are: subgroup kernels run only if the device was created with
     /// `Features::SUBGROUP`.
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Gpu {
         let adapter = device.adapter_info();
-        let features = device.features();
-        let info = GpuInfo {
-            name: adapter.name.clone(),
-            backend: adapter.backend,
-            device_type: adapter.device_type,
-            driver: format!("{} {}", adapter.driver, adapter.driver_info)
-                .trim()
-                .to_string(),
-            features: features & OPTIONAL_FEATURES,
-            subgroup_sizes: (adapter.subgroup_min_size, adapter.subgroup_max_size),
-        };
+        let info = info_of(&adapter, device.features());
         let limits = device.limits();
         let layouts = Layout::ALL.map(|l| {
             let entries: Vec<wgpu::BindGroupLayoutEntry> = l
