@@ -4,7 +4,9 @@ SciPy's ``logsumexp``, ``softmax`` and ``log_softmax``, PyTorch's likelihood los
 scikit-learn's ``GaussianMixture`` (``logdomain.GaussianMixture``, which needs scikit-learn), on
 NumPy arrays, run by wgpu on Vulkan, Metal, DX12 or GL adapters, including the software
 adapters llvmpipe and lavapipe. Every function takes ``device=`` (a :class:`Device`; the
-default device if None) and releases the GIL while the GPU works.
+default device if None) and releases the GIL while the GPU works. ``lse_state``,
+``lse_merge`` and ``lse_finish`` expose the kernels' mergeable log-sum-exp states;
+``logdomain.dask`` runs the functions on Dask arrays.
 """
 
 from typing import TYPE_CHECKING
@@ -20,6 +22,7 @@ from ._losses import (
 )
 from ._native import DeviceError, NoAdapterError
 from ._special import log_softmax, logsumexp, softmax
+from ._states import STATE_DTYPE, lse_finish, lse_merge, lse_state
 
 if TYPE_CHECKING:
     from .mixture import GaussianMixture
@@ -38,6 +41,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "STATE_DTYPE",
     "Device",
     "DeviceError",
     "GaussianMixture",
@@ -50,6 +54,9 @@ __all__ = [
     "gaussian_nll_loss",
     "log_softmax",
     "logsumexp",
+    "lse_finish",
+    "lse_merge",
+    "lse_state",
     "nll_loss",
     "poisson_nll_loss",
     "softmax",

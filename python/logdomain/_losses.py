@@ -8,7 +8,7 @@ import numpy as np
 
 from . import _native
 from ._device import Device, resolve
-from ._special import broadcasts, float_input, out_dtype, readable_in_place
+from ._special import broadcasts, contiguous, float_input, out_dtype, readable_in_place
 
 __all__ = [
     "cross_entropy",
@@ -69,13 +69,13 @@ class _Categorical:
                     f"{self.classes} classes or no classes but got weight tensor of shape: "
                     f"{list(w.shape)}"
                 )
-            self.weight = np.ascontiguousarray(float_input("weight", w), np.float32)
+            self.weight = contiguous(float_input("weight", w), np.float32)
 
     def rows(self, dtype: Optional[type] = None) -> np.ndarray:
         """The input as C-contiguous (samples, classes) rows."""
         x = self.x if self.x.ndim > 1 else self.x[None, :]
         x = np.moveaxis(x, 1, -1).reshape(-1, self.classes)
-        return np.ascontiguousarray(x, dtype)
+        return contiguous(x, dtype)
 
     def from_rows(self, grad: np.ndarray) -> np.ndarray:
         """A (samples, classes) array back in the input's layout."""
@@ -90,7 +90,7 @@ class _Categorical:
             raise TypeError(f"class-index targets must be integers, not {t.dtype}")
         if t.shape != self.sample_shape:
             raise ValueError(f"Expected target size {list(self.sample_shape)}, got {list(t.shape)}")
-        return np.ascontiguousarray(t.reshape(-1), np.int64)
+        return contiguous(t.reshape(-1), np.int64)
 
     def probabilities(self, target: Any, label_smoothing: float) -> np.ndarray:
         t = float_input("target", target)
@@ -389,9 +389,9 @@ def binary_cross_entropy_with_logits(
             # A weight per entry: the array as one row of n columns.
             rows, cols = 1, n
             pw = np.broadcast_to(p, shape).reshape(-1)
-        pw = np.ascontiguousarray(pw, np.float32)
-    x2 = np.ascontiguousarray(x, np.float32).reshape(rows, cols)
-    t2 = np.ascontiguousarray(t, np.float32).reshape(rows, cols)
+        pw = contiguous(pw, np.float32)
+    x2 = contiguous(x, np.float32).reshape(rows, cols)
+    t2 = contiguous(t, np.float32).reshape(rows, cols)
     dev = resolve(device)
     if weight is None:
         loss = _native.bce_with_logits(dev, x2, t2, pw, reduction)
@@ -411,7 +411,7 @@ def _broadcast_to_input(name: str, v: np.ndarray, shape: Tuple[int, ...]) -> np.
         raise ValueError(
             f"{name} of shape {v.shape} does not broadcast to the input's shape {shape}"
         )
-    return np.ascontiguousarray(np.broadcast_to(v, shape), np.float32).reshape(-1)
+    return contiguous(np.broadcast_to(v, shape), np.float32).reshape(-1)
 
 
 def gaussian_nll_loss(
@@ -473,9 +473,9 @@ def gaussian_nll_loss(
     if np.any(v < 0):
         raise ValueError("var has negative entry/entries")
     t = _broadcast_to_input("target", float_input("target", target), shape)
-    xs = np.ascontiguousarray(x, np.float32).reshape(-1)
+    xs = contiguous(x, np.float32).reshape(-1)
     vs = (
-        np.ascontiguousarray(v, np.float32).reshape(1)
+        contiguous(v, np.float32).reshape(1)
         if v.ndim == 0 and x.size != 1
         else _broadcast_to_input("var", v, shape)
     )
@@ -525,7 +525,7 @@ def poisson_nll_loss(
     x = float_input("input", input)
     dtype = out_dtype(x)
     t = _broadcast_to_input("target", float_input("target", target), x.shape)
-    xs = np.ascontiguousarray(x, np.float32).reshape(-1)
+    xs = contiguous(x, np.float32).reshape(-1)
     loss = _native.poisson_nll(
         resolve(device), xs, t, bool(log_input), bool(full), float(eps), reduction
     )

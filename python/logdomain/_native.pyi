@@ -128,3 +128,27 @@ def gmm_stats(
     npt.NDArray[np.float32],
     npt.NDArray[np.float32],
 ]: ...
+def reduce_partial(
+    device: Device,
+    x: npt.NDArray[np.float32],
+    axes: Optional[List[int]],
+    keepdims: bool,
+) -> Tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.uint32]]: ...
+def lse_combine(
+    m1: npt.NDArray[np.float32],
+    s1: npt.NDArray[np.float32],
+    flags1: npt.NDArray[np.uint32],
+    m2: npt.NDArray[np.float32],
+    s2: npt.NDArray[np.float32],
+    flags2: npt.NDArray[np.uint32],
+) -> Tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.uint32]]: ...
+def lse_result(
+    m: npt.NDArray[np.float32], s: npt.NDArray[np.float32], flags: npt.NDArray[np.uint32]
+) -> npt.NDArray[np.float32]: ...
+def lse_entries(
+    func: str,
+    x: npt.NDArray[np.float32],
+    m: npt.NDArray[np.float32],
+    s: npt.NDArray[np.float32],
+    flags: npt.NDArray[np.uint32],
+) -> npt.NDArray[np.float32]: ...

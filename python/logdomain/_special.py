@@ -19,6 +19,13 @@ __all__ = ["logsumexp", "softmax", "log_softmax"]
 Axis = Union[None, int, Sequence[int]]
 
 
+def contiguous(a: Any, dtype: Any = None) -> np.ndarray:
+    """``a`` as a C-contiguous, aligned array (of ``dtype``), copied only where it is not one
+    already. (``np.ascontiguousarray`` keeps a misaligned array, such as one deserialized from
+    a byte buffer, and the bindings read aligned arrays only.)"""
+    return np.require(a, dtype=dtype, requirements=["C", "A"])
+
+
 def float_input(name: str, a: Any) -> np.ndarray:
     """``a`` as an array the kernels read: float32 and float16 as they are, other real dtypes
     (float64, integers, bool) converted to float32."""
@@ -44,7 +51,7 @@ def readable_in_place(a: np.ndarray) -> np.ndarray:
     item = a.itemsize
     if a.flags.aligned and all(s >= 0 and s % item == 0 for s in a.strides):
         return a
-    return np.ascontiguousarray(a)
+    return contiguous(a)
 
 
 def axes_of(axis: Axis, ndim: int) -> Optional[List[int]]:
@@ -81,7 +88,7 @@ def _mask(where: Any, shape: Tuple[int, ...]) -> np.ndarray:
         raise ValueError(
             f"where of shape {w.shape} does not broadcast to the input's shape {shape}"
         )
-    return np.ascontiguousarray(w)
+    return contiguous(w)
 
 
 def _apply(func: str, x: Any, axis: Axis, where: Any, device: Optional[Device]) -> Any:
@@ -93,7 +100,7 @@ def _apply(func: str, x: Any, axis: Axis, where: Any, device: Optional[Device]) 
         r = _native.reduce(dev, func, readable_in_place(a), axes, False)
     else:
         w = _mask(where, a.shape)
-        r = _native.reduce_masked(dev, func, np.ascontiguousarray(a, np.float32), w, axes, False)
+        r = _native.reduce_masked(dev, func, contiguous(a, np.float32), w, axes, False)
     return _scalar(r.astype(dtype, copy=False))
 
 
@@ -168,7 +175,7 @@ def logsumexp(
         else:
             w = _mask(where, x.shape)
             r = _native.reduce_masked(
-                dev, "logsumexp", np.ascontiguousarray(x, np.float32), w, axes, keepdims
+                dev, "logsumexp", contiguous(x, np.float32), w, axes, keepdims
             )
         return _scalar(r.astype(dtype, copy=False))
     # The weighted kernel: SciPy's b and its signs. where= is b = 0 at the excluded entries,
@@ -188,8 +195,8 @@ def logsumexp(
     axes = axes_of(axis, x.ndim)
     log, sign = _native.reduce_weighted(
         dev,
-        np.ascontiguousarray(x, np.float32),
-        np.ascontiguousarray(bb, np.float32),
+        contiguous(x, np.float32),
+        contiguous(bb, np.float32),
         axes,
         keepdims,
     )

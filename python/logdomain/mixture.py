@@ -63,6 +63,7 @@ except ImportError:  # scikit-learn 1.3 to 1.5
 
 from . import _native
 from ._device import default_device
+from ._special import contiguous
 
 __all__ = ["GaussianMixture"]
 
@@ -277,8 +278,8 @@ class _Mixture:
         # its log, added back on the host.
         total = float(np.sum(weights, dtype=np.float64))
         self.log_scale = math.log(total) if total > 0 else 0.0
-        self.weights = np.ascontiguousarray(np.asarray(weights, np.float64) / total, dtype=f32)
-        self.means = np.ascontiguousarray(means, dtype=f32)
+        self.weights = contiguous(np.asarray(weights, np.float64) / total, dtype=f32)
+        self.means = contiguous(means, dtype=f32)
         # Only full covariances need the off-diagonal scatter (tied ones use the Gram matrix).
         self.scatter = covariance_type == "full"
         if covariance_type == "full":
@@ -289,7 +290,7 @@ class _Mixture:
             # The kernels take variances for diagonal and spherical components.
             self.kind = covariance_type
             cov = 1.0 / (np.asarray(chol, dtype=np.float64) ** 2)
-        self.cov = np.ascontiguousarray(cov, dtype=f32)
+        self.cov = contiguous(cov, dtype=f32)
 
     def stats(self, device: Any, X: np.ndarray) -> Tuple[Any, ...]:
         log_likelihood, *sums = _native.gmm_stats(
@@ -307,12 +308,146 @@ class _Mixture:
 def _points(X: np.ndarray) -> np.ndarray:
     """``X`` as the kernels read it: C-contiguous float32, every value finite in float32."""
     with np.errstate(over="ignore"):
-        X32 = np.ascontiguousarray(X, dtype=np.float32)
+        X32 = contiguous(X, dtype=np.float32)
     if not np.all(np.isfinite(X32)):
         raise ValueError(
             "X has values beyond float32's range (|x| > 3.4e38); logdomain computes in float32"
         )
     return X32
+
+
+def _is_dask(X: Any) -> bool:
+    """Whether ``X`` is a Dask array (without importing Dask)."""
+    return type(X).__module__.split(".")[0] == "dask" and hasattr(X, "chunks")
+
+
+def _block_points(block: Any) -> np.ndarray:
+    """A chunk of a Dask array as the kernels read it, with scikit-learn's check of its
+    values."""
+    X = np.asarray(block)
+    if X.dtype.kind not in "fiub":
+        raise ValueError(f"Unsupported dtype {X.dtype} in X; X must be numeric")
+    if not np.all(np.isfinite(X)):
+        raise ValueError("Input X contains NaN or infinity.")
+    return _points(X)
+
+
+def _block_stats(block: Any, mixture: _Mixture) -> Tuple[Any, ...]:
+    """One chunk's E-step sums, on the worker's default device."""
+    X32 = _block_points(block)
+    if X32.shape[0] == 0:
+        k, d = mixture.means.shape
+        pairs = d * (d - 1) // 2 if mixture.scatter else 0
+        return (0.0, np.zeros(k), np.zeros((k, d)), np.zeros((k, d)), np.zeros((k, pairs)))
+    return mixture.stats(default_device(), X32)
+
+
+def _block_gram(block: Any, centre: np.ndarray) -> np.ndarray:
+    dev = np.asarray(block, dtype=np.float64) - centre
+    return dev.T @ dev
+
+
+def _block_score(block: Any, mixture: _Mixture, what: str) -> np.ndarray:
+    X32 = _block_points(block)
+    if what == "score_samples":
+        return mixture.score(default_device(), X32, False)
+    log_resp = mixture.score(default_device(), X32, True)
+    return np.argmax(log_resp, axis=1) if what == "predict" else np.exp(log_resp)
+
+
+class _InMemory:
+    """The points of a fit held by this process: one GPU call per E-step."""
+
+    def __init__(self, X: np.ndarray) -> None:
+        self.shape = X.shape
+        self.dtype = X.dtype
+        self.X32 = _points(X)
+        self.X64 = np.asarray(X, dtype=np.float64)
+        self.device = default_device()
+
+    def init_points(self, n_wanted: int, random_state: Any) -> np.ndarray:
+        return self.X64
+
+    def gram(self) -> _Gram:
+        return _Gram(self.X64)
+
+    def stats(self, mixture: _Mixture) -> Tuple[Any, ...]:
+        return mixture.stats(self.device, self.X32)
+
+    def labels(self, mixture: _Mixture) -> np.ndarray:
+        return np.argmax(mixture.score(self.device, self.X32, True), axis=1)
+
+
+class _Chunked:
+    """The points of a fit as a Dask array: each E-step's sums computed on the chunks where
+    they lie (on each worker's own device) and added on the driver in the chunks' order, in
+    float64. The array is persisted for the fit (its chunks computed once)."""
+
+    #: Points drawn to the driver for the initialisation, at least (all of them if fewer).
+    SAMPLE = 20_000
+
+    def __init__(self, X: Any) -> None:
+        if X.ndim != 2:
+            raise ValueError(f"Expected a 2-D array, got a {X.ndim}-D Dask array instead")
+        if any(np.isnan(c) for cs in X.chunks for c in cs):
+            raise ValueError("X has chunks of unknown size; call X.compute_chunk_sizes() first")
+        if X.dtype.kind not in "fiub":
+            raise ValueError(f"Unsupported dtype {X.dtype} in X; X must be numeric")
+        self.shape = X.shape
+        self.dtype = np.dtype(np.float32 if X.dtype == np.float32 else np.float64)
+        self.X = X.rechunk({1: -1}).persist()
+        self.blocks = list(self.X.to_delayed().ravel())
+
+    def _compute(self, fn: Any, *args: Any) -> list:
+        import dask
+
+        return list(dask.compute(*[dask.delayed(fn)(b, *args) for b in self.blocks]))
+
+    def init_points(self, n_wanted: int, random_state: Any) -> np.ndarray:
+        """All the points if there are at most ``max(SAMPLE, n_wanted)``, else that many drawn
+        without replacement with ``random_state`` (in their order in X)."""
+        n = self.shape[0]
+        m = max(self.SAMPLE, n_wanted)
+        if n <= m:
+            return np.asarray(self.X.compute(), dtype=np.float64)
+        idx = np.sort(random_state.choice(n, size=m, replace=False))
+        return np.asarray(self.X[idx].compute(), dtype=np.float64)
+
+    def gram(self) -> _Gram:
+        gram = _Gram.__new__(_Gram)
+        gram.centre = np.asarray(self.X.mean(axis=0, dtype=np.float64).compute())
+        gram.matrix = sum(self._compute(_block_gram, gram.centre))
+        return gram
+
+    def stats(self, mixture: _Mixture) -> Tuple[Any, ...]:
+        parts = self._compute(_block_stats, mixture)
+        total = [0.0] + [np.zeros(np.shape(a), np.float64) for a in parts[0][1:]]
+        for part in parts:
+            total[0] += float(part[0])
+            for i in range(1, 5):
+                total[i] += np.asarray(part[i], np.float64)
+        return tuple(total)
+
+    def labels(self, mixture: _Mixture) -> Any:
+        return _chunked_method(self.X, mixture, "predict", None)
+
+
+def _chunked_method(X: Any, mixture: _Mixture, what: str, n_components: Optional[int]) -> Any:
+    """``score_samples``, ``predict`` or ``predict_proba`` of a Dask array, per chunk."""
+    X = X.rechunk({1: -1})
+    if what == "predict_proba":
+        return X.map_blocks(
+            _block_score,
+            mixture,
+            what,
+            dtype=np.float32,
+            chunks=(X.chunks[0], (n_components,)),
+            meta=np.empty((0, 0), np.float32),
+        )
+    dtype = np.int64 if what == "predict" else np.float32
+    return X.map_blocks(
+        _block_score, mixture, what, dtype=dtype, drop_axis=1, meta=np.empty((0,), dtype)
+    )
 
 
 class GaussianMixture(DensityMixin, BaseEstimator):
@@ -491,18 +626,25 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             The component of each point.
         """
         self._validate_params()
-        X = _validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
-        n_samples, n_features = X.shape
+        if _is_dask(X):
+            source: Any = _Chunked(X)
+            if source.shape[0] < 2:
+                raise ValueError(
+                    f"Found array with {source.shape[0]} sample(s) while a minimum of 2 is "
+                    "required by GaussianMixture."
+                )
+            self.n_features_in_ = source.shape[1]
+        else:
+            X = _validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
+            source = _InMemory(X)
+        n_samples, n_features = source.shape
         if n_samples < self.n_components:
             raise ValueError(
                 "Expected n_samples >= n_components but got "
                 f"n_components = {self.n_components}, n_samples = {n_samples}"
             )
         inits = self._checked_inits(n_features)
-        X32 = _points(X)
-        X64 = np.asarray(X, dtype=np.float64)
-        gram = _Gram(X64) if self.covariance_type == "tied" else None
-        device = default_device()
+        gram = source.gram() if self.covariance_type == "tied" else None
 
         do_init = not (self.warm_start and hasattr(self, "converged_"))
         n_init = self.n_init if do_init else 1
@@ -521,7 +663,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         for init in range(n_init):
             started = self._verbose_init_begin(init)
             if do_init:
-                current = self._initial_parameters(X64, random_state, inits)
+                points = source.init_points(50 * self.n_components, random_state)
+                current = self._initial_parameters(points, random_state, inits, n_samples)
             lower_bound = -np.inf if do_init else self.lower_bound_
             lower_bounds: list = []
             if self.max_iter == 0:
@@ -532,11 +675,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             for n_iter in range(1, self.max_iter + 1):
                 previous = lower_bound
                 weights, means, _, chol = current
-                sums = _Mixture(weights, means, chol, self.covariance_type).stats(device, X32)
+                sums = source.stats(_Mixture(weights, means, chol, self.covariance_type))
                 weights, means, cov = _m_step_from_sums(
                     sums, means, self.reg_covar, self.covariance_type, gram
                 )
-                chol = _precision_cholesky(cov, self.covariance_type, X.dtype)
+                chol = _precision_cholesky(cov, self.covariance_type, source.dtype)
                 current = (weights, means, cov, chol)
                 lower_bound = sums[0] / n_samples
                 lower_bounds.append(lower_bound)
@@ -558,11 +701,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 ConvergenceWarning,
                 stacklevel=2,
             )
-        self._set_parameters(best, X.dtype)
+        self._set_parameters(best, source.dtype)
         self.n_iter_ = best_n_iter
         self.lower_bound_ = max_lower_bound
         self.lower_bounds_ = best_lower_bounds
-        return np.argmax(self._gpu_mixture().score(device, X32, True), axis=1)
+        return source.labels(self._gpu_mixture())
 
     def _checked_inits(self, n_features: int) -> Tuple[Optional[np.ndarray], ...]:
         """The user's initial parameters, checked (the parameters themselves are not
@@ -597,9 +740,14 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         return resp
 
     def _initial_parameters(
-        self, X: np.ndarray, random_state: np.random.RandomState, inits: Tuple[Any, ...]
+        self,
+        X: np.ndarray,
+        random_state: np.random.RandomState,
+        inits: Tuple[Any, ...],
+        n_samples: int,
     ) -> Tuple[np.ndarray, ...]:
-        """(weights, means, covariances, precisions' Cholesky factors) to start EM from."""
+        """(weights, means, covariances, precisions' Cholesky factors) to start EM from, from
+        the points ``X``: all ``n_samples`` points, or a sample of them (a Dask array's)."""
         w_init, m_init, p_init = inits
         n = X.shape[0]
         weights = means = cov = None
@@ -607,6 +755,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             resp = self._initial_resp(X, random_state)
             weights, means, cov = _estimate_from_resp(X, resp, self.reg_covar, self.covariance_type)
             weights = weights / n
+            if self.init_params in ("k-means++", "random_from_data"):
+                # One point per component: scikit-learn's weights are 1 / n_samples each.
+                weights = weights * (n / n_samples)
         if w_init is not None:
             weights = np.asarray(w_init, dtype=np.float64)
         if m_init is not None:
@@ -668,6 +819,18 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         check_is_fitted(self)
         return _points(_validate_data(self, X, reset=False))
 
+    def _fitted_chunks(self, X: Any, what: str) -> Any:
+        """``what`` of a Dask array, per chunk on the workers: a Dask array."""
+        check_is_fitted(self)
+        if X.ndim != 2:
+            raise ValueError(f"Expected a 2-D array, got a {X.ndim}-D Dask array instead")
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but GaussianMixture is expecting "
+                f"{self.n_features_in_} features as input"
+            )
+        return _chunked_method(X, self._gpu_mixture(), what, self.n_components)
+
     def score_samples(self, X):
         """The log-likelihood ``log p(x)`` of each point, on the GPU.
 
@@ -681,6 +844,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         log_prob : ndarray of shape (n_samples,), float32
             ``log p(x)`` under the fitted mixture, computed in float32.
         """
+        if _is_dask(X):
+            return self._fitted_chunks(X, "score_samples")
         X32 = self._fitted_points(X)
         return self._gpu_mixture().score(default_device(), X32, False)
 
@@ -714,6 +879,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         labels : ndarray of shape (n_samples,)
             The component labels.
         """
+        if _is_dask(X):
+            return self._fitted_chunks(X, "predict")
         X32 = self._fitted_points(X)
         return np.argmax(self._gpu_mixture().score(default_device(), X32, True), axis=1)
 
@@ -730,6 +897,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         resp : ndarray of shape (n_samples, n_components), float32
             ``p(k | x)``: the exponential of the GPU's log-responsibilities.
         """
+        if _is_dask(X):
+            return self._fitted_chunks(X, "predict_proba")
         X32 = self._fitted_points(X)
         return np.exp(self._gpu_mixture().score(default_device(), X32, True))
 

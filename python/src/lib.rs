@@ -9,10 +9,11 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 use half::f16;
+use logdomain::reference::logsumexp::{ld_log1p, log_softmax_entry, softmax_entry};
 use logdomain::wgpu::Features;
 use logdomain::{
     AdapterChoice, Axes, Bce, Covariance, CrossEntropy, Error, GaussianNll, Gmm, Gpu, GpuInfo,
-    InputFormat, NdArray, NdLayout, PoissonNll, Reduction, RowFn,
+    InputFormat, LseState, NdArray, NdLayout, PoissonNll, Reduction, RowFn,
 };
 use numpy::ndarray::{ArrayD, IxDyn};
 use numpy::{
@@ -691,6 +692,166 @@ fn gmm_stats<'py>(
     ))
 }
 
+/// States of the log-sum-exp monoid as three arrays of one shape: `m`, `s` and `flags`.
+type States<'py, D> = (
+    Bound<'py, numpy::PyArray<f32, D>>,
+    Bound<'py, numpy::PyArray<f32, D>>,
+    Bound<'py, numpy::PyArray<u32, D>>,
+);
+
+fn states_out<'py>(
+    py: Python<'py>,
+    shape: &[usize],
+    states: &[LseState],
+) -> PyResult<States<'py, IxDyn>> {
+    let field = |f: &dyn Fn(&LseState) -> f32| {
+        ArrayD::from_shape_vec(IxDyn(shape), states.iter().map(f).collect())
+            .map(|a| PyArrayDyn::from_owned_array(py, a))
+            .map_err(|e| DeviceError::new_err(format!("states of the wrong length: {e}")))
+    };
+    let flags = ArrayD::from_shape_vec(IxDyn(shape), states.iter().map(|st| st.flags).collect())
+        .map(|a| PyArrayDyn::from_owned_array(py, a))
+        .map_err(|e| DeviceError::new_err(format!("states of the wrong length: {e}")))?;
+    Ok((field(&|st| st.m)?, field(&|st| st.s)?, flags))
+}
+
+/// Each result's log-sum-exp over `axes` of a C-contiguous float32 array as a state of the
+/// kernels' monoid (`Gpu::reduce_axes_partial`): `(m, s, flags)`, shaped as the result.
+#[pyfunction]
+#[pyo3(signature = (device, x, axes, keepdims))]
+fn reduce_partial<'py>(
+    py: Python<'py>,
+    device: &Device,
+    x: PyReadonlyArrayDyn<'py, f32>,
+    axes: Option<Vec<isize>>,
+    keepdims: bool,
+) -> PyResult<States<'py, IxDyn>> {
+    let axes = axes_of(axes);
+    let shape = x.shape().to_vec();
+    let v = contiguous("x", &x)?;
+    let gpu = &*device.gpu;
+    let (out_shape, states) = on_gpu(py, || {
+        Ok(gpu.reduce_axes_partial(v, &shape, axes, keepdims)?)
+    })
+    .or_py(py)?;
+    states_out(py, &out_shape, &states)
+}
+
+/// The states of three C-contiguous 1-D arrays of one length.
+fn states_in(
+    m: &PyReadonlyArray1<'_, f32>,
+    s: &PyReadonlyArray1<'_, f32>,
+    flags: &PyReadonlyArray1<'_, u32>,
+) -> PyResult<Vec<LseState>> {
+    let (m, s) = (slice1("m", m)?, slice1("s", s)?);
+    let flags = flags
+        .as_slice()
+        .map_err(|_| PyValueError::new_err("flags must be C-contiguous"))?;
+    if s.len() != m.len() || flags.len() != m.len() {
+        return Err(PyValueError::new_err(format!(
+            "a state's m, s and flags have {}, {} and {} entries",
+            m.len(),
+            s.len(),
+            flags.len()
+        )));
+    }
+    Ok((0..m.len())
+        .map(|i| LseState {
+            m: m[i],
+            s: s[i],
+            flags: flags[i],
+        })
+        .collect())
+}
+
+fn states_1d<'py>(py: Python<'py>, states: &[LseState]) -> PyResult<States<'py, numpy::Ix1>> {
+    Ok((
+        PyArray1::from_iter(py, states.iter().map(|st| st.m)),
+        PyArray1::from_iter(py, states.iter().map(|st| st.s)),
+        PyArray1::from_iter(py, states.iter().map(|st| st.flags)),
+    ))
+}
+
+/// `a[i].combine(b[i])` for 1-D states of one length: the kernels' merge (`LseState::combine`).
+#[pyfunction]
+#[pyo3(signature = (m1, s1, flags1, m2, s2, flags2))]
+#[allow(clippy::too_many_arguments)] // two states, three arrays each
+fn lse_combine<'py>(
+    py: Python<'py>,
+    m1: PyReadonlyArray1<'py, f32>,
+    s1: PyReadonlyArray1<'py, f32>,
+    flags1: PyReadonlyArray1<'py, u32>,
+    m2: PyReadonlyArray1<'py, f32>,
+    s2: PyReadonlyArray1<'py, f32>,
+    flags2: PyReadonlyArray1<'py, u32>,
+) -> PyResult<States<'py, numpy::Ix1>> {
+    let a = states_in(&m1, &s1, &flags1)?;
+    let b = states_in(&m2, &s2, &flags2)?;
+    if a.len() != b.len() {
+        return Err(PyValueError::new_err(format!(
+            "states of {} and {} entries",
+            a.len(),
+            b.len()
+        )));
+    }
+    let merged: Vec<LseState> =
+        py.detach(|| a.iter().zip(&b).map(|(x, y)| x.combine(*y)).collect());
+    states_1d(py, &merged)
+}
+
+/// The log-sum-exp of 1-D states (`LseState::logsumexp`).
+#[pyfunction]
+fn lse_result<'py>(
+    py: Python<'py>,
+    m: PyReadonlyArray1<'py, f32>,
+    s: PyReadonlyArray1<'py, f32>,
+    flags: PyReadonlyArray1<'py, u32>,
+) -> PyResult<Bound<'py, PyArray1<f32>>> {
+    let states = states_in(&m, &s, &flags)?;
+    let out: Vec<f32> = py.detach(|| states.iter().map(|st| st.logsumexp()).collect());
+    Ok(PyArray1::from_vec(py, out))
+}
+
+/// `softmax` (`func = "softmax"`) or `log_softmax` of each entry `x[i]` of the set the state
+/// `i` summarises (1-D, one length), as the kernels finish them.
+#[pyfunction]
+fn lse_entries<'py>(
+    py: Python<'py>,
+    func: &str,
+    x: PyReadonlyArray1<'py, f32>,
+    m: PyReadonlyArray1<'py, f32>,
+    s: PyReadonlyArray1<'py, f32>,
+    flags: PyReadonlyArray1<'py, u32>,
+) -> PyResult<Bound<'py, PyArray1<f32>>> {
+    let states = states_in(&m, &s, &flags)?;
+    let x = slice1("x", &x)?;
+    if x.len() != states.len() {
+        return Err(PyValueError::new_err(format!(
+            "{} entries and {} states",
+            x.len(),
+            states.len()
+        )));
+    }
+    let log = match func {
+        "log_softmax" => true,
+        "softmax" => false,
+        other => return Err(PyValueError::new_err(format!("unknown function {other:?}"))),
+    };
+    let out: Vec<f32> = py.detach(|| {
+        x.iter()
+            .zip(&states)
+            .map(|(&v, st)| {
+                if log {
+                    log_softmax_entry(*st, ld_log1p(st.s), v)
+                } else {
+                    softmax_entry(*st, 1.0 + st.s, v)
+                }
+            })
+            .collect()
+    });
+    Ok(PyArray1::from_vec(py, out))
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // A panic of the crate or of a dependency is caught (`on_gpu`) and raised as a
@@ -711,5 +872,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(poisson_nll, m)?)?;
     m.add_function(wrap_pyfunction!(gmm_score, m)?)?;
     m.add_function(wrap_pyfunction!(gmm_stats, m)?)?;
+    m.add_function(wrap_pyfunction!(reduce_partial, m)?)?;
+    m.add_function(wrap_pyfunction!(lse_combine, m)?)?;
+    m.add_function(wrap_pyfunction!(lse_result, m)?)?;
+    m.add_function(wrap_pyfunction!(lse_entries, m)?)?;
     Ok(())
 }

@@ -10,7 +10,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-MODULES = ["logdomain._special", "logdomain._losses", "logdomain.mixture"]
+MODULES = [
+    "logdomain._special",
+    "logdomain._losses",
+    "logdomain._states",
+    "logdomain.dask",
+    "logdomain.mixture",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)
