@@ -11,9 +11,11 @@ Where the work is done
   log-joint ``ln w_k + ln N(x | mu_k, Sigma_k)`` of every point and component, its row
   log-sum-exp ``log p(x)``, the responsibilities ``r = exp(L - log p(x))`` and, summed over the
   points in a deterministic tree, ``sum log p(x)``, ``N_k = sum r``, ``sum r (x - mu_k)``,
-  ``sum r (x - mu_k)^2`` and, for ``full`` and ``tied``, the off-diagonal scatter. Only these
-  ``O(k d^2)`` sums come back; the M-step turns them into the new parameters on the host in
-  float64.
+  ``sum r (x - mu_k)^2`` and, for ``full``, the off-diagonal scatter. Only these ``O(k d^2)``
+  sums come back; the M-step turns them into the new parameters on the host in float64.
+  ``tied`` components share one factor ``P``: the kernels see the points ``x P`` and a
+  unit-variance diagonal mixture (see ``_Mixture``), and the covariance comes from the points'
+  scatter about their mean, computed once per fit (``_Gram``).
 * ``score_samples``, ``predict`` and ``predict_proba`` are one GPU call each.
 * The initial responsibilities (scikit-learn's ``KMeans``, ``kmeans_plusplus`` or the random
   draws, from the same ``random_state`` in the same order) and the parameters estimated from
@@ -219,10 +221,14 @@ class _Gram:
     sum_i (x_i - c)(x_i - c)^T - sum_k N_k (mu_k - c)(mu_k - c)^T`` (centred at ``c`` so that
     the difference does not cancel for data far from the origin)."""
 
-    def __init__(self, X: np.ndarray) -> None:
-        self.centre = X.mean(axis=0)
-        dev = X - self.centre
-        self.matrix = dev.T @ dev
+    def __init__(self, centre: np.ndarray, matrix: np.ndarray) -> None:
+        self.centre = centre
+        self.matrix = matrix
+
+    @classmethod
+    def of(cls, X: np.ndarray) -> "_Gram":
+        centre = X.mean(axis=0)
+        return cls(centre, _block_gram(X, centre))
 
 
 def _m_step_from_sums(
@@ -282,24 +288,43 @@ class _Mixture:
         self.means = contiguous(means, dtype=f32)
         # Only full covariances need the off-diagonal scatter (tied ones use the Gram matrix).
         self.scatter = covariance_type == "full"
+        # Tied components share one factor P: with y = x P and nu_k = mu_k P, every component
+        # is N(y | nu_k, I) up to the shared ln det P, so the kernels evaluate a unit-variance
+        # diagonal mixture of the transformed points (d multiply-adds per point and component
+        # instead of d (d + 1) / 2) and the host adds ln det P back.
+        self.transform = None
         if covariance_type == "full":
             self.kind, cov = "full", chol
         elif covariance_type == "tied":
-            self.kind, cov = "full", np.broadcast_to(chol, (k, d, d))
+            P = np.asarray(chol, dtype=np.float64)
+            self.transform = P
+            self.log_scale += float(np.sum(np.log(np.diag(P))))
+            self.means = contiguous(np.asarray(means, np.float64) @ P, dtype=f32)
+            self.kind, cov = "diag", np.ones((k, d))
         else:
             # The kernels take variances for diagonal and spherical components.
             self.kind = covariance_type
             cov = 1.0 / (np.asarray(chol, dtype=np.float64) ** 2)
         self.cov = contiguous(cov, dtype=f32)
 
+    def _points(self, X: np.ndarray) -> np.ndarray:
+        if self.transform is None:
+            return X
+        return contiguous(X.astype(np.float64) @ self.transform, dtype=np.float32)
+
     def stats(self, device: Any, X: np.ndarray) -> Tuple[Any, ...]:
-        log_likelihood, *sums = _native.gmm_stats(
-            device, X, self.kind, self.weights, self.means, self.cov, self.scatter
+        log_likelihood, nk, sum_dev, *rest = _native.gmm_stats(
+            device, self._points(X), self.kind, self.weights, self.means, self.cov, self.scatter
         )
-        return (log_likelihood + X.shape[0] * self.log_scale, *sums)
+        if self.transform is not None:
+            # sum r (y - nu) = (sum r (x - mu)) P; the squares are not used (the Gram is).
+            sum_dev = np.linalg.solve(self.transform.T, np.asarray(sum_dev, np.float64).T).T
+        return (log_likelihood + X.shape[0] * self.log_scale, nk, sum_dev, *rest)
 
     def score(self, device: Any, X: np.ndarray, log_resp: bool) -> np.ndarray:
-        out = _native.gmm_score(device, X, self.kind, self.weights, self.means, self.cov, log_resp)
+        out = _native.gmm_score(
+            device, self._points(X), self.kind, self.weights, self.means, self.cov, log_resp
+        )
         if not log_resp and self.log_scale != 0.0:
             out += np.float32(self.log_scale)
         return out
@@ -369,7 +394,7 @@ class _InMemory:
         return self.X64
 
     def gram(self) -> _Gram:
-        return _Gram(self.X64)
+        return _Gram.of(self.X64)
 
     def stats(self, mixture: _Mixture) -> Tuple[Any, ...]:
         return mixture.stats(self.device, self.X32)
@@ -414,10 +439,8 @@ class _Chunked:
         return np.asarray(self.X[idx].compute(), dtype=np.float64)
 
     def gram(self) -> _Gram:
-        gram = _Gram.__new__(_Gram)
-        gram.centre = np.asarray(self.X.mean(axis=0, dtype=np.float64).compute())
-        gram.matrix = sum(self._compute(_block_gram, gram.centre))
-        return gram
+        centre = np.asarray(self.X.mean(axis=0, dtype=np.float64).compute())
+        return _Gram(centre, sum(self._compute(_block_gram, centre)))
 
     def stats(self, mixture: _Mixture) -> Tuple[Any, ...]:
         parts = self._compute(_block_stats, mixture)
@@ -963,9 +986,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         bic : float
             ``-2 * score(X) * n_samples + n_parameters * ln(n_samples)``.
         """
-        log_prob = self.score_samples(X)
-        n = log_prob.shape[0]
-        return -2 * float(np.sum(log_prob, dtype=np.float64)) + self._n_parameters() * math.log(n)
+        log_likelihood, n = self._total_log_likelihood(X)
+        return -2 * log_likelihood + self._n_parameters() * math.log(n)
 
     def aic(self, X):
         """The Akaike information criterion of the model on ``X`` (lower is better).
@@ -980,5 +1002,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         aic : float
             ``-2 * score(X) * n_samples + 2 * n_parameters``.
         """
+        log_likelihood, _ = self._total_log_likelihood(X)
+        return -2 * log_likelihood + 2 * self._n_parameters()
+
+    def _total_log_likelihood(self, X: Any) -> Tuple[float, int]:
+        """``sum log p(x)`` over the points (in float64), and their number."""
         log_prob = self.score_samples(X)
-        return -2 * float(np.sum(log_prob, dtype=np.float64)) + 2 * self._n_parameters()
+        return float(np.sum(log_prob, dtype=np.float64)), log_prob.shape[0]
