@@ -15,10 +15,10 @@ use logdomain::{
     AdapterChoice, Axes, Bce, Covariance, CrossEntropy, Error, GaussianNll, Gmm, Gpu, GpuInfo,
     InputFormat, LseState, NdArray, NdLayout, PoissonNll, Reduction, RowFn,
 };
-use numpy::ndarray::{ArrayD, IxDyn};
+use numpy::ndarray::{Dimension, IxDyn, ShapeBuilder};
 use numpy::{
-    Element, PyArray1, PyArray2, PyArrayDyn, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
-    PyReadonlyArrayDyn, PyUntypedArrayMethods,
+    Element, PyArray, PyArray1, PyArray2, PyArrayDyn, PyArrayMethods, PyReadonlyArray,
+    PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArrayDyn, PyUntypedArrayMethods,
 };
 use pyo3::create_exception;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
@@ -257,9 +257,7 @@ fn axes_of(axes: Option<Vec<isize>>) -> Axes {
 }
 
 fn to_numpy<'py>(py: Python<'py>, a: NdArray) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
-    let array = ArrayD::from_shape_vec(IxDyn(&a.shape), a.values)
-        .map_err(|e| DeviceError::new_err(format!("result of the wrong length: {e}")))?;
-    Ok(PyArrayDyn::from_owned_array(py, array))
+    shaped(py, "result", IxDyn(&a.shape), a.values)
 }
 
 /// An array's entries as the slice from its first entry to its last and the layout of the
@@ -344,9 +342,25 @@ fn reduce<'py>(
     to_numpy(py, out.or_py(py)?)
 }
 
-fn contiguous<'a, T: Element>(what: &str, a: &'a PyReadonlyArrayDyn<'_, T>) -> PyResult<&'a [T]> {
+/// A C-contiguous array's entries (of any dimension), or the error naming it.
+fn contiguous<'a, T: Element, D: Dimension>(
+    what: &str,
+    a: &'a PyReadonlyArray<'_, T, D>,
+) -> PyResult<&'a [T]> {
     a.as_slice()
         .map_err(|_| PyValueError::new_err(format!("{what} must be C-contiguous")))
+}
+
+/// `values` as a NumPy array of `shape`; a length that does not match is an internal error.
+fn shaped<'py, T: Element, D: Dimension, Sh: ShapeBuilder<Dim = D>>(
+    py: Python<'py>,
+    what: &str,
+    shape: Sh,
+    values: Vec<T>,
+) -> PyResult<Bound<'py, PyArray<T, D>>> {
+    numpy::ndarray::Array::from_shape_vec(shape, values)
+        .map(|a| PyArray::from_owned_array(py, a))
+        .map_err(|e| DeviceError::new_err(format!("{what} of the wrong length: {e}")))
 }
 
 /// `func` over `axes` of a C-contiguous float32 array, over the entries where the boolean
@@ -426,16 +440,14 @@ fn categorical<'py>(
 ) -> PyResult<Py<PyAny>> {
     let options = CrossEntropy {
         weight: weight
-            .map(|w| w.as_slice().map(<[f32]>::to_vec))
-            .transpose()
-            .map_err(|_| PyValueError::new_err("weight must be C-contiguous"))?,
+            .as_ref()
+            .map(|w| contiguous("weight", w).map(<[f32]>::to_vec))
+            .transpose()?,
         ignore_index,
         label_smoothing,
         reduction: self::reduction(reduction)?,
     };
-    let t = targets
-        .as_slice()
-        .map_err(|_| PyValueError::new_err("target must be C-contiguous"))?;
+    let t = contiguous("target", &targets)?;
     let gpu = &*device.gpu;
     let nll = match loss {
         "cross_entropy" => false,
@@ -450,9 +462,10 @@ fn categorical<'py>(
                 Ok(gpu.cross_entropy_with_grad(v, rows, classes, t, &options)?)
             })
             .or_py(py)?;
-            let g = numpy::ndarray::Array2::from_shape_vec((rows, classes), g)
-                .map_err(|e| DeviceError::new_err(format!("gradient of the wrong length: {e}")))?;
-            let pair = (PyArray1::from_vec(py, l), PyArray2::from_owned_array(py, g));
+            let pair = (
+                PyArray1::from_vec(py, l),
+                shaped(py, "gradient", (rows, classes), g)?,
+            );
             return Ok(pair.into_pyobject(py)?.into_any().unbind());
         }
         let l = on_gpu(py, || {
@@ -488,11 +501,6 @@ fn categorical<'py>(
     }
 }
 
-fn slice1<'a>(what: &str, a: &'a PyReadonlyArray1<'_, f32>) -> PyResult<&'a [f32]> {
-    a.as_slice()
-        .map_err(|_| PyValueError::new_err(format!("{what} must be C-contiguous")))
-}
-
 /// `F.binary_cross_entropy_with_logits` of C-contiguous (rows, cols) float32 arrays, with
 /// `pos_weight` one per column.
 #[pyfunction]
@@ -509,7 +517,7 @@ fn bce_with_logits<'py>(
     let options = Bce {
         pos_weight: pos_weight
             .as_ref()
-            .map(|w| slice1("pos_weight", w).map(<[f32]>::to_vec))
+            .map(|w| contiguous("pos_weight", w).map(<[f32]>::to_vec))
             .transpose()?,
         reduction: self::reduction(reduction)?,
     };
@@ -542,9 +550,9 @@ fn gaussian_nll<'py>(
         reduction: self::reduction(reduction)?,
     };
     let (x, t, v) = (
-        slice1("input", &input)?,
-        slice1("target", &target)?,
-        slice1("var", &var)?,
+        contiguous("input", &input)?,
+        contiguous("target", &target)?,
+        contiguous("var", &var)?,
     );
     let gpu = &*device.gpu;
     let l = on_gpu(py, || Ok(gpu.gaussian_nll(x, t, v, &options)?)).or_py(py)?;
@@ -571,7 +579,7 @@ fn poisson_nll<'py>(
         eps,
         reduction: self::reduction(reduction)?,
     };
-    let (x, t) = (slice1("input", &input)?, slice1("target", &target)?);
+    let (x, t) = (contiguous("input", &input)?, contiguous("target", &target)?);
     let gpu = &*device.gpu;
     let l = on_gpu(py, || Ok(gpu.poisson_nll(x, t, &options)?)).or_py(py)?;
     Ok(PyArray1::from_vec(py, l))
@@ -598,13 +606,15 @@ fn mixture(
         }
     };
     Ok(Gmm {
-        weights: slice1("weights", weights)?.to_vec(),
-        means: means
-            .as_slice()
-            .map_err(|_| PyValueError::new_err("means must be C-contiguous"))?
-            .to_vec(),
+        weights: contiguous("weights", weights)?.to_vec(),
+        means: contiguous("means", means)?.to_vec(),
         covariance,
     })
+}
+
+/// The points (n, dims) of a mixture call as a slice, with n and dims.
+fn points<'a>(x: &'a PyReadonlyArray2<'_, f32>) -> PyResult<(&'a [f32], usize, usize)> {
+    Ok((contiguous("x", x)?, x.shape()[0], x.shape()[1]))
 }
 
 /// `log p(x)` of each row of the C-contiguous float32 points (n, dims) under the mixture
@@ -623,10 +633,7 @@ fn gmm_score<'py>(
     log_resp: bool,
 ) -> PyResult<Py<PyAny>> {
     let gmm = mixture(kind, &weights, &means, &cov)?;
-    let (n, dims) = (x.shape()[0], x.shape()[1]);
-    let points = x
-        .as_slice()
-        .map_err(|_| PyValueError::new_err("x must be C-contiguous"))?;
+    let (points, n, dims) = points(&x)?;
     let gpu = &*device.gpu;
     let k = gmm.weights.len();
     if log_resp {
@@ -634,10 +641,9 @@ fn gmm_score<'py>(
             Ok(gpu.gmm_log_responsibilities(points, n, dims, &gmm)?)
         })
         .or_py(py)?;
-        let a = numpy::ndarray::Array2::from_shape_vec((n, k), v).map_err(|e| {
-            DeviceError::new_err(format!("responsibilities of the wrong length: {e}"))
-        })?;
-        Ok(PyArray2::from_owned_array(py, a).into_any().unbind())
+        Ok(shaped(py, "responsibilities", (n, k), v)?
+            .into_any()
+            .unbind())
     } else {
         let v = on_gpu(py, || Ok(gpu.gmm_score_samples(points, n, dims, &gmm)?)).or_py(py)?;
         Ok(PyArray1::from_vec(py, v).into_any().unbind())
@@ -667,10 +673,7 @@ fn gmm_stats<'py>(
     Bound<'py, PyArray2<f32>>,
 )> {
     let gmm = mixture(kind, &weights, &means, &cov)?;
-    let (n, dims) = (x.shape()[0], x.shape()[1]);
-    let points = x
-        .as_slice()
-        .map_err(|_| PyValueError::new_err("x must be C-contiguous"))?;
+    let (points, n, dims) = points(&x)?;
     let gpu = &*device.gpu;
     let k = gmm.weights.len();
     let s = on_gpu(py, || {
@@ -678,17 +681,12 @@ fn gmm_stats<'py>(
     })
     .or_py(py)?;
     let pairs = s.cross.len().checked_div(k).unwrap_or(0);
-    let matrix = |what: &str, v: Vec<f32>, cols: usize| {
-        numpy::ndarray::Array2::from_shape_vec((k, cols), v)
-            .map(|a| PyArray2::from_owned_array(py, a))
-            .map_err(|e| DeviceError::new_err(format!("{what} of the wrong length: {e}")))
-    };
     Ok((
         f64::from(s.log_likelihood),
         PyArray1::from_vec(py, s.resp_sums),
-        matrix("sum_dev", s.sum_dev, dims)?,
-        matrix("sum_dev2", s.sum_dev2, dims)?,
-        matrix("cross", s.cross, pairs)?,
+        shaped(py, "sum_dev", (k, dims), s.sum_dev)?,
+        shaped(py, "sum_dev2", (k, dims), s.sum_dev2)?,
+        shaped(py, "cross", (k, pairs), s.cross)?,
     ))
 }
 
@@ -704,15 +702,14 @@ fn states_out<'py>(
     shape: &[usize],
     states: &[LseState],
 ) -> PyResult<States<'py, IxDyn>> {
-    let field = |f: &dyn Fn(&LseState) -> f32| {
-        ArrayD::from_shape_vec(IxDyn(shape), states.iter().map(f).collect())
-            .map(|a| PyArrayDyn::from_owned_array(py, a))
-            .map_err(|e| DeviceError::new_err(format!("states of the wrong length: {e}")))
-    };
-    let flags = ArrayD::from_shape_vec(IxDyn(shape), states.iter().map(|st| st.flags).collect())
-        .map(|a| PyArrayDyn::from_owned_array(py, a))
-        .map_err(|e| DeviceError::new_err(format!("states of the wrong length: {e}")))?;
-    Ok((field(&|st| st.m)?, field(&|st| st.s)?, flags))
+    let m = states.iter().map(|st| st.m).collect();
+    let s = states.iter().map(|st| st.s).collect();
+    let flags = states.iter().map(|st| st.flags).collect();
+    Ok((
+        shaped(py, "states", IxDyn(shape), m)?,
+        shaped(py, "states", IxDyn(shape), s)?,
+        shaped(py, "states", IxDyn(shape), flags)?,
+    ))
 }
 
 /// Each result's log-sum-exp over `axes` of a C-contiguous float32 array as a state of the
@@ -743,10 +740,8 @@ fn states_in(
     s: &PyReadonlyArray1<'_, f32>,
     flags: &PyReadonlyArray1<'_, u32>,
 ) -> PyResult<Vec<LseState>> {
-    let (m, s) = (slice1("m", m)?, slice1("s", s)?);
-    let flags = flags
-        .as_slice()
-        .map_err(|_| PyValueError::new_err("flags must be C-contiguous"))?;
+    let (m, s) = (contiguous("m", m)?, contiguous("s", s)?);
+    let flags = contiguous("flags", flags)?;
     if s.len() != m.len() || flags.len() != m.len() {
         return Err(PyValueError::new_err(format!(
             "a state's m, s and flags have {}, {} and {} entries",
@@ -824,7 +819,7 @@ fn lse_entries<'py>(
     flags: PyReadonlyArray1<'py, u32>,
 ) -> PyResult<Bound<'py, PyArray1<f32>>> {
     let states = states_in(&m, &s, &flags)?;
-    let x = slice1("x", &x)?;
+    let x = contiguous("x", &x)?;
     if x.len() != states.len() {
         return Err(PyValueError::new_err(format!(
             "{} entries and {} states",
