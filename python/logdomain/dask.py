@@ -238,12 +238,17 @@ def _reduced(per, reduction, denominator=None):
     return total.astype(np.float32)
 
 
-def _check_reduction(reduction):
-    return _losses._reduction(reduction)
+def _elementwise(loss, reduction, x, *others, **options):
+    """An element-wise loss: the in-memory ``loss`` with ``reduction='none'`` on each chunk of
+    ``x`` and the arrays ``others`` (chunked as ``x``), then the reduction over all chunks."""
+    per = da.map_blocks(
+        loss, x, *others, reduction="none", dtype=np.float32, meta=_meta(x.ndim), **options
+    )
+    return _reduced(per, reduction)
 
 
 def _categorical(name, input, target, weight, ignore_index, reduction, label_smoothing):
-    reduction = _check_reduction(reduction)
+    reduction = _losses._reduction(reduction)
     x = da.asarray(input)
     if x.ndim < 2:
         raise ValueError(
@@ -333,24 +338,18 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
 
     ``weight`` broadcasts against the input; ``pos_weight`` (one per class, the last axis)
     makes the last axis one chunk."""
-    reduction = _check_reduction(reduction)
+    reduction = _losses._reduction(reduction)
     x = da.asarray(input)
     if pos_weight is not None:
         x = x.rechunk({x.ndim - 1: -1})
-    arrays = [x, _like(target, x)] + ([] if weight is None else [_like(weight, x)])
-    per = da.map_blocks(
-        _bce_block,
-        *arrays,
+    weights = [] if weight is None else [_like(weight, x)]
+    return _elementwise(
+        _losses.binary_cross_entropy_with_logits,
+        reduction,
+        x,
+        _like(target, x),
+        *weights,
         pos_weight=None if pos_weight is None else np.asarray(pos_weight),
-        dtype=np.float32,
-        meta=_meta(x.ndim),
-    )
-    return _reduced(per, reduction)
-
-
-def _bce_block(x, t, w=None, pos_weight=None):
-    return _losses.binary_cross_entropy_with_logits(
-        x, t, weight=w, reduction="none", pos_weight=pos_weight
     )
 
 
@@ -358,7 +357,7 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
     """``torch.nn.functional.gaussian_nll_loss`` of Dask arrays, element-wise per chunk, then
     the reduction. ``var`` takes PyTorch's shapes (the input's, with its last axis 1 or
     without it, or a float)."""
-    reduction = _check_reduction(reduction)
+    reduction = _losses._reduction(reduction)
     x = da.asarray(input)
     t = _like(target, x)
     if np.ndim(var) == 0 and not isinstance(var, da.Array):
@@ -368,33 +367,20 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
         if v.ndim == x.ndim - 1 and x.ndim > 0:
             v = v[..., None]
         v = _like(v, x)
-    per = da.map_blocks(
-        _gaussian_block, x, t, v, full=full, eps=eps, dtype=np.float32, meta=_meta(x.ndim)
-    )
-    return _reduced(per, reduction)
-
-
-def _gaussian_block(x, t, v, full, eps):
-    return _losses.gaussian_nll_loss(x, t, v, full=full, eps=eps, reduction="none")
+    return _elementwise(_losses.gaussian_nll_loss, reduction, x, t, v, full=full, eps=eps)
 
 
 def poisson_nll_loss(input, target, log_input=True, full=False, eps=1e-8, reduction="mean"):
     """``torch.nn.functional.poisson_nll_loss`` of Dask arrays, element-wise per chunk, then
     the reduction."""
-    reduction = _check_reduction(reduction)
+    reduction = _losses._reduction(reduction)
     x = da.asarray(input)
-    per = da.map_blocks(
-        _poisson_block,
+    return _elementwise(
+        _losses.poisson_nll_loss,
+        reduction,
         x,
         _like(target, x),
         log_input=log_input,
         full=full,
         eps=eps,
-        dtype=np.float32,
-        meta=_meta(x.ndim),
     )
-    return _reduced(per, reduction)
-
-
-def _poisson_block(x, t, log_input, full, eps):
-    return _losses.poisson_nll_loss(x, t, log_input=log_input, full=full, eps=eps, reduction="none")
