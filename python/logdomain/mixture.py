@@ -386,15 +386,16 @@ class _InMemory:
     def __init__(self, X: np.ndarray) -> None:
         self.shape = X.shape
         self.dtype = X.dtype
+        self.X = X
         self.X32 = _points(X)
-        self.X64 = np.asarray(X, dtype=np.float64)
         self.device = default_device()
 
     def init_points(self, n_wanted: int, random_state: Any) -> np.ndarray:
-        return self.X64
+        # float64 for the host's estimates, made when asked (no copy of float64 input).
+        return np.asarray(self.X, dtype=np.float64)
 
     def gram(self) -> _Gram:
-        return _Gram.of(self.X64)
+        return _Gram.of(np.asarray(self.X, dtype=np.float64))
 
     def stats(self, mixture: _Mixture) -> Tuple[Any, ...]:
         return mixture.stats(self.device, self.X32)
