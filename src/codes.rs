@@ -110,6 +110,20 @@ codes! {
     }
 }
 
+codes! {
+    /// Every code of the fused linear cross-entropy module (`shaders/linear.wgsl`).
+    LINEAR_CODES {
+        // Bits of `LinParams.mode`.
+        MODE_LCE_BIAS = 1,
+        MODE_LCE_WEIGHTED = 2,
+        MODE_LCE_SMOOTH = 4,
+        MODE_LCE_SOFTCAP = 8,
+        MODE_LCE_MEAN = 16,
+        MODE_LCE_NONE = 32,
+        MODE_LCE_FIRST = 64,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,5 +248,6 @@ mod tests {
             ],
             LIKELIHOOD_CODES,
         );
+        check_module("linear", &[shaders::COMMON, shaders::LINEAR], LINEAR_CODES);
     }
 }

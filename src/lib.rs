@@ -20,6 +20,8 @@
 //! - Losses: [`Gpu::cross_entropy`], [`Gpu::nll_loss`], [`Gpu::gaussian_nll`],
 //!   [`Gpu::binary_cross_entropy_with_logits`], [`Gpu::poisson_nll`], with PyTorch's options
 //!   and defaults; `*_with_grad` forms return the gradient too.
+//! - Classifier heads: [`Gpu::linear_cross_entropy`] and its `_with_grad` form, the loss of
+//!   `h · Wᵀ + b` without the `tokens × vocab` logits.
 //! - Mixtures: [`Gpu::gmm_score_samples`], [`Gpu::gmm_log_responsibilities`], and
 //!   [`GaussianMixture`] for scikit-learn's EM fit.
 //!
@@ -39,6 +41,7 @@ pub mod fit;
 pub mod gmm;
 pub mod gradients;
 pub mod likelihood;
+pub mod linear;
 pub mod logsumexp;
 pub mod masked;
 pub mod reference;
@@ -62,6 +65,7 @@ pub use gradients::{BackwardOp, CrossEntropyGradOp, LossGradOp};
 pub use likelihood::{
     Bce, CrossEntropy, GaussianNll, InputSpec, Loss, LossOp, PoissonNll, Reduction,
 };
+pub use linear::{LinearCrossEntropy, LinearCrossEntropyGrads, LinearCrossEntropyOp, LinearKind};
 pub use logsumexp::{
     Axes, AxisKernel, AxisOp, AxisOptions, InputFormat, NdArray, NdLayout, OutputFormat, RowFn,
     RowOp, RowsLayout, Strategy,
@@ -93,6 +97,7 @@ mod tests {
         check::<crate::LogOp>();
         check::<crate::MaskedRowOp>();
         check::<crate::WeightedLseOp>();
+        check::<crate::LinearCrossEntropyOp>();
         check::<crate::Error>();
     }
 }

@@ -71,6 +71,7 @@ fn engine_names_no_family() {
         ("masked", &["logsumexp"]),
         ("weighted", &["logsumexp"]),
         ("transform", &[]),
+        ("linear", &["likelihood"]),
         ("stability", &["logsumexp"]),
         ("bandwidth", &[]),
     ];

@@ -30,6 +30,8 @@ pub(crate) enum Module {
     /// The same module with the wide likelihood layout (a second read-write storage binding,
     /// 6): five storage buffers, where the device allows them.
     LikelihoodWide,
+    /// `common + linear` (the `linear` layout): fused linear cross-entropy.
+    Linear,
     /// `bandwidth_vec4` (the likelihood layout): the yardsticks with 16-byte words.
     #[cfg_attr(not(feature = "bench-tools"), allow(dead_code))]
     BandwidthVec4,
@@ -63,6 +65,7 @@ impl Module {
                 ("likelihood", shaders::likelihood_module())
             }
             Module::BandwidthVec4 => ("bandwidth_vec4", shaders::bandwidth_vec4_module()),
+            Module::Linear => ("linear", shaders::linear_module()),
         }
     }
 
@@ -78,6 +81,7 @@ impl Module {
             Module::LogsumexpAxes | Module::LogsumexpAxesVec4 => Layout::Axes,
             Module::Likelihood | Module::BandwidthVec4 => Layout::Likelihood,
             Module::LikelihoodWide => Layout::LikelihoodWide,
+            Module::Linear => Layout::Linear,
         }
     }
 
@@ -95,6 +99,7 @@ impl Module {
         let mut c = vec![("OP", f64::from(key.op)), ("WG", f64::from(key.wg))];
         match self {
             Module::BandwidthVec4 => {}
+            Module::Linear => c.push(("IN_F16", f64::from(u8::from(key.in_f16)))),
             Module::Likelihood | Module::LikelihoodWide => {
                 c.push(("IN_F16", f64::from(u8::from(key.in_f16))));
                 c.push(("REDUCE", f64::from(key.reduce)));
@@ -148,15 +153,19 @@ pub(crate) enum Layout {
     /// `Rows` plus binding 4, the folded dimensions of an N-d op (uniform), and binding 5, its
     /// `where=` mask (read).
     Axes = 3,
+    /// LinParams; hidden, weight, bias, targets, class weights (read); the per-token states and
+    /// the output (read-write): six storage buffers, within WebGPU's default of eight.
+    Linear = 4,
 }
 
 impl Layout {
-    pub const COUNT: usize = 4;
+    pub const COUNT: usize = 5;
     pub const ALL: [Layout; Layout::COUNT] = [
         Layout::Rows,
         Layout::Likelihood,
         Layout::LikelihoodWide,
         Layout::Axes,
+        Layout::Linear,
     ];
 
     /// Bindings 0, 1, … in order.
@@ -165,10 +174,12 @@ impl Layout {
         const LL_PARAMS: u64 = std::mem::size_of::<shaders::LlParams>() as u64;
         const UNIFORM: u64 = shaders::GMM_UNIFORM_BYTES;
         const AXES: u64 = std::mem::size_of::<shaders::AxesParams>() as u64;
+        const LIN: u64 = std::mem::size_of::<shaders::LinParams>() as u64;
         use Binding::*;
         match self {
             Layout::Rows => &[Uniform(PARAMS), Read, Write, Write],
             Layout::Axes => &[Uniform(PARAMS), Read, Write, Write, Uniform(AXES), Read],
+            Layout::Linear => &[Uniform(LIN), Read, Read, Read, Read, Read, Write, Write],
             Layout::Likelihood => &[
                 Uniform(LL_PARAMS),
                 Read,
@@ -195,6 +206,7 @@ impl Layout {
             Layout::Likelihood => "logdomain likelihood",
             Layout::LikelihoodWide => "logdomain likelihood wide",
             Layout::Axes => "logdomain axes",
+            Layout::Linear => "logdomain linear",
         }
     }
 

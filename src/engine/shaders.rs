@@ -47,6 +47,10 @@ pub const MASKED: &str = include_str!("../../shaders/masked.wgsl");
 /// entry point, and its per-row finish).
 pub const WEIGHTED: &str = include_str!("../../shaders/weighted.wgsl");
 
+/// Fused linear cross-entropy: the classifier head's logits folded into the loss tile by tile
+/// (a module of its own, the `linear` layout).
+pub const LINEAR: &str = include_str!("../../shaders/linear.wgsl");
+
 /// The textbook formulas of the stability study (needs the likelihood module's bindings).
 pub const STABILITY: &str = include_str!("../../shaders/stability.wgsl");
 
@@ -76,6 +80,7 @@ pub(crate) const ALL_FILES: &[(&str, &str)] = &[
     ("masked", MASKED),
     ("weighted", WEIGHTED),
     ("stability", STABILITY),
+    ("linear", LINEAR),
     ("bandwidth", BANDWIDTH),
     ("bandwidth_vec4", BANDWIDTH_VEC4),
 ];
@@ -208,6 +213,11 @@ pub fn likelihood_module() -> String {
     ])
 }
 
+/// The fused linear cross-entropy module (portable).
+pub fn linear_module() -> String {
+    module_source(&[COMMON, LINEAR])
+}
+
 /// The vec4 yardsticks' module (portable).
 pub fn bandwidth_vec4_module() -> String {
     module_source(&[BANDWIDTH_VEC4])
@@ -288,6 +298,35 @@ pub struct LlParams {
     pub kb: u32,
     pub c2_off: u32,
 }
+
+/// Mirrors `struct LinParams` in `shaders/linear.wgsl` (see the comments there).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct LinParams {
+    pub tokens: u32,
+    pub dims: u32,
+    pub vocab: u32,
+    pub tile_base: u32,
+    pub begin: u32,
+    pub end: u32,
+    pub mode: u32,
+    pub ignore: i32,
+    pub cap: f32,
+    pub inv_cap: f32,
+    pub one_minus_eps: f32,
+    pub eps_over_c: f32,
+    pub w_sum: f32,
+    pub z_loss: f32,
+    pub out_off: u32,
+    pub tiles: u32,
+}
+
+/// Rows of a tile of the linear module's kernels (`LT` in `shaders/linear.wgsl`).
+pub const LINEAR_TILE: u64 = 8;
+/// Lanes of a workgroup of the linear module (`LW`).
+pub const LINEAR_LANES: u32 = 64;
+/// Words of a token's state in the linear module (`SW`).
+pub const LINEAR_STATE_WORDS: u64 = 8;
 
 /// Bytes of the uniform window of Gaussian-mixture parameters (`GMM_UNIFORM_VEC4S` vec4s in
 /// `shaders/gmm.wgsl`): 16 KiB, WebGPU's and GL downlevel's smallest guaranteed uniform binding.
@@ -406,6 +445,17 @@ mod tests {
                     ],
                 );
             }
+        }
+    }
+
+    #[test]
+    fn linear_module_validates_and_translates_everywhere() {
+        for in_f16 in [0.0, 1.0] {
+            validate_and_translate_with(
+                &linear_module(),
+                Capabilities::empty(),
+                &[("IN_F16", in_f16)],
+            );
         }
     }
 
@@ -598,6 +648,57 @@ mod tests {
         };
         let words: &[u32] = bytemuck::cast_slice(std::slice::from_ref(&p));
         assert_eq!((words[0], words[19]), (1, 20));
+    }
+
+    #[test]
+    fn linear_params_layout_matches_wgsl() {
+        // 16 four-byte members, each at 4 * index, in the order of the Rust struct.
+        assert_eq!(std::mem::size_of::<LinParams>(), 64);
+        let module = parse(&linear_module());
+        let (_, ty) = module
+            .types
+            .iter()
+            .find(|(_, t)| t.name.as_deref() == Some("LinParams"))
+            .expect("LinParams in WGSL");
+        let naga::TypeInner::Struct { members, span } = &ty.inner else {
+            panic!("not a struct")
+        };
+        assert_eq!(*span as usize, std::mem::size_of::<LinParams>());
+        let names = [
+            "tokens",
+            "dims",
+            "vocab",
+            "tile_base",
+            "begin",
+            "end",
+            "mode",
+            "ignore",
+            "cap",
+            "inv_cap",
+            "one_minus_eps",
+            "eps_over_c",
+            "w_sum",
+            "z_loss",
+            "out_off",
+            "tiles",
+        ];
+        assert_eq!(members.len(), names.len());
+        for (i, (m, name)) in members.iter().zip(names).enumerate() {
+            assert_eq!(m.name.as_deref(), Some(name));
+            assert_eq!(m.offset as usize, 4 * i, "{name}");
+        }
+        let p = LinParams {
+            tokens: 1,
+            tiles: 16,
+            ..LinParams::default()
+        };
+        let words: &[u32] = bytemuck::cast_slice(std::slice::from_ref(&p));
+        assert_eq!((words[0], words[15]), (1, 16));
+        // The tile, lanes and state words the host plans with are the WGSL's.
+        let src = LINEAR;
+        assert!(src.contains(&format!("const LT: u32 = {LINEAR_TILE}u;")));
+        assert!(src.contains(&format!("const LW: u32 = {LINEAR_LANES}u;")));
+        assert!(src.contains(&format!("const SW: u32 = {LINEAR_STATE_WORDS}u;")));
     }
 
     #[test]

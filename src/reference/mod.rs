@@ -6,6 +6,7 @@ pub mod bandwidth;
 pub mod gmm;
 pub mod gradients;
 pub mod likelihood;
+pub mod linear;
 pub mod logsumexp;
 pub mod masked;
 pub mod transform;

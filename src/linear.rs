@@ -1,0 +1,954 @@
+//! Fused linear cross-entropy: the loss of a classifier head, `−log_softmax(h_i · Wᵀ + b)[t_i]`
+//! over tokens, and its gradients, without the `tokens × vocab` logits.
+//!
+//! A language model's vocabulary makes the logits the largest buffer of training and scoring
+//! (16.8 GB at 32k tokens × 256k classes). The kernels (`shaders/linear.wgsl`) compute each
+//! logit as a dot product inside a tile of 8 tokens × 64 vocabulary rows and fold it at once
+//! into the token's log-sum-exp state (the library's (max, sum) monoid); the backward recomputes
+//! logit tiles from the stored log-sum-exp (as Apple's Cut Cross-Entropy does) and accumulates
+//! `d_hidden` over the vocabulary and `d_weight` over the tokens, each entry owned by one
+//! workgroup and summed in a fixed order: no float atomics, the same bits every run.
+//!
+//! What the op allocates besides the caller's buffers: a state of 8 words per token, the
+//! reduction's partial sums (3 words per token) and `vocab + 1` words — proportional to
+//! `tokens + vocab`, never to `tokens × vocab` ([`LinearCrossEntropyOp::scratch_bytes`]).
+//! [`LinearCrossEntropyOp::logits`] is the materialised path's matrix product (the same dot
+//! products), for comparisons.
+//!
+//! Mirror: [`crate::reference::linear`] (the materialised formula in f64).
+
+use crate::codes::{
+    FINISH_WEIGHT, MODE_LCE_BIAS, MODE_LCE_FIRST, MODE_LCE_MEAN, MODE_LCE_NONE, MODE_LCE_SMOOTH,
+    MODE_LCE_SOFTCAP, MODE_LCE_WEIGHTED,
+};
+use crate::engine::blocking::Values;
+use crate::engine::device::Gpu;
+use crate::engine::geometry::{
+    Caps, InputFormat, LANE_BUDGET, MAX_GROUPS, Window, check_len, u32_of,
+};
+use crate::engine::op::{Io, Op};
+use crate::engine::passes::{grow_scratch, input_bytes, reduce_passes_from};
+use crate::engine::pipelines::{Module, PipelineKey};
+use crate::engine::program::{Bind, Pass, Program, Src, Step};
+use crate::engine::shaders::{
+    LINEAR_LANES, LINEAR_STATE_WORDS, LINEAR_TILE, LinParams, PARTIAL_BYTES,
+};
+use crate::error::Error;
+use crate::likelihood::{Loss, check_categorical, finish_of, targets_i32};
+pub use crate::reference::likelihood::{CrossEntropy, Reduction};
+pub use crate::reference::linear::{LinearCrossEntropy, Shape};
+
+const LT: u64 = LINEAR_TILE;
+const LW: u64 = LINEAR_LANES as u64;
+const SW: u64 = LINEAR_STATE_WORDS;
+
+/// What a [`LinearCrossEntropyOp`] records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinearKind {
+    /// The loss (per token for `Reduction::None`, else one value) and each token's lse.
+    Forward,
+    /// The loss, the lse, `d_hidden`, `d_weight` and (with a bias) `d_bias`.
+    WithGrad,
+    /// The materialised logits `h · Wᵀ + b` (soft-capped), `tokens × vocab`, for comparisons.
+    Logits,
+}
+
+/// The encoder-level fused linear cross-entropy, prepared for one shape and one set of options.
+///
+/// Inputs ([`Op::input_names`]): hidden (`tokens × dims`, f32 or f16), weight (`vocab × dims`,
+/// the same format, row-major as `torch.nn.Linear` stores it), targets (`tokens` i32; a value
+/// outside `[0, vocab)` other than `ignore_index` gives NaN here, [`Gpu::linear_cross_entropy`]
+/// rejects it), and the bias (`vocab` f32) if the op was made with one. Outputs
+/// ([`Op::output_names`]): the loss, then each token's lse, then for
+/// [`LinearKind::WithGrad`] `d_hidden`, `d_weight` and `d_bias`. Recording never submits,
+/// writes through the queue or reads back.
+pub struct LinearCrossEntropyOp {
+    kind: LinearKind,
+    shape: Shape,
+    bias: bool,
+    inputs: Vec<(&'static str, u64)>,
+    outputs: Vec<(&'static str, u64)>,
+    scratch_bytes: u64,
+    program: Program,
+}
+
+/// The loss and its gradients from [`Gpu::linear_cross_entropy_with_grad`]; for
+/// `Reduction::None` the gradients are those of the sum of the tokens' losses.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LinearCrossEntropyGrads {
+    /// One value, or one per token for `Reduction::None`.
+    pub loss: Vec<f32>,
+    /// `tokens × dims`.
+    pub d_hidden: Vec<f32>,
+    /// `vocab × dims`.
+    pub d_weight: Vec<f32>,
+    /// `vocab` values where a bias was given.
+    pub d_bias: Option<Vec<f32>>,
+    /// Each token's log-sum-exp over the (soft-capped) logits.
+    pub lse: Vec<f32>,
+}
+
+/// Loop iterations of one tile of dot products over `dims` (`dots_hw` / `dots_wh`).
+fn dot_cost(dims: u64) -> u64 {
+    dims / 4 + dims % 4 + 2
+}
+
+/// Checks the options against PyTorch's rules and the extras' own.
+fn check_options(vocab: usize, o: &LinearCrossEntropy) -> Result<(), Error> {
+    check_categorical(Loss::CrossEntropy, vocab, &o.ce)?;
+    if !(o.z_loss.is_finite() && o.z_loss >= 0.0) {
+        return Err(Error::Value(format!(
+            "z_loss is {}; it must be finite and >= 0",
+            o.z_loss
+        )));
+    }
+    if let Some(c) = o.softcap
+        && !(c.is_finite() && c > 0.0)
+    {
+        return Err(Error::Value(format!(
+            "softcap is {c}; it must be finite and > 0"
+        )));
+    }
+    Ok(())
+}
+
+fn check_shape(s: Shape) -> Result<(), Error> {
+    if s.tokens == 0 || s.dims == 0 || s.vocab == 0 {
+        return Err(Error::Shape(format!(
+            "tokens, dims and vocab must be at least 1 (got {} × {} hidden, {} classes)",
+            s.tokens, s.dims, s.vocab
+        )));
+    }
+    let big = u64::from(u32::MAX) / 2;
+    for (what, n) in [
+        ("tokens × dims", s.tokens as u64 * s.dims as u64),
+        ("vocab × dims", s.vocab as u64 * s.dims as u64),
+        (
+            "tokens × state words",
+            s.tokens as u64 * SW + s.vocab as u64 + 1,
+        ),
+    ] {
+        if n > big {
+            return Err(Error::Shape(format!(
+                "{what} ({n}) overflows 32-bit indexing"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// One binding of a caller's buffer of `bytes` bytes: an error past the device's binding size.
+fn binding(what: &str, bytes: u64, caps: &Caps) -> Result<(), Error> {
+    if bytes > caps.max_binding {
+        return Err(Error::Limit(format!(
+            "{what} takes {bytes} bytes in one storage binding; this device's \
+             max_storage_buffer_binding_size is {}",
+            caps.max_binding
+        )));
+    }
+    Ok(())
+}
+
+/// Splits `[0, len)` into chunks of at most `chunk`.
+fn chunks(len: u64, chunk: u64) -> Vec<(u64, u64)> {
+    let chunk = chunk.max(1);
+    (0..len.div_ceil(chunk))
+        .map(|i| (i * chunk, ((i + 1) * chunk).min(len)))
+        .collect()
+}
+
+/// A window of the first `bytes` bytes of a caller's buffer (which may be larger than a
+/// binding).
+fn win(src: Src, bytes: u64) -> Bind {
+    Bind {
+        src,
+        window: Some(Window {
+            offset: 0,
+            size: bytes.max(4),
+        }),
+    }
+}
+
+/// The linear module's bindings 1–6 for one pass (7, the output, is the pass's own).
+struct Binds {
+    hidden: Bind,
+    weight: Bind,
+    targets: Bind,
+    bias: Bind,
+    class_weight: Bind,
+    state: Bind,
+}
+
+/// Builds the passes of one kernel over `tiles` tiles and the walked operand's chunks: the
+/// tiles in batches that keep a dispatch's work under the device's budget, each batch once per
+/// chunk, chunk after chunk.
+#[allow(clippy::too_many_arguments)]
+fn tiled_passes(
+    entry: &'static str,
+    key: PipelineKey,
+    base: LinParams,
+    tiles: u64,
+    walked: &[(u64, u64)],
+    work_per_item: u64,
+    b: &Binds,
+    out: Bind,
+    caps: &Caps,
+) -> Result<Vec<Pass>, Error> {
+    let mut passes = Vec::new();
+    for (i, &(begin, end)) in walked.iter().enumerate() {
+        let per = caps
+            .per_dispatch(work_per_item * (end - begin))
+            .min(MAX_GROUPS);
+        let mut tile_base = 0;
+        while tile_base < tiles {
+            let n = per.min(tiles - tile_base);
+            let mut p = base;
+            p.tile_base = u32_of(tile_base, "tiles")?;
+            p.tiles = u32_of(n, "tiles")?;
+            p.begin = u32_of(begin, "chunk")?;
+            p.end = u32_of(end, "chunk")?;
+            if i == 0 {
+                p.mode |= MODE_LCE_FIRST;
+            }
+            passes.push(pass(entry, key, p, n, b, out)?);
+            tile_base += n;
+        }
+    }
+    Ok(passes)
+}
+
+fn pass(
+    entry: &'static str,
+    key: PipelineKey,
+    p: LinParams,
+    groups: u64,
+    b: &Binds,
+    out: Bind,
+) -> Result<Pass, Error> {
+    Ok(Pass {
+        key: PipelineKey { entry, ..key },
+        params: bytemuck::bytes_of(&p).to_vec(),
+        groups,
+        bind: vec![
+            b.hidden,
+            b.weight,
+            b.bias,
+            b.targets,
+            b.class_weight,
+            b.state,
+            out,
+        ],
+    })
+}
+
+impl LinearCrossEntropyOp {
+    /// The forward op: the loss and each token's lse. `bias`: whether the op reads a bias.
+    pub fn new(
+        gpu: &Gpu,
+        shape: Shape,
+        bias: bool,
+        options: &LinearCrossEntropy,
+        format: InputFormat,
+    ) -> Result<LinearCrossEntropyOp, Error> {
+        Self::build(gpu, LinearKind::Forward, shape, bias, options, format)
+    }
+
+    /// The forward and backward op: the loss, the lse and the gradients.
+    pub fn with_grad(
+        gpu: &Gpu,
+        shape: Shape,
+        bias: bool,
+        options: &LinearCrossEntropy,
+        format: InputFormat,
+    ) -> Result<LinearCrossEntropyOp, Error> {
+        Self::build(gpu, LinearKind::WithGrad, shape, bias, options, format)
+    }
+
+    /// The materialised logits `h · Wᵀ + b` (soft-capped by `softcap`), `tokens × vocab` f32 —
+    /// the matrix product a materialised cross-entropy starts with, with the fused kernels' dot
+    /// products; inputs as the forward op's (the targets are not read but bound).
+    pub fn logits(
+        gpu: &Gpu,
+        shape: Shape,
+        bias: bool,
+        softcap: Option<f32>,
+        format: InputFormat,
+    ) -> Result<LinearCrossEntropyOp, Error> {
+        let o = LinearCrossEntropy {
+            softcap,
+            ..LinearCrossEntropy::default()
+        };
+        Self::build(gpu, LinearKind::Logits, shape, bias, &o, format)
+    }
+
+    fn build(
+        gpu: &Gpu,
+        kind: LinearKind,
+        s: Shape,
+        bias: bool,
+        o: &LinearCrossEntropy,
+        format: InputFormat,
+    ) -> Result<LinearCrossEntropyOp, Error> {
+        check_shape(s)?;
+        check_options(s.vocab, o)?;
+        let caps = Caps::of(gpu);
+        let (n, d, v) = (s.tokens as u64, s.dims as u64, s.vocab as u64);
+        let hidden_bytes = input_bytes(n * d, format);
+        let weight_bytes = input_bytes(v * d, format);
+        binding("the hidden states", hidden_bytes, &caps)?;
+        binding("the weight", weight_bytes, &caps)?;
+        let f16 = format == InputFormat::F16;
+        let mut inputs = vec![
+            (
+                if f16 {
+                    "hidden (f16, tokens × dims)"
+                } else {
+                    "hidden (f32, tokens × dims)"
+                },
+                hidden_bytes,
+            ),
+            (
+                if f16 {
+                    "weight (f16, vocab × dims)"
+                } else {
+                    "weight (f32, vocab × dims)"
+                },
+                weight_bytes,
+            ),
+            ("targets (i32, tokens)", n * 4),
+        ];
+        if bias {
+            inputs.push(("bias (f32, vocab)", v * 4));
+        }
+        let key = PipelineKey {
+            module: Module::Linear,
+            entry: "",
+            op: 0,
+            wg: LINEAR_LANES,
+            reduce: 0,
+            dims: 0,
+            in_f16: f16,
+            out_f16: false,
+            vec: 0,
+            lanes: 0,
+        };
+        let mut mode = 0;
+        if bias {
+            mode |= MODE_LCE_BIAS;
+        }
+        if o.ce.weight.is_some() {
+            mode |= MODE_LCE_WEIGHTED;
+        }
+        let eps = f64::from(o.ce.label_smoothing);
+        if eps > 0.0 {
+            mode |= MODE_LCE_SMOOTH;
+        }
+        if o.softcap.is_some() {
+            mode |= MODE_LCE_SOFTCAP;
+        }
+        match o.ce.reduction {
+            Reduction::None => mode |= MODE_LCE_NONE,
+            Reduction::Mean => mode |= MODE_LCE_MEAN,
+            Reduction::Sum => {}
+        }
+        let cap = o.softcap.unwrap_or(1.0);
+        let w_sum: f64 = match &o.ce.weight {
+            Some(w) => w.iter().map(|&x| f64::from(x)).sum(),
+            None => v as f64,
+        };
+        let base = LinParams {
+            tokens: u32_of(n, "tokens")?,
+            dims: u32_of(d, "dims")?,
+            vocab: u32_of(v, "vocab")?,
+            mode,
+            ignore: i32::try_from(o.ce.ignore_index).unwrap_or(i32::MIN),
+            cap,
+            inv_cap: (1.0 / f64::from(cap)) as f32,
+            // Rounded once from f64, as PyTorch's scalar arithmetic does.
+            one_minus_eps: (1.0 - eps) as f32,
+            eps_over_c: (eps / v as f64) as f32,
+            w_sum: w_sum as f32,
+            z_loss: o.z_loss,
+            ..LinParams::default()
+        };
+        let state_words = SW * n + 1 + v;
+        let state_bytes = state_words * 4;
+        binding("the per-token states", state_bytes, &caps)?;
+        let binds = Binds {
+            hidden: win(Src::Input(0), hidden_bytes),
+            weight: win(Src::Input(1), weight_bytes),
+            targets: win(Src::Input(2), n * 4),
+            bias: if bias {
+                win(Src::Input(3), v * 4)
+            } else {
+                Bind::dummy()
+            },
+            class_weight: if o.ce.weight.is_some() {
+                Bind::whole(Src::Aux)
+            } else {
+                Bind::dummy()
+            },
+            state: Bind::whole(Src::Scratch(2)),
+        };
+        let aux =
+            o.ce.weight
+                .as_ref()
+                .map(|w| (bytemuck::cast_slice::<f32, u8>(w).to_vec(), 0));
+        let token_tiles = n.div_ceil(LT);
+        let vocab_tiles = v.div_ceil(LT);
+        // Items a lane may walk in one dispatch (LANE_BUDGET loop iterations in all).
+        let forward_item = dot_cost(d) + LT + 2;
+        let forward_chunk = (LANE_BUDGET / forward_item).max(1) * LW;
+        let mut steps = Vec::new();
+        let mut scratch = vec![0u64; 4];
+        let mut outputs: Vec<(&'static str, u64)> = Vec::new();
+        if kind == LinearKind::Logits {
+            let bytes = n * v * 4;
+            binding("the logits", bytes, &caps)?;
+            let passes = tiled_passes(
+                "lce_logits",
+                key,
+                base,
+                token_tiles,
+                &chunks(v, forward_chunk),
+                LT * d.max(1),
+                &binds,
+                win(Src::Output, bytes),
+                &caps,
+            )?;
+            steps.push(Step::Passes(passes));
+            outputs.push(("logits (f32, tokens × vocab)", bytes));
+            let program = Program::new(
+                gpu,
+                steps,
+                aux,
+                &[],
+                inputs.iter().map(|i| i.1).collect(),
+                bytes,
+            )?;
+            return Ok(LinearCrossEntropyOp {
+                kind,
+                shape: s,
+                bias,
+                inputs,
+                outputs,
+                scratch_bytes: 0,
+                program,
+            });
+        }
+        scratch[2] = state_bytes;
+        let mut passes = tiled_passes(
+            "lce_forward",
+            key,
+            base,
+            token_tiles,
+            &chunks(v, forward_chunk),
+            LT * d.max(1),
+            &binds,
+            Bind::dummy(),
+            &caps,
+        )?;
+        let none = o.ce.reduction == Reduction::None;
+        let loss_len = if none { n } else { 1 };
+        // The loss's partial sums (scratch 3), reduced by the likelihood module's levels.
+        let finish_out = if none {
+            win(Src::Output, n * 4)
+        } else {
+            scratch[3] = n * PARTIAL_BYTES;
+            Bind::whole(Src::Scratch(3))
+        };
+        passes.push(pass(
+            "lce_finish",
+            key,
+            LinParams {
+                tiles: u32_of(n.div_ceil(LW), "tokens")?,
+                ..base
+            },
+            n.div_ceil(LW),
+            &binds,
+            finish_out,
+        )?);
+        steps.push(Step::Passes(passes));
+        if !none {
+            let (levels, need) = reduce_passes_from(
+                Src::Scratch(3),
+                1,
+                n,
+                finish_of(o.ce.reduction, true),
+                0.0,
+                Src::Output,
+                0,
+                &caps,
+            )?;
+            grow_scratch(&mut scratch, need);
+            steps.push(Step::ll(levels));
+        }
+        outputs.push(("loss (f32)", loss_len * 4));
+        // Input slots of the written buffers, after the caller's inputs.
+        let mut slot = inputs.len();
+        let lse_slot = slot;
+        slot += 1;
+        outputs.push(("lse (f32, tokens)", n * 4));
+        let copy = |entry, out_slot: usize, words: u64| {
+            pass(
+                entry,
+                key,
+                LinParams {
+                    tiles: u32_of(words.div_ceil(LW), "tokens")?,
+                    ..base
+                },
+                words.div_ceil(LW),
+                &binds,
+                win(Src::Input(out_slot), words * 4),
+            )
+        };
+        let mut tail = vec![copy("lce_copy_lse", lse_slot, n)?];
+        if kind == LinearKind::WithGrad {
+            if o.ce.reduction == Reduction::Mean {
+                // Σ w_y into the state's word SW · tokens, the gradient's denominator.
+                let (levels, need) = reduce_passes_from(
+                    Src::Scratch(3),
+                    1,
+                    n,
+                    FINISH_WEIGHT,
+                    0.0,
+                    Src::Scratch(2),
+                    u32_of(SW * n, "tokens")?,
+                    &caps,
+                )?;
+                grow_scratch(&mut scratch, need);
+                steps.push(Step::ll(levels));
+            }
+            binding("d_hidden", n * d * 4, &caps)?;
+            binding("d_weight", v * d * 4, &caps)?;
+            let (dh_slot, dw_slot) = (slot, slot + 1);
+            slot += 2;
+            outputs.push(("d_hidden (f32, tokens × dims)", n * d * 4));
+            outputs.push(("d_weight (f32, vocab × dims)", v * d * 4));
+            // A block of LW walked rows costs a tile of dot products, the LT gradient entries,
+            // and the lane's dims (d / LW of them) times the block's LW rows.
+            let block = dot_cost(d) + LT + 2 + d.div_ceil(LW) * (LW + LT + 2) + LW;
+            let chunk = (LANE_BUDGET / block).max(1) * LW;
+            let mut grads = tiled_passes(
+                "lce_grad_hidden",
+                key,
+                base,
+                token_tiles,
+                &chunks(v, chunk),
+                2 * LT * d,
+                &binds,
+                win(Src::Input(dh_slot), n * d * 4),
+                &caps,
+            )?;
+            grads.extend(tiled_passes(
+                "lce_grad_weight",
+                key,
+                base,
+                vocab_tiles,
+                &chunks(n, chunk),
+                2 * LT * d,
+                &binds,
+                win(Src::Input(dw_slot), v * d * 4),
+                &caps,
+            )?);
+            steps.push(Step::Passes(grads));
+            if bias {
+                outputs.push(("d_bias (f32, vocab)", v * 4));
+                tail.push(copy("lce_copy_bias", slot, v)?);
+            }
+        }
+        steps.push(Step::Passes(tail));
+        let scratch_bytes = scratch.iter().sum();
+        let mut input_sizes: Vec<u64> = inputs.iter().map(|i| i.1).collect();
+        input_sizes.extend(outputs[1..].iter().map(|o| o.1));
+        let program = Program::new(gpu, steps, aux, &scratch, input_sizes, loss_len * 4)?;
+        Ok(LinearCrossEntropyOp {
+            kind,
+            shape: s,
+            bias,
+            inputs,
+            outputs,
+            scratch_bytes,
+            program,
+        })
+    }
+
+    /// Bytes of the buffers the op made for itself besides its parameters and class weights:
+    /// the per-token states, the partial sums and the reduction levels. Proportional to
+    /// `tokens + vocab`: no buffer of `tokens × vocab` entries exists at any time (the logits op
+    /// excepted, whose output is that matrix).
+    pub fn scratch_bytes(&self) -> u64 {
+        self.scratch_bytes
+    }
+
+    /// What the op records.
+    pub fn kind(&self) -> LinearKind {
+        self.kind
+    }
+
+    /// Whether the op reads a bias (its last input).
+    pub fn has_bias(&self) -> bool {
+        self.bias
+    }
+
+    /// The shape the op was made for.
+    pub fn shape(&self) -> Shape {
+        self.shape
+    }
+
+    /// Bytes each input buffer needs, in [`Op::input_names`]' order.
+    pub fn input_bytes_needed(&self) -> Vec<u64> {
+        self.inputs.iter().map(|i| i.1).collect()
+    }
+
+    /// Bytes each output buffer needs, in [`Op::output_names`]' order.
+    pub fn output_bytes_needed(&self) -> Vec<u64> {
+        self.outputs.iter().map(|o| o.1).collect()
+    }
+
+    /// Records the op into `encoder` (see [`Op::record_io`]).
+    pub fn record(&self, encoder: &mut wgpu::CommandEncoder, io: Io<'_>) -> Result<(), Error> {
+        self.record_io(encoder, io)
+    }
+}
+
+impl crate::engine::op::sealed::Lowered for LinearCrossEntropyOp {
+    fn program(&self) -> &Program {
+        &self.program
+    }
+
+    fn bind<'a>(&self, io: Io<'a>) -> Result<(Vec<&'a wgpu::Buffer>, &'a wgpu::Buffer), Error> {
+        if io.inputs.len() != self.inputs.len() || io.outputs.len() != self.outputs.len() {
+            return Err(Error::Buffer(format!(
+                "this op reads {} buffers ({}) and writes {} ({}); got {} and {}",
+                self.inputs.len(),
+                self.input_names().join(", "),
+                self.outputs.len(),
+                self.output_names().join(", "),
+                io.inputs.len(),
+                io.outputs.len()
+            )));
+        }
+        let mut all = io.inputs.to_vec();
+        all.extend_from_slice(&io.outputs[1..]);
+        for (i, a) in io.outputs.iter().enumerate() {
+            for b in &io.outputs[i + 1..] {
+                if a == b {
+                    return Err(Error::Buffer(
+                        "the outputs must be different buffers".into(),
+                    ));
+                }
+            }
+            for b in io.inputs {
+                if a == b {
+                    return Err(Error::Buffer(
+                        "an output and an input must be different buffers".into(),
+                    ));
+                }
+            }
+        }
+        Ok((all, io.outputs[0]))
+    }
+}
+
+impl Op for LinearCrossEntropyOp {
+    fn input_names(&self) -> Vec<&'static str> {
+        self.inputs.iter().map(|i| i.0).collect()
+    }
+
+    fn output_names(&self) -> Vec<&'static str> {
+        self.outputs.iter().map(|o| o.0).collect()
+    }
+}
+
+/// The arguments every blocking call checks.
+struct Call<'a> {
+    hidden: Values<'a>,
+    weight: Values<'a>,
+    bias: Option<&'a [f32]>,
+    shape: Shape,
+    targets: &'a [i64],
+    options: &'a LinearCrossEntropy,
+}
+
+impl Gpu {
+    /// The loss of a classifier head without its logits: `F.cross_entropy(hidden @ weight.T +
+    /// bias, targets, …)` with PyTorch's options (class weights, `ignore_index`,
+    /// `label_smoothing`, the reduction), plus the z-loss and the logit soft cap of
+    /// [`LinearCrossEntropy`]. `hidden` is row-major `tokens × dims`, `weight` row-major `vocab
+    /// × dims` (as `torch.nn.Linear` stores it), `bias` `vocab` values. Returns one loss per
+    /// token for `Reduction::None`, else one value. No buffer of `tokens × vocab` entries is
+    /// made. A target outside `[0, vocab)` that is not `ignore_index` is an error naming the
+    /// token.
+    ///
+    /// ```no_run
+    /// use logdomain::{Gpu, LinearCrossEntropy};
+    /// let gpu = Gpu::new()?;
+    /// // 2 tokens of 3 dims, a vocabulary of 4 classes.
+    /// let hidden = [1.0, 0.0, 0.5, -1.0, 2.0, 0.0];
+    /// let weight = [0.1f32; 12];
+    /// let loss = gpu.linear_cross_entropy(&hidden, &weight, None, 2, 3, 4, &[0, 3],
+    ///     &LinearCrossEntropy::default())?;
+    /// assert!((loss[0] - 4f32.ln()).abs() < 1e-6); // equal logits: ln 4
+    /// # Ok::<(), logdomain::Error>(())
+    /// ```
+    #[allow(clippy::too_many_arguments)]
+    pub fn linear_cross_entropy(
+        &self,
+        hidden: &[f32],
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        tokens: usize,
+        dims: usize,
+        vocab: usize,
+        targets: &[i64],
+        options: &LinearCrossEntropy,
+    ) -> Result<Vec<f32>, Error> {
+        let call = Call {
+            hidden: Values::F32(hidden),
+            weight: Values::F32(weight),
+            bias,
+            shape: Shape {
+                tokens,
+                dims,
+                vocab,
+            },
+            targets,
+            options,
+        };
+        Ok(self.run_linear(call, LinearKind::Forward)?.loss)
+    }
+
+    /// [`Gpu::linear_cross_entropy`] of f16 hidden states and weight (`half::f16`), read as
+    /// f16 on the GPU (half the bytes) and accumulated in f32; the bias stays f32.
+    #[allow(clippy::too_many_arguments)]
+    pub fn linear_cross_entropy_f16(
+        &self,
+        hidden: &[half::f16],
+        weight: &[half::f16],
+        bias: Option<&[f32]>,
+        tokens: usize,
+        dims: usize,
+        vocab: usize,
+        targets: &[i64],
+        options: &LinearCrossEntropy,
+    ) -> Result<Vec<f32>, Error> {
+        let call = Call {
+            hidden: Values::F16(hidden),
+            weight: Values::F16(weight),
+            bias,
+            shape: Shape {
+                tokens,
+                dims,
+                vocab,
+            },
+            targets,
+            options,
+        };
+        Ok(self.run_linear(call, LinearKind::Forward)?.loss)
+    }
+
+    /// [`Gpu::linear_cross_entropy`] with its gradients: `d_hidden` (`tokens × dims`),
+    /// `d_weight` (`vocab × dims`) and, with a bias, `d_bias`, recomputed tile by tile from each
+    /// token's stored log-sum-exp (returned too). Deterministic: the same inputs give the same
+    /// bits. For `Reduction::None` the gradients are those of the sum of the per-token losses;
+    /// ignored tokens contribute nothing.
+    #[allow(clippy::too_many_arguments)]
+    pub fn linear_cross_entropy_with_grad(
+        &self,
+        hidden: &[f32],
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        tokens: usize,
+        dims: usize,
+        vocab: usize,
+        targets: &[i64],
+        options: &LinearCrossEntropy,
+    ) -> Result<LinearCrossEntropyGrads, Error> {
+        let call = Call {
+            hidden: Values::F32(hidden),
+            weight: Values::F32(weight),
+            bias,
+            shape: Shape {
+                tokens,
+                dims,
+                vocab,
+            },
+            targets,
+            options,
+        };
+        self.run_linear(call, LinearKind::WithGrad)
+    }
+
+    /// [`Gpu::linear_cross_entropy_with_grad`] of f16 hidden states and weight; the gradients
+    /// are f32.
+    #[allow(clippy::too_many_arguments)]
+    pub fn linear_cross_entropy_with_grad_f16(
+        &self,
+        hidden: &[half::f16],
+        weight: &[half::f16],
+        bias: Option<&[f32]>,
+        tokens: usize,
+        dims: usize,
+        vocab: usize,
+        targets: &[i64],
+        options: &LinearCrossEntropy,
+    ) -> Result<LinearCrossEntropyGrads, Error> {
+        let call = Call {
+            hidden: Values::F16(hidden),
+            weight: Values::F16(weight),
+            bias,
+            shape: Shape {
+                tokens,
+                dims,
+                vocab,
+            },
+            targets,
+            options,
+        };
+        self.run_linear(call, LinearKind::WithGrad)
+    }
+
+    /// Each token's log-sum-exp over the vocabulary of its (soft-capped) logits, and the loss,
+    /// as [`Gpu::linear_cross_entropy`]: `(loss, lse)`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn linear_cross_entropy_with_lse(
+        &self,
+        hidden: &[f32],
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        tokens: usize,
+        dims: usize,
+        vocab: usize,
+        targets: &[i64],
+        options: &LinearCrossEntropy,
+    ) -> Result<(Vec<f32>, Vec<f32>), Error> {
+        let call = Call {
+            hidden: Values::F32(hidden),
+            weight: Values::F32(weight),
+            bias,
+            shape: Shape {
+                tokens,
+                dims,
+                vocab,
+            },
+            targets,
+            options,
+        };
+        let r = self.run_linear(call, LinearKind::Forward)?;
+        Ok((r.loss, r.lse))
+    }
+
+    /// The materialised logits `hidden · weightᵀ + bias` (soft-capped by `softcap`), row-major
+    /// `tokens × vocab`: the first half of the unfused path, with the fused kernels' dot
+    /// products. Needs the whole matrix in one storage binding.
+    #[allow(clippy::too_many_arguments)]
+    pub fn linear_logits(
+        &self,
+        hidden: &[f32],
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        tokens: usize,
+        dims: usize,
+        vocab: usize,
+        softcap: Option<f32>,
+    ) -> Result<Vec<f32>, Error> {
+        let s = Shape {
+            tokens,
+            dims,
+            vocab,
+        };
+        check_shape(s)?;
+        check_len("hidden", hidden, tokens * dims)?;
+        check_len("weight", weight, vocab * dims)?;
+        if let Some(b) = bias {
+            check_len("bias", b, vocab)?;
+        }
+        let op = LinearCrossEntropyOp::logits(self, s, bias.is_some(), softcap, InputFormat::F32)?;
+        let zeros = vec![0i32; tokens];
+        let mut inputs: Vec<&[u8]> = vec![
+            bytemuck::cast_slice(hidden),
+            bytemuck::cast_slice(weight),
+            bytemuck::cast_slice(&zeros),
+        ];
+        if let Some(b) = bias {
+            inputs.push(bytemuck::cast_slice(b));
+        }
+        self.run_program(&op.program, &inputs, tokens * vocab)
+    }
+
+    fn run_linear(&self, c: Call<'_>, kind: LinearKind) -> Result<LinearCrossEntropyGrads, Error> {
+        let s = c.shape;
+        let (hlen, format, hbytes) = c.hidden.upload();
+        let (wlen, wformat, wbytes) = c.weight.upload();
+        debug_assert_eq!(format, wformat);
+        check_options(s.vocab, c.options)?;
+        if s.dims == 0 || s.vocab == 0 {
+            check_shape(s)?;
+        }
+        let expect = |what: &'static str, actual: usize, rows: usize| {
+            let expected = rows
+                .checked_mul(s.dims)
+                .ok_or_else(|| Error::Shape(format!("{rows} × {} overflows", s.dims)))?;
+            if actual != expected {
+                return Err(Error::InputLength {
+                    what,
+                    expected,
+                    actual,
+                });
+            }
+            Ok(())
+        };
+        expect("hidden", hlen, s.tokens)?;
+        expect("weight", wlen, s.vocab)?;
+        check_len("targets", c.targets, s.tokens)?;
+        if let Some(b) = c.bias {
+            check_len("bias", b, s.vocab)?;
+        }
+        let t = targets_i32(c.targets, s.vocab, c.options.ce.ignore_index)?;
+        let grads = kind == LinearKind::WithGrad;
+        if s.tokens == 0 {
+            // No token: PyTorch's empty reductions (the mean is 0/0), zero gradients.
+            let loss = match c.options.ce.reduction {
+                Reduction::None => vec![],
+                Reduction::Sum => vec![0.0],
+                Reduction::Mean => vec![f32::NAN],
+            };
+            return Ok(LinearCrossEntropyGrads {
+                loss,
+                d_hidden: vec![],
+                d_weight: if grads {
+                    vec![0.0; s.vocab * s.dims]
+                } else {
+                    vec![]
+                },
+                d_bias: (grads && c.bias.is_some()).then(|| vec![0.0; s.vocab]),
+                lse: vec![],
+            });
+        }
+        let op = LinearCrossEntropyOp::build(self, kind, s, c.bias.is_some(), c.options, format)?;
+        let mut inputs: Vec<&[u8]> = vec![&hbytes, &wbytes, bytemuck::cast_slice(&t)];
+        if let Some(b) = c.bias {
+            inputs.push(bytemuck::cast_slice(b));
+        }
+        let extra: Vec<usize> = op.outputs[1..].iter().map(|o| (o.1 / 4) as usize).collect();
+        let loss_len = (op.outputs[0].1 / 4) as usize;
+        let (loss, mut rest) = self.run_program_with(&op.program, &inputs, loss_len, &extra)?;
+        let mut rest = rest.drain(..);
+        let lse = rest.next().unwrap_or_default();
+        let (d_hidden, d_weight, d_bias) = if grads {
+            let dh = rest.next().unwrap_or_default();
+            let dw = rest.next().unwrap_or_default();
+            (dh, dw, rest.next())
+        } else {
+            (vec![], vec![], None)
+        };
+        Ok(LinearCrossEntropyGrads {
+            loss,
+            d_hidden,
+            d_weight,
+            d_bias,
+            lse,
+        })
+    }
+}
