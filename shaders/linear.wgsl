@@ -37,6 +37,9 @@ const MODE_LCE_SOFTCAP: u32 = 8u;
 const MODE_LCE_MEAN: u32 = 16u;
 const MODE_LCE_NONE: u32 = 32u;
 const MODE_LCE_FIRST: u32 = 64u;
+// The materialised path's gradient products: binding 5 holds dloss/dlogits (tokens × vocab),
+// read in place of the recomputed entries.
+const MODE_LCE_DENSE: u32 = 128u;
 
 struct LinParams {
     tokens: u32,
@@ -67,6 +70,7 @@ struct LinParams {
 @group(0) @binding(2) var<storage, read> weight: array<u32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read> targets: array<i32>;
+// Class weights (vocab), or with MODE_LCE_DENSE the materialised dloss/dlogits.
 @group(0) @binding(5) var<storage, read> class_weight: array<f32>;
 // Per-token states (SW words each), then the mean's denominator, then d_bias (vocab words).
 @group(0) @binding(6) var<storage, read_write> state: array<u32>;
@@ -435,11 +439,19 @@ fn lce_grad_hidden(
     let step = LW;
     for (var vb = params.begin; vb < params.end; vb += step) {
         let v = vb + lid;
-        let tile = dots_hw(t0, v);
+        let dense = has(MODE_LCE_DENSE);
+        var tile = Tile(vec4<f32>(0.0), vec4<f32>(0.0));
+        if (!dense) {
+            tile = dots_hw(t0, v);
+        }
         for (var r = 0u; r < LT; r++) {
             var ge = 0.0;
             if (t0 + r < params.tokens && v < params.end) {
-                ge = grad_entry(t0 + r, v, tile_at(tile, r), scale);
+                if (dense) {
+                    ge = class_weight[(t0 + r) * params.vocab + v];
+                } else {
+                    ge = grad_entry(t0 + r, v, tile_at(tile, r), scale);
+                }
             }
             sh_a[r * LW + lid] = ge;
         }
@@ -488,11 +500,19 @@ fn lce_grad_weight(
     let bias_at = SW * params.tokens + 1u;
     for (var tb = params.begin; tb < params.end; tb += step) {
         let t = tb + lid;
-        let tile = dots_wh(v0, t);
+        let dense = has(MODE_LCE_DENSE);
+        var tile = Tile(vec4<f32>(0.0), vec4<f32>(0.0));
+        if (!dense) {
+            tile = dots_wh(v0, t);
+        }
         for (var r = 0u; r < LT; r++) {
             var ge = 0.0;
             if (t < params.end && v0 + r < params.vocab) {
-                ge = grad_entry(t, v0 + r, tile_at(tile, r), scale);
+                if (dense) {
+                    ge = class_weight[t * params.vocab + v0 + r];
+                } else {
+                    ge = grad_entry(t, v0 + r, tile_at(tile, r), scale);
+                }
             }
             sh_a[r * LW + lid] = ge;
         }

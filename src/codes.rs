@@ -121,6 +121,7 @@ codes! {
         MODE_LCE_MEAN = 16,
         MODE_LCE_NONE = 32,
         MODE_LCE_FIRST = 64,
+        MODE_LCE_DENSE = 128,
     }
 }
 

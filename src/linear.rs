@@ -18,7 +18,7 @@
 //! Mirror: [`crate::reference::linear`] (the materialised formula in f64).
 
 use crate::codes::{
-    FINISH_WEIGHT, MODE_LCE_BIAS, MODE_LCE_FIRST, MODE_LCE_MEAN, MODE_LCE_NONE, MODE_LCE_SMOOTH,
+    FINISH_WEIGHT, MODE_LCE_BIAS, MODE_LCE_DENSE, MODE_LCE_FIRST, MODE_LCE_MEAN, MODE_LCE_NONE, MODE_LCE_SMOOTH,
     MODE_LCE_SOFTCAP, MODE_LCE_WEIGHTED,
 };
 use crate::engine::blocking::Values;
@@ -51,6 +51,9 @@ pub enum LinearKind {
     WithGrad,
     /// The materialised logits `h · Wᵀ + b` (soft-capped), `tokens × vocab`, for comparisons.
     Logits,
+    /// The materialised path's gradient products from a given `dloss/dlogits` (`tokens ×
+    /// vocab`): `d_hidden = dz · W`, `d_weight = dzᵀ · h`, `d_bias = Σ_t dz`, for comparisons.
+    DenseGrads,
 }
 
 /// The encoder-level fused linear cross-entropy, prepared for one shape and one set of options.
@@ -281,6 +284,25 @@ impl LinearCrossEntropyOp {
         Self::build(gpu, LinearKind::Logits, shape, bias, &o, format)
     }
 
+    /// The materialised path's gradient products (the second half of an unfused backward, with
+    /// the fused kernels' accumulation order): inputs hidden, weight, targets (bound, not read),
+    /// the bias if `bias` (not read), then `dloss/dlogits` (f32, `tokens × vocab`); outputs
+    /// `d_hidden`, `d_weight` and, with `bias`, `d_bias`.
+    pub fn dense_grads(
+        gpu: &Gpu,
+        shape: Shape,
+        bias: bool,
+    ) -> Result<LinearCrossEntropyOp, Error> {
+        Self::build(
+            gpu,
+            LinearKind::DenseGrads,
+            shape,
+            bias,
+            &LinearCrossEntropy::default(),
+            InputFormat::F32,
+        )
+    }
+
     fn build(
         gpu: &Gpu,
         kind: LinearKind,
@@ -436,7 +458,87 @@ impl LinearCrossEntropyOp {
                 program,
             });
         }
+        // A block of LW walked rows of the gradient kernels costs a tile of dot products, the
+        // LT gradient entries, and the lane's dims (d / LW of them) times the block's LW rows.
+        let block = dot_cost(d) + LT + 2 + d.div_ceil(LW) * (LW + LT + 2) + LW;
+        let grad_chunk = (LANE_BUDGET / block).max(1) * LW;
+        let grad_passes = |base: LinParams, binds: &Binds, dh: Bind, dw: Bind| {
+            let mut grads = tiled_passes(
+                "lce_grad_hidden",
+                key,
+                base,
+                token_tiles,
+                &chunks(v, grad_chunk),
+                2 * LT * d,
+                binds,
+                dh,
+                &caps,
+            )?;
+            grads.extend(tiled_passes(
+                "lce_grad_weight",
+                key,
+                base,
+                vocab_tiles,
+                &chunks(n, grad_chunk),
+                2 * LT * d,
+                binds,
+                dw,
+                &caps,
+            )?);
+            Ok::<_, Error>(grads)
+        };
         scratch[2] = state_bytes;
+        if kind == LinearKind::DenseGrads {
+            let dz_slot = inputs.len();
+            inputs.push(("dloss/dlogits (f32, tokens × vocab)", n * v * 4));
+            binding("dloss/dlogits", n * v * 4, &caps)?;
+            binding("d_hidden", n * d * 4, &caps)?;
+            binding("d_weight", v * d * 4, &caps)?;
+            let dense = Binds {
+                class_weight: win(Src::Input(dz_slot), n * v * 4),
+                ..binds
+            };
+            let base = LinParams {
+                mode: MODE_LCE_DENSE,
+                ..base
+            };
+            outputs.push(("d_hidden (f32, tokens × dims)", n * d * 4));
+            outputs.push(("d_weight (f32, vocab × dims)", v * d * 4));
+            let dw_slot = dz_slot + 1;
+            let mut passes = grad_passes(
+                base,
+                &dense,
+                win(Src::Output, n * d * 4),
+                win(Src::Input(dw_slot), v * d * 4),
+            )?;
+            if bias {
+                outputs.push(("d_bias (f32, vocab)", v * 4));
+                passes.push(pass(
+                    "lce_copy_bias",
+                    key,
+                    LinParams {
+                        tiles: u32_of(v.div_ceil(LW), "vocab")?,
+                        ..base
+                    },
+                    v.div_ceil(LW),
+                    &dense,
+                    win(Src::Input(dw_slot + 1), v * 4),
+                )?);
+            }
+            steps.push(Step::Passes(passes));
+            let mut input_sizes: Vec<u64> = inputs.iter().map(|i| i.1).collect();
+            input_sizes.extend(outputs[1..].iter().map(|o| o.1));
+            let program = Program::new(gpu, steps, aux, &scratch, input_sizes, n * d * 4)?;
+            return Ok(LinearCrossEntropyOp {
+                kind,
+                shape: s,
+                bias,
+                inputs,
+                outputs,
+                scratch_bytes: scratch.iter().sum(),
+                program,
+            });
+        }
         let mut passes = tiled_passes(
             "lce_forward",
             key,
@@ -525,32 +627,12 @@ impl LinearCrossEntropyOp {
             slot += 2;
             outputs.push(("d_hidden (f32, tokens × dims)", n * d * 4));
             outputs.push(("d_weight (f32, vocab × dims)", v * d * 4));
-            // A block of LW walked rows costs a tile of dot products, the LT gradient entries,
-            // and the lane's dims (d / LW of them) times the block's LW rows.
-            let block = dot_cost(d) + LT + 2 + d.div_ceil(LW) * (LW + LT + 2) + LW;
-            let chunk = (LANE_BUDGET / block).max(1) * LW;
-            let mut grads = tiled_passes(
-                "lce_grad_hidden",
-                key,
+            let grads = grad_passes(
                 base,
-                token_tiles,
-                &chunks(v, chunk),
-                2 * LT * d,
                 &binds,
                 win(Src::Input(dh_slot), n * d * 4),
-                &caps,
-            )?;
-            grads.extend(tiled_passes(
-                "lce_grad_weight",
-                key,
-                base,
-                vocab_tiles,
-                &chunks(n, chunk),
-                2 * LT * d,
-                &binds,
                 win(Src::Input(dw_slot), v * d * 4),
-                &caps,
-            )?);
+            )?;
             steps.push(Step::Passes(grads));
             if bias {
                 outputs.push(("d_bias (f32, vocab)", v * 4));
@@ -875,6 +957,47 @@ impl Gpu {
             inputs.push(bytemuck::cast_slice(b));
         }
         self.run_program(&op.program, &inputs, tokens * vocab)
+    }
+
+    /// The materialised path's gradient products from a given `dlogits` (row-major `tokens ×
+    /// vocab`, e.g. from [`Gpu::cross_entropy_with_grad`] on [`Gpu::linear_logits`]'s logits):
+    /// `d_hidden = dlogits · weight`, `d_weight = dlogitsᵀ · hidden`, `d_bias = Σ_t dlogits`,
+    /// with the fused kernels' accumulation order. `loss` and `lse` are left empty. Needs the
+    /// whole `dlogits` in one storage binding.
+    pub fn linear_grads_from_dlogits(
+        &self,
+        hidden: &[f32],
+        weight: &[f32],
+        dlogits: &[f32],
+        tokens: usize,
+        dims: usize,
+        vocab: usize,
+    ) -> Result<LinearCrossEntropyGrads, Error> {
+        let s = Shape { tokens, dims, vocab };
+        check_shape(s)?;
+        check_len("hidden", hidden, tokens * dims)?;
+        check_len("weight", weight, vocab * dims)?;
+        check_len("dlogits", dlogits, tokens * vocab)?;
+        let op = LinearCrossEntropyOp::dense_grads(self, s, true)?;
+        let zeros = vec![0i32; tokens];
+        let unused_bias = vec![0f32; vocab];
+        let inputs: Vec<&[u8]> = vec![
+            bytemuck::cast_slice(hidden),
+            bytemuck::cast_slice(weight),
+            bytemuck::cast_slice(&zeros),
+            bytemuck::cast_slice(&unused_bias),
+            bytemuck::cast_slice(dlogits),
+        ];
+        let (d_hidden, mut rest) =
+            self.run_program_with(&op.program, &inputs, tokens * dims, &[vocab * dims, vocab])?;
+        let d_bias = rest.pop();
+        Ok(LinearCrossEntropyGrads {
+            loss: vec![],
+            d_hidden,
+            d_weight: rest.pop().unwrap_or_default(),
+            d_bias,
+            lse: vec![],
+        })
     }
 
     fn run_linear(&self, c: Call<'_>, kind: LinearKind) -> Result<LinearCrossEntropyGrads, Error> {

@@ -633,7 +633,20 @@ fn materialised_logits_agree() {
     let ce = gpu
         .cross_entropy(&z, 19, 77, &c.targets, &CrossEntropy::default())
         .unwrap();
-    let fused = c.forward(gpu).unwrap();
+    // The materialised backward: the row family's gradient of those logits, then the gradient
+    // products, against the fused gradients' bounds.
+    let (ce_loss, dz) = gpu
+        .cross_entropy_with_grad(&z, 19, 77, &c.targets, &CrossEntropy::default())
+        .unwrap();
+    assert_eq!(ce_loss[0].to_bits(), ce[0].to_bits());
+    let mut dense = gpu
+        .linear_grads_from_dlogits(&c.hidden, &c.weight, &dz, 19, 33, 77)
+        .unwrap();
+    let fused = c.with_grad(gpu).unwrap();
+    dense.loss = fused.loss.clone();
+    dense.lse = fused.lse.clone();
+    c.check_grads(&dense, "materialised backward");
+    let fused = fused.loss;
     let t64 = c.truth();
     let b = c.loss_bounds(&t64)[0];
     assert!(
