@@ -122,7 +122,11 @@ fn main() -> Result<(), logdomain::Error> {
     );
     // The fused forward.
     let fwd = LinearCrossEntropyOp::new(&gpu, s, false, &o, InputFormat::F32)?;
-    let outs: Vec<wgpu::Buffer> = fwd.output_bytes_needed().iter().map(|&b| empty(b)).collect();
+    let outs: Vec<wgpu::Buffer> = fwd
+        .output_bytes_needed()
+        .iter()
+        .map(|&b| empty(b))
+        .collect();
     let outs_ref: Vec<&wgpu::Buffer> = outs.iter().collect();
     let io = Io {
         inputs: &[&hb, &wb, &tb],
@@ -135,7 +139,11 @@ fn main() -> Result<(), logdomain::Error> {
     drop(outs);
     // The fused forward and backward.
     let both = LinearCrossEntropyOp::with_grad(&gpu, s, false, &o, InputFormat::F32)?;
-    let outs: Vec<wgpu::Buffer> = both.output_bytes_needed().iter().map(|&b| empty(b)).collect();
+    let outs: Vec<wgpu::Buffer> = both
+        .output_bytes_needed()
+        .iter()
+        .map(|&b| empty(b))
+        .collect();
     let outs_ref: Vec<&wgpu::Buffer> = outs.iter().collect();
     let io = Io {
         inputs: &[&hb, &wb, &tb],

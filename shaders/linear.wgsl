@@ -25,6 +25,10 @@ override IN_F16: bool = false;
 // Rows of the tile whose loads are shared by the lanes, and the lanes of a workgroup (WG).
 const LT: u32 = 8u;
 const LW: u32 = 64u;
+// Rows of the walked operand a lane takes at once (four adjacent rows: each load of the tile's
+// rows serves four dot products), and the rows of a block of the workgroup's walk.
+const RL: u32 = 4u;
+const LB: u32 = 256u;
 // Words of a token's state: [m, s, flags, target logit, smoothing sum (s, w, flags) — then the
 // gradient's coefficients A, B —, lse].
 const SW: u32 = 8u;
@@ -66,8 +70,9 @@ struct LinParams {
 }
 
 @group(0) @binding(0) var<uniform> params: LinParams;
-@group(0) @binding(1) var<storage, read> hidden: array<u32>;
-@group(0) @binding(2) var<storage, read> weight: array<u32>;
+// Bindings 1 (hidden) and 2 (weight) and their readers (`dots_hw`, `dots_wh`, `hidden_block`,
+// `weight_block`) are in linear_words.wgsl (4-byte words: any dims, f16) or linear_vec4.wgsl
+// (16-byte words: f32, dims a multiple of 4).
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read> targets: array<i32>;
 // Class weights (vocab), or with MODE_LCE_DENSE the materialised dloss/dlogits.
@@ -76,11 +81,13 @@ struct LinParams {
 @group(0) @binding(6) var<storage, read_write> state: array<u32>;
 @group(0) @binding(7) var<storage, read_write> out: array<u32>;
 
-var<workgroup> sh_a: array<f32, 512>;
+// The gradient entries of a block (LT rows of LB) in the backward; the lanes' states in the
+// forward's merge (sh_a, sh_b: max and sum; sh_c: the state's flags | the smoothing sum's << 8;
+// sh_d: the smoothing sum). 14 KiB in all.
+var<workgroup> sh_a: array<f32, 2048>;
 var<workgroup> sh_b: array<f32, 512>;
 var<workgroup> sh_c: array<u32, 512>;
 var<workgroup> sh_d: array<f32, 512>;
-var<workgroup> sh_e: array<u32, 512>;
 
 fn group_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return wid.x + wid.y * nwg.x;
@@ -90,39 +97,36 @@ fn has(bit: u32) -> bool {
     return (params.mode & bit) != 0u;
 }
 
-fn entry_of(word: u32, i: u32) -> f32 {
-    if (IN_F16) {
-        return bitcast<f32>(f16_entry_bits(word, i & 1u));
-    }
-    return bitcast<f32>(word);
-}
-
-fn hid(i: u32) -> f32 {
-    if (IN_F16) {
-        return entry_of(hidden[i >> 1u], i);
-    }
-    return bitcast<f32>(hidden[i]);
-}
-
-fn wt(i: u32) -> f32 {
-    if (IN_F16) {
-        return entry_of(weight[i >> 1u], i);
-    }
-    return bitcast<f32>(weight[i]);
-}
-
-fn hid4(b: vec4<u32>, k: u32) -> vec4<f32> {
-    return vec4<f32>(hid(b.x + k), hid(b.y + k), hid(b.z + k), hid(b.w + k));
-}
-
-fn wt4(b: vec4<u32>, k: u32) -> vec4<f32> {
-    return vec4<f32>(wt(b.x + k), wt(b.y + k), wt(b.z + k), wt(b.w + k));
-}
-
 // Eight dot products at once: lo holds rows 0–3 of the tile, hi rows 4–7.
 struct Tile {
     lo: vec4<f32>,
     hi: vec4<f32>,
+}
+
+// Four tiles: the walked rows w0 .. w0 + 3 of a lane.
+struct Quad {
+    a: Tile,
+    b: Tile,
+    c: Tile,
+    d: Tile,
+}
+
+fn quad_at(q: Quad, c: u32) -> Tile {
+    if (c == 0u) {
+        return q.a;
+    }
+    if (c == 1u) {
+        return q.b;
+    }
+    if (c == 2u) {
+        return q.c;
+    }
+    return q.d;
+}
+
+fn zero_quad() -> Quad {
+    let z = Tile(vec4<f32>(0.0), vec4<f32>(0.0));
+    return Quad(z, z, z, z);
 }
 
 fn tile_at(t: Tile, r: u32) -> f32 {
@@ -132,13 +136,13 @@ fn tile_at(t: Tile, r: u32) -> f32 {
     return t.hi[r - 4u];
 }
 
-// First entries of rows r0 .. r0 + 7 of a `rows × dims` matrix, rows past the last clamped to it.
-fn row_starts(r0: u32, rows: u32) -> Tile4 {
+// First words of rows r0 .. r0 + 7 of a matrix of `rows` rows of `len` words, rows past the
+// last clamped to it.
+fn row_starts(r0: u32, rows: u32, len: u32) -> Tile4 {
     let last = rows - 1u;
-    let d = params.dims;
     return Tile4(
-        vec4<u32>(min(r0, last), min(r0 + 1u, last), min(r0 + 2u, last), min(r0 + 3u, last)) * d,
-        vec4<u32>(min(r0 + 4u, last), min(r0 + 5u, last), min(r0 + 6u, last), min(r0 + 7u, last)) * d,
+        vec4<u32>(min(r0, last), min(r0 + 1u, last), min(r0 + 2u, last), min(r0 + 3u, last)) * len,
+        vec4<u32>(min(r0 + 4u, last), min(r0 + 5u, last), min(r0 + 6u, last), min(r0 + 7u, last)) * len,
     );
 }
 
@@ -147,63 +151,10 @@ struct Tile4 {
     hi: vec4<u32>,
 }
 
-// h_t · w_v for the tokens t0 .. t0 + 7 and one vocabulary row v: per entry k in order, each
-// row's sum gets h·w.
-fn dots_hw(t0: u32, v: u32) -> Tile {
-    let hb = row_starts(t0, params.tokens);
-    let wb = min(v, params.vocab - 1u) * params.dims;
-    var lo = vec4<f32>(0.0);
-    var hi = vec4<f32>(0.0);
-    let d4 = params.dims & ~3u;
-    for (var k = 0u; k < d4; k += 4u) {
-        let w0 = wt(wb + k);
-        lo += hid4(hb.lo, k) * w0;
-        hi += hid4(hb.hi, k) * w0;
-        let w1 = wt(wb + k + 1u);
-        lo += hid4(hb.lo, k + 1u) * w1;
-        hi += hid4(hb.hi, k + 1u) * w1;
-        let w2 = wt(wb + k + 2u);
-        lo += hid4(hb.lo, k + 2u) * w2;
-        hi += hid4(hb.hi, k + 2u) * w2;
-        let w3 = wt(wb + k + 3u);
-        lo += hid4(hb.lo, k + 3u) * w3;
-        hi += hid4(hb.hi, k + 3u) * w3;
-    }
-    for (var k = d4; k < params.dims; k++) {
-        let w = wt(wb + k);
-        lo += hid4(hb.lo, k) * w;
-        hi += hid4(hb.hi, k) * w;
-    }
-    return Tile(lo, hi);
-}
-
-// The same dot products for one token t and the vocabulary rows v0 .. v0 + 7.
-fn dots_wh(v0: u32, t: u32) -> Tile {
-    let wb = row_starts(v0, params.vocab);
-    let hb = min(t, params.tokens - 1u) * params.dims;
-    var lo = vec4<f32>(0.0);
-    var hi = vec4<f32>(0.0);
-    let d4 = params.dims & ~3u;
-    for (var k = 0u; k < d4; k += 4u) {
-        let h0 = hid(hb + k);
-        lo += wt4(wb.lo, k) * h0;
-        hi += wt4(wb.hi, k) * h0;
-        let h1 = hid(hb + k + 1u);
-        lo += wt4(wb.lo, k + 1u) * h1;
-        hi += wt4(wb.hi, k + 1u) * h1;
-        let h2 = hid(hb + k + 2u);
-        lo += wt4(wb.lo, k + 2u) * h2;
-        hi += wt4(wb.hi, k + 2u) * h2;
-        let h3 = hid(hb + k + 3u);
-        lo += wt4(wb.lo, k + 3u) * h3;
-        hi += wt4(wb.hi, k + 3u) * h3;
-    }
-    for (var k = d4; k < params.dims; k++) {
-        let h = hid(hb + k);
-        lo += wt4(wb.lo, k) * h;
-        hi += wt4(wb.hi, k) * h;
-    }
-    return Tile(lo, hi);
+// Adds `a` to the running sum at `o` of binding 7 (or writes it where `first`).
+fn add_out(o: u32, a: f32, first: bool) {
+    let old = select(bitcast<f32>(out[o]), 0.0, first);
+    out[o] = bitcast<u32>(old + a);
 }
 
 // tanh(x) = sign(x) (1 − e^−2|x|) / (1 + e^−2|x|), about 2 ulp absolute near 0, 1 ulp
@@ -251,10 +202,62 @@ fn load_sum(t: u32) -> SumState {
 
 // ---------------------------------------------------------------------------------------------
 // Forward: each token's (max, sum) state over the vocabulary, its target's logit and, with label
-// smoothing, Σ_c w_c z_c. One dispatch per vocabulary chunk [begin, end); lane l walks the
-// chunk's rows l, l + LW, …; then the workgroup merges its lanes' states per token (eight groups
-// of eight lanes, each in lane order, then the groups in order) and merges the result after the
-// state the earlier chunks left.
+// smoothing, Σ_c w_c z_c. One dispatch per vocabulary chunk [begin, end), walked in blocks of
+// LB rows, four adjacent rows a lane; then the workgroup merges its lanes' states per token
+// (eight groups of eight lanes, each in lane order, then the groups in order) and merges the
+// result after the state the earlier chunks left.
+//
+// The tile's eight tokens are written out (f0 … f7, col(quad, 0u) …) rather than looped over:
+// on software adapters an array indexed in a loop that the compiler keeps lives in memory,
+// each access a loop over the lanes.
+
+struct Folded {
+    st: LseState,
+    ss: SumState,
+}
+
+fn folded() -> Folded {
+    return Folded(lse_identity(), sum_identity());
+}
+
+// Token r's logits (before the bias) against a lane's four rows.
+fn col(q: Quad, r: u32) -> vec4<f32> {
+    return vec4<f32>(tile_at(q.a, r), tile_at(q.b, r), tile_at(q.c, r), tile_at(q.d, r));
+}
+
+// The target of token t, or −1 past the tokens (no row matches it).
+fn target_at(t: u32) -> i32 {
+    return select(-1, targets[min(t, params.tokens - 1u)], t < params.tokens);
+}
+
+// Folds the first n (≤ RL) of a lane's rows v0 .. into token t's state; keeps the target's
+// logit.
+fn fold(f: Folded, z4: vec4<f32>, v0: u32, n: u32, t: u32, y: i32) -> Folded {
+    var st = f.st;
+    var ss = f.ss;
+    for (var c = 0u; c < n; c++) {
+        let v = v0 + c;
+        let zb = logit_bits(z4[c], v);
+        st = lse_push(st, zb);
+        if (has(MODE_LCE_SMOOTH)) {
+            ss = sum_push(ss, xmul(zb, bitcast<u32>(class_w(v))), 0.0);
+        }
+        if (i32(v) == y) {
+            state[t * SW + 3u] = zb;
+        }
+    }
+    return Folded(st, ss);
+}
+
+// Token r's lane state into the merge arrays.
+fn put(r: u32, f: Folded, lid: u32) {
+    let at = r * LW + lid;
+    sh_a[at] = f.st.m;
+    sh_b[at] = f.st.s;
+    sh_c[at] = f.st.flags | (f.ss.flags << 8u);
+    sh_d[at] = f.ss.s;
+}
+
 @compute @workgroup_size(LW)
 fn lce_forward(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -266,36 +269,46 @@ fn lce_forward(
         return;
     }
     let t0 = (params.tile_base + g) * LT;
-    var st: array<LseState, LT>;
-    var ss: array<SumState, LT>;
-    for (var r = 0u; r < LT; r++) {
-        st[r] = lse_identity();
-        ss[r] = sum_identity();
+    let y0 = target_at(t0);
+    let y1 = target_at(t0 + 1u);
+    let y2 = target_at(t0 + 2u);
+    let y3 = target_at(t0 + 3u);
+    let y4 = target_at(t0 + 4u);
+    let y5 = target_at(t0 + 5u);
+    let y6 = target_at(t0 + 6u);
+    let y7 = target_at(t0 + 7u);
+    var f0 = folded();
+    var f1 = folded();
+    var f2 = folded();
+    var f3 = folded();
+    var f4 = folded();
+    var f5 = folded();
+    var f6 = folded();
+    var f7 = folded();
+    let step = LB;
+    // Lane l walks rows vb + 4l .. vb + 4l + 3 of each block. The walk is uniform: every lane
+    // runs every block (rows past the chunk's end are computed clamped and dropped).
+    for (var vb = params.begin; vb < params.end; vb += step) {
+        let v0 = vb + RL * lid;
+        let quad = dots_hw4(t0, v0);
+        let n = min(RL, params.end - min(v0, params.end));
+        f0 = fold(f0, col(quad, 0u), v0, n, t0, y0);
+        f1 = fold(f1, col(quad, 1u), v0, n, t0 + 1u, y1);
+        f2 = fold(f2, col(quad, 2u), v0, n, t0 + 2u, y2);
+        f3 = fold(f3, col(quad, 3u), v0, n, t0 + 3u, y3);
+        f4 = fold(f4, col(quad, 4u), v0, n, t0 + 4u, y4);
+        f5 = fold(f5, col(quad, 5u), v0, n, t0 + 5u, y5);
+        f6 = fold(f6, col(quad, 6u), v0, n, t0 + 6u, y6);
+        f7 = fold(f7, col(quad, 7u), v0, n, t0 + 7u, y7);
     }
-    let step = LW;
-    for (var v = params.begin + lid; v < params.end; v += step) {
-        let tile = dots_hw(t0, v);
-        let cw = bitcast<u32>(class_w(v));
-        for (var r = 0u; r < LT; r++) {
-            let zb = logit_bits(tile_at(tile, r), v);
-            st[r] = lse_push(st[r], zb);
-            if (has(MODE_LCE_SMOOTH)) {
-                ss[r] = sum_push(ss[r], xmul(zb, cw), 0.0);
-            }
-            let t = t0 + r;
-            if (t < params.tokens && targets[t] == i32(v)) {
-                state[t * SW + 3u] = zb;
-            }
-        }
-    }
-    for (var r = 0u; r < LT; r++) {
-        let at = r * LW + lid;
-        sh_a[at] = st[r].m;
-        sh_b[at] = st[r].s;
-        sh_c[at] = st[r].flags;
-        sh_d[at] = ss[r].s;
-        sh_e[at] = ss[r].flags;
-    }
+    put(0u, f0, lid);
+    put(1u, f1, lid);
+    put(2u, f2, lid);
+    put(3u, f3, lid);
+    put(4u, f4, lid);
+    put(5u, f5, lid);
+    put(6u, f6, lid);
+    put(7u, f7, lid);
     workgroupBarrier();
     let t = t0 + lid;
     if (lid >= LT || t >= params.tokens) {
@@ -308,8 +321,8 @@ fn lce_forward(
         var psum = sum_identity();
         for (var j = 0u; j < 8u; j++) {
             let at = lid * LW + q * 8u + j;
-            part = lse_combine(part, LseState(sh_a[at], sh_b[at], sh_c[at]));
-            psum = sum_combine(psum, SumState(sh_d[at], 0.0, sh_e[at]));
+            part = lse_combine(part, LseState(sh_a[at], sh_b[at], sh_c[at] & 0xffu));
+            psum = sum_combine(psum, SumState(sh_d[at], 0.0, sh_c[at] >> 8u));
         }
         total = lse_combine(total, part);
         sum = sum_combine(sum, psum);
@@ -393,23 +406,41 @@ fn grad_scale() -> f32 {
     return 1.0;
 }
 
-// dloss/dz at token t, vocabulary row v, from the logit's bits (before the cap: `zb` after it,
-// `acc` the dot product): 0 for an ignored token. t and v are in range.
-fn grad_entry(t: u32, v: u32, acc: f32, scale: f32) -> f32 {
-    let y = targets[t];
-    if (y == params.ignore) {
+// What a token's gradient entries need, loaded once: lse (bits), the coefficients A and B, the
+// target, and whether the token contributes (in range, not ignored).
+struct Coef {
+    lse: u32,
+    a: f32,
+    b: f32,
+    y: i32,
+    live: bool,
+}
+
+fn coef(t: u32) -> Coef {
+    let tc = min(t, params.tokens - 1u);
+    let at = tc * SW;
+    let y = targets[tc];
+    let live = t < params.tokens && (has(MODE_LCE_DENSE) || y != params.ignore);
+    return Coef(state[at + 7u], bitcast<f32>(state[at + 4u]), bitcast<f32>(state[at + 5u]), y, live);
+}
+
+// dloss/dz of token t at vocabulary row v from the dot product `acc` (0 for a token that does
+// not contribute or a row outside `inside`); with MODE_LCE_DENSE the given dloss/dlogits.
+fn grad_entry(k: Coef, t: u32, v: u32, acc: f32, inside: bool, scale: f32) -> f32 {
+    if (!k.live || !inside) {
         return 0.0;
     }
-    let at = t * SW;
+    if (has(MODE_LCE_DENSE)) {
+        return class_weight[t * params.vocab + v];
+    }
     let zb = logit_bits(acc, v);
-    let lse = state[at + 7u];
-    if (!is_finite_bits(lse) || !is_finite_bits(zb)) {
+    if (!is_finite_bits(k.lse) || !is_finite_bits(zb)) {
         return bitcast<f32>(F32_NAN);
     }
-    let p = bitcast<f32>(ld_exp(bitcast<f32>(zb) - bitcast<f32>(lse)));
-    var g = bitcast<f32>(state[at + 4u]) * p - params.eps_over_c * class_w(v);
-    if (y == i32(v)) {
-        g = g - bitcast<f32>(state[at + 5u]);
+    let p = bitcast<f32>(ld_exp(bitcast<f32>(zb) - bitcast<f32>(k.lse)));
+    var g = k.a * p - params.eps_over_c * class_w(v);
+    if (k.y == i32(v)) {
+        g = g - k.b;
     }
     if (has(MODE_LCE_SOFTCAP)) {
         let c = bitcast<f32>(zb) * params.inv_cap;
@@ -420,9 +451,10 @@ fn grad_entry(t: u32, v: u32, acc: f32, scale: f32) -> f32 {
 
 // ---------------------------------------------------------------------------------------------
 // d_hidden (binding 7, tokens × dims) over the vocabulary chunk [begin, end): for each block of
-// LW rows, the lanes recompute the logits of the tile's LT tokens and their gradient entries
-// (into workgroup memory), then each lane owns dims k = lid, lid + LW, … and adds
-// Σ_{v in block} g[t, v] w[v, k] (summed from zero in row order) to the running d_hidden.
+// LB rows (four adjacent rows a lane), the lanes recompute the logits of the tile's LT tokens
+// and their gradient entries (into workgroup memory), then each lane owns dims of the tile's
+// rows and adds Σ_{v in block} g[t, v] w[v, k] (summed from zero in row order) to the running
+// d_hidden.
 @compute @workgroup_size(LW)
 fn lce_grad_hidden(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -435,54 +467,46 @@ fn lce_grad_hidden(
     }
     let t0 = (params.tile_base + g) * LT;
     let scale = grad_scale();
-    let d = params.dims;
-    let step = LW;
+    let k0 = coef(t0);
+    let k1 = coef(t0 + 1u);
+    let k2 = coef(t0 + 2u);
+    let k3 = coef(t0 + 3u);
+    let k4 = coef(t0 + 4u);
+    let k5 = coef(t0 + 5u);
+    let k6 = coef(t0 + 6u);
+    let k7 = coef(t0 + 7u);
+    let step = LB;
     for (var vb = params.begin; vb < params.end; vb += step) {
-        let v = vb + lid;
-        let dense = has(MODE_LCE_DENSE);
-        var tile = Tile(vec4<f32>(0.0), vec4<f32>(0.0));
-        if (!dense) {
-            tile = dots_hw(t0, v);
+        let v0 = vb + RL * lid;
+        var quad = zero_quad();
+        if (!has(MODE_LCE_DENSE)) {
+            quad = dots_hw4(t0, v0);
         }
-        for (var r = 0u; r < LT; r++) {
-            var ge = 0.0;
-            if (t0 + r < params.tokens && v < params.end) {
-                if (dense) {
-                    ge = class_weight[(t0 + r) * params.vocab + v];
-                } else {
-                    ge = grad_entry(t0 + r, v, tile_at(tile, r), scale);
-                }
-            }
-            sh_a[r * LW + lid] = ge;
+        for (var c = 0u; c < RL; c++) {
+            let v = v0 + c;
+            let z = quad_at(quad, c);
+            let inside = v < params.end;
+            let at = RL * lid + c;
+            sh_a[at] = grad_entry(k0, t0, v, z.lo.x, inside, scale);
+            sh_a[LB + at] = grad_entry(k1, t0 + 1u, v, z.lo.y, inside, scale);
+            sh_a[2u * LB + at] = grad_entry(k2, t0 + 2u, v, z.lo.z, inside, scale);
+            sh_a[3u * LB + at] = grad_entry(k3, t0 + 3u, v, z.lo.w, inside, scale);
+            sh_a[4u * LB + at] = grad_entry(k4, t0 + 4u, v, z.hi.x, inside, scale);
+            sh_a[5u * LB + at] = grad_entry(k5, t0 + 5u, v, z.hi.y, inside, scale);
+            sh_a[6u * LB + at] = grad_entry(k6, t0 + 6u, v, z.hi.z, inside, scale);
+            sh_a[7u * LB + at] = grad_entry(k7, t0 + 7u, v, z.hi.w, inside, scale);
         }
         workgroupBarrier();
-        let n = min(LW, params.end - vb);
-        let first = has(MODE_LCE_FIRST) && vb == params.begin;
-        for (var k = lid; k < d; k += step) {
-            var lo = vec4<f32>(0.0);
-            var hi = vec4<f32>(0.0);
-            for (var j = 0u; j < n; j++) {
-                let w = wt((vb + j) * d + k);
-                lo += vec4<f32>(sh_a[j], sh_a[LW + j], sh_a[2u * LW + j], sh_a[3u * LW + j]) * w;
-                hi += vec4<f32>(sh_a[4u * LW + j], sh_a[5u * LW + j], sh_a[6u * LW + j], sh_a[7u * LW + j]) * w;
-            }
-            for (var r = 0u; r < LT; r++) {
-                let t = t0 + r;
-                if (t < params.tokens) {
-                    let o = params.out_off + t * d + k;
-                    let old = select(bitcast<f32>(out[o]), 0.0, first);
-                    out[o] = bitcast<u32>(old + tile_at(Tile(lo, hi), r));
-                }
-            }
-        }
+        let n = min(LB, params.end - vb);
+        hidden_block(t0, vb, n, has(MODE_LCE_FIRST) && vb == params.begin, lid);
         workgroupBarrier();
     }
 }
 
 // d_weight (binding 7, vocab × dims) and d_bias (the state's last vocab words) over the token
 // chunk [begin, end): the transpose of `lce_grad_hidden`. The tile is LT vocabulary rows; the
-// lanes recompute the logits of LW tokens at a time, then each lane owns dims of the tile's rows
-// and adds Σ_{t in block} g[t, v] h[t, k]; lanes 0–7 add Σ_t g[t, v] to d_bias.
+// lanes recompute the logits of LB tokens at a time (four a lane), then each lane owns dims of
+// the tile's rows and adds Σ_{t in block} g[t, v] h[t, k]; lanes 0–7 add Σ_t g[t, v] to d_bias.
 @compute @workgroup_size(LW)
 fn lce_grad_weight(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -495,51 +519,38 @@ fn lce_grad_weight(
     }
     let v0 = (params.tile_base + g) * LT;
     let scale = grad_scale();
-    let d = params.dims;
-    let step = LW;
+    let step = LB;
     let bias_at = SW * params.tokens + 1u;
+    let vocab = params.vocab;
     for (var tb = params.begin; tb < params.end; tb += step) {
-        let t = tb + lid;
-        let dense = has(MODE_LCE_DENSE);
-        var tile = Tile(vec4<f32>(0.0), vec4<f32>(0.0));
-        if (!dense) {
-            tile = dots_wh(v0, t);
+        let tq = tb + RL * lid;
+        var quad = zero_quad();
+        if (!has(MODE_LCE_DENSE)) {
+            quad = dots_wh4(v0, tq);
         }
-        for (var r = 0u; r < LT; r++) {
-            var ge = 0.0;
-            if (t < params.end && v0 + r < params.vocab) {
-                if (dense) {
-                    ge = class_weight[t * params.vocab + v0 + r];
-                } else {
-                    ge = grad_entry(t, v0 + r, tile_at(tile, r), scale);
-                }
-            }
-            sh_a[r * LW + lid] = ge;
+        for (var c = 0u; c < RL; c++) {
+            let t = tq + c;
+            var k = coef(t);
+            k.live = k.live && t < params.end;
+            let z = quad_at(quad, c);
+            let at = RL * lid + c;
+            sh_a[at] = grad_entry(k, t, v0, z.lo.x, v0 < vocab, scale);
+            sh_a[LB + at] = grad_entry(k, t, v0 + 1u, z.lo.y, v0 + 1u < vocab, scale);
+            sh_a[2u * LB + at] = grad_entry(k, t, v0 + 2u, z.lo.z, v0 + 2u < vocab, scale);
+            sh_a[3u * LB + at] = grad_entry(k, t, v0 + 3u, z.lo.w, v0 + 3u < vocab, scale);
+            sh_a[4u * LB + at] = grad_entry(k, t, v0 + 4u, z.hi.x, v0 + 4u < vocab, scale);
+            sh_a[5u * LB + at] = grad_entry(k, t, v0 + 5u, z.hi.y, v0 + 5u < vocab, scale);
+            sh_a[6u * LB + at] = grad_entry(k, t, v0 + 6u, z.hi.z, v0 + 6u < vocab, scale);
+            sh_a[7u * LB + at] = grad_entry(k, t, v0 + 7u, z.hi.w, v0 + 7u < vocab, scale);
         }
         workgroupBarrier();
-        let n = min(LW, params.end - tb);
+        let n = min(LB, params.end - tb);
         let first = has(MODE_LCE_FIRST) && tb == params.begin;
-        for (var k = lid; k < d; k += step) {
-            var lo = vec4<f32>(0.0);
-            var hi = vec4<f32>(0.0);
-            for (var j = 0u; j < n; j++) {
-                let h = hid((tb + j) * d + k);
-                lo += vec4<f32>(sh_a[j], sh_a[LW + j], sh_a[2u * LW + j], sh_a[3u * LW + j]) * h;
-                hi += vec4<f32>(sh_a[4u * LW + j], sh_a[5u * LW + j], sh_a[6u * LW + j], sh_a[7u * LW + j]) * h;
-            }
-            for (var r = 0u; r < LT; r++) {
-                let v = v0 + r;
-                if (v < params.vocab) {
-                    let o = params.out_off + v * d + k;
-                    let old = select(bitcast<f32>(out[o]), 0.0, first);
-                    out[o] = bitcast<u32>(old + tile_at(Tile(lo, hi), r));
-                }
-            }
-        }
+        weight_block(v0, tb, n, first, lid);
         if (lid < LT && v0 + lid < params.vocab) {
             var s = 0.0;
             for (var j = 0u; j < n; j++) {
-                s += sh_a[lid * LW + j];
+                s += sh_a[lid * LB + j];
             }
             let o = bias_at + v0 + lid;
             let old = select(bitcast<f32>(state[o]), 0.0, first);
@@ -577,13 +588,21 @@ fn lce_logits(
         return;
     }
     let t0 = (params.tile_base + g) * LT;
-    let step = LW;
-    for (var v = params.begin + lid; v < params.end; v += step) {
-        let tile = dots_hw(t0, v);
-        for (var r = 0u; r < LT; r++) {
-            let t = t0 + r;
-            if (t < params.tokens) {
-                out[params.out_off + t * params.vocab + v] = logit_bits(tile_at(tile, r), v);
+    let step = LB;
+    for (var vb = params.begin; vb < params.end; vb += step) {
+        let v0 = vb + RL * lid;
+        let quad = dots_hw4(t0, v0);
+        for (var c = 0u; c < RL; c++) {
+            let v = v0 + c;
+            if (v >= params.end) {
+                break;
+            }
+            let tile = quad_at(quad, c);
+            for (var r = 0u; r < LT; r++) {
+                let t = t0 + r;
+                if (t < params.tokens) {
+                    out[params.out_off + t * params.vocab + v] = logit_bits(tile_at(tile, r), v);
+                }
             }
         }
     }

@@ -18,8 +18,8 @@
 //! Mirror: [`crate::reference::linear`] (the materialised formula in f64).
 
 use crate::codes::{
-    FINISH_WEIGHT, MODE_LCE_BIAS, MODE_LCE_DENSE, MODE_LCE_FIRST, MODE_LCE_MEAN, MODE_LCE_NONE, MODE_LCE_SMOOTH,
-    MODE_LCE_SOFTCAP, MODE_LCE_WEIGHTED,
+    FINISH_WEIGHT, MODE_LCE_BIAS, MODE_LCE_DENSE, MODE_LCE_FIRST, MODE_LCE_MEAN, MODE_LCE_NONE,
+    MODE_LCE_SMOOTH, MODE_LCE_SOFTCAP, MODE_LCE_WEIGHTED,
 };
 use crate::engine::blocking::Values;
 use crate::engine::device::Gpu;
@@ -41,6 +41,9 @@ pub use crate::reference::linear::{LinearCrossEntropy, Shape};
 const LT: u64 = LINEAR_TILE;
 const LW: u64 = LINEAR_LANES as u64;
 const SW: u64 = LINEAR_STATE_WORDS;
+/// Walked rows a lane takes at once, and the rows of a workgroup's block (`RL`, `LB`).
+const RL: u64 = 4;
+const LB: u64 = RL * LW;
 
 /// What a [`LinearCrossEntropyOp`] records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -288,11 +291,7 @@ impl LinearCrossEntropyOp {
     /// the fused kernels' accumulation order): inputs hidden, weight, targets (bound, not read),
     /// the bias if `bias` (not read), then `dloss/dlogits` (f32, `tokens × vocab`); outputs
     /// `d_hidden`, `d_weight` and, with `bias`, `d_bias`.
-    pub fn dense_grads(
-        gpu: &Gpu,
-        shape: Shape,
-        bias: bool,
-    ) -> Result<LinearCrossEntropyOp, Error> {
+    pub fn dense_grads(gpu: &Gpu, shape: Shape, bias: bool) -> Result<LinearCrossEntropyOp, Error> {
         Self::build(
             gpu,
             LinearKind::DenseGrads,
@@ -342,8 +341,14 @@ impl LinearCrossEntropyOp {
         if bias {
             inputs.push(("bias (f32, vocab)", v * 4));
         }
+        // 16-byte words where the rows are whole words of f32 entries.
+        let vec4 = !f16 && d.is_multiple_of(4);
         let key = PipelineKey {
-            module: Module::Linear,
+            module: if vec4 {
+                Module::LinearVec4
+            } else {
+                Module::Linear
+            },
             entry: "",
             op: 0,
             wg: LINEAR_LANES,
@@ -351,7 +356,17 @@ impl LinearCrossEntropyOp {
             dims: 0,
             in_f16: f16,
             out_f16: false,
-            vec: 0,
+            // Words of dims a lane in the gradient products: a lane's share of the row's words,
+            // at most 4.
+            vec: if vec4 {
+                match d / 4 / LW {
+                    0 | 1 => 1,
+                    2 | 3 => 2,
+                    _ => 4,
+                }
+            } else {
+                0
+            },
             lanes: 0,
         };
         let mut mode = 0;
@@ -418,9 +433,11 @@ impl LinearCrossEntropyOp {
                 .map(|w| (bytemuck::cast_slice::<f32, u8>(w).to_vec(), 0));
         let token_tiles = n.div_ceil(LT);
         let vocab_tiles = v.div_ceil(LT);
-        // Items a lane may walk in one dispatch (LANE_BUDGET loop iterations in all).
-        let forward_item = dot_cost(d) + LT + 2;
-        let forward_chunk = (LANE_BUDGET / forward_item).max(1) * LW;
+        // Blocks of LB walked rows a lane may take in one dispatch (LANE_BUDGET loop iterations
+        // in all): a block costs a lane one walk over dims for its four rows, then their LT
+        // entries each.
+        let forward_block = dot_cost(d) + RL * (LT + 2) + 2;
+        let forward_chunk = (LANE_BUDGET / forward_block).max(1) * LB;
         let mut steps = Vec::new();
         let mut scratch = vec![0u64; 4];
         let mut outputs: Vec<(&'static str, u64)> = Vec::new();
@@ -458,10 +475,10 @@ impl LinearCrossEntropyOp {
                 program,
             });
         }
-        // A block of LW walked rows of the gradient kernels costs a tile of dot products, the
-        // LT gradient entries, and the lane's dims (d / LW of them) times the block's LW rows.
-        let block = dot_cost(d) + LT + 2 + d.div_ceil(LW) * (LW + LT + 2) + LW;
-        let grad_chunk = (LANE_BUDGET / block).max(1) * LW;
+        // A block of the gradient kernels costs a lane the forward's, then its dims (d / LW of
+        // them) times the block's LB rows, and the bias's sum over the block.
+        let block = forward_block + d.div_ceil(LW) * (LB + LT + 2) + LB;
+        let grad_chunk = (LANE_BUDGET / block).max(1) * LB;
         let grad_passes = |base: LinParams, binds: &Binds, dh: Bind, dw: Bind| {
             let mut grads = tiled_passes(
                 "lce_grad_hidden",
@@ -973,7 +990,11 @@ impl Gpu {
         dims: usize,
         vocab: usize,
     ) -> Result<LinearCrossEntropyGrads, Error> {
-        let s = Shape { tokens, dims, vocab };
+        let s = Shape {
+            tokens,
+            dims,
+            vocab,
+        };
         check_shape(s)?;
         check_len("hidden", hidden, tokens * dims)?;
         check_len("weight", weight, vocab * dims)?;

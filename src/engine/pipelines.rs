@@ -30,8 +30,10 @@ pub(crate) enum Module {
     /// The same module with the wide likelihood layout (a second read-write storage binding,
     /// 6): five storage buffers, where the device allows them.
     LikelihoodWide,
-    /// `common + linear` (the `linear` layout): fused linear cross-entropy.
+    /// `common + linear + linear_words` (the `linear` layout): fused linear cross-entropy.
     Linear,
+    /// `common + linear + linear_vec4`: its operands read as 16-byte words.
+    LinearVec4,
     /// `bandwidth_vec4` (the likelihood layout): the yardsticks with 16-byte words.
     #[cfg_attr(not(feature = "bench-tools"), allow(dead_code))]
     BandwidthVec4,
@@ -66,6 +68,7 @@ impl Module {
             }
             Module::BandwidthVec4 => ("bandwidth_vec4", shaders::bandwidth_vec4_module()),
             Module::Linear => ("linear", shaders::linear_module()),
+            Module::LinearVec4 => ("linear_vec4", shaders::linear_vec4_module()),
         }
     }
 
@@ -81,7 +84,7 @@ impl Module {
             Module::LogsumexpAxes | Module::LogsumexpAxesVec4 => Layout::Axes,
             Module::Likelihood | Module::BandwidthVec4 => Layout::Likelihood,
             Module::LikelihoodWide => Layout::LikelihoodWide,
-            Module::Linear => Layout::Linear,
+            Module::Linear | Module::LinearVec4 => Layout::Linear,
         }
     }
 
@@ -100,6 +103,10 @@ impl Module {
         match self {
             Module::BandwidthVec4 => {}
             Module::Linear => c.push(("IN_F16", f64::from(u8::from(key.in_f16)))),
+            Module::LinearVec4 => {
+                c.push(("IN_F16", f64::from(u8::from(key.in_f16))));
+                c.push(("QL", f64::from(key.vec.max(1))));
+            }
             Module::Likelihood | Module::LikelihoodWide => {
                 c.push(("IN_F16", f64::from(u8::from(key.in_f16))));
                 c.push(("REDUCE", f64::from(key.reduce)));
@@ -253,7 +260,8 @@ pub(crate) struct PipelineKey {
     pub in_f16: bool,
     /// The `OUT_F16` override (log-sum-exp modules): the output holds f16 entries.
     pub out_f16: bool,
-    /// The `VEC` and `LANES` overrides of the vec4 entry points (0 elsewhere).
+    /// The `VEC` and `LANES` overrides of the vec4 entry points (0 elsewhere); `VEC` is the
+    /// `QL` override (words of dims a lane) of the linear module's vec4 form.
     pub vec: u32,
     pub lanes: u32,
 }

@@ -50,6 +50,10 @@ pub const WEIGHTED: &str = include_str!("../../shaders/weighted.wgsl");
 /// Fused linear cross-entropy: the classifier head's logits folded into the loss tile by tile
 /// (a module of its own, the `linear` layout).
 pub const LINEAR: &str = include_str!("../../shaders/linear.wgsl");
+/// The linear module's operands as 4-byte words (any dims, f32 or f16; follows `LINEAR`).
+pub const LINEAR_WORDS: &str = include_str!("../../shaders/linear_words.wgsl");
+/// The linear module's operands as 16-byte words (f32, dims a multiple of 4; follows `LINEAR`).
+pub const LINEAR_VEC4: &str = include_str!("../../shaders/linear_vec4.wgsl");
 
 /// The textbook formulas of the stability study (needs the likelihood module's bindings).
 pub const STABILITY: &str = include_str!("../../shaders/stability.wgsl");
@@ -81,6 +85,8 @@ pub(crate) const ALL_FILES: &[(&str, &str)] = &[
     ("weighted", WEIGHTED),
     ("stability", STABILITY),
     ("linear", LINEAR),
+    ("linear_words", LINEAR_WORDS),
+    ("linear_vec4", LINEAR_VEC4),
     ("bandwidth", BANDWIDTH),
     ("bandwidth_vec4", BANDWIDTH_VEC4),
 ];
@@ -215,7 +221,12 @@ pub fn likelihood_module() -> String {
 
 /// The fused linear cross-entropy module (portable).
 pub fn linear_module() -> String {
-    module_source(&[COMMON, LINEAR])
+    module_source(&[COMMON, LINEAR, LINEAR_WORDS])
+}
+
+/// The fused linear cross-entropy module reading 16-byte words (portable).
+pub fn linear_vec4_module() -> String {
+    module_source(&[COMMON, LINEAR, LINEAR_VEC4])
 }
 
 /// The vec4 yardsticks' module (portable).
@@ -455,6 +466,13 @@ mod tests {
                 &linear_module(),
                 Capabilities::empty(),
                 &[("IN_F16", in_f16)],
+            );
+        }
+        for ql in [1.0, 2.0, 4.0] {
+            validate_and_translate_with(
+                &linear_vec4_module(),
+                Capabilities::empty(),
+                &[("IN_F16", 0.0), ("QL", ql)],
             );
         }
     }
@@ -699,6 +717,7 @@ mod tests {
         assert!(src.contains(&format!("const LT: u32 = {LINEAR_TILE}u;")));
         assert!(src.contains(&format!("const LW: u32 = {LINEAR_LANES}u;")));
         assert!(src.contains(&format!("const SW: u32 = {LINEAR_STATE_WORDS}u;")));
+        assert!(src.contains("const RL: u32 = 4u;") && src.contains("const LB: u32 = 256u;"));
     }
 
     #[test]
