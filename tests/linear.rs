@@ -457,11 +457,14 @@ fn huge_logits_and_special_values() {
 #[test]
 fn odd_shapes_and_many_chunks() {
     let gpu = gpu();
+    // dims 1000, 700 and 1028 take the 16-byte words with 2, 2 and 4 words a lane (1028: the
+    // last lanes' words past the row); 1 and 3 the 4-byte words.
     for (seed, n, d, v) in [
         (20, 3, 1, 1),
         (21, 65, 3, 1),
         (22, 9, 1000, 300),
         (23, 130, 700, 70),
+        (24, 11, 1028, 40),
     ] {
         let mut c = Case::random(seed, n, d, v, 0.2, seed % 2 == 0);
         c.o.ce.reduction = Reduction::Mean;
