@@ -835,3 +835,109 @@ fn eval_reduces_any_axes_of_nd_arrays() {
         }
     }
 }
+
+/// `eval linear_cross_entropy[_with_grad]`: the library's bits through `.npy` files, the lse
+/// and every gradient written, and a mismatched weight is one error line with no output.
+#[test]
+fn eval_linear_cross_entropy_matches_the_library() {
+    use logdomain::LinearCrossEntropy;
+    let d = dir("linear");
+    let (n, dims, v) = (6usize, 5usize, 9usize);
+    let mut rng = Rng(5);
+    let h = rng.vec(n * dims, -1.0, 1.0);
+    let w = rng.vec(v * dims, -1.0, 1.0);
+    let b = rng.vec(v, -0.5, 0.5);
+    let t: Vec<i64> = vec![0, 8, 3, -100, 4, 4];
+    let (hp, wp, bp, tp) = (
+        d.join("h.npy"),
+        d.join("w.npy"),
+        d.join("b.npy"),
+        d.join("t.npy"),
+    );
+    write(&hp, &[n as u64, dims as u64], &h);
+    write(&wp, &[v as u64, dims as u64], &w);
+    write(&bp, &[v as u64], &b);
+    write(&tp, &[n as u64], &t);
+    let (out, lse, dh, dw, db) = (
+        d.join("loss.npy"),
+        d.join("lse.npy"),
+        d.join("dh.npy"),
+        d.join("dw.npy"),
+        d.join("db.npy"),
+    );
+    ok(&logdomain(&[
+        "eval",
+        "linear_cross_entropy_with_grad",
+        "--input",
+        s(&hp),
+        "--weight-matrix",
+        s(&wp),
+        "--bias",
+        s(&bp),
+        "--targets",
+        s(&tp),
+        "--z-loss",
+        "0.01",
+        "--softcap",
+        "4",
+        "--label-smoothing",
+        "0.1",
+        "--lse-output",
+        s(&lse),
+        "--output",
+        s(&out),
+        "--grad-output",
+        s(&dh),
+        "--weight-grad-output",
+        s(&dw),
+        "--bias-grad-output",
+        s(&db),
+    ]));
+    let mut o = LinearCrossEntropy {
+        z_loss: 0.01,
+        softcap: Some(4.0),
+        ..LinearCrossEntropy::default()
+    };
+    o.ce.label_smoothing = 0.1;
+    let want = gpu()
+        .linear_cross_entropy_with_grad(&h, &w, Some(&b), n, dims, v, &t, &o)
+        .unwrap();
+    let (shape, loss) = read(&out);
+    assert_eq!((shape, bits(&loss)), (vec![], bits(&want.loss)));
+    assert_eq!(read(&lse), (vec![n as u64], want.lse.clone()));
+    let (shape, got) = read(&dh);
+    assert_eq!(
+        (shape, bits(&got)),
+        (vec![n as u64, dims as u64], bits(&want.d_hidden))
+    );
+    let (shape, got) = read(&dw);
+    assert_eq!(
+        (shape, bits(&got)),
+        (vec![v as u64, dims as u64], bits(&want.d_weight))
+    );
+    let (shape, got) = read(&db);
+    assert_eq!(
+        (shape, bits(&got)),
+        (vec![v as u64], bits(&want.d_bias.unwrap()))
+    );
+    // A weight with other columns than the hidden states: one line, no output.
+    let bad = d.join("w4.npy");
+    write(&bad, &[v as u64, 4], &vec![0.0f32; v * 4]);
+    let out2 = d.join("loss2.npy");
+    fails(
+        &[
+            "eval",
+            "linear_cross_entropy",
+            "--input",
+            s(&hp),
+            "--weight-matrix",
+            s(&bad),
+            "--targets",
+            s(&tp),
+            "--output",
+            s(&out2),
+        ],
+        &out2,
+        "columns",
+    );
+}

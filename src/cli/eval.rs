@@ -5,8 +5,8 @@ use std::time::Instant;
 
 use clap::{Args, ValueEnum};
 use logdomain::{
-    Axes, Bce, Covariance, CrossEntropy, GaussianNll, Gmm, Gpu, NdLayout, PoissonNll, Reduction,
-    RowFn,
+    Axes, Bce, Covariance, CrossEntropy, GaussianNll, Gmm, Gpu, LinearCrossEntropy,
+    LinearCrossEntropyGrads, NdLayout, PoissonNll, Reduction, RowFn,
 };
 
 use super::npy;
@@ -33,6 +33,8 @@ pub enum EvalOp {
     GaussianNllWithGrad,
     BinaryCrossEntropyWithLogitsWithGrad,
     PoissonNllWithGrad,
+    LinearCrossEntropy,
+    LinearCrossEntropyWithGrad,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -52,7 +54,9 @@ pub enum ReductionArg {
   logdomain eval gaussian_nll --input mu.npy --targets y.npy --var var.npy --reduction none --output nll.npy
   logdomain eval gmm_score_samples --input points.npy --gmm params.json --output logp.npy
   logdomain eval log_softmax_backward --input log_probs.npy --grad g.npy --output dx.npy
-  logdomain eval cross_entropy_with_grad --input logits.npy --targets t.npy --output loss.npy --grad-output dlogits.npy")]
+  logdomain eval cross_entropy_with_grad --input logits.npy --targets t.npy --output loss.npy --grad-output dlogits.npy
+  logdomain eval linear_cross_entropy --input h.npy --weight-matrix w.npy --targets t.npy --output loss.npy
+  logdomain eval linear_cross_entropy_with_grad --input h.npy --weight-matrix w.npy --targets t.npy --z-loss 1e-4 --output loss.npy --grad-output dh.npy --weight-grad-output dw.npy")]
 pub struct EvalArgs {
     /// The op, named as the library function.
     #[arg(value_enum)]
@@ -116,10 +120,167 @@ pub struct EvalArgs {
     /// Where gaussian_nll_with_grad writes the gradient with respect to the variance.
     #[arg(long)]
     pub var_grad_output: Option<PathBuf>,
+    /// linear_cross_entropy: the classifier's weight, f32 `vocab × dims` (as `torch.nn.Linear`
+    /// stores it); the input holds the hidden states, `tokens × dims`.
+    #[arg(long)]
+    pub weight_matrix: Option<PathBuf>,
+    /// linear_cross_entropy: the classifier's bias, f32 `vocab`.
+    #[arg(long)]
+    pub bias: Option<PathBuf>,
+    /// linear_cross_entropy: z_loss · lse² is added to each token's loss.
+    #[arg(long, default_value_t = 0.0)]
+    pub z_loss: f32,
+    /// linear_cross_entropy: soft-cap the logits, cap · tanh(z / cap).
+    #[arg(long)]
+    pub softcap: Option<f32>,
+    /// linear_cross_entropy: where to write each token's log-sum-exp.
+    #[arg(long)]
+    pub lse_output: Option<PathBuf>,
+    /// linear_cross_entropy_with_grad: where to write the gradient with respect to the weight
+    /// (`--grad-output` gets the one with respect to the hidden states).
+    #[arg(long)]
+    pub weight_grad_output: Option<PathBuf>,
+    /// linear_cross_entropy_with_grad: where to write the gradient with respect to the bias.
+    #[arg(long)]
+    pub bias_grad_output: Option<PathBuf>,
     /// Where to write the result (the loss, for the *_with_grad ops; f32 `.npy`); every output
     /// is written only when all are complete.
     #[arg(long)]
     pub output: PathBuf,
+}
+
+/// `linear_cross_entropy[_with_grad]`: hidden states (`--input`), the weight matrix, targets,
+/// an optional bias, the cross-entropy options, the z-loss and the soft cap.
+fn run_linear(a: &EvalArgs, gpu: impl FnOnce() -> Result<Gpu, String>) -> Result<String, String> {
+    if !a.axis.is_empty() || a.keepdims {
+        return Err(format!(
+            "--axis and --keepdims are for logsumexp, softmax and log_softmax, not {}",
+            op_name(a.op)
+        ));
+    }
+    let h = npy::read_f32(&a.input)?;
+    let (n, d) = h.matrix(&a.input)?;
+    let wp = need(&a.weight_matrix, "--weight-matrix", a.op)?;
+    let w = npy::read_f32(wp)?;
+    let (v, wd) = w.matrix(wp)?;
+    if wd != d {
+        return Err(format!(
+            "{}: the weight has {wd} columns; the hidden states have {d} (the weight is vocab × dims)",
+            wp.display()
+        ));
+    }
+    let tp = need(&a.targets, "--targets", a.op)?;
+    let t = npy::read_targets(tp)?;
+    if t.shape != [n as u64] {
+        return Err(format!(
+            "{}: targets shape {:?}; expected ({n},) for {n} hidden states",
+            tp.display(),
+            t.shape
+        ));
+    }
+    let vector = |p: &Path, what: &str, len: usize| -> Result<Vec<f32>, String> {
+        let x = npy::read_f32(p)?;
+        if x.shape != [len as u64] {
+            return Err(format!(
+                "{}: {what} shape {:?}; expected ({len},)",
+                p.display(),
+                x.shape
+            ));
+        }
+        Ok(x.data)
+    };
+    let bias = match &a.bias {
+        Some(p) => Some(vector(p, "bias", v)?),
+        None => None,
+    };
+    let weight = match &a.weight {
+        Some(p) => Some(vector(p, "class weights", v)?),
+        None => None,
+    };
+    let reduction = match a.reduction {
+        ReductionArg::None => Reduction::None,
+        ReductionArg::Sum => Reduction::Sum,
+        ReductionArg::Mean => Reduction::Mean,
+    };
+    let o = LinearCrossEntropy {
+        ce: CrossEntropy {
+            weight,
+            ignore_index: a.ignore_index,
+            label_smoothing: a.label_smoothing,
+            reduction,
+        },
+        z_loss: a.z_loss,
+        softcap: a.softcap,
+    };
+    let with_grad = a.op == EvalOp::LinearCrossEntropyWithGrad;
+    let grad_paths = if with_grad {
+        Some((
+            need(&a.grad_output, "--grad-output", a.op)?,
+            need(&a.weight_grad_output, "--weight-grad-output", a.op)?,
+        ))
+    } else {
+        None
+    };
+    if a.bias_grad_output.is_some() && (!with_grad || bias.is_none()) {
+        return Err("--bias-grad-output needs linear_cross_entropy_with_grad and --bias".into());
+    }
+    let gpu = gpu()?;
+    let start = Instant::now();
+    let g = if with_grad {
+        gpu.linear_cross_entropy_with_grad(&h.data, &w.data, bias.as_deref(), n, d, v, &t.data, &o)
+            .map_err(lib)?
+    } else {
+        let (loss, lse) = gpu
+            .linear_cross_entropy_with_lse(&h.data, &w.data, bias.as_deref(), n, d, v, &t.data, &o)
+            .map_err(lib)?;
+        LinearCrossEntropyGrads {
+            loss,
+            lse,
+            d_hidden: vec![],
+            d_weight: vec![],
+            d_bias: None,
+        }
+    };
+    let elapsed = start.elapsed();
+    let loss_shape = if reduction == Reduction::None {
+        vec![n as u64]
+    } else {
+        vec![]
+    };
+    let (lse_shape, dh_shape, dw_shape, db_shape) = (
+        [n as u64],
+        [n as u64, d as u64],
+        [v as u64, d as u64],
+        [v as u64],
+    );
+    let mut files: Vec<(&Path, &[u64], &[f32])> = vec![(&a.output, &loss_shape, &g.loss)];
+    if let Some(p) = &a.lse_output {
+        files.push((p, &lse_shape, &g.lse));
+    }
+    if let Some((dh, dw)) = grad_paths {
+        files.push((dh, &dh_shape, &g.d_hidden));
+        files.push((dw, &dw_shape, &g.d_weight));
+    }
+    if let (Some(p), Some(db)) = (&a.bias_grad_output, &g.d_bias) {
+        files.push((p, &db_shape, db));
+    }
+    npy::write_all(&files)?;
+    let also: String = files[1..]
+        .iter()
+        .map(|(p, s, _)| format!(", {} ({} f32)", p.display(), dims(s)))
+        .collect();
+    Ok(format!(
+        "{}: {} ({}) × {} ({}) -> {} ({} f32){also} in {:.1} ms on {}",
+        op_name(a.op),
+        a.input.display(),
+        dims(&h.shape),
+        wp.display(),
+        dims(&w.shape),
+        a.output.display(),
+        dims(&loss_shape),
+        elapsed.as_secs_f64() * 1e3,
+        gpu.info()
+    ))
 }
 
 /// The op's name on the command line (the library function's).
@@ -281,6 +442,12 @@ pub fn run(a: &EvalArgs, gpu: impl FnOnce() -> Result<Gpu, String>) -> Result<St
     if let Some(func) = func {
         return run_axes(a, func, gpu);
     }
+    if matches!(
+        a.op,
+        EvalOp::LinearCrossEntropy | EvalOp::LinearCrossEntropyWithGrad
+    ) {
+        return run_linear(a, gpu);
+    }
     if !a.axis.is_empty() || a.keepdims {
         return Err(format!(
             "--axis and --keepdims are for logsumexp, softmax and log_softmax, not {}",
@@ -409,6 +576,9 @@ pub fn run(a: &EvalArgs, gpu: impl FnOnce() -> Result<Gpu, String>) -> Result<St
         EvalOp::GmmScoreSamples | EvalOp::GmmLogResponsibilities => {
             matrix()?;
             Extra::Mixture(read_gmm(need(&a.gmm, "--gmm", a.op)?)?)
+        }
+        EvalOp::LinearCrossEntropy | EvalOp::LinearCrossEntropyWithGrad => {
+            return Err(format!("{} is evaluated apart", op_name(a.op)));
         }
     };
     let with_grad = matches!(
