@@ -63,10 +63,24 @@ struct LinParams {
     eps_over_c: f32,
     w_sum: f32,
     z_loss: f32,
-    // Word offset of the output (the loss, logits or a partial) in binding 7.
+    // Word offset of the output (the loss, logits or a partial) in binding 7: added, wrapping,
+    // to an entry's index in the whole output, so a window that starts past the output's first
+    // row takes the negated start.
     out_off: u32,
     // Tiles in this dispatch.
     tiles: u32,
+    // Offsets added (wrapping) to an index of the whole hidden states or weight, in the
+    // binding's elements, for the window this dispatch binds.
+    h_off: u32,
+    w_off: u32,
+    // The same for the materialised dloss/dlogits of MODE_LCE_DENSE (binding 5).
+    c_off: u32,
+    // The last token and vocabulary row the windows hold: rows past them are clamped to them.
+    t_last: u32,
+    v_last: u32,
+    pad0: u32,
+    pad1: u32,
+    pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: LinParams;
@@ -136,10 +150,9 @@ fn tile_at(t: Tile, r: u32) -> f32 {
     return t.hi[r - 4u];
 }
 
-// First words of rows r0 .. r0 + 7 of a matrix of `rows` rows of `len` words, rows past the
-// last clamped to it.
-fn row_starts(r0: u32, rows: u32, len: u32) -> Tile4 {
-    let last = rows - 1u;
+// First words of rows r0 .. r0 + 7 of a matrix of rows of `len` words, rows past `last`
+// clamped to it.
+fn row_starts(r0: u32, last: u32, len: u32) -> Tile4 {
     return Tile4(
         vec4<u32>(min(r0, last), min(r0 + 1u, last), min(r0 + 2u, last), min(r0 + 3u, last)) * len,
         vec4<u32>(min(r0 + 4u, last), min(r0 + 5u, last), min(r0 + 6u, last), min(r0 + 7u, last)) * len,
@@ -431,7 +444,7 @@ fn grad_entry(k: Coef, t: u32, v: u32, acc: f32, inside: bool, scale: f32) -> f3
         return 0.0;
     }
     if (has(MODE_LCE_DENSE)) {
-        return class_weight[t * params.vocab + v];
+        return class_weight[t * params.vocab + v + params.c_off];
     }
     let zb = logit_bits(acc, v);
     if (!is_finite_bits(k.lse) || !is_finite_bits(zb)) {

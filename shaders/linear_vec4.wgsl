@@ -7,19 +7,19 @@
 @group(0) @binding(2) var<storage, read> weight: array<vec4<u32>>;
 
 fn hrow(i: u32) -> vec4<f32> {
-    return bitcast<vec4<f32>>(hidden[i]);
+    return bitcast<vec4<f32>>(hidden[i + params.h_off]);
 }
 
 fn wrow(i: u32) -> vec4<f32> {
-    return bitcast<vec4<f32>>(weight[i]);
+    return bitcast<vec4<f32>>(weight[i + params.w_off]);
 }
 
 // h_t · w_v for the tokens t0 .. t0 + 7 and one vocabulary row v: per word q in order, each
 // row's sum gets dot(h_q, w_q).
 fn dots_hw(t0: u32, v: u32) -> Tile {
     let q4 = params.dims / 4u;
-    let hb = row_starts(t0, params.tokens, q4);
-    let wb = min(v, params.vocab - 1u) * q4;
+    let hb = row_starts(t0, params.t_last, q4);
+    let wb = min(v, params.v_last) * q4;
     var lo = vec4<f32>(0.0);
     var hi = vec4<f32>(0.0);
     for (var q = 0u; q < q4; q++) {
@@ -35,8 +35,8 @@ fn dots_hw(t0: u32, v: u32) -> Tile {
 // The same dot products for one token t and the vocabulary rows v0 .. v0 + 7.
 fn dots_wh(v0: u32, t: u32) -> Tile {
     let q4 = params.dims / 4u;
-    let wb = row_starts(v0, params.vocab, q4);
-    let hb = min(t, params.tokens - 1u) * q4;
+    let wb = row_starts(v0, params.v_last, q4);
+    let hb = min(t, params.t_last) * q4;
     var lo = vec4<f32>(0.0);
     var hi = vec4<f32>(0.0);
     for (var q = 0u; q < q4; q++) {
@@ -193,13 +193,13 @@ fn add_tile(a: Tile, b: Tile) -> Tile {
     return Tile(a.lo + b.lo, a.hi + b.hi);
 }
 
-// Rows v0 .. v0 + 3 (clamped to the vocabulary) against the tokens t0 .. t0 + 7: each word of
+// Rows v0 .. v0 + 3 (clamped to v_last) against the tokens t0 .. t0 + 7: each word of
 // the eight token rows, loaded once, serves four rows. The same sums, in the same order, as
 // `dots_hw` for each row.
 fn dots_hw4(t0: u32, v0: u32) -> Quad {
     let q4 = params.dims / 4u;
-    let hb = row_starts(t0, params.tokens, q4);
-    let last = params.vocab - 1u;
+    let hb = row_starts(t0, params.t_last, q4);
+    let last = params.v_last;
     let wa = min(v0, last) * q4;
     let wb = min(v0 + 1u, last) * q4;
     let wc = min(v0 + 2u, last) * q4;
@@ -221,8 +221,8 @@ fn dots_hw4(t0: u32, v0: u32) -> Quad {
 // Tokens t0 .. t0 + 3 (clamped) against the vocabulary rows v0 .. v0 + 7, as `dots_wh` for each.
 fn dots_wh4(v0: u32, t0: u32) -> Quad {
     let q4 = params.dims / 4u;
-    let wb = row_starts(v0, params.vocab, q4);
-    let last = params.tokens - 1u;
+    let wb = row_starts(v0, params.v_last, q4);
+    let last = params.t_last;
     let ha = min(t0, last) * q4;
     let hb = min(t0 + 1u, last) * q4;
     let hc = min(t0 + 2u, last) * q4;

@@ -13,16 +13,16 @@ fn entry_of(word: u32, i: u32) -> f32 {
 
 fn hid(i: u32) -> f32 {
     if (IN_F16) {
-        return entry_of(hidden[i >> 1u], i);
+        return entry_of(hidden[(i >> 1u) + params.h_off], i);
     }
-    return bitcast<f32>(hidden[i]);
+    return bitcast<f32>(hidden[i + params.h_off]);
 }
 
 fn wt(i: u32) -> f32 {
     if (IN_F16) {
-        return entry_of(weight[i >> 1u], i);
+        return entry_of(weight[(i >> 1u) + params.w_off], i);
     }
-    return bitcast<f32>(weight[i]);
+    return bitcast<f32>(weight[i + params.w_off]);
 }
 
 fn hid4(b: vec4<u32>, k: u32) -> vec4<f32> {
@@ -36,8 +36,8 @@ fn wt4(b: vec4<u32>, k: u32) -> vec4<f32> {
 // h_t · w_v for the tokens t0 .. t0 + 7 and one vocabulary row v: per entry k in order, each
 // row's sum gets h·w.
 fn dots_hw(t0: u32, v: u32) -> Tile {
-    let hb = row_starts(t0, params.tokens, params.dims);
-    let wb = min(v, params.vocab - 1u) * params.dims;
+    let hb = row_starts(t0, params.t_last, params.dims);
+    let wb = min(v, params.v_last) * params.dims;
     var lo = vec4<f32>(0.0);
     var hi = vec4<f32>(0.0);
     let d4 = params.dims & ~3u;
@@ -65,8 +65,8 @@ fn dots_hw(t0: u32, v: u32) -> Tile {
 
 // The same dot products for one token t and the vocabulary rows v0 .. v0 + 7.
 fn dots_wh(v0: u32, t: u32) -> Tile {
-    let wb = row_starts(v0, params.vocab, params.dims);
-    let hb = min(t, params.tokens - 1u) * params.dims;
+    let wb = row_starts(v0, params.v_last, params.dims);
+    let hb = min(t, params.t_last) * params.dims;
     var lo = vec4<f32>(0.0);
     var hi = vec4<f32>(0.0);
     let d4 = params.dims & ~3u;
@@ -135,7 +135,7 @@ fn weight_block(v0: u32, tb: u32, n: u32, first: bool, lid: u32) {
     }
 }
 
-// Rows v0 .. v0 + 3 (clamped to the vocabulary) against the tokens t0 .. t0 + 7.
+// Rows v0 .. v0 + 3 (clamped to v_last) against the tokens t0 .. t0 + 7.
 fn dots_hw4(t0: u32, v0: u32) -> Quad {
     return Quad(dots_hw(t0, v0), dots_hw(t0, v0 + 1u), dots_hw(t0, v0 + 2u), dots_hw(t0, v0 + 3u));
 }

@@ -175,76 +175,250 @@ fn win(src: Src, bytes: u64) -> Bind {
     }
 }
 
-/// The linear module's bindings 1–6 for one pass (7, the output, is the pass's own).
-struct Binds {
-    hidden: Bind,
-    weight: Bind,
-    targets: Bind,
+/// What the chunks of a tiled kernel walk: the vocabulary (the tiles are of tokens) or the
+/// tokens (the tiles are of vocabulary rows).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Walk {
+    Vocab,
+    Tokens,
+}
+
+/// Where a tiled kernel writes: nowhere (the state), or rows of the tiled operand (`words`
+/// f32 each: d_hidden, d_weight, the logits), in a window of the buffer per dispatch.
+#[derive(Clone, Copy, Debug)]
+enum Out {
+    None,
+    Rows(Src, u64),
+}
+
+/// Plans the linear module's passes: bindings 1–6 and the windows of the operands.
+struct Planner<'a> {
+    key: PipelineKey,
+    caps: &'a Caps,
+    s: Shape,
+    /// Bytes an entry of the hidden states and the weight.
+    entry: u64,
+    /// Bytes an element of their bindings (16 for the vec4 form, 4 otherwise).
+    unit: u64,
     bias: Bind,
+    targets: Bind,
     class_weight: Bind,
+    /// The materialised dloss/dlogits (`MODE_LCE_DENSE`), rows of tokens in binding 5.
+    dense: Option<Src>,
     state: Bind,
 }
 
-/// Builds the passes of one kernel over `tiles` tiles and the walked operand's chunks: the
-/// tiles in batches that keep a dispatch's work under the device's budget, each batch once per
-/// chunk, chunk after chunk.
-#[allow(clippy::too_many_arguments)]
-fn tiled_passes(
-    entry: &'static str,
-    key: PipelineKey,
-    base: LinParams,
-    tiles: u64,
-    walked: &[(u64, u64)],
-    work_per_item: u64,
-    b: &Binds,
-    out: Bind,
+/// A window of rows [r0, r1) of a matrix of `len`-entry rows (`entry` bytes an entry) in `src`,
+/// aligned for bindings of `unit`-byte elements, and the offset a kernel adds (wrapping) to an
+/// element's index in the whole matrix to index the window.
+fn rows_window(
+    src: Src,
+    (r0, r1): (u64, u64),
+    len: u64,
+    entry: u64,
+    unit: u64,
     caps: &Caps,
-) -> Result<Vec<Pass>, Error> {
-    let mut passes = Vec::new();
-    for (i, &(begin, end)) in walked.iter().enumerate() {
-        let per = caps
-            .per_dispatch(work_per_item * (end - begin))
-            .min(MAX_GROUPS);
-        let mut tile_base = 0;
-        while tile_base < tiles {
-            let n = per.min(tiles - tile_base);
-            let mut p = base;
-            p.tile_base = u32_of(tile_base, "tiles")?;
-            p.tiles = u32_of(n, "tiles")?;
-            p.begin = u32_of(begin, "chunk")?;
-            p.end = u32_of(end, "chunk")?;
-            if i == 0 {
-                p.mode |= MODE_LCE_FIRST;
-            }
-            passes.push(pass(entry, key, p, n, b, out)?);
-            tile_base += n;
-        }
+) -> Result<(Bind, u32), Error> {
+    let align = caps.storage_align.max(unit);
+    let first = r0 * len * entry;
+    let start = first - first % align;
+    let end = (r1 * len * entry).next_multiple_of(unit).max(start + unit);
+    if end - start > caps.max_binding {
+        return Err(Error::Limit(format!(
+            "{} bytes of rows in one storage binding; max_storage_buffer_binding_size is {}",
+            end - start,
+            caps.max_binding
+        )));
     }
-    Ok(passes)
+    let off = u32_of(start / unit, "a window's offset")?;
+    Ok((
+        Bind {
+            src,
+            window: Some(Window {
+                offset: start,
+                size: end - start,
+            }),
+        },
+        off.wrapping_neg(),
+    ))
 }
 
-fn pass(
-    entry: &'static str,
-    key: PipelineKey,
-    p: LinParams,
-    groups: u64,
-    b: &Binds,
-    out: Bind,
-) -> Result<Pass, Error> {
-    Ok(Pass {
-        key: PipelineKey { entry, ..key },
-        params: bytemuck::bytes_of(&p).to_vec(),
-        groups,
-        bind: vec![
-            b.hidden,
-            b.weight,
-            b.bias,
-            b.targets,
-            b.class_weight,
-            b.state,
+impl Planner<'_> {
+    /// Rows of `bytes` bytes that fit one binding past the alignment slack.
+    fn rows_per_binding(&self, bytes: u64, what: &str) -> Result<u64, Error> {
+        let usable = self
+            .caps
+            .max_binding
+            .saturating_sub(self.caps.storage_align.max(self.unit));
+        let rows = usable / bytes.max(1);
+        if rows == 0 {
+            return Err(Error::Limit(format!(
+                "one row of {what} ({bytes} bytes) exceeds max_storage_buffer_binding_size ({})",
+                self.caps.max_binding
+            )));
+        }
+        Ok(rows)
+    }
+
+    /// Bindings 1–7 of one pass.
+    fn pass(
+        &self,
+        entry: &'static str,
+        p: LinParams,
+        groups: u64,
+        hidden: Bind,
+        weight: Bind,
+        class_weight: Bind,
+        out: Bind,
+    ) -> Pass {
+        Pass {
+            key: PipelineKey { entry, ..self.key },
+            params: bytemuck::bytes_of(&p).to_vec(),
+            groups,
+            bind: vec![
+                hidden,
+                weight,
+                self.bias,
+                self.targets,
+                class_weight,
+                self.state,
+                out,
+            ],
+        }
+    }
+
+    /// A pass that reads neither the hidden states nor the weight (their first element bound).
+    fn single(&self, entry: &'static str, p: LinParams, groups: u64, out: Bind) -> Pass {
+        let first = |src| Bind {
+            src,
+            window: Some(Window {
+                offset: 0,
+                size: self.unit,
+            }),
+        };
+        self.pass(
+            entry,
+            p,
+            groups,
+            first(Src::Input(0)),
+            first(Src::Input(1)),
+            self.class_weight,
             out,
-        ],
-    })
+        )
+    }
+
+    /// The passes of one tiled kernel: the walked operand in chunks of at most `chunk` rows
+    /// (fewer where a chunk's rows would not fit a binding), chunk after chunk, and for each
+    /// the tiles in batches that keep a dispatch's work under the device's budget and its rows
+    /// within a binding. Each dispatch binds windows of exactly the rows it reads and writes.
+    fn tiled(
+        &self,
+        entry: &'static str,
+        base: LinParams,
+        walk: Walk,
+        chunk: u64,
+        work_per_item: u64,
+        out: Out,
+    ) -> Result<Vec<Pass>, Error> {
+        let Shape {
+            tokens: n,
+            dims: d,
+            vocab: v,
+        } = self.s;
+        let (n, d, v) = (n as u64, d as u64, v as u64);
+        let row = d * self.entry;
+        let (tiled_rows, walked_rows) = match walk {
+            Walk::Vocab => (n, v),
+            Walk::Tokens => (v, n),
+        };
+        // The token range also bounds the dense dloss/dlogits rows (vocab entries each).
+        let dense_row = if self.dense.is_some() { v * 4 } else { 0 };
+        let mut walk_rows = self.rows_per_binding(row, "the walked operand")?;
+        let mut tile_rows = self.rows_per_binding(row, "the tiled operand")?;
+        if let Out::Rows(_, words) = out {
+            tile_rows = tile_rows.min(self.rows_per_binding(words * 4, "the output")?);
+        }
+        if dense_row > 0 {
+            let r = self.rows_per_binding(dense_row, "dloss/dlogits")?;
+            match walk {
+                Walk::Vocab => tile_rows = tile_rows.min(r),
+                Walk::Tokens => walk_rows = walk_rows.min(r),
+            }
+        }
+        let max_tiles = tile_rows / LT;
+        if max_tiles == 0 {
+            return Err(Error::Limit(format!(
+                "{LT} rows of {row} bytes exceed max_storage_buffer_binding_size ({})",
+                self.caps.max_binding
+            )));
+        }
+        let chunk = if walk_rows < chunk { walk_rows } else { chunk };
+        let tiles = tiled_rows.div_ceil(LT);
+        let mut passes = Vec::new();
+        for (i, (begin, end)) in chunks(walked_rows, chunk).into_iter().enumerate() {
+            let per = self
+                .caps
+                .per_dispatch(work_per_item * (end - begin))
+                .min(MAX_GROUPS)
+                .min(max_tiles);
+            let mut tile_base = 0;
+            while tile_base < tiles {
+                let count = per.min(tiles - tile_base);
+                let rows = (tile_base * LT, ((tile_base + count) * LT).min(tiled_rows));
+                let (token_rows, vocab_rows) = match walk {
+                    Walk::Vocab => (rows, (begin, end)),
+                    Walk::Tokens => ((begin, end), rows),
+                };
+                let (hidden, h_off) = rows_window(
+                    Src::Input(0),
+                    token_rows,
+                    d,
+                    self.entry,
+                    self.unit,
+                    self.caps,
+                )?;
+                let (weight, w_off) = rows_window(
+                    Src::Input(1),
+                    vocab_rows,
+                    d,
+                    self.entry,
+                    self.unit,
+                    self.caps,
+                )?;
+                let mut p = base;
+                p.tile_base = u32_of(tile_base, "tiles")?;
+                p.tiles = u32_of(count, "tiles")?;
+                p.begin = u32_of(begin, "chunk")?;
+                p.end = u32_of(end, "chunk")?;
+                p.h_off = h_off;
+                p.w_off = w_off;
+                p.t_last = u32_of(token_rows.1 - 1, "tokens")?;
+                p.v_last = u32_of(vocab_rows.1 - 1, "vocab")?;
+                if i == 0 {
+                    p.mode |= MODE_LCE_FIRST;
+                }
+                let class_weight = match self.dense {
+                    Some(src) => {
+                        let (b, off) = rows_window(src, token_rows, v, 4, 4, self.caps)?;
+                        p.c_off = off;
+                        b
+                    }
+                    None => self.class_weight,
+                };
+                let out = match out {
+                    Out::None => Bind::dummy(),
+                    Out::Rows(src, words) => {
+                        let (b, off) = rows_window(src, rows, words, 4, 4, self.caps)?;
+                        p.out_off = off;
+                        b
+                    }
+                };
+                passes.push(self.pass(entry, p, count, hidden, weight, class_weight, out));
+                tile_base += count;
+            }
+        }
+        Ok(passes)
+    }
 }
 
 impl LinearCrossEntropyOp {
@@ -316,8 +490,6 @@ impl LinearCrossEntropyOp {
         let (n, d, v) = (s.tokens as u64, s.dims as u64, s.vocab as u64);
         let hidden_bytes = input_bytes(n * d, format);
         let weight_bytes = input_bytes(v * d, format);
-        binding("the hidden states", hidden_bytes, &caps)?;
-        binding("the weight", weight_bytes, &caps)?;
         let f16 = format == InputFormat::F16;
         let mut inputs = vec![
             (
@@ -411,28 +583,31 @@ impl LinearCrossEntropyOp {
         let state_words = SW * n + 1 + v;
         let state_bytes = state_words * 4;
         binding("the per-token states", state_bytes, &caps)?;
-        let binds = Binds {
-            hidden: win(Src::Input(0), hidden_bytes),
-            weight: win(Src::Input(1), weight_bytes),
-            targets: win(Src::Input(2), n * 4),
+        let class_weight = if o.ce.weight.is_some() {
+            Bind::whole(Src::Aux)
+        } else {
+            Bind::dummy()
+        };
+        let mut plan = Planner {
+            key,
+            caps: &caps,
+            s,
+            entry: format.bytes(),
+            unit: if vec4 { 16 } else { 4 },
             bias: if bias {
                 win(Src::Input(3), v * 4)
             } else {
                 Bind::dummy()
             },
-            class_weight: if o.ce.weight.is_some() {
-                Bind::whole(Src::Aux)
-            } else {
-                Bind::dummy()
-            },
+            targets: win(Src::Input(2), n * 4),
+            class_weight,
+            dense: None,
             state: Bind::whole(Src::Scratch(2)),
         };
         let aux =
             o.ce.weight
                 .as_ref()
                 .map(|w| (bytemuck::cast_slice::<f32, u8>(w).to_vec(), 0));
-        let token_tiles = n.div_ceil(LT);
-        let vocab_tiles = v.div_ceil(LT);
         // Blocks of LB walked rows a lane may take in one dispatch (LANE_BUDGET loop iterations
         // in all): a block costs a lane one walk over dims for its four rows, then their LT
         // entries each.
@@ -441,30 +616,20 @@ impl LinearCrossEntropyOp {
         let mut steps = Vec::new();
         let mut scratch = vec![0u64; 4];
         let mut outputs: Vec<(&'static str, u64)> = Vec::new();
+        let mut input_sizes: Vec<u64> = inputs.iter().map(|i| i.1).collect();
         if kind == LinearKind::Logits {
             let bytes = n * v * 4;
-            binding("the logits", bytes, &caps)?;
-            let passes = tiled_passes(
+            let passes = plan.tiled(
                 "lce_logits",
-                key,
                 base,
-                token_tiles,
-                &chunks(v, forward_chunk),
-                LT * d.max(1),
-                &binds,
-                win(Src::Output, bytes),
-                &caps,
+                Walk::Vocab,
+                forward_chunk,
+                LT * d,
+                Out::Rows(Src::Output, v),
             )?;
             steps.push(Step::Passes(passes));
             outputs.push(("logits (f32, tokens × vocab)", bytes));
-            let program = Program::new(
-                gpu,
-                steps,
-                aux,
-                &[],
-                inputs.iter().map(|i| i.1).collect(),
-                bytes,
-            )?;
+            let program = Program::new(gpu, steps, aux, &[], input_sizes, bytes)?;
             return Ok(LinearCrossEntropyOp {
                 kind,
                 shape: s,
@@ -479,42 +644,15 @@ impl LinearCrossEntropyOp {
         // them) times the block's LB rows, and the bias's sum over the block.
         let block = forward_block + d.div_ceil(LW) * (LB + LT + 2) + LB;
         let grad_chunk = (LANE_BUDGET / block).max(1) * LB;
-        let grad_passes = |base: LinParams, binds: &Binds, dh: Bind, dw: Bind| {
-            let mut grads = tiled_passes(
-                "lce_grad_hidden",
-                key,
-                base,
-                token_tiles,
-                &chunks(v, grad_chunk),
-                2 * LT * d,
-                binds,
-                dh,
-                &caps,
-            )?;
-            grads.extend(tiled_passes(
-                "lce_grad_weight",
-                key,
-                base,
-                vocab_tiles,
-                &chunks(n, grad_chunk),
-                2 * LT * d,
-                binds,
-                dw,
-                &caps,
-            )?);
-            Ok::<_, Error>(grads)
-        };
+        let state_bytes = (SW * n + 1 + v) * 4;
+        binding("the per-token states", state_bytes, &caps)?;
         scratch[2] = state_bytes;
         if kind == LinearKind::DenseGrads {
             let dz_slot = inputs.len();
             inputs.push(("dloss/dlogits (f32, tokens × vocab)", n * v * 4));
-            binding("dloss/dlogits", n * v * 4, &caps)?;
-            binding("d_hidden", n * d * 4, &caps)?;
-            binding("d_weight", v * d * 4, &caps)?;
-            let dense = Binds {
-                class_weight: win(Src::Input(dz_slot), n * v * 4),
-                ..binds
-            };
+            input_sizes.push(n * v * 4);
+            plan.dense = Some(Src::Input(dz_slot));
+            plan.class_weight = Bind::dummy();
             let base = LinParams {
                 mode: MODE_LCE_DENSE,
                 ..base
@@ -522,28 +660,35 @@ impl LinearCrossEntropyOp {
             outputs.push(("d_hidden (f32, tokens × dims)", n * d * 4));
             outputs.push(("d_weight (f32, vocab × dims)", v * d * 4));
             let dw_slot = dz_slot + 1;
-            let mut passes = grad_passes(
+            let mut passes = plan.tiled(
+                "lce_grad_hidden",
                 base,
-                &dense,
-                win(Src::Output, n * d * 4),
-                win(Src::Input(dw_slot), v * d * 4),
+                Walk::Vocab,
+                grad_chunk,
+                2 * LT * d,
+                Out::Rows(Src::Output, d),
             )?;
+            passes.extend(plan.tiled(
+                "lce_grad_weight",
+                base,
+                Walk::Tokens,
+                grad_chunk,
+                2 * LT * d,
+                Out::Rows(Src::Input(dw_slot), d),
+            )?);
             if bias {
                 outputs.push(("d_bias (f32, vocab)", v * 4));
-                passes.push(pass(
+                passes.push(plan.single(
                     "lce_copy_bias",
-                    key,
                     LinParams {
                         tiles: u32_of(v.div_ceil(LW), "vocab")?,
                         ..base
                     },
                     v.div_ceil(LW),
-                    &dense,
                     win(Src::Input(dw_slot + 1), v * 4),
-                )?);
+                ));
             }
             steps.push(Step::Passes(passes));
-            let mut input_sizes: Vec<u64> = inputs.iter().map(|i| i.1).collect();
             input_sizes.extend(outputs[1..].iter().map(|o| o.1));
             let program = Program::new(gpu, steps, aux, &scratch, input_sizes, n * d * 4)?;
             return Ok(LinearCrossEntropyOp {
@@ -556,16 +701,13 @@ impl LinearCrossEntropyOp {
                 program,
             });
         }
-        let mut passes = tiled_passes(
+        let mut passes = plan.tiled(
             "lce_forward",
-            key,
             base,
-            token_tiles,
-            &chunks(v, forward_chunk),
-            LT * d.max(1),
-            &binds,
-            Bind::dummy(),
-            &caps,
+            Walk::Vocab,
+            forward_chunk,
+            LT * d,
+            Out::None,
         )?;
         let none = o.ce.reduction == Reduction::None;
         let loss_len = if none { n } else { 1 };
@@ -576,17 +718,15 @@ impl LinearCrossEntropyOp {
             scratch[3] = n * PARTIAL_BYTES;
             Bind::whole(Src::Scratch(3))
         };
-        passes.push(pass(
+        passes.push(plan.single(
             "lce_finish",
-            key,
             LinParams {
                 tiles: u32_of(n.div_ceil(LW), "tokens")?,
                 ..base
             },
             n.div_ceil(LW),
-            &binds,
             finish_out,
-        )?);
+        ));
         steps.push(Step::Passes(passes));
         if !none {
             let (levels, need) = reduce_passes_from(
@@ -604,22 +744,18 @@ impl LinearCrossEntropyOp {
         }
         outputs.push(("loss (f32)", loss_len * 4));
         // Input slots of the written buffers, after the caller's inputs.
-        let mut slot = inputs.len();
-        let lse_slot = slot;
-        slot += 1;
+        let lse_slot = inputs.len();
         outputs.push(("lse (f32, tokens)", n * 4));
-        let copy = |entry, out_slot: usize, words: u64| {
-            pass(
+        let copy = |entry, out_slot: usize, words: u64| -> Result<Pass, Error> {
+            Ok(plan.single(
                 entry,
-                key,
                 LinParams {
                     tiles: u32_of(words.div_ceil(LW), "tokens")?,
                     ..base
                 },
                 words.div_ceil(LW),
-                &binds,
                 win(Src::Input(out_slot), words * 4),
-            )
+            ))
         };
         let mut tail = vec![copy("lce_copy_lse", lse_slot, n)?];
         if kind == LinearKind::WithGrad {
@@ -638,27 +774,33 @@ impl LinearCrossEntropyOp {
                 grow_scratch(&mut scratch, need);
                 steps.push(Step::ll(levels));
             }
-            binding("d_hidden", n * d * 4, &caps)?;
-            binding("d_weight", v * d * 4, &caps)?;
-            let (dh_slot, dw_slot) = (slot, slot + 1);
-            slot += 2;
+            let (dh_slot, dw_slot) = (lse_slot + 1, lse_slot + 2);
             outputs.push(("d_hidden (f32, tokens × dims)", n * d * 4));
             outputs.push(("d_weight (f32, vocab × dims)", v * d * 4));
-            let grads = grad_passes(
+            let mut grads = plan.tiled(
+                "lce_grad_hidden",
                 base,
-                &binds,
-                win(Src::Input(dh_slot), n * d * 4),
-                win(Src::Input(dw_slot), v * d * 4),
+                Walk::Vocab,
+                grad_chunk,
+                2 * LT * d,
+                Out::Rows(Src::Input(dh_slot), d),
             )?;
+            grads.extend(plan.tiled(
+                "lce_grad_weight",
+                base,
+                Walk::Tokens,
+                grad_chunk,
+                2 * LT * d,
+                Out::Rows(Src::Input(dw_slot), d),
+            )?);
             steps.push(Step::Passes(grads));
             if bias {
                 outputs.push(("d_bias (f32, vocab)", v * 4));
-                tail.push(copy("lce_copy_bias", slot, v)?);
+                tail.push(copy("lce_copy_bias", dw_slot + 1, v)?);
             }
         }
         steps.push(Step::Passes(tail));
         let scratch_bytes = scratch.iter().sum();
-        let mut input_sizes: Vec<u64> = inputs.iter().map(|i| i.1).collect();
         input_sizes.extend(outputs[1..].iter().map(|o| o.1));
         let program = Program::new(gpu, steps, aux, &scratch, input_sizes, loss_len * 4)?;
         Ok(LinearCrossEntropyOp {

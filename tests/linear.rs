@@ -865,3 +865,32 @@ fn bad_arguments_are_errors() {
     let empty = call(&[], &c.weight, 0, 3, 5, &[], &o).unwrap();
     assert!(empty[0].is_nan());
 }
+
+/// Operands larger than a storage binding: on a device whose bindings hold 64 KiB, the hidden
+/// states, the weight and the gradients (76 to 154 KB) are bound a window of rows at a time;
+/// the results are within the bounds of the f64 truth, for the 16-byte and the 4-byte words.
+#[test]
+fn operands_larger_than_a_binding_are_windowed() {
+    let (device, queue) = own_device(|l| {
+        l.max_storage_buffer_binding_size = 64 * 1024;
+    });
+    let small = Gpu::from_device(device, queue);
+    for (seed, d) in [(110, 64), (111, 63)] {
+        let mut c = Case::random(seed, 300, d, 600, 0.5, true);
+        c.o.ce.label_smoothing = 0.1;
+        assert!(c.weight.len() * 4 > 64 * 1024 && c.hidden.len() * 4 > 64 * 1024);
+        let got = c.with_grad(&small).unwrap();
+        c.check_grads(&got, &format!("64 KiB bindings, dims {d}"));
+    }
+    // The materialised gradient products too, their dloss/dlogits (720 KB) in windows.
+    let c = Case::random(112, 300, 64, 600, 0.5, false);
+    let dz: Vec<f32> = c.truth().d_logits.iter().map(|&x| x as f32).collect();
+    let mut g = small
+        .linear_grads_from_dlogits(&c.hidden, &c.weight, &dz, 300, 64, 600)
+        .unwrap();
+    let fused = c.with_grad(gpu()).unwrap();
+    g.loss = fused.loss;
+    g.lse = fused.lse;
+    g.d_bias = None;
+    c.check_grads(&g, "64 KiB bindings, materialised gradient products");
+}

@@ -330,6 +330,12 @@ pub struct LinParams {
     pub z_loss: f32,
     pub out_off: u32,
     pub tiles: u32,
+    pub h_off: u32,
+    pub w_off: u32,
+    pub c_off: u32,
+    pub t_last: u32,
+    pub v_last: u32,
+    pub pad: [u32; 3],
 }
 
 /// Rows of a tile of the linear module's kernels (`LT` in `shaders/linear.wgsl`).
@@ -670,8 +676,8 @@ mod tests {
 
     #[test]
     fn linear_params_layout_matches_wgsl() {
-        // 16 four-byte members, each at 4 * index, in the order of the Rust struct.
-        assert_eq!(std::mem::size_of::<LinParams>(), 64);
+        // 24 four-byte members, each at 4 * index, in the order of the Rust struct.
+        assert_eq!(std::mem::size_of::<LinParams>(), 96);
         let module = parse(&linear_module());
         let (_, ty) = module
             .types
@@ -699,6 +705,14 @@ mod tests {
             "z_loss",
             "out_off",
             "tiles",
+            "h_off",
+            "w_off",
+            "c_off",
+            "t_last",
+            "v_last",
+            "pad0",
+            "pad1",
+            "pad2",
         ];
         assert_eq!(members.len(), names.len());
         for (i, (m, name)) in members.iter().zip(names).enumerate() {
@@ -708,10 +722,11 @@ mod tests {
         let p = LinParams {
             tokens: 1,
             tiles: 16,
+            v_last: 21,
             ..LinParams::default()
         };
         let words: &[u32] = bytemuck::cast_slice(std::slice::from_ref(&p));
-        assert_eq!((words[0], words[15]), (1, 16));
+        assert_eq!((words[0], words[15], words[20]), (1, 16, 21));
         // The tile, lanes and state words the host plans with are the WGSL's.
         let src = LINEAR;
         assert!(src.contains(&format!("const LT: u32 = {LINEAR_TILE}u;")));
