@@ -260,17 +260,16 @@ impl Planner<'_> {
         Ok(rows)
     }
 
-    /// Bindings 1–7 of one pass.
+    /// Bindings 1–7 of one pass: `reads` are the hidden states', the weight's and binding 5's.
     fn pass(
         &self,
         entry: &'static str,
         p: LinParams,
         groups: u64,
-        hidden: Bind,
-        weight: Bind,
-        class_weight: Bind,
+        reads: [Bind; 3],
         out: Bind,
     ) -> Pass {
+        let [hidden, weight, class_weight] = reads;
         Pass {
             key: PipelineKey { entry, ..self.key },
             params: bytemuck::bytes_of(&p).to_vec(),
@@ -300,9 +299,11 @@ impl Planner<'_> {
             entry,
             p,
             groups,
-            first(Src::Input(0)),
-            first(Src::Input(1)),
-            self.class_weight,
+            [
+                first(Src::Input(0)),
+                first(Src::Input(1)),
+                self.class_weight,
+            ],
             out,
         )
     }
@@ -413,7 +414,7 @@ impl Planner<'_> {
                         b
                     }
                 };
-                passes.push(self.pass(entry, p, count, hidden, weight, class_weight, out));
+                passes.push(self.pass(entry, p, count, [hidden, weight, class_weight], out));
                 tile_base += count;
             }
         }
