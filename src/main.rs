@@ -52,7 +52,7 @@ enum Command {
     /// The main job on generated data, checked against the CPU reference (the default).
     Demo(DemoArgs),
     /// Run one op on .npy files and write the result as .npy.
-    Eval(EvalArgs),
+    Eval(Box<EvalArgs>),
     /// Time ops on the GPU (kernel, end to end) and the CPU reference.
     Bench(BenchArgs),
     /// Fit a Gaussian mixture to the points of a .npy file by EM (as scikit-learn's
