@@ -15,7 +15,7 @@
 //! lower bound).
 //!
 //! `cargo run --release --example linear_ce -- [--tokens 4096] [--dims 1024] [--vocab 32000]
-//! [--reps 3]`
+//! [--reps 3] [--warmup 1] [--scale 2] [--grad-filter]`
 
 use std::time::{Duration, Instant};
 
@@ -35,15 +35,16 @@ fn arg(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// The median time of `reps` runs of `run` (each returning the GPU time, if known) after a
-/// warm-up run.
+/// The median time of `reps` runs of `run` (each returning the GPU time, if known) after
+/// `--warmup` runs (default 1).
 fn median(reps: usize, mut run: impl FnMut() -> Option<Duration>) -> Duration {
-    let mut times: Vec<Duration> = (0..=reps)
+    let warmup = arg("--warmup", 1);
+    let mut times: Vec<Duration> = (0..reps.max(1) + warmup)
         .map(|_| {
             let start = Instant::now();
             run().unwrap_or_else(|| start.elapsed())
         })
-        .skip(1)
+        .skip(warmup)
         .collect();
     times.sort();
     times[times.len() / 2]
@@ -77,7 +78,9 @@ fn main() -> Result<(), logdomain::Error> {
         seed
     };
     let mut uniform = |scale: f32| ((next() >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * scale;
-    let hidden: Vec<f32> = (0..n * d).map(|_| uniform(2.0)).collect();
+    // --scale widens the logits (their standard deviation is about scale · √dims / 30).
+    let scale = arg("--scale", 2) as f32;
+    let hidden: Vec<f32> = (0..n * d).map(|_| uniform(scale)).collect();
     let weight: Vec<f32> = (0..v * d).map(|_| uniform(0.2)).collect();
     let targets: Vec<i32> = (0..n).map(|i| ((i * 7919) % v) as i32).collect();
     let dev = gpu.device();
@@ -102,7 +105,10 @@ fn main() -> Result<(), logdomain::Error> {
         init(bytemuck::cast_slice(&weight)),
         init(bytemuck::cast_slice(&targets)),
     );
-    let o = LinearCrossEntropy::default();
+    let o = LinearCrossEntropy {
+        grad_filter: std::env::args().any(|a| a == "--grad-filter"),
+        ..LinearCrossEntropy::default()
+    };
     let flops = 2.0 * n as f64 * d as f64 * v as f64;
     let input_bytes = ((n * d + v * d) * 4 + n * 4) as f64;
     let mib = |b: u64| b as f64 / (1u64 << 20) as f64;

@@ -44,6 +44,11 @@ const MODE_LCE_FIRST: u32 = 64u;
 // The materialised path's gradient products: binding 5 holds dloss/dlogits (tokens × vocab),
 // read in place of the recomputed entries.
 const MODE_LCE_DENSE: u32 = 128u;
+// Gradient filtering (Cut Cross-Entropy's): a block's gradient products are skipped where no
+// entry of it matters (every p below FILTER_P, no target among its rows). Never with label
+// smoothing, whose entries are never negligible.
+const MODE_LCE_FILTER: u32 = 256u;
+const FILTER_P: f32 = 5.9604645e-8;
 
 struct LinParams {
     tokens: u32,
@@ -437,8 +442,26 @@ fn coef(t: u32) -> Coef {
     return Coef(state[at + 7u], bitcast<f32>(state[at + 4u]), bitcast<f32>(state[at + 5u]), y, live);
 }
 
+// Whether an entry of this invocation's part of the block matters (for MODE_LCE_FILTER).
+var<private> kept: bool;
+
+// Whether any lane kept an entry of the block (their flags in sh_d); always without
+// MODE_LCE_FILTER. A block not needed is summed over none of its rows (a first block still
+// writes its zeros).
+fn block_needed() -> bool {
+    if (!has(MODE_LCE_FILTER)) {
+        return true;
+    }
+    var need = false;
+    for (var l = 0u; l < LW; l++) {
+        need = need || sh_d[l] != 0.0;
+    }
+    return need;
+}
+
 // dloss/dz of token t at vocabulary row v from the dot product `acc` (0 for a token that does
 // not contribute or a row outside `inside`); with MODE_LCE_DENSE the given dloss/dlogits.
+// Sets `kept` where the entry matters to the filter.
 fn grad_entry(k: Coef, t: u32, v: u32, acc: f32, inside: bool, scale: f32) -> f32 {
     if (!k.live || !inside) {
         return 0.0;
@@ -448,12 +471,17 @@ fn grad_entry(k: Coef, t: u32, v: u32, acc: f32, inside: bool, scale: f32) -> f3
     }
     let zb = logit_bits(acc, v);
     if (!is_finite_bits(k.lse) || !is_finite_bits(zb)) {
+        kept = true;
         return bitcast<f32>(F32_NAN);
     }
     let p = bitcast<f32>(ld_exp(bitcast<f32>(zb) - bitcast<f32>(k.lse)));
     var g = k.a * p - params.eps_over_c * class_w(v);
     if (k.y == i32(v)) {
         g = g - k.b;
+        kept = true;
+    }
+    if (p >= FILTER_P) {
+        kept = true;
     }
     if (has(MODE_LCE_SOFTCAP)) {
         let c = bitcast<f32>(zb) * params.inv_cap;
@@ -491,6 +519,7 @@ fn lce_grad_hidden(
     let step = LB;
     for (var vb = params.begin; vb < params.end; vb += step) {
         let v0 = vb + RL * lid;
+        kept = false;
         var quad = zero_quad();
         if (!has(MODE_LCE_DENSE)) {
             quad = dots_hw4(t0, v0);
@@ -509,9 +538,11 @@ fn lce_grad_hidden(
             sh_a[6u * LB + at] = grad_entry(k6, t0 + 6u, v, z.hi.z, inside, scale);
             sh_a[7u * LB + at] = grad_entry(k7, t0 + 7u, v, z.hi.w, inside, scale);
         }
+        sh_d[lid] = select(0.0, 1.0, kept);
         workgroupBarrier();
         let n = min(LB, params.end - vb);
-        hidden_block(t0, vb, n, has(MODE_LCE_FIRST) && vb == params.begin, lid);
+        let first = has(MODE_LCE_FIRST) && vb == params.begin;
+        hidden_block(t0, vb, select(0u, n, block_needed()), first, lid);
         workgroupBarrier();
     }
 }
@@ -537,6 +568,7 @@ fn lce_grad_weight(
     let vocab = params.vocab;
     for (var tb = params.begin; tb < params.end; tb += step) {
         let tq = tb + RL * lid;
+        kept = false;
         var quad = zero_quad();
         if (!has(MODE_LCE_DENSE)) {
             quad = dots_wh4(v0, tq);
@@ -556,8 +588,9 @@ fn lce_grad_weight(
             sh_a[6u * LB + at] = grad_entry(k, t, v0 + 6u, z.hi.z, v0 + 6u < vocab, scale);
             sh_a[7u * LB + at] = grad_entry(k, t, v0 + 7u, z.hi.w, v0 + 7u < vocab, scale);
         }
+        sh_d[lid] = select(0.0, 1.0, kept);
         workgroupBarrier();
-        let n = min(LB, params.end - tb);
+        let n = select(0u, min(LB, params.end - tb), block_needed());
         let first = has(MODE_LCE_FIRST) && tb == params.begin;
         weight_block(v0, tb, n, first, lid);
         if (lid < LT && v0 + lid < params.vocab) {

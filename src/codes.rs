@@ -122,6 +122,7 @@ codes! {
         MODE_LCE_NONE = 32,
         MODE_LCE_FIRST = 64,
         MODE_LCE_DENSE = 128,
+        MODE_LCE_FILTER = 256,
     }
 }
 

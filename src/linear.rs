@@ -18,8 +18,8 @@
 //! Mirror: [`crate::reference::linear`] (the materialised formula in f64).
 
 use crate::codes::{
-    FINISH_WEIGHT, MODE_LCE_BIAS, MODE_LCE_DENSE, MODE_LCE_FIRST, MODE_LCE_MEAN, MODE_LCE_NONE,
-    MODE_LCE_SMOOTH, MODE_LCE_SOFTCAP, MODE_LCE_WEIGHTED,
+    FINISH_WEIGHT, MODE_LCE_BIAS, MODE_LCE_DENSE, MODE_LCE_FILTER, MODE_LCE_FIRST, MODE_LCE_MEAN,
+    MODE_LCE_NONE, MODE_LCE_SMOOTH, MODE_LCE_SOFTCAP, MODE_LCE_WEIGHTED,
 };
 use crate::engine::blocking::Values;
 use crate::engine::device::Gpu;
@@ -556,6 +556,9 @@ impl LinearCrossEntropyOp {
         if o.softcap.is_some() {
             mode |= MODE_LCE_SOFTCAP;
         }
+        if o.grad_filter && eps == 0.0 {
+            mode |= MODE_LCE_FILTER;
+        }
         match o.ce.reduction {
             Reduction::None => mode |= MODE_LCE_NONE,
             Reduction::Mean => mode |= MODE_LCE_MEAN,
@@ -642,8 +645,9 @@ impl LinearCrossEntropyOp {
             });
         }
         // A block of the gradient kernels costs a lane the forward's, then its dims (d / LW of
-        // them) times the block's LB rows, and the bias's sum over the block.
-        let block = forward_block + d.div_ceil(LW) * (LB + LT + 2) + LB;
+        // them) times the block's LB rows, the bias's sum over the block and the filter's look
+        // at the lanes' flags.
+        let block = forward_block + d.div_ceil(LW) * (LB + LT + 2) + LB + LW;
         let grad_chunk = (LANE_BUDGET / block).max(1) * LB;
         let state_bytes = (SW * n + 1 + v) * 4;
         binding("the per-token states", state_bytes, &caps)?;

@@ -894,3 +894,57 @@ fn operands_larger_than_a_binding_are_windowed() {
     g.d_bias = None;
     c.check_grads(&g, "64 KiB bindings, materialised gradient products");
 }
+
+/// Gradient filtering: blocks whose softmax entries are all below 2⁻²⁴ (and hold no target) are
+/// skipped. Each token's hidden state here is twice its target's weight row, so the target's
+/// logit leads the others by about 24 and most blocks are negligible; the filtered gradients
+/// differ from the unfiltered ones by at most the dropped terms, `s·|A|·Σ_{p<2⁻²⁴} p_v |w_v|`
+/// per entry (bounded here by `vocab · 2⁻²⁴ · max|w|`), and the loss is untouched. With label
+/// smoothing the filter does nothing (bit for bit).
+#[test]
+fn gradient_filtering_drops_only_negligible_terms() {
+    let gpu = gpu();
+    let (n, d, v) = (40, 64, 3000);
+    let mut c = Case::random(120, n, d, v, 1.0, false);
+    for t in 0..n {
+        let y = c.targets[t] as usize;
+        for k in 0..d {
+            c.hidden[t * d + k] = 2.0 * c.weight[y * d + k];
+        }
+    }
+    c.o.ce.reduction = Reduction::Sum;
+    let plain = c.with_grad(gpu).unwrap();
+    c.o.grad_filter = true;
+    let filtered = c.with_grad(gpu).unwrap();
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&plain.loss), bits(&filtered.loss));
+    assert!(
+        bits(&plain.d_weight) != bits(&filtered.d_weight),
+        "nothing was skipped"
+    );
+    let max_w = c.weight.iter().fold(0f32, |m, x| m.max(x.abs())) as f64;
+    let max_h = c.hidden.iter().fold(0f32, |m, x| m.max(x.abs())) as f64;
+    let (dropped_h, dropped_w) = (v as f64 * U * max_w, n as f64 * U * max_h);
+    for (a, b) in plain.d_hidden.iter().zip(&filtered.d_hidden) {
+        let e = (f64::from(*a) - f64::from(*b)).abs();
+        assert!(
+            e <= dropped_h + 4.0 * U * f64::from(a.abs()),
+            "d_hidden: {a} against {b}"
+        );
+    }
+    for (a, b) in plain.d_weight.iter().zip(&filtered.d_weight) {
+        let e = (f64::from(*a) - f64::from(*b)).abs();
+        assert!(
+            e <= dropped_w + 4.0 * U * f64::from(a.abs()),
+            "d_weight: {a} against {b}"
+        );
+    }
+    // Against the f64 truth, the filter's error is inside the contract's bound here.
+    c.check_grads(&filtered, "filtered");
+    // Label smoothing turns it off.
+    c.o.ce.label_smoothing = 0.1;
+    let a = c.with_grad(gpu).unwrap();
+    c.o.grad_filter = false;
+    let b = c.with_grad(gpu).unwrap();
+    assert!(bits(&a.d_hidden) == bits(&b.d_hidden) && bits(&a.d_weight) == bits(&b.d_weight));
+}

@@ -133,6 +133,10 @@ pub struct EvalArgs {
     /// linear_cross_entropy: soft-cap the logits, cap · tanh(z / cap).
     #[arg(long)]
     pub softcap: Option<f32>,
+    /// linear_cross_entropy_with_grad: skip the gradient products of blocks whose softmax
+    /// entries are all below 2⁻²⁴ (Cut Cross-Entropy's filtering).
+    #[arg(long)]
+    pub grad_filter: bool,
     /// linear_cross_entropy: where to write each token's log-sum-exp.
     #[arg(long)]
     pub lse_output: Option<PathBuf>,
@@ -211,6 +215,7 @@ fn run_linear(a: &EvalArgs, gpu: impl FnOnce() -> Result<Gpu, String>) -> Result
         },
         z_loss: a.z_loss,
         softcap: a.softcap,
+        grad_filter: a.grad_filter,
     };
     let with_grad = a.op == EvalOp::LinearCrossEntropyWithGrad;
     let grad_paths = if with_grad {
