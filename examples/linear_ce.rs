@@ -126,40 +126,25 @@ fn main() -> Result<(), logdomain::Error> {
         "{:<34} {:>13} {:>13} {:>16} {:>14}",
         "path", "time", "read", "dot products", "memory"
     );
-    // The fused forward.
+    // The fused op, timed on fresh output buffers: its time and scratch.
+    let fused = |op: &LinearCrossEntropyOp| {
+        let outs: Vec<wgpu::Buffer> = op.output_bytes_needed().iter().map(|&b| empty(b)).collect();
+        let outs_ref: Vec<&wgpu::Buffer> = outs.iter().collect();
+        let io = Io {
+            inputs: &[&hb, &wb, &tb],
+            outputs: &outs_ref,
+        };
+        let t = median(reps, || op.time_io(&gpu, io).expect("the fused op"));
+        (t, op.scratch_bytes())
+    };
     let fwd = LinearCrossEntropyOp::new(&gpu, s, false, &o, InputFormat::F32)?;
-    let outs: Vec<wgpu::Buffer> = fwd
-        .output_bytes_needed()
-        .iter()
-        .map(|&b| empty(b))
-        .collect();
-    let outs_ref: Vec<&wgpu::Buffer> = outs.iter().collect();
-    let io = Io {
-        inputs: &[&hb, &wb, &tb],
-        outputs: &outs_ref,
-    };
-    let t = median(reps, || fwd.time_io(&gpu, io).expect("fused forward"));
-    let fused_fwd_mem = fwd.scratch_bytes();
-    report("fused forward", t, 1.0, fused_fwd_mem);
-    let fused_fwd = t;
-    drop(outs);
-    // The fused forward and backward.
+    let (fused_fwd, fused_fwd_mem) = fused(&fwd);
+    report("fused forward", fused_fwd, 1.0, fused_fwd_mem);
+    drop(fwd);
     let both = LinearCrossEntropyOp::with_grad(&gpu, s, false, &o, InputFormat::F32)?;
-    let outs: Vec<wgpu::Buffer> = both
-        .output_bytes_needed()
-        .iter()
-        .map(|&b| empty(b))
-        .collect();
-    let outs_ref: Vec<&wgpu::Buffer> = outs.iter().collect();
-    let io = Io {
-        inputs: &[&hb, &wb, &tb],
-        outputs: &outs_ref,
-    };
-    let t = median(reps, || both.time_io(&gpu, io).expect("fused backward"));
-    let fused_both_mem = both.scratch_bytes();
-    report("fused forward + backward", t, 3.0, fused_both_mem);
-    let fused_both = t;
-    drop(outs);
+    let (fused_both, fused_both_mem) = fused(&both);
+    report("fused forward + backward", fused_both, 3.0, fused_both_mem);
+    drop(both);
     // The materialised path.
     let logits_bytes = (n * v * 4) as u64;
     let logits_op = match LinearCrossEntropyOp::logits(&gpu, s, false, None, InputFormat::F32) {

@@ -34,8 +34,8 @@ use crate::engine::shaders::{
     LINEAR_LANES, LINEAR_STATE_WORDS, LINEAR_TILE, LinParams, PARTIAL_BYTES,
 };
 use crate::error::Error;
+pub use crate::likelihood::{CrossEntropy, Reduction};
 use crate::likelihood::{Loss, check_categorical, finish_of, targets_i32};
-pub use crate::reference::likelihood::{CrossEntropy, Reduction};
 pub use crate::reference::linear::{LinearCrossEntropy, Shape};
 
 const LT: u64 = LINEAR_TILE;
@@ -917,6 +917,31 @@ struct Call<'a> {
     options: &'a LinearCrossEntropy,
 }
 
+impl<'a> Call<'a> {
+    fn new(
+        hidden: Values<'a>,
+        weight: Values<'a>,
+        bias: Option<&'a [f32]>,
+        (tokens, dims, vocab): (usize, usize, usize),
+        targets: &'a [i64],
+        options: &'a LinearCrossEntropy,
+    ) -> Call<'a> {
+        let shape = Shape {
+            tokens,
+            dims,
+            vocab,
+        };
+        Call {
+            hidden,
+            weight,
+            bias,
+            shape,
+            targets,
+            options,
+        }
+    }
+}
+
 impl Gpu {
     /// The loss of a classifier head without its logits: `F.cross_entropy(hidden @ weight.T +
     /// bias, targets, …)` with PyTorch's options (class weights, `ignore_index`,
@@ -950,18 +975,15 @@ impl Gpu {
         targets: &[i64],
         options: &LinearCrossEntropy,
     ) -> Result<Vec<f32>, Error> {
-        let call = Call {
-            hidden: Values::F32(hidden),
-            weight: Values::F32(weight),
+        let shape = (tokens, dims, vocab);
+        let call = Call::new(
+            Values::F32(hidden),
+            Values::F32(weight),
             bias,
-            shape: Shape {
-                tokens,
-                dims,
-                vocab,
-            },
+            shape,
             targets,
             options,
-        };
+        );
         Ok(self.run_linear(call, LinearKind::Forward)?.loss)
     }
 
@@ -979,18 +1001,15 @@ impl Gpu {
         targets: &[i64],
         options: &LinearCrossEntropy,
     ) -> Result<Vec<f32>, Error> {
-        let call = Call {
-            hidden: Values::F16(hidden),
-            weight: Values::F16(weight),
+        let shape = (tokens, dims, vocab);
+        let call = Call::new(
+            Values::F16(hidden),
+            Values::F16(weight),
             bias,
-            shape: Shape {
-                tokens,
-                dims,
-                vocab,
-            },
+            shape,
             targets,
             options,
-        };
+        );
         Ok(self.run_linear(call, LinearKind::Forward)?.loss)
     }
 
@@ -1011,18 +1030,15 @@ impl Gpu {
         targets: &[i64],
         options: &LinearCrossEntropy,
     ) -> Result<LinearCrossEntropyGrads, Error> {
-        let call = Call {
-            hidden: Values::F32(hidden),
-            weight: Values::F32(weight),
+        let shape = (tokens, dims, vocab);
+        let call = Call::new(
+            Values::F32(hidden),
+            Values::F32(weight),
             bias,
-            shape: Shape {
-                tokens,
-                dims,
-                vocab,
-            },
+            shape,
             targets,
             options,
-        };
+        );
         self.run_linear(call, LinearKind::WithGrad)
     }
 
@@ -1040,18 +1056,15 @@ impl Gpu {
         targets: &[i64],
         options: &LinearCrossEntropy,
     ) -> Result<LinearCrossEntropyGrads, Error> {
-        let call = Call {
-            hidden: Values::F16(hidden),
-            weight: Values::F16(weight),
+        let shape = (tokens, dims, vocab);
+        let call = Call::new(
+            Values::F16(hidden),
+            Values::F16(weight),
             bias,
-            shape: Shape {
-                tokens,
-                dims,
-                vocab,
-            },
+            shape,
             targets,
             options,
-        };
+        );
         self.run_linear(call, LinearKind::WithGrad)
     }
 
@@ -1069,18 +1082,15 @@ impl Gpu {
         targets: &[i64],
         options: &LinearCrossEntropy,
     ) -> Result<(Vec<f32>, Vec<f32>), Error> {
-        let call = Call {
-            hidden: Values::F32(hidden),
-            weight: Values::F32(weight),
+        let shape = (tokens, dims, vocab);
+        let call = Call::new(
+            Values::F32(hidden),
+            Values::F32(weight),
             bias,
-            shape: Shape {
-                tokens,
-                dims,
-                vocab,
-            },
+            shape,
             targets,
             options,
-        };
+        );
         let r = self.run_linear(call, LinearKind::Forward)?;
         Ok((r.loss, r.lse))
     }

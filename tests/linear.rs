@@ -517,7 +517,14 @@ fn reference_gradients_are_the_finite_differences() {
             .iter()
             .sum()
         };
+        // Central differences of the summed loss, moving one entry of one input by ±1e-3.
         let h = 1e-3f32;
+        let fd = |nudge: &dyn Fn(&mut Case, f32)| {
+            let (mut p, mut m) = (c.clone_case(), c.clone_case());
+            nudge(&mut p, h);
+            nudge(&mut m, -h);
+            (total(&p) - total(&m)) / f64::from(2.0 * h)
+        };
         let check = |fd: f64, an: f64, what: &str| {
             assert!(
                 (fd - an).abs() < 2e-3 * (1.0 + an.abs()),
@@ -525,44 +532,16 @@ fn reference_gradients_are_the_finite_differences() {
             );
         };
         for i in [0, 5, 11] {
-            let (mut p, mut m) = (c.hidden.clone(), c.hidden.clone());
-            p[i] += h;
-            m[i] -= h;
-            let fd = (total(&Case {
-                hidden: p,
-                ..c.clone_case()
-            }) - total(&Case {
-                hidden: m,
-                ..c.clone_case()
-            })) / f64::from(2.0 * h);
-            check(fd, g.d_hidden[i], &format!("d_hidden[{i}] {reduction:?}"));
+            let d = fd(&|c: &mut Case, e| c.hidden[i] += e);
+            check(d, g.d_hidden[i], &format!("d_hidden[{i}] {reduction:?}"));
         }
         for i in [0, 7, 17] {
-            let (mut p, mut m) = (c.weight.clone(), c.weight.clone());
-            p[i] += h;
-            m[i] -= h;
-            let fd = (total(&Case {
-                weight: p,
-                ..c.clone_case()
-            }) - total(&Case {
-                weight: m,
-                ..c.clone_case()
-            })) / f64::from(2.0 * h);
-            check(fd, g.d_weight[i], &format!("d_weight[{i}] {reduction:?}"));
+            let d = fd(&|c: &mut Case, e| c.weight[i] += e);
+            check(d, g.d_weight[i], &format!("d_weight[{i}] {reduction:?}"));
         }
         for i in [0, 4] {
-            let b = c.bias.clone().unwrap();
-            let (mut p, mut m) = (b.clone(), b);
-            p[i] += h;
-            m[i] -= h;
-            let fd = (total(&Case {
-                bias: Some(p),
-                ..c.clone_case()
-            }) - total(&Case {
-                bias: Some(m),
-                ..c.clone_case()
-            })) / f64::from(2.0 * h);
-            check(fd, g.d_bias[i], &format!("d_bias[{i}] {reduction:?}"));
+            let d = fd(&|c: &mut Case, e| c.bias.as_mut().unwrap()[i] += e);
+            check(d, g.d_bias[i], &format!("d_bias[{i}] {reduction:?}"));
         }
     }
 }

@@ -17,6 +17,8 @@ from ._losses import (
     cross_entropy,
     cross_entropy_with_grad,
     gaussian_nll_loss,
+    linear_cross_entropy,
+    linear_cross_entropy_with_grad,
     nll_loss,
     poisson_nll_loss,
 )
@@ -52,6 +54,8 @@ __all__ = [
     "default_device",
     "devices",
     "gaussian_nll_loss",
+    "linear_cross_entropy",
+    "linear_cross_entropy_with_grad",
     "log_softmax",
     "logsumexp",
     "lse_finish",

@@ -13,6 +13,8 @@ from ._special import broadcasts, contiguous, float_input, out_dtype, readable_i
 __all__ = [
     "cross_entropy",
     "cross_entropy_with_grad",
+    "linear_cross_entropy",
+    "linear_cross_entropy_with_grad",
     "nll_loss",
     "binary_cross_entropy_with_logits",
     "gaussian_nll_loss",
@@ -530,3 +532,170 @@ def poisson_nll_loss(
         resolve(device), xs, t, bool(log_input), bool(full), float(eps), reduction
     )
     return _finish(loss, x.shape, reduction, dtype)
+
+
+def _linear_args(input: Any, weight: Any, target: Any, bias: Any, class_weight: Any):
+    """The operands of the fused linear cross-entropy as the bindings read them: input (N, D)
+    and weight (V, D) both float16 or both float32, int64 targets (N,), float32 bias (V,)."""
+    x = float_input("input", input)
+    w = float_input("weight", weight)
+    if x.dtype != w.dtype:
+        x, w = x.astype(np.float32), w.astype(np.float32)
+    if x.ndim != 2 or w.ndim != 2 or x.shape[1] != w.shape[1]:
+        raise ValueError(
+            f"input must be (N, D) and weight (V, D) with the same D, got {list(x.shape)} "
+            f"and {list(w.shape)}"
+        )
+    t = np.asarray(target)
+    if t.dtype.kind not in "iu":
+        raise TypeError(f"class-index targets must be integers, not {t.dtype}")
+    if t.shape != (x.shape[0],):
+        raise ValueError(f"Expected target size [{x.shape[0]}], got {list(t.shape)}")
+    vocab = w.shape[0]
+
+    def vector(name: str, a: Any) -> Optional[np.ndarray]:
+        if a is None:
+            return None
+        v = contiguous(float_input(name, a), np.float32)
+        if v.shape != (vocab,):
+            raise ValueError(f"{name} must have shape [{vocab}], got {list(v.shape)}")
+        return v
+
+    return (
+        contiguous(x),
+        contiguous(w),
+        contiguous(t, np.int64),
+        vector("bias", bias),
+        vector("class_weight", class_weight),
+    )
+
+
+def linear_cross_entropy(
+    input: Any,
+    weight: Any,
+    target: Any,
+    bias: Any = None,
+    class_weight: Any = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+    *,
+    z_loss: float = 0.0,
+    softcap: Optional[float] = None,
+    device: Optional[Device] = None,
+) -> Any:
+    """Compute the cross entropy of a linear classifier head without its logits.
+
+    ``F.cross_entropy(input @ weight.T + bias, target, class_weight, ...)`` with PyTorch's
+    semantics, computed tile by tile on the GPU: no (N, V) array of logits is ever made, so a
+    vocabulary of 10^5 classes over 10^4 tokens needs megabytes, not gigabytes.
+
+    Parameters
+    ----------
+    input : array_like
+        Hidden states, (N, D). float32 or float16 (with a float16 weight); other dtypes are
+        converted to float32.
+    weight : array_like
+        The classifier's weight, (V, D), as ``torch.nn.Linear`` stores it.
+    target : array_like
+        Class indices, (N,), integers.
+    bias : array_like, optional
+        The classifier's bias, (V,).
+    class_weight : array_like, optional
+        A weight per class, (V,) (``F.cross_entropy``'s ``weight``).
+    ignore_index, reduction, label_smoothing
+        As for :func:`cross_entropy`.
+    z_loss : float, optional
+        ``z_loss * lse**2`` is added to each token's loss (PaLM's auxiliary loss), weighted
+        by the token's class weight. Default 0.
+    softcap : float, optional
+        Soft-cap the logits to ``softcap * tanh(z / softcap)`` before the softmax (Gemma-2).
+    device : Device, optional
+        The device to run on; the default device if None.
+
+    Returns
+    -------
+    loss : numpy scalar or ndarray
+        float32; with ``reduction='none'`` one loss per token.
+
+    Raises
+    ------
+    ValueError
+        For shapes that do not match, a target outside [0, V) that is not `ignore_index`, or
+        options out of range.
+
+    Examples
+    --------
+    >>> import numpy as np, logdomain
+    >>> h, w = np.ones((2, 3), np.float32), np.zeros((4, 3), np.float32)
+    >>> round(float(logdomain.linear_cross_entropy(h, w, np.array([0, 3]))), 6)
+    1.386294
+    """
+    reduction = _reduction(reduction)
+    label_smoothing = _check_smoothing(label_smoothing)
+    x, w, t, b, cw = _linear_args(input, weight, target, bias, class_weight)
+    loss, _lse = _native.linear_cross_entropy(
+        resolve(device), x, w, t, b, cw, int(ignore_index), label_smoothing, reduction,
+        float(z_loss), None if softcap is None else float(softcap), False, False,
+    )
+    return _finish(loss, (x.shape[0],), reduction, np.float32)
+
+
+def linear_cross_entropy_with_grad(
+    input: Any,
+    weight: Any,
+    target: Any,
+    bias: Any = None,
+    class_weight: Any = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+    *,
+    z_loss: float = 0.0,
+    softcap: Optional[float] = None,
+    grad_filter: bool = False,
+    device: Optional[Device] = None,
+) -> Tuple[Any, np.ndarray, np.ndarray, Optional[np.ndarray]]:
+    """Compute the fused linear cross entropy and its gradients, without the logits.
+
+    :func:`linear_cross_entropy` (same arguments and semantics) together with the gradients
+    with respect to the input, the weight and the bias (for ``reduction='none'``, of the sum
+    of the losses), recomputed tile by tile; deterministic (the same bits every run).
+
+    Parameters
+    ----------
+    input, weight, target, bias, class_weight, ignore_index, reduction, label_smoothing
+        As for :func:`linear_cross_entropy`.
+    z_loss, softcap, device
+        As for :func:`linear_cross_entropy`.
+    grad_filter : bool, optional
+        Cut Cross-Entropy's gradient filtering: skip blocks of the gradient whose softmax
+        entries are all below 2**-24 (no effect with label smoothing). Default False.
+
+    Returns
+    -------
+    loss : numpy scalar or ndarray
+        As :func:`linear_cross_entropy` returns it.
+    d_input : ndarray
+        float32, (N, D).
+    d_weight : ndarray
+        float32, (V, D).
+    d_bias : ndarray or None
+        float32, (V,), where a bias was given.
+
+    Examples
+    --------
+    >>> import numpy as np, logdomain
+    >>> h, w = np.ones((2, 3), np.float32), np.zeros((4, 3), np.float32)
+    >>> loss, dh, dw, db = logdomain.linear_cross_entropy_with_grad(h, w, np.array([0, 3]))
+    >>> dh.shape, dw.shape, db is None
+    ((2, 3), (4, 3), True)
+    """
+    reduction = _reduction(reduction)
+    label_smoothing = _check_smoothing(label_smoothing)
+    x, w, t, b, cw = _linear_args(input, weight, target, bias, class_weight)
+    loss, _lse, dh, dw, db = _native.linear_cross_entropy(
+        resolve(device), x, w, t, b, cw, int(ignore_index), label_smoothing, reduction,
+        float(z_loss), None if softcap is None else float(softcap), bool(grad_filter), True,
+    )
+    return _finish(loss, (x.shape[0],), reduction, np.float32), dh, dw, db

@@ -79,6 +79,21 @@ def categorical(
     reduction: str,
     with_grad: bool,
 ) -> Any: ...
+def linear_cross_entropy(
+    device: Device,
+    x: npt.NDArray[Any],
+    weight: npt.NDArray[Any],
+    targets: npt.NDArray[np.int64],
+    bias: Optional[npt.NDArray[np.float32]],
+    class_weight: Optional[npt.NDArray[np.float32]],
+    ignore_index: int,
+    label_smoothing: float,
+    reduction: str,
+    z_loss: float,
+    softcap: Optional[float],
+    grad_filter: bool,
+    with_grad: bool,
+) -> Any: ...
 def bce_with_logits(
     device: Device,
     x: npt.NDArray[np.float32],

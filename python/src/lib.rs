@@ -13,7 +13,7 @@ use logdomain::reference::logsumexp::{ld_log1p, log_softmax_entry, softmax_entry
 use logdomain::wgpu::Features;
 use logdomain::{
     AdapterChoice, Axes, Bce, Covariance, CrossEntropy, Error, GaussianNll, Gmm, Gpu, GpuInfo,
-    InputFormat, LseState, NdArray, NdLayout, PoissonNll, Reduction, RowFn,
+    InputFormat, LinearCrossEntropy, LseState, NdArray, NdLayout, PoissonNll, Reduction, RowFn,
 };
 use numpy::ndarray::{Dimension, IxDyn, ShapeBuilder};
 use numpy::{
@@ -501,6 +501,118 @@ fn categorical<'py>(
     }
 }
 
+/// The fused linear cross-entropy of C-contiguous (tokens, dims) hidden states and a (vocab,
+/// dims) weight, both float32 or both float16, int64 targets and an optional float32 bias:
+/// the loss and each token's lse, and with `with_grad` the gradients (d_input, d_weight,
+/// d_bias or None).
+#[pyfunction]
+#[pyo3(signature = (device, x, weight, targets, bias, class_weight, ignore_index, label_smoothing, reduction, z_loss, softcap, grad_filter, with_grad))]
+#[allow(clippy::too_many_arguments)] // PyTorch's options and the extras, one argument each
+fn linear_cross_entropy<'py>(
+    py: Python<'py>,
+    device: &Device,
+    x: &Bound<'py, PyAny>,
+    weight: &Bound<'py, PyAny>,
+    targets: PyReadonlyArray1<'py, i64>,
+    bias: Option<PyReadonlyArray1<'py, f32>>,
+    class_weight: Option<PyReadonlyArray1<'py, f32>>,
+    ignore_index: i64,
+    label_smoothing: f32,
+    reduction: &str,
+    z_loss: f32,
+    softcap: Option<f32>,
+    grad_filter: bool,
+    with_grad: bool,
+) -> PyResult<Py<PyAny>> {
+    let options = LinearCrossEntropy {
+        ce: CrossEntropy {
+            weight: class_weight
+                .as_ref()
+                .map(|w| contiguous("weight", w).map(<[f32]>::to_vec))
+                .transpose()?,
+            ignore_index,
+            label_smoothing,
+            reduction: self::reduction(reduction)?,
+        },
+        z_loss,
+        softcap,
+        grad_filter,
+    };
+    let t = contiguous("target", &targets)?;
+    let b = bias.as_ref().map(|b| contiguous("bias", b)).transpose()?;
+    let gpu = &*device.gpu;
+    let dims_of = |xs: &[usize], ws: &[usize]| -> PyResult<(usize, usize, usize)> {
+        match (xs, ws) {
+            ([n, d], [v, wd]) if d == wd => Ok((*n, *d, *v)),
+            _ => Err(PyValueError::new_err(format!(
+                "input must be (tokens, dims) and weight (vocab, dims), not {xs:?} and {ws:?}"
+            ))),
+        }
+    };
+    let (grads, (n, d, v)) = if let (Ok(xa), Ok(wa)) = (
+        x.extract::<PyReadonlyArrayDyn<'py, f32>>(),
+        weight.extract::<PyReadonlyArrayDyn<'py, f32>>(),
+    ) {
+        let (n, d, v) = dims_of(xa.shape(), wa.shape())?;
+        let (h, w) = (contiguous("input", &xa)?, contiguous("weight", &wa)?);
+        let g = on_gpu(py, || {
+            Ok(if with_grad {
+                gpu.linear_cross_entropy_with_grad(h, w, b, n, d, v, t, &options)?
+            } else {
+                let (loss, lse) =
+                    gpu.linear_cross_entropy_with_lse(h, w, b, n, d, v, t, &options)?;
+                logdomain::LinearCrossEntropyGrads {
+                    loss,
+                    lse,
+                    d_hidden: vec![],
+                    d_weight: vec![],
+                    d_bias: None,
+                }
+            })
+        })
+        .or_py(py)?;
+        (g, (n, d, v))
+    } else if let (Ok(xa), Ok(wa)) = (
+        x.extract::<PyReadonlyArrayDyn<'py, f16>>(),
+        weight.extract::<PyReadonlyArrayDyn<'py, f16>>(),
+    ) {
+        let (n, d, v) = dims_of(xa.shape(), wa.shape())?;
+        let (h, w) = (contiguous("input", &xa)?, contiguous("weight", &wa)?);
+        let g = on_gpu(py, || {
+            Ok(if with_grad {
+                gpu.linear_cross_entropy_with_grad_f16(h, w, b, n, d, v, t, &options)?
+            } else {
+                let loss = gpu.linear_cross_entropy_f16(h, w, b, n, d, v, t, &options)?;
+                logdomain::LinearCrossEntropyGrads {
+                    loss,
+                    lse: vec![],
+                    d_hidden: vec![],
+                    d_weight: vec![],
+                    d_bias: None,
+                }
+            })
+        })
+        .or_py(py)?;
+        (g, (n, d, v))
+    } else {
+        return Err(PyTypeError::new_err(
+            "input and weight must both be float32 or both float16 ndarrays",
+        ));
+    };
+    let loss = PyArray1::from_vec(py, grads.loss);
+    let lse = PyArray1::from_vec(py, grads.lse);
+    if !with_grad {
+        return Ok((loss, lse).into_pyobject(py)?.into_any().unbind());
+    }
+    let dh = shaped(py, "d_input", (n, d), grads.d_hidden)?;
+    let dw = shaped(py, "d_weight", (v, d), grads.d_weight)?;
+    let db = grads.d_bias.map(|g| PyArray1::from_vec(py, g));
+    Ok((loss, lse, dh, dw, db)
+        .into_pyobject(py)?
+        .into_any()
+        .unbind())
+}
+
 /// `F.binary_cross_entropy_with_logits` of C-contiguous (rows, cols) float32 arrays, with
 /// `pos_weight` one per column.
 #[pyfunction]
@@ -862,6 +974,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(reduce_masked, m)?)?;
     m.add_function(wrap_pyfunction!(reduce_weighted, m)?)?;
     m.add_function(wrap_pyfunction!(categorical, m)?)?;
+    m.add_function(wrap_pyfunction!(linear_cross_entropy, m)?)?;
     m.add_function(wrap_pyfunction!(bce_with_logits, m)?)?;
     m.add_function(wrap_pyfunction!(gaussian_nll, m)?)?;
     m.add_function(wrap_pyfunction!(poisson_nll, m)?)?;

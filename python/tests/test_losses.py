@@ -305,3 +305,86 @@ def test_poisson_nll(device, rng):
                 ref = {"none": p, "sum": p.sum(), "mean": p.mean()}[reduction]
                 bound = {"none": scale, "sum": scale.sum(), "mean": scale.mean()}[reduction]
                 assert_close(got, ref, bound + TINY)
+
+
+def lce_reference(h, w, t, b=None, cw=None, ignore_index=-100, reduction="mean", eps=0.0,
+                  z_loss=0.0, softcap=None):
+    """The fused linear cross-entropy's loss and gradients by the materialised formula in
+    float64: logits h @ w.T + b (soft-capped), PyTorch's cross-entropy plus z * w_y * lse**2."""
+    h, w = np.asarray(h, np.float64), np.asarray(w, np.float64)
+    z = h @ w.T + (0 if b is None else np.asarray(b, np.float64))
+    d_cap = 1.0
+    if softcap is not None:
+        z = softcap * np.tanh(z / softcap)
+        d_cap = 1 - (z / softcap) ** 2
+    n, v = z.shape
+    cwt = np.ones(v) if cw is None else np.asarray(cw, np.float64)
+    lse = sp.logsumexp(z, axis=1)
+    keep = t != ignore_index
+    tt = np.where(keep, t, 0)
+    wy = np.where(keep, cwt[tt], 0.0)
+    nll = lse - z[np.arange(n), tt]
+    smooth = (cwt * (lse[:, None] - z)).sum(axis=1)
+    per = np.where(keep, (1 - eps) * wy * nll + eps / v * smooth + z_loss * wy * lse**2, 0.0)
+    den = wy.sum()
+    loss = per if reduction == "none" else per.sum() / (den if reduction == "mean" else 1.0)
+    s = 1.0 / den if reduction == "mean" else 1.0
+    p = np.exp(z - lse[:, None])
+    a = (1 - eps) * wy + eps / v * cwt.sum() + 2 * z_loss * wy * lse
+    dz = a[:, None] * p - eps / v * cwt[None, :]
+    dz[np.arange(n), tt] -= (1 - eps) * wy
+    dz = np.where(keep[:, None], dz * d_cap * s, 0.0)
+    return loss, dz @ w, dz.T @ h, dz.sum(axis=0), dz
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_linear_cross_entropy(device, rng, reduction):
+    n, d, v = 37, 24, 101
+    h = rng.standard_normal((n, d)).astype(np.float32)
+    w = (rng.standard_normal((v, d)) * 0.3).astype(np.float32)
+    b = rng.standard_normal(v).astype(np.float32)
+    cw = rng.uniform(0.2, 2.0, v).astype(np.float32)
+    t = rng.integers(0, v, n)
+    t[[2, 9]] = -1
+    kw = dict(class_weight=cw, ignore_index=-1, reduction=reduction, label_smoothing=0.1,
+              z_loss=1e-3, softcap=8.0)
+    loss = logdomain.linear_cross_entropy(h, w, t, b, device=device, **kw)
+    got = logdomain.linear_cross_entropy_with_grad(h, w, t, b, device=device, **kw)
+    ref = lce_reference(h, w, t, b, cw, -1, reduction, 0.1, 1e-3, 8.0)
+    # Bounds: each logit's f32 dot product (D + 2) U sum|h w|, through the loss's terms and the
+    # gradient sums (a generous constant, the formulas are in docs/api.md).
+    mag = np.abs(h).astype(np.float64) @ np.abs(w).astype(np.float64).T + np.abs(b)
+    ez = (d + 2) * U * mag.max() + 4 * U * 8.0
+    scale = np.abs(ref[0]).max() + 1
+    assert_close(loss, ref[0], 64 * (ez + v * U) * scale, "loss")
+    assert_close(got[0], ref[0], 64 * (ez + v * U) * scale, "loss with grad")
+    g_bound = 64 * (ez + v * U) * (np.abs(ref[4]) @ np.abs(w).astype(np.float64) + 1e-6)
+    assert_close(got[1], ref[1], g_bound, "d_input")
+    gw_bound = 64 * (ez + n * U) * (np.abs(ref[4]).T @ np.abs(h).astype(np.float64) + 1e-6)
+    assert_close(got[2], ref[2], gw_bound, "d_weight")
+    assert_close(got[3], ref[3], 64 * (ez + n * U) * (np.abs(ref[4]).sum(axis=0) + 1e-6), "d_bias")
+    assert loss.dtype == np.float32 and got[1].shape == (n, d) and got[2].shape == (v, d)
+    if reduction == "none":
+        assert loss.shape == (n,) and loss[2] == 0
+
+
+def test_linear_cross_entropy_float16_and_errors(device, rng):
+    h = rng.standard_normal((5, 8)).astype(np.float16)
+    w = rng.standard_normal((6, 8)).astype(np.float16)
+    t = np.array([0, 1, 2, 3, 5])
+    half = logdomain.linear_cross_entropy(h, w, t, device=device)
+    full = logdomain.linear_cross_entropy(h.astype(np.float32), w.astype(np.float32), t,
+                                          device=device)
+    assert half == full  # f16 operands are read exactly: the f32 op's bits on the same values
+    with pytest.raises(ValueError, match="same D"):
+        logdomain.linear_cross_entropy(h, w[:, :4], t, device=device)
+    with pytest.raises(ValueError, match="target size"):
+        logdomain.linear_cross_entropy(h, w, t[:3], device=device)
+    with pytest.raises(ValueError, match="outside"):
+        logdomain.linear_cross_entropy(h, w, np.array([0, 1, 2, 3, 6]), device=device)
+    with pytest.raises(ValueError, match="bias"):
+        logdomain.linear_cross_entropy(h, w, t, np.zeros(5), device=device)
+    with pytest.raises(ValueError, match="softcap"):
+        logdomain.linear_cross_entropy(h, w, t, softcap=0.0, device=device)
+    with pytest.raises(TypeError, match="integers"):
+        logdomain.linear_cross_entropy(h, w, t.astype(np.float32), device=device)
