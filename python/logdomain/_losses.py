@@ -635,8 +635,19 @@ def linear_cross_entropy(
     label_smoothing = _check_smoothing(label_smoothing)
     x, w, t, b, cw = _linear_args(input, weight, target, bias, class_weight)
     loss, _lse = _native.linear_cross_entropy(
-        resolve(device), x, w, t, b, cw, int(ignore_index), label_smoothing, reduction,
-        float(z_loss), None if softcap is None else float(softcap), False, False,
+        resolve(device),
+        x,
+        w,
+        t,
+        b,
+        cw,
+        int(ignore_index),
+        label_smoothing,
+        reduction,
+        float(z_loss),
+        None if softcap is None else float(softcap),
+        False,
+        False,
     )
     return _finish(loss, (x.shape[0],), reduction, np.float32)
 
@@ -695,7 +706,18 @@ def linear_cross_entropy_with_grad(
     label_smoothing = _check_smoothing(label_smoothing)
     x, w, t, b, cw = _linear_args(input, weight, target, bias, class_weight)
     loss, _lse, dh, dw, db = _native.linear_cross_entropy(
-        resolve(device), x, w, t, b, cw, int(ignore_index), label_smoothing, reduction,
-        float(z_loss), None if softcap is None else float(softcap), bool(grad_filter), True,
+        resolve(device),
+        x,
+        w,
+        t,
+        b,
+        cw,
+        int(ignore_index),
+        label_smoothing,
+        reduction,
+        float(z_loss),
+        None if softcap is None else float(softcap),
+        bool(grad_filter),
+        True,
     )
     return _finish(loss, (x.shape[0],), reduction, np.float32), dh, dw, db

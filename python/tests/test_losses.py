@@ -307,8 +307,9 @@ def test_poisson_nll(device, rng):
                 assert_close(got, ref, bound + TINY)
 
 
-def lce_reference(h, w, t, b=None, cw=None, ignore_index=-100, reduction="mean", eps=0.0,
-                  z_loss=0.0, softcap=None):
+def lce_reference(
+    h, w, t, b=None, cw=None, ignore_index=-100, reduction="mean", eps=0.0, z_loss=0.0, softcap=None
+):
     """The fused linear cross-entropy's loss and gradients by the materialised formula in
     float64: logits h @ w.T + b (soft-capped), PyTorch's cross-entropy plus z * w_y * lse**2."""
     h, w = np.asarray(h, np.float64), np.asarray(w, np.float64)
@@ -346,8 +347,14 @@ def test_linear_cross_entropy(device, rng, reduction):
     cw = rng.uniform(0.2, 2.0, v).astype(np.float32)
     t = rng.integers(0, v, n)
     t[[2, 9]] = -1
-    kw = dict(class_weight=cw, ignore_index=-1, reduction=reduction, label_smoothing=0.1,
-              z_loss=1e-3, softcap=8.0)
+    kw = dict(
+        class_weight=cw,
+        ignore_index=-1,
+        reduction=reduction,
+        label_smoothing=0.1,
+        z_loss=1e-3,
+        softcap=8.0,
+    )
     loss = logdomain.linear_cross_entropy(h, w, t, b, device=device, **kw)
     got = logdomain.linear_cross_entropy_with_grad(h, w, t, b, device=device, **kw)
     ref = lce_reference(h, w, t, b, cw, -1, reduction, 0.1, 1e-3, 8.0)
@@ -373,8 +380,9 @@ def test_linear_cross_entropy_float16_and_errors(device, rng):
     w = rng.standard_normal((6, 8)).astype(np.float16)
     t = np.array([0, 1, 2, 3, 5])
     half = logdomain.linear_cross_entropy(h, w, t, device=device)
-    full = logdomain.linear_cross_entropy(h.astype(np.float32), w.astype(np.float32), t,
-                                          device=device)
+    full = logdomain.linear_cross_entropy(
+        h.astype(np.float32), w.astype(np.float32), t, device=device
+    )
     assert half == full  # f16 operands are read exactly: the f32 op's bits on the same values
     with pytest.raises(ValueError, match="same D"):
         logdomain.linear_cross_entropy(h, w[:, :4], t, device=device)
