@@ -160,7 +160,8 @@ fn tile_at(t: Tile, r: u32) -> f32 {
 fn row_starts(r0: u32, last: u32, len: u32) -> Tile4 {
     return Tile4(
         vec4<u32>(min(r0, last), min(r0 + 1u, last), min(r0 + 2u, last), min(r0 + 3u, last)) * len,
-        vec4<u32>(min(r0 + 4u, last), min(r0 + 5u, last), min(r0 + 6u, last), min(r0 + 7u, last)) * len,
+        vec4<u32>(min(r0 + 4u, last), min(r0 + 5u, last), min(r0 + 6u, last),
+            min(r0 + 7u, last)) * len,
     );
 }
 

@@ -2,12 +2,12 @@
 //! over tokens, and its gradients, without the `tokens × vocab` logits.
 //!
 //! A language model's vocabulary makes the logits the largest buffer of training and scoring
-//! (16.8 GB at 32k tokens × 256k classes). The kernels (`shaders/linear.wgsl`) compute each
-//! logit as a dot product inside a tile of 8 tokens × 64 vocabulary rows and fold it at once
-//! into the token's log-sum-exp state (the library's (max, sum) monoid); the backward recomputes
-//! logit tiles from the stored log-sum-exp (as Apple's Cut Cross-Entropy does) and accumulates
-//! `d_hidden` over the vocabulary and `d_weight` over the tokens, each entry owned by one
-//! workgroup and summed in a fixed order: no float atomics, the same bits every run.
+//! (16.8 GB in 16-bit floats at 32k tokens × 256k classes). The kernels (`shaders/linear.wgsl`)
+//! compute each logit as a dot product inside a tile of 8 tokens × 256 vocabulary rows and fold
+//! it at once into the token's log-sum-exp state (the library's (max, sum) monoid); the backward
+//! recomputes logit tiles from the stored log-sum-exp (as Apple's Cut Cross-Entropy does) and
+//! accumulates `d_hidden` over the vocabulary and `d_weight` over the tokens, each entry owned by
+//! one workgroup and summed in a fixed order: no float atomics, the same bits every run.
 //!
 //! What the op allocates besides the caller's buffers: a state of 8 words per token, the
 //! reduction's partial sums (3 words per token) and `vocab + 1` words — proportional to
@@ -64,10 +64,12 @@ pub enum LinearKind {
 /// Inputs ([`Op::input_names`]): hidden (`tokens × dims`, f32 or f16), weight (`vocab × dims`,
 /// the same format, row-major as `torch.nn.Linear` stores it), targets (`tokens` i32; a value
 /// outside `[0, vocab)` other than `ignore_index` gives NaN here, [`Gpu::linear_cross_entropy`]
-/// rejects it), and the bias (`vocab` f32) if the op was made with one. Outputs
-/// ([`Op::output_names`]): the loss, then each token's lse, then for
-/// [`LinearKind::WithGrad`] `d_hidden`, `d_weight` and `d_bias`. Recording never submits,
-/// writes through the queue or reads back.
+/// rejects it), the bias (`vocab` f32) if the op was made with one, and for
+/// [`LinearKind::DenseGrads`] dloss/dlogits (`tokens × vocab` f32). Outputs
+/// ([`Op::output_names`]): the loss, then each token's lse, then for [`LinearKind::WithGrad`]
+/// `d_hidden`, `d_weight` and `d_bias`; the logits for [`LinearKind::Logits`]; `d_hidden`,
+/// `d_weight` and `d_bias` for [`LinearKind::DenseGrads`]. Recording never submits, writes
+/// through the queue or reads back.
 pub struct LinearCrossEntropyOp {
     kind: LinearKind,
     shape: Shape,
