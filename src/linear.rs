@@ -24,10 +24,10 @@ use crate::codes::{
 use crate::engine::blocking::Values;
 use crate::engine::device::Gpu;
 use crate::engine::geometry::{
-    Caps, InputFormat, LANE_BUDGET, MAX_GROUPS, Window, check_len, u32_of,
+    Caps, InputFormat, LANE_BUDGET, MAX_GROUPS, Window, batches, check_len, u32_of,
 };
 use crate::engine::op::{Io, Op};
-use crate::engine::passes::{grow_scratch, input_bytes, reduce_passes_from};
+use crate::engine::passes::{grow_scratch, input_bytes, limit, reduce_passes_from};
 use crate::engine::pipelines::{Module, PipelineKey};
 use crate::engine::program::{Bind, Pass, Program, Src, Step};
 use crate::engine::shaders::{
@@ -143,26 +143,6 @@ fn check_shape(s: Shape) -> Result<(), Error> {
         }
     }
     Ok(())
-}
-
-/// One binding of a caller's buffer of `bytes` bytes: an error past the device's binding size.
-fn binding(what: &str, bytes: u64, caps: &Caps) -> Result<(), Error> {
-    if bytes > caps.max_binding {
-        return Err(Error::Limit(format!(
-            "{what} takes {bytes} bytes in one storage binding; this device's \
-             max_storage_buffer_binding_size is {}",
-            caps.max_binding
-        )));
-    }
-    Ok(())
-}
-
-/// Splits `[0, len)` into chunks of at most `chunk`.
-fn chunks(len: u64, chunk: u64) -> Vec<(u64, u64)> {
-    let chunk = chunk.max(1);
-    (0..len.div_ceil(chunk))
-        .map(|i| (i * chunk, ((i + 1) * chunk).min(len)))
-        .collect()
 }
 
 /// A window of the first `bytes` bytes of a caller's buffer (which may be larger than a
@@ -358,15 +338,14 @@ impl Planner<'_> {
         let chunk = if walk_rows < chunk { walk_rows } else { chunk };
         let tiles = tiled_rows.div_ceil(LT);
         let mut passes = Vec::new();
-        for (i, (begin, end)) in chunks(walked_rows, chunk).into_iter().enumerate() {
+        for (i, (begin, len)) in batches(walked_rows, chunk).enumerate() {
+            let end = begin + len;
             let per = self
                 .caps
-                .per_dispatch(work_per_item * (end - begin))
+                .per_dispatch(work_per_item * len)
                 .min(MAX_GROUPS)
                 .min(max_tiles);
-            let mut tile_base = 0;
-            while tile_base < tiles {
-                let count = per.min(tiles - tile_base);
+            for (tile_base, count) in batches(tiles, per) {
                 let rows = (tile_base * LT, ((tile_base + count) * LT).min(tiled_rows));
                 let (token_rows, vocab_rows) = match walk {
                     Walk::Vocab => (rows, (begin, end)),
@@ -417,7 +396,6 @@ impl Planner<'_> {
                     }
                 };
                 passes.push(self.pass(entry, p, count, [hidden, weight, class_weight], out));
-                tile_base += count;
             }
         }
         Ok(passes)
@@ -586,9 +564,6 @@ impl LinearCrossEntropyOp {
             z_loss: o.z_loss,
             ..LinParams::default()
         };
-        let state_words = SW * n + 1 + v;
-        let state_bytes = state_words * 4;
-        binding("the per-token states", state_bytes, &caps)?;
         let class_weight = if o.ce.weight.is_some() {
             Bind::whole(Src::Aux)
         } else {
@@ -652,7 +627,7 @@ impl LinearCrossEntropyOp {
         let block = forward_block + d.div_ceil(LW) * (LB + LT + 2) + LB + LW;
         let grad_chunk = (LANE_BUDGET / block).max(1) * LB;
         let state_bytes = (SW * n + 1 + v) * 4;
-        binding("the per-token states", state_bytes, &caps)?;
+        limit("the per-token states", state_bytes, &caps)?;
         scratch[2] = state_bytes;
         if kind == LinearKind::DenseGrads {
             let dz_slot = inputs.len();

@@ -122,7 +122,7 @@ impl Case {
     fn token_bounds(&self, t64: &r::Grads64) -> Vec<f64> {
         let s = self.s;
         let eps = f64::from(self.o.ce.label_smoothing);
-        let (z, _) = r::logits(
+        let z = r::logits(
             &self.hidden,
             &self.weight,
             self.bias.as_deref(),
@@ -212,7 +212,7 @@ impl Case {
         } else {
             1.0
         };
-        let (z, _) = r::logits(
+        let z = r::logits(
             &self.hidden,
             &self.weight,
             self.bias.as_deref(),
@@ -604,7 +604,7 @@ fn materialised_logits_agree() {
     let z = gpu
         .linear_logits(&c.hidden, &c.weight, c.bias.as_deref(), 19, 33, 77, None)
         .unwrap();
-    let (z64, _) = r::logits(&c.hidden, &c.weight, c.bias.as_deref(), c.s, None);
+    let z64 = r::logits(&c.hidden, &c.weight, c.bias.as_deref(), c.s, None);
     for t in 0..19 {
         let e = c.logit_err(t);
         for v in 0..77 {

@@ -44,6 +44,16 @@ pub enum ReductionArg {
     Mean,
 }
 
+impl From<ReductionArg> for Reduction {
+    fn from(r: ReductionArg) -> Reduction {
+        match r {
+            ReductionArg::None => Reduction::None,
+            ReductionArg::Sum => Reduction::Sum,
+            ReductionArg::Mean => Reduction::Mean,
+        }
+    }
+}
+
 /// Arguments of `eval`.
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:
@@ -156,12 +166,6 @@ pub struct EvalArgs {
 /// `linear_cross_entropy[_with_grad]`: hidden states (`--input`), the weight matrix, targets,
 /// an optional bias, the cross-entropy options, the z-loss and the soft cap.
 fn run_linear(a: &EvalArgs, gpu: impl FnOnce() -> Result<Gpu, String>) -> Result<String, String> {
-    if !a.axis.is_empty() || a.keepdims {
-        return Err(format!(
-            "--axis and --keepdims are for logsumexp, softmax and log_softmax, not {}",
-            op_name(a.op)
-        ));
-    }
     let h = npy::read_f32(&a.input)?;
     let (n, d) = h.matrix(&a.input)?;
     let wp = need(&a.weight_matrix, "--weight-matrix", a.op)?;
@@ -201,11 +205,7 @@ fn run_linear(a: &EvalArgs, gpu: impl FnOnce() -> Result<Gpu, String>) -> Result
         Some(p) => Some(vector(p, "class weights", v)?),
         None => None,
     };
-    let reduction = match a.reduction {
-        ReductionArg::None => Reduction::None,
-        ReductionArg::Sum => Reduction::Sum,
-        ReductionArg::Mean => Reduction::Mean,
-    };
+    let reduction = Reduction::from(a.reduction);
     let o = LinearCrossEntropy {
         ce: CrossEntropy {
             weight,
@@ -447,24 +447,20 @@ pub fn run(a: &EvalArgs, gpu: impl FnOnce() -> Result<Gpu, String>) -> Result<St
     if let Some(func) = func {
         return run_axes(a, func, gpu);
     }
-    if matches!(
-        a.op,
-        EvalOp::LinearCrossEntropy | EvalOp::LinearCrossEntropyWithGrad
-    ) {
-        return run_linear(a, gpu);
-    }
     if !a.axis.is_empty() || a.keepdims {
         return Err(format!(
             "--axis and --keepdims are for logsumexp, softmax and log_softmax, not {}",
             op_name(a.op)
         ));
     }
+    if matches!(
+        a.op,
+        EvalOp::LinearCrossEntropy | EvalOp::LinearCrossEntropyWithGrad
+    ) {
+        return run_linear(a, gpu);
+    }
     let x = npy::read_f32(&a.input)?;
-    let reduction = match a.reduction {
-        ReductionArg::None => Reduction::None,
-        ReductionArg::Sum => Reduction::Sum,
-        ReductionArg::Mean => Reduction::Mean,
-    };
+    let reduction = Reduction::from(a.reduction);
     let reduced = |per: Vec<u64>| {
         if reduction == Reduction::None {
             per

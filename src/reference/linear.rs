@@ -36,16 +36,15 @@ pub struct Shape {
     pub vocab: usize,
 }
 
-/// The logits `h · Wᵀ + b`, soft-capped, in f64 (row-major `tokens × vocab`), and the same
-/// before the cap.
+/// The logits `h · Wᵀ + b`, soft-capped, in f64 (row-major `tokens × vocab`).
 pub fn logits(
     hidden: &[f32],
     weight: &[f32],
     bias: Option<&[f32]>,
     s: Shape,
     softcap: Option<f32>,
-) -> (Vec<f64>, Vec<f64>) {
-    let mut raw = vec![0.0f64; s.tokens * s.vocab];
+) -> Vec<f64> {
+    let mut z = vec![0.0f64; s.tokens * s.vocab];
     for t in 0..s.tokens {
         let h = &hidden[t * s.dims..(t + 1) * s.dims];
         for v in 0..s.vocab {
@@ -55,17 +54,14 @@ pub fn logits(
                 .zip(w)
                 .map(|(&a, &b)| f64::from(a) * f64::from(b))
                 .sum();
-            raw[t * s.vocab + v] = dot + bias.map_or(0.0, |b| f64::from(b[v]));
+            z[t * s.vocab + v] = dot + bias.map_or(0.0, |b| f64::from(b[v]));
         }
     }
-    let capped = match softcap {
-        Some(c) => {
-            let c = f64::from(c);
-            raw.iter().map(|&z| c * (z / c).tanh()).collect()
-        }
-        None => raw.clone(),
-    };
-    (capped, raw)
+    if let Some(c) = softcap {
+        let c = f64::from(c);
+        z.iter_mut().for_each(|x| *x = c * (*x / c).tanh());
+    }
+    z
 }
 
 /// `ln Σ_v e^{z_v}` of one row of f64 logits: max-shifted; −inf for an empty or all −inf row,
@@ -94,7 +90,7 @@ pub fn lse(
     s: Shape,
     softcap: Option<f32>,
 ) -> Vec<f64> {
-    let (z, _) = logits(hidden, weight, bias, s, softcap);
+    let z = logits(hidden, weight, bias, s, softcap);
     (0..s.tokens)
         .map(|t| row_lse(&z[t * s.vocab..(t + 1) * s.vocab]))
         .collect()
@@ -154,7 +150,7 @@ pub fn linear_cross_entropy(
     targets: &[i64],
     o: &LinearCrossEntropy,
 ) -> Vec<f64> {
-    let (z, _) = logits(hidden, weight, bias, s, o.softcap);
+    let z = logits(hidden, weight, bias, s, o.softcap);
     let (losses, weights, _) = token_losses(&z, s, targets, o);
     reduce(&losses, &weights, o.ce.reduction)
 }
@@ -184,7 +180,7 @@ pub fn linear_cross_entropy_grads(
     targets: &[i64],
     o: &LinearCrossEntropy,
 ) -> Grads64 {
-    let (z, _) = logits(hidden, weight, bias, s, o.softcap);
+    let z = logits(hidden, weight, bias, s, o.softcap);
     let (losses, weights, lses) = token_losses(&z, s, targets, o);
     let loss = reduce(&losses, &weights, o.ce.reduction);
     let scale = match o.ce.reduction {
