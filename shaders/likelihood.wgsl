@@ -82,6 +82,9 @@ struct LlParams {
     k: u32,
     kb: u32,
     c2_off: u32,
+    // The categorical losses' class axis: 0 for rows of `cols` classes; otherwise PyTorch's
+    // axis 1 of (N, C, d1, ..., dk), the classes `inner` = d1 ... dk entries apart (`class_entry`).
+    inner: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: LlParams;
@@ -100,6 +103,33 @@ fn load_a(i: u32) -> u32 {
 
 fn ll_linear(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wid.x + wid.y * nwg.x) * WG + lid;
+}
+
+// Where class `col` of categorical row `row` lies past the window's first entry (that of row
+// row0, class col0). Rows of `cols` classes (inner 0) are packed. With the classes on axis 1 of
+// (N, C, d1, ..., dk) (inner = d1 ... dk), row r = n inner + p is position p of sample n, whose
+// class c is entry n C inner + c inner + p. The difference from (row0, col0) is taken in u32: it is
+// below the window's size, whatever the intermediate terms wrap to.
+fn class_entry(row: u32, col: u32) -> u32 {
+    if (params.inner == 0u) {
+        return (row - params.row0) * params.cols + col - params.col0;
+    }
+    let n = row / params.inner;
+    let n0 = params.row0 / params.inner;
+    let p = row - n * params.inner;
+    let p0 = params.row0 - n0 * params.inner;
+    return (n - n0) * params.cols * params.inner + p - p0 + (col - params.col0) * params.inner;
+}
+
+// The indices of the (hi, lo) log-sum-exp parts of categorical row `row` stored from word `off`:
+// side by side
+// (`RowFn::LogsumexpParts` of rows), or, on the class axis, every row's hi then every row's lo
+// (the N-d op's parts, `len_in` rows).
+fn parts_at(off: u32, row: u32) -> vec2<u32> {
+    if (params.inner == 0u) {
+        return vec2<u32>(2u * row + off, 2u * row + off + 1u);
+    }
+    return vec2<u32>(off + row, off + params.len_in + row);
 }
 
 // softplus(z) = ln(1 + e^z) = max(z, 0) + log1p(e^-|z|), for finite z.
@@ -335,7 +365,7 @@ fn load_partial(i: u32) -> SumState {
 
 // One invocation per chunk of CHUNK consecutive elements of one row, over rows x [col0, col1)
 // of a rows x cols matrix (rows = 1 for the flat losses). Element (r, col) is at
-// r * cols + col - col0 past each window's offset. REDUCE 0 writes each value at the same place
+// r * cols + col - col0 past each window's offset (OP_SMOOTH on a class axis: `class_entry`). REDUCE 0 writes each value at the same place
 // in `out`; REDUCE 1 writes the chunk's pairwise sum at partial slot
 // (row0 + r) * slots + col / CHUNK.
 @compute @workgroup_size(WG)
@@ -355,10 +385,16 @@ fn elementwise(
     let end = min(start + CHUNK, params.col1);
     // Rows `pitch` elements apart (LlParams.k; 0: packed rows of `cols`).
     let pitch = select(params.cols, params.k, params.k != 0u);
-    let base = r * pitch - params.col0;
+    var base = r * pitch - params.col0;
+    var step = 1u;
+    if (OP == OP_SMOOTH && params.inner != 0u) {
+        // The classes on axis 1 (`class_entry`), `inner` entries apart.
+        base = class_entry(params.row0 + r, 0u);
+        step = params.inner;
+    }
     pairwise_reset();
     for (var col = start; col < end; col++) {
-        let i = base + col;
+        let i = base + col * step;
         let xb = load_a(params.a_off + i);
         var v: u32;
         if (OP == OP_W_TERMS) {
@@ -399,7 +435,8 @@ fn elementwise(
             if ((params.mode & MODE_WEIGHTED) != 0u) {
                 w = c[params.c_off + col];
             }
-            v = smooth_bits(xb, b[params.b_off + 2u * row], b[params.b_off + 2u * row + 1u], w);
+            let at = parts_at(params.b_off, row);
+            v = smooth_bits(xb, b[at.x], b[at.y], w);
         }
         if (REDUCE == 0u) {
             out[params.out_off + i] = v;
@@ -458,9 +495,9 @@ fn target_out_of_range(t: i32) -> bool {
     return t < 0 || u32(t) >= params.cols;
 }
 
-// Cross-entropy / NLL per row: a = logits (or log-probabilities) rows, b = i32 targets,
-// c = [class weights at c_off | the rows' (hi, lo) parts at c2_off | the rows' smoothing sums at
-// c2_off + 2 * rows]. The loss of row r with target t is (1 - eps) w_t (-log_softmax_t) + eps/C
+// Cross-entropy / NLL per row: a = logits (or log-probabilities) rows (`class_entry`), b = i32
+// targets, c = [class weights at c_off | the rows' (hi, lo) parts at c2_off (`parts_at`) | the
+// rows' smoothing sums at c2_off + 2 * rows]. The loss of row r with target t is (1 - eps) w_t (-log_softmax_t) + eps/C
 // * smooth_r (eps = 0 skips the smoothing term), weight w_t; an ignored row has loss 0 and
 // weight 0; a target outside [0, cols) gives NaN for both (the blocking API rejects it first).
 // REDUCE 0 writes the loss at out_off + r; REDUCE 1 the partial (loss, weight) at slot row0 + r.
@@ -488,13 +525,14 @@ fn categorical(
             if ((params.mode & MODE_WEIGHTED) != 0u) {
                 weight = c[params.c_off + t];
             }
-            let xb = load_a(params.a_off + r * params.cols + t);
+            let xb = load_a(params.a_off + class_entry(row, t));
             var nll: u32;
             if ((params.mode & MODE_NLL) != 0u) {
                 nll = neg_bits(xb);
             } else {
-                let hi = c[params.c2_off + 2u * row];
-                let lo = c[params.c2_off + 2u * row + 1u];
+                let at = parts_at(params.c2_off, row);
+                let hi = c[at.x];
+                let lo = c[at.y];
                 if (!is_finite_bits(hi)) {
                     nll = F32_NAN;
                 } else {

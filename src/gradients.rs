@@ -19,7 +19,7 @@ use crate::codes::{
     OP_GAUSS_DX, OP_LSE_BWD, OP_LSM_BWD, OP_POISSON_D, OP_SM_BWD, OP_SUM_G, OP_SUM_GP,
 };
 use crate::engine::device::Gpu;
-use crate::engine::geometry::{Caps, Window};
+use crate::engine::geometry::{Caps, ClassRows, Window};
 use crate::engine::geometry::{check_len, elems};
 use crate::engine::op::{Io, Op};
 use crate::engine::passes::{
@@ -445,8 +445,7 @@ impl CrossEntropyGradOp {
         //    overwrite them): straight into the output, or staged as (w_t · nll_t, w_t).
         let staged = reduce || smoothing;
         passes.extend(categorical_passes(
-            r,
-            c,
+            ClassRows::packed(r, c),
             LlParams {
                 smoothing: 0.0,
                 ..base
@@ -490,8 +489,14 @@ impl CrossEntropyGradOp {
             grow_scratch(&mut scratch, need);
         }
         if smoothing && !wide && r > 0 && c > 0 {
-            let (more, need) =
-                smooth_sum_passes(r, c, mode, parts_off, smooth_off, InputFormat::F32, &caps)?;
+            let (more, need) = smooth_sum_passes(
+                ClassRows::packed(r, c),
+                mode,
+                parts_off,
+                smooth_off,
+                InputFormat::F32,
+                &caps,
+            )?;
             passes.extend(more);
             grow_scratch(&mut scratch, need);
         }

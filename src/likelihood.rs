@@ -20,17 +20,17 @@ use crate::engine::blocking::Values;
 use crate::engine::device::Gpu;
 use crate::engine::geometry::InputFormat;
 use crate::engine::geometry::{
-    Caps, WORK_UNIT, Window, batches, check_len, elems, window, window_of,
+    Caps, ClassRows, WORK_UNIT, Window, check_len, elems, window, window_of,
 };
 use crate::engine::op::Op;
 use crate::engine::passes::{
-    CHUNK, LlPass, elementwise_passes, groups_for, grow_scratch, input_bytes, key, key_reading,
-    limit, reduce_passes, usable,
+    CHUNK, LlPass, elementwise_class_passes, elementwise_passes, groups_for, grow_scratch,
+    input_bytes, key, key_reading, limit, reduce_passes, usable,
 };
 use crate::engine::program::{Bind, Program, Src, Step};
 use crate::engine::shaders::{LlParams, PARTIAL_BYTES};
 use crate::error::Error;
-use crate::logsumexp::parts_step;
+use crate::logsumexp::{AxisOp, AxisOptions, NdArray, NdLayout, RowFn, parts_step};
 pub use crate::reference::likelihood::{Bce, CrossEntropy, GaussianNll, PoissonNll, Reduction};
 
 /// Which function a [`LossOp`] computes.
@@ -50,14 +50,13 @@ pub enum Loss {
     LogProd,
 }
 
-/// The `categorical` dispatches over `rows` rows of `classes` logits (Input(0)) with targets
+/// The `categorical` dispatches over the rows of classes `cr` describes (Input(0)) with targets
 /// (Input(1)): windows of whole rows. `partials` is where REDUCE 1 writes the rows' (loss,
 /// weight) partials (bound whole), or `None` for REDUCE 0 (the losses into the output); `aux`
 /// binds the op's aux buffer as c. `base` holds the options; the geometry is filled in. The
 /// logits are entries of `format`.
 pub(crate) fn categorical_passes(
-    rows: u64,
-    classes: u64,
+    cr: ClassRows,
     base: LlParams,
     partials: Option<Src>,
     aux: bool,
@@ -67,22 +66,21 @@ pub(crate) fn categorical_passes(
     let entry = format.bytes();
     let usable = usable(caps)?;
     let u = |v: u64, what: &str| crate::engine::geometry::u32_of(v, what);
-    let c = classes;
-    if c * 4 > usable {
+    let c = cr.classes;
+    if c * entry > usable {
         return Err(Error::Limit(format!(
-            "a row of {classes} classes is larger than a storage binding ({} bytes)",
+            "a row of {c} classes is larger than a storage binding ({} bytes)",
             caps.max_binding
         )));
     }
     let mut passes = Vec::new();
-    let k_max = (usable / (c * 4).max(4))
-        .min(usable / 4)
-        .min(caps.per_dispatch((c + 1) * WORK_UNIT))
-        .max(1);
-    for (r0, k) in batches(rows, k_max) {
+    // The targets' and the losses' windows hold k words too.
+    let k_cap = (usable / 4).min(caps.per_dispatch((c + 1) * WORK_UNIT));
+    for (r0, k) in cr.batches(usable / entry, k_cap)? {
+        let (first, len) = if c == 0 { (0, 0) } else { cr.span(r0, k, 0, c) };
         let (lw, loff) = window_of(
-            r0 * c * entry,
-            (k * c * entry).max(4),
+            first * entry,
+            (len * entry).max(4),
             caps.storage_align,
             entry,
         );
@@ -114,6 +112,11 @@ pub(crate) fn categorical_passes(
                 rows: k as u32,
                 cols: u(c, "classes")?,
                 row0: u(r0, "rows")?,
+                inner: if cr.inner > 1 {
+                    u(cr.inner, "positions")?
+                } else {
+                    0
+                },
                 a_off: loff,
                 b_off: toff,
                 c_off: 0,
@@ -142,12 +145,12 @@ pub(crate) fn categorical_passes(
 }
 
 /// The rows' label-smoothing sums Σ_c w_c (−log_softmax_c) from the logits (Input(0), entries
-/// of `format`) and the parts at aux word `parts_off`, into aux words `smooth_off..+rows`:
-/// per-chunk partials in scratch 0, then the pairwise levels. Returns the passes and the
-/// scratch they need.
+/// of `format`, laid out as `cr` says) and the parts at aux word `parts_off` (side by side for
+/// packed rows, in two blocks on a class axis: `parts_at` in the WGSL), into aux words
+/// `smooth_off..+rows`: per-chunk partials in scratch 0, then the pairwise levels. Returns the
+/// passes and the scratch they need.
 pub(crate) fn smooth_sum_passes(
-    rows: u64,
-    classes: u64,
+    cr: ClassRows,
     mode: u32,
     parts_off: u64,
     smooth_off: u64,
@@ -155,31 +158,32 @@ pub(crate) fn smooth_sum_passes(
     caps: &Caps,
 ) -> Result<(Vec<LlPass>, [u64; 2]), Error> {
     let u = |v: u64, what: &str| crate::engine::geometry::u32_of(v, what);
+    let (rows, classes) = (cr.rows, cr.classes);
     let base = LlParams {
         mode,
         b_off: u(parts_off, "rows")?,
         c_off: 0,
+        len_in: u(rows, "rows")?,
         ..LlParams::default()
     };
     let weighted = mode & MODE_WEIGHTED != 0;
-    let mut passes = elementwise_passes(
-        key_reading("elementwise", OP_SMOOTH, 1, format),
-        base,
-        rows,
-        classes,
-        [
-            None,
-            Some(Bind::whole(Src::Aux)),
-            Some(if weighted {
-                Bind::whole(Src::Aux)
-            } else {
-                Bind::dummy()
-            }),
-            Some(Bind::whole(Src::Scratch(0))),
-        ],
-        [Src::Input(0), Src::Dummy, Src::Dummy, Src::Dummy],
-        caps,
-    )?;
+    let key = key_reading("elementwise", OP_SMOOTH, 1, format);
+    let slots = [
+        None,
+        Some(Bind::whole(Src::Aux)),
+        Some(if weighted {
+            Bind::whole(Src::Aux)
+        } else {
+            Bind::dummy()
+        }),
+        Some(Bind::whole(Src::Scratch(0))),
+    ];
+    let per_element = [Src::Input(0), Src::Dummy, Src::Dummy, Src::Dummy];
+    let mut passes = if cr.inner > 1 {
+        elementwise_class_passes(key, base, cr, slots, per_element, caps)?
+    } else {
+        elementwise_passes(key, base, rows, classes, slots, per_element, caps)?
+    };
     let (reduce, need) = reduce_passes(
         rows,
         classes.div_ceil(CHUNK),
@@ -191,6 +195,67 @@ pub(crate) fn smooth_sum_passes(
     )?;
     passes.extend(reduce);
     Ok((passes, need))
+}
+
+/// PyTorch's class axis of a categorical input of `shape`: (samples, classes, positions per
+/// sample) for (C,), (N, C) and (N, C, d1, …, dk).
+pub(crate) fn class_axis(shape: &[usize]) -> Result<(u64, u64, u64), Error> {
+    let dims: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
+    match dims.as_slice() {
+        [] => Err(Error::Shape(
+            "a categorical input needs at least one dimension (the classes)".into(),
+        )),
+        [c] => Ok((1, *c, 1)),
+        [n, c, rest @ ..] => {
+            let inner = rest
+                .iter()
+                .try_fold(1u64, |a, &d| a.checked_mul(d))
+                .ok_or_else(|| too_large(shape))?;
+            Ok((*n, *c, inner))
+        }
+    }
+}
+
+/// The shape of the per-sample losses (and of class-index targets) of a categorical input of
+/// `shape`: the shape without the class axis.
+pub(crate) fn sample_shape(shape: &[usize]) -> Vec<usize> {
+    match shape {
+        [] | [_] => Vec::new(),
+        [n, _, rest @ ..] => std::iter::once(*n).chain(rest.iter().copied()).collect(),
+    }
+}
+
+fn too_large(shape: &[usize]) -> Error {
+    Error::Shape(format!("an input of shape {shape:?} is too large"))
+}
+
+/// The log-sum-exp parts of every row of a class axis (`cr.inner` > 1) into aux words
+/// `parts_off..`: the N-d op over axis 1 of (N, C, inner), every row's hi, then every row's lo.
+fn class_axis_parts_step(
+    gpu: &Gpu,
+    cr: ClassRows,
+    parts_off: u64,
+    format: InputFormat,
+) -> Result<Step, Error> {
+    let dim = |v: u64| usize::try_from(v).map_err(|_| Error::Shape(format!("{v} is too large")));
+    let layout = NdLayout {
+        format,
+        ..NdLayout::contiguous(&[dim(cr.rows / cr.inner)?, dim(cr.classes)?, dim(cr.inner)?])
+    };
+    let options = AxisOptions {
+        output_offset: parts_off * 4,
+        ..AxisOptions::default()
+    };
+    let op = AxisOp::with_options(gpu, RowFn::LogsumexpParts, &layout, 1, &options)?;
+    // The kernel reads a row's lo `len_in` = rows words after its hi.
+    if op.signs_offset() as u64 != cr.rows {
+        return Err(Error::Unsupported(format!(
+            "the parts of {} rows came {} words apart",
+            cr.rows,
+            op.signs_offset()
+        )));
+    }
+    Ok(op.into_step(Src::Input(0), Src::Aux))
 }
 
 pub(crate) fn finish_of(reduction: Reduction, weighted_mean: bool) -> u32 {
@@ -398,8 +463,7 @@ impl LossOp {
         Self::categorical(
             gpu,
             Loss::CrossEntropy,
-            rows,
-            classes,
+            ClassRows::packed(rows as u64, classes as u64),
             options,
             InputFormat::F32,
         )
@@ -419,8 +483,7 @@ impl LossOp {
         Self::categorical(
             gpu,
             Loss::CrossEntropy,
-            rows,
-            classes,
+            ClassRows::packed(rows as u64, classes as u64),
             options,
             InputFormat::F16,
         )
@@ -434,7 +497,13 @@ impl LossOp {
         classes: usize,
         options: &CrossEntropy,
     ) -> Result<LossOp, Error> {
-        Self::categorical(gpu, Loss::NllLoss, rows, classes, options, InputFormat::F32)
+        Self::categorical(
+            gpu,
+            Loss::NllLoss,
+            ClassRows::packed(rows as u64, classes as u64),
+            options,
+            InputFormat::F32,
+        )
     }
 
     /// [`LossOp::nll_loss`] of f16 log-probabilities (laid out as in
@@ -445,20 +514,65 @@ impl LossOp {
         classes: usize,
         options: &CrossEntropy,
     ) -> Result<LossOp, Error> {
-        Self::categorical(gpu, Loss::NllLoss, rows, classes, options, InputFormat::F16)
+        Self::categorical(
+            gpu,
+            Loss::NllLoss,
+            ClassRows::packed(rows as u64, classes as u64),
+            options,
+            InputFormat::F16,
+        )
+    }
+
+    /// `F.cross_entropy` (`Loss::CrossEntropy`) or `F.nll_loss` (`Loss::NllLoss`) on
+    /// PyTorch's layouts: an input of `shape` (C,) (one sample), (N, C) or (N, C, d1, …, dk)
+    /// with the classes on axis 1, row-major, entries of `format`, read where they lie (no
+    /// transpose: invocations own neighbouring positions and walk the classes `d1 ⋯ dk` entries
+    /// apart); targets (i32) of the shape without the class axis, row-major. The output holds
+    /// one loss per target (`Reduction::None`) or one value. (N, C) is [`LossOp::cross_entropy`]
+    /// exactly. A target outside `[0, C)` other than `ignore_index` gives NaN here
+    /// ([`crate::Gpu::cross_entropy_nd`] rejects it).
+    ///
+    /// ```no_run
+    /// use logdomain::{CrossEntropy, Gpu, InputFormat, Loss, LossOp};
+    /// let gpu = Gpu::new()?;
+    /// // A batch of 8 images of 64 × 64 pixels, 21 classes a pixel.
+    /// let op = LossOp::categorical_nd(
+    ///     &gpu, Loss::CrossEntropy, &[8, 21, 64, 64], InputFormat::F32, &CrossEntropy::default())?;
+    /// assert_eq!(op.inputs()[1].bytes, 8 * 64 * 64 * 4);
+    /// # Ok::<(), logdomain::Error>(())
+    /// ```
+    pub fn categorical_nd(
+        gpu: &Gpu,
+        loss: Loss,
+        shape: &[usize],
+        format: InputFormat,
+        options: &CrossEntropy,
+    ) -> Result<LossOp, Error> {
+        if !matches!(loss, Loss::CrossEntropy | Loss::NllLoss) {
+            return Err(Error::Unsupported(format!(
+                "categorical_nd computes CrossEntropy and NllLoss, not {loss:?}"
+            )));
+        }
+        let (n, classes, inner) = class_axis(shape)?;
+        let cr = ClassRows {
+            rows: n.checked_mul(inner).ok_or_else(|| too_large(shape))?,
+            classes,
+            inner,
+        };
+        Self::categorical(gpu, loss, cr, options, format)
     }
 
     fn categorical(
         gpu: &Gpu,
         loss: Loss,
-        rows: usize,
-        classes: usize,
+        cr: ClassRows,
         o: &CrossEntropy,
         format: InputFormat,
     ) -> Result<LossOp, Error> {
         let caps = Caps::of(gpu);
+        let (rows, classes) = (cr.rows as usize, cr.classes as usize);
         let n = elems(rows, classes)?;
-        let (r, c) = (rows as u64, classes as u64);
+        let (r, c) = (cr.rows, cr.classes);
         let eps = o.label_smoothing;
         check_categorical(loss, classes, o)?;
         let weighted = o.weight.is_some();
@@ -479,18 +593,14 @@ impl LossOp {
         let ignore = i32::try_from(o.ignore_index).unwrap_or(i32::MIN);
         let mode = if weighted { MODE_WEIGHTED } else { 0 } | if nll { MODE_NLL } else { 0 };
         if rows > 0 && classes > 0 && !nll {
-            steps.push(parts_step(
-                gpu,
-                Src::Input(0),
-                rows,
-                classes,
-                parts_off,
-                format,
-            )?);
+            steps.push(if cr.inner > 1 {
+                class_axis_parts_step(gpu, cr, parts_off, format)?
+            } else {
+                parts_step(gpu, Src::Input(0), rows, classes, parts_off, format)?
+            });
         }
         if smoothing && rows > 0 && classes > 0 {
-            let (passes, need) =
-                smooth_sum_passes(r, c, mode, parts_off, smooth_off, format, &caps)?;
+            let (passes, need) = smooth_sum_passes(cr, mode, parts_off, smooth_off, format, &caps)?;
             grow_scratch(&mut scratch, need);
             steps.push(Step::ll(passes));
         }
@@ -508,8 +618,7 @@ impl LossOp {
             ..LlParams::default()
         };
         let mut passes = categorical_passes(
-            r,
-            c,
+            cr,
             base,
             reduce.then_some(Src::Scratch(0)),
             weighted || !nll,
@@ -533,18 +642,33 @@ impl LossOp {
         steps.push(Step::ll(passes));
         let output_len = if reduce { 1 } else { rows };
         let f16 = format == InputFormat::F16;
-        let inputs = vec![
-            InputSpec {
-                name: match (nll, f16) {
-                    (true, false) => "log-probabilities (f32, rows × classes)",
-                    (true, true) => "log-probabilities (f16, rows × classes)",
-                    (false, false) => "logits (f32, rows × classes)",
-                    (false, true) => "logits (f16, rows × classes)",
+        let inputs = if cr.inner > 1 {
+            vec![
+                InputSpec {
+                    name: match (nll, f16) {
+                        (true, false) => "log-probabilities (f32, N × C × d1 × … × dk)",
+                        (true, true) => "log-probabilities (f16, N × C × d1 × … × dk)",
+                        (false, false) => "logits (f32, N × C × d1 × … × dk)",
+                        (false, true) => "logits (f16, N × C × d1 × … × dk)",
+                    },
+                    bytes: input_bytes(n, format),
                 },
-                bytes: input_bytes(n, format),
-            },
-            InputSpec::new("targets (i32, rows)", r * 4),
-        ];
+                InputSpec::new("targets (i32, N × d1 × … × dk)", r * 4),
+            ]
+        } else {
+            vec![
+                InputSpec {
+                    name: match (nll, f16) {
+                        (true, false) => "log-probabilities (f32, rows × classes)",
+                        (true, true) => "log-probabilities (f16, rows × classes)",
+                        (false, false) => "logits (f32, rows × classes)",
+                        (false, true) => "logits (f16, rows × classes)",
+                    },
+                    bytes: input_bytes(n, format),
+                },
+                InputSpec::new("targets (i32, rows)", r * 4),
+            ]
+        };
         let program = Program::new(
             gpu,
             steps,
@@ -924,6 +1048,94 @@ impl Gpu {
         self.categorical(Loss::NllLoss, x, rows, classes, targets, options)
     }
 
+    /// `F.cross_entropy` with class-index targets on PyTorch's layouts: `logits` row-major of
+    /// `shape` (C,), (N, C) or (N, C, d1, …, dk), the classes on axis 1 (segmentation maps,
+    /// sequence models), read where they lie; `targets` row-major of the shape without the
+    /// class axis. Returns the losses in that shape (`Reduction::None`), or one value of shape
+    /// `[]`. A target outside `[0, C)` that is not `ignore_index` is an error naming it.
+    ///
+    /// ```no_run
+    /// use logdomain::{CrossEntropy, Gpu, Reduction};
+    /// let gpu = Gpu::new()?;
+    /// // One sample, 2 classes, 3 positions: the classes are 3 entries apart.
+    /// let logits = [0.0, 1.0, 2.0, 0.0, 1.0, 2.0];
+    /// let none = CrossEntropy { reduction: Reduction::None, ..Default::default() };
+    /// let loss = gpu.cross_entropy_nd(&logits, &[1, 2, 3], &[1, 0, 1], &none)?;
+    /// assert_eq!(loss.shape, [1, 3]);
+    /// assert!(loss.values.iter().all(|&l| (l - 2f32.ln()).abs() < 1e-6));
+    /// # Ok::<(), logdomain::Error>(())
+    /// ```
+    pub fn cross_entropy_nd(
+        &self,
+        logits: &[f32],
+        shape: &[usize],
+        targets: &[i64],
+        options: &CrossEntropy,
+    ) -> Result<NdArray, Error> {
+        let x = Values::F32(logits);
+        self.categorical_nd(Loss::CrossEntropy, x, shape, targets, options)
+    }
+
+    /// [`Gpu::cross_entropy_nd`] of f16 logits: the f32 op's bits on the same values.
+    pub fn cross_entropy_nd_f16(
+        &self,
+        logits: &[half::f16],
+        shape: &[usize],
+        targets: &[i64],
+        options: &CrossEntropy,
+    ) -> Result<NdArray, Error> {
+        let x = Values::F16(logits);
+        self.categorical_nd(Loss::CrossEntropy, x, shape, targets, options)
+    }
+
+    /// `F.nll_loss` on log-probabilities laid out as [`Gpu::cross_entropy_nd`]'s logits;
+    /// `label_smoothing` must be 0.
+    pub fn nll_loss_nd(
+        &self,
+        log_probs: &[f32],
+        shape: &[usize],
+        targets: &[i64],
+        options: &CrossEntropy,
+    ) -> Result<NdArray, Error> {
+        let x = Values::F32(log_probs);
+        self.categorical_nd(Loss::NllLoss, x, shape, targets, options)
+    }
+
+    /// [`Gpu::nll_loss_nd`] of f16 log-probabilities.
+    pub fn nll_loss_nd_f16(
+        &self,
+        log_probs: &[half::f16],
+        shape: &[usize],
+        targets: &[i64],
+        options: &CrossEntropy,
+    ) -> Result<NdArray, Error> {
+        let x = Values::F16(log_probs);
+        self.categorical_nd(Loss::NllLoss, x, shape, targets, options)
+    }
+
+    fn categorical_nd(
+        &self,
+        loss: Loss,
+        x: Values<'_>,
+        shape: &[usize],
+        targets: &[i64],
+        options: &CrossEntropy,
+    ) -> Result<NdArray, Error> {
+        let (len, format, bytes) = x.upload();
+        let (n, classes, inner) = class_axis(shape)?;
+        let rows = n.checked_mul(inner).ok_or_else(|| too_large(shape))? as usize;
+        check_categorical_inputs(len, rows, classes as usize, targets)?;
+        let op = LossOp::categorical_nd(self, loss, shape, format, options)?;
+        let t = targets_i32(targets, classes as usize, options.ignore_index)?;
+        let values = self.run_loss(&op, &[&bytes, bytemuck::cast_slice(&t)])?;
+        let shape = if options.reduction == Reduction::None {
+            sample_shape(shape)
+        } else {
+            Vec::new()
+        };
+        Ok(NdArray { shape, values })
+    }
+
     fn categorical(
         &self,
         loss: Loss,
@@ -935,7 +1147,13 @@ impl Gpu {
     ) -> Result<Vec<f32>, Error> {
         let (len, format, bytes) = x.upload();
         check_categorical_inputs(len, rows, classes, targets)?;
-        let op = LossOp::categorical(self, loss, rows, classes, options, format)?;
+        let op = LossOp::categorical(
+            self,
+            loss,
+            ClassRows::packed(rows as u64, classes as u64),
+            options,
+            format,
+        )?;
         let t = targets_i32(targets, classes, options.ignore_index)?;
         self.run_loss(&op, &[&bytes, bytemuck::cast_slice(&t)])
     }

@@ -836,6 +836,71 @@ fn eval_reduces_any_axes_of_nd_arrays() {
     }
 }
 
+/// `eval cross_entropy` / `nll_loss` on PyTorch's (N, C, d1, …, dk): the library's bits, the
+/// losses in the targets' shape; targets of the wrong shape are one error line, no output.
+#[test]
+fn eval_cross_entropy_on_the_class_axis() {
+    use logdomain::{CrossEntropy, Reduction};
+    let gpu = gpu();
+    let d = dir("class_axis");
+    let mut rng = Rng(73);
+    let shape = [2usize, 3, 4, 5];
+    let x = rng.vec(120, -4.0, 4.0);
+    let t: Vec<i64> = (0..40).map(|i| if i == 7 { -100 } else { i % 3 }).collect();
+    let (xp, tp, yp) = (d.join("x.npy"), d.join("t.npy"), d.join("loss.npy"));
+    write(&xp, &[2, 3, 4, 5], &x);
+    write(&tp, &[2, 4, 5], &t);
+    for (op, reduction, flag) in [
+        ("cross_entropy", Reduction::None, "none"),
+        ("cross_entropy", Reduction::Mean, "mean"),
+        ("nll_loss", Reduction::Sum, "sum"),
+    ] {
+        let o = CrossEntropy {
+            reduction,
+            ..Default::default()
+        };
+        let want = if op == "cross_entropy" {
+            gpu.cross_entropy_nd(&x, &shape, &t, &o).unwrap()
+        } else {
+            gpu.nll_loss_nd(&x, &shape, &t, &o).unwrap()
+        };
+        let args = [
+            "eval",
+            op,
+            "--input",
+            s(&xp),
+            "--targets",
+            s(&tp),
+            "--reduction",
+            flag,
+            "--output",
+            s(&yp),
+        ];
+        ok(&logdomain(&args));
+        let (got_shape, got) = read(&yp);
+        let want_shape: Vec<u64> = want.shape.iter().map(|&v| v as u64).collect();
+        assert_eq!(got_shape, want_shape, "{op} {flag}");
+        assert_eq!(bits(&got), bits(&want.values), "{op} {flag}");
+    }
+    let bad = d.join("bad.npy");
+    write(&bad, &[2, 20], &t);
+    let out_path = d.join("never.npy");
+    let out = logdomain(&[
+        "eval",
+        "cross_entropy",
+        "--input",
+        s(&xp),
+        "--targets",
+        s(&bad),
+        "--output",
+        s(&out_path),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("expected [2, 4, 5]"), "{err}");
+    assert!(!out_path.exists());
+}
+
 /// `eval linear_cross_entropy[_with_grad]`: the library's bits through `.npy` files, the lse
 /// and every gradient written, and a mismatched weight is one error line with no output.
 #[test]

@@ -8,7 +8,8 @@ mod common;
 
 use common::*;
 use logdomain::{
-    Bce, CrossEntropy, Error, GaussianNll, Gpu, LossOp, PoissonNll, Reduction, SENTINEL_BITS,
+    Bce, CrossEntropy, Error, GaussianNll, Gpu, InputFormat, LossOp, PoissonNll, Reduction,
+    SENTINEL_BITS,
 };
 use wgpu::util::DeviceExt;
 
@@ -1353,4 +1354,293 @@ fn reductions_that_overflow_midway() {
         .collect();
     check_all(&got[0], &log_prod_want(&p, rows, cols), "log_prod extremes");
     assert_eq!(bits(&got[0]), bits(&got[1]), "log_prod: devices");
+}
+
+// ---------------------------------------------------------------------------------------------
+// PyTorch's class axis 1: (N, C, d1, …, dk).
+
+/// (N, C, d1…dk) row-major as rows of classes: row n·D + p holds the classes of position p of
+/// sample n (the transpose the kernels do not make; the oracle's layout).
+fn class_rows(x: &[f32], shape: &[usize]) -> Vec<f32> {
+    let (n, c) = (shape[0], shape[1]);
+    let d: usize = shape[2..].iter().product();
+    let mut rows = vec![0.0; x.len()];
+    for s in 0..n {
+        for k in 0..c {
+            for p in 0..d {
+                rows[(s * d + p) * c + k] = x[(s * c + k) * d + p];
+            }
+        }
+    }
+    rows
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+#[test]
+fn cross_entropy_on_the_class_axis() {
+    use logdomain::reference::likelihood::categorical_nd;
+    let gpu = gpu();
+    let mut rng = Rng(21);
+    for shape in [
+        vec![2, 3, 5],
+        vec![3, 7, 4, 5],
+        vec![2, 5, 3, 1, 4],
+        vec![1, 2, 1, 9],
+        vec![4, 1, 6],
+        vec![3, 64, 17],
+        vec![2, 130, 33],
+    ] {
+        let total: usize = shape.iter().product();
+        let (n, c) = (shape[0], shape[1]);
+        let d: usize = shape[2..].iter().product();
+        let rows = n * d;
+        let x = rng.vec(total, -20.0, 20.0);
+        let targets: Vec<i64> = (0..rows)
+            .map(|r| {
+                if r % 7 == 3 {
+                    -100
+                } else {
+                    (rng.next_u64() % c as u64) as i64
+                }
+            })
+            .collect();
+        let weight = rng.vec(c, 0.1, 3.0);
+        let x_rows = class_rows(&x, &shape);
+        for (smoothing, weighted) in [(0.0, false), (0.0, true), (0.25, true), (1.0, false)] {
+            for reduction in REDUCTIONS {
+                let o = CrossEntropy {
+                    weight: weighted.then(|| weight.clone()),
+                    label_smoothing: smoothing,
+                    reduction,
+                    ..Default::default()
+                };
+                let what = format!("{shape:?} eps {smoothing} weighted {weighted} {reduction:?}");
+                let got = gpu.cross_entropy_nd(&x, &shape, &targets, &o).unwrap();
+                let want_shape = if reduction == Reduction::None {
+                    std::iter::once(n)
+                        .chain(shape[2..].iter().copied())
+                        .collect()
+                } else {
+                    vec![]
+                };
+                assert_eq!(got.shape, want_shape, "{what}");
+                // PyTorch's formula in f64 on the same values, within the rows' bound.
+                let (per, w) = categorical_want(&x_rows, rows, c, &targets, &o, false);
+                check_all(&got.values, &reduce(&per, &w, reduction), &what);
+                // The CPU mirror of the kernels, bit for bit (one segment for these classes).
+                let mirror = categorical_nd(&x, &shape, &targets, &o, false, 512);
+                assert_eq!(bits(&got.values), bits(&mirror), "{what}: mirror");
+                if smoothing == 0.0 {
+                    // NLL of log-probabilities on the same axis: the row path's bits, since
+                    // nothing is summed over the classes.
+                    let lp_rows = gpu.log_softmax(&x_rows, rows, c).unwrap();
+                    let lp = class_rows_back(&lp_rows, &shape);
+                    let nll = gpu.nll_loss_nd(&lp, &shape, &targets, &o).unwrap();
+                    let rows_nll = gpu.nll_loss(&lp_rows, rows, c, &targets, &o).unwrap();
+                    assert_eq!(bits(&nll.values), bits(&rows_nll), "nll {what}");
+                }
+            }
+        }
+    }
+}
+
+/// The inverse of [`class_rows`].
+fn class_rows_back(rows: &[f32], shape: &[usize]) -> Vec<f32> {
+    let (n, c) = (shape[0], shape[1]);
+    let d: usize = shape[2..].iter().product();
+    let mut x = vec![0.0; rows.len()];
+    for s in 0..n {
+        for k in 0..c {
+            for p in 0..d {
+                x[(s * c + k) * d + p] = rows[(s * d + p) * c + k];
+            }
+        }
+    }
+    x
+}
+
+#[test]
+fn class_axis_semantics_and_special_values() {
+    let gpu = gpu();
+    let none = CrossEntropy {
+        reduction: Reduction::None,
+        ..Default::default()
+    };
+    // (C,) and (N, C) are the row family's inputs, bit for bit.
+    let x = [1.0, 2.0, 3.0, 0.5, 0.5, 9.0];
+    let one = gpu.cross_entropy_nd(&x[..3], &[3], &[2], &none).unwrap();
+    assert!(one.shape.is_empty());
+    assert_eq!(
+        bits(&one.values),
+        bits(&gpu.cross_entropy(&x[..3], 1, 3, &[2], &none).unwrap())
+    );
+    let two = gpu.cross_entropy_nd(&x, &[2, 3], &[2, 0], &none).unwrap();
+    assert_eq!(two.shape, [2]);
+    assert_eq!(
+        bits(&two.values),
+        bits(&gpu.cross_entropy(&x, 2, 3, &[2, 0], &none).unwrap())
+    );
+    // Special values per position, as the row family gives them: (1, 3, 7), target per column.
+    #[rustfmt::skip]
+    let cols = [
+        [0.0, NEG_INF, 1.0],
+        [0.0, NEG_INF, 1.0],
+        [NAN, 0.0, 1.0],
+        [INF, 0.0, 1.0],
+        [NEG_INF, NEG_INF, NEG_INF],
+        [3e38, -3e38, 0.0],
+        [1e4, 1e4 + 1.0, 1e4 - 1.0],
+    ];
+    let targets = [1, 2, 0, 1, 0, 1, 0];
+    let x: Vec<f32> = (0..3)
+        .flat_map(|k| cols.iter().map(move |c| c[k]))
+        .collect();
+    let rows: Vec<f32> = cols.iter().flatten().copied().collect();
+    let got = gpu
+        .cross_entropy_nd(&x, &[1, 3, 7], &targets, &none)
+        .unwrap();
+    let (want_rows, _) = categorical_want(&rows, 7, 3, &targets, &none, false);
+    check_all(&got.values, &want_rows, "special positions");
+    assert_eq!(got.values[0], INF);
+    assert!(got.values[2].is_nan() && got.values[3].is_nan() && got.values[4].is_nan());
+    // Empty extents: no samples, no positions (mean NaN, sum 0), or no classes with every
+    // target ignored.
+    for shape in [vec![0, 3, 4], vec![2, 3, 0]] {
+        let mean = gpu
+            .cross_entropy_nd(&[], &shape, &[], &CrossEntropy::default())
+            .unwrap();
+        assert!(
+            mean.shape.is_empty() && mean.values[0].is_nan(),
+            "{shape:?}"
+        );
+        let sum = CrossEntropy {
+            reduction: Reduction::Sum,
+            ..Default::default()
+        };
+        assert_eq!(
+            gpu.cross_entropy_nd(&[], &shape, &[], &sum).unwrap().values,
+            [0.0]
+        );
+    }
+    let got = gpu
+        .cross_entropy_nd(&[], &[1, 0, 2], &[-100, -100], &none)
+        .unwrap();
+    assert_eq!((got.shape, got.values), (vec![1, 2], vec![0.0, 0.0]));
+    // Errors: no class axis, a target out of range (named), lengths that disagree.
+    let o = CrossEntropy::default();
+    assert!(matches!(
+        gpu.cross_entropy_nd(&[1.0], &[], &[0], &o),
+        Err(Error::Shape(_))
+    ));
+    let err = gpu
+        .cross_entropy_nd(&[0.0; 12], &[1, 3, 4], &[0, 1, 3, 2], &o)
+        .unwrap_err();
+    assert!(err.to_string().contains("target 3 of row 2"), "{err}");
+    assert!(matches!(
+        gpu.cross_entropy_nd(&[0.0; 12], &[1, 3, 4], &[0, 1, 2], &o),
+        Err(Error::InputLength { .. })
+    ));
+    assert!(matches!(
+        gpu.cross_entropy_nd(&[0.0; 11], &[1, 3, 4], &[0, 1, 2, 0], &o),
+        Err(Error::InputLength { .. })
+    ));
+    assert!(matches!(
+        LossOp::categorical_nd(
+            gpu,
+            logdomain::Loss::PoissonNll,
+            &[1, 3, 4],
+            InputFormat::F32,
+            &o
+        ),
+        Err(Error::Unsupported(_))
+    ));
+}
+
+/// f16 logits on the class axis give the f32 op's bits; on the 64 KiB-binding device (windows
+/// of whole samples, then of positions inside one sample) the default device's bits; the
+/// encoder-level op with sentinel-filled output the blocking call's.
+#[test]
+fn class_axis_f16_small_bindings_and_the_encoder_level_op() {
+    let gpu = gpu();
+    let small = small_gpu();
+    let mut rng = Rng(22);
+    for (shape, smoothing) in [
+        (vec![3, 6, 1000], 0.1), // 24 KB a sample: two samples a window
+        (vec![1, 4, 4200], 0.0), // 67 KB a sample: positions in runs inside it
+        (vec![3, 70, 200], 0.2), // classes in two chunks of the smoothing sum
+    ] {
+        let total: usize = shape.iter().product();
+        let rows = total / shape[1];
+        let x = rng.vec(total, -8.0, 8.0);
+        let x16: Vec<half::f16> = x.iter().map(|&v| half::f16::from_f32(v)).collect();
+        let x16_32: Vec<f32> = x16.iter().map(|v| v.to_f32()).collect();
+        let targets: Vec<i64> = (0..rows).map(|r| (r % shape[1]) as i64).collect();
+        for reduction in REDUCTIONS {
+            let o = CrossEntropy {
+                label_smoothing: smoothing,
+                reduction,
+                weight: Some(rng.vec(shape[1], 0.5, 2.0)),
+                ..Default::default()
+            };
+            let what = format!("{shape:?} {reduction:?}");
+            let want = gpu.cross_entropy_nd(&x, &shape, &targets, &o).unwrap();
+            let on_small = small.cross_entropy_nd(&x, &shape, &targets, &o).unwrap();
+            assert_eq!(bits(&on_small.values), bits(&want.values), "small {what}");
+            let half = gpu
+                .cross_entropy_nd_f16(&x16, &shape, &targets, &o)
+                .unwrap();
+            let full = gpu.cross_entropy_nd(&x16_32, &shape, &targets, &o).unwrap();
+            assert_eq!(bits(&half.values), bits(&full.values), "f16 {what}");
+            let lp = gpu.nll_loss_nd_f16(
+                &x16,
+                &shape,
+                &targets,
+                &CrossEntropy {
+                    label_smoothing: 0.0,
+                    ..o.clone()
+                },
+            );
+            assert!(lp.is_ok(), "nll f16 {what}: {lp:?}");
+        }
+    }
+    // The encoder level: sentinel-filled output, one submit, the blocking call's bits.
+    let shape = [2, 4, 3, 5];
+    let x = rng.vec(120, -5.0, 5.0);
+    let targets: Vec<i32> = (0..30).map(|r| r % 4).collect();
+    let t64: Vec<i64> = targets.iter().map(|&t| i64::from(t)).collect();
+    let o = CrossEntropy {
+        reduction: Reduction::None,
+        label_smoothing: 0.1,
+        ..Default::default()
+    };
+    let op = LossOp::categorical_nd(
+        gpu,
+        logdomain::Loss::CrossEntropy,
+        &shape,
+        InputFormat::F32,
+        &o,
+    )
+    .unwrap();
+    assert_eq!(op.output_len(), 30);
+    let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
+    let make = |bytes: &[u8]| {
+        gpu.device()
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: None,
+                contents: bytes,
+                usage,
+            })
+    };
+    let xb = make(bytemuck::cast_slice(&x));
+    let tb = make(bytemuck::cast_slice(&targets));
+    let out = make(bytemuck::cast_slice(&[SENTINEL_BITS; 30]));
+    let mut encoder = gpu.device().create_command_encoder(&Default::default());
+    op.record(&mut encoder, &[&xb, &tb], &out).unwrap();
+    gpu.queue().submit([encoder.finish()]);
+    let got = gpu.read_f32(&out, 30 * 4).unwrap();
+    let want = gpu.cross_entropy_nd(&x, &shape, &t64, &o).unwrap();
+    assert_eq!(bits(&got), bits(&want.values));
 }

@@ -74,7 +74,8 @@ class _Categorical:
             self.weight = contiguous(float_input("weight", w), np.float32)
 
     def rows(self, dtype: Optional[type] = None) -> np.ndarray:
-        """The input as C-contiguous (samples, classes) rows."""
+        """The input as C-contiguous (samples, classes) rows (the gradient kernels' layout; the
+        losses read (N, C, d1, ..., dk) in place)."""
         x = self.x if self.x.ndim > 1 else self.x[None, :]
         x = np.moveaxis(x, 1, -1).reshape(-1, self.classes)
         return contiguous(x, dtype)
@@ -191,7 +192,7 @@ def cross_entropy(
     loss = _native.categorical(
         dev,
         "cross_entropy",
-        c.rows(),
+        contiguous(c.x),
         t,
         c.weight,
         int(ignore_index),
@@ -310,7 +311,7 @@ def nll_loss(
     loss = _native.categorical(
         resolve(device),
         "nll_loss",
-        c.rows(),
+        contiguous(c.x),
         t,
         c.weight,
         int(ignore_index),

@@ -421,8 +421,10 @@ fn rows_cols(what: &str, shape: &[usize]) -> PyResult<(usize, usize)> {
 }
 
 /// `F.cross_entropy` (`loss = "cross_entropy"`) or `F.nll_loss` (`"nll_loss"`) of a
-/// C-contiguous (rows, classes) float32 or float16 array and int64 class indices; with
-/// `with_grad` (cross-entropy of float32 only) also the gradient, (rows, classes).
+/// C-contiguous float32 or float16 array of PyTorch's shapes ((C,), (N, C) or (N, C, d1, …, dk),
+/// classes on axis 1, read in place) and int64 class indices (row-major, the shape without the
+/// class axis); with `with_grad` (cross-entropy of float32 (rows, classes) only) also the
+/// gradient, (rows, classes).
 #[pyfunction]
 #[pyo3(signature = (device, loss, x, targets, weight, ignore_index, label_smoothing, reduction, with_grad))]
 #[allow(clippy::too_many_arguments)] // PyTorch's options, one argument each
@@ -455,9 +457,9 @@ fn categorical<'py>(
         other => return Err(PyValueError::new_err(format!("unknown loss {other:?}"))),
     };
     if let Ok(a) = x.extract::<PyReadonlyArrayDyn<'py, f32>>() {
-        let (rows, classes) = rows_cols("input", a.shape())?;
         let v = contiguous("input", &a)?;
         if with_grad {
+            let (rows, classes) = rows_cols("input", a.shape())?;
             let (l, g) = on_gpu(py, || {
                 Ok(gpu.cross_entropy_with_grad(v, rows, classes, t, &options)?)
             })
@@ -468,32 +470,33 @@ fn categorical<'py>(
             );
             return Ok(pair.into_pyobject(py)?.into_any().unbind());
         }
+        let shape = a.shape();
         let l = on_gpu(py, || {
             Ok(if nll {
-                gpu.nll_loss(v, rows, classes, t, &options)?
+                gpu.nll_loss_nd(v, shape, t, &options)?
             } else {
-                gpu.cross_entropy(v, rows, classes, t, &options)?
+                gpu.cross_entropy_nd(v, shape, t, &options)?
             })
         })
         .or_py(py)?;
-        Ok(PyArray1::from_vec(py, l).into_any().unbind())
+        Ok(PyArray1::from_vec(py, l.values).into_any().unbind())
     } else if let Ok(a) = x.extract::<PyReadonlyArrayDyn<'py, f16>>() {
         if with_grad {
             return Err(PyTypeError::new_err(
                 "cross_entropy_with_grad takes float32 input",
             ));
         }
-        let (rows, classes) = rows_cols("input", a.shape())?;
         let v = contiguous("input", &a)?;
+        let shape = a.shape();
         let l = on_gpu(py, || {
             Ok(if nll {
-                gpu.nll_loss_f16(v, rows, classes, t, &options)?
+                gpu.nll_loss_nd_f16(v, shape, t, &options)?
             } else {
-                gpu.cross_entropy_f16(v, rows, classes, t, &options)?
+                gpu.cross_entropy_nd_f16(v, shape, t, &options)?
             })
         })
         .or_py(py)?;
-        Ok(PyArray1::from_vec(py, l).into_any().unbind())
+        Ok(PyArray1::from_vec(py, l.values).into_any().unbind())
     } else {
         Err(PyTypeError::new_err(
             "input must be a float32 or float16 ndarray",

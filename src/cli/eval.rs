@@ -61,6 +61,7 @@ impl From<ReductionArg> for Reduction {
   logdomain eval logsumexp --input log_weights.npy --axis 0 --keepdims --output lse.npy
   logdomain eval softmax --input scores.npy --axis 1 --axis -1 --output p.npy
   logdomain eval cross_entropy --input logits.npy --targets t.npy --label-smoothing 0.1 --output loss.npy
+  logdomain eval cross_entropy --input seg_logits_NCHW.npy --targets labels_NHW.npy --reduction none --output loss_NHW.npy
   logdomain eval gaussian_nll --input mu.npy --targets y.npy --var var.npy --reduction none --output nll.npy
   logdomain eval gmm_score_samples --input points.npy --gmm params.json --output logp.npy
   logdomain eval log_softmax_backward --input log_probs.npy --grad g.npy --output dx.npy
@@ -73,7 +74,8 @@ pub struct EvalArgs {
     pub op: EvalOp,
     /// The input: f32 `.npy`, 2-D (rows × cols; points n × dims for the mixtures; 1-D accepted
     /// for the element-wise losses); any number of dimensions (up to 8) in C or Fortran order for
-    /// logsumexp, softmax and log_softmax.
+    /// logsumexp, softmax and log_softmax; for cross_entropy and nll_loss also PyTorch's (C,) and
+    /// (N, C, d1, …, dk), C order, the classes on axis 1.
     #[arg(long)]
     pub input: PathBuf,
     /// logsumexp, softmax, log_softmax: an axis to reduce over (repeat for several; negative ones
@@ -84,8 +86,9 @@ pub struct EvalArgs {
     /// logsumexp: keep the reduced axes as dimensions of size 1.
     #[arg(long)]
     pub keepdims: bool,
-    /// Targets: int64 class indices (cross_entropy, nll_loss) or f32 values shaped as the input
-    /// (gaussian_nll, binary_cross_entropy_with_logits, poisson_nll).
+    /// Targets: int64 class indices (cross_entropy, nll_loss; the input's shape without the class
+    /// axis) or f32 values shaped as the input (gaussian_nll, binary_cross_entropy_with_logits,
+    /// poisson_nll).
     #[arg(long)]
     pub targets: Option<PathBuf>,
     /// Variances for gaussian_nll: f32, shaped as the input or a single value.
@@ -301,6 +304,15 @@ fn need<'a>(path: &'a Option<PathBuf>, flag: &str, op: EvalOp) -> Result<&'a Pat
 
 fn lib(e: logdomain::Error) -> String {
     e.to_string()
+}
+
+/// The shape of a categorical input's per-sample losses and targets: PyTorch's, the input's
+/// without the class axis (axis 1; axis 0 of a 1-D input).
+fn sample_shape(shape: &[u64]) -> Vec<u64> {
+    match shape {
+        [] | [_] => Vec::new(),
+        [n, _, rest @ ..] => std::iter::once(*n).chain(rest.iter().copied()).collect(),
+    }
 }
 
 fn dims(shape: &[u64]) -> String {
@@ -534,6 +546,28 @@ pub fn run(a: &EvalArgs, gpu: impl FnOnce() -> Result<Gpu, String>) -> Result<St
             };
             Extra::Backward(g.data, lse)
         }
+        EvalOp::CrossEntropy | EvalOp::NllLoss if x.shape.len() != 2 => {
+            // PyTorch's (C,) or (N, C, d1, …, dk): classes on axis 1, targets without it.
+            if x.shape.is_empty() {
+                return Err(format!(
+                    "{}: a 0-d input has no class axis",
+                    a.input.display()
+                ));
+            }
+            let want = sample_shape(&x.shape);
+            let p = need(&a.targets, "--targets", a.op)?;
+            let t = npy::read_targets(p)?;
+            if t.shape != want {
+                return Err(format!(
+                    "{}: targets shape {:?}; expected {want:?} (the input's {:?} without the \
+                     class axis)",
+                    p.display(),
+                    t.shape,
+                    x.shape
+                ));
+            }
+            Extra::Classes(t.data)
+        }
         EvalOp::CrossEntropy | EvalOp::NllLoss | EvalOp::CrossEntropyWithGrad => {
             let (r, _) = matrix()?;
             let p = need(&a.targets, "--targets", a.op)?;
@@ -619,6 +653,21 @@ pub fn run(a: &EvalArgs, gpu: impl FnOnce() -> Result<Gpu, String>) -> Result<St
                 gpu.softmax_backward(&x.data, &g, r, c)
             };
             (v.map_err(lib)?, x.shape.clone())
+        }
+        (EvalOp::CrossEntropy | EvalOp::NllLoss, Extra::Classes(t)) if x.shape.len() != 2 => {
+            let o = CrossEntropy {
+                weight,
+                ignore_index: a.ignore_index,
+                label_smoothing: a.label_smoothing,
+                reduction,
+            };
+            let shape: Vec<usize> = x.shape.iter().map(|&d| d as usize).collect();
+            let v = if a.op == EvalOp::CrossEntropy {
+                gpu.cross_entropy_nd(&x.data, &shape, &t, &o)
+            } else {
+                gpu.nll_loss_nd(&x.data, &shape, &t, &o)
+            };
+            (v.map_err(lib)?.values, reduced(sample_shape(&x.shape)))
         }
         (
             EvalOp::CrossEntropy | EvalOp::NllLoss | EvalOp::CrossEntropyWithGrad,

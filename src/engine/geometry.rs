@@ -193,6 +193,74 @@ pub(crate) fn batches(total: u64, per: u64) -> impl Iterator<Item = (u64, u64)> 
     })
 }
 
+/// Rows of classes as the categorical losses read them: packed rows of `classes` entries
+/// (`inner` = 1), or PyTorch's class axis 1 of (N, C, d1, …, dk) with `inner` = d1 ⋯ dk, where
+/// row r = n · inner + p (position p of sample n) has its classes `inner` entries apart from
+/// entry n · classes · inner + p.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ClassRows {
+    pub rows: u64,
+    pub classes: u64,
+    pub inner: u64,
+}
+
+impl ClassRows {
+    /// Packed rows: a row-major `rows × classes` matrix.
+    pub fn packed(rows: u64, classes: u64) -> ClassRows {
+        ClassRows {
+            rows,
+            classes,
+            inner: 1,
+        }
+    }
+
+    /// The entry of class 0 of row `r`.
+    pub fn start(&self, r: u64) -> u64 {
+        let inner = self.inner.max(1);
+        (r / inner) * self.classes * inner + r % inner
+    }
+
+    /// The first entry and the number of entries from class `c0` of row `r0` to class `c1 − 1`
+    /// of row `r0 + k − 1` (k ≥ 1, c1 > c0).
+    pub fn span(&self, r0: u64, k: u64, c0: u64, c1: u64) -> (u64, u64) {
+        let inner = self.inner.max(1);
+        let first = self.start(r0) + c0 * inner;
+        (first, self.start(r0 + k - 1) + (c1 - 1) * inner + 1 - first)
+    }
+
+    /// Batches `(first row, rows)` of whole rows, at most `k_cap` rows each, whose spans hold at
+    /// most `max_entries` entries: runs of whole samples where a sample fits, else runs of
+    /// positions inside one sample. A row whose classes span more than `max_entries` entries is
+    /// an [`Error::Limit`].
+    pub fn batches(&self, max_entries: u64, k_cap: u64) -> Result<Vec<(u64, u64)>, Error> {
+        let (c, inner) = (self.classes.max(1), self.inner.max(1));
+        let row_span = (c - 1) * inner + 1;
+        if row_span > max_entries {
+            return Err(Error::Limit(format!(
+                "the {} classes of a row span {row_span} entries, more than a storage binding \
+                 holds",
+                self.classes
+            )));
+        }
+        let k_cap = k_cap.max(1);
+        if inner == 1 {
+            return Ok(batches(self.rows, (max_entries / c).min(k_cap)).collect());
+        }
+        let samples = max_entries / (c * inner);
+        if samples >= 1 && k_cap >= inner {
+            let per = samples.min(k_cap / inner) * inner;
+            return Ok(batches(self.rows, per).collect());
+        }
+        let per = inner.min(k_cap).min(max_entries - (row_span - 1));
+        let mut out = Vec::new();
+        for n in 0..self.rows.div_ceil(inner) {
+            let in_sample = inner.min(self.rows - n * inner);
+            out.extend(batches(in_sample, per).map(|(p, k)| (n * inner + p, k)));
+        }
+        Ok(out)
+    }
+}
+
 /// The most dimensions an [`NdLayout`] may have.
 pub const MAX_DIMS: usize = 8;
 
@@ -514,6 +582,52 @@ mod tests {
         assert_eq!(batches(8, 4).collect::<Vec<_>>(), [(0, 4), (4, 4)]);
         assert_eq!(batches(0, 4).count(), 0);
         assert_eq!(batches(3, 0).collect::<Vec<_>>(), [(0, 1), (1, 1), (2, 1)]);
+    }
+
+    #[test]
+    fn class_rows_batches_cover_every_row_within_the_binding() {
+        // (rows, classes, inner), the entries a binding holds, the rows a dispatch takes.
+        for (rows, classes, inner, max, cap) in [
+            (12, 5, 1, 20, 100),
+            (24, 3, 4, 30, 100),
+            (24, 3, 4, 30, 2),
+            (24, 3, 4, 10, 100),
+            (26, 7, 13, 100, 100),
+            (26, 7, 13, 85, 5),
+            (9, 2, 3, 1000, 1000),
+        ] {
+            let cr = ClassRows {
+                rows,
+                classes,
+                inner,
+            };
+            let got = cr.batches(max, cap).unwrap();
+            let mut next = 0;
+            for &(r0, k) in &got {
+                assert_eq!(r0, next, "{cr:?}: rows in order, each once");
+                assert!(k >= 1 && k <= cap);
+                let (first, len) = cr.span(r0, k, 0, classes);
+                assert!(len <= max, "{cr:?}: span {len} > {max}");
+                // Every class of every row of the batch lies inside the span.
+                for r in r0..r0 + k {
+                    for c in 0..classes {
+                        let e = cr.start(r) + c * inner;
+                        assert!(e >= first && e < first + len);
+                    }
+                }
+                next = r0 + k;
+            }
+            assert_eq!(next, rows);
+        }
+        // Entry (n, c, p) of (N, C, inner).
+        let cr = ClassRows {
+            rows: 6,
+            classes: 4,
+            inner: 3,
+        };
+        assert_eq!(cr.start(4), 12 + 1);
+        assert_eq!(cr.span(1, 2, 0, 4), (1, 3 * 3 + 2));
+        assert!(matches!(cr.batches(9, 100), Err(Error::Limit(_))));
     }
 
     #[test]

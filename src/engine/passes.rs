@@ -3,7 +3,8 @@
 //! reduction levels.
 
 use super::geometry::{
-    Caps, InputFormat, MAX_GROUPS, WORK_UNIT, Window, batches, u32_of, usable_binding, window_of,
+    Caps, ClassRows, InputFormat, MAX_GROUPS, WORK_UNIT, Window, batches, u32_of, usable_binding,
+    window_of,
 };
 use super::pipelines::{Module, PipelineKey};
 use super::program::{Bind, Pass, Src};
@@ -127,10 +128,9 @@ pub(crate) fn elementwise_passes_at(
     caps: &Caps,
 ) -> Result<Vec<LlPass>, Error> {
     let usable = usable(caps)?;
-    let mut out = Vec::new();
     let mut geo = Vec::new(); // (row0, k, col0, col1)
     if rows == 0 || cols == 0 {
-        return Ok(out);
+        return Ok(Vec::new());
     }
     // Whole rows where a row fits one binding and one dispatch's work (`Caps::per_dispatch`).
     if pitch * 4 <= usable && pitch * WORK_UNIT <= caps.dispatch_work {
@@ -151,14 +151,85 @@ pub(crate) fn elementwise_passes_at(
             }
         }
     }
+    let k_param = if pitch == cols {
+        base.k
+    } else {
+        u32_of(pitch, "row pitch")?
+    };
+    let entry = if key.in_f16 { 2 } else { 4 };
+    let span = |r0: u64, k: u64, c0: u64, c1: u64| {
+        (
+            offset + (r0 * pitch + c0) * entry,
+            ((k - 1) * pitch + (c1 - c0)) * entry,
+        )
+    };
+    geo_passes(
+        key,
+        LlParams { k: k_param, ..base },
+        cols,
+        &geo,
+        span,
+        slots,
+        per_element,
+        caps,
+    )
+}
+
+/// `elementwise_passes` over categorical rows on a class axis ([`ClassRows`]; the kernel reads
+/// `LlParams.inner`): batches of whole rows whose classes fit one binding.
+pub(crate) fn elementwise_class_passes(
+    key: PipelineKey,
+    base: LlParams,
+    cr: ClassRows,
+    slots: [Option<Bind>; 4],
+    per_element: [Src; 4],
+    caps: &Caps,
+) -> Result<Vec<LlPass>, Error> {
+    if cr.rows == 0 || cr.classes == 0 {
+        return Ok(Vec::new());
+    }
+    let entry = if key.in_f16 { 2 } else { 4 };
+    let geo: Vec<_> = cr
+        .batches(
+            usable(caps)? / entry,
+            caps.per_dispatch(cr.classes * WORK_UNIT),
+        )?
+        .into_iter()
+        .map(|(r0, k)| (r0, k, 0, cr.classes))
+        .collect();
+    let span = |r0: u64, k: u64, c0: u64, c1: u64| {
+        let (first, len) = cr.span(r0, k, c0, c1);
+        (first * entry, len * entry)
+    };
+    let base = LlParams {
+        inner: u32_of(cr.inner, "positions")?,
+        ..base
+    };
+    geo_passes(key, base, cr.classes, &geo, span, slots, per_element, caps)
+}
+
+/// The elementwise passes of `geo` (first row, rows, first column, end column): each binds
+/// the per-element buffers to the window `span` gives (first byte, bytes) and the others as
+/// `slots` says.
+#[allow(clippy::too_many_arguments)]
+fn geo_passes(
+    key: PipelineKey,
+    base: LlParams,
+    cols: u64,
+    geo: &[(u64, u64, u64, u64)],
+    span: impl Fn(u64, u64, u64, u64) -> (u64, u64),
+    slots: [Option<Bind>; 4],
+    per_element: [Src; 4],
+    caps: &Caps,
+) -> Result<Vec<LlPass>, Error> {
+    let mut out = Vec::new();
     let cols32 = u32_of(cols, "cols")?;
     // f16 entries (IN_F16) in binding a, which is then the only per-element binding; the
     // geometry (chunks, windows of rows) stays that of f32, so the sums are the same.
     let entry = if key.in_f16 { 2 } else { 4 };
     debug_assert!(!key.in_f16 || slots[1..].iter().all(Option::is_some));
-    for (r0, k, c0, c1) in geo {
-        let first = offset + (r0 * pitch + c0) * entry;
-        let bytes = ((k - 1) * pitch + (c1 - c0)) * entry;
+    for &(r0, k, c0, c1) in geo {
+        let (first, bytes) = span(r0, k, c0, c1);
         let (w, off) = window_of(first, bytes, caps.storage_align, entry);
         let mut bind = [Bind::dummy(); 4];
         let mut offs = [0u32; 4];
@@ -182,11 +253,6 @@ pub(crate) fn elementwise_passes_at(
             col1: c1 as u32,
             row0: u32_of(r0, "rows")?,
             slots: u32_of(cols.div_ceil(CHUNK), "chunks")?,
-            k: if pitch == cols {
-                base.k
-            } else {
-                u32_of(pitch, "row pitch")?
-            },
             ..base
         };
         if slots[0].is_none() {

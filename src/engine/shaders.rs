@@ -308,6 +308,7 @@ pub struct LlParams {
     pub k: u32,
     pub kb: u32,
     pub c2_off: u32,
+    pub inner: u32,
 }
 
 /// Mirrors `struct LinParams` in `shaders/linear.wgsl` (see the comments there).
@@ -625,8 +626,8 @@ mod tests {
 
     #[test]
     fn likelihood_params_layout_matches_wgsl() {
-        // 20 four-byte members, each at 4 * index, in the order of the Rust struct.
-        assert_eq!(std::mem::size_of::<LlParams>(), 80);
+        // 21 four-byte members, each at 4 * index, in the order of the Rust struct.
+        assert_eq!(std::mem::size_of::<LlParams>(), 84);
         let module = parse(&likelihood_module());
         let (_, ty) = module
             .types
@@ -658,6 +659,7 @@ mod tests {
             "k",
             "kb",
             "c2_off",
+            "inner",
         ];
         assert_eq!(members.len(), names.len());
         for (i, (m, name)) in members.iter().zip(names).enumerate() {
@@ -668,10 +670,11 @@ mod tests {
         let p = LlParams {
             rows: 1,
             c2_off: 20,
+            inner: 21,
             ..LlParams::default()
         };
         let words: &[u32] = bytemuck::cast_slice(std::slice::from_ref(&p));
-        assert_eq!((words[0], words[19]), (1, 20));
+        assert_eq!((words[0], words[19], words[20]), (1, 20, 21));
     }
 
     #[test]

@@ -1344,6 +1344,11 @@ impl AxisOp {
     pub(crate) fn program(&self) -> &Program {
         &self.program
     }
+
+    /// This op as a step of another program: its input and output bound to `from` and `to`.
+    pub(crate) fn into_step(self, from: Src, to: Src) -> Step {
+        Step::Sub(Box::new(self.program), vec![from], to)
+    }
 }
 
 crate::engine::op::lowered!(AxisOp);

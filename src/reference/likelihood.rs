@@ -5,7 +5,7 @@
 //! These are test oracles and CPU baselines: inputs are assumed valid (the GPU ops check them),
 //! and mismatched lengths or out-of-range targets panic.
 
-use super::logsumexp::{ld_exp_neg, ld_exp_reduced, ld_log, ld_log1p};
+use super::logsumexp::{RowFn, ld_exp_neg, ld_exp_reduced, ld_log, ld_log1p};
 
 /// How per-sample values are reduced over the batch, as PyTorch's `reduction` argument.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -453,29 +453,92 @@ pub fn categorical(
     nll: bool,
 ) -> Vec<f32> {
     use super::logsumexp::{FLAG_NAN, FLAG_NONEMPTY, FLAG_POS_INF, row_state};
+    let row = |r: usize| x[r * classes..(r + 1) * classes].to_vec();
+    let parts = |r: usize| {
+        let st = row_state(&x[r * classes..(r + 1) * classes]);
+        if st.flags & (FLAG_NAN | FLAG_POS_INF) != 0 || st.flags & FLAG_NONEMPTY == 0 {
+            (f32::NAN, 0.0)
+        } else {
+            (st.m, ld_log1p(st.s))
+        }
+    };
+    categorical_rows(rows, classes, row, parts, targets, o, nll)
+}
+
+/// [`categorical`] on PyTorch's class axis 1 of an input of `shape` (C,), (N, C) or
+/// (N, C, d1, …, dk), row-major, as the GPU reads it: each position's log-sum-exp parts from
+/// [`super::logsumexp::reduce_axes`] over axis 1 (`seg_len` as the op's
+/// `AxisOp::segment_len`), its classes `d1 ⋯ dk` entries apart. The losses in the targets'
+/// row-major order, or one value.
+pub fn categorical_nd(
+    x: &[f32],
+    shape: &[usize],
+    targets: &[i64],
+    o: &CrossEntropy,
+    nll: bool,
+    seg_len: usize,
+) -> Vec<f32> {
+    let (n, classes, inner) = match shape {
+        [c] => (1, *c, 1),
+        [n, c, rest @ ..] => (*n, *c, rest.iter().product()),
+        [] => panic!("reference: a categorical input has a class axis"),
+    };
+    if inner == 1 {
+        return categorical(x, n, classes, targets, o, nll);
+    }
+    let rows = n * inner;
+    let folded = [n, classes, inner];
+    let both = if nll || rows * classes == 0 {
+        vec![0.0; 2 * rows]
+    } else {
+        super::logsumexp::reduce_axes(
+            RowFn::LogsumexpParts,
+            x,
+            &folded,
+            &[classes * inner, inner, 1],
+            &[false, true, false],
+            seg_len,
+        )
+    };
+    let row = |r: usize| {
+        let start = (r / inner) * classes * inner + r % inner;
+        (0..classes).map(|c| x[start + c * inner]).collect()
+    };
+    let parts = |r: usize| {
+        let (hi, lo) = (both[r], both[rows + r]);
+        if hi.is_finite() {
+            (hi, lo)
+        } else {
+            (f32::NAN, 0.0)
+        }
+    };
+    categorical_rows(rows, classes, row, parts, targets, o, nll)
+}
+
+/// The categorical losses of `rows` rows of `classes` entries (`row(r)`), with the
+/// log-sum-exp parts `(hi, lo)` of each (NaN where the parts are not finite).
+fn categorical_rows(
+    rows: usize,
+    classes: usize,
+    row: impl Fn(usize) -> Vec<f32>,
+    parts: impl Fn(usize) -> (f32, f32),
+    targets: &[i64],
+    o: &CrossEntropy,
+    nll: bool,
+) -> Vec<f32> {
     let eps = f64::from(o.label_smoothing);
     let keep = (1.0 - eps) as f32;
     let per_class = (eps / classes.max(1) as f64) as f32;
     let w = |c: usize| o.weight.as_ref().map_or(1.0, |w| w[c]);
     let mut states = Vec::with_capacity(rows);
-    for r in 0..rows {
-        let row = &x[r * classes..(r + 1) * classes];
-        let t = targets[r];
+    for (r, &t) in targets.iter().enumerate().take(rows) {
         if t == o.ignore_index {
             states.push(SumState::default());
             continue;
         }
+        let row = row(r);
         let t = t as usize;
-        let (hi, lo) = if nll {
-            (0.0, 0.0)
-        } else {
-            let st = row_state(row);
-            if st.flags & (FLAG_NAN | FLAG_POS_INF) != 0 || st.flags & FLAG_NONEMPTY == 0 {
-                (f32::NAN, 0.0)
-            } else {
-                (st.m, ld_log1p(st.s))
-            }
-        };
+        let (hi, lo) = if nll { (0.0, 0.0) } else { parts(r) };
         let nll_t = if nll { -row[t] } else { (hi - row[t]) + lo };
         let mut loss = w(t) * nll_t;
         if eps > 0.0 {
