@@ -6,7 +6,8 @@
 // multiple of 4, the input is f32 and starts on a 16-byte word of its window.
 //
 // Each of the four positions keeps its own state chain with `range_state`'s blocks and binary
-// counter, so its bits are those of `axes_thread` and `axes_partial`.
+// counter, so its bits are those of `axes_thread` and `axes_partial`. The `_oct` entry points at
+// the end take eight such quads an invocation, for CPU adapters.
 
 // Four states, one per position of a word (four variables, not an array: an array indexed by a
 // loop variable lives in memory on CPU adapters, a gather and a scatter per access).
@@ -257,5 +258,312 @@ fn axes_apply_vec4(
         let f = params.final_base + pos;
         let st = Quad(load_state(f), load_state(f + 1u), load_state(f + 2u), load_state(f + 3u));
         axes_write4(st, position_at(pos), g.z, g.w);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Eight quads an invocation, for CPU adapters (the host picks these where the vec4 kernels
+// apply, one reduced dimension and no mask, on a CPU adapter).
+//
+// A CPU adapter runs a subgroup's lanes as one SIMD thread, invocation group after invocation
+// group, and each step down a column is a cache and TLB miss of its own. With a quad an
+// invocation, a step of 8 lanes reads 128 bytes of a row; here unit u (lane l = u % 8 of group
+// g = u / 8) owns quads 64 g + l + 8 k, k = 0 .. 7, so a step reads 8 words a lane, 1 KiB of one
+// row, and a column's page is visited once for eight times the bytes. Each quad keeps its own
+// chain with `range_state`'s blocks and binary counter, so the bits are the quad kernels'.
+
+struct Oct {
+    q0: Quad,
+    q1: Quad,
+    q2: Quad,
+    q3: Quad,
+    q4: Quad,
+    q5: Quad,
+    q6: Quad,
+    q7: Quad,
+}
+
+fn oct_identity() -> Oct {
+    let i = quad_identity();
+    return Oct(i, i, i, i, i, i, i, i);
+}
+
+fn oct_combine(x: Oct, y: Oct) -> Oct {
+    return Oct(quad_combine(x.q0, y.q0), quad_combine(x.q1, y.q1), quad_combine(x.q2, y.q2),
+        quad_combine(x.q3, y.q3), quad_combine(x.q4, y.q4), quad_combine(x.q5, y.q5),
+        quad_combine(x.q6, y.q6), quad_combine(x.q7, y.q7));
+}
+
+// The quads of a unit: where each lies (`position_at` of its first position; a quad past the
+// batch reads the last real one's and writes nothing), its first position, and how many are
+// real.
+struct OctAt {
+    at: array<vec3<u32>, 8>,
+    pos: array<u32, 8>,
+    n: u32,
+}
+
+// Units of a batch of `quads` quads: 8 a group of 64 quads, fewer in a last, partial group.
+fn oct_units(quads: u32) -> u32 {
+    return (quads / 64u) * 8u + min(quads % 64u, 8u);
+}
+
+fn oct_at(unit: u32, quads: u32) -> OctAt {
+    let q0 = (unit / 8u) * 64u + unit % 8u;
+    var o: OctAt;
+    o.n = min((quads - q0 + 7u) / 8u, 8u);
+    let p0 = params.row_base + 4u * q0;
+    let last = p0 + 32u * (o.n - 1u);
+    // Written out: an array indexed by a loop variable lives in memory on CPU adapters.
+    o.pos[0] = p0;
+    o.pos[1] = min(p0 + 32u, last);
+    o.pos[2] = min(p0 + 64u, last);
+    o.pos[3] = min(p0 + 96u, last);
+    o.pos[4] = min(p0 + 128u, last);
+    o.pos[5] = min(p0 + 160u, last);
+    o.pos[6] = min(p0 + 192u, last);
+    o.pos[7] = min(p0 + 224u, last);
+    o.at[0] = position_at(o.pos[0]);
+    o.at[1] = position_at(o.pos[1]);
+    o.at[2] = position_at(o.pos[2]);
+    o.at[3] = position_at(o.pos[3]);
+    o.at[4] = position_at(o.pos[4]);
+    o.at[5] = position_at(o.pos[5]);
+    o.at[6] = position_at(o.pos[6]);
+    o.at[7] = position_at(o.pos[7]);
+    return o;
+}
+
+// The states of entries j0 .. stop of the unit's quads, pushed in order: a row's eight words
+// loaded before any is used.
+fn oct_block(o: OctAt, j0: u32, stop: u32) -> Oct {
+    let sw = axes.red_in[0].x >> 2u;
+    let w0 = o.at[0].x >> 2u;
+    let w1 = o.at[1].x >> 2u;
+    let w2 = o.at[2].x >> 2u;
+    let w3 = o.at[3].x >> 2u;
+    let w4 = o.at[4].x >> 2u;
+    let w5 = o.at[5].x >> 2u;
+    let w6 = o.at[6].x >> 2u;
+    let w7 = o.at[7].x >> 2u;
+    var st = oct_identity();
+    for (var j = j0; j < stop; j++) {
+        let r = j * sw;
+        let a0 = input[w0 + r];
+        let a1 = input[w1 + r];
+        let a2 = input[w2 + r];
+        let a3 = input[w3 + r];
+        let a4 = input[w4 + r];
+        let a5 = input[w5 + r];
+        let a6 = input[w6 + r];
+        let a7 = input[w7 + r];
+        st.q0 = quad_push(st.q0, a0);
+        st.q1 = quad_push(st.q1, a1);
+        st.q2 = quad_push(st.q2, a2);
+        st.q3 = quad_push(st.q3, a3);
+        st.q4 = quad_push(st.q4, a4);
+        st.q5 = quad_push(st.q5, a5);
+        st.q6 = quad_push(st.q6, a6);
+        st.q7 = quad_push(st.q7, a7);
+    }
+    return st;
+}
+
+// `axes_range_state4` of the unit's eight quads at once.
+fn oct_range_state(o: OctAt, first: u32, end: u32) -> Oct {
+    if (end <= first || end - first <= BLOCK) {
+        if (end <= first) {
+            return oct_identity();
+        }
+        return oct_block(o, first, end);
+    }
+    var stack: array<Oct, STACK4>;
+    var depth = 0u;
+    var blocks = 0u;
+    for (var j0 = first; j0 < end; j0 += BLOCK) {
+        var st = oct_block(o, j0, min(j0 + BLOCK, end));
+        blocks += 1u;
+        for (var c = blocks; (c & 1u) == 0u; c = c >> 1u) {
+            depth -= 1u;
+            st = oct_combine(stack[depth], st);
+        }
+        stack[depth] = st;
+        depth += 1u;
+    }
+    var total = oct_identity();
+    for (var d = depth; d > 0u; d--) {
+        total = oct_combine(stack[d - 1u], total);
+    }
+    return total;
+}
+
+// A quad's results from its final states: the parts or the log-sum-exps at its output entries.
+fn quad_results(st: Quad, out_base: u32) {
+    let step = axes.kept_out[0].x;
+    if (OP == OP_LSE_PARTS) {
+        write_parts(st.a, out_base);
+        write_parts(st.b, out_base + step);
+        write_parts(st.c, out_base + 2u * step);
+        write_parts(st.d, out_base + 3u * step);
+    } else {
+        out_store(out_base, lse_result_bits(st.a));
+        out_store(out_base + step, lse_result_bits(st.b));
+        out_store(out_base + 2u * step, lse_result_bits(st.c));
+        out_store(out_base + 3u * step, lse_result_bits(st.d));
+    }
+}
+
+// A quad's divisor and log1p(s) for the softmax / log_softmax entries.
+struct QuadFinal {
+    st: Quad,
+    denom: vec4<f32>,
+    l1p: vec4<f32>,
+}
+
+fn quad_final(st: Quad) -> QuadFinal {
+    return QuadFinal(st, vec4<f32>(1.0 + st.a.s, 1.0 + st.b.s, 1.0 + st.c.s, 1.0 + st.d.s),
+        vec4<f32>(ld_log1p(st.a.s), ld_log1p(st.b.s), ld_log1p(st.c.s), ld_log1p(st.d.s)));
+}
+
+fn oct_write_quad(f: QuadFinal, w: vec4<u32>, at: u32, real: bool) {
+    if (real) {
+        write_quad(f.st, f.denom, f.l1p, w, at, axes.kept_out[0].x);
+    }
+}
+
+// `axes_write4` of the unit's eight quads at once: entries first .. end, a row's eight words
+// loaded before any is written.
+fn oct_write(st: Oct, o: OctAt, first: u32, end: u32) {
+    let f0 = quad_final(st.q0);
+    let f1 = quad_final(st.q1);
+    let f2 = quad_final(st.q2);
+    let f3 = quad_final(st.q3);
+    let f4 = quad_final(st.q4);
+    let f5 = quad_final(st.q5);
+    let f6 = quad_final(st.q6);
+    let f7 = quad_final(st.q7);
+    let sw = axes.red_in[0].x >> 2u;
+    let so = axes.red_out[0].x;
+    for (var j = first; j < end; j++) {
+        let r = j * sw;
+        let a0 = input[(o.at[0].x >> 2u) + r];
+        let a1 = input[(o.at[1].x >> 2u) + r];
+        let a2 = input[(o.at[2].x >> 2u) + r];
+        let a3 = input[(o.at[3].x >> 2u) + r];
+        let a4 = input[(o.at[4].x >> 2u) + r];
+        let a5 = input[(o.at[5].x >> 2u) + r];
+        let a6 = input[(o.at[6].x >> 2u) + r];
+        let a7 = input[(o.at[7].x >> 2u) + r];
+        let q = j * so;
+        oct_write_quad(f0, a0, o.at[0].y + q, true);
+        oct_write_quad(f1, a1, o.at[1].y + q, o.n > 1u);
+        oct_write_quad(f2, a2, o.at[2].y + q, o.n > 2u);
+        oct_write_quad(f3, a3, o.at[3].y + q, o.n > 3u);
+        oct_write_quad(f4, a4, o.at[4].y + q, o.n > 4u);
+        oct_write_quad(f5, a5, o.at[5].y + q, o.n > 5u);
+        oct_write_quad(f6, a6, o.at[6].y + q, o.n > 6u);
+        oct_write_quad(f7, a7, o.at[7].y + q, o.n > 7u);
+    }
+}
+
+// One quad's states of one segment into `states`, if it is real.
+fn oct_store(st: Quad, pos: u32, seg: u32, real: bool) {
+    if (real) {
+        let slot = pos * params.seg_total + seg;
+        store_state(slot, st.a);
+        store_state(slot + params.seg_total, st.b);
+        store_state(slot + 2u * params.seg_total, st.c);
+        store_state(slot + 3u * params.seg_total, st.d);
+    }
+}
+
+fn oct_load(pos: u32) -> Quad {
+    let f = params.final_base + pos;
+    return Quad(load_state(f), load_state(f + 1u), load_state(f + 2u), load_state(f + 3u));
+}
+
+// `axes_thread_vec4` a unit (eight quads) an invocation.
+@compute @workgroup_size(WG)
+fn axes_thread_oct(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let total = nwg.x * nwg.y * WG;
+    let quads = params.rows / 4u;
+    for (var u = wg_linear(wid, nwg) * WG + lid; u < oct_units(quads); u += total) {
+        let o = oct_at(u, quads);
+        let st = oct_range_state(o, 0u, params.cols);
+        if (OP == OP_LSE_PARTS || OP == OP_LOGSUMEXP) {
+            quad_results(st.q0, o.at[0].y);
+            if (o.n > 1u) {
+                quad_results(st.q1, o.at[1].y);
+            }
+            if (o.n > 2u) {
+                quad_results(st.q2, o.at[2].y);
+            }
+            if (o.n > 3u) {
+                quad_results(st.q3, o.at[3].y);
+            }
+            if (o.n > 4u) {
+                quad_results(st.q4, o.at[4].y);
+            }
+            if (o.n > 5u) {
+                quad_results(st.q5, o.at[5].y);
+            }
+            if (o.n > 6u) {
+                quad_results(st.q6, o.at[6].y);
+            }
+            if (o.n > 7u) {
+                quad_results(st.q7, o.at[7].y);
+            }
+        } else {
+            oct_write(st, o, 0u, params.cols);
+        }
+    }
+}
+
+// `axes_partial_vec4` a unit an invocation.
+@compute @workgroup_size(WG)
+fn axes_partial_oct(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let total = nwg.x * nwg.y * WG;
+    let quads = params.rows / 4u;
+    let units = oct_units(quads);
+    for (var item = wg_linear(wid, nwg) * WG + lid; item < units * params.segs; item += total) {
+        let g = axes_segment(item, units);
+        let o = oct_at(g.x, quads);
+        let st = oct_range_state(o, g.z, g.w);
+        oct_store(st.q0, o.pos[0], g.y, true);
+        oct_store(st.q1, o.pos[1], g.y, o.n > 1u);
+        oct_store(st.q2, o.pos[2], g.y, o.n > 2u);
+        oct_store(st.q3, o.pos[3], g.y, o.n > 3u);
+        oct_store(st.q4, o.pos[4], g.y, o.n > 4u);
+        oct_store(st.q5, o.pos[5], g.y, o.n > 5u);
+        oct_store(st.q6, o.pos[6], g.y, o.n > 6u);
+        oct_store(st.q7, o.pos[7], g.y, o.n > 7u);
+    }
+}
+
+// `axes_apply_vec4` a unit an invocation.
+@compute @workgroup_size(WG)
+fn axes_apply_oct(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let total = nwg.x * nwg.y * WG;
+    let quads = params.rows / 4u;
+    let units = oct_units(quads);
+    for (var item = wg_linear(wid, nwg) * WG + lid; item < units * params.segs; item += total) {
+        let g = axes_segment(item, units);
+        let o = oct_at(g.x, quads);
+        let st = Oct(oct_load(o.pos[0]), oct_load(o.pos[1]), oct_load(o.pos[2]),
+            oct_load(o.pos[3]), oct_load(o.pos[4]), oct_load(o.pos[5]), oct_load(o.pos[6]),
+            oct_load(o.pos[7]));
+        oct_write(st, o, g.z, g.w);
     }
 }

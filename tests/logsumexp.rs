@@ -1533,6 +1533,55 @@ fn nd_semantics_follow_scipy() {
 /// (40,000, 8)); on a device with 64 KiB bindings and 16 workgroups a grid dimension, windows
 /// and 2-D grids; a strided output at an offset, with the sentinel left between its entries;
 /// f16 inputs give the f32 bits.
+/// The vec4 kernels' CPU form (eight quads 32 positions apart an invocation, groups of 64
+/// quads): full and partial groups, kept dimensions folded apart, one walk or segments, every
+/// function, each the CPU mirror's bits (on GPUs the quad form, the same bits).
+#[test]
+fn nd_vec4_groups_of_quads_mirror_the_reference() {
+    let gpu = gpu();
+    let mut rng = Rng(23);
+    for shape in [
+        vec![130, 292],
+        vec![70, 1028],
+        vec![3, 256],
+        vec![41, 36],
+        vec![9, 3, 260],
+    ] {
+        let layout = NdLayout::contiguous(&shape);
+        let x = rng.vec(shape.iter().product(), -30.0, 30.0);
+        let mask: Vec<bool> = (0..shape.len()).map(|d| d == 0).collect();
+        for func in [RowFn::Logsumexp, RowFn::Softmax, RowFn::LogSoftmax] {
+            for seg in [0, 50] {
+                let (op, got) = run_axes(
+                    gpu,
+                    func,
+                    &x,
+                    &layout,
+                    &Axes::from(0),
+                    AxisKernel::Auto,
+                    seg,
+                )
+                .unwrap();
+                assert_eq!(op.kernel(), AxisKernel::StridedVec4, "{shape:?}");
+                let want = logdomain::reference::logsumexp::reduce_axes(
+                    func,
+                    &x,
+                    &shape,
+                    &layout.strides,
+                    &mask,
+                    op.segment_len(),
+                );
+                assert_eq!(
+                    bytemuck::cast_slice::<f32, u32>(&got),
+                    bytemuck::cast_slice::<f32, u32>(&want),
+                    "{func:?} {shape:?} segments of {}",
+                    op.segment_len()
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn nd_splits_windows_strided_outputs_and_f16() {
     let mut rng = Rng(22);

@@ -23,7 +23,9 @@ pub enum AxisKernel {
     /// `Strided` with four neighbouring results per invocation, read as one 16-byte word per
     /// entry: where the innermost kept dimension has stride 1 and a multiple of 4 results, every
     /// other input stride is a multiple of 4 and the f32 input starts on 16 bytes; other layouts
-    /// run `Strided`.
+    /// run `Strided`. On CPU adapters, with one reduced dimension and no mask, an invocation
+    /// takes eight such groups of four, 32 results apart, so that one step of a SIMD thread reads
+    /// 1 KiB of a row; the bits are the same.
     StridedVec4,
 }
 
@@ -236,6 +238,18 @@ fn plan_axes(
     let eb = layout.format.bytes();
     let usable = usable_binding(caps, 64)?;
     let quad = if vec4 { 4 } else { 1 };
+    // On CPU adapters eight quads an invocation (`axes_*_oct`): a step of a SIMD thread then
+    // reads 1 KiB of a row rather than 128 bytes (one reduced dimension, no mask).
+    let oct = vec4 && caps.cpu && !masked && f.reduced.len() == 1;
+    // Invocations for k positions: a quad each, or `oct_units` in the WGSL.
+    let invocations = |k: u64| {
+        let quads = k / quad;
+        if oct {
+            (quads / 64) * 8 + (quads % 64).min(8)
+        } else {
+            quads
+        }
+    };
     let wg = pow2_at_most(AXES_WG, caps.max_wg);
     // Outermost first, as the boxes index them.
     let kept_n: Vec<u64> = f.kept.iter().map(|d| d.n).collect();
@@ -302,7 +316,8 @@ fn plan_axes(
         };
         // A weighted op walks its entries twice.
         let walks = if weighted { 2 } else { 1 };
-        let item_work = (seg_len.min(extent) * quad * walks + 1) * WORK_UNIT;
+        let item_work =
+            (seg_len.min(extent) * quad * walks * if oct { 8 } else { 1 } + 1) * WORK_UNIT;
         let per = caps.per_dispatch(item_work).min(MAX_GROUPS * u64::from(wg));
         let mut batches_ok = Vec::new();
         let mut failed = false;
@@ -312,7 +327,7 @@ fn plan_axes(
             k -= k % quad;
             let mut ns = segs;
             loop {
-                let items = (k / quad) * ns;
+                let items = invocations(k) * ns;
                 if items <= per && fits(p0, k, 0, ns) {
                     break;
                 }
@@ -454,16 +469,16 @@ fn plan_axes(
                 in_offset,
                 ..common
             };
-            let items = (k / quad) * ns;
+            let items = invocations(k) * ns;
             let groups = items.div_ceil(u64::from(wg));
             let fill_items = k * if lse { 1 } else { ns };
             if !split {
                 let (output, out_offset) = out_window(olo, ohi + sign_off);
                 output_end = output_end.max(out_end(ohi + sign_off));
-                let entry = if vec4 {
-                    "axes_thread_vec4"
-                } else {
-                    "axes_thread"
+                let entry = match (oct, vec4) {
+                    (true, _) => "axes_thread_oct",
+                    (_, true) => "axes_thread_vec4",
+                    _ => "axes_thread",
                 };
                 passes.push(pass(
                     entry,
@@ -487,10 +502,10 @@ fn plan_axes(
                 ));
                 continue;
             }
-            let entry = if vec4 {
-                "axes_partial_vec4"
-            } else {
-                "axes_partial"
+            let entry = match (oct, vec4) {
+                (true, _) => "axes_partial_oct",
+                (_, true) => "axes_partial_vec4",
+                _ => "axes_partial",
             };
             if !no_sum {
                 passes.push(pass(entry, vec4_module, geo, groups, input, None));
@@ -502,10 +517,10 @@ fn plan_axes(
                 let (output, out_offset) = out_window(olo, ohi);
                 output_end = output_end.max(out_end(ohi));
                 let p = Params { out_offset, ..geo };
-                let apply = if vec4 {
-                    "axes_apply_vec4"
-                } else {
-                    "axes_apply"
+                let apply = match (oct, vec4) {
+                    (true, _) => "axes_apply_oct",
+                    (_, true) => "axes_apply_vec4",
+                    _ => "axes_apply",
                 };
                 applies.push(pass(apply, vec4_module, p, groups, input, Some(output)));
                 fills.push(pass(
