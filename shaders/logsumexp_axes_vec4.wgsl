@@ -190,6 +190,38 @@ fn write_quad(st: Quad, denom: vec4<f32>, l1p: vec4<f32>, w: vec4<u32>, at: u32,
     out_store(at + 3u * step, op_bits(st.d, denom.w, l1p.w, w.w));
 }
 
+// A quad's results from its final states: the parts or the log-sum-exps at its output entries.
+fn quad_results(st: Quad, out_base: u32) {
+    let step = axes.kept_out[0].x;
+    if (OP == OP_LSE_PARTS) {
+        write_parts(st.a, out_base);
+        write_parts(st.b, out_base + step);
+        write_parts(st.c, out_base + 2u * step);
+        write_parts(st.d, out_base + 3u * step);
+    } else {
+        out_store(out_base, lse_result_bits(st.a));
+        out_store(out_base + step, lse_result_bits(st.b));
+        out_store(out_base + 2u * step, lse_result_bits(st.c));
+        out_store(out_base + 3u * step, lse_result_bits(st.d));
+    }
+}
+
+// One quad's states of one segment into `states`, if it is real.
+fn quad_store(st: Quad, pos: u32, seg: u32, real: bool) {
+    if (real) {
+        let slot = pos * params.seg_total + seg;
+        store_state(slot, st.a);
+        store_state(slot + params.seg_total, st.b);
+        store_state(slot + 2u * params.seg_total, st.c);
+        store_state(slot + 3u * params.seg_total, st.d);
+    }
+}
+
+fn quad_load(pos: u32) -> Quad {
+    let f = params.final_base + pos;
+    return Quad(load_state(f), load_state(f + 1u), load_state(f + 2u), load_state(f + 3u));
+}
+
 // One invocation per four positions, all of their entries.
 @compute @workgroup_size(WG)
 fn axes_thread_vec4(
@@ -202,18 +234,8 @@ fn axes_thread_vec4(
         let at = position_at(params.row_base + 4u * q);
         let out_base = at.y;
         let st = axes_range_state4(at.x >> 2u, at.z, 0u, params.cols);
-        if (OP == OP_LSE_PARTS) {
-            let step = axes.kept_out[0].x;
-            write_parts(st.a, out_base);
-            write_parts(st.b, out_base + step);
-            write_parts(st.c, out_base + 2u * step);
-            write_parts(st.d, out_base + 3u * step);
-        } else if (OP == OP_LOGSUMEXP) {
-            let step = axes.kept_out[0].x;
-            out_store(out_base, lse_result_bits(st.a));
-            out_store(out_base + step, lse_result_bits(st.b));
-            out_store(out_base + 2u * step, lse_result_bits(st.c));
-            out_store(out_base + 3u * step, lse_result_bits(st.d));
+        if (OP == OP_LSE_PARTS || OP == OP_LOGSUMEXP) {
+            quad_results(st, out_base);
         } else {
             axes_write4(st, at, 0u, params.cols);
         }
@@ -234,11 +256,7 @@ fn axes_partial_vec4(
         let pos = params.row_base + 4u * g.x;
         let at = position_at(pos);
         let st = axes_range_state4(at.x >> 2u, at.z, g.z, g.w);
-        let slot = pos * params.seg_total + g.y;
-        store_state(slot, st.a);
-        store_state(slot + params.seg_total, st.b);
-        store_state(slot + 2u * params.seg_total, st.c);
-        store_state(slot + 3u * params.seg_total, st.d);
+        quad_store(st, pos, g.y, true);
     }
 }
 
@@ -255,9 +273,7 @@ fn axes_apply_vec4(
     for (var item = wg_linear(wid, nwg) * WG + lid; item < quads * params.segs; item += total) {
         let g = axes_segment(item, quads);
         let pos = params.row_base + 4u * g.x;
-        let f = params.final_base + pos;
-        let st = Quad(load_state(f), load_state(f + 1u), load_state(f + 2u), load_state(f + 3u));
-        axes_write4(st, position_at(pos), g.z, g.w);
+        axes_write4(quad_load(pos), position_at(pos), g.z, g.w);
     }
 }
 
@@ -397,22 +413,6 @@ fn oct_range_state(o: OctAt, first: u32, end: u32) -> Oct {
     return total;
 }
 
-// A quad's results from its final states: the parts or the log-sum-exps at its output entries.
-fn quad_results(st: Quad, out_base: u32) {
-    let step = axes.kept_out[0].x;
-    if (OP == OP_LSE_PARTS) {
-        write_parts(st.a, out_base);
-        write_parts(st.b, out_base + step);
-        write_parts(st.c, out_base + 2u * step);
-        write_parts(st.d, out_base + 3u * step);
-    } else {
-        out_store(out_base, lse_result_bits(st.a));
-        out_store(out_base + step, lse_result_bits(st.b));
-        out_store(out_base + 2u * step, lse_result_bits(st.c));
-        out_store(out_base + 3u * step, lse_result_bits(st.d));
-    }
-}
-
 // A quad's divisor and log1p(s) for the softmax / log_softmax entries.
 struct QuadFinal {
     st: Quad,
@@ -464,22 +464,6 @@ fn oct_write(st: Oct, o: OctAt, first: u32, end: u32) {
         oct_write_quad(f6, a6, o.at[6].y + q, o.n > 6u);
         oct_write_quad(f7, a7, o.at[7].y + q, o.n > 7u);
     }
-}
-
-// One quad's states of one segment into `states`, if it is real.
-fn oct_store(st: Quad, pos: u32, seg: u32, real: bool) {
-    if (real) {
-        let slot = pos * params.seg_total + seg;
-        store_state(slot, st.a);
-        store_state(slot + params.seg_total, st.b);
-        store_state(slot + 2u * params.seg_total, st.c);
-        store_state(slot + 3u * params.seg_total, st.d);
-    }
-}
-
-fn oct_load(pos: u32) -> Quad {
-    let f = params.final_base + pos;
-    return Quad(load_state(f), load_state(f + 1u), load_state(f + 2u), load_state(f + 3u));
 }
 
 // `axes_thread_vec4` a unit (eight quads) an invocation.
@@ -537,14 +521,14 @@ fn axes_partial_oct(
         let g = axes_segment(item, units);
         let o = oct_at(g.x, quads);
         let st = oct_range_state(o, g.z, g.w);
-        oct_store(st.q0, o.pos[0], g.y, true);
-        oct_store(st.q1, o.pos[1], g.y, o.n > 1u);
-        oct_store(st.q2, o.pos[2], g.y, o.n > 2u);
-        oct_store(st.q3, o.pos[3], g.y, o.n > 3u);
-        oct_store(st.q4, o.pos[4], g.y, o.n > 4u);
-        oct_store(st.q5, o.pos[5], g.y, o.n > 5u);
-        oct_store(st.q6, o.pos[6], g.y, o.n > 6u);
-        oct_store(st.q7, o.pos[7], g.y, o.n > 7u);
+        quad_store(st.q0, o.pos[0], g.y, true);
+        quad_store(st.q1, o.pos[1], g.y, o.n > 1u);
+        quad_store(st.q2, o.pos[2], g.y, o.n > 2u);
+        quad_store(st.q3, o.pos[3], g.y, o.n > 3u);
+        quad_store(st.q4, o.pos[4], g.y, o.n > 4u);
+        quad_store(st.q5, o.pos[5], g.y, o.n > 5u);
+        quad_store(st.q6, o.pos[6], g.y, o.n > 6u);
+        quad_store(st.q7, o.pos[7], g.y, o.n > 7u);
     }
 }
 
@@ -561,9 +545,9 @@ fn axes_apply_oct(
     for (var item = wg_linear(wid, nwg) * WG + lid; item < units * params.segs; item += total) {
         let g = axes_segment(item, units);
         let o = oct_at(g.x, quads);
-        let st = Oct(oct_load(o.pos[0]), oct_load(o.pos[1]), oct_load(o.pos[2]),
-            oct_load(o.pos[3]), oct_load(o.pos[4]), oct_load(o.pos[5]), oct_load(o.pos[6]),
-            oct_load(o.pos[7]));
+        let st = Oct(quad_load(o.pos[0]), quad_load(o.pos[1]), quad_load(o.pos[2]),
+            quad_load(o.pos[3]), quad_load(o.pos[4]), quad_load(o.pos[5]), quad_load(o.pos[6]),
+            quad_load(o.pos[7]));
         oct_write(st, o, g.z, g.w);
     }
 }

@@ -1533,6 +1533,34 @@ fn nd_semantics_follow_scipy() {
 /// (40,000, 8)); on a device with 64 KiB bindings and 16 workgroups a grid dimension, windows
 /// and 2-D grids; a strided output at an offset, with the sentinel left between its entries;
 /// f16 inputs give the f32 bits.
+/// `got` from `op` has the CPU mirror's bits (`reference::logsumexp::reduce_axes` with the op's
+/// segment length).
+fn assert_mirrors(
+    func: RowFn,
+    op: &AxisOp,
+    got: &[f32],
+    x: &[f32],
+    layout: &NdLayout,
+    mask: &[bool],
+    what: &str,
+) {
+    let want = logdomain::reference::logsumexp::reduce_axes(
+        func,
+        x,
+        &layout.shape,
+        &layout.strides,
+        mask,
+        op.segment_len(),
+    );
+    assert_eq!(
+        bytemuck::cast_slice::<f32, u32>(got),
+        bytemuck::cast_slice::<f32, u32>(&want),
+        "{what}: {func:?} {:?}, segments of {}",
+        op.kernel(),
+        op.segment_len()
+    );
+}
+
 /// The vec4 kernels' CPU form (eight quads 32 positions apart an invocation, groups of 64
 /// quads): full and partial groups, kept dimensions folded apart, one walk or segments, every
 /// function, each the CPU mirror's bits (on GPUs the quad form, the same bits).
@@ -1563,20 +1591,7 @@ fn nd_vec4_groups_of_quads_mirror_the_reference() {
                 )
                 .unwrap();
                 assert_eq!(op.kernel(), AxisKernel::StridedVec4, "{shape:?}");
-                let want = logdomain::reference::logsumexp::reduce_axes(
-                    func,
-                    &x,
-                    &shape,
-                    &layout.strides,
-                    &mask,
-                    op.segment_len(),
-                );
-                assert_eq!(
-                    bytemuck::cast_slice::<f32, u32>(&got),
-                    bytemuck::cast_slice::<f32, u32>(&want),
-                    "{func:?} {shape:?} segments of {}",
-                    op.segment_len()
-                );
+                assert_mirrors(func, &op, &got, &x, &layout, &mask, &format!("{shape:?}"));
             }
         }
     }
@@ -1612,20 +1627,7 @@ fn nd_splits_windows_strided_outputs_and_f16() {
                 r,
                 "split",
             );
-            let want = logdomain::reference::logsumexp::reduce_axes(
-                func,
-                &big,
-                &[40_000, 8],
-                &layout.strides,
-                &mask,
-                op.segment_len(),
-            );
-            assert_eq!(
-                bytemuck::cast_slice::<f32, u32>(&got),
-                bytemuck::cast_slice::<f32, u32>(&want),
-                "{func:?} {:?}",
-                op.kernel()
-            );
+            assert_mirrors(func, &op, &got, &big, &layout, &mask, "split");
         }
     }
     // Windows on the small device: (300, 70) is 84,000 bytes; axes 0 and 1, permuted.
