@@ -45,6 +45,9 @@ const MODE_SHARED_C: u32 = 4u;
 const MODE_WEIGHTED: u32 = 8u;
 const MODE_NLL: u32 = 16u;
 const MODE_TRIANGULAR: u32 = 32u;
+// Cross-entropy with class-probability targets: OP_SMOOTH sums w_c t'_c (-log_softmax_c) (b the
+// targets, c the class weights and the parts at c2_off), `categorical` writes those row sums.
+const MODE_SOFT: u32 = 8192u;
 
 // What the last level of `reduce` writes (LlParams.finish).
 const FINISH_PARTIAL: u32 = 0u;
@@ -229,6 +232,20 @@ fn smooth_bits(xb: u32, hi: u32, lo: u32, wb: u32) -> u32 {
     }
     let nll = xadd(xsub(hi, xb), lo);
     return xmul(wb, nll);
+}
+
+// The probability-target term of one logit: (-log_softmax_c) t'_c w_c, PyTorch's order, with
+// t' = t (1 - label_smoothing) + label_smoothing / C where label smoothing is on; NaN for a row
+// whose parts are not finite, and IEEE's 0 * inf = NaN where a zero target meets a -inf logit.
+fn soft_bits(xb: u32, hi: u32, lo: u32, tb: u32, wb: u32) -> u32 {
+    if (!is_finite_bits(hi)) {
+        return F32_NAN;
+    }
+    var t = tb;
+    if (params.smoothing > 0.0) {
+        t = xadd(xmul(tb, f32b(params.eps)), f32b(params.smoothing));
+    }
+    return xmul(xmul(xadd(xsub(hi, xb), lo), t), wb);
 }
 
 // The summed weights as bits.
@@ -429,14 +446,20 @@ fn elementwise(
             // Gradients (gradients.wgsl).
             v = gradient_bits(xb, i, params.row0 + r, col);
         } else {
-            // OP_SMOOTH: b holds the rows' (hi, lo) parts, c the class weights.
+            // OP_SMOOTH: b holds the rows' (hi, lo) parts, c the class weights; with MODE_SOFT
+            // b holds the targets, c the weights and then the parts at c2_off.
             let row = params.row0 + r;
             var w = f32b(1.0);
             if ((params.mode & MODE_WEIGHTED) != 0u) {
                 w = c[params.c_off + col];
             }
-            let at = parts_at(params.b_off, row);
-            v = smooth_bits(xb, b[at.x], b[at.y], w);
+            if ((params.mode & MODE_SOFT) != 0u) {
+                let at = parts_at(params.c2_off, row);
+                v = soft_bits(xb, c[at.x], c[at.y], b[params.b_off + i], w);
+            } else {
+                let at = parts_at(params.b_off, row);
+                v = smooth_bits(xb, b[at.x], b[at.y], w);
+            }
         }
         if (REDUCE == 0u) {
             out[params.out_off + i] = v;
@@ -497,7 +520,7 @@ fn target_out_of_range(t: i32) -> bool {
 
 // Cross-entropy / NLL per row: a = logits (or log-probabilities) rows (`class_entry`), b = i32
 // targets, c = [class weights at c_off | the rows' (hi, lo) parts at c2_off (`parts_at`) | the
-// rows' smoothing sums at c2_off + 2 * rows]. The loss of row r with target t is (1 - eps) w_t (-log_softmax_t) + eps/C
+// rows' smoothing sums (MODE_SOFT: the probability targets' sums) at c2_off + 2 * rows]. The loss of row r with target t is (1 - eps) w_t (-log_softmax_t) + eps/C
 // * smooth_r (eps = 0 skips the smoothing term), weight w_t; an ignored row has loss 0 and
 // weight 0; a target outside [0, cols) gives NaN for both (the blocking API rejects it first).
 // REDUCE 0 writes the loss at out_off + r; REDUCE 1 the partial (loss, weight) at slot row0 + r.
@@ -512,6 +535,11 @@ fn categorical(
         return;
     }
     let row = params.row0 + r;
+    if ((params.mode & MODE_SOFT) != 0u) {
+        // Probability targets: the row's summed terms, each row counting 1 in a mean.
+        write_row_loss(r, row, c[params.c2_off + 2u * params.len_in + row], f32b(1.0));
+        return;
+    }
     let target_ = bitcast<i32>(b[params.b_off + r]);
     var loss = 0u;
     var weight = 0u;

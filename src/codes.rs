@@ -88,6 +88,8 @@ codes! {
         MODE_GMM_CROSS = 1024,
         MODE_IN_PLACE = 2048,
         MODE_MEAN = 4096,
+        // likelihood.wgsl: OP_SMOOTH sums probability targets' terms; `categorical` takes them.
+        MODE_SOFT = 8192,
 
         // gmm.wgsl: 32–39, the covariance kind, its parameters in binding b or (_U) in the
         // uniform binding.

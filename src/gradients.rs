@@ -491,7 +491,10 @@ impl CrossEntropyGradOp {
         if smoothing && !wide && r > 0 && c > 0 {
             let (more, need) = smooth_sum_passes(
                 ClassRows::packed(r, c),
-                mode,
+                LlParams {
+                    mode,
+                    ..LlParams::default()
+                },
                 parts_off,
                 smooth_off,
                 InputFormat::F32,

@@ -14,7 +14,8 @@
 
 use crate::codes::{
     FINISH_MEAN_COUNT, FINISH_MEAN_WEIGHT, FINISH_PARTIAL, FINISH_SUM, MODE_FULL, MODE_LOG_INPUT,
-    MODE_NLL, MODE_SHARED_C, MODE_WEIGHTED, OP_BCE, OP_GAUSSIAN, OP_LN, OP_POISSON, OP_SMOOTH,
+    MODE_NLL, MODE_SHARED_C, MODE_SOFT, MODE_WEIGHTED, OP_BCE, OP_GAUSSIAN, OP_LN, OP_POISSON,
+    OP_SMOOTH,
 };
 use crate::engine::blocking::Values;
 use crate::engine::device::Gpu;
@@ -73,6 +74,8 @@ pub(crate) fn categorical_passes(
             caps.max_binding
         )));
     }
+    // Probability targets are summed before; the rows' sums are read from the aux buffer.
+    let soft = base.mode & MODE_SOFT != 0;
     let mut passes = Vec::new();
     // The targets' and the losses' windows hold k words too.
     let k_cap = (usable / 4).min(caps.per_dispatch((c + 1) * WORK_UNIT));
@@ -128,9 +131,13 @@ pub(crate) fn categorical_passes(
             extra: None,
             bind: [
                 logits,
-                Bind {
-                    src: Src::Input(1),
-                    window: Some(tw),
+                if soft {
+                    Bind::dummy()
+                } else {
+                    Bind {
+                        src: Src::Input(1),
+                        window: Some(tw),
+                    }
                 },
                 if aux {
                     Bind::whole(Src::Aux)
@@ -147,11 +154,13 @@ pub(crate) fn categorical_passes(
 /// The rows' label-smoothing sums Σ_c w_c (−log_softmax_c) from the logits (Input(0), entries
 /// of `format`, laid out as `cr` says) and the parts at aux word `parts_off` (side by side for
 /// packed rows, in two blocks on a class axis: `parts_at` in the WGSL), into aux words
-/// `smooth_off..+rows`: per-chunk partials in scratch 0, then the pairwise levels. Returns the
-/// passes and the scratch they need.
+/// `smooth_off..+rows`: per-chunk partials in scratch 0, then the pairwise levels. With
+/// `MODE_SOFT` in `base.mode` the sums of probability targets' terms Σ_c (−log_softmax_c)·t'_c·w_c
+/// instead, the targets Input(1) laid out as the logits (f32), `base.eps` and `base.smoothing`
+/// the label smoothing's factors. Returns the passes and the scratch they need.
 pub(crate) fn smooth_sum_passes(
     cr: ClassRows,
-    mode: u32,
+    base: LlParams,
     parts_off: u64,
     smooth_off: u64,
     format: InputFormat,
@@ -159,26 +168,27 @@ pub(crate) fn smooth_sum_passes(
 ) -> Result<(Vec<LlPass>, [u64; 2]), Error> {
     let u = |v: u64, what: &str| crate::engine::geometry::u32_of(v, what);
     let (rows, classes) = (cr.rows, cr.classes);
+    let soft = base.mode & MODE_SOFT != 0;
     let base = LlParams {
-        mode,
-        b_off: u(parts_off, "rows")?,
+        b_off: if soft { 0 } else { u(parts_off, "rows")? },
         c_off: 0,
+        c2_off: u(parts_off, "rows")?,
         len_in: u(rows, "rows")?,
-        ..LlParams::default()
+        ..base
     };
-    let weighted = mode & MODE_WEIGHTED != 0;
+    let weighted = base.mode & MODE_WEIGHTED != 0;
     let key = key_reading("elementwise", OP_SMOOTH, 1, format);
     let slots = [
         None,
-        Some(Bind::whole(Src::Aux)),
-        Some(if weighted {
+        (!soft).then_some(Bind::whole(Src::Aux)),
+        Some(if weighted || soft {
             Bind::whole(Src::Aux)
         } else {
             Bind::dummy()
         }),
         Some(Bind::whole(Src::Scratch(0))),
     ];
-    let per_element = [Src::Input(0), Src::Dummy, Src::Dummy, Src::Dummy];
+    let per_element = [Src::Input(0), Src::Input(1), Src::Dummy, Src::Dummy];
     let mut passes = if cr.inner > 1 {
         elementwise_class_passes(key, base, cr, slots, per_element, caps)?
     } else {
@@ -466,6 +476,7 @@ impl LossOp {
             ClassRows::packed(rows as u64, classes as u64),
             options,
             InputFormat::F32,
+            false,
         )
     }
 
@@ -486,6 +497,7 @@ impl LossOp {
             ClassRows::packed(rows as u64, classes as u64),
             options,
             InputFormat::F16,
+            false,
         )
     }
 
@@ -503,6 +515,7 @@ impl LossOp {
             ClassRows::packed(rows as u64, classes as u64),
             options,
             InputFormat::F32,
+            false,
         )
     }
 
@@ -520,6 +533,7 @@ impl LossOp {
             ClassRows::packed(rows as u64, classes as u64),
             options,
             InputFormat::F16,
+            false,
         )
     }
 
@@ -559,15 +573,46 @@ impl LossOp {
             classes,
             inner,
         };
-        Self::categorical(gpu, loss, cr, options, format)
+        Self::categorical(gpu, loss, cr, options, format, false)
     }
 
+    /// `F.cross_entropy` with class-probability targets (PyTorch's "probabilities for each
+    /// class"): logits and targets both f32 of `shape` ((C,), (N, C) or (N, C, d1, …, dk),
+    /// classes on axis 1, read where they lie). Per sample `−Σ_c w_c·t'_c·log_softmax(x)_c` with
+    /// `t' = t·(1 − label_smoothing) + label_smoothing / C`, PyTorch's product order; `Mean`
+    /// divides by the number of samples N·d1⋯dk (not by the weights); `ignore_index` does not
+    /// apply. Inputs: logits, targets.
+    ///
+    /// ```no_run
+    /// use logdomain::{CrossEntropy, Gpu, LossOp};
+    /// let gpu = Gpu::new()?;
+    /// let op = LossOp::cross_entropy_probs(&gpu, &[8, 21, 64, 64], &CrossEntropy::default())?;
+    /// assert_eq!(op.inputs()[1].bytes, op.inputs()[0].bytes);
+    /// # Ok::<(), logdomain::Error>(())
+    /// ```
+    pub fn cross_entropy_probs(
+        gpu: &Gpu,
+        shape: &[usize],
+        options: &CrossEntropy,
+    ) -> Result<LossOp, Error> {
+        let (n, classes, inner) = class_axis(shape)?;
+        let cr = ClassRows {
+            rows: n.checked_mul(inner).ok_or_else(|| too_large(shape))?,
+            classes,
+            inner,
+        };
+        Self::categorical(gpu, Loss::CrossEntropy, cr, options, InputFormat::F32, true)
+    }
+
+    /// The categorical losses: class-index targets, or (`soft`, cross-entropy of f32 logits)
+    /// class-probability targets laid out as the logits.
     fn categorical(
         gpu: &Gpu,
         loss: Loss,
         cr: ClassRows,
         o: &CrossEntropy,
         format: InputFormat,
+        soft: bool,
     ) -> Result<LossOp, Error> {
         let caps = Caps::of(gpu);
         let (rows, classes) = (cr.rows as usize, cr.classes as usize);
@@ -578,7 +623,8 @@ impl LossOp {
         let weighted = o.weight.is_some();
         let smoothing = eps > 0.0;
         let nll = loss == Loss::NllLoss;
-        // aux words: [weights (classes) | parts (2 per row) | smoothing sums (1 per row)]
+        // aux words: [weights (classes) | parts (2 per row) | smoothing or probability-target
+        // sums (1 per row)]
         let parts_off = if weighted { c } else { 0 };
         let smooth_off = parts_off + 2 * r;
         let aux_words = smooth_off + r;
@@ -591,7 +637,9 @@ impl LossOp {
         let mut steps = Vec::new();
         let mut scratch = [0u64; 2];
         let ignore = i32::try_from(o.ignore_index).unwrap_or(i32::MIN);
-        let mode = if weighted { MODE_WEIGHTED } else { 0 } | if nll { MODE_NLL } else { 0 };
+        let mode = if weighted { MODE_WEIGHTED } else { 0 }
+            | if nll { MODE_NLL } else { 0 }
+            | if soft { MODE_SOFT } else { 0 };
         if rows > 0 && classes > 0 && !nll {
             steps.push(if cr.inner > 1 {
                 class_axis_parts_step(gpu, cr, parts_off, format)?
@@ -599,8 +647,20 @@ impl LossOp {
                 parts_step(gpu, Src::Input(0), rows, classes, parts_off, format)?
             });
         }
-        if smoothing && rows > 0 && classes > 0 {
-            let (passes, need) = smooth_sum_passes(cr, mode, parts_off, smooth_off, format, &caps)?;
+        // 1 - label_smoothing and label_smoothing / C, rounded once from f64 as PyTorch's
+        // scalar arithmetic does.
+        let (keep, per_class) = (
+            (1.0 - f64::from(eps)) as f32,
+            (f64::from(eps) / c.max(1) as f64) as f32,
+        );
+        if (smoothing || soft) && rows > 0 && classes > 0 {
+            let base = LlParams {
+                mode,
+                eps: keep,
+                smoothing: per_class,
+                ..LlParams::default()
+            };
+            let (passes, need) = smooth_sum_passes(cr, base, parts_off, smooth_off, format, &caps)?;
             grow_scratch(&mut scratch, need);
             steps.push(Step::ll(passes));
         }
@@ -609,10 +669,8 @@ impl LossOp {
         let base = LlParams {
             c2_off: u(parts_off, "rows")?,
             mode,
-            // 1 - label_smoothing and label_smoothing / C, rounded once from f64 as PyTorch's
-            // scalar arithmetic does.
-            eps: (1.0 - f64::from(eps)) as f32,
-            smoothing: (f64::from(eps) / c.max(1) as f64) as f32,
+            eps: keep,
+            smoothing: per_class,
             ignore,
             len_in: u(r, "rows")?,
             ..LlParams::default()
@@ -627,11 +685,12 @@ impl LossOp {
         )?;
         if reduce {
             limit("per-row partial sums", r * PARTIAL_BYTES, &caps)?;
+            // Class indices: a mean by the targets' summed weights; probabilities: by N.
             let (more, need) = reduce_passes(
                 1,
                 r,
-                finish_of(o.reduction, true),
-                0.0,
+                finish_of(o.reduction, !soft),
+                r as f32,
                 Src::Output,
                 0,
                 &caps,
@@ -642,7 +701,12 @@ impl LossOp {
         steps.push(Step::ll(passes));
         let output_len = if reduce { 1 } else { rows };
         let f16 = format == InputFormat::F16;
-        let inputs = if cr.inner > 1 {
+        let inputs = if soft {
+            vec![
+                InputSpec::new("logits (f32, the shape)", n * 4),
+                InputSpec::new("target probabilities (f32, the shape)", n * 4),
+            ]
+        } else if cr.inner > 1 {
             vec![
                 InputSpec {
                     name: match (nll, f16) {
@@ -1076,6 +1140,46 @@ impl Gpu {
         self.categorical_nd(Loss::CrossEntropy, x, shape, targets, options)
     }
 
+    /// `F.cross_entropy` with class-probability targets ([`LossOp::cross_entropy_probs`]):
+    /// `logits` and `targets` row-major f32 of `shape` ((C,), (N, C) or (N, C, d1, …, dk), the
+    /// classes on axis 1). Returns the losses in the shape without the class axis
+    /// (`Reduction::None`), or one value of shape `[]` (`Mean` divides by that shape's size).
+    ///
+    /// ```no_run
+    /// use logdomain::{CrossEntropy, Gpu};
+    /// let gpu = Gpu::new()?;
+    /// // Two classes, half and half: ln 2 whatever the targets' split.
+    /// let loss = gpu.cross_entropy_probs(&[0.0, 0.0], &[1, 2], &[0.3, 0.7], &CrossEntropy::default())?;
+    /// assert!((loss.values[0] - 2f32.ln()).abs() < 1e-6);
+    /// # Ok::<(), logdomain::Error>(())
+    /// ```
+    pub fn cross_entropy_probs(
+        &self,
+        logits: &[f32],
+        shape: &[usize],
+        targets: &[f32],
+        options: &CrossEntropy,
+    ) -> Result<NdArray, Error> {
+        let (n, classes, inner) = class_axis(shape)?;
+        let len = n
+            .checked_mul(classes)
+            .and_then(|v| v.checked_mul(inner))
+            .ok_or_else(|| too_large(shape))? as usize;
+        check_len("logits", logits, len)?;
+        check_len("targets", targets, len)?;
+        let op = LossOp::cross_entropy_probs(self, shape, options)?;
+        let values = self.run_loss(
+            &op,
+            &[bytemuck::cast_slice(logits), bytemuck::cast_slice(targets)],
+        )?;
+        let shape = if options.reduction == Reduction::None {
+            sample_shape(shape)
+        } else {
+            Vec::new()
+        };
+        Ok(NdArray { shape, values })
+    }
+
     /// [`Gpu::cross_entropy_nd`] of f16 logits: the f32 op's bits on the same values.
     pub fn cross_entropy_nd_f16(
         &self,
@@ -1153,6 +1257,7 @@ impl Gpu {
             ClassRows::packed(rows as u64, classes as u64),
             options,
             format,
+            false,
         )?;
         let t = targets_i32(targets, classes, options.ignore_index)?;
         self.run_loss(&op, &[&bytes, bytemuck::cast_slice(&t)])

@@ -882,6 +882,30 @@ fn eval_cross_entropy_on_the_class_axis() {
         assert_eq!(got_shape, want_shape, "{op} {flag}");
         assert_eq!(bits(&got), bits(&want.values), "{op} {flag}");
     }
+    // Float32 targets of the input's shape are class probabilities.
+    let probs: Vec<f32> = (0..120).map(|i| ((i % 7) as f32) / 10.0).collect();
+    let pp = d.join("p.npy");
+    write(&pp, &[2, 3, 4, 5], &probs);
+    let o = CrossEntropy {
+        reduction: Reduction::None,
+        ..Default::default()
+    };
+    let want = gpu.cross_entropy_probs(&x, &shape, &probs, &o).unwrap();
+    ok(&logdomain(&[
+        "eval",
+        "cross_entropy",
+        "--input",
+        s(&xp),
+        "--targets",
+        s(&pp),
+        "--reduction",
+        "none",
+        "--output",
+        s(&yp),
+    ]));
+    let (got_shape, got) = read(&yp);
+    assert_eq!(got_shape, [2, 4, 5]);
+    assert_eq!(bits(&got), bits(&want.values), "probabilities");
     let bad = d.join("bad.npy");
     write(&bad, &[2, 20], &t);
     let out_path = d.join("never.npy");
@@ -897,7 +921,7 @@ fn eval_cross_entropy_on_the_class_axis() {
     ]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("expected [2, 4, 5]"), "{err}");
+    assert!(err.contains("expected (2, 4, 5)"), "{err}");
     assert!(!out_path.exists());
 }
 

@@ -179,6 +179,33 @@ fn log_prod_want(p: &[f32], rows: usize, cols: usize) -> Vec<Want> {
         .collect()
 }
 
+/// −log_softmax of a row of logits (or minus the row of log-probabilities, `nll`) in f64, and
+/// the error bound e_c of each entry.
+fn neg_log_softmax(row: &[f32], nll: bool) -> (Vec<f64>, Vec<f64>) {
+    let classes = row.len();
+    if nll {
+        row.iter().map(|&v| (-f(v), U * f(v).abs())).unzip()
+    } else if row.iter().any(|v| v.is_nan() || *v == INF) {
+        // PyTorch's log_softmax: x − max is NaN at a +inf, and the sum then NaN.
+        (vec![f64::NAN; classes], vec![0.0; classes])
+    } else {
+        let tr = truth(row);
+        let g = (classes.max(2) as f64).log2().ceil();
+        let lo = tr.lse - tr.max;
+        row.iter()
+            .zip(&tr.log_softmax)
+            .map(|(&v, &lsm)| {
+                let e = U * (tr.max - f(v)).abs()
+                    + U * lsm.abs()
+                    + 8.0 * U * lo.abs()
+                    + (70.0 + g) * U
+                    + U * tr.shift_term;
+                (-lsm, e)
+            })
+            .unzip()
+    }
+}
+
 /// Per-row truths of cross-entropy (or NLL from log-probabilities) with the weights each row
 /// adds to a mean's denominator.
 fn categorical_want(
@@ -201,28 +228,7 @@ fn categorical_want(
             continue;
         }
         let t = targets[r] as usize;
-        // -log_softmax_c and its error bound e_c.
-        let (neg_lsm, err): (Vec<f64>, Vec<f64>) = if nll {
-            row.iter().map(|&v| (-f(v), U * f(v).abs())).unzip()
-        } else if row.iter().any(|v| v.is_nan() || *v == INF) {
-            // PyTorch's log_softmax: x − max is NaN at a +inf, and the sum then NaN.
-            (vec![f64::NAN; classes], vec![0.0; classes])
-        } else {
-            let tr = truth(row);
-            let g = (classes.max(2) as f64).log2().ceil();
-            let lo = tr.lse - tr.max;
-            row.iter()
-                .zip(&tr.log_softmax)
-                .map(|(&v, &lsm)| {
-                    let e = U * (tr.max - f(v)).abs()
-                        + U * lsm.abs()
-                        + 8.0 * U * lo.abs()
-                        + (70.0 + g) * U
-                        + U * tr.shift_term;
-                    (-lsm, e)
-                })
-                .unzip()
-        };
+        let (neg_lsm, err) = neg_log_softmax(row, nll);
         let nll_t = w(t) * neg_lsm[t];
         let mut v = nll_t;
         let mut bound = w(t).abs() * err[t] + U * nll_t.abs();
@@ -1643,4 +1649,144 @@ fn class_axis_f16_small_bindings_and_the_encoder_level_op() {
     let got = gpu.read_f32(&out, 30 * 4).unwrap();
     let want = gpu.cross_entropy_nd(&x, &shape, &t64, &o).unwrap();
     assert_eq!(bits(&got), bits(&want.values));
+}
+
+/// Per-sample truths of cross-entropy with probability targets (rows of classes, targets as
+/// rows): Σ_c w_c·t'_c·(−log_softmax_c) in f64 from the f32 inputs, with the bound
+/// Σ |w_c t'_c|·e_c + (depth(C) + 4)·u·Σ|terms| (t' rounded to f32 first, as PyTorch does).
+fn probs_want(x: &[f32], rows: usize, classes: usize, t: &[f32], o: &CrossEntropy) -> Vec<Want> {
+    let eps = f(o.label_smoothing);
+    let w = |c: usize| o.weight.as_ref().map_or(1.0, |w| f(w[c]));
+    (0..rows)
+        .map(|r| {
+            let row = &x[r * classes..(r + 1) * classes];
+            let (neg_lsm, err) = neg_log_softmax(row, false);
+            let tp = |c: usize| f(t[r * classes + c]) * (1.0 - eps) + eps / classes as f64;
+            let terms: Vec<f64> = (0..classes).map(|c| neg_lsm[c] * tp(c) * w(c)).collect();
+            let v: f64 = terms.iter().sum();
+            let bound = (0..classes)
+                .map(|c| (w(c) * tp(c)).abs() * err[c])
+                .sum::<f64>()
+                + (depth(classes) + 4.0) * U * terms.iter().map(|x| x.abs()).sum::<f64>();
+            want(v, if v.is_finite() { bound } else { 0.0 })
+        })
+        .collect()
+}
+
+#[test]
+fn cross_entropy_with_probability_targets() {
+    use logdomain::reference::likelihood::cross_entropy_probs;
+    let gpu = gpu();
+    let mut rng = Rng(24);
+    for shape in [
+        vec![5],
+        vec![7, 3],
+        vec![40, 130],
+        vec![2, 5, 3, 4],
+        vec![3, 64, 17],
+    ] {
+        let total: usize = shape.iter().product();
+        let c = if shape.len() == 1 { shape[0] } else { shape[1] };
+        let rows = total / c;
+        let x = rng.vec(total, -20.0, 20.0);
+        // Probabilities per position (a few exactly 0), normalised along the class axis.
+        let mut t_rows: Vec<f32> = (0..total)
+            .map(|i| {
+                if i % 5 == 2 {
+                    0.0
+                } else {
+                    rng.uniform(0.0, 1.0)
+                }
+            })
+            .collect();
+        for r in 0..rows {
+            let s: f32 = t_rows[r * c..(r + 1) * c].iter().sum();
+            t_rows[r * c..(r + 1) * c]
+                .iter_mut()
+                .for_each(|v| *v /= s.max(1e-30));
+        }
+        let (x_rows, t) = if shape.len() > 2 {
+            (class_rows(&x, &shape), class_rows_back(&t_rows, &shape))
+        } else {
+            (x.clone(), t_rows.clone())
+        };
+        let weight = rng.vec(c, 0.1, 3.0);
+        for (smoothing, weighted) in [(0.0, false), (0.0, true), (0.3, true), (1.0, false)] {
+            for reduction in REDUCTIONS {
+                let o = CrossEntropy {
+                    weight: weighted.then(|| weight.clone()),
+                    label_smoothing: smoothing,
+                    reduction,
+                    ..Default::default()
+                };
+                let what = format!("{shape:?} eps {smoothing} weighted {weighted} {reduction:?}");
+                let got = gpu.cross_entropy_probs(&x, &shape, &t, &o).unwrap();
+                // PyTorch: the mean divides by the number of samples, whatever the weights.
+                let per = probs_want(&x_rows, rows, c, &t_rows, &o);
+                check_all(
+                    &got.values,
+                    &reduce(&per, &vec![1.0; rows], reduction),
+                    &what,
+                );
+                let mirror = cross_entropy_probs(&x, &shape, &t, &o, 512);
+                assert_eq!(bits(&got.values), bits(&mirror), "{what}: mirror");
+                if reduction == Reduction::None {
+                    assert_eq!(got.shape.iter().product::<usize>(), rows, "{what}");
+                }
+            }
+        }
+    }
+    // One-hot targets are class indices: the same losses within both bounds.
+    let x = rng.vec(12, -3.0, 3.0);
+    let none = CrossEntropy {
+        reduction: Reduction::None,
+        ..Default::default()
+    };
+    let one_hot: Vec<f32> = (0..12)
+        .map(|i| f32::from(u8::from(i % 4 == i / 4)))
+        .collect();
+    let soft = gpu
+        .cross_entropy_probs(&x, &[3, 4], &one_hot, &none)
+        .unwrap();
+    let hard = gpu.cross_entropy(&x, 3, 4, &[0, 1, 2], &none).unwrap();
+    for (a, b) in soft.values.iter().zip(&hard) {
+        assert!(
+            (a - b).abs() <= 4.0 * f32::EPSILON * b.abs().max(1.0),
+            "{a} vs {b}"
+        );
+    }
+    // Special values as PyTorch: a −inf logit under a zero target is 0·inf = NaN; an empty
+    // batch's mean NaN and sum 0; no classes, 0 per sample.
+    let got = gpu
+        .cross_entropy_probs(&[NEG_INF, 0.0, 1.0], &[3], &[0.0, 0.5, 0.5], &none)
+        .unwrap();
+    assert!(got.values[0].is_nan() && got.values[0].to_bits() != SENTINEL_BITS);
+    let mean = gpu
+        .cross_entropy_probs(&[], &[0, 3], &[], &CrossEntropy::default())
+        .unwrap();
+    assert!(mean.values[0].is_nan());
+    let got = gpu.cross_entropy_probs(&[], &[2, 0], &[], &none).unwrap();
+    assert_eq!(got.values, [0.0, 0.0]);
+    // Errors: lengths, weights, label smoothing.
+    let o = CrossEntropy::default();
+    assert!(matches!(
+        gpu.cross_entropy_probs(&[0.0; 6], &[2, 3], &[0.0; 5], &o),
+        Err(Error::InputLength { .. })
+    ));
+    let bad = CrossEntropy {
+        weight: Some(vec![1.0; 2]),
+        ..Default::default()
+    };
+    assert!(
+        gpu.cross_entropy_probs(&[0.0; 6], &[2, 3], &[0.0; 6], &bad)
+            .is_err()
+    );
+    let bad = CrossEntropy {
+        label_smoothing: 1.5,
+        ..Default::default()
+    };
+    assert!(matches!(
+        gpu.cross_entropy_probs(&[0.0; 6], &[2, 3], &[0.0; 6], &bad),
+        Err(Error::Value(_))
+    ));
 }

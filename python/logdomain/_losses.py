@@ -8,7 +8,7 @@ import numpy as np
 
 from . import _native
 from ._device import Device, resolve
-from ._special import broadcasts, contiguous, float_input, out_dtype, readable_in_place
+from ._special import broadcasts, contiguous, float_input, out_dtype
 
 __all__ = [
     "cross_entropy",
@@ -95,14 +95,19 @@ class _Categorical:
             raise ValueError(f"Expected target size {list(self.sample_shape)}, got {list(t.shape)}")
         return contiguous(t.reshape(-1), np.int64)
 
-    def probabilities(self, target: Any, label_smoothing: float) -> np.ndarray:
+    def probability_targets(self, target: Any) -> np.ndarray:
+        """Class probabilities as given, checked to have the input's shape."""
         t = float_input("target", target)
         if t.shape != self.x.shape:
             raise ValueError(
                 f"probability targets must have the input's shape {list(self.x.shape)}, "
                 f"got {list(t.shape)}"
             )
-        t = t.astype(np.float64)
+        return t
+
+    def probabilities(self, target: Any, label_smoothing: float) -> np.ndarray:
+        """Class probabilities in float64, label smoothing applied (the gradient's path)."""
+        t = self.probability_targets(target).astype(np.float64)
         if label_smoothing > 0:
             t = t * (1.0 - label_smoothing) + label_smoothing / self.classes
         return t
@@ -184,10 +189,16 @@ def cross_entropy(
     c = _Categorical(input, weight)
     dev = resolve(device)
     if _is_probabilities(target):
-        t = c.probabilities(target, label_smoothing)
-        logp = _native.reduce(dev, "log_softmax", readable_in_place(c.x), [c.class_axis], False)
-        per = -(t * logp.astype(np.float64) * c.class_weights()).sum(axis=c.class_axis)
-        return _reduce64(np.asarray(per), reduction, max(np.asarray(per).size, 0), c.dtype)
+        t = c.probability_targets(target)
+        loss = _native.cross_entropy_probs(
+            dev,
+            contiguous(c.x, np.float32),
+            contiguous(t, np.float32),
+            c.weight,
+            label_smoothing,
+            reduction,
+        )
+        return _finish(loss, c.sample_shape, reduction, c.dtype)
     t = c.indices(target)
     loss = _native.categorical(
         dev,

@@ -79,6 +79,14 @@ def categorical(
     reduction: str,
     with_grad: bool,
 ) -> Any: ...
+def cross_entropy_probs(
+    device: Device,
+    x: npt.NDArray[np.float32],
+    targets: npt.NDArray[np.float32],
+    weight: Optional[npt.NDArray[np.float32]],
+    label_smoothing: float,
+    reduction: str,
+) -> npt.NDArray[np.float32]: ...
 def linear_cross_entropy(
     device: Device,
     x: npt.NDArray[Any],

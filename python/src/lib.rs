@@ -504,6 +504,43 @@ fn categorical<'py>(
     }
 }
 
+/// `F.cross_entropy` with class-probability targets: C-contiguous float32 logits and targets of
+/// one shape ((C,), (N, C) or (N, C, d1, …, dk), classes on axis 1, read in place); one loss per
+/// sample (row-major, the shape without the class axis) or one value.
+#[pyfunction]
+#[pyo3(signature = (device, x, targets, weight, label_smoothing, reduction))]
+fn cross_entropy_probs<'py>(
+    py: Python<'py>,
+    device: &Device,
+    x: PyReadonlyArrayDyn<'py, f32>,
+    targets: PyReadonlyArrayDyn<'py, f32>,
+    weight: Option<PyReadonlyArray1<'py, f32>>,
+    label_smoothing: f32,
+    reduction: &str,
+) -> PyResult<Py<PyAny>> {
+    let options = CrossEntropy {
+        weight: weight
+            .as_ref()
+            .map(|w| contiguous("weight", w).map(<[f32]>::to_vec))
+            .transpose()?,
+        label_smoothing,
+        reduction: self::reduction(reduction)?,
+        ..CrossEntropy::default()
+    };
+    if x.shape() != targets.shape() {
+        return Err(PyValueError::new_err(format!(
+            "probability targets must have the input's shape {:?}, got {:?}",
+            x.shape(),
+            targets.shape()
+        )));
+    }
+    let (v, t) = (contiguous("input", &x)?, contiguous("target", &targets)?);
+    let shape = x.shape();
+    let gpu = &*device.gpu;
+    let l = on_gpu(py, || Ok(gpu.cross_entropy_probs(v, shape, t, &options)?)).or_py(py)?;
+    Ok(PyArray1::from_vec(py, l.values).into_any().unbind())
+}
+
 /// The fused linear cross-entropy of C-contiguous (tokens, dims) hidden states and a (vocab,
 /// dims) weight, both float32 or both float16, int64 targets and an optional float32 bias:
 /// the loss and each token's lse, and with `with_grad` the gradients (d_input, d_weight,
@@ -977,6 +1014,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(reduce_masked, m)?)?;
     m.add_function(wrap_pyfunction!(reduce_weighted, m)?)?;
     m.add_function(wrap_pyfunction!(categorical, m)?)?;
+    m.add_function(wrap_pyfunction!(cross_entropy_probs, m)?)?;
     m.add_function(wrap_pyfunction!(linear_cross_entropy, m)?)?;
     m.add_function(wrap_pyfunction!(bce_with_logits, m)?)?;
     m.add_function(wrap_pyfunction!(gaussian_nll, m)?)?;

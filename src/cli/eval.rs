@@ -87,8 +87,8 @@ pub struct EvalArgs {
     #[arg(long)]
     pub keepdims: bool,
     /// Targets: int64 class indices (cross_entropy, nll_loss; the input's shape without the class
-    /// axis) or f32 values shaped as the input (gaussian_nll, binary_cross_entropy_with_logits,
-    /// poisson_nll).
+    /// axis) or f32 values shaped as the input (class probabilities for cross_entropy;
+    /// gaussian_nll, binary_cross_entropy_with_logits, poisson_nll).
     #[arg(long)]
     pub targets: Option<PathBuf>,
     /// Variances for gaussian_nll: f32, shaped as the input or a single value.
@@ -315,6 +315,21 @@ fn sample_shape(shape: &[u64]) -> Vec<u64> {
     }
 }
 
+/// A shape as NumPy prints it: `()`, `(4,)`, `(2, 4, 5)`.
+fn tuple(shape: &[u64]) -> String {
+    match shape {
+        [n] => format!("({n},)"),
+        _ => format!(
+            "({})",
+            shape
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
 fn dims(shape: &[u64]) -> String {
     if shape.is_empty() {
         "scalar".into()
@@ -381,6 +396,8 @@ pub fn read_gmm(path: &Path) -> Result<Gmm, String> {
 enum Extra {
     None,
     Classes(Vec<i64>),
+    /// Class probabilities shaped as the logits (cross_entropy).
+    Probabilities(Vec<f32>),
     Values(Vec<f32>),
     Gaussian(Vec<f32>, Vec<f32>),
     Mixture(Gmm),
@@ -546,40 +563,52 @@ pub fn run(a: &EvalArgs, gpu: impl FnOnce() -> Result<Gpu, String>) -> Result<St
             };
             Extra::Backward(g.data, lse)
         }
-        EvalOp::CrossEntropy | EvalOp::NllLoss if x.shape.len() != 2 => {
-            // PyTorch's (C,) or (N, C, d1, …, dk): classes on axis 1, targets without it.
-            if x.shape.is_empty() {
-                return Err(format!(
-                    "{}: a 0-d input has no class axis",
-                    a.input.display()
-                ));
-            }
-            let want = sample_shape(&x.shape);
-            let p = need(&a.targets, "--targets", a.op)?;
-            let t = npy::read_targets(p)?;
-            if t.shape != want {
-                return Err(format!(
-                    "{}: targets shape {:?}; expected {want:?} (the input's {:?} without the \
-                     class axis)",
-                    p.display(),
-                    t.shape,
-                    x.shape
-                ));
-            }
-            Extra::Classes(t.data)
-        }
         EvalOp::CrossEntropy | EvalOp::NllLoss | EvalOp::CrossEntropyWithGrad => {
-            let (r, _) = matrix()?;
             let p = need(&a.targets, "--targets", a.op)?;
-            let t = npy::read_targets(p)?;
-            if t.shape != [r as u64] {
-                return Err(format!(
-                    "{}: targets shape {:?}; expected ({r},) for {r} rows of logits",
-                    p.display(),
-                    t.shape
-                ));
+            let targets = if a.op == EvalOp::CrossEntropy {
+                npy::read_categorical(p)?
+            } else {
+                npy::Targets::Classes(npy::read_targets(p)?)
+            };
+            match targets {
+                npy::Targets::Probabilities(t) => {
+                    if x.shape.is_empty() || t.shape != x.shape {
+                        return Err(format!(
+                            "{}: targets of shape {}: class probabilities (float32) need the \
+                             input's shape {}, integer class indices the shape {}",
+                            p.display(),
+                            tuple(&t.shape),
+                            tuple(&x.shape),
+                            tuple(&sample_shape(&x.shape))
+                        ));
+                    }
+                    Extra::Probabilities(t.data)
+                }
+                npy::Targets::Classes(t) => {
+                    // PyTorch's (C,), (N, C) or (N, C, d1, …, dk): targets without axis 1
+                    // (the fused gradient takes (N, C) only).
+                    if x.shape.len() == 2 || a.op == EvalOp::CrossEntropyWithGrad {
+                        matrix()?;
+                    } else if x.shape.is_empty() {
+                        return Err(format!(
+                            "{}: a 0-d input has no class axis",
+                            a.input.display()
+                        ));
+                    }
+                    let want = sample_shape(&x.shape);
+                    if t.shape != want {
+                        return Err(format!(
+                            "{}: targets shape {}; expected {} (the input's {} without the \
+                             class axis)",
+                            p.display(),
+                            tuple(&t.shape),
+                            tuple(&want),
+                            tuple(&x.shape)
+                        ));
+                    }
+                    Extra::Classes(t.data)
+                }
             }
-            Extra::Classes(t.data)
         }
         EvalOp::GaussianNll | EvalOp::GaussianNllWithGrad => {
             let y = float_targets()?;
@@ -653,6 +682,17 @@ pub fn run(a: &EvalArgs, gpu: impl FnOnce() -> Result<Gpu, String>) -> Result<St
                 gpu.softmax_backward(&x.data, &g, r, c)
             };
             (v.map_err(lib)?, x.shape.clone())
+        }
+        (EvalOp::CrossEntropy, Extra::Probabilities(t)) => {
+            let o = CrossEntropy {
+                weight,
+                ignore_index: a.ignore_index,
+                label_smoothing: a.label_smoothing,
+                reduction,
+            };
+            let shape: Vec<usize> = x.shape.iter().map(|&d| d as usize).collect();
+            let v = gpu.cross_entropy_probs(&x.data, &shape, &t, &o);
+            (v.map_err(lib)?.values, reduced(sample_shape(&x.shape)))
         }
         (EvalOp::CrossEntropy | EvalOp::NllLoss, Extra::Classes(t)) if x.shape.len() != 2 => {
             let o = CrossEntropy {

@@ -91,9 +91,30 @@ fn f32_of(npy: npyz::NpyFile<std::io::Cursor<Vec<u8>>>, path: &Path) -> Result<A
     })
 }
 
+/// A categorical loss's targets: class indices, or class probabilities (float32).
+pub enum Targets {
+    Classes(Array<i64>),
+    Probabilities(Array<f32>),
+}
+
+/// Class indices (as [`read_targets`]) or float32 class probabilities.
+pub fn read_categorical(path: &Path) -> Result<Targets, String> {
+    let npy = open(path)?;
+    if type_str(&npy) == "<f4" {
+        return Ok(Targets::Probabilities(f32_of(npy, path)?));
+    }
+    indices_of(npy, path).map(Targets::Classes)
+}
+
 /// Integer class indices (`<i8` or `<i4`), as i64.
 pub fn read_targets(path: &Path) -> Result<Array<i64>, String> {
-    let npy = open(path)?;
+    indices_of(open(path)?, path)
+}
+
+fn indices_of(
+    npy: npyz::NpyFile<std::io::Cursor<Vec<u8>>>,
+    path: &Path,
+) -> Result<Array<i64>, String> {
     let ts = type_str(&npy);
     let shape = npy.shape().to_vec();
     let data = match ts.as_str() {
@@ -104,7 +125,8 @@ pub fn read_targets(path: &Path) -> Result<Array<i64>, String> {
             .collect(),
         _ => {
             return Err(format!(
-                "{}: dtype {ts}; expected integer class indices (int64 <i8 or int32 <i4)",
+                "{}: dtype {ts}; expected integer class indices (int64 <i8 or int32 <i4), or \
+                 float32 class probabilities for cross_entropy",
                 path.display()
             ));
         }

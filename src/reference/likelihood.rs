@@ -515,6 +515,77 @@ pub fn categorical_nd(
     categorical_rows(rows, classes, row, parts, targets, o, nll)
 }
 
+/// `F.cross_entropy` with class-probability targets of an input of `shape` (as
+/// [`categorical_nd`] reads it; the targets laid out as the logits), as the GPU computes it: per
+/// row the terms `((hi − x_c) + lo)·t'_c·w_c` summed as the label-smoothing sums are, each row
+/// counting 1 in a mean.
+pub fn cross_entropy_probs(
+    x: &[f32],
+    shape: &[usize],
+    targets: &[f32],
+    o: &CrossEntropy,
+    seg_len: usize,
+) -> Vec<f32> {
+    use super::logsumexp::{FLAG_NAN, FLAG_NONEMPTY, FLAG_POS_INF, row_state};
+    let (n, classes, inner) = match shape {
+        [c] => (1, *c, 1),
+        [n, c, rest @ ..] => (*n, *c, rest.iter().product()),
+        [] => panic!("reference: a categorical input has a class axis"),
+    };
+    let rows = n * inner;
+    let at = |r: usize, c: usize| (r / inner) * classes * inner + r % inner + c * inner;
+    let both = if inner > 1 && rows * classes > 0 {
+        super::logsumexp::reduce_axes(
+            RowFn::LogsumexpParts,
+            x,
+            &[n, classes, inner],
+            &[classes * inner, inner, 1],
+            &[false, true, false],
+            seg_len,
+        )
+    } else {
+        Vec::new()
+    };
+    let eps = f64::from(o.label_smoothing);
+    let keep = (1.0 - eps) as f32;
+    let per_class = (eps / classes.max(1) as f64) as f32;
+    let w = |c: usize| o.weight.as_ref().map_or(1.0, |w| w[c]);
+    let states: Vec<SumState> = (0..rows)
+        .map(|r| {
+            let (hi, lo) = if inner > 1 {
+                (both[r], both[rows + r])
+            } else {
+                let st = row_state(&x[r * classes..(r + 1) * classes]);
+                if st.flags & (FLAG_NAN | FLAG_POS_INF) != 0 || st.flags & FLAG_NONEMPTY == 0 {
+                    (f32::NAN, 0.0)
+                } else {
+                    (st.m, ld_log1p(st.s))
+                }
+            };
+            let terms: Vec<f32> = (0..classes)
+                .map(|c| {
+                    if !hi.is_finite() {
+                        return f32::NAN;
+                    }
+                    let t = targets[at(r, c)];
+                    let t = if eps > 0.0 { t * keep + per_class } else { t };
+                    ((hi - x[at(r, c)]) + lo) * t * w(c)
+                })
+                .collect();
+            let loss = sum_total(reduce_levels(chunk_partials(&terms)));
+            SumState {
+                w: 1.0,
+                ..sum_push(sum_identity(), loss, 0.0)
+            }
+        })
+        .collect();
+    match o.reduction {
+        Reduction::None => states.iter().map(|s| sum_total(*s)).collect(),
+        Reduction::Sum => vec![sum_total(reduce_levels(states))],
+        Reduction::Mean => vec![sum_mean(reduce_levels(states), rows as f32)],
+    }
+}
+
 /// The categorical losses of `rows` rows of `classes` entries (`row(r)`), with the
 /// log-sum-exp parts `(hi, lo)` of each (NaN where the parts are not finite).
 fn categorical_rows(
