@@ -877,6 +877,33 @@ impl FittedGmm {
         Ok(lp.iter().map(|&v| f64::from(v)).sum::<f64>() / n as f64)
     }
 
+    /// The number of free parameters (scikit-learn's `_n_parameters`): the covariances'
+    /// (`k·d(d + 1)/2` full, `k·d` diag, `k` spherical), the means' `k·d` and the weights'
+    /// `k − 1`.
+    pub fn n_parameters(&self) -> usize {
+        let (k, d) = (self.n_components(), self.dims);
+        let covariances = match self.covariance_type {
+            CovarianceType::Full => k * d * (d + 1) / 2,
+            CovarianceType::Diag => k * d,
+            CovarianceType::Spherical => k,
+        };
+        covariances + k * d + k - 1
+    }
+
+    /// The Bayesian information criterion on `n` points, scikit-learn's `bic`:
+    /// `−2·score·n + n_parameters·ln n` (lower is better).
+    pub fn bic(&self, gpu: &Gpu, points: &[f32], n: usize) -> Result<f64, Error> {
+        let score = self.score(gpu, points, n)?;
+        Ok(-2.0 * score * n as f64 + self.n_parameters() as f64 * (n as f64).ln())
+    }
+
+    /// The Akaike information criterion on `n` points, scikit-learn's `aic`:
+    /// `−2·score·n + 2·n_parameters` (lower is better).
+    pub fn aic(&self, gpu: &Gpu, points: &[f32], n: usize) -> Result<f64, Error> {
+        let score = self.score(gpu, points, n)?;
+        Ok(-2.0 * score * n as f64 + 2.0 * self.n_parameters() as f64)
+    }
+
     /// `log p(k | x)`, `n × k` (scikit-learn's `predict_proba` in log space).
     pub fn log_responsibilities(
         &self,

@@ -669,6 +669,20 @@ fn fit_writes_scikit_learns_attributes_and_eval_reads_them() {
             .fit(gpu(), &x, n, dims)
             .unwrap();
         assert_eq!(v["lower_bound"].as_f64().unwrap(), lib.lower_bound, "{cov}");
+        assert_eq!(
+            v["bic"].as_f64().unwrap(),
+            lib.bic(gpu(), &x, n).unwrap(),
+            "{cov}"
+        );
+        assert_eq!(
+            v["aic"].as_f64().unwrap(),
+            lib.aic(gpu(), &x, n).unwrap(),
+            "{cov}"
+        );
+        assert_eq!(
+            v["n_parameters"].as_u64().unwrap() as usize,
+            lib.n_parameters()
+        );
         // eval reads the file back: log p(x) as the library computes it.
         let logp = d.join(format!("{cov}-logp.npy"));
         ok(&logdomain(&[

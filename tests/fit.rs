@@ -357,3 +357,54 @@ fn bad_input_is_a_clear_error() {
         other => panic!("{other:?}"),
     }
 }
+
+/// scikit-learn's `bic` and `aic`: its parameter counts, its formulas on the fitted score, and
+/// BIC picking the number of blobs that made the data.
+#[test]
+fn information_criteria_as_scikit_learn() {
+    let gpu = gpu();
+    let mut rng = Rng(41);
+    let (n, d) = (1500, 2);
+    let centers = [0.0f32, 0.0, 8.0, 0.0, 0.0, 8.0];
+    let x = blobs(&mut rng, n, &centers, d, 1.0);
+    // scikit-learn's _n_parameters for k = 3, d = 2: covariances (full 3·3, diag 3·2,
+    // spherical 3) + means 3·2 + weights 2.
+    for (t, params) in [
+        (CovarianceType::Full, 17),
+        (CovarianceType::Diag, 14),
+        (CovarianceType::Spherical, 11),
+    ] {
+        let fit = GaussianMixture::new(3)
+            .covariance_type(t)
+            .seed(5)
+            .fit(gpu, &x, n, d)
+            .unwrap();
+        assert_eq!(fit.n_parameters(), params, "{t:?}");
+        let score = fit.score(gpu, &x, n).unwrap();
+        let bic = fit.bic(gpu, &x, n).unwrap();
+        let aic = fit.aic(gpu, &x, n).unwrap();
+        let nf = n as f64;
+        assert!((bic - (-2.0 * score * nf + params as f64 * nf.ln())).abs() <= 1e-9 * bic.abs());
+        assert!((aic - (-2.0 * score * nf + 2.0 * params as f64)).abs() <= 1e-9 * aic.abs());
+        assert!(bic > aic, "{t:?}: ln {n} > 2, so BIC penalises more");
+    }
+    // Model selection: the lowest BIC is at the three blobs the data came from.
+    let bics: Vec<f64> = (1..=5)
+        .map(|k| {
+            let fit = GaussianMixture::new(k)
+                .covariance_type(CovarianceType::Full)
+                .seed(5)
+                .fit(gpu, &x, n, d)
+                .unwrap();
+            fit.bic(gpu, &x, n).unwrap()
+        })
+        .collect();
+    let best = bics
+        .iter()
+        .enumerate()
+        .min_by(|a, b| a.1.total_cmp(b.1))
+        .unwrap()
+        .0
+        + 1;
+    assert_eq!(best, 3, "BIC by k = 1..5: {bics:?}");
+}

@@ -36,7 +36,7 @@ pub enum InitArg {
 
 The JSON has scikit-learn's attribute names: weights, means, covariances (k x d x d, k x d or
 k), precisions_cholesky (same layout), lower_bound, lower_bounds (per iteration), n_iter,
-converged, covariance_type.")]
+converged, covariance_type; and bic and aic on the fitted points, with n_parameters.")]
 pub struct FitArgs {
     /// Points: a 2-D float32 .npy file (n × dims, C order).
     #[arg(long)]
@@ -170,7 +170,11 @@ pub fn run(a: &FitArgs, gpu: impl FnOnce() -> Result<Gpu, String>) -> Result<Str
         .map_err(|e| e.to_string())?;
     bar.finish_and_clear();
     let elapsed = start.elapsed();
-    let text = serde_json::to_string_pretty(&to_json(&fit)).map_err(|e| e.to_string())?;
+    let mut json = to_json(&fit);
+    json["n_parameters"] = fit.n_parameters().into();
+    json["bic"] = fit.bic(&gpu, &x.data, n).map_err(|e| e.to_string())?.into();
+    json["aic"] = fit.aic(&gpu, &x.data, n).map_err(|e| e.to_string())?.into();
+    let text = serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?;
     write_atomic(&a.output, &(text + "\n"))?;
     Ok(format!(
         "fit {n} x {d} points, {} {} components on {}: {} iterations ({}), lower bound {:.6}, \
