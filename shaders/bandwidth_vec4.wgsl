@@ -59,3 +59,49 @@ fn read_probe_vec4(
         out[t] = acc;
     }
 }
+
+// The same read (OP 0) and copy (OP 1) for software adapters: invocation t takes the run of
+// consecutive words [t per, (t + 1) per), per = ceil(words / slots), four loaded before any is
+// used. A CPU adapter runs 8 lanes as one SIMD thread: with the grid stride above each of its
+// steps is 128 bytes of a new region, here 8 sequential streams the hardware prefetches.
+@compute @workgroup_size(WG)
+fn read_probe_vec4_runs(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let t = (wid.y * nwg.x + wid.x) * WG + lid;
+    let slots = params.slots;
+    let n = params.words;
+    if (t >= slots) {
+        return;
+    }
+    let per = (n + slots - 1u) / slots;
+    let end = min((t + 1u) * per, n);
+    var acc = vec4<u32>(0u);
+    var i = t * per;
+    for (; i + 3u < end; i += 4u) {
+        let w0 = a[i];
+        let w1 = a[i + 1u];
+        let w2 = a[i + 2u];
+        let w3 = a[i + 3u];
+        if (OP == PROBE_READ) {
+            acc += (w0 + w1) + (w2 + w3);
+        } else {
+            out[i] = w0;
+            out[i + 1u] = w1;
+            out[i + 2u] = w2;
+            out[i + 3u] = w3;
+        }
+    }
+    for (; i < end; i++) {
+        if (OP == PROBE_READ) {
+            acc += a[i];
+        } else {
+            out[i] = a[i];
+        }
+    }
+    if (OP == PROBE_READ) {
+        out[t] = acc;
+    }
+}

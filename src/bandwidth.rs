@@ -1,6 +1,7 @@
 //! The benches' bandwidth yardstick: a kernel that reads every word of a buffer once and does
-//! nothing else (wrapping u32 sums per invocation, neighbouring invocations on neighbouring
-//! words), so that an op's GB/s can be read as a fraction of what this adapter can read.
+//! nothing else (wrapping u32 sums per invocation: neighbouring invocations on neighbouring
+//! words on GPUs, each invocation a run of consecutive words on software adapters), so that an
+//! op's GB/s can be read as a fraction of what this adapter can read.
 //! Kernel: `shaders/bandwidth.wgsl`; CPU mirror: [`crate::reference::bandwidth`].
 
 use crate::engine::device::Gpu;
@@ -15,6 +16,9 @@ use crate::error::Error;
 /// Invocations of the probe: enough to fill a large GPU (132 multiprocessors × 2048), few
 /// enough that each still reads a run of words.
 const INVOCATIONS: u64 = 1 << 18;
+/// Units (4-byte or 16-byte words) an invocation of the software adapters' yardsticks reads in
+/// one run.
+const RUN_WORDS: u64 = 256;
 
 /// vec4 words each invocation of the vec4 yardsticks loads before it uses any (`UNROLL` in
 /// `shaders/bandwidth_vec4.wgsl`).
@@ -36,6 +40,7 @@ pub const VEC4_UNROLL: usize = 4;
 pub struct ReadProbe {
     program: Program,
     output_len: usize,
+    runs: bool,
 }
 
 impl ReadProbe {
@@ -80,12 +85,27 @@ impl ReadProbe {
         // u32 words a unit the kernel loads.
         let per_unit: u64 = if vec4 { 4 } else { 1 };
         let units = w / per_unit;
-        let invocations = INVOCATIONS.min(units).max(1);
+        // Software adapters read in runs of RUN_WORDS units an invocation (sequential streams),
+        // GPUs with the grid stride (coalesced).
+        let runs = caps.cpu;
+        let invocations = if runs {
+            units.div_ceil(RUN_WORDS).max(1)
+        } else {
+            INVOCATIONS.min(units).max(1)
+        };
         let (key, params) = if vec4 {
             (
                 PipelineKey {
                     module: Module::BandwidthVec4,
-                    ..key("read_probe_vec4", u32::from(copy), 0)
+                    ..key(
+                        if runs {
+                            "read_probe_vec4_runs"
+                        } else {
+                            "read_probe_vec4"
+                        },
+                        u32::from(copy),
+                        0,
+                    )
                 },
                 // bandwidth_vec4.wgsl's ProbeParams { words, slots } are LlParams' first two
                 // fields.
@@ -97,14 +117,15 @@ impl ReadProbe {
             )
         } else {
             (
-                // The copy walks runs of consecutive words on software adapters (OP 2), as the
-                // read does elsewhere (OP 1): each adapter's faster pattern.
+                // Runs of consecutive words on software adapters (OP 2 copy, 3 read), the grid
+                // stride elsewhere (OP 1 copy, 0 read): each adapter's faster pattern.
                 key(
                     "read_probe",
-                    match (copy, caps.cpu) {
-                        (false, _) => 0,
+                    match (copy, runs) {
+                        (false, false) => 0,
                         (true, false) => 1,
                         (true, true) => 2,
+                        (false, true) => 3,
                     },
                     0,
                 ),
@@ -149,7 +170,15 @@ impl ReadProbe {
         Ok(ReadProbe {
             program,
             output_len,
+            runs,
         })
+    }
+
+    /// Whether each invocation reads a run of consecutive words (software adapters:
+    /// `reference::bandwidth::read_probe_run_partial`) rather than every `invocations`-th word
+    /// (GPUs: `read_probe_partial`, `read_probe_vec4_partial`).
+    pub fn in_runs(&self) -> bool {
+        self.runs
     }
 
     /// Number of u32 words written to the output (partial sums, or the copy).
