@@ -77,10 +77,12 @@ fn read_probe_vec4_runs(
         return;
     }
     let per = (n + slots - 1u) / slots;
+    let start = min(t * per, n);
     let end = min((t + 1u) * per, n);
+    // Whole steps of four, then the rest one at a time.
+    let whole = start + (end - start) / 4u * 4u;
     var acc = vec4<u32>(0u);
-    var i = t * per;
-    for (; i + 3u < end; i += 4u) {
+    for (var i = start; i < whole; i += 4u) {
         let w0 = a[i];
         let w1 = a[i + 1u];
         let w2 = a[i + 2u];
@@ -94,7 +96,7 @@ fn read_probe_vec4_runs(
             out[i + 3u] = w3;
         }
     }
-    for (; i < end; i++) {
+    for (var i = whole; i < end; i++) {
         if (OP == PROBE_READ) {
             acc += a[i];
         } else {

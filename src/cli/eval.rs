@@ -511,6 +511,13 @@ pub fn run(a: &EvalArgs, gpu: impl FnOnce() -> Result<Gpu, String>) -> Result<St
         }
         None => None,
     };
+    // The categorical losses' options (PyTorch's), with the class weights read above.
+    let ce = |weight: Option<Vec<f32>>| CrossEntropy {
+        weight,
+        ignore_index: a.ignore_index,
+        label_smoothing: a.label_smoothing,
+        reduction,
+    };
     let float_targets = || -> Result<Vec<f32>, String> {
         let p = need(&a.targets, "--targets", a.op)?;
         let t = npy::read_f32(p)?;
@@ -684,23 +691,13 @@ pub fn run(a: &EvalArgs, gpu: impl FnOnce() -> Result<Gpu, String>) -> Result<St
             (v.map_err(lib)?, x.shape.clone())
         }
         (EvalOp::CrossEntropy, Extra::Probabilities(t)) => {
-            let o = CrossEntropy {
-                weight,
-                ignore_index: a.ignore_index,
-                label_smoothing: a.label_smoothing,
-                reduction,
-            };
+            let o = ce(weight);
             let shape: Vec<usize> = x.shape.iter().map(|&d| d as usize).collect();
             let v = gpu.cross_entropy_probs(&x.data, &shape, &t, &o);
             (v.map_err(lib)?.values, reduced(sample_shape(&x.shape)))
         }
         (EvalOp::CrossEntropy | EvalOp::NllLoss, Extra::Classes(t)) if x.shape.len() != 2 => {
-            let o = CrossEntropy {
-                weight,
-                ignore_index: a.ignore_index,
-                label_smoothing: a.label_smoothing,
-                reduction,
-            };
+            let o = ce(weight);
             let shape: Vec<usize> = x.shape.iter().map(|&d| d as usize).collect();
             let v = if a.op == EvalOp::CrossEntropy {
                 gpu.cross_entropy_nd(&x.data, &shape, &t, &o)
@@ -714,12 +711,7 @@ pub fn run(a: &EvalArgs, gpu: impl FnOnce() -> Result<Gpu, String>) -> Result<St
             Extra::Classes(t),
         ) => {
             let (r, c) = matrix()?;
-            let o = CrossEntropy {
-                weight,
-                ignore_index: a.ignore_index,
-                label_smoothing: a.label_smoothing,
-                reduction,
-            };
+            let o = ce(weight);
             let v = match a.op {
                 EvalOp::CrossEntropy => gpu.cross_entropy(&x.data, r, c, &t, &o),
                 EvalOp::NllLoss => gpu.nll_loss(&x.data, r, c, &t, &o),

@@ -478,11 +478,7 @@ pub fn categorical_nd(
     nll: bool,
     seg_len: usize,
 ) -> Vec<f32> {
-    let (n, classes, inner) = match shape {
-        [c] => (1, *c, 1),
-        [n, c, rest @ ..] => (*n, *c, rest.iter().product()),
-        [] => panic!("reference: a categorical input has a class axis"),
-    };
+    let (n, classes, inner) = class_dims(shape);
     if inner == 1 {
         return categorical(x, n, classes, targets, o, nll);
     }
@@ -527,11 +523,7 @@ pub fn cross_entropy_probs(
     seg_len: usize,
 ) -> Vec<f32> {
     use super::logsumexp::{FLAG_NAN, FLAG_NONEMPTY, FLAG_POS_INF, row_state};
-    let (n, classes, inner) = match shape {
-        [c] => (1, *c, 1),
-        [n, c, rest @ ..] => (*n, *c, rest.iter().product()),
-        [] => panic!("reference: a categorical input has a class axis"),
-    };
+    let (n, classes, inner) = class_dims(shape);
     let rows = n * inner;
     let at = |r: usize, c: usize| (r / inner) * classes * inner + r % inner + c * inner;
     let both = if inner > 1 && rows * classes > 0 {
@@ -583,6 +575,19 @@ pub fn cross_entropy_probs(
         Reduction::None => states.iter().map(|s| sum_total(*s)).collect(),
         Reduction::Sum => vec![sum_total(reduce_levels(states))],
         Reduction::Mean => vec![sum_mean(reduce_levels(states), rows as f32)],
+    }
+}
+
+/// PyTorch's class axis of a categorical input of `shape` ((C,), (N, C) or (N, C, d1, …, dk)):
+/// (samples, classes, positions a sample).
+///
+/// # Panics
+/// For a 0-d shape (the reference is a test oracle).
+fn class_dims(shape: &[usize]) -> (usize, usize, usize) {
+    match shape {
+        [c] => (1, *c, 1),
+        [n, c, rest @ ..] => (*n, *c, rest.iter().product()),
+        [] => panic!("reference: a categorical input has a class axis"),
     }
 }
 
