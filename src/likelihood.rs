@@ -207,23 +207,31 @@ pub(crate) fn smooth_sum_passes(
     Ok((passes, need))
 }
 
-/// PyTorch's class axis of a categorical input of `shape`: (samples, classes, positions per
-/// sample) for (C,), (N, C) and (N, C, d1, …, dk).
-pub(crate) fn class_axis(shape: &[usize]) -> Result<(u64, u64, u64), Error> {
+/// PyTorch's class axis of a categorical input of `shape` ((C,), (N, C) or (N, C, d1, …, dk)):
+/// its rows of classes, row n·(d1⋯dk) + p the classes of position p of sample n.
+pub(crate) fn class_axis(shape: &[usize]) -> Result<ClassRows, Error> {
+    let too_large = || Error::Shape(format!("an input of shape {shape:?} is too large"));
     let dims: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
-    match dims.as_slice() {
-        [] => Err(Error::Shape(
-            "a categorical input needs at least one dimension (the classes)".into(),
-        )),
-        [c] => Ok((1, *c, 1)),
+    let (n, classes, inner) = match dims.as_slice() {
+        [] => {
+            return Err(Error::Shape(
+                "a categorical input needs at least one dimension (the classes)".into(),
+            ));
+        }
+        [c] => (1, *c, 1),
         [n, c, rest @ ..] => {
             let inner = rest
                 .iter()
                 .try_fold(1u64, |a, &d| a.checked_mul(d))
-                .ok_or_else(|| too_large(shape))?;
-            Ok((*n, *c, inner))
+                .ok_or_else(too_large)?;
+            (*n, *c, inner)
         }
-    }
+    };
+    Ok(ClassRows {
+        rows: n.checked_mul(inner).ok_or_else(too_large)?,
+        classes,
+        inner,
+    })
 }
 
 /// The shape of the per-sample losses (and of class-index targets) of a categorical input of
@@ -235,8 +243,15 @@ pub(crate) fn sample_shape(shape: &[usize]) -> Vec<usize> {
     }
 }
 
-fn too_large(shape: &[usize]) -> Error {
-    Error::Shape(format!("an input of shape {shape:?} is too large"))
+/// A categorical loss's result: the losses in the shape without the class axis
+/// (`Reduction::None`), or one value of shape `[]`.
+fn loss_array(shape: &[usize], options: &CrossEntropy, values: Vec<f32>) -> NdArray {
+    let shape = if options.reduction == Reduction::None {
+        sample_shape(shape)
+    } else {
+        Vec::new()
+    };
+    NdArray { shape, values }
 }
 
 /// The log-sum-exp parts of every row of a class axis (`cr.inner` > 1) into aux words
@@ -567,12 +582,7 @@ impl LossOp {
                 "categorical_nd computes CrossEntropy and NllLoss, not {loss:?}"
             )));
         }
-        let (n, classes, inner) = class_axis(shape)?;
-        let cr = ClassRows {
-            rows: n.checked_mul(inner).ok_or_else(|| too_large(shape))?,
-            classes,
-            inner,
-        };
+        let cr = class_axis(shape)?;
         Self::categorical(gpu, loss, cr, options, format, false)
     }
 
@@ -595,12 +605,7 @@ impl LossOp {
         shape: &[usize],
         options: &CrossEntropy,
     ) -> Result<LossOp, Error> {
-        let (n, classes, inner) = class_axis(shape)?;
-        let cr = ClassRows {
-            rows: n.checked_mul(inner).ok_or_else(|| too_large(shape))?,
-            classes,
-            inner,
-        };
+        let cr = class_axis(shape)?;
         Self::categorical(gpu, Loss::CrossEntropy, cr, options, InputFormat::F32, true)
     }
 
@@ -1160,11 +1165,8 @@ impl Gpu {
         targets: &[f32],
         options: &CrossEntropy,
     ) -> Result<NdArray, Error> {
-        let (n, classes, inner) = class_axis(shape)?;
-        let len = n
-            .checked_mul(classes)
-            .and_then(|v| v.checked_mul(inner))
-            .ok_or_else(|| too_large(shape))? as usize;
+        let cr = class_axis(shape)?;
+        let len = elems(cr.rows as usize, cr.classes as usize)? as usize;
         check_len("logits", logits, len)?;
         check_len("targets", targets, len)?;
         let op = LossOp::cross_entropy_probs(self, shape, options)?;
@@ -1172,12 +1174,7 @@ impl Gpu {
             &op,
             &[bytemuck::cast_slice(logits), bytemuck::cast_slice(targets)],
         )?;
-        let shape = if options.reduction == Reduction::None {
-            sample_shape(shape)
-        } else {
-            Vec::new()
-        };
-        Ok(NdArray { shape, values })
+        Ok(loss_array(shape, options, values))
     }
 
     /// [`Gpu::cross_entropy_nd`] of f16 logits: the f32 op's bits on the same values.
@@ -1226,18 +1223,13 @@ impl Gpu {
         options: &CrossEntropy,
     ) -> Result<NdArray, Error> {
         let (len, format, bytes) = x.upload();
-        let (n, classes, inner) = class_axis(shape)?;
-        let rows = n.checked_mul(inner).ok_or_else(|| too_large(shape))? as usize;
-        check_categorical_inputs(len, rows, classes as usize, targets)?;
+        let cr = class_axis(shape)?;
+        let classes = cr.classes as usize;
+        check_categorical_inputs(len, cr.rows as usize, classes, targets)?;
         let op = LossOp::categorical_nd(self, loss, shape, format, options)?;
-        let t = targets_i32(targets, classes as usize, options.ignore_index)?;
+        let t = targets_i32(targets, classes, options.ignore_index)?;
         let values = self.run_loss(&op, &[&bytes, bytemuck::cast_slice(&t)])?;
-        let shape = if options.reduction == Reduction::None {
-            sample_shape(shape)
-        } else {
-            Vec::new()
-        };
-        Ok(NdArray { shape, values })
+        Ok(loss_array(shape, options, values))
     }
 
     fn categorical(

@@ -252,6 +252,23 @@ fn reduction(name: &str) -> PyResult<Reduction> {
     }
 }
 
+/// PyTorch's categorical options from the bindings' arguments (the class weights copied once).
+fn ce_options(
+    weight: Option<&PyReadonlyArray1<'_, f32>>,
+    ignore_index: i64,
+    label_smoothing: f32,
+    reduction: &str,
+) -> PyResult<CrossEntropy> {
+    Ok(CrossEntropy {
+        weight: weight
+            .map(|w| contiguous("weight", w).map(<[f32]>::to_vec))
+            .transpose()?,
+        ignore_index,
+        label_smoothing,
+        reduction: self::reduction(reduction)?,
+    })
+}
+
 fn axes_of(axes: Option<Vec<isize>>) -> Axes {
     axes.map_or(Axes::All, Axes::List)
 }
@@ -440,15 +457,7 @@ fn categorical<'py>(
     reduction: &str,
     with_grad: bool,
 ) -> PyResult<Py<PyAny>> {
-    let options = CrossEntropy {
-        weight: weight
-            .as_ref()
-            .map(|w| contiguous("weight", w).map(<[f32]>::to_vec))
-            .transpose()?,
-        ignore_index,
-        label_smoothing,
-        reduction: self::reduction(reduction)?,
-    };
+    let options = ce_options(weight.as_ref(), ignore_index, label_smoothing, reduction)?;
     let t = contiguous("target", &targets)?;
     let gpu = &*device.gpu;
     let nll = match loss {
@@ -518,15 +527,9 @@ fn cross_entropy_probs<'py>(
     label_smoothing: f32,
     reduction: &str,
 ) -> PyResult<Py<PyAny>> {
-    let options = CrossEntropy {
-        weight: weight
-            .as_ref()
-            .map(|w| contiguous("weight", w).map(<[f32]>::to_vec))
-            .transpose()?,
-        label_smoothing,
-        reduction: self::reduction(reduction)?,
-        ..CrossEntropy::default()
-    };
+    // ignore_index does not apply to probability targets.
+    let ignore_index = CrossEntropy::default().ignore_index;
+    let options = ce_options(weight.as_ref(), ignore_index, label_smoothing, reduction)?;
     if x.shape() != targets.shape() {
         return Err(PyValueError::new_err(format!(
             "probability targets must have the input's shape {:?}, got {:?}",
@@ -565,15 +568,12 @@ fn linear_cross_entropy<'py>(
     with_grad: bool,
 ) -> PyResult<Py<PyAny>> {
     let options = LinearCrossEntropy {
-        ce: CrossEntropy {
-            weight: class_weight
-                .as_ref()
-                .map(|w| contiguous("weight", w).map(<[f32]>::to_vec))
-                .transpose()?,
+        ce: ce_options(
+            class_weight.as_ref(),
             ignore_index,
             label_smoothing,
-            reduction: self::reduction(reduction)?,
-        },
+            reduction,
+        )?,
         z_loss,
         softcap,
         grad_filter,

@@ -693,18 +693,21 @@ pub fn run(a: &EvalArgs, gpu: impl FnOnce() -> Result<Gpu, String>) -> Result<St
         (EvalOp::CrossEntropy, Extra::Probabilities(t)) => {
             let o = ce(weight);
             let shape: Vec<usize> = x.shape.iter().map(|&d| d as usize).collect();
-            let v = gpu.cross_entropy_probs(&x.data, &shape, &t, &o);
-            (v.map_err(lib)?.values, reduced(sample_shape(&x.shape)))
+            let r = gpu
+                .cross_entropy_probs(&x.data, &shape, &t, &o)
+                .map_err(lib)?;
+            (r.values, r.shape.iter().map(|&d| d as u64).collect())
         }
         (EvalOp::CrossEntropy | EvalOp::NllLoss, Extra::Classes(t)) if x.shape.len() != 2 => {
             let o = ce(weight);
             let shape: Vec<usize> = x.shape.iter().map(|&d| d as usize).collect();
-            let v = if a.op == EvalOp::CrossEntropy {
+            let r = if a.op == EvalOp::CrossEntropy {
                 gpu.cross_entropy_nd(&x.data, &shape, &t, &o)
             } else {
                 gpu.nll_loss_nd(&x.data, &shape, &t, &o)
-            };
-            (v.map_err(lib)?.values, reduced(sample_shape(&x.shape)))
+            }
+            .map_err(lib)?;
+            (r.values, r.shape.iter().map(|&d| d as u64).collect())
         }
         (
             EvalOp::CrossEntropy | EvalOp::NllLoss | EvalOp::CrossEntropyWithGrad,

@@ -452,17 +452,7 @@ pub fn categorical(
     o: &CrossEntropy,
     nll: bool,
 ) -> Vec<f32> {
-    use super::logsumexp::{FLAG_NAN, FLAG_NONEMPTY, FLAG_POS_INF, row_state};
-    let row = |r: usize| x[r * classes..(r + 1) * classes].to_vec();
-    let parts = |r: usize| {
-        let st = row_state(&x[r * classes..(r + 1) * classes]);
-        if st.flags & (FLAG_NAN | FLAG_POS_INF) != 0 || st.flags & FLAG_NONEMPTY == 0 {
-            (f32::NAN, 0.0)
-        } else {
-            (st.m, ld_log1p(st.s))
-        }
-    };
-    categorical_rows(rows, classes, row, parts, targets, o, nll)
+    categorical_nd(x, &[rows, classes], targets, o, nll, 0)
 }
 
 /// [`categorical`] on PyTorch's class axis 1 of an input of `shape` (C,), (N, C) or
@@ -479,36 +469,51 @@ pub fn categorical_nd(
     seg_len: usize,
 ) -> Vec<f32> {
     let (n, classes, inner) = class_dims(shape);
-    if inner == 1 {
-        return categorical(x, n, classes, targets, o, nll);
-    }
     let rows = n * inner;
-    let folded = [n, classes, inner];
-    let both = if nll || rows * classes == 0 {
-        vec![0.0; 2 * rows]
+    let parts = if nll {
+        vec![(0.0, 0.0); rows]
     } else {
-        super::logsumexp::reduce_axes(
-            RowFn::LogsumexpParts,
-            x,
-            &folded,
-            &[classes * inner, inner, 1],
-            &[false, true, false],
-            seg_len,
-        )
+        class_parts(x, n, classes, inner, seg_len)
     };
-    let row = |r: usize| {
-        let start = (r / inner) * classes * inner + r % inner;
-        (0..classes).map(|c| x[start + c * inner]).collect()
-    };
-    let parts = |r: usize| {
-        let (hi, lo) = (both[r], both[rows + r]);
-        if hi.is_finite() {
-            (hi, lo)
-        } else {
-            (f32::NAN, 0.0)
+    let eps = f64::from(o.label_smoothing);
+    let keep = (1.0 - eps) as f32;
+    let per_class = (eps / classes.max(1) as f64) as f32;
+    let w = |c: usize| o.weight.as_ref().map_or(1.0, |w| w[c]);
+    let mut states = Vec::with_capacity(rows);
+    for (r, &t) in targets.iter().enumerate().take(rows) {
+        if t == o.ignore_index {
+            states.push(SumState::default());
+            continue;
         }
-    };
-    categorical_rows(rows, classes, row, parts, targets, o, nll)
+        let row: Vec<f32> = (0..classes)
+            .map(|c| x[class_entry(r, c, classes, inner)])
+            .collect();
+        let t = t as usize;
+        let (hi, lo) = parts[r];
+        let nll_t = if nll { -row[t] } else { (hi - row[t]) + lo };
+        let mut loss = w(t) * nll_t;
+        if eps > 0.0 {
+            let terms: Vec<f32> = (0..classes)
+                .map(|c| {
+                    if hi.is_finite() {
+                        w(c) * ((hi - row[c]) + lo)
+                    } else {
+                        f32::NAN
+                    }
+                })
+                .collect();
+            let smooth = sum_total(reduce_levels(chunk_partials(&terms)));
+            loss = keep * loss + per_class * smooth;
+        }
+        states.push(SumState {
+            w: w(t),
+            ..sum_push(sum_identity(), loss, 0.0)
+        });
+    }
+    match o.reduction {
+        Reduction::None => states.iter().map(|s| sum_total(*s)).collect(),
+        r => vec![finish(reduce_levels(states), r, None)],
+    }
 }
 
 /// `F.cross_entropy` with class-probability targets of an input of `shape` (as
@@ -522,38 +527,17 @@ pub fn cross_entropy_probs(
     o: &CrossEntropy,
     seg_len: usize,
 ) -> Vec<f32> {
-    use super::logsumexp::{FLAG_NAN, FLAG_NONEMPTY, FLAG_POS_INF, row_state};
     let (n, classes, inner) = class_dims(shape);
     let rows = n * inner;
-    let at = |r: usize, c: usize| (r / inner) * classes * inner + r % inner + c * inner;
-    let both = if inner > 1 && rows * classes > 0 {
-        super::logsumexp::reduce_axes(
-            RowFn::LogsumexpParts,
-            x,
-            &[n, classes, inner],
-            &[classes * inner, inner, 1],
-            &[false, true, false],
-            seg_len,
-        )
-    } else {
-        Vec::new()
-    };
+    let at = |r: usize, c: usize| class_entry(r, c, classes, inner);
+    let parts = class_parts(x, n, classes, inner, seg_len);
     let eps = f64::from(o.label_smoothing);
     let keep = (1.0 - eps) as f32;
     let per_class = (eps / classes.max(1) as f64) as f32;
     let w = |c: usize| o.weight.as_ref().map_or(1.0, |w| w[c]);
     let states: Vec<SumState> = (0..rows)
         .map(|r| {
-            let (hi, lo) = if inner > 1 {
-                (both[r], both[rows + r])
-            } else {
-                let st = row_state(&x[r * classes..(r + 1) * classes]);
-                if st.flags & (FLAG_NAN | FLAG_POS_INF) != 0 || st.flags & FLAG_NONEMPTY == 0 {
-                    (f32::NAN, 0.0)
-                } else {
-                    (st.m, ld_log1p(st.s))
-                }
-            };
+            let (hi, lo) = parts[r];
             let terms: Vec<f32> = (0..classes)
                 .map(|c| {
                     if !hi.is_finite() {
@@ -578,6 +562,59 @@ pub fn cross_entropy_probs(
     }
 }
 
+/// Where class `c` of categorical row `r` lies (the kernels' `class_entry`): row r = n·inner + p
+/// is position p of sample n, its classes `inner` entries apart.
+fn class_entry(r: usize, c: usize, classes: usize, inner: usize) -> usize {
+    (r / inner) * classes * inner + r % inner + c * inner
+}
+
+/// Each row's log-sum-exp parts `(hi, lo)` as the kernels get them, `(NaN, 0)` where they are not
+/// finite: `RowFn::LogsumexpParts` of packed rows (`inner` = 1), else the N-d op over axis 1 of
+/// (n, classes, inner) in segments of `seg_len`.
+fn class_parts(
+    x: &[f32],
+    n: usize,
+    classes: usize,
+    inner: usize,
+    seg_len: usize,
+) -> Vec<(f32, f32)> {
+    use super::logsumexp::{FLAG_NAN, FLAG_NONEMPTY, FLAG_POS_INF, row_state};
+    let rows = n * inner;
+    if inner == 1 {
+        return (0..rows)
+            .map(|r| {
+                let st = row_state(&x[r * classes..(r + 1) * classes]);
+                if st.flags & (FLAG_NAN | FLAG_POS_INF) != 0 || st.flags & FLAG_NONEMPTY == 0 {
+                    (f32::NAN, 0.0)
+                } else {
+                    (st.m, ld_log1p(st.s))
+                }
+            })
+            .collect();
+    }
+    if rows * classes == 0 {
+        return vec![(f32::NAN, 0.0); rows];
+    }
+    let both = super::logsumexp::reduce_axes(
+        RowFn::LogsumexpParts,
+        x,
+        &[n, classes, inner],
+        &[classes * inner, inner, 1],
+        &[false, true, false],
+        seg_len,
+    );
+    (0..rows)
+        .map(|r| {
+            let (hi, lo) = (both[r], both[rows + r]);
+            if hi.is_finite() {
+                (hi, lo)
+            } else {
+                (f32::NAN, 0.0)
+            }
+        })
+        .collect()
+}
+
 /// PyTorch's class axis of a categorical input of `shape` ((C,), (N, C) or (N, C, d1, …, dk)):
 /// (samples, classes, positions a sample).
 ///
@@ -588,55 +625,5 @@ fn class_dims(shape: &[usize]) -> (usize, usize, usize) {
         [c] => (1, *c, 1),
         [n, c, rest @ ..] => (*n, *c, rest.iter().product()),
         [] => panic!("reference: a categorical input has a class axis"),
-    }
-}
-
-/// The categorical losses of `rows` rows of `classes` entries (`row(r)`), with the
-/// log-sum-exp parts `(hi, lo)` of each (NaN where the parts are not finite).
-fn categorical_rows(
-    rows: usize,
-    classes: usize,
-    row: impl Fn(usize) -> Vec<f32>,
-    parts: impl Fn(usize) -> (f32, f32),
-    targets: &[i64],
-    o: &CrossEntropy,
-    nll: bool,
-) -> Vec<f32> {
-    let eps = f64::from(o.label_smoothing);
-    let keep = (1.0 - eps) as f32;
-    let per_class = (eps / classes.max(1) as f64) as f32;
-    let w = |c: usize| o.weight.as_ref().map_or(1.0, |w| w[c]);
-    let mut states = Vec::with_capacity(rows);
-    for (r, &t) in targets.iter().enumerate().take(rows) {
-        if t == o.ignore_index {
-            states.push(SumState::default());
-            continue;
-        }
-        let row = row(r);
-        let t = t as usize;
-        let (hi, lo) = if nll { (0.0, 0.0) } else { parts(r) };
-        let nll_t = if nll { -row[t] } else { (hi - row[t]) + lo };
-        let mut loss = w(t) * nll_t;
-        if eps > 0.0 {
-            let terms: Vec<f32> = (0..classes)
-                .map(|c| {
-                    if hi.is_finite() {
-                        w(c) * ((hi - row[c]) + lo)
-                    } else {
-                        f32::NAN
-                    }
-                })
-                .collect();
-            let smooth = sum_total(reduce_levels(chunk_partials(&terms)));
-            loss = keep * loss + per_class * smooth;
-        }
-        states.push(SumState {
-            w: w(t),
-            ..sum_push(sum_identity(), loss, 0.0)
-        });
-    }
-    match o.reduction {
-        Reduction::None => states.iter().map(|s| sum_total(*s)).collect(),
-        r => vec![finish(reduce_levels(states), r, None)],
     }
 }
