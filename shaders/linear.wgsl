@@ -49,6 +49,10 @@ const MODE_LCE_DENSE: u32 = 128u;
 // smoothing, whose entries are never negligible.
 const MODE_LCE_FILTER: u32 = 256u;
 const FILTER_P: f32 = 5.9604645e-8;
+// The logits are given: binding 1 holds them (tokens × vocab, `dims` = vocab) and no product is
+// formed (`given_quad` replaces `dots_hw4`); binding 2 is not read. The plain cross-entropy
+// with the z-loss and the soft cap.
+const MODE_LCE_GIVEN: u32 = 512u;
 
 struct LinParams {
     tokens: u32,
@@ -202,6 +206,15 @@ fn logit_bits(acc: f32, v: u32) -> u32 {
     return zb;
 }
 
+// The logits (before the bias) of tokens t0 .. t0 + 7 at rows v0 .. v0 + 3: the products, or
+// with MODE_LCE_GIVEN the given entries.
+fn logits_hw4(t0: u32, v0: u32) -> Quad {
+    if (has(MODE_LCE_GIVEN)) {
+        return given_quad(t0, v0);
+    }
+    return dots_hw4(t0, v0);
+}
+
 fn class_w(v: u32) -> f32 {
     if (has(MODE_LCE_WEIGHTED)) {
         return class_weight[v];
@@ -309,7 +322,7 @@ fn lce_forward(
     // runs every block (rows past the chunk's end are computed clamped and dropped).
     for (var vb = params.begin; vb < params.end; vb += step) {
         let v0 = vb + RL * lid;
-        let quad = dots_hw4(t0, v0);
+        let quad = logits_hw4(t0, v0);
         let n = min(RL, params.end - min(v0, params.end));
         f0 = fold(f0, col(quad, 0u), v0, n, t0, y0);
         f1 = fold(f1, col(quad, 1u), v0, n, t0 + 1u, y1);
@@ -604,6 +617,59 @@ fn lce_grad_weight(
             state[o] = bitcast<u32>(old + s);
         }
         workgroupBarrier();
+    }
+}
+
+// dloss/dlogits of given logits (MODE_LCE_GIVEN; binding 7, tokens × vocab) for the token
+// tiles of this dispatch and the vocabulary chunk [begin, end): each entry as `grad_entry`
+// makes it for the fused backward, written where it lies.
+@compute @workgroup_size(LW)
+fn lce_logit_grad(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let g = group_index(wid, nwg);
+    if (g >= params.tiles) {
+        return;
+    }
+    let t0 = (params.tile_base + g) * LT;
+    let scale = grad_scale();
+    let k0 = coef(t0);
+    let k1 = coef(t0 + 1u);
+    let k2 = coef(t0 + 2u);
+    let k3 = coef(t0 + 3u);
+    let k4 = coef(t0 + 4u);
+    let k5 = coef(t0 + 5u);
+    let k6 = coef(t0 + 6u);
+    let k7 = coef(t0 + 7u);
+    let step = LB;
+    for (var vb = params.begin; vb < params.end; vb += step) {
+        let v0 = vb + RL * lid;
+        let quad = given_quad(t0, v0);
+        for (var c = 0u; c < RL; c++) {
+            let v = v0 + c;
+            if (v >= params.end) {
+                break;
+            }
+            let z = quad_at(quad, c);
+            put_grad(t0, v, grad_entry(k0, t0, v, z.lo.x, true, scale));
+            put_grad(t0 + 1u, v, grad_entry(k1, t0 + 1u, v, z.lo.y, true, scale));
+            put_grad(t0 + 2u, v, grad_entry(k2, t0 + 2u, v, z.lo.z, true, scale));
+            put_grad(t0 + 3u, v, grad_entry(k3, t0 + 3u, v, z.lo.w, true, scale));
+            put_grad(t0 + 4u, v, grad_entry(k4, t0 + 4u, v, z.hi.x, true, scale));
+            put_grad(t0 + 5u, v, grad_entry(k5, t0 + 5u, v, z.hi.y, true, scale));
+            put_grad(t0 + 6u, v, grad_entry(k6, t0 + 6u, v, z.hi.z, true, scale));
+            put_grad(t0 + 7u, v, grad_entry(k7, t0 + 7u, v, z.hi.w, true, scale));
+        }
+    }
+}
+
+// Writes token t's gradient entry at row v of binding 7 (rows of vocab words), tokens past the
+// last dropped.
+fn put_grad(t: u32, v: u32, g: f32) {
+    if (t < params.tokens) {
+        out[params.out_off + t * params.vocab + v] = bitcast<u32>(g);
     }
 }
 

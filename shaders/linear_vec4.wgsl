@@ -240,3 +240,25 @@ fn dots_wh4(v0: u32, t0: u32) -> Quad {
     }
     return acc;
 }
+
+// The given logits (MODE_LCE_GIVEN: binding 1 holds tokens × vocab, vocab = dims a multiple of
+// 4) of tokens t0 .. t0 + 7 (clamped to t_last) at rows v0 .. v0 + 3 (v0 a multiple of 4), laid
+// out as `dots_hw4`'s products: one word a token.
+fn given_quad(t0: u32, v0: u32) -> Quad {
+    let hb = row_starts(t0, params.t_last, params.dims / 4u);
+    let q = min(v0, params.v_last) / 4u;
+    let r0 = hrow(hb.lo.x + q);
+    let r1 = hrow(hb.lo.y + q);
+    let r2 = hrow(hb.lo.z + q);
+    let r3 = hrow(hb.lo.w + q);
+    let r4 = hrow(hb.hi.x + q);
+    let r5 = hrow(hb.hi.y + q);
+    let r6 = hrow(hb.hi.z + q);
+    let r7 = hrow(hb.hi.w + q);
+    return Quad(
+        Tile(vec4<f32>(r0.x, r1.x, r2.x, r3.x), vec4<f32>(r4.x, r5.x, r6.x, r7.x)),
+        Tile(vec4<f32>(r0.y, r1.y, r2.y, r3.y), vec4<f32>(r4.y, r5.y, r6.y, r7.y)),
+        Tile(vec4<f32>(r0.z, r1.z, r2.z, r3.z), vec4<f32>(r4.z, r5.z, r6.z, r7.z)),
+        Tile(vec4<f32>(r0.w, r1.w, r2.w, r3.w), vec4<f32>(r4.w, r5.w, r6.w, r7.w)),
+    );
+}

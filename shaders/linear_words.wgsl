@@ -144,3 +144,17 @@ fn dots_hw4(t0: u32, v0: u32) -> Quad {
 fn dots_wh4(v0: u32, t0: u32) -> Quad {
     return Quad(dots_wh(v0, t0), dots_wh(v0, t0 + 1u), dots_wh(v0, t0 + 2u), dots_wh(v0, t0 + 3u));
 }
+
+// The given logits (MODE_LCE_GIVEN: binding 1 holds tokens × vocab, vocab = dims) of tokens
+// t0 .. t0 + 7 at row v, clamped as `dots_hw`'s operands.
+fn given_tile(t0: u32, v: u32) -> Tile {
+    let hb = row_starts(t0, params.t_last, params.dims);
+    let k = min(v, params.v_last);
+    return Tile(hid4(hb.lo, k), hid4(hb.hi, k));
+}
+
+// Rows v0 .. v0 + 3 of the given logits, as `dots_hw4` lays out its products.
+fn given_quad(t0: u32, v0: u32) -> Quad {
+    return Quad(given_tile(t0, v0), given_tile(t0, v0 + 1u), given_tile(t0, v0 + 2u),
+        given_tile(t0, v0 + 3u));
+}

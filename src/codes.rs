@@ -125,6 +125,7 @@ codes! {
         MODE_LCE_FIRST = 64,
         MODE_LCE_DENSE = 128,
         MODE_LCE_FILTER = 256,
+        MODE_LCE_GIVEN = 512,
     }
 }
 

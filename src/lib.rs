@@ -65,7 +65,10 @@ pub use gradients::{BackwardOp, CrossEntropyGradOp, LossGradOp};
 pub use likelihood::{
     Bce, CrossEntropy, GaussianNll, InputSpec, Loss, LossOp, PoissonNll, Reduction,
 };
-pub use linear::{LinearCrossEntropy, LinearCrossEntropyGrads, LinearCrossEntropyOp, LinearKind};
+pub use linear::{
+    LinearCrossEntropy, LinearCrossEntropyGrads, LinearCrossEntropyOp, LinearKind,
+    LogitCrossEntropyGrads,
+};
 pub use logsumexp::{
     Axes, AxisKernel, AxisOp, AxisOptions, InputFormat, NdArray, NdLayout, OutputFormat, RowFn,
     RowOp, RowsLayout, Strategy,

@@ -18,8 +18,8 @@
 //! Mirror: [`crate::reference::linear`] (the materialised formula in f64).
 
 use crate::codes::{
-    FINISH_WEIGHT, MODE_LCE_BIAS, MODE_LCE_DENSE, MODE_LCE_FILTER, MODE_LCE_FIRST, MODE_LCE_MEAN,
-    MODE_LCE_NONE, MODE_LCE_SMOOTH, MODE_LCE_SOFTCAP, MODE_LCE_WEIGHTED,
+    FINISH_WEIGHT, MODE_LCE_BIAS, MODE_LCE_DENSE, MODE_LCE_FILTER, MODE_LCE_FIRST, MODE_LCE_GIVEN,
+    MODE_LCE_MEAN, MODE_LCE_NONE, MODE_LCE_SMOOTH, MODE_LCE_SOFTCAP, MODE_LCE_WEIGHTED,
 };
 use crate::engine::blocking::Values;
 use crate::engine::device::Gpu;
@@ -57,6 +57,11 @@ pub enum LinearKind {
     /// The materialised path's gradient products from a given `dloss/dlogits` (`tokens ×
     /// vocab`): `d_hidden = dz · W`, `d_weight = dzᵀ · h`, `d_bias = Σ_t dz`, for comparisons.
     DenseGrads,
+    /// The plain cross-entropy of given logits (`tokens × vocab`) with the fused op's options,
+    /// the z-loss and the soft cap included: the loss and each token's lse.
+    GivenLogits,
+    /// [`LinearKind::GivenLogits`] and `dloss/dlogits` (`tokens × vocab`).
+    GivenLogitsWithGrad,
 }
 
 /// The encoder-level fused linear cross-entropy, prepared for one shape and one set of options.
@@ -93,6 +98,18 @@ pub struct LinearCrossEntropyGrads {
     /// `vocab` values where a bias was given.
     pub d_bias: Option<Vec<f32>>,
     /// Each token's log-sum-exp over the (soft-capped) logits.
+    pub lse: Vec<f32>,
+}
+
+/// The loss of [`Gpu::logit_cross_entropy_with_grad`] and its gradient.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogitCrossEntropyGrads {
+    /// One value, or one per token for `Reduction::None`.
+    pub loss: Vec<f32>,
+    /// dloss/dlogits, `tokens × vocab` (of the sum of the tokens' losses for
+    /// `Reduction::None`; 0 for ignored tokens).
+    pub d_logits: Vec<f32>,
+    /// Each token's log-sum-exp over its (soft-capped) logits.
     pub lse: Vec<f32>,
 }
 
@@ -145,6 +162,21 @@ fn check_shape(s: Shape) -> Result<(), Error> {
     Ok(())
 }
 
+/// The shape the kernels see for given logits: the logits in the hidden states' place, a row of
+/// `classes` entries per token.
+fn given_shape(rows: usize, classes: usize) -> Result<Shape, Error> {
+    if classes == 0 {
+        return Err(Error::Shape(
+            "the logits have 0 classes; there must be at least 1".into(),
+        ));
+    }
+    Ok(Shape {
+        tokens: rows,
+        dims: classes,
+        vocab: classes,
+    })
+}
+
 /// A window of the first `bytes` bytes of a caller's buffer (which may be larger than a
 /// binding).
 fn win(src: Src, bytes: u64) -> Bind {
@@ -187,6 +219,8 @@ struct Planner<'a> {
     class_weight: Bind,
     /// The materialised dloss/dlogits (`MODE_LCE_DENSE`), rows of tokens in binding 5.
     dense: Option<Src>,
+    /// The logits are given (`MODE_LCE_GIVEN`): input 0 holds them and there is no weight.
+    given: bool,
     state: Bind,
 }
 
@@ -283,7 +317,7 @@ impl Planner<'_> {
             groups,
             [
                 first(Src::Input(0)),
-                first(Src::Input(1)),
+                first(Src::Input(if self.given { 0 } else { 1 })),
                 self.class_weight,
             ],
             out,
@@ -359,14 +393,27 @@ impl Planner<'_> {
                     self.unit,
                     self.caps,
                 )?;
-                let (weight, w_off) = rows_window(
-                    Src::Input(1),
-                    vocab_rows,
-                    d,
-                    self.entry,
-                    self.unit,
-                    self.caps,
-                )?;
+                let (weight, w_off) = if self.given {
+                    // Not read: the first element of the logits.
+                    let first = Window {
+                        offset: 0,
+                        size: self.unit,
+                    };
+                    let b = Bind {
+                        src: Src::Input(0),
+                        window: Some(first),
+                    };
+                    (b, 0)
+                } else {
+                    rows_window(
+                        Src::Input(1),
+                        vocab_rows,
+                        d,
+                        self.entry,
+                        self.unit,
+                        self.caps,
+                    )?
+                };
                 let mut p = base;
                 p.tile_base = u32_of(tile_base, "tiles")?;
                 p.tiles = u32_of(count, "tiles")?;
@@ -457,6 +504,28 @@ impl LinearCrossEntropyOp {
         )
     }
 
+    /// The plain cross-entropy of given logits (`rows × classes`, f32 or f16, row-major) with
+    /// the fused op's options — PyTorch's, the z-loss and the soft cap — and the same per-entry
+    /// arithmetic: inputs the logits and the targets (`rows` i32); outputs the loss, each row's
+    /// lse and, `with_grad`, dloss/dlogits (`rows × classes` f32). `grad_filter` has no effect
+    /// (every entry of the gradient is written).
+    pub fn given_logits(
+        gpu: &Gpu,
+        rows: usize,
+        classes: usize,
+        options: &LinearCrossEntropy,
+        format: InputFormat,
+        with_grad: bool,
+    ) -> Result<LinearCrossEntropyOp, Error> {
+        let kind = if with_grad {
+            LinearKind::GivenLogitsWithGrad
+        } else {
+            LinearKind::GivenLogits
+        };
+        let shape = given_shape(rows, classes)?;
+        Self::build(gpu, kind, shape, false, options, format)
+    }
+
     fn build(
         gpu: &Gpu,
         kind: LinearKind,
@@ -472,25 +541,43 @@ impl LinearCrossEntropyOp {
         let hidden_bytes = input_bytes(n * d, format);
         let weight_bytes = input_bytes(v * d, format);
         let f16 = format == InputFormat::F16;
-        let mut inputs = vec![
-            (
-                if f16 {
-                    "hidden (f16, tokens × dims)"
-                } else {
-                    "hidden (f32, tokens × dims)"
-                },
-                hidden_bytes,
-            ),
-            (
-                if f16 {
-                    "weight (f16, vocab × dims)"
-                } else {
-                    "weight (f32, vocab × dims)"
-                },
-                weight_bytes,
-            ),
-            ("targets (i32, tokens)", n * 4),
-        ];
+        let given = matches!(
+            kind,
+            LinearKind::GivenLogits | LinearKind::GivenLogitsWithGrad
+        );
+        let mut inputs = if given {
+            vec![
+                (
+                    if f16 {
+                        "logits (f16, tokens × vocab)"
+                    } else {
+                        "logits (f32, tokens × vocab)"
+                    },
+                    hidden_bytes,
+                ),
+                ("targets (i32, tokens)", n * 4),
+            ]
+        } else {
+            vec![
+                (
+                    if f16 {
+                        "hidden (f16, tokens × dims)"
+                    } else {
+                        "hidden (f32, tokens × dims)"
+                    },
+                    hidden_bytes,
+                ),
+                (
+                    if f16 {
+                        "weight (f16, vocab × dims)"
+                    } else {
+                        "weight (f32, vocab × dims)"
+                    },
+                    weight_bytes,
+                ),
+                ("targets (i32, tokens)", n * 4),
+            ]
+        };
         if bias {
             inputs.push(("bias (f32, vocab)", v * 4));
         }
@@ -536,8 +623,11 @@ impl LinearCrossEntropyOp {
         if o.softcap.is_some() {
             mode |= MODE_LCE_SOFTCAP;
         }
-        if o.grad_filter && eps == 0.0 {
+        if o.grad_filter && eps == 0.0 && !given {
             mode |= MODE_LCE_FILTER;
+        }
+        if given {
+            mode |= MODE_LCE_GIVEN;
         }
         match o.ce.reduction {
             Reduction::None => mode |= MODE_LCE_NONE,
@@ -580,9 +670,10 @@ impl LinearCrossEntropyOp {
             } else {
                 Bind::dummy()
             },
-            targets: win(Src::Input(2), n * 4),
+            targets: win(Src::Input(if given { 1 } else { 2 }), n * 4),
             class_weight,
             dense: None,
+            given,
             state: Bind::whole(Src::Scratch(2)),
         };
         let aux =
@@ -592,7 +683,10 @@ impl LinearCrossEntropyOp {
         // Blocks of LB walked rows a lane may take in one dispatch (LANE_BUDGET loop iterations
         // in all): a block costs a lane one walk over dims for its four rows, then their LT
         // entries each.
-        let forward_block = dot_cost(d) + RL * (LT + 2) + 2;
+        // The given logits cost a lane one load per token and row instead of a walk over dims.
+        let dot = if given { LT * RL } else { dot_cost(d) };
+        let tile_work = if given { LT * RL } else { LT * d };
+        let forward_block = dot + RL * (LT + 2) + 2;
         let forward_chunk = (LANE_BUDGET / forward_block).max(1) * LB;
         let mut steps = Vec::new();
         let mut scratch = vec![0u64; 4];
@@ -688,7 +782,7 @@ impl LinearCrossEntropyOp {
             base,
             Walk::Vocab,
             forward_chunk,
-            LT * d,
+            tile_work,
             Out::None,
         )?;
         let none = o.ce.reduction == Reduction::None;
@@ -740,22 +834,35 @@ impl LinearCrossEntropyOp {
             ))
         };
         let mut tail = vec![copy("lce_copy_lse", lse_slot, n)?];
+        let with_grad = matches!(kind, LinearKind::WithGrad | LinearKind::GivenLogitsWithGrad);
+        if with_grad && o.ce.reduction == Reduction::Mean {
+            // Σ w_y into the state's word SW · tokens, the gradient's denominator.
+            let (levels, need) = reduce_passes_from(
+                Src::Scratch(3),
+                1,
+                n,
+                FINISH_WEIGHT,
+                0.0,
+                Src::Scratch(2),
+                u32_of(SW * n, "tokens")?,
+                &caps,
+            )?;
+            grow_scratch(&mut scratch, need);
+            steps.push(Step::ll(levels));
+        }
+        if kind == LinearKind::GivenLogitsWithGrad {
+            outputs.push(("dloss/dlogits (f32, tokens × vocab)", n * v * 4));
+            let grads = plan.tiled(
+                "lce_logit_grad",
+                base,
+                Walk::Vocab,
+                forward_chunk,
+                tile_work,
+                Out::Rows(Src::Input(lse_slot + 1), v),
+            )?;
+            steps.push(Step::Passes(grads));
+        }
         if kind == LinearKind::WithGrad {
-            if o.ce.reduction == Reduction::Mean {
-                // Σ w_y into the state's word SW · tokens, the gradient's denominator.
-                let (levels, need) = reduce_passes_from(
-                    Src::Scratch(3),
-                    1,
-                    n,
-                    FINISH_WEIGHT,
-                    0.0,
-                    Src::Scratch(2),
-                    u32_of(SW * n, "tokens")?,
-                    &caps,
-                )?;
-                grow_scratch(&mut scratch, need);
-                steps.push(Step::ll(levels));
-            }
             let (dh_slot, dw_slot) = (lse_slot + 1, lse_slot + 2);
             outputs.push(("d_hidden (f32, tokens × dims)", n * d * 4));
             outputs.push(("d_weight (f32, vocab × dims)", v * d * 4));
@@ -1152,6 +1259,117 @@ impl Gpu {
             d_weight: rest.pop().unwrap_or_default(),
             d_bias,
             lse: vec![],
+        })
+    }
+
+    /// PyTorch's `F.cross_entropy(logits, targets, …)` on given `rows × classes` logits with the
+    /// options of the fused op ([`LinearCrossEntropy`]): class weights, `ignore_index`,
+    /// `label_smoothing`, the reduction, and the **z-loss** (`z_loss · w_y · lse²` per row) and
+    /// the **logit soft cap** (`cap · tanh(z / cap)` before the softmax) — the same per-entry
+    /// arithmetic as [`Gpu::linear_cross_entropy`], without the matrix product. Returns one
+    /// loss per row for `Reduction::None`, else one value.
+    ///
+    /// ```no_run
+    /// use logdomain::{Gpu, LinearCrossEntropy};
+    /// let gpu = Gpu::new()?;
+    /// let options = LinearCrossEntropy { z_loss: 1e-4, softcap: Some(30.0), ..Default::default() };
+    /// let loss = gpu.logit_cross_entropy(&[2.0, 0.5, -1.0, 0.0, 0.0, 0.0], 2, 3, &[0, 2], &options)?;
+    /// assert_eq!(loss.len(), 1);
+    /// # Ok::<(), logdomain::Error>(())
+    /// ```
+    pub fn logit_cross_entropy(
+        &self,
+        logits: &[f32],
+        rows: usize,
+        classes: usize,
+        targets: &[i64],
+        options: &LinearCrossEntropy,
+    ) -> Result<Vec<f32>, Error> {
+        let x = Values::F32(logits);
+        Ok(self
+            .run_given(x, rows, classes, targets, options, false)?
+            .loss)
+    }
+
+    /// [`Gpu::logit_cross_entropy`] of f16 logits, read as f16 on the GPU.
+    pub fn logit_cross_entropy_f16(
+        &self,
+        logits: &[half::f16],
+        rows: usize,
+        classes: usize,
+        targets: &[i64],
+        options: &LinearCrossEntropy,
+    ) -> Result<Vec<f32>, Error> {
+        let x = Values::F16(logits);
+        Ok(self
+            .run_given(x, rows, classes, targets, options, false)?
+            .loss)
+    }
+
+    /// [`Gpu::logit_cross_entropy`] with dloss/dlogits and each row's lse. For
+    /// `Reduction::None` the gradient is that of the sum of the rows' losses; ignored rows get
+    /// zeros.
+    pub fn logit_cross_entropy_with_grad(
+        &self,
+        logits: &[f32],
+        rows: usize,
+        classes: usize,
+        targets: &[i64],
+        options: &LinearCrossEntropy,
+    ) -> Result<LogitCrossEntropyGrads, Error> {
+        let x = Values::F32(logits);
+        self.run_given(x, rows, classes, targets, options, true)
+    }
+
+    fn run_given(
+        &self,
+        logits: Values<'_>,
+        rows: usize,
+        classes: usize,
+        targets: &[i64],
+        options: &LinearCrossEntropy,
+        with_grad: bool,
+    ) -> Result<LogitCrossEntropyGrads, Error> {
+        let s = given_shape(rows, classes)?;
+        check_options(classes, options)?;
+        let (len, format, bytes) = logits.upload();
+        let expected = rows
+            .checked_mul(classes)
+            .ok_or_else(|| Error::Shape(format!("{rows} × {classes} overflows")))?;
+        if len != expected {
+            return Err(Error::InputLength {
+                what: "logits",
+                expected,
+                actual: len,
+            });
+        }
+        check_len("targets", targets, rows)?;
+        let t = targets_i32(targets, classes, options.ce.ignore_index)?;
+        if rows == 0 {
+            let loss = match options.ce.reduction {
+                Reduction::None => vec![],
+                Reduction::Sum => vec![0.0],
+                Reduction::Mean => vec![f32::NAN],
+            };
+            return Ok(LogitCrossEntropyGrads {
+                loss,
+                d_logits: vec![],
+                lse: vec![],
+            });
+        }
+        let op =
+            LinearCrossEntropyOp::given_logits(self, rows, classes, options, format, with_grad)?;
+        debug_assert_eq!(op.shape, s);
+        let inputs: Vec<&[u8]> = vec![&bytes, bytemuck::cast_slice(&t)];
+        let extra: Vec<usize> = op.outputs[1..].iter().map(|o| (o.1 / 4) as usize).collect();
+        let loss_len = (op.outputs[0].1 / 4) as usize;
+        let (loss, mut rest) = self.run_program_with(&op.program, &inputs, loss_len, &extra)?;
+        let mut rest = rest.drain(..);
+        let lse = rest.next().unwrap_or_default();
+        Ok(LogitCrossEntropyGrads {
+            loss,
+            d_logits: rest.next().unwrap_or_default(),
+            lse,
         })
     }
 

@@ -1044,3 +1044,96 @@ fn eval_linear_cross_entropy_matches_the_library() {
         "columns",
     );
 }
+
+/// `eval cross_entropy[_with_grad]` with `--z-loss` / `--softcap` on (N, C) logits: the library's
+/// `logit_cross_entropy` bits; refused with a message on other inputs.
+#[test]
+fn eval_cross_entropy_with_the_z_loss_and_the_soft_cap() {
+    use logdomain::{CrossEntropy, LinearCrossEntropy, Reduction};
+    let gpu = gpu();
+    let d = dir("ce_extras");
+    let mut rng = Rng(91);
+    let x = rng.vec(6 * 10, -20.0, 20.0);
+    let t: Vec<i64> = vec![1, 9, -100, 0, 4, 4];
+    let (xp, tp, yp, gp) = (
+        d.join("x.npy"),
+        d.join("t.npy"),
+        d.join("loss.npy"),
+        d.join("g.npy"),
+    );
+    write(&xp, &[6, 10], &x);
+    write(&tp, &[6], &t);
+    let o = LinearCrossEntropy {
+        ce: CrossEntropy {
+            reduction: Reduction::Sum,
+            ..Default::default()
+        },
+        z_loss: 1e-3,
+        softcap: Some(8.0),
+        ..Default::default()
+    };
+    let want = gpu
+        .logit_cross_entropy_with_grad(&x, 6, 10, &t, &o)
+        .unwrap();
+    let common = [
+        "--input",
+        s(&xp),
+        "--targets",
+        s(&tp),
+        "--reduction",
+        "sum",
+        "--z-loss",
+        "1e-3",
+        "--softcap",
+        "8",
+        "--output",
+        s(&yp),
+    ];
+    let mut args = vec!["eval", "cross_entropy_with_grad", "--grad-output", s(&gp)];
+    args.extend(common);
+    ok(&logdomain(&args));
+    assert_eq!(bits(&read(&yp).1), bits(&want.loss));
+    let (g_shape, g) = read(&gp);
+    assert_eq!(g_shape, vec![6, 10]);
+    assert_eq!(bits(&g), bits(&want.d_logits));
+    let mut args = vec!["eval", "cross_entropy"];
+    args.extend(common);
+    ok(&logdomain(&args));
+    assert_eq!(bits(&read(&yp).1), bits(&want.loss));
+    // nll_loss and N-d inputs do not take them.
+    let (np, ntp, none) = (d.join("x3.npy"), d.join("t3.npy"), d.join("none.npy"));
+    write(&np, &[2, 3, 10], &x);
+    write(&ntp, &[2, 10], &[0i64; 20]);
+    fails(
+        &[
+            "eval",
+            "nll_loss",
+            "--input",
+            s(&xp),
+            "--targets",
+            s(&tp),
+            "--softcap",
+            "8",
+            "--output",
+            s(&none),
+        ],
+        &none,
+        "--z-loss and --softcap apply to",
+    );
+    fails(
+        &[
+            "eval",
+            "cross_entropy",
+            "--input",
+            s(&np),
+            "--targets",
+            s(&ntp),
+            "--z-loss",
+            "0.1",
+            "--output",
+            s(&none),
+        ],
+        &none,
+        "not to cross_entropy of a (2, 3, 10) input",
+    );
+}

@@ -927,3 +927,202 @@ fn gradient_filtering_drops_only_negligible_terms() {
     let b = c.with_grad(gpu).unwrap();
     assert!(bits(&a.d_hidden) == bits(&b.d_hidden) && bits(&a.d_weight) == bits(&b.d_weight));
 }
+
+/// The plain cross-entropy of given logits with the fused op's options (`logit_cross_entropy`):
+/// bit for bit the fused op with the identity as the weight (whose products are the logits
+/// exactly, and whose `d_hidden` is dloss/dlogits exactly), which the other tests hold to the
+/// f64 truth; checked against that truth here too. Both operand forms (16-byte words where
+/// classes % 4 = 0, 4-byte words otherwise), f16 logits, the encoder-level op.
+#[test]
+fn given_logits_are_the_fused_op_with_the_identity_weight() {
+    let gpu = gpu();
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    for (seed, n, v) in [
+        (300, 1, 1),
+        (301, 7, 3),
+        (302, 20, 50),
+        (303, 33, 64),
+        (304, 9, 300),
+        (305, 70, 257),
+    ] {
+        for k in 0..3 {
+            for reduction in REDUCTIONS {
+                let mut c = Case::random(seed, n, v, v, 3.0, false);
+                c.weight = (0..v * v)
+                    .map(|i| if i / v == i % v { 1.0 } else { 0.0 })
+                    .collect();
+                c.o.ce.reduction = reduction;
+                if k > 0 {
+                    let mut rng = Rng(seed + 7);
+                    c.o.ce.weight = Some(rng.vec(v, 0.1, 2.0));
+                    c.o.ce.ignore_index = -1;
+                    c.targets[0] = -1;
+                    c.o.z_loss = 1e-2;
+                    c.o.softcap = Some(if k == 1 { 4.0 } else { 40.0 });
+                    c.o.ce.label_smoothing = if k == 1 { 0.1 } else { 0.0 };
+                }
+                let what = format!("{n}x{v} options {k} {reduction:?}");
+                let fused = c.with_grad(gpu).unwrap();
+                c.check_grads(&fused, &what);
+                let got = gpu
+                    .logit_cross_entropy_with_grad(&c.hidden, n, v, &c.targets, &c.o)
+                    .unwrap();
+                assert_eq!(bits(&got.loss), bits(&fused.loss), "{what}: loss");
+                assert_eq!(bits(&got.lse), bits(&fused.lse), "{what}: lse");
+                assert_eq!(got.d_logits, fused.d_hidden, "{what}: dloss/dlogits");
+                let fwd = gpu
+                    .logit_cross_entropy(&c.hidden, n, v, &c.targets, &c.o)
+                    .unwrap();
+                assert_eq!(bits(&fwd), bits(&got.loss), "{what}: forward alone");
+                // f16 logits give the f32 bits of the same values.
+                let h16: Vec<half::f16> =
+                    c.hidden.iter().map(|&x| half::f16::from_f32(x)).collect();
+                let h32: Vec<f32> = h16.iter().map(|x| x.to_f32()).collect();
+                let a = gpu
+                    .logit_cross_entropy_f16(&h16, n, v, &c.targets, &c.o)
+                    .unwrap();
+                let b = gpu
+                    .logit_cross_entropy(&h32, n, v, &c.targets, &c.o)
+                    .unwrap();
+                assert_eq!(bits(&a), bits(&b), "{what}: f16");
+            }
+        }
+    }
+    // The encoder-level op with sentinel-filled outputs writes the blocking call's bits.
+    let c = Case::random(310, 24, 36, 36, 2.0, false);
+    let o = LinearCrossEntropy {
+        z_loss: 1e-3,
+        softcap: Some(10.0),
+        ..Default::default()
+    };
+    let op = LinearCrossEntropyOp::given_logits(gpu, 24, 36, &o, InputFormat::F32, true).unwrap();
+    assert_eq!(
+        op.output_names(),
+        vec![
+            "loss (f32)",
+            "lse (f32, tokens)",
+            "dloss/dlogits (f32, tokens × vocab)"
+        ]
+    );
+    use wgpu::util::DeviceExt;
+    let dev = gpu.device();
+    let make = |bytes: &[u8]| {
+        dev.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: None,
+            contents: bytes,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        })
+    };
+    let t32: Vec<i32> = c.targets.iter().map(|&t| t as i32).collect();
+    let ins = [
+        make(bytemuck::cast_slice(&c.hidden[..24 * 36])),
+        make(bytemuck::cast_slice(&t32)),
+    ];
+    let outs: Vec<wgpu::Buffer> = op
+        .output_bytes_needed()
+        .iter()
+        .map(|&b| make(bytemuck::cast_slice(&vec![SENTINEL_BITS; (b / 4) as usize])))
+        .collect();
+    let ins_ref: Vec<&wgpu::Buffer> = ins.iter().collect();
+    let outs_ref: Vec<&wgpu::Buffer> = outs.iter().collect();
+    let mut encoder = dev.create_command_encoder(&Default::default());
+    op.record(
+        &mut encoder,
+        Io {
+            inputs: &ins_ref,
+            outputs: &outs_ref,
+        },
+    )
+    .unwrap();
+    gpu.queue().submit([encoder.finish()]);
+    let blocking = gpu
+        .logit_cross_entropy_with_grad(&c.hidden[..24 * 36], 24, 36, &c.targets, &o)
+        .unwrap();
+    let read = |b: &wgpu::Buffer| gpu.read_f32(b, b.size()).unwrap();
+    assert_eq!(bits(&read(&outs[0])), bits(&blocking.loss));
+    assert_eq!(bits(&read(&outs[1])), bits(&blocking.lse));
+    assert_eq!(bits(&read(&outs[2])), bits(&blocking.d_logits));
+}
+
+/// The plain op's arguments: PyTorch's cases (equal logits give ln C; with no z-loss and no
+/// cap it is `Gpu::cross_entropy`, within the two kernels' bounds), empty batches, errors.
+#[test]
+fn given_logits_cases_and_errors() {
+    let gpu = gpu();
+    let o = LinearCrossEntropy::default();
+    let loss = gpu
+        .logit_cross_entropy(&[0.5; 8], 2, 4, &[1, 3], &o)
+        .unwrap();
+    assert!((f64::from(loss[0]) - 4f64.ln()).abs() < 8.0 * U * 4f64.ln());
+    let mut rng = Rng(320);
+    let x = rng.vec(40 * 30, -4.0, 4.0);
+    let t: Vec<i64> = (0..40).map(|i| (i * 7 % 30) as i64).collect();
+    let none = LinearCrossEntropy {
+        ce: CrossEntropy {
+            reduction: Reduction::None,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let a = gpu.logit_cross_entropy(&x, 40, 30, &t, &none).unwrap();
+    let b = gpu.cross_entropy(&x, 40, 30, &t, &none.ce).unwrap();
+    for (i, (p, q)) in a.iter().zip(&b).enumerate() {
+        assert!(
+            (p - q).abs() <= 64.0 * f32::EPSILON * q.abs().max(1.0),
+            "row {i}: {p} {q}"
+        );
+    }
+    // The soft cap bounds every logit: a huge logit's loss is that of a logit of `cap`.
+    let capped = LinearCrossEntropy {
+        softcap: Some(5.0),
+        ..none.clone()
+    };
+    let huge = gpu
+        .logit_cross_entropy(&[3e38, 0.0, -3e38], 1, 3, &[2], &capped)
+        .unwrap();
+    let want = (5f64.exp() + 1.0 + (-5f64).exp()).ln() + 5.0;
+    assert!(
+        (f64::from(huge[0]) - want).abs() < 1e-5,
+        "{} {want}",
+        huge[0]
+    );
+    // Empty batches: PyTorch's empty reductions.
+    assert_eq!(
+        gpu.logit_cross_entropy(&[], 0, 3, &[], &none).unwrap(),
+        vec![]
+    );
+    let mean = gpu
+        .logit_cross_entropy(&[], 0, 3, &[], &LinearCrossEntropy::default())
+        .unwrap();
+    assert!(mean.len() == 1 && mean[0].is_nan());
+    // Errors, not panics.
+    let e = gpu.logit_cross_entropy(&[], 1, 0, &[0], &o).unwrap_err();
+    assert!(matches!(e, Error::Shape(_)), "{e}");
+    let e = gpu
+        .logit_cross_entropy(&x[1..], 40, 30, &t, &o)
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::InputLength { what: "logits", .. }),
+        "{e}"
+    );
+    let e = gpu
+        .logit_cross_entropy(&x, 40, 30, &t[1..], &o)
+        .unwrap_err();
+    assert!(matches!(e, Error::InputLength { .. }), "{e}");
+    let mut bad_t = t.clone();
+    bad_t[3] = 30;
+    assert!(gpu.logit_cross_entropy(&x, 40, 30, &bad_t, &o).is_err());
+    for bad in [
+        LinearCrossEntropy {
+            z_loss: -1.0,
+            ..Default::default()
+        },
+        LinearCrossEntropy {
+            softcap: Some(0.0),
+            ..Default::default()
+        },
+    ] {
+        let e = gpu.logit_cross_entropy(&x, 40, 30, &t, &bad).unwrap_err();
+        assert!(matches!(e, Error::Value(_)), "{e}");
+    }
+}

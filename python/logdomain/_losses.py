@@ -124,6 +124,15 @@ def _is_probabilities(target: Any) -> bool:
     return np.asarray(target).dtype.kind == "f"
 
 
+def _has_extras(z_loss: float, softcap: Optional[float], target: Any) -> bool:
+    """Whether the z-loss or the soft cap is asked for (then the targets must be indices)."""
+    if float(z_loss) == 0.0 and softcap is None:
+        return False
+    if _is_probabilities(target):
+        raise ValueError("z_loss and softcap take class-index targets, not probabilities")
+    return True
+
+
 def _check_smoothing(label_smoothing: float) -> float:
     s = float(label_smoothing)
     if not 0.0 <= s <= 1.0:
@@ -139,6 +148,8 @@ def cross_entropy(
     reduction: str = "mean",
     label_smoothing: float = 0.0,
     *,
+    z_loss: float = 0.0,
+    softcap: Optional[float] = None,
     device: Optional[Device] = None,
 ) -> Any:
     """Compute the cross entropy loss between input logits and target.
@@ -165,6 +176,13 @@ def cross_entropy(
         the number of samples (probabilities); 'none' returns one loss per sample.
     label_smoothing : float, optional
         In [0, 1]: the target becomes ``(1 - eps) * target + eps / C``.
+    z_loss : float, optional
+        Not PyTorch's: ``z_loss * w_t * lse**2`` is added to each sample's loss (PaLM's
+        auxiliary loss, Liger-Kernel's ``lse_square_scale``), ``lse`` the log-sum-exp of its
+        (capped) logits. Class-index targets only. Default 0.
+    softcap : float, optional
+        Not PyTorch's: each logit ``z`` becomes ``softcap * tanh(z / softcap)`` before the
+        softmax (Gemma-2's soft cap). Class-index targets only. Default None (no cap).
     device : Device, optional
         The device to run on; the default device if None.
 
@@ -188,6 +206,20 @@ def cross_entropy(
     label_smoothing = _check_smoothing(label_smoothing)
     c = _Categorical(input, weight)
     dev = resolve(device)
+    if _has_extras(z_loss, softcap, target):
+        loss = _native.logit_cross_entropy(
+            dev,
+            c.rows(),
+            c.indices(target),
+            c.weight,
+            int(ignore_index),
+            label_smoothing,
+            reduction,
+            float(z_loss),
+            softcap,
+            False,
+        )
+        return _finish(loss, c.sample_shape, reduction, c.dtype)
     if _is_probabilities(target):
         t = c.probability_targets(target)
         loss = _native.cross_entropy_probs(
@@ -222,6 +254,8 @@ def cross_entropy_with_grad(
     reduction: str = "mean",
     label_smoothing: float = 0.0,
     *,
+    z_loss: float = 0.0,
+    softcap: Optional[float] = None,
     device: Optional[Device] = None,
 ) -> Tuple[Any, np.ndarray]:
     """Compute the cross entropy loss and its gradient with respect to the logits, fused.
@@ -232,7 +266,7 @@ def cross_entropy_with_grad(
 
     Parameters
     ----------
-    input, target, weight, ignore_index, reduction, label_smoothing, device
+    input, target, weight, ignore_index, reduction, label_smoothing, z_loss, softcap, device
         As for :func:`cross_entropy`. The input is computed in float32.
 
     Returns
@@ -254,6 +288,20 @@ def cross_entropy_with_grad(
     label_smoothing = _check_smoothing(label_smoothing)
     c = _Categorical(input, weight)
     dev = resolve(device)
+    if _has_extras(z_loss, softcap, target):
+        loss, grad = _native.logit_cross_entropy(
+            dev,
+            c.rows(np.float32),
+            c.indices(target),
+            c.weight,
+            int(ignore_index),
+            label_smoothing,
+            reduction,
+            float(z_loss),
+            softcap,
+            True,
+        )
+        return _finish(loss, c.sample_shape, reduction, np.float32), c.from_rows(grad)
     if _is_probabilities(target):
         t = c.probabilities(target, label_smoothing)
         x = c.x.astype(np.float32, copy=False)

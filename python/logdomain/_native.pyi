@@ -102,6 +102,18 @@ def linear_cross_entropy(
     grad_filter: bool,
     with_grad: bool,
 ) -> Any: ...
+def logit_cross_entropy(
+    device: Device,
+    x: npt.NDArray[Any],
+    targets: npt.NDArray[np.int64],
+    weight: Optional[npt.NDArray[np.float32]],
+    ignore_index: int,
+    label_smoothing: float,
+    reduction: str,
+    z_loss: float,
+    softcap: Optional[float],
+    with_grad: bool,
+) -> Any: ...
 def bce_with_logits(
     device: Device,
     x: npt.NDArray[np.float32],

@@ -544,6 +544,79 @@ fn cross_entropy_probs<'py>(
     Ok(PyArray1::from_vec(py, l.values).into_any().unbind())
 }
 
+/// `F.cross_entropy` of C-contiguous (rows, classes) float32 or float16 logits and int64
+/// class indices with the fused op's extras, the z-loss and the soft cap: the loss and each
+/// row's lse, and with `with_grad` (float32 only) dloss/dlogits (rows, classes).
+#[pyfunction]
+#[pyo3(signature = (device, x, targets, weight, ignore_index, label_smoothing, reduction, z_loss, softcap, with_grad))]
+#[allow(clippy::too_many_arguments)] // PyTorch's options and the extras, one argument each
+fn logit_cross_entropy<'py>(
+    py: Python<'py>,
+    device: &Device,
+    x: &Bound<'py, PyAny>,
+    targets: PyReadonlyArray1<'py, i64>,
+    weight: Option<PyReadonlyArray1<'py, f32>>,
+    ignore_index: i64,
+    label_smoothing: f32,
+    reduction: &str,
+    z_loss: f32,
+    softcap: Option<f32>,
+    with_grad: bool,
+) -> PyResult<Py<PyAny>> {
+    let options = LinearCrossEntropy {
+        ce: ce_options(weight.as_ref(), ignore_index, label_smoothing, reduction)?,
+        z_loss,
+        softcap,
+        grad_filter: false,
+    };
+    let t = contiguous("target", &targets)?;
+    let gpu = &*device.gpu;
+    let g = if let Ok(a) = x.extract::<PyReadonlyArrayDyn<'py, f32>>() {
+        let (rows, classes) = rows_cols("input", a.shape())?;
+        let v = contiguous("input", &a)?;
+        let g = on_gpu(py, || {
+            Ok(if with_grad {
+                gpu.logit_cross_entropy_with_grad(v, rows, classes, t, &options)?
+            } else {
+                let loss = gpu.logit_cross_entropy(v, rows, classes, t, &options)?;
+                logdomain::LogitCrossEntropyGrads {
+                    loss,
+                    d_logits: vec![],
+                    lse: vec![],
+                }
+            })
+        })
+        .or_py(py)?;
+        if with_grad {
+            let loss = PyArray1::from_vec(py, g.loss);
+            let grad = shaped(py, "gradient", (rows, classes), g.d_logits)?;
+            return Ok((loss, grad).into_pyobject(py)?.into_any().unbind());
+        }
+        g
+    } else if let Ok(a) = x.extract::<PyReadonlyArrayDyn<'py, f16>>() {
+        if with_grad {
+            return Err(PyTypeError::new_err(
+                "cross_entropy_with_grad takes float32 input",
+            ));
+        }
+        let (rows, classes) = rows_cols("input", a.shape())?;
+        let v = contiguous("input", &a)?;
+        on_gpu(py, || {
+            Ok(logdomain::LogitCrossEntropyGrads {
+                loss: gpu.logit_cross_entropy_f16(v, rows, classes, t, &options)?,
+                d_logits: vec![],
+                lse: vec![],
+            })
+        })
+        .or_py(py)?
+    } else {
+        return Err(PyTypeError::new_err(
+            "input must be a float32 or float16 ndarray",
+        ));
+    };
+    Ok(PyArray1::from_vec(py, g.loss).into_any().unbind())
+}
+
 /// The fused linear cross-entropy of C-contiguous (tokens, dims) hidden states and a (vocab,
 /// dims) weight, both float32 or both float16, int64 targets and an optional float32 bias:
 /// the loss and each token's lse, and with `with_grad` the gradients (d_input, d_weight,
@@ -1016,6 +1089,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(categorical, m)?)?;
     m.add_function(wrap_pyfunction!(cross_entropy_probs, m)?)?;
     m.add_function(wrap_pyfunction!(linear_cross_entropy, m)?)?;
+    m.add_function(wrap_pyfunction!(logit_cross_entropy, m)?)?;
     m.add_function(wrap_pyfunction!(bce_with_logits, m)?)?;
     m.add_function(wrap_pyfunction!(gaussian_nll, m)?)?;
     m.add_function(wrap_pyfunction!(poisson_nll, m)?)?;

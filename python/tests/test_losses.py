@@ -146,6 +146,83 @@ def test_cross_entropy_with_grad(device, rng):
         assert np.all(grad[0, :, 0] == 0)  # the ignored sample
 
 
+def ce_extras_reference(x, t, weight, ignore_index, reduction, eps, z_loss, softcap):
+    """cross_entropy with the z-loss and the soft cap in float64: (loss, dloss/dx)."""
+    x = np.asarray(x, np.float64)
+    c = x.shape[1]
+    z = np.moveaxis(x, 1, -1).reshape(-1, c)
+    zc = softcap * np.tanh(z / softcap) if softcap is not None else z
+    lse = sp.logsumexp(zc, axis=1)
+    t = np.asarray(t).reshape(-1)
+    w = np.ones(c) if weight is None else np.asarray(weight, np.float64)
+    keep = t != ignore_index
+    tt = np.where(keep, t, 0)
+    wy = np.where(keep, w[tt], 0.0)
+    rows = np.arange(len(tt))
+    per = (
+        (1 - eps) * wy * (lse - zc[rows, tt])
+        + eps / c * np.where(keep, (w * (lse[:, None] - zc)).sum(axis=1), 0.0)
+        + z_loss * wy * lse**2
+    )
+    scale = 1.0 / wy.sum() if reduction == "mean" else 1.0
+    a = (1 - eps) * wy + eps / c * w.sum() * keep + 2 * z_loss * wy * lse
+    g = a[:, None] * np.exp(zc - lse[:, None]) - eps / c * w[None, :] * keep[:, None]
+    g[rows, tt] -= (1 - eps) * wy
+    if softcap is not None:
+        g *= 1 - (zc / softcap) ** 2
+    g *= scale
+    grad = np.moveaxis(g.reshape(x.shape[:1] + x.shape[2:] + (c,)), -1, 1)
+    loss = {"none": per, "sum": per.sum(), "mean": per.sum() * scale}[reduction]
+    return loss, grad
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("shape", [(16, 9), (3, 8, 5), (2, 9, 3, 4)])
+def test_cross_entropy_z_loss_and_softcap(device, rng, shape, reduction):
+    """The extras (not PyTorch's; Liger-Kernel's and Gemma-2's) on every input layout: the
+    loss and its gradient against the float64 formula."""
+    x = (rng.standard_normal(shape) * 20).astype(np.float32)
+    c = shape[1]
+    t = rng.integers(0, c, size=shape[:1] + shape[2:])
+    t.reshape(-1)[0] = -1
+    w = (rng.random(c) + 0.5).astype(np.float32)
+    for weight, eps, z_loss, cap in [
+        (None, 0.0, 1e-3, None),
+        (w, 0.1, 1e-2, 15.0),
+        (w, 0.0, 0.0, 3.0),
+    ]:
+        kw = dict(weight=weight, ignore_index=-1, reduction=reduction, label_smoothing=eps)
+        ref, ref_grad = ce_extras_reference(x, t, weight, -1, reduction, eps, z_loss, cap)
+        got = logdomain.cross_entropy(x, t, z_loss=z_loss, softcap=cap, device=device, **kw)
+        loss, grad = logdomain.cross_entropy_with_grad(
+            x, t, z_loss=z_loss, softcap=cap, device=device, **kw
+        )
+        np.testing.assert_array_equal(loss, got)
+        assert np.shape(got) == np.shape(ref.reshape(t.shape) if reduction == "none" else ref)
+        # The capped logits' lse is at most |cap| + log C (or the logits' own); each term's
+        # rounding is a few U of it, times the weights, the z-loss's 2 |lse| more.
+        lse_size = np.abs(x).max() + np.log(c) + 2
+        per = 16 * U * lse_size * (1 + 2 * z_loss * lse_size) * w.max() + TINY
+        n = t.size
+        bound = {"none": per, "sum": per * n, "mean": per * n / (0.5 * (n - 1))}[reduction]
+        assert_close(np.reshape(got, -1), np.reshape(ref, -1), bound, f"{eps} {z_loss} {cap}")
+        assert grad.shape == x.shape
+        assert_close(grad, ref_grad, 64 * U * (1 + 2 * z_loss * lse_size) * w.max() + TINY)
+    # float16 logits are read as they are; probabilities do not take the extras.
+    x16 = x.astype(np.float16)
+    got16 = logdomain.cross_entropy(x16, t, ignore_index=-1, z_loss=1e-3, reduction=reduction)
+    got32 = logdomain.cross_entropy(
+        x16.astype(np.float32), t, ignore_index=-1, z_loss=1e-3, reduction=reduction
+    )
+    assert np.asarray(got16).dtype == np.float16
+    np.testing.assert_array_equal(got16, np.asarray(got32).astype(np.float16))
+    p = np.full(shape, 1.0 / c)
+    with pytest.raises(ValueError, match="class-index targets"):
+        logdomain.cross_entropy(x, p, softcap=5.0)
+    with pytest.raises(ValueError, match="softcap"):
+        logdomain.cross_entropy(x, t, ignore_index=-1, softcap=-1.0)
+
+
 def test_cross_entropy_with_grad_probabilities(device, rng):
     x = rng.standard_normal((4, 3)).astype(np.float32)
     p = sp.softmax(rng.standard_normal((4, 3)), axis=1)

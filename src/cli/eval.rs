@@ -140,10 +140,12 @@ pub struct EvalArgs {
     /// linear_cross_entropy: the classifier's bias, f32 `vocab`.
     #[arg(long)]
     pub bias: Option<PathBuf>,
-    /// linear_cross_entropy: z_loss · lse² is added to each token's loss.
+    /// linear_cross_entropy, and cross_entropy of (N, C) logits: z_loss · lse² is added to each
+    /// token's loss.
     #[arg(long, default_value_t = 0.0)]
     pub z_loss: f32,
-    /// linear_cross_entropy: soft-cap the logits, cap · tanh(z / cap).
+    /// linear_cross_entropy, and cross_entropy of (N, C) logits: soft-cap the logits,
+    /// cap · tanh(z / cap).
     #[arg(long)]
     pub softcap: Option<f32>,
     /// linear_cross_entropy_with_grad: skip the gradient products of blocks whose softmax
@@ -671,6 +673,19 @@ pub fn run(a: &EvalArgs, gpu: impl FnOnce() -> Result<Gpu, String>) -> Result<St
     };
     // Gradients: (values, shape, where) written with the main output.
     let mut grads: Vec<(Vec<f32>, Vec<u64>, &Path)> = Vec::new();
+    let extras = a.z_loss != 0.0 || a.softcap.is_some();
+    if extras
+        && !(matches!(a.op, EvalOp::CrossEntropy | EvalOp::CrossEntropyWithGrad)
+            && x.shape.len() == 2
+            && matches!(extra, Extra::Classes(_)))
+    {
+        return Err(format!(
+            "--z-loss and --softcap apply to cross_entropy[_with_grad] of (N, C) logits with \
+             class-index targets and to linear_cross_entropy; not to {} of a {} input",
+            op_name(a.op),
+            tuple(&x.shape)
+        ));
+    }
     let gpu = gpu()?;
     let start = Instant::now();
     let (out, shape): (Vec<f32>, Vec<u64>) = match (a.op, extra) {
@@ -715,7 +730,21 @@ pub fn run(a: &EvalArgs, gpu: impl FnOnce() -> Result<Gpu, String>) -> Result<St
         ) => {
             let (r, c) = matrix()?;
             let o = ce(weight);
+            let lo = LinearCrossEntropy {
+                ce: o.clone(),
+                z_loss: a.z_loss,
+                softcap: a.softcap,
+                grad_filter: false,
+            };
             let v = match a.op {
+                EvalOp::CrossEntropy if extras => gpu.logit_cross_entropy(&x.data, r, c, &t, &lo),
+                EvalOp::CrossEntropyWithGrad if extras => {
+                    let g = gpu
+                        .logit_cross_entropy_with_grad(&x.data, r, c, &t, &lo)
+                        .map_err(lib)?;
+                    grads.extend(grad_out.map(|p| (g.d_logits, x.shape.clone(), p)));
+                    Ok(g.loss)
+                }
                 EvalOp::CrossEntropy => gpu.cross_entropy(&x.data, r, c, &t, &o),
                 EvalOp::NllLoss => gpu.nll_loss(&x.data, r, c, &t, &o),
                 _ => {
