@@ -7,7 +7,8 @@
 // the same operations on the same operands, so a logit has the same bits in every kernel). No
 // buffer ever holds more than one row of logits per token: the forward folds each logit into
 // the token's log-sum-exp state (the monoid of common.wgsl) as soon as it is computed, and the
-// backward recomputes logits tile by tile from the stored log-sum-exp.
+// backward recomputes logits tile by tile from the stored log-sum-exp (d_weight always; d_hidden
+// with label smoothing — otherwise `lce_forward_hidden` sums it in the forward's walk).
 //
 // Work is split over dispatches along the walked operand (a vocabulary or token chunk per
 // dispatch): the host bounds each chunk so that no invocation runs more than 16,000 loop
@@ -174,10 +175,16 @@ struct Tile4 {
     hi: vec4<u32>,
 }
 
-// Adds `a` to the running sum at `o` of binding 7 (or writes it where `first`).
-fn add_out(o: u32, a: f32, first: bool) {
-    let old = select(bitcast<f32>(out[o]), 0.0, first);
+// Adds `a` to the running sum at `o` of binding 7 rescaled by `s` (or writes `a` where
+// `first`): `lce_forward_hidden` rescales its sums as its running maximum grows, the other
+// kernels pass 1 (x · 1 is x: the same bits as a plain sum).
+fn add_out(o: u32, a: f32, first: bool, s: f32) {
+    let old = select(bitcast<f32>(out[o]) * s, 0.0, first);
     out[o] = bitcast<u32>(old + a);
+}
+
+fn ones() -> Tile {
+    return Tile(vec4<f32>(1.0), vec4<f32>(1.0));
 }
 
 // tanh(x) = sign(x) (1 − e^−2|x|) / (1 + e^−2|x|), about 2 ulp absolute near 0, 1 ulp
@@ -262,23 +269,26 @@ fn target_at(t: u32) -> i32 {
     return select(-1, targets[min(t, params.tokens - 1u)], t < params.tokens);
 }
 
-// Folds the first n (≤ RL) of a lane's rows v0 .. into token t's state; keeps the target's
-// logit.
-fn fold(f: Folded, z4: vec4<f32>, v0: u32, n: u32, t: u32, y: i32) -> Folded {
-    var st = f.st;
+// Folds logit zb (bits, as the softmax sees it) of row v into token t's state; keeps the
+// target's logit.
+fn push_entry(f: Folded, zb: u32, v: u32, t: u32, y: i32) -> Folded {
     var ss = f.ss;
-    for (var c = 0u; c < n; c++) {
-        let v = v0 + c;
-        let zb = logit_bits(z4[c], v);
-        st = lse_push(st, zb);
-        if (has(MODE_LCE_SMOOTH)) {
-            ss = sum_push(ss, xmul(zb, bitcast<u32>(class_w(v))), 0.0);
-        }
-        if (i32(v) == y) {
-            state[t * SW + 3u] = zb;
-        }
+    if (has(MODE_LCE_SMOOTH)) {
+        ss = sum_push(ss, xmul(zb, bitcast<u32>(class_w(v))), 0.0);
     }
-    return Folded(st, ss);
+    if (i32(v) == y) {
+        state[t * SW + 3u] = zb;
+    }
+    return Folded(lse_push(f.st, zb), ss);
+}
+
+// Folds the first n (≤ RL) of a lane's rows v0 .. into token t's state.
+fn fold(f: Folded, z4: vec4<f32>, v0: u32, n: u32, t: u32, y: i32) -> Folded {
+    var g = f;
+    for (var c = 0u; c < n; c++) {
+        g = push_entry(g, logit_bits(z4[c], v0 + c), v0 + c, t, y);
+    }
+    return g;
 }
 
 // Token r's lane state into the merge arrays.
@@ -342,6 +352,13 @@ fn lce_forward(
     put(6u, f6, lid);
     put(7u, f7, lid);
     workgroupBarrier();
+    merge_states(t0, lid);
+}
+
+// After `put` and a barrier: lane r < LT merges token t0 + r's lane states (eight groups of
+// eight lanes, each in lane order, then the groups in order) after the state the earlier
+// chunks left, and stores it.
+fn merge_states(t0: u32, lid: u32) {
     let t = t0 + lid;
     if (lid >= LT || t >= params.tokens) {
         return;
@@ -556,8 +573,245 @@ fn lce_grad_hidden(
         workgroupBarrier();
         let n = min(LB, params.end - vb);
         let first = has(MODE_LCE_FIRST) && vb == params.begin;
-        hidden_block(t0, vb, select(0u, n, block_needed()), first, lid);
+        hidden_block(t0, vb, select(0u, n, block_needed()), first, lid, ones());
         workgroupBarrier();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The forward and the d_hidden products in one walk over the vocabulary (without label
+// smoothing): the backward's recomputation of the logits for d_hidden is the
+// forward's computation. Each block folds the logits into the lanes' states as `lce_forward`
+// does (the same states, so the same loss bits), and adds Σ_v e^{z − M} (1 − (z/cap)²) w_v
+// to the token's running sum in binding 7, where M is the workgroup's running maximum of the
+// token's finite logits — the sum is rescaled by e^{M_old − M} when M grows (flash attention's
+// online softmax). At the end of a chunk M is the merged state's maximum, so the next chunk
+// starts from it; `lce_hidden_finish` turns the sums into d_hidden once lse is known.
+
+// No finite logit yet.
+const NO_MAX: f32 = -3.4028235e38;
+
+// Each lane's maxima of its rows' finite logits in the block for the tile's eight tokens (lo:
+// tokens 0–3 at 2 · lane, hi: 4–7 at 2 · lane + 1).
+var<workgroup> sh_m: array<vec4<f32>, 128>;
+
+// Token logits z4 of a lane's rows v0 .. v0 + 3 as the softmax sees them (rows past the
+// vocabulary read the last row's bias; they are dropped).
+fn logits4(z4: vec4<f32>, v0: u32) -> vec4<f32> {
+    let last = params.vocab - 1u;
+    return vec4<f32>(
+        bitcast<f32>(logit_bits(z4.x, min(v0, last))),
+        bitcast<f32>(logit_bits(z4.y, min(v0 + 1u, last))),
+        bitcast<f32>(logit_bits(z4.z, min(v0 + 2u, last))),
+        bitcast<f32>(logit_bits(z4.w, min(v0 + 3u, last))),
+    );
+}
+
+// Folds the first n of a lane's logits z (as the softmax sees them) into token t's state.
+fn fold_logits(f: Folded, z: vec4<f32>, v0: u32, n: u32, t: u32, y: i32) -> Folded {
+    var g = f;
+    for (var c = 0u; c < n; c++) {
+        g = push_entry(g, bitcast<u32>(z[c]), v0 + c, t, y);
+    }
+    return g;
+}
+
+fn finite_or_none(x: f32, inside: bool) -> f32 {
+    return select(NO_MAX, x, inside && is_finite_bits(bitcast<u32>(x)));
+}
+
+// The maximum of the first n of z's finite entries, or NO_MAX.
+fn lane_max(z: vec4<f32>, n: u32) -> f32 {
+    return max(max(finite_or_none(z.x, n > 0u), finite_or_none(z.y, n > 1u)),
+        max(finite_or_none(z.z, n > 2u), finite_or_none(z.w, n > 3u)));
+}
+
+// e^{x − m} (1 − (x/cap)²) for a finite x inside the chunk, else 0.
+fn fold_weight(x: f32, inside: bool, m: f32) -> f32 {
+    if (!inside || !is_finite_bits(bitcast<u32>(x))) {
+        return 0.0;
+    }
+    var p = ld_exp_neg(x - m);
+    if (has(MODE_LCE_SOFTCAP)) {
+        let c = x * params.inv_cap;
+        p = p * (1.0 - c * c);
+    }
+    return p;
+}
+
+// A lane's four entries of one token's row of the block in sh_a (from `at`).
+fn put_weights(at: u32, z: vec4<f32>, n: u32, m: f32) {
+    sh_a[at] = fold_weight(z.x, n > 0u, m);
+    sh_a[at + 1u] = fold_weight(z.y, n > 1u, m);
+    sh_a[at + 2u] = fold_weight(z.z, n > 2u, m);
+    sh_a[at + 3u] = fold_weight(z.w, n > 3u, m);
+}
+
+// The factor a running sum relative to maximum `was` takes to be relative to `now` (0 when
+// nothing was summed yet; exactly 1 when the maximum did not move).
+fn rescale1(was: f32, now: f32) -> f32 {
+    if (was == NO_MAX) {
+        return 0.0;
+    }
+    return select(ld_exp_neg(was - now), 1.0, was == now);
+}
+
+fn rescale(was: vec4<f32>, now: vec4<f32>) -> vec4<f32> {
+    return vec4<f32>(rescale1(was.x, now.x), rescale1(was.y, now.y), rescale1(was.z, now.z),
+        rescale1(was.w, now.w));
+}
+
+// Token t's maximum where this dispatch starts: the state's, or none in the first chunk.
+fn start_max(t: u32) -> f32 {
+    if (has(MODE_LCE_FIRST)) {
+        return NO_MAX;
+    }
+    let st = load_lse(min(t, params.tokens - 1u));
+    return select(NO_MAX, st.m, (st.flags & FLAG_NONEMPTY) != 0u);
+}
+
+@compute @workgroup_size(LW)
+fn lce_forward_hidden(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let g = group_index(wid, nwg);
+    if (g >= params.tiles) {
+        return;
+    }
+    let t0 = (params.tile_base + g) * LT;
+    let y0 = target_at(t0);
+    let y1 = target_at(t0 + 1u);
+    let y2 = target_at(t0 + 2u);
+    let y3 = target_at(t0 + 3u);
+    let y4 = target_at(t0 + 4u);
+    let y5 = target_at(t0 + 5u);
+    let y6 = target_at(t0 + 6u);
+    let y7 = target_at(t0 + 7u);
+    var f0 = folded();
+    var f1 = folded();
+    var f2 = folded();
+    var f3 = folded();
+    var f4 = folded();
+    var f5 = folded();
+    var f6 = folded();
+    var f7 = folded();
+    var m_lo = vec4<f32>(start_max(t0), start_max(t0 + 1u), start_max(t0 + 2u),
+        start_max(t0 + 3u));
+    var m_hi = vec4<f32>(start_max(t0 + 4u), start_max(t0 + 5u), start_max(t0 + 6u),
+        start_max(t0 + 7u));
+    let step = LB;
+    for (var vb = params.begin; vb < params.end; vb += step) {
+        let v0 = vb + RL * lid;
+        let quad = dots_hw4(t0, v0);
+        let n = min(RL, params.end - min(v0, params.end));
+        let z0 = logits4(col(quad, 0u), v0);
+        let z1 = logits4(col(quad, 1u), v0);
+        let z2 = logits4(col(quad, 2u), v0);
+        let z3 = logits4(col(quad, 3u), v0);
+        let z4 = logits4(col(quad, 4u), v0);
+        let z5 = logits4(col(quad, 5u), v0);
+        let z6 = logits4(col(quad, 6u), v0);
+        let z7 = logits4(col(quad, 7u), v0);
+        f0 = fold_logits(f0, z0, v0, n, t0, y0);
+        f1 = fold_logits(f1, z1, v0, n, t0 + 1u, y1);
+        f2 = fold_logits(f2, z2, v0, n, t0 + 2u, y2);
+        f3 = fold_logits(f3, z3, v0, n, t0 + 3u, y3);
+        f4 = fold_logits(f4, z4, v0, n, t0 + 4u, y4);
+        f5 = fold_logits(f5, z5, v0, n, t0 + 5u, y5);
+        f6 = fold_logits(f6, z6, v0, n, t0 + 6u, y6);
+        f7 = fold_logits(f7, z7, v0, n, t0 + 7u, y7);
+        sh_m[2u * lid] = vec4<f32>(lane_max(z0, n), lane_max(z1, n), lane_max(z2, n),
+            lane_max(z3, n));
+        sh_m[2u * lid + 1u] = vec4<f32>(lane_max(z4, n), lane_max(z5, n), lane_max(z6, n),
+            lane_max(z7, n));
+        workgroupBarrier();
+        // Every lane forms the same new maxima from the same words.
+        var b_lo = m_lo;
+        var b_hi = m_hi;
+        for (var l = 0u; l < LW; l++) {
+            b_lo = max(b_lo, sh_m[2u * l]);
+            b_hi = max(b_hi, sh_m[2u * l + 1u]);
+        }
+        let rs = Tile(rescale(m_lo, b_lo), rescale(m_hi, b_hi));
+        m_lo = b_lo;
+        m_hi = b_hi;
+        let at = RL * lid;
+        put_weights(at, z0, n, m_lo.x);
+        put_weights(LB + at, z1, n, m_lo.y);
+        put_weights(2u * LB + at, z2, n, m_lo.z);
+        put_weights(3u * LB + at, z3, n, m_lo.w);
+        put_weights(4u * LB + at, z4, n, m_hi.x);
+        put_weights(5u * LB + at, z5, n, m_hi.y);
+        put_weights(6u * LB + at, z6, n, m_hi.z);
+        put_weights(7u * LB + at, z7, n, m_hi.w);
+        workgroupBarrier();
+        // The next block's writes to sh_m and sh_a follow a barrier that every lane reaches only
+        // after these reads.
+        let first = has(MODE_LCE_FIRST) && vb == params.begin;
+        hidden_block(t0, vb, min(LB, params.end - vb), first, lid, rs);
+    }
+    workgroupBarrier();
+    put(0u, f0, lid);
+    put(1u, f1, lid);
+    put(2u, f2, lid);
+    put(3u, f3, lid);
+    put(4u, f4, lid);
+    put(5u, f5, lid);
+    put(6u, f6, lid);
+    put(7u, f7, lid);
+    workgroupBarrier();
+    merge_states(t0, lid);
+}
+
+// d_hidden from `lce_forward_hidden`'s sums (binding 7, tokens × dims, the token tiles of this
+// dispatch): with U_t = Σ_v e^{z − m_t} (1 − (z/cap)²) w_v relative to the token's maximum m_t,
+// d_hidden_t = s (A_t e^{m_t − lse_t} U_t − B_t (1 − (z_y/cap)²) w_y): the first term in the
+// first dispatch (MODE_LCE_FIRST), the second in the dispatch whose vocabulary window [begin,
+// end) holds the target's row. 0 for a token that does not contribute; NaN where its lse is
+// not finite (as `grad_entry`).
+@compute @workgroup_size(LW)
+fn lce_hidden_finish(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let g = group_index(wid, nwg);
+    if (g >= params.tiles) {
+        return;
+    }
+    let t0 = (params.tile_base + g) * LT;
+    let scale = grad_scale();
+    let d = params.dims;
+    let step = LW;
+    for (var r = 0u; r < LT; r++) {
+        let t = t0 + r;
+        if (t >= params.tokens) {
+            break;
+        }
+        let k = coef(t);
+        let fa = scale * k.a * ld_exp_neg(load_lse(t).m - bitcast<f32>(k.lse));
+        var cy = 1.0;
+        if (has(MODE_LCE_SOFTCAP)) {
+            let c = bitcast<f32>(state[t * SW + 3u]) * params.inv_cap;
+            cy = 1.0 - c * c;
+        }
+        let fb = scale * k.b * cy;
+        let bad = k.live && !is_finite_bits(k.lse);
+        let here = k.live && k.y >= i32(params.begin) && k.y < i32(params.end);
+        for (var kk = lid; kk < d; kk += step) {
+            let o = params.out_off + t * d + kk;
+            var x = bitcast<f32>(out[o]);
+            if (has(MODE_LCE_FIRST)) {
+                x = select(0.0, fa * x, k.live);
+                x = select(x, bitcast<f32>(F32_NAN), bad);
+            }
+            if (here) {
+                x = x - fb * weight_entry(u32(k.y), kk);
+            }
+            out[o] = bitcast<u32>(x);
+        }
     }
 }
 

@@ -50,12 +50,12 @@ fn dots_wh(v0: u32, t: u32) -> Tile {
 }
 
 // Adds the four entries of `a` to row `row`'s word q of binding 7 (rows of dims entries).
-fn add_word(row: u32, q: u32, a: vec4<f32>, first: bool) {
+fn add_word(row: u32, q: u32, a: vec4<f32>, first: bool, s: f32) {
     let o = params.out_off + row * params.dims + 4u * q;
-    add_out(o, a.x, first);
-    add_out(o + 1u, a.y, first);
-    add_out(o + 2u, a.z, first);
-    add_out(o + 3u, a.w, first);
+    add_out(o, a.x, first, s);
+    add_out(o + 1u, a.y, first, s);
+    add_out(o + 2u, a.z, first, s);
+    add_out(o + 3u, a.w, first, s);
 }
 
 // Words of dims a lane owns in the gradient products (1, 2 or 4: the host's choice, dims / 4 /
@@ -101,22 +101,32 @@ fn acc8(a: Acc8, g: Tile, w: vec4<f32>) -> Acc8 {
     );
 }
 
-// Adds the eight rows' sums to binding 7's rows r0 .. r0 + 7 (those below `rows`) at word q.
-fn add_acc8(r0: u32, rows: u32, q: u32, a: Acc8, first: bool) {
-    if (r0 < rows) { add_word(r0, q, a.a0, first); }
-    if (r0 + 1u < rows) { add_word(r0 + 1u, q, a.a1, first); }
-    if (r0 + 2u < rows) { add_word(r0 + 2u, q, a.a2, first); }
-    if (r0 + 3u < rows) { add_word(r0 + 3u, q, a.a3, first); }
-    if (r0 + 4u < rows) { add_word(r0 + 4u, q, a.a4, first); }
-    if (r0 + 5u < rows) { add_word(r0 + 5u, q, a.a5, first); }
-    if (r0 + 6u < rows) { add_word(r0 + 6u, q, a.a6, first); }
-    if (r0 + 7u < rows) { add_word(r0 + 7u, q, a.a7, first); }
+// Adds the eight rows' sums to binding 7's rows r0 .. r0 + 7 (those below `rows`) at word q,
+// each row's running sum rescaled by its factor in `s`.
+fn add_acc8(r0: u32, rows: u32, q: u32, a: Acc8, first: bool, s: Tile) {
+    if (r0 < rows) { add_word(r0, q, a.a0, first, s.lo.x); }
+    if (r0 + 1u < rows) { add_word(r0 + 1u, q, a.a1, first, s.lo.y); }
+    if (r0 + 2u < rows) { add_word(r0 + 2u, q, a.a2, first, s.lo.z); }
+    if (r0 + 3u < rows) { add_word(r0 + 3u, q, a.a3, first, s.lo.w); }
+    if (r0 + 4u < rows) { add_word(r0 + 4u, q, a.a4, first, s.hi.x); }
+    if (r0 + 5u < rows) { add_word(r0 + 5u, q, a.a5, first, s.hi.y); }
+    if (r0 + 6u < rows) { add_word(r0 + 6u, q, a.a6, first, s.hi.z); }
+    if (r0 + 7u < rows) { add_word(r0 + 7u, q, a.a7, first, s.hi.w); }
 }
 
 // Σ_j g[r, j] x[j0 + j, q] for the tile's rows r, the QL words q, q + LW, … of each lane, from
-// zero in j order, added to binding 7's rows r0 + r: `hidden_block` walks the weight's rows
-// (x = w), `weight_block` the hidden states' (x = h).
-fn block_sums(r0: u32, rows: u32, j0: u32, n: u32, first: bool, lid: u32, walk_weight: bool) {
+// zero in j order, added to binding 7's rows r0 + r (their running sums rescaled by `rs`):
+// `hidden_block` walks the weight's rows (x = w), `weight_block` the hidden states' (x = h).
+fn block_sums(
+    r0: u32,
+    rows: u32,
+    j0: u32,
+    n: u32,
+    first: bool,
+    lid: u32,
+    walk_weight: bool,
+    rs: Tile,
+) {
     let q4 = params.dims / 4u;
     let step = LW * QL;
     for (var q = lid; q < q4; q += step) {
@@ -150,27 +160,32 @@ fn block_sums(r0: u32, rows: u32, j0: u32, n: u32, first: bool, lid: u32, walk_w
                 }
             }
         }
-        add_acc8(r0, rows, q, s0, first);
+        add_acc8(r0, rows, q, s0, first, rs);
         if (QL > 1u && q + LW < q4) {
-            add_acc8(r0, rows, q + LW, s1, first);
+            add_acc8(r0, rows, q + LW, s1, first, rs);
         }
         if (QL > 2u && q + 2u * LW < q4) {
-            add_acc8(r0, rows, q + 2u * LW, s2, first);
+            add_acc8(r0, rows, q + 2u * LW, s2, first, rs);
         }
         if (QL > 2u && q + 3u * LW < q4) {
-            add_acc8(r0, rows, q + 3u * LW, s3, first);
+            add_acc8(r0, rows, q + 3u * LW, s3, first, rs);
         }
     }
 }
 
 // As linear_words.wgsl's: the tile's eight d_hidden rows against the walked weight rows.
-fn hidden_block(t0: u32, vb: u32, n: u32, first: bool, lid: u32) {
-    block_sums(t0, params.tokens, vb, n, first, lid, true);
+fn hidden_block(t0: u32, vb: u32, n: u32, first: bool, lid: u32, rs: Tile) {
+    block_sums(t0, params.tokens, vb, n, first, lid, true, rs);
 }
 
 // The tile's eight d_weight rows against the walked token rows.
 fn weight_block(v0: u32, tb: u32, n: u32, first: bool, lid: u32) {
-    block_sums(v0, params.vocab, tb, n, first, lid, false);
+    block_sums(v0, params.vocab, tb, n, first, lid, false, ones());
+}
+
+// Entry k of weight row v.
+fn weight_entry(v: u32, k: u32) -> f32 {
+    return wrow(v * (params.dims / 4u) + k / 4u)[k % 4u];
 }
 
 // dot(h, w) of each of the eight words of `h` with `w`, as a tile.
@@ -199,6 +214,7 @@ fn add_tile(a: Tile, b: Tile) -> Tile {
 fn dots_hw4(t0: u32, v0: u32) -> Quad {
     let q4 = params.dims / 4u;
     let hb = row_starts(t0, params.t_last, q4);
+    let own = own_start(hb);
     let last = params.v_last;
     let wa = min(v0, last) * q4;
     let wb = min(v0 + 1u, last) * q4;
@@ -206,10 +222,7 @@ fn dots_hw4(t0: u32, v0: u32) -> Quad {
     let wd = min(v0 + 3u, last) * q4;
     var acc = zero_quad();
     for (var q = 0u; q < q4; q++) {
-        let h = array<vec4<f32>, 8>(
-            hrow(hb.lo.x + q), hrow(hb.lo.y + q), hrow(hb.lo.z + q), hrow(hb.lo.w + q),
-            hrow(hb.hi.x + q), hrow(hb.hi.y + q), hrow(hb.hi.z + q), hrow(hb.hi.w + q),
-        );
+        let h = shared8(hb, own, q, false);
         acc.a = add_tile(acc.a, dots8(h, wrow(wa + q)));
         acc.b = add_tile(acc.b, dots8(h, wrow(wb + q)));
         acc.c = add_tile(acc.c, dots8(h, wrow(wc + q)));
@@ -222,6 +235,7 @@ fn dots_hw4(t0: u32, v0: u32) -> Quad {
 fn dots_wh4(v0: u32, t0: u32) -> Quad {
     let q4 = params.dims / 4u;
     let wb = row_starts(v0, params.v_last, q4);
+    let own = own_start(wb);
     let last = params.t_last;
     let ha = min(t0, last) * q4;
     let hb = min(t0 + 1u, last) * q4;
@@ -229,10 +243,7 @@ fn dots_wh4(v0: u32, t0: u32) -> Quad {
     let hd = min(t0 + 3u, last) * q4;
     var acc = zero_quad();
     for (var q = 0u; q < q4; q++) {
-        let w = array<vec4<f32>, 8>(
-            wrow(wb.lo.x + q), wrow(wb.lo.y + q), wrow(wb.lo.z + q), wrow(wb.lo.w + q),
-            wrow(wb.hi.x + q), wrow(wb.hi.y + q), wrow(wb.hi.z + q), wrow(wb.hi.w + q),
-        );
+        let w = shared8(wb, own, q, true);
         acc.a = add_tile(acc.a, dots8w(hrow(ha + q), w));
         acc.b = add_tile(acc.b, dots8w(hrow(hb + q), w));
         acc.c = add_tile(acc.c, dots8w(hrow(hc + q), w));

@@ -94,8 +94,9 @@ fn dots_wh(v0: u32, t: u32) -> Tile {
 
 // The gradient entries of the tile's tokens t0 .. t0 + 7 against the walked vocabulary rows
 // vb .. vb + n − 1 are in sh_a (row r of the tile at r · LW); each lane owns dims k = lid,
-// lid + LW, … and adds Σ_j g[r, j] w[vb + j, k], summed from zero in j order, to d_hidden.
-fn hidden_block(t0: u32, vb: u32, n: u32, first: bool, lid: u32) {
+// lid + LW, … and adds Σ_j g[r, j] w[vb + j, k], summed from zero in j order, to d_hidden
+// (each row's running sum rescaled by its factor in `rs`).
+fn hidden_block(t0: u32, vb: u32, n: u32, first: bool, lid: u32, rs: Tile) {
     let d = params.dims;
     let step = LW;
     for (var k = lid; k < d; k += step) {
@@ -108,7 +109,8 @@ fn hidden_block(t0: u32, vb: u32, n: u32, first: bool, lid: u32) {
         }
         for (var r = 0u; r < LT; r++) {
             if (t0 + r < params.tokens) {
-                add_out(params.out_off + (t0 + r) * d + k, tile_at(Tile(lo, hi), r), first);
+                let o = params.out_off + (t0 + r) * d + k;
+                add_out(o, tile_at(Tile(lo, hi), r), first, tile_at(rs, r));
             }
         }
     }
@@ -129,7 +131,7 @@ fn weight_block(v0: u32, tb: u32, n: u32, first: bool, lid: u32) {
         }
         for (var r = 0u; r < LT; r++) {
             if (v0 + r < params.vocab) {
-                add_out(params.out_off + (v0 + r) * d + k, tile_at(Tile(lo, hi), r), first);
+                add_out(params.out_off + (v0 + r) * d + k, tile_at(Tile(lo, hi), r), first, 1.0);
             }
         }
     }
@@ -157,4 +159,9 @@ fn given_tile(t0: u32, v: u32) -> Tile {
 fn given_quad(t0: u32, v0: u32) -> Quad {
     return Quad(given_tile(t0, v0), given_tile(t0, v0 + 1u), given_tile(t0, v0 + 2u),
         given_tile(t0, v0 + 3u));
+}
+
+// Entry k of weight row v.
+fn weight_entry(v: u32, k: u32) -> f32 {
+    return wt(v * params.dims + k);
 }

@@ -6,8 +6,10 @@
 //! compute each logit as a dot product inside a tile of 8 tokens × 256 vocabulary rows and fold
 //! it at once into the token's log-sum-exp state (the library's (max, sum) monoid); the backward
 //! recomputes logit tiles from the stored log-sum-exp (as Apple's Cut Cross-Entropy does) and
-//! accumulates `d_hidden` over the vocabulary and `d_weight` over the tokens, each entry owned by
-//! one workgroup and summed in a fixed order: no float atomics, the same bits every run.
+//! accumulates `d_weight` over the tokens, each entry owned by one workgroup and summed in a fixed
+//! order: no float atomics, the same bits every run. `d_hidden` is summed over the vocabulary in
+//! the forward's own walk, relative to a running maximum as flash attention sums its output (with
+//! label smoothing, in a recomputing walk of its own).
 //!
 //! What the op allocates besides the caller's buffers: a state of 8 words per token, the
 //! reduction's partial sums (3 words per token) and `vocab + 1` words — proportional to
@@ -584,10 +586,11 @@ impl LinearCrossEntropyOp {
         // 16-byte words where the rows are whole words of f32 entries.
         let vec4 = !f16 && d.is_multiple_of(4);
         let key = PipelineKey {
-            module: if vec4 {
-                Module::LinearVec4
-            } else {
-                Module::Linear
+            // The shared rows' loads spread over subgroups where every subgroup has 8 lanes.
+            module: match (vec4, caps.subgroup && caps.subgroup_min >= LT as u32) {
+                (true, true) => Module::LinearVec4Subgroup,
+                (true, false) => Module::LinearVec4,
+                (false, _) => Module::Linear,
             },
             entry: "",
             op: 0,
@@ -777,14 +780,32 @@ impl LinearCrossEntropyOp {
                 program,
             });
         }
-        let mut passes = plan.tiled(
-            "lce_forward",
-            base,
-            Walk::Vocab,
-            forward_chunk,
-            tile_work,
-            Out::None,
-        )?;
+        // Input slots of the written buffers, after the caller's inputs.
+        let lse_slot = inputs.len();
+        let (dh_slot, dw_slot) = (lse_slot + 1, lse_slot + 2);
+        // Without label smoothing the backward's d_hidden walk is the forward's
+        // (`lce_forward_hidden`): four matrix products' work instead of five. Filtering then
+        // applies to d_weight's products alone.
+        let fold = kind == LinearKind::WithGrad && mode & MODE_LCE_SMOOTH == 0;
+        let mut passes = if fold {
+            plan.tiled(
+                "lce_forward_hidden",
+                base,
+                Walk::Vocab,
+                (LANE_BUDGET / (block + 2 * LW)).max(1) * LB,
+                2 * LT * d,
+                Out::Rows(Src::Input(dh_slot), d),
+            )?
+        } else {
+            plan.tiled(
+                "lce_forward",
+                base,
+                Walk::Vocab,
+                forward_chunk,
+                tile_work,
+                Out::None,
+            )?
+        };
         let none = o.ce.reduction == Reduction::None;
         let loss_len = if none { n } else { 1 };
         // The loss's partial sums (scratch 3), reduced by the likelihood module's levels.
@@ -819,8 +840,6 @@ impl LinearCrossEntropyOp {
             steps.push(Step::ll(levels));
         }
         outputs.push(("loss (f32)", loss_len * 4));
-        // Input slots of the written buffers, after the caller's inputs.
-        let lse_slot = inputs.len();
         outputs.push(("lse (f32, tokens)", n * 4));
         let copy = |entry, out_slot: usize, words: u64| -> Result<Pass, Error> {
             Ok(plan.single(
@@ -863,17 +882,29 @@ impl LinearCrossEntropyOp {
             steps.push(Step::Passes(grads));
         }
         if kind == LinearKind::WithGrad {
-            let (dh_slot, dw_slot) = (lse_slot + 1, lse_slot + 2);
             outputs.push(("d_hidden (f32, tokens × dims)", n * d * 4));
             outputs.push(("d_weight (f32, vocab × dims)", v * d * 4));
-            let mut grads = plan.tiled(
-                "lce_grad_hidden",
-                base,
-                Walk::Vocab,
-                grad_chunk,
-                2 * LT * d,
-                Out::Rows(Src::Input(dh_slot), d),
-            )?;
+            let mut grads = if fold {
+                // One dispatch per window of the weight (the target rows' terms); a tile's
+                // work is its rows of d_hidden, whatever the window's length.
+                plan.tiled(
+                    "lce_hidden_finish",
+                    base,
+                    Walk::Vocab,
+                    v,
+                    (LT * d).div_ceil(v),
+                    Out::Rows(Src::Input(dh_slot), d),
+                )?
+            } else {
+                plan.tiled(
+                    "lce_grad_hidden",
+                    base,
+                    Walk::Vocab,
+                    grad_chunk,
+                    2 * LT * d,
+                    Out::Rows(Src::Input(dh_slot), d),
+                )?
+            };
             grads.extend(plan.tiled(
                 "lce_grad_weight",
                 base,

@@ -32,8 +32,10 @@ pub(crate) enum Module {
     LikelihoodWide,
     /// `common + linear + linear_words` (the `linear` layout): fused linear cross-entropy.
     Linear,
-    /// `common + linear + linear_vec4`: its operands read as 16-byte words.
+    /// `common + linear + linear_vec4 + linear_vec4_dots`: its operands read as 16-byte words.
     LinearVec4,
+    /// `LinearVec4` with `linear_vec4_dots_subgroup` (subgroups of at least 8 lanes).
+    LinearVec4Subgroup,
     /// `bandwidth_vec4` (the likelihood layout): the yardsticks with 16-byte words.
     #[cfg_attr(not(feature = "bench-tools"), allow(dead_code))]
     BandwidthVec4,
@@ -69,6 +71,10 @@ impl Module {
             Module::BandwidthVec4 => ("bandwidth_vec4", shaders::bandwidth_vec4_module()),
             Module::Linear => ("linear", shaders::linear_module()),
             Module::LinearVec4 => ("linear_vec4", shaders::linear_vec4_module()),
+            Module::LinearVec4Subgroup => (
+                "linear_vec4_subgroup",
+                shaders::linear_vec4_subgroup_module(),
+            ),
         }
     }
 
@@ -84,7 +90,7 @@ impl Module {
             Module::LogsumexpAxes | Module::LogsumexpAxesVec4 => Layout::Axes,
             Module::Likelihood | Module::BandwidthVec4 => Layout::Likelihood,
             Module::LikelihoodWide => Layout::LikelihoodWide,
-            Module::Linear | Module::LinearVec4 => Layout::Linear,
+            Module::Linear | Module::LinearVec4 | Module::LinearVec4Subgroup => Layout::Linear,
         }
     }
 
@@ -103,7 +109,7 @@ impl Module {
         match self {
             Module::BandwidthVec4 => {}
             Module::Linear => c.push(("IN_F16", f64::from(u8::from(key.in_f16)))),
-            Module::LinearVec4 => {
+            Module::LinearVec4 | Module::LinearVec4Subgroup => {
                 c.push(("IN_F16", f64::from(u8::from(key.in_f16))));
                 c.push(("QL", f64::from(key.vec.max(1))));
             }

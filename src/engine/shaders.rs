@@ -54,6 +54,11 @@ pub const LINEAR: &str = include_str!("../../shaders/linear.wgsl");
 pub const LINEAR_WORDS: &str = include_str!("../../shaders/linear_words.wgsl");
 /// The linear module's operands as 16-byte words (f32, dims a multiple of 4; follows `LINEAR`).
 pub const LINEAR_VEC4: &str = include_str!("../../shaders/linear_vec4.wgsl");
+/// How the 16-byte form's dot products read the tile's shared rows: every lane all of them.
+pub const LINEAR_VEC4_DOTS: &str = include_str!("../../shaders/linear_vec4_dots.wgsl");
+/// The same spread over a subgroup of at least 8 lanes (needs `Features::SUBGROUP`).
+pub const LINEAR_VEC4_DOTS_SUBGROUP: &str =
+    include_str!("../../shaders/linear_vec4_dots_subgroup.wgsl");
 
 /// The textbook formulas of the stability study (needs the likelihood module's bindings).
 pub const STABILITY: &str = include_str!("../../shaders/stability.wgsl");
@@ -87,6 +92,8 @@ pub(crate) const ALL_FILES: &[(&str, &str)] = &[
     ("linear", LINEAR),
     ("linear_words", LINEAR_WORDS),
     ("linear_vec4", LINEAR_VEC4),
+    ("linear_vec4_dots", LINEAR_VEC4_DOTS),
+    ("linear_vec4_dots_subgroup", LINEAR_VEC4_DOTS_SUBGROUP),
     ("bandwidth", BANDWIDTH),
     ("bandwidth_vec4", BANDWIDTH_VEC4),
 ];
@@ -226,7 +233,12 @@ pub fn linear_module() -> String {
 
 /// The fused linear cross-entropy module reading 16-byte words (portable).
 pub fn linear_vec4_module() -> String {
-    module_source(&[COMMON, LINEAR, LINEAR_VEC4])
+    module_source(&[COMMON, LINEAR, LINEAR_VEC4, LINEAR_VEC4_DOTS])
+}
+
+/// The 16-byte module with the shared rows' loads spread over subgroups of at least 8 lanes.
+pub fn linear_vec4_subgroup_module() -> String {
+    module_source(&[COMMON, LINEAR, LINEAR_VEC4, LINEAR_VEC4_DOTS_SUBGROUP])
 }
 
 /// The vec4 yardsticks' module (portable).
@@ -479,6 +491,11 @@ mod tests {
             validate_and_translate_with(
                 &linear_vec4_module(),
                 Capabilities::empty(),
+                &[("IN_F16", 0.0), ("QL", ql)],
+            );
+            validate_and_translate_with(
+                &linear_vec4_subgroup_module(),
+                Capabilities::SUBGROUP | Capabilities::SUBGROUP_BARRIER,
                 &[("IN_F16", 0.0), ("QL", ql)],
             );
         }

@@ -19,11 +19,12 @@ pub struct LinearCrossEntropy {
     /// Gemma-2's logit soft cap: each logit `z` becomes `cap · tanh(z / cap)` before the
     /// softmax. Finite and > 0.
     pub softcap: Option<f32>,
-    /// Cut Cross-Entropy's gradient filtering, off by default: the backward skips the gradient
-    /// products of a block (8 tokens × 256 vocabulary rows) in which every softmax entry is
+    /// Cut Cross-Entropy's gradient filtering, off by default: the backward skips the `d_weight`
+    /// products of a block (8 vocabulary rows × 256 tokens) in which every softmax entry is
     /// below 2⁻²⁴ and no row is a target, dropping contributions each below 2⁻²⁴ of the
-    /// largest. No effect with label smoothing (whose entries are never negligible) or on the
-    /// loss.
+    /// largest (`d_hidden` is summed in the forward's walk, before the softmax is known, and
+    /// is not filtered). No effect with label smoothing (whose entries are never negligible) or
+    /// on the loss.
     pub grad_filter: bool,
 }
 
