@@ -145,8 +145,16 @@ fn main() -> Result<(), logdomain::Error> {
     let (fused_both, fused_both_mem) = fused(&both);
     report("fused forward + backward", fused_both, 3.0, fused_both_mem);
     drop(both);
-    // The materialised path.
+    // The materialised path, where its logits fit one buffer.
     let logits_bytes = (n * v * 4) as u64;
+    if logits_bytes > limits.max_buffer_size {
+        println!(
+            "materialised: cannot run here (the {n} × {v} logits take {logits_bytes} bytes; \
+             max_buffer_size is {})",
+            limits.max_buffer_size
+        );
+        return Ok(());
+    }
     let logits_op = match LinearCrossEntropyOp::logits(&gpu, s, false, None, InputFormat::F32) {
         Ok(op) => op,
         Err(e) => {
