@@ -246,9 +246,9 @@ fn load_sum(t: u32) -> SumState {
 // (eight groups of eight lanes, each in lane order, then the groups in order) and merges the
 // result after the state the earlier chunks left.
 //
-// The tile's eight tokens are written out (f0 … f7, col(quad, 0u) …) rather than looped over:
-// on software adapters an array indexed in a loop that the compiler keeps lives in memory,
-// each access a loop over the lanes.
+// The tile's eight tokens are written out (Folded8's f0 … f7, col(quad, 0u) …) rather than
+// looped over: on software adapters an array indexed in a loop that the compiler keeps lives in
+// memory, each access a loop over the lanes.
 
 struct Folded {
     st: LseState,
@@ -311,22 +311,8 @@ fn lce_forward(
         return;
     }
     let t0 = (params.tile_base + g) * LT;
-    let y0 = target_at(t0);
-    let y1 = target_at(t0 + 1u);
-    let y2 = target_at(t0 + 2u);
-    let y3 = target_at(t0 + 3u);
-    let y4 = target_at(t0 + 4u);
-    let y5 = target_at(t0 + 5u);
-    let y6 = target_at(t0 + 6u);
-    let y7 = target_at(t0 + 7u);
-    var f0 = folded();
-    var f1 = folded();
-    var f2 = folded();
-    var f3 = folded();
-    var f4 = folded();
-    var f5 = folded();
-    var f6 = folded();
-    var f7 = folded();
+    let ty = targets8(t0);
+    var fs = folded8();
     let step = LB;
     // Lane l walks rows vb + 4l .. vb + 4l + 3 of each block. The walk is uniform: every lane
     // runs every block (rows past the chunk's end are computed clamped and dropped).
@@ -334,23 +320,59 @@ fn lce_forward(
         let v0 = vb + RL * lid;
         let quad = logits_hw4(t0, v0);
         let n = min(RL, params.end - min(v0, params.end));
-        f0 = fold(f0, col(quad, 0u), v0, n, t0, y0);
-        f1 = fold(f1, col(quad, 1u), v0, n, t0 + 1u, y1);
-        f2 = fold(f2, col(quad, 2u), v0, n, t0 + 2u, y2);
-        f3 = fold(f3, col(quad, 3u), v0, n, t0 + 3u, y3);
-        f4 = fold(f4, col(quad, 4u), v0, n, t0 + 4u, y4);
-        f5 = fold(f5, col(quad, 5u), v0, n, t0 + 5u, y5);
-        f6 = fold(f6, col(quad, 6u), v0, n, t0 + 6u, y6);
-        f7 = fold(f7, col(quad, 7u), v0, n, t0 + 7u, y7);
+        fs.f0 = fold(fs.f0, col(quad, 0u), v0, n, t0, ty.lo.x);
+        fs.f1 = fold(fs.f1, col(quad, 1u), v0, n, t0 + 1u, ty.lo.y);
+        fs.f2 = fold(fs.f2, col(quad, 2u), v0, n, t0 + 2u, ty.lo.z);
+        fs.f3 = fold(fs.f3, col(quad, 3u), v0, n, t0 + 3u, ty.lo.w);
+        fs.f4 = fold(fs.f4, col(quad, 4u), v0, n, t0 + 4u, ty.hi.x);
+        fs.f5 = fold(fs.f5, col(quad, 5u), v0, n, t0 + 5u, ty.hi.y);
+        fs.f6 = fold(fs.f6, col(quad, 6u), v0, n, t0 + 6u, ty.hi.z);
+        fs.f7 = fold(fs.f7, col(quad, 7u), v0, n, t0 + 7u, ty.hi.w);
     }
-    put(0u, f0, lid);
-    put(1u, f1, lid);
-    put(2u, f2, lid);
-    put(3u, f3, lid);
-    put(4u, f4, lid);
-    put(5u, f5, lid);
-    put(6u, f6, lid);
-    put(7u, f7, lid);
+    merge8(t0, fs, lid);
+}
+
+// The targets of the tile's eight tokens (−1 past the tokens).
+struct Targets8 {
+    lo: vec4<i32>,
+    hi: vec4<i32>,
+}
+
+fn targets8(t0: u32) -> Targets8 {
+    return Targets8(
+        vec4<i32>(target_at(t0), target_at(t0 + 1u), target_at(t0 + 2u), target_at(t0 + 3u)),
+        vec4<i32>(target_at(t0 + 4u), target_at(t0 + 5u), target_at(t0 + 6u),
+            target_at(t0 + 7u)),
+    );
+}
+
+// A lane's states of the tile's eight tokens (fields, not an array: see above).
+struct Folded8 {
+    f0: Folded,
+    f1: Folded,
+    f2: Folded,
+    f3: Folded,
+    f4: Folded,
+    f5: Folded,
+    f6: Folded,
+    f7: Folded,
+}
+
+fn folded8() -> Folded8 {
+    let f = folded();
+    return Folded8(f, f, f, f, f, f, f, f);
+}
+
+// Every lane's eight states into the merge arrays, then (after a barrier) `merge_states`.
+fn merge8(t0: u32, fs: Folded8, lid: u32) {
+    put(0u, fs.f0, lid);
+    put(1u, fs.f1, lid);
+    put(2u, fs.f2, lid);
+    put(3u, fs.f3, lid);
+    put(4u, fs.f4, lid);
+    put(5u, fs.f5, lid);
+    put(6u, fs.f6, lid);
+    put(7u, fs.f7, lid);
     workgroupBarrier();
     merge_states(t0, lid);
 }
@@ -681,22 +703,8 @@ fn lce_forward_hidden(
         return;
     }
     let t0 = (params.tile_base + g) * LT;
-    let y0 = target_at(t0);
-    let y1 = target_at(t0 + 1u);
-    let y2 = target_at(t0 + 2u);
-    let y3 = target_at(t0 + 3u);
-    let y4 = target_at(t0 + 4u);
-    let y5 = target_at(t0 + 5u);
-    let y6 = target_at(t0 + 6u);
-    let y7 = target_at(t0 + 7u);
-    var f0 = folded();
-    var f1 = folded();
-    var f2 = folded();
-    var f3 = folded();
-    var f4 = folded();
-    var f5 = folded();
-    var f6 = folded();
-    var f7 = folded();
+    let ty = targets8(t0);
+    var fs = folded8();
     var m_lo = vec4<f32>(start_max(t0), start_max(t0 + 1u), start_max(t0 + 2u),
         start_max(t0 + 3u));
     var m_hi = vec4<f32>(start_max(t0 + 4u), start_max(t0 + 5u), start_max(t0 + 6u),
@@ -714,14 +722,14 @@ fn lce_forward_hidden(
         let z5 = logits4(col(quad, 5u), v0);
         let z6 = logits4(col(quad, 6u), v0);
         let z7 = logits4(col(quad, 7u), v0);
-        f0 = fold_logits(f0, z0, v0, n, t0, y0);
-        f1 = fold_logits(f1, z1, v0, n, t0 + 1u, y1);
-        f2 = fold_logits(f2, z2, v0, n, t0 + 2u, y2);
-        f3 = fold_logits(f3, z3, v0, n, t0 + 3u, y3);
-        f4 = fold_logits(f4, z4, v0, n, t0 + 4u, y4);
-        f5 = fold_logits(f5, z5, v0, n, t0 + 5u, y5);
-        f6 = fold_logits(f6, z6, v0, n, t0 + 6u, y6);
-        f7 = fold_logits(f7, z7, v0, n, t0 + 7u, y7);
+        fs.f0 = fold_logits(fs.f0, z0, v0, n, t0, ty.lo.x);
+        fs.f1 = fold_logits(fs.f1, z1, v0, n, t0 + 1u, ty.lo.y);
+        fs.f2 = fold_logits(fs.f2, z2, v0, n, t0 + 2u, ty.lo.z);
+        fs.f3 = fold_logits(fs.f3, z3, v0, n, t0 + 3u, ty.lo.w);
+        fs.f4 = fold_logits(fs.f4, z4, v0, n, t0 + 4u, ty.hi.x);
+        fs.f5 = fold_logits(fs.f5, z5, v0, n, t0 + 5u, ty.hi.y);
+        fs.f6 = fold_logits(fs.f6, z6, v0, n, t0 + 6u, ty.hi.z);
+        fs.f7 = fold_logits(fs.f7, z7, v0, n, t0 + 7u, ty.hi.w);
         sh_m[2u * lid] = vec4<f32>(lane_max(z0, n), lane_max(z1, n), lane_max(z2, n),
             lane_max(z3, n));
         sh_m[2u * lid + 1u] = vec4<f32>(lane_max(z4, n), lane_max(z5, n), lane_max(z6, n),
@@ -752,17 +760,9 @@ fn lce_forward_hidden(
         let first = has(MODE_LCE_FIRST) && vb == params.begin;
         hidden_block(t0, vb, min(LB, params.end - vb), first, lid, rs);
     }
+    // The merge arrays alias the block's entries that the lanes have just read.
     workgroupBarrier();
-    put(0u, f0, lid);
-    put(1u, f1, lid);
-    put(2u, f2, lid);
-    put(3u, f3, lid);
-    put(4u, f4, lid);
-    put(5u, f5, lid);
-    put(6u, f6, lid);
-    put(7u, f7, lid);
-    workgroupBarrier();
-    merge_states(t0, lid);
+    merge8(t0, fs, lid);
 }
 
 // d_hidden from `lce_forward_hidden`'s sums (binding 7, tokens × dims, the token tiles of this

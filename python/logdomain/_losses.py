@@ -133,6 +133,24 @@ def _has_extras(z_loss: float, softcap: Optional[float], target: Any) -> bool:
     return True
 
 
+def _with_extras(dev, c, rows, target, args, with_grad: bool) -> Any:
+    """The cross-entropy of `rows` (the input as (samples, classes)) with the z-loss and the
+    soft cap; `args` = (ignore_index, label_smoothing, reduction, z_loss, softcap)."""
+    ignore_index, label_smoothing, reduction, z_loss, softcap = args
+    return _native.logit_cross_entropy(
+        dev,
+        rows,
+        c.indices(target),
+        c.weight,
+        int(ignore_index),
+        label_smoothing,
+        reduction,
+        float(z_loss),
+        softcap,
+        with_grad,
+    )
+
+
 def _check_smoothing(label_smoothing: float) -> float:
     s = float(label_smoothing)
     if not 0.0 <= s <= 1.0:
@@ -207,18 +225,8 @@ def cross_entropy(
     c = _Categorical(input, weight)
     dev = resolve(device)
     if _has_extras(z_loss, softcap, target):
-        loss = _native.logit_cross_entropy(
-            dev,
-            c.rows(),
-            c.indices(target),
-            c.weight,
-            int(ignore_index),
-            label_smoothing,
-            reduction,
-            float(z_loss),
-            softcap,
-            False,
-        )
+        args = (ignore_index, label_smoothing, reduction, z_loss, softcap)
+        loss = _with_extras(dev, c, c.rows(), target, args, False)
         return _finish(loss, c.sample_shape, reduction, c.dtype)
     if _is_probabilities(target):
         t = c.probability_targets(target)
@@ -289,18 +297,8 @@ def cross_entropy_with_grad(
     c = _Categorical(input, weight)
     dev = resolve(device)
     if _has_extras(z_loss, softcap, target):
-        loss, grad = _native.logit_cross_entropy(
-            dev,
-            c.rows(np.float32),
-            c.indices(target),
-            c.weight,
-            int(ignore_index),
-            label_smoothing,
-            reduction,
-            float(z_loss),
-            softcap,
-            True,
-        )
+        args = (ignore_index, label_smoothing, reduction, z_loss, softcap)
+        loss, grad = _with_extras(dev, c, c.rows(np.float32), target, args, True)
         return _finish(loss, c.sample_shape, reduction, np.float32), c.from_rows(grad)
     if _is_probabilities(target):
         t = c.probabilities(target, label_smoothing)
