@@ -543,6 +543,37 @@ fn grad_entry(k: Coef, t: u32, v: u32, acc: f32, inside: bool, scale: f32) -> f3
     return g * scale;
 }
 
+// The coefficients of the tile's eight tokens.
+struct Coef8 {
+    k0: Coef,
+    k1: Coef,
+    k2: Coef,
+    k3: Coef,
+    k4: Coef,
+    k5: Coef,
+    k6: Coef,
+    k7: Coef,
+}
+
+fn coef8(t0: u32) -> Coef8 {
+    return Coef8(coef(t0), coef(t0 + 1u), coef(t0 + 2u), coef(t0 + 3u), coef(t0 + 4u),
+        coef(t0 + 5u), coef(t0 + 6u), coef(t0 + 7u));
+}
+
+// The eight tokens' gradient entries (`grad_entry`) at row v from their dot products z.
+fn grad_tile(ks: Coef8, t0: u32, v: u32, z: Tile, inside: bool, scale: f32) -> Tile {
+    return Tile(
+        vec4<f32>(grad_entry(ks.k0, t0, v, z.lo.x, inside, scale),
+            grad_entry(ks.k1, t0 + 1u, v, z.lo.y, inside, scale),
+            grad_entry(ks.k2, t0 + 2u, v, z.lo.z, inside, scale),
+            grad_entry(ks.k3, t0 + 3u, v, z.lo.w, inside, scale)),
+        vec4<f32>(grad_entry(ks.k4, t0 + 4u, v, z.hi.x, inside, scale),
+            grad_entry(ks.k5, t0 + 5u, v, z.hi.y, inside, scale),
+            grad_entry(ks.k6, t0 + 6u, v, z.hi.z, inside, scale),
+            grad_entry(ks.k7, t0 + 7u, v, z.hi.w, inside, scale)),
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // d_hidden (binding 7, tokens × dims) over the vocabulary chunk [begin, end): for each block of
 // LB rows (four adjacent rows a lane), the lanes recompute the logits of the tile's LT tokens
@@ -561,14 +592,7 @@ fn lce_grad_hidden(
     }
     let t0 = (params.tile_base + g) * LT;
     let scale = grad_scale();
-    let k0 = coef(t0);
-    let k1 = coef(t0 + 1u);
-    let k2 = coef(t0 + 2u);
-    let k3 = coef(t0 + 3u);
-    let k4 = coef(t0 + 4u);
-    let k5 = coef(t0 + 5u);
-    let k6 = coef(t0 + 6u);
-    let k7 = coef(t0 + 7u);
+    let ks = coef8(t0);
     let step = LB;
     for (var vb = params.begin; vb < params.end; vb += step) {
         let v0 = vb + RL * lid;
@@ -579,17 +603,16 @@ fn lce_grad_hidden(
         }
         for (var c = 0u; c < RL; c++) {
             let v = v0 + c;
-            let z = quad_at(quad, c);
-            let inside = v < params.end;
+            let e = grad_tile(ks, t0, v, quad_at(quad, c), v < params.end, scale);
             let at = RL * lid + c;
-            sh_a[at] = grad_entry(k0, t0, v, z.lo.x, inside, scale);
-            sh_a[LB + at] = grad_entry(k1, t0 + 1u, v, z.lo.y, inside, scale);
-            sh_a[2u * LB + at] = grad_entry(k2, t0 + 2u, v, z.lo.z, inside, scale);
-            sh_a[3u * LB + at] = grad_entry(k3, t0 + 3u, v, z.lo.w, inside, scale);
-            sh_a[4u * LB + at] = grad_entry(k4, t0 + 4u, v, z.hi.x, inside, scale);
-            sh_a[5u * LB + at] = grad_entry(k5, t0 + 5u, v, z.hi.y, inside, scale);
-            sh_a[6u * LB + at] = grad_entry(k6, t0 + 6u, v, z.hi.z, inside, scale);
-            sh_a[7u * LB + at] = grad_entry(k7, t0 + 7u, v, z.hi.w, inside, scale);
+            sh_a[at] = e.lo.x;
+            sh_a[LB + at] = e.lo.y;
+            sh_a[2u * LB + at] = e.lo.z;
+            sh_a[3u * LB + at] = e.lo.w;
+            sh_a[4u * LB + at] = e.hi.x;
+            sh_a[5u * LB + at] = e.hi.y;
+            sh_a[6u * LB + at] = e.hi.z;
+            sh_a[7u * LB + at] = e.hi.w;
         }
         sh_d[lid] = select(0.0, 1.0, kept);
         workgroupBarrier();
@@ -889,14 +912,7 @@ fn lce_logit_grad(
     }
     let t0 = (params.tile_base + g) * LT;
     let scale = grad_scale();
-    let k0 = coef(t0);
-    let k1 = coef(t0 + 1u);
-    let k2 = coef(t0 + 2u);
-    let k3 = coef(t0 + 3u);
-    let k4 = coef(t0 + 4u);
-    let k5 = coef(t0 + 5u);
-    let k6 = coef(t0 + 6u);
-    let k7 = coef(t0 + 7u);
+    let ks = coef8(t0);
     let step = LB;
     for (var vb = params.begin; vb < params.end; vb += step) {
         let v0 = vb + RL * lid;
@@ -906,15 +922,10 @@ fn lce_logit_grad(
             if (v >= params.end) {
                 break;
             }
-            let z = quad_at(quad, c);
-            put_grad(t0, v, grad_entry(k0, t0, v, z.lo.x, true, scale));
-            put_grad(t0 + 1u, v, grad_entry(k1, t0 + 1u, v, z.lo.y, true, scale));
-            put_grad(t0 + 2u, v, grad_entry(k2, t0 + 2u, v, z.lo.z, true, scale));
-            put_grad(t0 + 3u, v, grad_entry(k3, t0 + 3u, v, z.lo.w, true, scale));
-            put_grad(t0 + 4u, v, grad_entry(k4, t0 + 4u, v, z.hi.x, true, scale));
-            put_grad(t0 + 5u, v, grad_entry(k5, t0 + 5u, v, z.hi.y, true, scale));
-            put_grad(t0 + 6u, v, grad_entry(k6, t0 + 6u, v, z.hi.z, true, scale));
-            put_grad(t0 + 7u, v, grad_entry(k7, t0 + 7u, v, z.hi.w, true, scale));
+            let e = grad_tile(ks, t0, v, quad_at(quad, c), true, scale);
+            for (var r = 0u; r < LT; r++) {
+                put_grad(t0 + r, v, tile_at(e, r));
+            }
         }
     }
 }
