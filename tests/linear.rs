@@ -300,6 +300,50 @@ impl Case {
     }
 }
 
+/// Buffers of an encoder-level run: the inputs, the outputs, and what the outputs hold.
+struct Recorded {
+    ins: Vec<wgpu::Buffer>,
+    outs: Vec<wgpu::Buffer>,
+    values: Vec<Vec<f32>>,
+}
+
+/// Records `op` over new buffers holding `inputs`, its outputs filled with the sentinel first,
+/// submits, and reads the outputs back.
+fn record_with_sentinels(gpu: &Gpu, op: &LinearCrossEntropyOp, inputs: &[&[u8]]) -> Recorded {
+    use wgpu::util::DeviceExt;
+    let dev = gpu.device();
+    let make = |bytes: &[u8]| {
+        dev.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: None,
+            contents: bytes,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        })
+    };
+    let ins: Vec<wgpu::Buffer> = inputs.iter().map(|b| make(b)).collect();
+    let outs: Vec<wgpu::Buffer> = op
+        .output_bytes_needed()
+        .iter()
+        .map(|&b| make(bytemuck::cast_slice(&vec![SENTINEL_BITS; (b / 4) as usize])))
+        .collect();
+    let ins_ref: Vec<&wgpu::Buffer> = ins.iter().collect();
+    let outs_ref: Vec<&wgpu::Buffer> = outs.iter().collect();
+    let mut encoder = dev.create_command_encoder(&Default::default());
+    op.record(
+        &mut encoder,
+        Io {
+            inputs: &ins_ref,
+            outputs: &outs_ref,
+        },
+    )
+    .unwrap();
+    gpu.queue().submit([encoder.finish()]);
+    let values = outs
+        .iter()
+        .map(|b| gpu.read_f32(b, b.size()).unwrap())
+        .collect();
+    Recorded { ins, outs, values }
+}
+
 /// Every value within its bound of the f64 truth (NaN and infinities matched exactly, never a
 /// sentinel), reporting the worst ratio on failure.
 fn check_values(got: &[f32], want: &[f64], bound: &[f64], what: &str) {
@@ -671,53 +715,28 @@ fn encoder_level_op_writes_every_output() {
             "d_bias (f32, vocab)"
         ]
     );
-    use wgpu::util::DeviceExt;
-    let dev = gpu.device();
-    let storage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
-    let make = |bytes: &[u8]| {
-        dev.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: None,
-            contents: bytes,
-            usage: storage,
-        })
-    };
     let t32: Vec<i32> = c.targets.iter().map(|&t| t as i32).collect();
-    let ins = [
-        make(bytemuck::cast_slice(&c.hidden)),
-        make(bytemuck::cast_slice(&c.weight)),
-        make(bytemuck::cast_slice(&t32)),
-        make(bytemuck::cast_slice(c.bias.as_ref().unwrap())),
-    ];
-    let outs: Vec<wgpu::Buffer> = op
-        .output_bytes_needed()
-        .iter()
-        .map(|&b| make(bytemuck::cast_slice(&vec![SENTINEL_BITS; (b / 4) as usize])))
-        .collect();
-    let ins_ref: Vec<&wgpu::Buffer> = ins.iter().collect();
-    let outs_ref: Vec<&wgpu::Buffer> = outs.iter().collect();
-    let mut encoder = dev.create_command_encoder(&Default::default());
-    op.record(
-        &mut encoder,
-        Io {
-            inputs: &ins_ref,
-            outputs: &outs_ref,
-        },
-    )
-    .unwrap();
-    gpu.queue().submit([encoder.finish()]);
-    let blocking = c.with_grad(gpu).unwrap();
-    let read = |b: &wgpu::Buffer| gpu.read_f32(b, b.size()).unwrap();
-    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-    assert_eq!(bits(&read(&outs[0])), bits(&blocking.loss));
-    assert_eq!(bits(&read(&outs[1])), bits(&blocking.lse));
-    assert_eq!(bits(&read(&outs[2])), bits(&blocking.d_hidden));
-    assert_eq!(bits(&read(&outs[3])), bits(&blocking.d_weight));
-    assert_eq!(
-        bits(&read(&outs[4])),
-        bits(blocking.d_bias.as_ref().unwrap())
+    let r = record_with_sentinels(
+        gpu,
+        &op,
+        &[
+            bytemuck::cast_slice(&c.hidden),
+            bytemuck::cast_slice(&c.weight),
+            bytemuck::cast_slice(&t32),
+            bytemuck::cast_slice(c.bias.as_ref().unwrap()),
+        ],
     );
+    let blocking = c.with_grad(gpu).unwrap();
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&r.values[0]), bits(&blocking.loss));
+    assert_eq!(bits(&r.values[1]), bits(&blocking.lse));
+    assert_eq!(bits(&r.values[2]), bits(&blocking.d_hidden));
+    assert_eq!(bits(&r.values[3]), bits(&blocking.d_weight));
+    assert_eq!(bits(&r.values[4]), bits(blocking.d_bias.as_ref().unwrap()));
+    let ins_ref: Vec<&wgpu::Buffer> = r.ins.iter().collect();
+    let outs_ref: Vec<&wgpu::Buffer> = r.outs.iter().collect();
     // A missing output is an error, not a panic.
-    let mut encoder = dev.create_command_encoder(&Default::default());
+    let mut encoder = gpu.device().create_command_encoder(&Default::default());
     let err = op
         .record(
             &mut encoder,
@@ -1038,44 +1057,19 @@ fn given_logits_are_the_fused_op_with_the_identity_weight() {
             "dloss/dlogits (f32, tokens × vocab)"
         ]
     );
-    use wgpu::util::DeviceExt;
-    let dev = gpu.device();
-    let make = |bytes: &[u8]| {
-        dev.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: None,
-            contents: bytes,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-        })
-    };
     let t32: Vec<i32> = c.targets.iter().map(|&t| t as i32).collect();
-    let ins = [
-        make(bytemuck::cast_slice(&c.hidden[..24 * 36])),
-        make(bytemuck::cast_slice(&t32)),
-    ];
-    let outs: Vec<wgpu::Buffer> = op
-        .output_bytes_needed()
-        .iter()
-        .map(|&b| make(bytemuck::cast_slice(&vec![SENTINEL_BITS; (b / 4) as usize])))
-        .collect();
-    let ins_ref: Vec<&wgpu::Buffer> = ins.iter().collect();
-    let outs_ref: Vec<&wgpu::Buffer> = outs.iter().collect();
-    let mut encoder = dev.create_command_encoder(&Default::default());
-    op.record(
-        &mut encoder,
-        Io {
-            inputs: &ins_ref,
-            outputs: &outs_ref,
-        },
-    )
-    .unwrap();
-    gpu.queue().submit([encoder.finish()]);
+    let logits = &c.hidden[..24 * 36];
+    let r = record_with_sentinels(
+        gpu,
+        &op,
+        &[bytemuck::cast_slice(logits), bytemuck::cast_slice(&t32)],
+    );
     let blocking = gpu
-        .logit_cross_entropy_with_grad(&c.hidden[..24 * 36], 24, 36, &c.targets, &o)
+        .logit_cross_entropy_with_grad(logits, 24, 36, &c.targets, &o)
         .unwrap();
-    let read = |b: &wgpu::Buffer| gpu.read_f32(b, b.size()).unwrap();
-    assert_eq!(bits(&read(&outs[0])), bits(&blocking.loss));
-    assert_eq!(bits(&read(&outs[1])), bits(&blocking.lse));
-    assert_eq!(bits(&read(&outs[2])), bits(&blocking.d_logits));
+    assert_eq!(bits(&r.values[0]), bits(&blocking.loss));
+    assert_eq!(bits(&r.values[1]), bits(&blocking.lse));
+    assert_eq!(bits(&r.values[2]), bits(&blocking.d_logits));
 }
 
 /// The plain op's arguments: PyTorch's cases (equal logits give ln C; with no z-loss and no
