@@ -313,8 +313,11 @@ class _Mixture:
         return contiguous(X.astype(np.float64) @ self.transform, dtype=np.float32)
 
     def stats(self, device: Any, X: np.ndarray) -> Tuple[Any, ...]:
+        # A Dask worker unpickles the parameters from a byte buffer, which may leave them
+        # misaligned; `contiguous` copies only then.
+        params = [contiguous(a) for a in (self.weights, self.means, self.cov)]
         log_likelihood, nk, sum_dev, *rest = _native.gmm_stats(
-            device, self._points(X), self.kind, self.weights, self.means, self.cov, self.scatter
+            device, contiguous(self._points(X)), self.kind, *params, self.scatter
         )
         if self.transform is not None:
             # sum r (y - nu) = (sum r (x - mu)) P; the squares are not used (the Gram is).
