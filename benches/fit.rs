@@ -52,7 +52,8 @@ fn args() -> Args {
                     "full" => CovarianceType::Full,
                     "diag" => CovarianceType::Diag,
                     "spherical" => CovarianceType::Spherical,
-                    other => panic!("--covariance {other}: full, diag or spherical"),
+                    "tied" => CovarianceType::Tied,
+                    other => panic!("--covariance {other}: full, diag, spherical or tied"),
                 }
             }
             "--components" => a.components = value().parse().expect("--components"),
@@ -98,6 +99,7 @@ fn main() {
         CovarianceType::Full => Covariance::Full(floats(&init, "precisions_cholesky")),
         CovarianceType::Diag => Covariance::Diag(floats(&init, "covariances")),
         CovarianceType::Spherical => Covariance::Spherical(floats(&init, "covariances")),
+        CovarianceType::Tied => Covariance::Tied(floats(&init, "precisions_cholesky")),
     };
     let given = Gmm {
         weights: floats(&init, "weights"),

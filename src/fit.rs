@@ -34,15 +34,18 @@ pub enum CovarianceType {
     Diag,
     /// One variance per component.
     Spherical,
+    /// One full `dims × dims` covariance all components share.
+    Tied,
 }
 
 impl CovarianceType {
-    /// scikit-learn's name: `full`, `diag` or `spherical`.
+    /// scikit-learn's name: `full`, `diag`, `spherical` or `tied`.
     pub fn name(self) -> &'static str {
         match self {
             CovarianceType::Full => "full",
             CovarianceType::Diag => "diag",
             CovarianceType::Spherical => "spherical",
+            CovarianceType::Tied => "tied",
         }
     }
 
@@ -51,6 +54,7 @@ impl CovarianceType {
             Covariance::Full(_) => CovarianceType::Full,
             Covariance::Diag(_) => CovarianceType::Diag,
             Covariance::Spherical(_) => CovarianceType::Spherical,
+            Covariance::Tied(_) => CovarianceType::Tied,
         }
     }
 }
@@ -58,16 +62,32 @@ impl CovarianceType {
 /// How the first parameters are chosen (scikit-learn's `init_params`, and its `*_init`).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub enum InitParams {
+    /// scikit-learn's default `kmeans`: the labels of a k-means run (scikit-learn's
+    /// `KMeans(n_init=1)`: k-means++ seeding, then Lloyd iterations until no centre moves, the
+    /// centres' total squared shift is at most 1e−4 times the mean variance of the dimensions,
+    /// or 300 iterations), one-hot responsibilities, then one M-step. The assignments and the
+    /// centroid sums are GPU reductions; an empty cluster keeps its centre.
+    #[default]
+    KMeans,
     /// scikit-learn's `k-means++`: `n_components` points chosen by k-means++ seeding (squared
     /// distances evaluated on the GPU, `2 + ⌊ln k⌋` candidates per step), each the sole member
-    /// of its component: means at those points, covariances `reg_covar`, equal weights.
-    #[default]
+    /// of its component: means at those points, covariances `reg_covar`, weights `1 / n` (as
+    /// scikit-learn's first M-step leaves them; the first lower bound includes their log-sum).
     KMeansPlusPlus,
     /// scikit-learn's `random`: responsibilities drawn uniformly and normalised per point, then
     /// one M-step (on the host, in f64).
     Random,
-    /// The caller's parameters (their covariance type must be the fit's).
+    /// scikit-learn's `random_from_data`: `n_components` distinct points drawn uniformly, each
+    /// the sole member of its component, then the M-step of `k-means++`.
+    RandomFromData,
+    /// The caller's parameters (their covariance type must be the fit's; a tied fit takes
+    /// [`Covariance::Tied`]).
     Given(Gmm),
+    /// scikit-learn's `warm_start=True` on a fitted estimator: EM continues from a previous
+    /// fit's parameters, in f64 as its last M-step left them, for up to `max_iter` more
+    /// iterations. Every initialisation starts there, so `n_init` has no effect (scikit-learn
+    /// runs one then).
+    WarmStart(Box<FittedGmm>),
 }
 
 /// One EM iteration, for a progress callback.
@@ -126,15 +146,19 @@ pub struct GaussianMixture {
 pub struct FittedGmm {
     /// The parameters, ready for [`Gpu::gmm_score_samples`].
     pub gmm: Gmm,
+    /// scikit-learn's `weights_`, in f64 as the M-step computed them.
+    pub weights: Vec<f64>,
+    /// scikit-learn's `means_` (`k × dims`), in f64 as the M-step computed them.
+    pub means: Vec<f64>,
     /// Dimensions of a point.
     pub dims: usize,
     /// The covariance type.
     pub covariance_type: CovarianceType,
-    /// scikit-learn's `covariances_`: `k × dims × dims` (full), `k × dims` (diag) or `k`
-    /// (spherical), in f64 as the M-step computed them.
+    /// scikit-learn's `covariances_`: `k × dims × dims` (full), `k × dims` (diag), `k`
+    /// (spherical) or `dims × dims` (tied), in f64 as the M-step computed them.
     pub covariances: Vec<f64>,
     /// scikit-learn's `precisions_cholesky_`, same layout as the covariances (upper triangular
-    /// for full; `1/√σ²` otherwise).
+    /// for full and tied; `1/√σ²` otherwise).
     pub precisions_cholesky: Vec<f64>,
     /// Whether the lower bound changed by less than `tol` before `max_iter`.
     pub converged: bool,
@@ -177,6 +201,19 @@ impl Stats64 {
     }
 }
 
+/// Which responsibilities an M-step takes.
+#[derive(Clone, Copy, Debug)]
+enum Resp {
+    /// An E-step's (each point's sum to 1): weights `N_k / Σ N`.
+    EStep,
+    /// An initialisation's of `n` points that sum to 1 per point (k-means labels, random):
+    /// weights `N_k / n`, as scikit-learn's `_initialize` leaves them.
+    Init(usize),
+    /// One point per component (k-means++, random_from_data): weights `N_k / n`, and
+    /// scikit-learn's tied covariance `(XᵀX − Σ N_k μ_k μ_kᵀ) / Σ N_k` in full.
+    OnePoint(usize),
+}
+
 /// The parameters in f64, as the M-step leaves them.
 #[derive(Clone, Debug)]
 struct Params {
@@ -188,7 +225,7 @@ struct Params {
 
 impl GaussianMixture {
     /// `n_components` components and scikit-learn's defaults: full covariances, `tol` 1e−3,
-    /// `reg_covar` 1e−6, `max_iter` 100, `n_init` 1, k-means++ initialisation, seed 0.
+    /// `reg_covar` 1e−6, `max_iter` 100, `n_init` 1, k-means initialisation, seed 0.
     pub fn new(n_components: usize) -> GaussianMixture {
         GaussianMixture {
             n_components,
@@ -197,7 +234,7 @@ impl GaussianMixture {
             reg_covar: 1e-6,
             max_iter: 100,
             n_init: 1,
-            init_params: InitParams::KMeansPlusPlus,
+            init_params: InitParams::KMeans,
             seed: 0,
         }
     }
@@ -265,6 +302,14 @@ impl GaussianMixture {
         mut progress: impl FnMut(FitProgress),
     ) -> Result<FittedGmm, Error> {
         self.validate(points, n, dims)?;
+        // scikit-learn's tied covariance of one-point components needs the points' scatter
+        // about their mean, once per fit.
+        let gram = (self.covariance_type == CovarianceType::Tied
+            && matches!(
+                self.init_params,
+                InitParams::KMeansPlusPlus | InitParams::RandomFromData
+            ))
+        .then(|| Gram::of(points, dims));
         let data = Resident::new(
             gpu,
             points,
@@ -275,22 +320,30 @@ impl GaussianMixture {
         )?;
         let mut rng = Pcg64::seed_from_u64(self.seed);
         let mut best: Option<FittedGmm> = None;
-        for init in 0..self.n_init {
-            let mut params = self.initial(&data, points, &mut rng)?;
+        let inits = if matches!(self.init_params, InitParams::WarmStart(_)) {
+            1
+        } else {
+            self.n_init
+        };
+        for init in 0..inits {
+            let mut params = self.initial(&data, points, gram.as_ref(), &mut rng)?;
             let mut lower = f64::NEG_INFINITY;
             let mut history = Vec::new();
             let mut converged = false;
             for iter in 1..=self.max_iter {
                 let gmm = self.to_gmm(&params);
                 let stats = data.centered_stats(&gmm, self.covariance_type)?;
-                let ll = stats.ll;
+                // The kernels take weights that sum to 1; an initialisation's need not
+                // (scikit-learn's from one-point components sum to k / n): log p(x) moves by
+                // the log of their sum.
+                let ll = stats.ll + n as f64 * params.weights.iter().sum::<f64>().ln();
                 if !ll.is_finite() {
                     return Err(Error::Value(format!(
                         "the log-likelihood became {ll} at iteration {iter}; the data or the \
                          initial parameters make a component degenerate (try a larger reg_covar)"
                     )));
                 }
-                params = self.m_step(&stats, &gmm, dims)?;
+                params = self.m_step(&stats, &gmm, dims, gram.as_ref(), Resp::EStep)?;
                 let prev = lower;
                 lower = ll / n as f64;
                 history.push(lower);
@@ -309,6 +362,8 @@ impl GaussianMixture {
             }
             let fitted = FittedGmm {
                 gmm: self.to_gmm(&params),
+                weights: params.weights,
+                means: params.means,
                 dims,
                 covariance_type: self.covariance_type,
                 covariances: params.covariances,
@@ -383,13 +438,42 @@ impl GaussianMixture {
                 )));
             }
         }
+        if let InitParams::WarmStart(f) = &self.init_params {
+            if f.covariance_type != self.covariance_type {
+                return Err(Error::Value(format!(
+                    "the warm start has {} covariances; the fit is for {}",
+                    f.covariance_type.name(),
+                    self.covariance_type.name()
+                )));
+            }
+            if (f.n_components(), f.dims) != (k, dims) {
+                return Err(Error::Value(format!(
+                    "the warm start has {} components of {} dimensions; the fit is for {k} of \
+                     {dims}",
+                    f.n_components(),
+                    f.dims
+                )));
+            }
+        }
         Ok(())
     }
 
     /// The first parameters of one initialisation.
-    fn initial(&self, data: &Resident, points: &[f32], rng: &mut Pcg64) -> Result<Params, Error> {
+    fn initial(
+        &self,
+        data: &Resident,
+        points: &[f32],
+        gram: Option<&Gram>,
+        rng: &mut Pcg64,
+    ) -> Result<Params, Error> {
         let (n, d, k) = (data.n, data.dims, self.n_components);
         match &self.init_params {
+            InitParams::WarmStart(f) => Ok(Params {
+                weights: f.weights.clone(),
+                means: f.means.clone(),
+                covariances: f.covariances.clone(),
+                precisions_cholesky: f.precisions_cholesky.clone(),
+            }),
             InitParams::Given(g) => {
                 // Validated by the first E-step; carried in f64 for the M-step's layout.
                 let to64 = |v: &[f32]| v.iter().map(|&x| f64::from(x)).collect::<Vec<_>>();
@@ -398,6 +482,17 @@ impl GaussianMixture {
                         to64(v),
                         v.iter().map(|&x| 1.0 / f64::from(x).sqrt()).collect(),
                     ),
+                    Covariance::Tied(p) => {
+                        let p = to64(p);
+                        if p.len() != d * d {
+                            return Err(Error::InputLength {
+                                what: "precisions_cholesky (dims × dims, tied)",
+                                expected: d * d,
+                                actual: p.len(),
+                            });
+                        }
+                        (covariance_from_precision_cholesky(&p, d)?, p)
+                    }
                     Covariance::Full(p) => {
                         let mut cov = Vec::with_capacity(p.len());
                         for c in 0..k {
@@ -414,8 +509,12 @@ impl GaussianMixture {
                     precisions_cholesky,
                 })
             }
-            InitParams::KMeansPlusPlus => {
-                let centers = data.kmeans_plusplus(points, k, rng)?;
+            InitParams::KMeansPlusPlus | InitParams::RandomFromData => {
+                let centers = if self.init_params == InitParams::RandomFromData {
+                    rand::seq::index::sample(rng, n, k).into_vec()
+                } else {
+                    data.kmeans_plusplus(points, k, rng)?
+                };
                 // Each chosen point the sole member of its component: N = 1, no scatter.
                 let stats = Stats64 {
                     ll: 0.0,
@@ -433,7 +532,7 @@ impl GaussianMixture {
                     means,
                     covariance: Covariance::Spherical(vec![1.0; k]),
                 };
-                self.m_step(&stats, &center, d)
+                self.m_step(&stats, &center, d, gram, Resp::OnePoint(n))
             }
             InitParams::Random => {
                 let mut resp = vec![0.0f64; n * k];
@@ -443,18 +542,39 @@ impl GaussianMixture {
                     row.iter_mut().for_each(|r| *r /= s);
                 }
                 let (stats, center) = host_stats(points, n, d, k, &resp);
-                self.m_step(&stats, &center, d)
+                self.m_step(&stats, &center, d, gram, Resp::Init(n))
+            }
+            InitParams::KMeans => {
+                let seeds = data.kmeans_plusplus(points, k, rng)?;
+                let mut centres = Vec::with_capacity(k * d);
+                for &i in &seeds {
+                    centres.extend(points[i * d..(i + 1) * d].iter().map(|&v| f64::from(v)));
+                }
+                let hard = data.kmeans(points, centres, self.covariance_type)?;
+                self.m_step(&hard.0, &hard.1, d, gram, Resp::Init(n))
             }
         }
     }
 
-    /// scikit-learn's M-step from the scatter about the means of `gmm`.
-    fn m_step(&self, s: &Stats64, gmm: &Gmm, d: usize) -> Result<Params, Error> {
+    /// scikit-learn's M-step from the scatter about the means of `gmm` (and, for tied
+    /// covariances, the points' `gram`) under responsibilities of kind `resp`.
+    fn m_step(
+        &self,
+        s: &Stats64,
+        gmm: &Gmm,
+        d: usize,
+        gram: Option<&Gram>,
+        resp: Resp,
+    ) -> Result<Params, Error> {
         let k = self.n_components;
         let eps10 = 10.0 * f64::EPSILON;
         let nk: Vec<f64> = s.nk.iter().map(|&v| v + eps10).collect();
         let total: f64 = nk.iter().sum();
-        let weights: Vec<f64> = nk.iter().map(|v| v / total).collect();
+        let divisor = match resp {
+            Resp::EStep => total,
+            Resp::Init(n) | Resp::OnePoint(n) => n as f64,
+        };
+        let weights: Vec<f64> = nk.iter().map(|v| v / divisor).collect();
         let mut means = vec![0.0; k * d];
         // scikit-learn's diagonal variances Σ r x²/N − μ² (before reg_covar), from the scatter
         // S1 = Σ r (x − c), S2 = Σ r (x − c)² about the old mean c: with δ = S1/N' and
@@ -503,38 +623,74 @@ impl GaussianMixture {
                 (cov, prec)
             }
             CovarianceType::Full => {
-                // Σ r (x − μ)(x − μ)ᵀ / N' with μ = c + e:
-                // (S − e S1ᵀ − S1 eᵀ + N e eᵀ) / N', S the scatter about c.
-                let pairs = dim_pairs(d);
                 let mut cov = vec![0.0; k * d * d];
                 let mut prec = vec![0.0; k * d * d];
                 for c in 0..k {
-                    let n_raw = s.nk[c];
-                    let e: Vec<f64> = (0..d)
-                        .map(|j| means[c * d + j] - f64::from(gmm.means[c * d + j]))
-                        .collect();
-                    let s1 = &s.s1[c * d..(c + 1) * d];
                     let m = &mut cov[c * d * d..(c + 1) * d * d];
-                    let mut p = 0;
+                    scatter_about(s, gmm, &means, c, d, m);
+                    m.iter_mut().for_each(|v| *v /= nk[c]);
                     for a in 0..d {
-                        for b in a..d {
-                            let sab = if a == b {
-                                s.s2[c * d + a]
-                            } else {
-                                let v = s.cross[c * pairs + p];
-                                p += 1;
-                                v
-                            };
-                            let v =
-                                (sab - e[a] * s1[b] - s1[a] * e[b] + n_raw * e[a] * e[b]) / nk[c];
-                            m[a * d + b] = v;
-                            m[b * d + a] = v;
-                        }
                         m[a * d + a] += reg;
                     }
                     let u = precision_cholesky(m, d).ok_or_else(|| bad(c))?;
                     prec[c * d * d..(c + 1) * d * d].copy_from_slice(&u);
                 }
+                (cov, prec)
+            }
+            CovarianceType::Tied => {
+                let mut num = vec![0.0; d * d];
+                if let Resp::OnePoint(n) = resp {
+                    // scikit-learn's (XᵀX − Σ N_k μ_k μ_kᵀ) / Σ N_k, which for one-point
+                    // components is not their scatter (their responsibilities do not sum to 1
+                    // per point), about the points' mean c: with δ_k = μ_k − c and
+                    // t = Σ N_k δ_k, the numerator is
+                    // G − Σ N_k δ_k δ_kᵀ + (n − Σ N_k) c cᵀ − c tᵀ − t cᵀ.
+                    let g = gram.ok_or_else(|| {
+                        Error::Value("a tied M-step needs the points' scatter".into())
+                    })?;
+                    let c = &g.centre;
+                    num.copy_from_slice(&g.matrix);
+                    let mut t = vec![0.0; d];
+                    let mut delta = vec![0.0; d];
+                    for (comp, &n_c) in nk.iter().enumerate() {
+                        for a in 0..d {
+                            delta[a] = means[comp * d + a] - c[a];
+                            t[a] += n_c * delta[a];
+                        }
+                        for a in 0..d {
+                            for b in 0..d {
+                                num[a * d + b] -= n_c * delta[a] * delta[b];
+                            }
+                        }
+                    }
+                    let excess = n as f64 - total;
+                    for a in 0..d {
+                        for b in 0..d {
+                            num[a * d + b] += excess * c[a] * c[b] - c[a] * t[b] - t[a] * c[b];
+                        }
+                    }
+                } else {
+                    // Where each point's responsibilities sum to 1, scikit-learn's formula is
+                    // the components' scatters summed, taken from the GPU's scatter about each
+                    // component's mean (which does not cancel as XᵀX − Σ N μ μᵀ does).
+                    let mut m = vec![0.0; d * d];
+                    for c in 0..k {
+                        scatter_about(s, gmm, &means, c, d, &mut m);
+                        num.iter_mut().zip(&m).for_each(|(a, b)| *a += b);
+                    }
+                }
+                let mut cov: Vec<f64> = num.iter().map(|v| v / total).collect();
+                for a in 0..d {
+                    cov[a * d + a] += reg;
+                }
+                let prec = precision_cholesky(&cov, d).ok_or_else(|| {
+                    Error::Value(
+                        "fitting the mixture failed because the shared (tied) covariance is \
+                         ill-defined (for instance caused by collapsed samples); try a larger \
+                         reg_covar, or scaled input data"
+                            .into(),
+                    )
+                })?;
                 (cov, prec)
             }
         };
@@ -555,11 +711,39 @@ impl GaussianMixture {
             CovarianceType::Full => Covariance::Full(f(&p.precisions_cholesky)),
             CovarianceType::Diag => Covariance::Diag(f(&p.covariances)),
             CovarianceType::Spherical => Covariance::Spherical(f(&p.covariances)),
+            CovarianceType::Tied => Covariance::Tied(f(&p.precisions_cholesky)),
         };
         Gmm {
             weights,
             means: f(&p.means),
             covariance,
+        }
+    }
+}
+
+/// `Σ r (x − μ)(x − μ)ᵀ` of component `c` into `m` (`d × d`), from the statistics about the
+/// means of `gmm`, `c_k`, with `μ = c_k + e`: `S − e S1ᵀ − S1 eᵀ + N e eᵀ`, `S` the scatter
+/// about `c_k` (its diagonal `s2`, its upper triangle `cross`).
+fn scatter_about(s: &Stats64, gmm: &Gmm, means: &[f64], c: usize, d: usize, m: &mut [f64]) {
+    let pairs = dim_pairs(d);
+    let n_raw = s.nk[c];
+    let e: Vec<f64> = (0..d)
+        .map(|j| means[c * d + j] - f64::from(gmm.means[c * d + j]))
+        .collect();
+    let s1 = &s.s1[c * d..(c + 1) * d];
+    let mut p = 0;
+    for a in 0..d {
+        for b in a..d {
+            let sab = if a == b {
+                s.s2[c * d + a]
+            } else {
+                let v = s.cross[c * pairs + p];
+                p += 1;
+                v
+            };
+            let v = sab - e[a] * s1[b] - s1[a] * e[b] + n_raw * e[a] * e[b];
+            m[a * d + b] = v;
+            m[b * d + a] = v;
         }
     }
 }
@@ -640,6 +824,47 @@ fn covariance_from_precision_cholesky(p: &[f64], d: usize) -> Result<Vec<f64>, E
         }
     }
     Ok(cov)
+}
+
+/// The points' scatter `G = Σᵢ (xᵢ − c)(xᵢ − c)ᵀ` about their mean `c`, in f64, from which
+/// scikit-learn's tied covariance of one-point components follows (see `GaussianMixture::m_step`).
+struct Gram {
+    centre: Vec<f64>,
+    /// `dims × dims`, row-major.
+    matrix: Vec<f64>,
+}
+
+impl Gram {
+    fn of(points: &[f32], d: usize) -> Gram {
+        let n = (points.len() / d).max(1);
+        let mut centre = vec![0.0f64; d];
+        for p in points.chunks(d) {
+            centre
+                .iter_mut()
+                .zip(p)
+                .for_each(|(c, &x)| *c += f64::from(x));
+        }
+        centre.iter_mut().for_each(|c| *c /= n as f64);
+        let mut matrix = vec![0.0f64; d * d];
+        let mut dev = vec![0.0f64; d];
+        for p in points.chunks(d) {
+            dev.iter_mut()
+                .zip(p)
+                .zip(&centre)
+                .for_each(|((v, &x), &c)| *v = f64::from(x) - c);
+            for a in 0..d {
+                for b in a..d {
+                    matrix[a * d + b] += dev[a] * dev[b];
+                }
+            }
+        }
+        for a in 0..d {
+            for b in 0..a {
+                matrix[a * d + b] = matrix[b * d + a];
+            }
+        }
+        Gram { centre, matrix }
+    }
 }
 
 /// The scatter of the points about their overall mean under host-side responsibilities
@@ -741,7 +966,7 @@ impl<'a> Resident<'a> {
     /// One E-step: the scatter about the means of `gmm` and the total log-likelihood, per
     /// batch on the GPU, the batches added in f64.
     fn centered_stats(&self, gmm: &Gmm, t: CovarianceType) -> Result<Stats64, Error> {
-        let scatter = t == CovarianceType::Full;
+        let scatter = matches!(t, CovarianceType::Full | CovarianceType::Tied);
         let kind = if scatter {
             GmmReduction::CenteredScatter
         } else {
@@ -786,6 +1011,73 @@ impl<'a> Resident<'a> {
             .iter()
             .map(|&v| (-f64::from(v) - offset).max(0.0))
             .collect())
+    }
+
+    /// Lloyd's k-means from `centres` (`k × dims`, f64), as scikit-learn's `KMeans`: each
+    /// iteration assigns every point to its nearest centre and moves each centre to its
+    /// points' mean. Both are one GPU reduction, the E-step statistics of a spherical mixture
+    /// of equal weights whose variance (a power of 2) is so small that each point's
+    /// responsibility is 1 for its nearest centre and 0 elsewhere: the log-joints differ by
+    /// the squared distances times 2^(2m), which no f32 exponent survives unless two distances
+    /// are equal. Returns the statistics of the last assignment about the final centres (what
+    /// the M-step of one-hot responsibilities needs, the off-diagonal scatter included for
+    /// `t` full) and that mixture.
+    fn kmeans(
+        &self,
+        points: &[f32],
+        mut centres: Vec<f64>,
+        t: CovarianceType,
+    ) -> Result<(Stats64, Gmm), Error> {
+        let (n, d) = (self.n, self.dims);
+        let k = centres.len() / d;
+        // The squared diameter of the points' bounding box bounds every squared distance;
+        // 2^(2m) times it stays below 1e30, within f32.
+        let mut spread = 0.0f64;
+        let mut var_mean = 0.0f64;
+        for j in 0..d {
+            let col = points.iter().skip(j).step_by(d).map(|&v| f64::from(v));
+            let (lo, hi) = col
+                .clone()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+                    (a.min(v), b.max(v))
+                });
+            spread += (hi - lo) * (hi - lo);
+            let mean = col.clone().sum::<f64>() / n as f64;
+            var_mean += col.map(|v| (v - mean) * (v - mean)).sum::<f64>() / n as f64;
+        }
+        let tol = 1e-4 * var_mean / d as f64;
+        let m = ((1e30 / spread.max(f64::MIN_POSITIVE)).log2() / 2.0)
+            .floor()
+            .clamp(-60.0, 60.0) as i32;
+        let variance = (-2.0 * f64::from(m)).exp2() as f32;
+        let hard = |centres: &[f64]| Gmm {
+            weights: vec![1.0 / k as f32; k],
+            means: centres.iter().map(|&v| v as f32).collect(),
+            covariance: Covariance::Spherical(vec![variance; k]),
+        };
+        const MAX_ITER: usize = 300;
+        for _ in 0..MAX_ITER {
+            let gmm = hard(&centres);
+            let stats = self.centered_stats(&gmm, CovarianceType::Diag)?;
+            let mut shift = 0.0;
+            for c in 0..k {
+                if stats.nk[c] <= 0.5 {
+                    continue; // empty: the centre stays
+                }
+                for j in 0..d {
+                    let old = f64::from(gmm.means[c * d + j]);
+                    let new = old + stats.s1[c * d + j] / stats.nk[c];
+                    shift += (new - centres[c * d + j]) * (new - centres[c * d + j]);
+                    centres[c * d + j] = new;
+                }
+            }
+            if shift <= tol {
+                break;
+            }
+        }
+        let gmm = hard(&centres);
+        let stats = self.centered_stats(&gmm, t)?;
+        Ok((stats, gmm))
     }
 
     /// scikit-learn's k-means++ seeding: the indices of `k` points.
@@ -836,7 +1128,7 @@ fn batch_points(gpu: &Gpu, k: usize, d: usize, t: CovarianceType) -> Result<usiz
     let binding = limits
         .max_storage_buffer_binding_size
         .min(limits.max_buffer_size);
-    let pairs = if t == CovarianceType::Full {
+    let pairs = if matches!(t, CovarianceType::Full | CovarianceType::Tied) {
         dim_pairs(d)
     } else {
         0
@@ -878,14 +1170,15 @@ impl FittedGmm {
     }
 
     /// The number of free parameters (scikit-learn's `_n_parameters`): the covariances'
-    /// (`k·d(d + 1)/2` full, `k·d` diag, `k` spherical), the means' `k·d` and the weights'
-    /// `k − 1`.
+    /// (`k·d(d + 1)/2` full, `k·d` diag, `k` spherical, `d(d + 1)/2` tied), the means' `k·d`
+    /// and the weights' `k − 1`.
     pub fn n_parameters(&self) -> usize {
         let (k, d) = (self.n_components(), self.dims);
         let covariances = match self.covariance_type {
             CovarianceType::Full => k * d * (d + 1) / 2,
             CovarianceType::Diag => k * d,
             CovarianceType::Spherical => k,
+            CovarianceType::Tied => d * (d + 1) / 2,
         };
         covariances + k * d + k - 1
     }
@@ -972,12 +1265,18 @@ impl FittedGmm {
                     .map(|v| v.sqrt())
                     .collect(),
                 CovarianceType::Spherical => vec![self.covariances[c].sqrt(); d],
+                CovarianceType::Tied => cholesky(&self.covariances, d).ok_or_else(|| {
+                    Error::Value("the tied covariance is not positive definite".into())
+                })?,
             };
             for _ in 0..count {
                 z.iter_mut()
                     .for_each(|v| *v = StandardNormal.sample(&mut rng));
                 for a in 0..d {
-                    let offset = if self.covariance_type == CovarianceType::Full {
+                    let offset = if matches!(
+                        self.covariance_type,
+                        CovarianceType::Full | CovarianceType::Tied
+                    ) {
                         (0..=a).map(|t| factor[a * d + t] * z[t]).sum::<f64>()
                     } else {
                         factor[a] * z[a]

@@ -122,10 +122,15 @@ fn pack(gmm: &Gmm, dims: usize) -> Result<Packed, Error> {
     if let Some(i) = gmm.means.iter().position(|m| !m.is_finite()) {
         return bad("means", i, gmm.means[i], "means must be finite");
     }
+    if let Covariance::Tied(p) = &gmm.covariance {
+        expect("precisions_cholesky (dims × dims, tied)", p, d * d)?;
+    }
+    // A tied factor is evaluated as every component's own.
+    let untied = gmm.covariance.untied(k);
     let mut log_det = vec![0f64; k];
-    let (prec, op, mode, per_component): (Vec<f32>, u32, u32, u64) = match &gmm.covariance {
+    let (prec, op, mode, per_component): (Vec<f32>, u32, u32, u64) = match untied.as_ref() {
         Covariance::Diag(var) | Covariance::Spherical(var) => {
-            let spherical = matches!(gmm.covariance, Covariance::Spherical(_));
+            let spherical = matches!(untied.as_ref(), Covariance::Spherical(_));
             let per = if spherical { 1 } else { d };
             expect(
                 if spherical {
@@ -156,7 +161,7 @@ fn pack(gmm: &Gmm, dims: usize) -> Result<Packed, Error> {
                 d as u64,
             )
         }
-        Covariance::Full(p) => {
+        Covariance::Full(p) | Covariance::Tied(p) => {
             expect("precisions_cholesky (k × dims × dims)", p, k * d * d)?;
             if let Some(i) = p.iter().position(|v| !v.is_finite()) {
                 return bad("precisions_cholesky", i, p[i], "entries must be finite");

@@ -621,6 +621,7 @@ fn fit_writes_scikit_learns_attributes_and_eval_reads_them() {
         ("full", vec![k, dims, dims]),
         ("diag", vec![k, dims]),
         ("spherical", vec![k]),
+        ("tied", vec![dims, dims]),
     ] {
         let params = d.join(format!("{cov}.json"));
         let k_arg = k.to_string();
@@ -661,6 +662,7 @@ fn fit_writes_scikit_learns_attributes_and_eval_reads_them() {
         let t = match cov {
             "full" => logdomain::CovarianceType::Full,
             "diag" => logdomain::CovarianceType::Diag,
+            "tied" => logdomain::CovarianceType::Tied,
             _ => logdomain::CovarianceType::Spherical,
         };
         let lib = logdomain::GaussianMixture::new(k)
@@ -712,6 +714,43 @@ fn fit_writes_scikit_learns_attributes_and_eval_reads_them() {
             "--output",
             s(&d.join("again.json")),
         ]));
+    }
+    // Every initialisation by name (kmeans the default), as the library's.
+    for (name, init) in [
+        ("kmeans", logdomain::InitParams::KMeans),
+        ("k-means++", logdomain::InitParams::KMeansPlusPlus),
+        ("random", logdomain::InitParams::Random),
+        ("random_from_data", logdomain::InitParams::RandomFromData),
+    ] {
+        let params = d.join(format!("init-{name}.json"));
+        ok(&logdomain(&[
+            "fit",
+            "--input",
+            s(&input),
+            "--components",
+            "3",
+            "--covariance",
+            "diag",
+            "--init",
+            name,
+            "--seed",
+            "9",
+            "--output",
+            s(&params),
+        ]));
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&params).unwrap()).unwrap();
+        let lib = logdomain::GaussianMixture::new(3)
+            .covariance_type(logdomain::CovarianceType::Diag)
+            .init_params(init)
+            .seed(9)
+            .fit(gpu(), &x, n, dims)
+            .unwrap();
+        assert_eq!(
+            v["lower_bound"].as_f64().unwrap(),
+            lib.lower_bound,
+            "{name}"
+        );
     }
     // Bad input: one error line, no output, nothing clobbered.
     let mut bad = x.clone();

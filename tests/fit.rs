@@ -56,7 +56,7 @@ fn follows_scikit_learns_iterates() {
     let gpu = gpu();
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gmm_em");
     let mut cases = 0;
-    for name in ["diag_k5", "spherical_k10", "full_k5", "full_k20"] {
+    for name in ["diag_k5", "spherical_k10", "full_k5", "full_k20", "tied_k4"] {
         let text = std::fs::read_to_string(dir.join(format!("{name}.json")))
             .unwrap_or_else(|e| panic!("fixture {name}: {e}"));
         let v: Value = serde_json::from_str(&text).unwrap();
@@ -90,6 +90,10 @@ fn follows_scikit_learns_iterates() {
                 CovarianceType::Full,
                 Covariance::Full(f32s(&floats(init, "precisions_cholesky"))),
             ),
+            "tied" => (
+                CovarianceType::Tied,
+                Covariance::Tied(f32s(&floats(init, "precisions_cholesky"))),
+            ),
             other => panic!("{other}"),
         };
         let given = Gmm {
@@ -114,6 +118,23 @@ fn follows_scikit_learns_iterates() {
                 i + 1
             );
         }
+        // The parameters after the last M-step, in scikit-learn's layouts.
+        let last = &v["final"];
+        for (key, got) in [
+            ("weights", &fit.weights),
+            ("means", &fit.means),
+            ("covariances", &fit.covariances),
+        ] {
+            let want = floats(last, key);
+            let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            assert_eq!(got.len(), want.len(), "{name} {key}");
+            for (g, w) in got.iter().zip(&want) {
+                assert!(
+                    (g - w).abs() <= 1e-3 * scale,
+                    "{name} {key}: {g} against {w}"
+                );
+            }
+        }
         // scikit-learn's own stopping rule with its default tol.
         let dt = &v["default_tol"];
         let fit = GaussianMixture::new(k)
@@ -133,7 +154,7 @@ fn follows_scikit_learns_iterates() {
         assert!((fit.lower_bound - lb).abs() <= 1e-4 * lb.abs(), "{name}");
         cases += 1;
     }
-    assert_eq!(cases, 4);
+    assert_eq!(cases, 5);
 }
 
 #[test]
@@ -150,8 +171,14 @@ fn lower_bound_never_decreases_and_the_fit_finds_the_blobs() {
         CovarianceType::Full,
         CovarianceType::Diag,
         CovarianceType::Spherical,
+        CovarianceType::Tied,
     ] {
-        for init in [InitParams::KMeansPlusPlus, InitParams::Random] {
+        for init in [
+            InitParams::KMeans,
+            InitParams::KMeansPlusPlus,
+            InitParams::Random,
+            InitParams::RandomFromData,
+        ] {
             let fit = GaussianMixture::new(k)
                 .covariance_type(t)
                 .tol(1e-6)
@@ -170,9 +197,38 @@ fn lower_bound_never_decreases_and_the_fit_finds_the_blobs() {
                 );
             }
             assert!(fit.converged, "{what}: {} iterations", fit.n_iter);
-            if init == InitParams::Random {
-                // Random responsibilities start every mean at the data's mean: EM may settle
-                // in a local optimum that merges two blobs (scikit-learn's too).
+            if t == CovarianceType::Tied
+                && matches!(
+                    init,
+                    InitParams::KMeansPlusPlus | InitParams::RandomFromData
+                )
+            {
+                // scikit-learn's tied covariance from one-point components is
+                // (XᵀX − Σ x_c x_cᵀ) / k: about the origin, so on data far from it every
+                // component spans all of it and EM ends with every mean at the data's mean.
+                // scikit-learn 1.9.1 does the same on these blobs (k-means++ and
+                // random_from_data, random_state 0 to 2).
+                let mean: Vec<f64> = (0..d)
+                    .map(|j| {
+                        x.iter()
+                            .skip(j)
+                            .step_by(d)
+                            .map(|&v| f64::from(v))
+                            .sum::<f64>()
+                    })
+                    .map(|s| s / n as f64)
+                    .collect();
+                for m in fit.gmm.means.chunks(d) {
+                    for (a, b) in m.iter().zip(&mean) {
+                        assert!((f64::from(*a) - b).abs() < 0.05, "{what}: {m:?} {mean:?}");
+                    }
+                }
+                continue;
+            }
+            if !matches!(init, InitParams::KMeansPlusPlus | InitParams::KMeans) {
+                // Random responsibilities start every mean at the data's mean, and random
+                // points may start two means in one blob: EM may settle in a local optimum
+                // that merges two blobs (scikit-learn's too).
                 continue;
             }
             // Every true center has a fitted mean within 5 standard errors (σ/√(n/k)).
@@ -242,6 +298,7 @@ fn degenerate_data() {
         CovarianceType::Full,
         CovarianceType::Diag,
         CovarianceType::Spherical,
+        CovarianceType::Tied,
     ];
     // Every point the same: the covariances are reg_covar.
     let same = [2.5f32, -1.0].repeat(50);
@@ -252,7 +309,7 @@ fn degenerate_data() {
             .unwrap();
         assert_sane(&fit, &format!("duplicates {t:?}"));
         let diag: Vec<f64> = match t {
-            CovarianceType::Full => fit
+            CovarianceType::Full | CovarianceType::Tied => fit
                 .covariances
                 .chunks(4)
                 .flat_map(|m| [m[0], m[3]])
@@ -271,7 +328,12 @@ fn degenerate_data() {
     let mut x = blobs(&mut rng, 200, &[0.0, 0.0, 50.0, 0.0], 2, 1e-3);
     x.extend([50.0f32, 0.0].repeat(20));
     for t in all {
-        for init in [InitParams::KMeansPlusPlus, InitParams::Random] {
+        for init in [
+            InitParams::KMeans,
+            InitParams::KMeansPlusPlus,
+            InitParams::Random,
+            InitParams::RandomFromData,
+        ] {
             let fit = GaussianMixture::new(5)
                 .covariance_type(t)
                 .init_params(init.clone())
@@ -350,11 +412,47 @@ fn bad_input_is_a_clear_error() {
             .fit(gpu, &x, 20, 2),
         Err(Error::Value(_))
     ));
+    // A tied fit takes one shared factor of dims × dims, and a warm start of its own kind.
+    let tied = GaussianMixture::new(2).covariance_type(CovarianceType::Tied);
+    let wrong = Gmm {
+        weights: vec![0.5, 0.5],
+        means: vec![0.0; 4],
+        covariance: Covariance::Tied(vec![1.0; 8]),
+    };
+    assert!(matches!(
+        tied.clone()
+            .init_params(InitParams::Given(wrong))
+            .fit(gpu, &x, 20, 2),
+        Err(Error::InputLength { .. })
+    ));
+    let diag_fit = gm.fit(gpu, &x, 20, 2).unwrap();
+    match tied
+        .clone()
+        .init_params(InitParams::WarmStart(Box::new(diag_fit.clone())))
+        .fit(gpu, &x, 20, 2)
+    {
+        Err(Error::Value(m)) => assert!(m.contains("warm start has diag"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        GaussianMixture::new(3)
+            .covariance_type(CovarianceType::Diag)
+            .init_params(InitParams::WarmStart(Box::new(diag_fit)))
+            .fit(gpu, &x, 20, 2),
+        Err(Error::Value(_))
+    ));
     // Without reg_covar, duplicates leave a zero covariance: scikit-learn's error, not NaN.
     let same = [0.0f32, 0.0].repeat(10);
-    match gm.clone().reg_covar(0.0).fit(gpu, &same, 10, 2) {
-        Err(Error::Value(m)) => assert!(m.contains("ill-defined"), "{m}"),
-        other => panic!("{other:?}"),
+    for t in [CovarianceType::Diag, CovarianceType::Tied] {
+        match gm
+            .clone()
+            .covariance_type(t)
+            .reg_covar(0.0)
+            .fit(gpu, &same, 10, 2)
+        {
+            Err(Error::Value(m)) => assert!(m.contains("ill-defined"), "{t:?}: {m}"),
+            other => panic!("{t:?}: {other:?}"),
+        }
     }
 }
 
@@ -373,6 +471,7 @@ fn information_criteria_as_scikit_learn() {
         (CovarianceType::Full, 17),
         (CovarianceType::Diag, 14),
         (CovarianceType::Spherical, 11),
+        (CovarianceType::Tied, 11),
     ] {
         let fit = GaussianMixture::new(3)
             .covariance_type(t)
@@ -407,4 +506,81 @@ fn information_criteria_as_scikit_learn() {
         .0
         + 1;
     assert_eq!(best, 3, "BIC by k = 1..5: {bics:?}");
+}
+
+/// scikit-learn's `warm_start`: a fit continued from an earlier one is the longer fit, bit for
+/// bit, for every covariance type; `n_init` is then one initialisation.
+#[test]
+fn a_warm_start_continues_the_fit() {
+    let gpu = gpu();
+    let mut rng = Rng(95);
+    let (n, d, k) = (1200, 3, 3);
+    let x = blobs(
+        &mut rng,
+        n,
+        &[0.0, 0.0, 0.0, 6.0, 0.0, 0.0, 0.0, 6.0, 0.0],
+        d,
+        1.5,
+    );
+    for t in [
+        CovarianceType::Full,
+        CovarianceType::Diag,
+        CovarianceType::Spherical,
+        CovarianceType::Tied,
+    ] {
+        let gm = GaussianMixture::new(k).covariance_type(t).tol(0.0).seed(4);
+        let long = gm.clone().max_iter(9).fit(gpu, &x, n, d).unwrap();
+        let first = gm.clone().max_iter(4).fit(gpu, &x, n, d).unwrap();
+        let rest = gm
+            .clone()
+            .max_iter(5)
+            .n_init(3)
+            .init_params(InitParams::WarmStart(Box::new(first.clone())))
+            .fit(gpu, &x, n, d)
+            .unwrap();
+        assert_eq!(
+            [first.lower_bounds.clone(), rest.lower_bounds.clone()].concat(),
+            long.lower_bounds,
+            "{t:?}"
+        );
+        assert_eq!(rest.weights, long.weights, "{t:?}");
+        assert_eq!(rest.means, long.means, "{t:?}");
+        assert_eq!(rest.covariances, long.covariances, "{t:?}");
+        assert_eq!(rest.gmm, long.gmm, "{t:?}");
+    }
+}
+
+/// `random_from_data`: seeded, and its first E-step is that of means at k distinct points of
+/// the data with scikit-learn's initial weights N_k / n (each component one point).
+#[test]
+fn random_from_data_starts_at_distinct_points() {
+    let gpu = gpu();
+    let mut rng = Rng(96);
+    let (n, d, k) = (600, 2, 4);
+    let x = blobs(
+        &mut rng,
+        n,
+        &[0.0, 0.0, 5.0, 0.0, 0.0, 5.0, 5.0, 5.0],
+        d,
+        1.0,
+    );
+    let gm = GaussianMixture::new(k)
+        .covariance_type(CovarianceType::Spherical)
+        .init_params(InitParams::RandomFromData)
+        .max_iter(1)
+        .tol(0.0);
+    let a = gm.clone().seed(1).fit(gpu, &x, n, d).unwrap();
+    let b = gm.clone().seed(1).fit(gpu, &x, n, d).unwrap();
+    let c = gm.clone().seed(2).fit(gpu, &x, n, d).unwrap();
+    assert_eq!(a, b);
+    assert_ne!(a.lower_bounds, c.lower_bounds);
+    // With means at data points and variances reg_covar (1e-6), each point's log-density is
+    // that of its nearest chosen point or of none, so the first lower bound is far below any
+    // fitted one, and the M-step after it gives every component some of the data.
+    assert!(a.lower_bounds[0] < -1e4, "{:?}", a.lower_bounds);
+    assert!(
+        a.weights.iter().all(|&w| w > 0.0 && w < 1.0),
+        "{:?}",
+        a.weights
+    );
 }

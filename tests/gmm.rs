@@ -50,8 +50,10 @@ fn oracle(points: &[f32], n: usize, d: usize, gmm: &Gmm) -> (Vec<f64>, Vec<f64>)
                     let ld: f64 = pc.iter().map(|p| p.ln()).sum();
                     (q, ld, (d as f64 + 6.0) * U * q)
                 }
-                Covariance::Full(pm) => {
-                    let at = |i: usize, j: usize| f(pm[c * d * d + i * d + j]);
+                Covariance::Full(pm) | Covariance::Tied(pm) => {
+                    // A tied factor is every component's.
+                    let base = if pm.len() == d * d { 0 } else { c * d * d };
+                    let at = |i: usize, j: usize| f(pm[base + i * d + j]);
                     let mut q = 0.0;
                     let mut qerr = 0.0;
                     for j in 0..d {
@@ -157,9 +159,10 @@ fn mixture(rng: &mut Rng, k: usize, d: usize, kind: &str, lo: f32, hi: f32) -> G
     let covariance = match kind {
         "diag" => Covariance::Diag(rng.vec(k * d, 0.3, 3.0)),
         "spherical" => Covariance::Spherical(rng.vec(k, 0.3, 3.0)),
-        "full" | "dense" => {
-            let mut p = vec![0f32; k * d * d];
-            for c in 0..k {
+        "full" | "dense" | "tied" => {
+            let factors = if kind == "tied" { 1 } else { k };
+            let mut p = vec![0f32; factors * d * d];
+            for c in 0..factors {
                 for i in 0..d {
                     for j in 0..d {
                         let v = if i == j {
@@ -173,7 +176,11 @@ fn mixture(rng: &mut Rng, k: usize, d: usize, kind: &str, lo: f32, hi: f32) -> G
                     }
                 }
             }
-            Covariance::Full(p)
+            if kind == "tied" {
+                Covariance::Tied(p)
+            } else {
+                Covariance::Full(p)
+            }
         }
         _ => unreachable!(),
     };
@@ -188,18 +195,25 @@ fn mixture(rng: &mut Rng, k: usize, d: usize, kind: &str, lo: f32, hi: f32) -> G
 fn score_samples_and_responsibilities_on_every_covariance() {
     let gpu = gpu();
     let mut rng = Rng(31);
-    for kind in ["diag", "spherical", "full", "dense"] {
+    for kind in ["diag", "spherical", "full", "dense", "tied"] {
         for (n, k, d) in [(1, 1, 1), (1000, 3, 4), (257, 16, 16), (70_000, 2, 3)] {
             let gmm = mixture(&mut rng, k, d, kind, -3.0, 3.0);
             let points = rng.vec(n * d, -5.0, 5.0);
-            check_gmm(
-                gpu,
-                &points,
-                n,
-                d,
-                &gmm,
-                &format!("{kind} n={n} k={k} d={d}"),
-            );
+            let what = format!("{kind} n={n} k={k} d={d}");
+            check_gmm(gpu, &points, n, d, &gmm, &what);
+            if let Covariance::Tied(p) = &gmm.covariance {
+                // Tied is full with the shared factor in every component, bit for bit.
+                let full = Gmm {
+                    covariance: Covariance::Full(p.repeat(k)),
+                    ..gmm.clone()
+                };
+                let bits = |v: Vec<f32>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(
+                    bits(gpu.gmm_score_samples(&points, n, d, &gmm).unwrap()),
+                    bits(gpu.gmm_score_samples(&points, n, d, &full).unwrap()),
+                    "{what}"
+                );
+            }
         }
     }
 }
@@ -380,14 +394,20 @@ fn invalid_parameters_are_errors() {
             "{e} should mention {needle}"
         );
     }
-    let wrong_len = Gmm {
-        covariance: Covariance::Diag(vec![1.0; 3]),
-        ..good.clone()
-    };
-    assert!(matches!(
-        gpu.gmm_score_samples(&x, 2, 1, &wrong_len),
-        Err(Error::InputLength { .. })
-    ));
+    for covariance in [
+        Covariance::Diag(vec![1.0; 3]),
+        // A tied factor is dims × dims, not k × dims × dims.
+        Covariance::Tied(vec![1.0; 2]),
+    ] {
+        let wrong_len = Gmm {
+            covariance,
+            ..good.clone()
+        };
+        assert!(matches!(
+            gpu.gmm_score_samples(&x, 2, 1, &wrong_len),
+            Err(Error::InputLength { .. })
+        ));
+    }
     assert!(matches!(
         gpu.gmm_score_samples(&x, 3, 1, &good),
         Err(Error::InputLength { .. })
@@ -451,7 +471,7 @@ fn cpu_reference_agrees_with_the_oracle() {
     use logdomain::reference::gmm as cpu;
     let mut rng = Rng(35);
     let (n, k, d) = (200, 4, 5);
-    for kind in ["diag", "spherical", "full"] {
+    for kind in ["diag", "spherical", "full", "tied"] {
         let gmm = mixture(&mut rng, k, d, kind, -2.0, 2.0);
         let points = rng.vec(n * d, -3.0, 3.0);
         let (joint, err) = oracle(&points, n, d, &gmm);

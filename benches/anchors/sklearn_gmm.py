@@ -73,7 +73,7 @@ def make_init(rng, x64, cov_type, k):
     else:
         p = np.linalg.inv(np.cov(x64.T, bias=True))
         p = 0.5 * (p + p.T)
-        prec = np.tile(p, (k, 1, 1))
+        prec = p if cov_type == "tied" else np.tile(p, (k, 1, 1))
     return weights, means, prec
 
 
@@ -110,7 +110,7 @@ def main():
     ap.add_argument("--dims", type=int, default=16)
     ap.add_argument("--components", type=int, default=16)
     ap.add_argument("--iters", type=int, default=20)
-    ap.add_argument("--covariance", choices=["diag", "spherical", "full"], default="diag")
+    ap.add_argument("--covariance", choices=["diag", "spherical", "full", "tied"], default="diag")
     ap.add_argument("--lower-bounds-out", metavar="PATH")
     ap.add_argument("--data-out", metavar="PATH")
     args = ap.parse_args()
@@ -151,7 +151,7 @@ def main():
             "precisions": flat(prec),
             "precisions_cholesky": flat(init_cholesky(args, init, x64)),
         }
-        if args.covariance != "full":
+        if args.covariance not in ("full", "tied"):
             out["covariances"] = flat(1.0 / prec)
         with open(init_path, "w") as f:
             json.dump(out, f)

@@ -380,9 +380,10 @@ pub fn read_gmm(path: &Path) -> Result<Gmm, String> {
         "diag" => Covariance::Diag(get("covariances")?),
         "spherical" => Covariance::Spherical(get("covariances")?),
         "full" => Covariance::Full(get("precisions_cholesky")?),
+        "tied" => Covariance::Tied(get("precisions_cholesky")?),
         other => {
             return Err(format!(
-                "{}: covariance_type {other:?}; expected diag, spherical or full",
+                "{}: covariance_type {other:?}; expected diag, spherical, full or tied",
                 path.display()
             ));
         }

@@ -13,18 +13,27 @@ use serde_json::{Value, json};
 #[value(rename_all = "lower")]
 pub enum CovarianceArg {
     Full,
+    Tied,
     Diag,
     Spherical,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum InitArg {
+    /// The labels of a k-means run, its assignments and centroid sums on the GPU
+    /// (scikit-learn's default `kmeans`).
+    #[value(name = "kmeans")]
+    KMeans,
     /// k-means++ seeding on GPU-evaluated distances (scikit-learn's `k-means++`).
     #[value(name = "k-means++")]
     KMeansPlusPlus,
     /// Random responsibilities, then one M-step (scikit-learn's `random`).
     #[value(name = "random")]
     Random,
+    /// Distinct points drawn at random, each a component's mean (scikit-learn's
+    /// `random_from_data`).
+    #[value(name = "random_from_data")]
+    RandomFromData,
 }
 
 /// Arguments of `fit`.
@@ -34,8 +43,8 @@ pub enum InitArg {
   logdomain fit --input x.npy --components 5 --init-gmm start.json --output params.json
   logdomain eval gmm_score_samples --input x.npy --gmm params.json --output logp.npy
 
-The JSON has scikit-learn's attribute names: weights, means, covariances (k x d x d, k x d or
-k), precisions_cholesky (same layout), lower_bound, lower_bounds (per iteration), n_iter,
+The JSON has scikit-learn's attribute names: weights, means, covariances (k x d x d, k x d, k
+or d x d for full, diag, spherical, tied), precisions_cholesky (same layout), lower_bound, lower_bounds (per iteration), n_iter,
 converged, covariance_type; and bic and aic on the fitted points, with n_parameters.")]
 pub struct FitArgs {
     /// Points: a 2-D float32 .npy file (n × dims, C order).
@@ -63,7 +72,7 @@ pub struct FitArgs {
     #[arg(long, default_value_t = 1)]
     pub n_init: usize,
     /// How the parameters start (ignored with --init-gmm).
-    #[arg(long, value_enum, default_value = "k-means++")]
+    #[arg(long, value_enum, default_value = "kmeans")]
     pub init: InitArg,
     /// Start from these parameters (JSON as `eval --gmm` reads; covariance_type must match).
     #[arg(long)]
@@ -95,12 +104,14 @@ pub fn to_json(fit: &FittedGmm) -> Value {
         CovarianceType::Full => vec![k, d, d],
         CovarianceType::Diag => vec![k, d],
         CovarianceType::Spherical => vec![k],
+        CovarianceType::Tied => vec![d, d],
     };
-    let f = |v: &[f32]| v.iter().map(|&x| f64::from(x)).collect::<Vec<f64>>();
     json!({
         "covariance_type": fit.covariance_type.name(),
-        "weights": f(&fit.gmm.weights),
-        "means": nested(&f(&fit.gmm.means), &[k, d]),
+        // The weights the kernels read (renormalised in f32), so that `eval --gmm` gives the
+        // library's log p(x) bit for bit.
+        "weights": fit.gmm.weights.iter().map(|&w| f64::from(w)).collect::<Vec<f64>>(),
+        "means": nested(&fit.means, &[k, d]),
         "covariances": nested(&fit.covariances, &cov_shape),
         "precisions_cholesky": nested(&fit.precisions_cholesky, &cov_shape),
         "lower_bound": fit.lower_bound,
@@ -133,11 +144,16 @@ pub fn run(a: &FitArgs, gpu: impl FnOnce() -> Result<Gpu, String>) -> Result<Str
         CovarianceArg::Full => CovarianceType::Full,
         CovarianceArg::Diag => CovarianceType::Diag,
         CovarianceArg::Spherical => CovarianceType::Spherical,
+        CovarianceArg::Tied => CovarianceType::Tied,
     };
     let init = match &a.init_gmm {
         Some(path) => InitParams::Given(super::eval::read_gmm(path)?),
-        None if a.init == InitArg::Random => InitParams::Random,
-        None => InitParams::KMeansPlusPlus,
+        None => match a.init {
+            InitArg::Random => InitParams::Random,
+            InitArg::RandomFromData => InitParams::RandomFromData,
+            InitArg::KMeansPlusPlus => InitParams::KMeansPlusPlus,
+            InitArg::KMeans => InitParams::KMeans,
+        },
     };
     let gm = GaussianMixture::new(a.components)
         .covariance_type(covariance_type)

@@ -17,6 +17,21 @@ pub enum Covariance {
     /// scikit-learn's `precisions_cholesky_` (upper triangular there; any matrix with a positive
     /// diagonal is accepted, and a triangular one is evaluated in half the work).
     Full(Vec<f32>),
+    /// One `dims × dims` Cholesky factor of the precision matrix all components share, as
+    /// scikit-learn's `precisions_cholesky_` for `covariance_type='tied'` (evaluated as
+    /// [`Covariance::Full`] with this factor for every component).
+    Tied(Vec<f32>),
+}
+
+impl Covariance {
+    /// [`Covariance::Tied`] as the [`Covariance::Full`] of `k` components that each have its
+    /// factor; every other kind as it is.
+    pub fn untied(&self, k: usize) -> std::borrow::Cow<'_, Covariance> {
+        match self {
+            Covariance::Tied(p) => std::borrow::Cow::Owned(Covariance::Full(p.repeat(k))),
+            other => std::borrow::Cow::Borrowed(other),
+        }
+    }
 }
 
 /// A Gaussian mixture: `k` components in `dims` dimensions.
@@ -71,6 +86,13 @@ pub fn component_constants(weights: &[f32], log_det: &[f64], d: usize) -> Vec<f3
 /// are assumed valid (the GPU op checks them).
 pub fn log_joint(points: &[f32], n: usize, dims: usize, gmm: &Gmm) -> Vec<f32> {
     let k = gmm.weights.len();
+    if let Covariance::Tied(_) = gmm.covariance {
+        let untied = Gmm {
+            covariance: gmm.covariance.untied(k).into_owned(),
+            ..gmm.clone()
+        };
+        return log_joint(points, n, dims, &untied);
+    }
     let d = dims;
     // Constants and precisions' Cholesky factors as the host packs them for the kernel.
     let mut log_det = vec![0f64; k];
@@ -93,7 +115,7 @@ pub fn log_joint(points: &[f32], n: usize, dims: usize, gmm: &Gmm) -> Vec<f32> {
                 pc as f32
             })
             .collect(),
-        Covariance::Full(p) => {
+        Covariance::Full(p) | Covariance::Tied(p) => {
             for (c, ld) in log_det.iter_mut().enumerate() {
                 for i in 0..d {
                     *ld += f64::from(p[c * d * d + i * d + i]).ln();
@@ -131,7 +153,7 @@ pub fn log_joint(points: &[f32], n: usize, dims: usize, gmm: &Gmm) -> Vec<f32> {
                         q += t * t;
                     }
                 }
-                Covariance::Full(_) => {
+                Covariance::Full(_) | Covariance::Tied(_) => {
                     for j in 0..d {
                         let mut y = 0f32;
                         for i in 0..d {
