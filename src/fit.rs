@@ -138,6 +138,10 @@ pub struct GaussianMixture {
     pub init_params: InitParams,
     /// Seed of the random choices (k-means++, random responsibilities, sampling).
     pub seed: u64,
+    /// Bytes of points kept on each device for the whole fit ([`DEFAULT_RESIDENT_BYTES`],
+    /// 1 GiB); beyond, each E-step uploads the points batch by batch into one buffer a device,
+    /// so the points need not fit in the devices' memory (the same bits either way).
+    pub resident_bytes: u64,
 }
 
 /// A fitted mixture: the parameters (in the crate's [`Gmm`] form and in scikit-learn's
@@ -236,6 +240,7 @@ impl GaussianMixture {
             n_init: 1,
             init_params: InitParams::KMeans,
             seed: 0,
+            resident_bytes: DEFAULT_RESIDENT_BYTES,
         }
     }
 
@@ -281,6 +286,12 @@ impl GaussianMixture {
         self
     }
 
+    /// Sets the bytes of points kept on each device ([`GaussianMixture::resident_bytes`]).
+    pub fn resident_bytes(mut self, bytes: u64) -> Self {
+        self.resident_bytes = bytes;
+        self
+    }
+
     /// Fits `n` points (row-major `n × dims`, finite) by EM.
     pub fn fit(
         &self,
@@ -299,6 +310,43 @@ impl GaussianMixture {
         points: &[f32],
         n: usize,
         dims: usize,
+        progress: impl FnMut(FitProgress),
+    ) -> Result<FittedGmm, Error> {
+        self.fit_on_with_progress(&[gpu], points, n, dims, progress)
+    }
+
+    /// [`GaussianMixture::fit`] on several devices at once: the points go in batches (as on
+    /// one device, the batch size the smallest any device needs), batch `b` to device
+    /// `b mod len`, and each E-step's sums are added in batch order, so the result is the same
+    /// every run and, where the devices compute the same bits, that of one device.
+    ///
+    /// ```no_run
+    /// use logdomain::{AdapterChoice, GaussianMixture, Gpu};
+    /// let on = |backend: &str| {
+    ///     Gpu::with_choice(&AdapterChoice { backend: Some(backend.into()), ..Default::default() })
+    /// };
+    /// let (a, b) = (on("vulkan")?, on("gl")?);
+    /// let points: Vec<f32> = (0..20_000).map(|i| (i % 7) as f32 + (i as f32).sin()).collect();
+    /// let fit = GaussianMixture::new(4).fit_on(&[&a, &b], &points, 10_000, 2)?;
+    /// # Ok::<(), logdomain::Error>(())
+    /// ```
+    pub fn fit_on(
+        &self,
+        gpus: &[&Gpu],
+        points: &[f32],
+        n: usize,
+        dims: usize,
+    ) -> Result<FittedGmm, Error> {
+        self.fit_on_with_progress(gpus, points, n, dims, |_| {})
+    }
+
+    /// [`GaussianMixture::fit_on`], calling `progress` after every iteration.
+    pub fn fit_on_with_progress(
+        &self,
+        gpus: &[&Gpu],
+        points: &[f32],
+        n: usize,
+        dims: usize,
         mut progress: impl FnMut(FitProgress),
     ) -> Result<FittedGmm, Error> {
         self.validate(points, n, dims)?;
@@ -311,12 +359,12 @@ impl GaussianMixture {
             ))
         .then(|| Gram::of(points, dims));
         let data = Resident::new(
-            gpu,
+            gpus,
             points,
-            n,
             dims,
             self.n_components,
             self.covariance_type,
+            self.resident_bytes,
         )?;
         let mut rng = Pcg64::seed_from_u64(self.seed);
         let mut best: Option<FittedGmm> = None;
@@ -924,47 +972,141 @@ fn host_stats(points: &[f32], n: usize, d: usize, k: usize, resp: &[f64]) -> (St
     (stats, gmm)
 }
 
-/// The points on the GPU, uploaded once for the whole fit, in batches small enough for every
-/// buffer of one E-step (the n × k log-joint, the partial sums) to fit a storage binding.
-struct Resident<'a> {
-    gpu: &'a Gpu,
-    /// Each batch's buffer and its number of points (a multiple of 64 but the last).
-    batches: Vec<(wgpu::Buffer, usize)>,
+/// Bytes of points kept on each device for a whole fit by default
+/// ([`GaussianMixture::resident_bytes`]).
+pub const DEFAULT_RESIDENT_BYTES: u64 = 1 << 30;
+
+/// The points as the E-steps read them: in batches small enough for every buffer of one E-step
+/// (the n × k log-joint, the partial sums) to fit a storage binding of every device, batch `b`
+/// on device `b mod g`. Either every batch is uploaded once, for the whole fit, or (points
+/// beyond the resident budget) each device has one buffer into which each E-step uploads its
+/// batches in turn. Per-batch results are combined in batch order, so a fit's bits depend on
+/// the batches alone: not on the number of devices, nor on whether the points stream.
+pub(crate) struct Resident<'a> {
+    gpus: Vec<&'a Gpu>,
+    points: &'a [f32],
+    /// (first point, points) of each batch (a multiple of 64 points but the last).
+    batches: Vec<(usize, usize)>,
+    /// One buffer per batch (resident) or per device (streamed).
+    buffers: Vec<wgpu::Buffer>,
+    streamed: bool,
     n: usize,
     dims: usize,
 }
 
 impl<'a> Resident<'a> {
-    fn new(
-        gpu: &'a Gpu,
-        points: &[f32],
-        n: usize,
+    /// Batches of `points` for `k` components of covariance `t` over `gpus` (at least one),
+    /// streamed where they exceed `budget` bytes a device.
+    pub(crate) fn new(
+        gpus: &[&'a Gpu],
+        points: &'a [f32],
         dims: usize,
         k: usize,
         t: CovarianceType,
+        budget: u64,
     ) -> Result<Resident<'a>, Error> {
-        let per = batch_points(gpu, k, dims, t)?;
-        let batches = points
-            .chunks(per * dims)
-            .map(|chunk| {
-                let buffer = gpu.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some("logdomain fit points"),
-                    contents: bytemuck::cast_slice(chunk),
-                    usage: wgpu::BufferUsages::STORAGE,
-                });
-                (buffer, chunk.len() / dims)
-            })
+        if gpus.is_empty() {
+            return Err(Error::Value("no GPU given".into()));
+        }
+        let n = points.len() / dims.max(1);
+        let mut per = usize::MAX;
+        for gpu in gpus {
+            per = per.min(batch_points(gpu, k, dims, t)?);
+        }
+        let batches: Vec<(usize, usize)> = (0..n.div_ceil(per))
+            .map(|b| (b * per, per.min(n - b * per)))
             .collect();
+        let bytes = (n * dims * 4) as u64;
+        let streamed = bytes.div_ceil(gpus.len() as u64) > budget && batches.len() > 1;
+        let slice =
+            |&(first, count): &(usize, usize)| &points[first * dims..(first + count) * dims];
+        let buffers = if streamed {
+            let largest = (per.min(n) * dims * 4) as u64;
+            gpus.iter()
+                .map(|gpu| {
+                    gpu.create_buffer(&wgpu::BufferDescriptor {
+                        label: Some("logdomain fit points (streamed)"),
+                        size: largest.max(4),
+                        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+                        mapped_at_creation: false,
+                    })
+                })
+                .collect()
+        } else {
+            batches
+                .iter()
+                .enumerate()
+                .map(|(b, batch)| {
+                    gpus[b % gpus.len()].create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                        label: Some("logdomain fit points"),
+                        contents: bytemuck::cast_slice(slice(batch)),
+                        usage: wgpu::BufferUsages::STORAGE,
+                    })
+                })
+                .collect()
+        };
         Ok(Resident {
-            gpu,
+            gpus: gpus.to_vec(),
+            points,
             batches,
+            buffers,
+            streamed,
             n,
             dims,
         })
     }
 
+    /// `f(gpu, buffer, points)` of every batch, in batch order; the devices work at once, each
+    /// on its own batches in turn (uploading each first where the points stream).
+    fn each_batch<T: Send>(
+        &self,
+        f: impl Fn(&Gpu, &wgpu::Buffer, usize) -> Result<T, Error> + Sync,
+    ) -> Result<Vec<T>, Error> {
+        let g = self.gpus.len();
+        let run = |device: usize| -> Result<Vec<(usize, T)>, Error> {
+            let gpu = self.gpus[device];
+            let mut out = Vec::new();
+            for b in (device..self.batches.len()).step_by(g) {
+                let (first, count) = self.batches[b];
+                let buffer = if self.streamed {
+                    let buffer = &self.buffers[device];
+                    let chunk = &self.points[first * self.dims..(first + count) * self.dims];
+                    gpu.queue()
+                        .write_buffer(buffer, 0, bytemuck::cast_slice(chunk));
+                    buffer
+                } else {
+                    &self.buffers[b]
+                };
+                out.push((b, f(gpu, buffer, count)?));
+            }
+            Ok(out)
+        };
+        let mut all: Vec<(usize, T)> = if g == 1 {
+            run(0)?
+        } else {
+            let results: Vec<Result<Vec<(usize, T)>, Error>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..g).map(|d| scope.spawn(move || run(d))).collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            Err(Error::Gpu("a device's thread panicked".into()))
+                        })
+                    })
+                    .collect()
+            });
+            let mut all = Vec::new();
+            for r in results {
+                all.extend(r?);
+            }
+            all
+        };
+        all.sort_by_key(|(b, _)| *b);
+        Ok(all.into_iter().map(|(_, v)| v).collect())
+    }
+
     /// One E-step: the scatter about the means of `gmm` and the total log-likelihood, per
-    /// batch on the GPU, the batches added in f64.
+    /// batch on the GPU, the batches added in f64 in order.
     fn centered_stats(&self, gmm: &Gmm, t: CovarianceType) -> Result<Stats64, Error> {
         let scatter = matches!(t, CovarianceType::Full | CovarianceType::Tied);
         let kind = if scatter {
@@ -972,29 +1114,29 @@ impl<'a> Resident<'a> {
         } else {
             GmmReduction::CenteredStats
         };
+        let (k, dims) = (gmm.weights.len(), self.dims);
+        let per_batch = self.each_batch(|gpu, buffer, n| {
+            let op = GmmReduceOp::new(gpu, n, dims, gmm, kind)?;
+            let v = gpu.run_resident(op.program(), &[buffer], op.output_len())?;
+            GmmCenteredStats::from_packed(&v, k, dims, scatter)
+        })?;
         let mut total = Stats64::default();
-        for (buffer, n) in &self.batches {
-            let op = GmmReduceOp::new(self.gpu, *n, self.dims, gmm, kind)?;
-            let v = self
-                .gpu
-                .run_resident(op.program(), &[buffer], op.output_len())?;
-            let s = GmmCenteredStats::from_packed(&v, gmm.weights.len(), self.dims, scatter)?;
-            total.add(&s);
-        }
+        per_batch.iter().for_each(|s| total.add(s));
         Ok(total)
     }
 
-    /// `log p(x)` of every point under `gmm`, from the resident points.
+    /// `log p(x)` of every point under `gmm` (`output`: or the `n × k` log-responsibilities).
+    pub(crate) fn score(&self, gmm: &Gmm, output: GmmOutput) -> Result<Vec<f32>, Error> {
+        let dims = self.dims;
+        let per_batch = self.each_batch(|gpu, buffer, n| {
+            let op = GmmOp::new(gpu, n, dims, gmm, output)?;
+            gpu.run_resident(op.program(), &[buffer], op.output_len())
+        })?;
+        Ok(per_batch.concat())
+    }
+
     fn score_samples(&self, gmm: &Gmm) -> Result<Vec<f32>, Error> {
-        let mut all = Vec::with_capacity(self.n);
-        for (buffer, n) in &self.batches {
-            let op = GmmOp::new(self.gpu, *n, self.dims, gmm, GmmOutput::ScoreSamples)?;
-            all.extend(
-                self.gpu
-                    .run_resident(op.program(), &[buffer], op.output_len())?,
-            );
-        }
-        Ok(all)
+        self.score(gmm, GmmOutput::ScoreSamples)
     }
 
     /// Squared distances of every point to `center`, on the GPU: the log-density of a single
@@ -1158,9 +1300,43 @@ impl FittedGmm {
         self.gmm.weights.len()
     }
 
-    /// `log p(x)` of each of `n` points (scikit-learn's `score_samples`).
+    /// `log p(x)` of each of `n` points (scikit-learn's `score_samples`), in batches that fit
+    /// the device's bindings, streamed beyond [`DEFAULT_RESIDENT_BYTES`]: any number of points.
     pub fn score_samples(&self, gpu: &Gpu, points: &[f32], n: usize) -> Result<Vec<f32>, Error> {
-        gpu.gmm_score_samples(points, n, self.dims, &self.gmm)
+        self.score_samples_on(&[gpu], points, n)
+    }
+
+    /// [`FittedGmm::score_samples`] with the batches shared out over several devices (as
+    /// [`GaussianMixture::fit_on`] does).
+    pub fn score_samples_on(
+        &self,
+        gpus: &[&Gpu],
+        points: &[f32],
+        n: usize,
+    ) -> Result<Vec<f32>, Error> {
+        self.scored(gpus, points, n, GmmOutput::ScoreSamples)
+    }
+
+    fn scored(
+        &self,
+        gpus: &[&Gpu],
+        points: &[f32],
+        n: usize,
+        output: GmmOutput,
+    ) -> Result<Vec<f32>, Error> {
+        crate::gmm::check_points(points.len(), n, self.dims)?;
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let data = Resident::new(
+            gpus,
+            points,
+            self.dims,
+            self.n_components(),
+            self.covariance_type,
+            DEFAULT_RESIDENT_BYTES,
+        )?;
+        data.score(&self.gmm, output)
     }
 
     /// The mean log-likelihood per point (scikit-learn's `score`).
@@ -1204,7 +1380,7 @@ impl FittedGmm {
         points: &[f32],
         n: usize,
     ) -> Result<Vec<f32>, Error> {
-        gpu.gmm_log_responsibilities(points, n, self.dims, &self.gmm)
+        self.scored(&[gpu], points, n, GmmOutput::LogResponsibilities)
     }
 
     /// `p(k | x)`, `n × k` (scikit-learn's `predict_proba`).

@@ -555,10 +555,46 @@ impl Gpu {
         gmm: &Gmm,
         output: GmmOutput,
     ) -> Result<Vec<f32>, Error> {
-        let (len, format, bytes) = points.upload();
+        let len = match points {
+            Values::F32(v) => v.len(),
+            Values::F16(v) => v.len(),
+        };
         check_points(len, n, dims)?;
-        let op = GmmOp::with_format(self, n, dims, gmm, output, format)?;
-        self.run_program(&op.program, &[&bytes], op.output_len)
+        // Points beyond one storage binding's worth (the points, or their n × k log-joint) go
+        // in batches of whole points, each point's value unchanged.
+        let caps = Caps::of(self);
+        let k = gmm.weights.len().max(1) as u64;
+        let entry = match points {
+            Values::F32(_) => 4,
+            Values::F16(_) => 2,
+        };
+        let per = (caps.max_binding / (k * 4))
+            .min(caps.max_binding / (dims.max(1) as u64 * entry))
+            .max(64)
+            / 64
+            * 64;
+        let per = usize::try_from(per).unwrap_or(usize::MAX);
+        if n <= per {
+            let (_, format, bytes) = points.upload();
+            let op = GmmOp::with_format(self, n, dims, gmm, output, format)?;
+            return self.run_program(&op.program, &[&bytes], op.output_len);
+        }
+        let mut all = Vec::with_capacity(
+            n * if output == GmmOutput::ScoreSamples {
+                1
+            } else {
+                k as usize
+            },
+        );
+        for first in (0..n).step_by(per) {
+            let count = per.min(n - first);
+            let batch = match points {
+                Values::F32(v) => Values::F32(&v[first * dims..(first + count) * dims]),
+                Values::F16(v) => Values::F16(&v[first * dims..(first + count) * dims]),
+            };
+            all.extend(self.run_gmm(batch, count, dims, gmm, output)?);
+        }
+        Ok(all)
     }
 
     /// `log p(x)` of each of `n` points (row-major `n × dims`) under the mixture: scikit-learn's

@@ -784,6 +784,37 @@ fn fit_writes_scikit_learns_attributes_and_eval_reads_them() {
         &out,
         "n_samples",
     );
+    // The points are memory-mapped: a truncated file is an error, not a short read.
+    let bytes = std::fs::read(&input).unwrap();
+    let cut = d.join("cut.npy");
+    std::fs::write(&cut, &bytes[..bytes.len() - 6]).unwrap();
+    fails(
+        &[
+            "fit",
+            "--input",
+            s(&cut),
+            "--components",
+            "3",
+            "--output",
+            s(&out),
+        ],
+        &out,
+        "truncated",
+    );
+    fails(
+        &[
+            "eval",
+            "gmm_score_samples",
+            "--input",
+            s(&cut),
+            "--gmm",
+            s(&d.join("diag.json")),
+            "--output",
+            s(&out),
+        ],
+        &out,
+        "truncated",
+    );
     let out2 = logdomain(&["fit", "--input", s(&input), "--output", s(&out)]);
     assert_eq!(
         out2.status.code(),

@@ -584,3 +584,149 @@ fn random_from_data_starts_at_distinct_points() {
         a.weights
     );
 }
+
+/// A device of `backends` whose buffers and storage bindings hold at most `bytes`.
+fn small_device(backends: wgpu::Backends, bytes: u64) -> logdomain::Gpu {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    desc.backends = backends;
+    let instance = wgpu::Instance::new(desc);
+    let adapter =
+        pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions::default()))
+            .unwrap_or_else(|e| {
+                panic!(
+                    "no {backends:?} adapter ({e}): install mesa-vulkan-drivers for lavapipe; \
+                     llvmpipe (GL) comes with Mesa"
+                )
+            });
+    let mut limits = adapter.limits();
+    limits.max_buffer_size = bytes;
+    limits.max_storage_buffer_binding_size = bytes;
+    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+        label: Some("small"),
+        required_limits: limits,
+        ..Default::default()
+    }))
+    .expect("device");
+    logdomain::Gpu::from_device(device, queue)
+}
+
+/// Points several times the device's largest buffer: the E-steps read them in batches, resident
+/// or streamed through one buffer each E-step, with the same bits; scoring takes any number of
+/// points; the fit agrees with the one on the full-size device within the rounding of its sums.
+#[test]
+fn points_larger_than_the_device_stream_through_it() {
+    let (device, queue) = own_device(|l| {
+        l.max_buffer_size = 1 << 20;
+        l.max_storage_buffer_binding_size = 1 << 20;
+    });
+    let small = logdomain::Gpu::from_device(device, queue);
+    let mut rng = Rng(97);
+    let (n, d, k) = (200_000, 4, 3);
+    let x = blobs(
+        &mut rng,
+        n,
+        &[0.0, 0.0, 0.0, 0.0, 8.0, 0.0, 0.0, 0.0, 0.0, 8.0, 0.0, 0.0],
+        d,
+        1.0,
+    );
+    assert!(x.len() * 4 >= 3 << 20, "the points are 3 buffers' worth");
+    for t in [CovarianceType::Diag, CovarianceType::Full] {
+        let gm = GaussianMixture::new(k)
+            .covariance_type(t)
+            .tol(0.0)
+            .max_iter(4)
+            .seed(2);
+        let resident = gm
+            .clone()
+            .resident_bytes(u64::MAX)
+            .fit(&small, &x, n, d)
+            .unwrap();
+        let streamed = gm
+            .clone()
+            .resident_bytes(1 << 20)
+            .fit(&small, &x, n, d)
+            .unwrap();
+        assert_eq!(resident, streamed, "{t:?}: streamed against resident");
+        let whole = gm.fit(gpu(), &x, n, d).unwrap();
+        for (a, b) in streamed.lower_bounds.iter().zip(&whole.lower_bounds) {
+            assert!(
+                (a - b).abs() <= rounding_slack(*b, n),
+                "{t:?}: {a} against {b}"
+            );
+        }
+        // Scoring in batches gives each point's bits of one call on the full-size device.
+        let bits = |v: Vec<f32>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(
+            bits(streamed.score_samples(&small, &x, n).unwrap()),
+            bits(gpu().gmm_score_samples(&x, n, d, &streamed.gmm).unwrap()),
+            "{t:?}"
+        );
+        // ...and so does the blocking call on the small device, in batches of its own.
+        assert_eq!(
+            bits(small.gmm_score_samples(&x, n, d, &streamed.gmm).unwrap()),
+            bits(gpu().gmm_score_samples(&x, n, d, &streamed.gmm).unwrap()),
+            "{t:?}"
+        );
+        let r = small
+            .gmm_log_responsibilities(&x, n, d, &streamed.gmm)
+            .unwrap();
+        assert_eq!(r.len(), n * k);
+        assert_eq!(
+            bits(r),
+            bits(
+                gpu()
+                    .gmm_log_responsibilities(&x, n, d, &streamed.gmm)
+                    .unwrap()
+            ),
+            "{t:?}"
+        );
+    }
+}
+
+/// lavapipe (Vulkan) and llvmpipe (GL) in one process: the batches shared out over both, the
+/// sums added in batch order — the same result every run, and that of one device computing
+/// every batch, within the rounding of the sums where the two compile the kernels differently.
+#[test]
+fn a_fit_on_two_adapters_is_deterministic() {
+    let vk = small_device(wgpu::Backends::VULKAN, 1 << 20);
+    let gl = small_device(wgpu::Backends::GL, 1 << 20);
+    let mut rng = Rng(98);
+    let (n, d, k) = (120_000, 3, 3);
+    let x = blobs(
+        &mut rng,
+        n,
+        &[0.0, 0.0, 0.0, 6.0, 0.0, 0.0, 0.0, 6.0, 0.0],
+        d,
+        1.0,
+    );
+    for t in [CovarianceType::Diag, CovarianceType::Full] {
+        let gm = GaussianMixture::new(k)
+            .covariance_type(t)
+            .tol(0.0)
+            .max_iter(4)
+            .seed(6);
+        let both = gm.fit_on(&[&vk, &gl], &x, n, d).unwrap();
+        let again = gm.fit_on(&[&vk, &gl], &x, n, d).unwrap();
+        assert_eq!(both, again, "{t:?}: two runs");
+        // The same batches, all on lavapipe: one device twice, and the devices swapped.
+        let one = gm.fit_on(&[&vk, &vk], &x, n, d).unwrap();
+        let swapped = gm.fit_on(&[&gl, &vk], &x, n, d).unwrap();
+        for other in [&one, &swapped] {
+            for (a, b) in both.lower_bounds.iter().zip(&other.lower_bounds) {
+                assert!(
+                    (a - b).abs() <= rounding_slack(*b, n),
+                    "{t:?}: {a} against {b}"
+                );
+            }
+        }
+        // Scoring shared out over both gives every point its one-device value.
+        let shared = both.score_samples_on(&[&vk, &gl], &x, n).unwrap();
+        let alone = both.score_samples(&vk, &x, n).unwrap();
+        for (a, b) in shared.iter().zip(&alone) {
+            assert!(
+                (a - b).abs() <= 1e-5 * b.abs().max(1.0),
+                "{t:?}: {a} against {b}"
+            );
+        }
+    }
+}

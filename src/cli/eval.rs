@@ -395,6 +395,39 @@ pub fn read_gmm(path: &Path) -> Result<Gmm, String> {
     })
 }
 
+/// `gmm_score_samples` and `gmm_log_responsibilities`: the points memory-mapped (any number:
+/// the library takes them in batches that fit the device).
+fn run_gmm(a: &EvalArgs, gpu: impl FnOnce() -> Result<Gpu, String>) -> Result<String, String> {
+    let x = npy::read_f32_mapped(&a.input)?;
+    let (n, d) = x.matrix(&a.input)?;
+    let gmm = read_gmm(need(&a.gmm, "--gmm", a.op)?)?;
+    let gpu = gpu()?;
+    let lib = |e: logdomain::Error| format!("{}: {e}", a.input.display());
+    let start = std::time::Instant::now();
+    let (out, shape) = if a.op == EvalOp::GmmScoreSamples {
+        let v = gpu.gmm_score_samples(x.data(), n, d, &gmm).map_err(lib)?;
+        (v, vec![n as u64])
+    } else {
+        let k = gmm.weights.len() as u64;
+        let v = gpu
+            .gmm_log_responsibilities(x.data(), n, d, &gmm)
+            .map_err(lib)?;
+        (v, vec![n as u64, k])
+    };
+    let elapsed = start.elapsed();
+    npy::write_all(&[(&a.output, &shape, &out)])?;
+    Ok(format!(
+        "{}: {} ({}) -> {} ({} f32) in {:.1} ms on {}",
+        op_name(a.op),
+        a.input.display(),
+        dims(&x.shape),
+        a.output.display(),
+        dims(&shape),
+        elapsed.as_secs_f64() * 1e3,
+        gpu.info()
+    ))
+}
+
 /// What the op reads besides the input, read and checked before any GPU work.
 enum Extra {
     None,
@@ -403,7 +436,6 @@ enum Extra {
     Probabilities(Vec<f32>),
     Values(Vec<f32>),
     Gaussian(Vec<f32>, Vec<f32>),
-    Mixture(Gmm),
     /// The upstream gradient and, for logsumexp_backward, the saved log-sum-exp.
     Backward(Vec<f32>, Vec<f32>),
 }
@@ -490,6 +522,12 @@ pub fn run(a: &EvalArgs, gpu: impl FnOnce() -> Result<Gpu, String>) -> Result<St
         EvalOp::LinearCrossEntropy | EvalOp::LinearCrossEntropyWithGrad
     ) {
         return run_linear(a, gpu);
+    }
+    if matches!(
+        a.op,
+        EvalOp::GmmScoreSamples | EvalOp::GmmLogResponsibilities
+    ) {
+        return run_gmm(a, gpu);
     }
     let x = npy::read_f32(&a.input)?;
     let reduction = Reduction::from(a.reduction);
@@ -647,11 +685,10 @@ pub fn run(a: &EvalArgs, gpu: impl FnOnce() -> Result<Gpu, String>) -> Result<St
             }
             Extra::Values(float_targets()?)
         }
-        EvalOp::GmmScoreSamples | EvalOp::GmmLogResponsibilities => {
-            matrix()?;
-            Extra::Mixture(read_gmm(need(&a.gmm, "--gmm", a.op)?)?)
-        }
-        EvalOp::LinearCrossEntropy | EvalOp::LinearCrossEntropyWithGrad => {
+        EvalOp::LinearCrossEntropy
+        | EvalOp::LinearCrossEntropyWithGrad
+        | EvalOp::GmmScoreSamples
+        | EvalOp::GmmLogResponsibilities => {
             return Err(format!("{} is evaluated apart", op_name(a.op)));
         }
     };
@@ -820,19 +857,6 @@ pub fn run(a: &EvalArgs, gpu: impl FnOnce() -> Result<Gpu, String>) -> Result<St
                 gpu.poisson_nll(&x.data, &y, &o).map_err(lib)?
             };
             (v, reduced(x.shape.clone()))
-        }
-        (EvalOp::GmmScoreSamples, Extra::Mixture(gmm)) => {
-            let (n, d) = matrix()?;
-            let v = gpu.gmm_score_samples(&x.data, n, d, &gmm).map_err(lib)?;
-            (v, vec![n as u64])
-        }
-        (EvalOp::GmmLogResponsibilities, Extra::Mixture(gmm)) => {
-            let (n, d) = matrix()?;
-            let k = gmm.weights.len() as u64;
-            let v = gpu
-                .gmm_log_responsibilities(&x.data, n, d, &gmm)
-                .map_err(lib)?;
-            (v, vec![n as u64, k])
         }
         (op, _) => {
             let (r, c) = matrix()?;

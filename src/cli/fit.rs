@@ -138,7 +138,7 @@ fn write_atomic(path: &Path, text: &str) -> Result<(), String> {
 
 /// Reads the files, fits on the GPU `gpu` makes, writes the JSON; returns the summary line.
 pub fn run(a: &FitArgs, gpu: impl FnOnce() -> Result<Gpu, String>) -> Result<String, String> {
-    let x = super::npy::read_f32(&a.input)?;
+    let x = super::npy::read_f32_mapped(&a.input)?;
     let (n, d) = x.matrix(&a.input)?;
     let covariance_type = match a.covariance {
         CovarianceArg::Full => CovarianceType::Full,
@@ -164,7 +164,7 @@ pub fn run(a: &FitArgs, gpu: impl FnOnce() -> Result<Gpu, String>) -> Result<Str
         .init_params(init)
         .seed(a.seed);
     // Every file and option checked before the adapter is touched.
-    gm.validate(&x.data, n, d)
+    gm.validate(x.data(), n, d)
         .map_err(|e| format!("{}: {e}", a.input.display()))?;
     let gpu = gpu()?;
     let bar = ProgressBar::new(a.max_iter as u64);
@@ -174,7 +174,7 @@ pub fn run(a: &FitArgs, gpu: impl FnOnce() -> Result<Gpu, String>) -> Result<Str
     );
     let start = std::time::Instant::now();
     let fit = gm
-        .fit_with_progress(&gpu, &x.data, n, d, |p| {
+        .fit_with_progress(&gpu, x.data(), n, d, |p| {
             bar.set_position(p.iter as u64);
             let init = if a.n_init > 1 {
                 format!("init {}/{} ", p.init + 1, a.n_init)
@@ -188,8 +188,14 @@ pub fn run(a: &FitArgs, gpu: impl FnOnce() -> Result<Gpu, String>) -> Result<Str
     let elapsed = start.elapsed();
     let mut json = to_json(&fit);
     json["n_parameters"] = fit.n_parameters().into();
-    json["bic"] = fit.bic(&gpu, &x.data, n).map_err(|e| e.to_string())?.into();
-    json["aic"] = fit.aic(&gpu, &x.data, n).map_err(|e| e.to_string())?.into();
+    json["bic"] = fit
+        .bic(&gpu, x.data(), n)
+        .map_err(|e| e.to_string())?
+        .into();
+    json["aic"] = fit
+        .aic(&gpu, x.data(), n)
+        .map_err(|e| e.to_string())?
+        .into();
     let text = serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?;
     write_atomic(&a.output, &(text + "\n"))?;
     Ok(format!(

@@ -91,6 +91,109 @@ fn f32_of(npy: npyz::NpyFile<std::io::Cursor<Vec<u8>>>, path: &Path) -> Result<A
     })
 }
 
+/// A float32 C-order array read in place from a memory-mapped file: the points of `fit` and of
+/// the mixture ops, which may be larger than memory. (Copied into memory only where the file's
+/// data does not start on a 4-byte boundary, which `np.save` never writes.)
+pub struct MappedF32 {
+    pub shape: Vec<u64>,
+    data: Mapped,
+}
+
+enum Mapped {
+    Map {
+        map: memmap2::Mmap,
+        start: usize,
+        len: usize,
+    },
+    Owned(Vec<f32>),
+}
+
+impl MappedF32 {
+    /// The values in C order.
+    pub fn data(&self) -> &[f32] {
+        match &self.data {
+            Mapped::Map { map, start, len } => {
+                bytemuck::try_cast_slice(&map[*start..*start + *len * 4]).unwrap_or(&[])
+            }
+            Mapped::Owned(v) => v,
+        }
+    }
+
+    /// `rows × cols` of a 2-D array.
+    pub fn matrix(&self, path: &Path) -> Result<(usize, usize), String> {
+        match self.shape[..] {
+            [r, c] => Ok((r as usize, c as usize)),
+            _ => Err(format!(
+                "{}: expected a 2-D array, got shape {:?}",
+                path.display(),
+                self.shape
+            )),
+        }
+    }
+}
+
+/// A float32 (`<f4`) C-order array, memory-mapped (see [`MappedF32`]).
+pub fn read_f32_mapped(path: &Path) -> Result<MappedF32, String> {
+    let at = |e: std::io::Error| format!("{}: {e}", path.display());
+    let file = std::fs::File::open(path).map_err(at)?;
+    // SAFETY: the map is read only, and only while the command runs; a file truncated by
+    // another process meanwhile is outside what the command can guard against (as for any
+    // reader of a mapped file).
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(at)?;
+    let npy = npyz::NpyFile::new(&map[..])
+        .map_err(|e| format!("{}: not a readable .npy file ({e})", path.display()))?;
+    if npy.order() != npyz::Order::C {
+        return Err(format!(
+            "{}: Fortran-ordered arrays are not supported; save with np.ascontiguousarray",
+            path.display()
+        ));
+    }
+    let ts = match npy.dtype() {
+        npyz::DType::Plain(t) => t.to_string(),
+        other => format!("{other:?}"),
+    };
+    if ts != "<f4" {
+        return Err(format!(
+            "{}: dtype {ts}; expected float32 (<f4) — convert with x.astype(np.float32)",
+            path.display()
+        ));
+    }
+    let shape = npy.shape().to_vec();
+    let len = usize::try_from(npy.len()).map_err(|e| e.to_string())?;
+    drop(npy);
+    // The header's length: 2 bytes at 8 in version 1, 4 bytes in versions 2 and 3.
+    let start = match map.get(6) {
+        Some(1) => map
+            .get(8..10)
+            .map(|b| 10 + usize::from(u16::from_le_bytes([b[0], b[1]]))),
+        Some(2 | 3) => map
+            .get(8..12)
+            .map(|b| 12 + u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize),
+        _ => None,
+    };
+    let end = start.and_then(|s| len.checked_mul(4).and_then(|b| b.checked_add(s)));
+    let (Some(start), Some(end)) = (start, end) else {
+        return Err(format!("{}: not a readable .npy header", path.display()));
+    };
+    if end > map.len() {
+        return Err(format!(
+            "{}: truncated data (expected {len} values)",
+            path.display()
+        ));
+    }
+    let data = if bytemuck::try_cast_slice::<u8, f32>(&map[start..end]).is_ok() {
+        Mapped::Map { map, start, len }
+    } else {
+        Mapped::Owned(
+            map[start..end]
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+        )
+    };
+    Ok(MappedF32 { shape, data })
+}
+
 /// A categorical loss's targets: class indices, or class probabilities (float32).
 pub enum Targets {
     Classes(Array<i64>),
