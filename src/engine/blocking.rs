@@ -11,8 +11,9 @@ use crate::error::Error;
 #[derive(Default)]
 pub(crate) struct Blocking {
     readback: Option<wgpu::Buffer>,
-    /// Reused input buffers (the host inputs, then the extra outputs) and the output buffer.
+    /// Reused input buffers, extra output buffers and the output buffer.
     inputs: Vec<Option<wgpu::Buffer>>,
+    extra: Vec<Option<wgpu::Buffer>>,
     output: Option<wgpu::Buffer>,
     /// Timestamp queries and the buffer they resolve into, for `time_passes`.
     timestamps: Option<(wgpu::QuerySet, wgpu::Buffer)>,
@@ -63,23 +64,44 @@ impl Gpu {
     ) -> Result<(Vec<f32>, Vec<Vec<f32>>), Error> {
         let mut blocking = lock(&self.blocking);
         let slots = inputs.len() + extra.len();
-        if blocking.inputs.len() < slots {
-            blocking.inputs.resize(slots, None);
+        if blocking.inputs.len() < inputs.len() {
+            blocking.inputs.resize(inputs.len(), None);
+        }
+        if blocking.extra.len() < extra.len() {
+            blocking.extra.resize(extra.len(), None);
         }
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let usage = wgpu::BufferUsages::STORAGE
-            | wgpu::BufferUsages::COPY_DST
-            | wgpu::BufferUsages::COPY_SRC;
+        // On unified memory the kernels' buffers are mapped: the inputs written and the outputs
+        // read in place, one copy each way instead of three (host → staging → buffer, buffer →
+        // staging → host), and no staging buffer allocated per call.
+        let mapped = self.maps_primary();
+        let (in_usage, out_usage) = if mapped {
+            (
+                wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::MAP_WRITE,
+                wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::MAP_READ
+                    | wgpu::BufferUsages::COPY_DST,
+            )
+        } else {
+            let usage = wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_DST
+                | wgpu::BufferUsages::COPY_SRC;
+            (usage, usage)
+        };
         let mut buffers = Vec::with_capacity(slots);
         for (i, bytes) in inputs.iter().enumerate() {
             let b = self.reuse(
                 &mut blocking.inputs[i],
                 (bytes.len() as u64).max(4),
-                usage,
+                if mapped { in_usage } else { out_usage },
                 "logdomain input",
             )?;
             if !bytes.is_empty() {
-                self.write_buffer(&b, 0, bytes);
+                if mapped {
+                    self.write_mapped(&b, bytes)?;
+                } else {
+                    self.write_buffer(&b, 0, bytes);
+                }
             }
             buffers.push(b);
         }
@@ -99,9 +121,9 @@ impl Gpu {
         };
         for (i, &len) in extra.iter().enumerate() {
             let b = self.reuse(
-                &mut blocking.inputs[inputs.len() + i],
+                &mut blocking.extra[i],
                 (len as u64 * 4).max(4),
-                usage,
+                out_usage,
                 "logdomain extra output",
             )?;
             fill(&b, len);
@@ -111,9 +133,7 @@ impl Gpu {
         let output = self.reuse(
             &mut blocking.output,
             out_bytes.max(4),
-            wgpu::BufferUsages::STORAGE
-                | wgpu::BufferUsages::COPY_SRC
-                | wgpu::BufferUsages::COPY_DST,
+            out_usage,
             "logdomain output",
         )?;
         fill(&output, out_len);
@@ -121,6 +141,22 @@ impl Gpu {
         self.submit_program(&mut encoder, program, &refs, &output)?;
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::Gpu(e.to_string()));
+        }
+        if mapped {
+            let encoder = std::mem::replace(
+                &mut encoder,
+                self.device.create_command_encoder(&Default::default()),
+            );
+            {
+                let _gl = self.gl_guard();
+                self.queue.submit([encoder.finish()]);
+            }
+            let main = self.read_mapped(&output, out_bytes)?;
+            let mut more = Vec::with_capacity(extra.len());
+            for (b, &len) in buffers[inputs.len()..].iter().zip(extra) {
+                more.push(self.read_mapped(b, len as u64 * 4)?);
+            }
+            return Ok((main, more));
         }
         let main = self.read_back(&mut blocking, &mut encoder, &output, out_bytes)?;
         let mut more = Vec::with_capacity(extra.len());
@@ -230,6 +266,59 @@ impl Gpu {
         };
         staging.unmap();
         Ok(out)
+    }
+
+    /// Maps `buffer` (`MAP_WRITE`, idle) and copies `bytes` to its start.
+    fn write_mapped(&self, buffer: &wgpu::Buffer, bytes: &[u8]) -> Result<(), Error> {
+        let len = bytes.len() as u64;
+        let _gl = self.gl_guard();
+        self.map_and_wait(buffer, wgpu::MapMode::Write, len)?;
+        {
+            let mut view = buffer
+                .get_mapped_range_mut(..len)
+                .map_err(|e| Error::Gpu(format!("mapped range: {e}")))?;
+            view.copy_from_slice(bytes);
+        }
+        buffer.unmap();
+        Ok(())
+    }
+
+    /// Waits for the work submitted so far, maps `buffer` (`MAP_READ`) and copies its first
+    /// `bytes` bytes out.
+    fn read_mapped(&self, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<f32>, Error> {
+        if bytes == 0 {
+            return Ok(Vec::new());
+        }
+        let _gl = self.gl_guard();
+        self.map_and_wait(buffer, wgpu::MapMode::Read, bytes)?;
+        let out = {
+            let view = buffer
+                .get_mapped_range(..bytes)
+                .map_err(|e| Error::Gpu(format!("mapped range: {e}")))?;
+            bytemuck::pod_collect_to_vec::<u8, f32>(&view)
+        };
+        buffer.unmap();
+        Ok(out)
+    }
+
+    /// Maps the first `bytes` bytes of `buffer` and waits until the mapping (and every earlier
+    /// submission) is done. Called under the GL guard.
+    fn map_and_wait(
+        &self,
+        buffer: &wgpu::Buffer,
+        mode: wgpu::MapMode,
+        bytes: u64,
+    ) -> Result<(), Error> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        buffer.map_async(mode, ..bytes, move |r| {
+            let _ = tx.send(r);
+        });
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(e.to_string()))?;
+        rx.recv()
+            .map_err(|e| Error::Gpu(e.to_string()))?
+            .map_err(|e| Error::Gpu(format!("mapping a buffer: {e}")))
     }
 
     /// A reused buffer of at least `bytes` bytes, grown to the next power of two.

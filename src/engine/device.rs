@@ -128,6 +128,13 @@ fn info_of(adapter: &wgpu::AdapterInfo, features: wgpu::Features) -> GpuInfo {
     }
 }
 
+/// Whether an adapter of this type computes on the host's memory (CPU adapters, integrated
+/// GPUs): there the blocking calls map their kernels' own buffers
+/// (`Features::MAPPABLE_PRIMARY_BUFFERS`) instead of copying through staging buffers.
+pub(crate) fn unified_memory(t: wgpu::DeviceType) -> bool {
+    matches!(t, wgpu::DeviceType::Cpu | wgpu::DeviceType::IntegratedGpu)
+}
+
 /// A wgpu device with `logdomain`'s pipelines. Cheap to share by reference across threads.
 ///
 /// ```no_run
@@ -234,7 +241,14 @@ impl Gpu {
                 .await
                 .map_err(|e| Error::NoAdapter(format!("{e}; backends {backends:?}")))?,
         };
-        let features = adapter.features() & OPTIONAL_FEATURES;
+        let mut features = adapter.features() & OPTIONAL_FEATURES;
+        if unified_memory(adapter.get_info().device_type)
+            && adapter
+                .features()
+                .contains(wgpu::Features::MAPPABLE_PRIMARY_BUFFERS)
+        {
+            features |= wgpu::Features::MAPPABLE_PRIMARY_BUFFERS;
+        }
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("logdomain"),
@@ -414,6 +428,17 @@ impl Gpu {
     pub(crate) fn drop_guarded<T>(&self, value: T) {
         let _gl = self.gl_guard();
         drop(value);
+    }
+
+    /// Whether the blocking calls write their inputs into and read their outputs from the
+    /// kernels' own buffers, mapped ([`unified_memory`] and `MAPPABLE_PRIMARY_BUFFERS` on the
+    /// device).
+    pub(crate) fn maps_primary(&self) -> bool {
+        unified_memory(self.info.device_type)
+            && self
+                .device
+                .features()
+                .contains(wgpu::Features::MAPPABLE_PRIMARY_BUFFERS)
     }
 
     /// The adapter, backend, device type and optional features in use.
