@@ -43,7 +43,32 @@ fn gmm_dims() -> u32 {
 // the log-sum-exp monoid, instead of the n x k log-joint for a RowOp pass.
 const MODE_FUSED_SCORE: u32 = 64u;
 const MODE_FUSED_RESP: u32 = 128u;
+// ...or the index of the point's most probable component, the first of equals (scikit-learn's
+// predict, the argmax of the log-joint), as a u32; NO_LABEL for a point with a non-finite
+// coordinate.
+const MODE_FUSED_ARGMAX: u32 = 16384u;
+const NO_LABEL: u32 = 0xffffffffu;
 const GMM_FUSED_K: u32 = 64u;
+
+// f32 bits mapped to u32s in the floats' order (−inf lowest; NaN above +inf), so that the
+// argmax compares integers: no float comparison of an infinity.
+fn ordered_bits(v: u32) -> u32 {
+    return select(v | 0x80000000u, ~v, (v & 0x80000000u) != 0u);
+}
+
+// The running argmax of a point's log-joint: the best value's ordered bits and its component.
+struct Best {
+    key: u32,
+    comp: u32,
+}
+
+fn best_push(b: Best, v: u32, comp: u32) -> Best {
+    let key = ordered_bits(v);
+    if (comp == 0u || key > b.key) {
+        return Best(key, comp);
+    }
+    return b;
+}
 
 @group(0) @binding(5) var<uniform> gmm_uniform: array<vec4<u32>, GMM_UNIFORM_VEC4S>;
 
@@ -169,8 +194,9 @@ fn gmm_log_joint(
             gmm_xs[i] = bitcast<f32>(bits);
         }
     }
-    let fused = (params.mode & (MODE_FUSED_SCORE | MODE_FUSED_RESP)) != 0u;
+    let fused = (params.mode & (MODE_FUSED_SCORE | MODE_FUSED_RESP | MODE_FUSED_ARGMAX)) != 0u;
     var st = lse_identity();
+    var best = Best(0u, 0u);
     var joint: array<u32, GMM_FUSED_K>;
     for (var comp = first; comp < end; comp++) {
         let q = gmm_quadratic(p, comp);
@@ -182,7 +208,9 @@ fn gmm_log_joint(
             // (A constant of -inf is a component of weight zero.)
             v = f32b(bitcast<f32>(cb) - 0.5 * q);
         }
-        if (fused) {
+        if ((params.mode & MODE_FUSED_ARGMAX) != 0u) {
+            best = best_push(best, v, comp);
+        } else if (fused) {
             st = lse_push(st, v);
             if (comp < GMM_FUSED_K) {
                 joint[comp] = v;
@@ -194,7 +222,9 @@ fn gmm_log_joint(
     if (!live) {
         return;
     }
-    if ((params.mode & MODE_FUSED_SCORE) != 0u) {
+    if ((params.mode & MODE_FUSED_ARGMAX) != 0u) {
+        out[params.out_off + p] = select(NO_LABEL, best.comp, finite);
+    } else if ((params.mode & MODE_FUSED_SCORE) != 0u) {
         out[params.out_off + p] = lse_result_bits(st);
     } else if ((params.mode & MODE_FUSED_RESP) != 0u) {
         let l1p = ld_log1p(st.s);
@@ -242,6 +272,10 @@ fn gmm_score_tiled(
     var st1 = lse_identity();
     var st2 = lse_identity();
     var st3 = lse_identity();
+    var b0 = Best(0u, 0u);
+    var b1 = Best(0u, 0u);
+    var b2 = Best(0u, 0u);
+    var b3 = Best(0u, 0u);
     for (var comp = 0u; comp < params.len_in; comp++) {
         let mu = params.c_off + comp * dims;
         var q = vec4<f32>(0.0);
@@ -259,16 +293,36 @@ fn gmm_score_tiled(
             }
         }
         let cb = gp_bits(params.b_off + comp);
-        st0 = lse_push(st0, tile_joint(finite[0], cb, q[0]));
-        st1 = lse_push(st1, tile_joint(finite[1], cb, q[1]));
-        st2 = lse_push(st2, tile_joint(finite[2], cb, q[2]));
-        st3 = lse_push(st3, tile_joint(finite[3], cb, q[3]));
+        if ((params.mode & MODE_FUSED_ARGMAX) != 0u) {
+            b0 = best_push(b0, tile_joint(finite[0], cb, q[0]), comp);
+            b1 = best_push(b1, tile_joint(finite[1], cb, q[1]), comp);
+            b2 = best_push(b2, tile_joint(finite[2], cb, q[2]), comp);
+            b3 = best_push(b3, tile_joint(finite[3], cb, q[3]), comp);
+        } else {
+            st0 = lse_push(st0, tile_joint(finite[0], cb, q[0]));
+            st1 = lse_push(st1, tile_joint(finite[1], cb, q[1]));
+            st2 = lse_push(st2, tile_joint(finite[2], cb, q[2]));
+            st3 = lse_push(st3, tile_joint(finite[3], cb, q[3]));
+        }
     }
     let first = g * GMM_SCORE_TILE * WG + lid;
+    if ((params.mode & MODE_FUSED_ARGMAX) != 0u) {
+        label_store(first, b0, finite[0]);
+        label_store(first + WG, b1, finite[1]);
+        label_store(first + 2u * WG, b2, finite[2]);
+        label_store(first + 3u * WG, b3, finite[3]);
+        return;
+    }
     tile_store(first, st0);
     tile_store(first + WG, st1);
     tile_store(first + 2u * WG, st2);
     tile_store(first + 3u * WG, st3);
+}
+
+fn label_store(point: u32, b: Best, finite: bool) {
+    if (point < params.rows) {
+        out[params.out_off + point] = select(NO_LABEL, b.comp, finite);
+    }
 }
 
 // The log-joint of a point (finite coordinates or not) with a component of constant cb, given

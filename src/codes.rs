@@ -90,6 +90,8 @@ codes! {
         MODE_MEAN = 4096,
         // likelihood.wgsl: OP_SMOOTH sums probability targets' terms; `categorical` takes them.
         MODE_SOFT = 8192,
+        // gmm.wgsl: the fused joint kernels write each point's most probable component.
+        MODE_FUSED_ARGMAX = 16384,
 
         // gmm.wgsl: 32–39, the covariance kind, its parameters in binding b or (_U) in the
         // uniform binding.

@@ -598,7 +598,7 @@ impl GaussianMixture {
                 for &i in &seeds {
                     centres.extend(points[i * d..(i + 1) * d].iter().map(|&v| f64::from(v)));
                 }
-                let hard = data.kmeans(points, centres, self.covariance_type)?;
+                let hard = data.kmeans(centres, self.covariance_type)?;
                 self.m_step(&hard.0, &hard.1, d, gram, Resp::Init(n))
             }
         }
@@ -915,6 +915,67 @@ impl Gram {
     }
 }
 
+/// Points and coordinate sums per label (`k × dims`, f64, in point order).
+fn label_sums(points: &[f32], d: usize, k: usize, labels: &[u32]) -> (Vec<u64>, Vec<f64>) {
+    let mut counts = vec![0u64; k];
+    let mut sums = vec![0.0f64; k * d];
+    for (p, &l) in points.chunks(d).zip(labels) {
+        let c = l as usize;
+        if c < k {
+            counts[c] += 1;
+            sums[c * d..(c + 1) * d]
+                .iter_mut()
+                .zip(p)
+                .for_each(|(s, &x)| *s += f64::from(x));
+        }
+    }
+    (counts, sums)
+}
+
+/// The statistics of one-hot responsibilities (point i in component `labels[i]`) about the
+/// centres `means` (`k × dims`), in f64: `N_k`, `Σ (x − c)`, `Σ (x − c)²` and, with `scatter`,
+/// the off-diagonal `Σ (x_a − c_a)(x_b − c_b)`, as the M-step takes them.
+fn label_stats(
+    points: &[f32],
+    d: usize,
+    k: usize,
+    labels: &[u32],
+    means: &[f32],
+    scatter: bool,
+) -> Stats64 {
+    let pairs = dim_pairs(d);
+    let mut s = Stats64 {
+        ll: 0.0,
+        nk: vec![0.0; k],
+        s1: vec![0.0; k * d],
+        s2: vec![0.0; k * d],
+        cross: vec![0.0; if scatter { k * pairs } else { 0 }],
+    };
+    let mut dev = vec![0.0f64; d];
+    for (p, &l) in points.chunks(d).zip(labels) {
+        let c = l as usize;
+        if c >= k {
+            continue;
+        }
+        s.nk[c] += 1.0;
+        for j in 0..d {
+            dev[j] = f64::from(p[j]) - f64::from(means[c * d + j]);
+            s.s1[c * d + j] += dev[j];
+            s.s2[c * d + j] += dev[j] * dev[j];
+        }
+        if scatter {
+            let mut q = c * pairs;
+            for a in 0..d {
+                for b in a + 1..d {
+                    s.cross[q] += dev[a] * dev[b];
+                    q += 1;
+                }
+            }
+        }
+    }
+    s
+}
+
 /// The scatter of the points about their overall mean under host-side responsibilities
 /// (`n × k`), in the form the M-step takes, and the mixture whose means are that center.
 fn host_stats(points: &[f32], n: usize, d: usize, k: usize, resp: &[f64]) -> (Stats64, Gmm) {
@@ -1155,71 +1216,78 @@ impl<'a> Resident<'a> {
             .collect())
     }
 
-    /// Lloyd's k-means from `centres` (`k × dims`, f64), as scikit-learn's `KMeans`: each
-    /// iteration assigns every point to its nearest centre and moves each centre to its
-    /// points' mean. Both are one GPU reduction, the E-step statistics of a spherical mixture
-    /// of equal weights whose variance (a power of 2) is so small that each point's
-    /// responsibility is 1 for its nearest centre and 0 elsewhere: the log-joints differ by
-    /// the squared distances times 2^(2m), which no f32 exponent survives unless two distances
-    /// are equal. Returns the statistics of the last assignment about the final centres (what
-    /// the M-step of one-hot responsibilities needs, the off-diagonal scatter included for
-    /// `t` full) and that mixture.
-    fn kmeans(
-        &self,
-        points: &[f32],
-        mut centres: Vec<f64>,
-        t: CovarianceType,
-    ) -> Result<(Stats64, Gmm), Error> {
-        let (n, d) = (self.n, self.dims);
+    /// Lloyd's k-means from `centres` (`k × dims`, f64), as scikit-learn's `KMeans` (its
+    /// `lloyd` loop: stop when no label changes or the centres' total squared shift is at most
+    /// 1e−4 times the mean variance of the dimensions, after at most 300 iterations; then the
+    /// labels of the final centres). Each assignment is one GPU pass: the labels of a spherical
+    /// mixture of equal weights and unit variances, whose log-joint `c − ‖x − μ_k‖²/2` is
+    /// largest at the nearest centre (`GmmOutput::Labels`, the first of equals); each centre
+    /// moves to the mean of its points, summed on the host in f64 from the `n` labels (an
+    /// empty cluster keeps its centre). Returns the statistics of the final labels' one-hot
+    /// responsibilities about the final centres (what the M-step needs, the off-diagonal
+    /// scatter included for `t` full or tied) and the mixture whose means are those centres.
+    fn kmeans(&self, mut centres: Vec<f64>, t: CovarianceType) -> Result<(Stats64, Gmm), Error> {
+        let (n, d, points) = (self.n, self.dims, self.points);
         let k = centres.len() / d;
-        // The squared diameter of the points' bounding box bounds every squared distance;
-        // 2^(2m) times it stays below 1e30, within f32.
-        let mut spread = 0.0f64;
-        let mut var_mean = 0.0f64;
+        let mut var_sum = 0.0f64;
         for j in 0..d {
             let col = points.iter().skip(j).step_by(d).map(|&v| f64::from(v));
-            let (lo, hi) = col
-                .clone()
-                .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
-                    (a.min(v), b.max(v))
-                });
-            spread += (hi - lo) * (hi - lo);
             let mean = col.clone().sum::<f64>() / n as f64;
-            var_mean += col.map(|v| (v - mean) * (v - mean)).sum::<f64>() / n as f64;
+            var_sum += col.map(|v| (v - mean) * (v - mean)).sum::<f64>() / n as f64;
         }
-        let tol = 1e-4 * var_mean / d as f64;
-        let m = ((1e30 / spread.max(f64::MIN_POSITIVE)).log2() / 2.0)
-            .floor()
-            .clamp(-60.0, 60.0) as i32;
-        let variance = (-2.0 * f64::from(m)).exp2() as f32;
+        let tol = 1e-4 * var_sum / d as f64;
         let hard = |centres: &[f64]| Gmm {
             weights: vec![1.0 / k as f32; k],
             means: centres.iter().map(|&v| v as f32).collect(),
-            covariance: Covariance::Spherical(vec![variance; k]),
+            covariance: Covariance::Spherical(vec![1.0; k]),
         };
         const MAX_ITER: usize = 300;
+        let mut previous: Option<Vec<u32>> = None;
+        let mut strict = false;
         for _ in 0..MAX_ITER {
-            let gmm = hard(&centres);
-            let stats = self.centered_stats(&gmm, CovarianceType::Diag)?;
+            let labels = self.labels(&hard(&centres))?;
+            let (counts, sums) = label_sums(points, d, k, &labels);
             let mut shift = 0.0;
             for c in 0..k {
-                if stats.nk[c] <= 0.5 {
-                    continue; // empty: the centre stays
+                if counts[c] == 0 {
+                    continue;
                 }
                 for j in 0..d {
-                    let old = f64::from(gmm.means[c * d + j]);
-                    let new = old + stats.s1[c * d + j] / stats.nk[c];
+                    let new = sums[c * d + j] / counts[c] as f64;
                     shift += (new - centres[c * d + j]) * (new - centres[c * d + j]);
                     centres[c * d + j] = new;
                 }
             }
+            if previous.as_ref() == Some(&labels) {
+                strict = true;
+                previous = Some(labels);
+                break;
+            }
+            previous = Some(labels);
             if shift <= tol {
                 break;
             }
         }
         let gmm = hard(&centres);
-        let stats = self.centered_stats(&gmm, t)?;
-        Ok((stats, gmm))
+        let labels = match previous {
+            Some(labels) if strict => labels,
+            _ => self.labels(&gmm)?,
+        };
+        let scatter = matches!(t, CovarianceType::Full | CovarianceType::Tied);
+        Ok((label_stats(points, d, k, &labels, &gmm.means, scatter), gmm))
+    }
+
+    /// The most probable component of every point under `gmm` (see `GmmOutput::Labels`; where
+    /// a point's components do not fit one invocation, the argmax of the log-responsibilities).
+    fn labels(&self, gmm: &Gmm) -> Result<Vec<u32>, Error> {
+        match self.score(gmm, GmmOutput::Labels) {
+            Ok(v) => Ok(v.iter().map(|x| x.to_bits()).collect()),
+            Err(Error::Unsupported(_)) => {
+                let r = self.score(gmm, GmmOutput::LogResponsibilities)?;
+                Ok(crate::gmm::argmax_rows(&r, gmm.weights.len()))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// scikit-learn's k-means++ seeding: the indices of `k` points.
@@ -1390,20 +1458,27 @@ impl FittedGmm {
         Ok(r)
     }
 
-    /// The most probable component of each point (scikit-learn's `predict`; the first of
-    /// equals).
+    /// The most probable component of each point (scikit-learn's `predict`: the argmax of the
+    /// log-joint, the first of equals), one GPU pass that reads back `n` labels. Points must be
+    /// finite.
     pub fn predict(&self, gpu: &Gpu, points: &[f32], n: usize) -> Result<Vec<usize>, Error> {
-        let k = self.n_components();
-        let r = self.log_responsibilities(gpu, points, n)?;
-        Ok(r.chunks(k)
-            .map(|row| {
-                row.iter()
-                    .enumerate()
-                    .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| {
-                        if v > bv { (i, v) } else { (bi, bv) }
-                    })
-                    .0
-            })
+        crate::gmm::check_points(points.len(), n, self.dims)?;
+        crate::gmm::check_finite_points(points, self.dims)?;
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let data = Resident::new(
+            &[gpu],
+            points,
+            self.dims,
+            self.n_components(),
+            self.covariance_type,
+            DEFAULT_RESIDENT_BYTES,
+        )?;
+        Ok(data
+            .labels(&self.gmm)?
+            .into_iter()
+            .map(|l| l as usize)
             .collect())
     }
 

@@ -9,9 +9,9 @@
 //! [`crate::RowFn::LogSoftmax`]). CPU mirror: [`crate::reference::gmm`].
 
 use crate::codes::{
-    FINISH_SECOND, FINISH_SUM, MODE_FUSED_RESP, MODE_FUSED_SCORE, MODE_GMM_CENTERED,
-    MODE_GMM_CROSS, MODE_GMM_GRAD, MODE_TRIANGULAR, OP_GMM_DIAG, OP_GMM_DIAG_U, OP_GMM_FULL,
-    OP_GMM_FULL_U, OP_GMM_SPHERICAL, OP_GMM_SPHERICAL_U, OP_RESP, OP_SUM_G,
+    FINISH_SECOND, FINISH_SUM, MODE_FUSED_ARGMAX, MODE_FUSED_RESP, MODE_FUSED_SCORE,
+    MODE_GMM_CENTERED, MODE_GMM_CROSS, MODE_GMM_GRAD, MODE_TRIANGULAR, OP_GMM_DIAG, OP_GMM_DIAG_U,
+    OP_GMM_FULL, OP_GMM_FULL_U, OP_GMM_SPHERICAL, OP_GMM_SPHERICAL_U, OP_RESP, OP_SUM_G,
 };
 use crate::engine::blocking::Values;
 use crate::engine::device::Gpu;
@@ -39,6 +39,12 @@ pub enum GmmOutput {
     ScoreSamples,
     /// `log p(k | x)`: `n × k` values (`predict_proba` in log space).
     LogResponsibilities,
+    /// The most probable component of each point, the first of equals (`predict`: the argmax
+    /// of the log-joint): `n` values, each a `u32` in an f32 slot ([`f32::to_bits`] reads it),
+    /// `u32::MAX` for a point with a non-finite coordinate. Only where one invocation holds
+    /// every component of a point (`Error::Unsupported` otherwise;
+    /// [`Gpu::gmm_predict`] then takes the argmax of the log-responsibilities).
+    Labels,
 }
 
 /// Points per invocation of `gmm_score_tiled`, and the most dimensions it takes (the WGSL's
@@ -287,10 +293,14 @@ fn joint_passes(
     let one_block =
         groups.len() == 1 && (LANE_BUDGET.saturating_sub(d) / packed.per_component) >= k;
     let fused = fused(one_block);
-    let out_per_point = if fused == MODE_FUSED_SCORE { 1 } else { k };
+    let out_per_point = if fused == MODE_FUSED_SCORE || fused == MODE_FUSED_ARGMAX {
+        1
+    } else {
+        k
+    };
     // Several points per invocation (`gmm_score_tiled`): the fused score of diagonal or spherical
     // mixtures in one uniform window, points of at most GMM_TILE_DIMS dimensions.
-    let tiled = fused == MODE_FUSED_SCORE
+    let tiled = (fused == MODE_FUSED_SCORE || fused == MODE_FUSED_ARGMAX)
         && uniform
         && packed.op != OP_GMM_FULL
         && (1..=GMM_TILE_DIMS).contains(&d)
@@ -449,6 +459,7 @@ impl GmmOp {
         let fused_ok = |one_block: bool| match output {
             GmmOutput::ScoreSamples if one_block => MODE_FUSED_SCORE,
             GmmOutput::LogResponsibilities if one_block && k <= GMM_FUSED_K => MODE_FUSED_RESP,
+            GmmOutput::Labels if one_block => MODE_FUSED_ARGMAX,
             _ => 0,
         };
         let (passes, fused, aux) =
@@ -456,6 +467,13 @@ impl GmmOp {
         let func = match output {
             GmmOutput::ScoreSamples => RowFn::Logsumexp,
             GmmOutput::LogResponsibilities => RowFn::LogSoftmax,
+            GmmOutput::Labels if fused == 0 && n > 0 => {
+                return Err(Error::Unsupported(format!(
+                    "labels need every component of a point in one invocation; {k} components \
+                     of {dims} dimensions are more than one holds"
+                )));
+            }
+            GmmOutput::Labels => RowFn::Logsumexp,
         };
         let mut steps = vec![Step::ll(passes)];
         if n > 0 && fused == 0 {
@@ -468,7 +486,7 @@ impl GmmOp {
             steps.push(rows.into_step(Src::Scratch(0), Src::Output));
         }
         let output_len = match output {
-            GmmOutput::ScoreSamples => n,
+            GmmOutput::ScoreSamples | GmmOutput::Labels => n,
             GmmOutput::LogResponsibilities => n * k as usize,
         };
         let program = Program::new(
@@ -532,6 +550,34 @@ impl GmmOp {
 }
 
 /// Checks that `len` points' coordinates make `n × dims`.
+/// An error naming the first point with a non-finite coordinate.
+pub(crate) fn check_finite_points(points: &[f32], dims: usize) -> Result<(), Error> {
+    match points.iter().position(|v| !v.is_finite()) {
+        Some(i) => Err(Error::Value(format!(
+            "point {} (dimension {}) is {}; the points must be finite",
+            i / dims.max(1),
+            i % dims.max(1),
+            points[i]
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// The index of each row's largest value (`k` a row), the first of equals.
+pub(crate) fn argmax_rows(values: &[f32], k: usize) -> Vec<u32> {
+    values
+        .chunks(k.max(1))
+        .map(|row| {
+            row.iter()
+                .enumerate()
+                .fold((0u32, f32::NEG_INFINITY), |(bi, bv), (i, &v)| {
+                    if v > bv { (i as u32, v) } else { (bi, bv) }
+                })
+                .0
+        })
+        .collect()
+}
+
 pub(crate) fn check_points(len: usize, n: usize, dims: usize) -> Result<(), Error> {
     let expected = n
         .checked_mul(dims)
@@ -579,13 +625,12 @@ impl Gpu {
             let op = GmmOp::with_format(self, n, dims, gmm, output, format)?;
             return self.run_program(&op.program, &[&bytes], op.output_len);
         }
-        let mut all = Vec::with_capacity(
-            n * if output == GmmOutput::ScoreSamples {
-                1
-            } else {
-                k as usize
-            },
-        );
+        let per_point = if output == GmmOutput::LogResponsibilities {
+            k as usize
+        } else {
+            1
+        };
+        let mut all = Vec::with_capacity(n * per_point);
         for first in (0..n).step_by(per) {
             let count = per.min(n - first);
             let batch = match points {
@@ -658,6 +703,38 @@ impl Gpu {
             gmm,
             GmmOutput::LogResponsibilities,
         )
+    }
+
+    /// The most probable component of each of `n` points (scikit-learn's `predict`: the argmax
+    /// of the log-joint `ln w_k + ln N(x | μ_k, Σ_k)`, the first of equals), from one GPU pass
+    /// that reads back `n` labels; where a point's components do not fit one invocation, the
+    /// argmax of the log-responsibilities on the host. Points must be finite.
+    ///
+    /// ```no_run
+    /// use logdomain::{Covariance, Gmm, Gpu};
+    /// let gpu = Gpu::new()?;
+    /// let gmm = Gmm { weights: vec![0.5, 0.5], means: vec![0.0, 10.0],
+    ///                 covariance: Covariance::Spherical(vec![1.0, 1.0]) };
+    /// assert_eq!(gpu.gmm_predict(&[1.0, 9.0, 4.0], 3, 1, &gmm)?, [0, 1, 0]);
+    /// # Ok::<(), logdomain::Error>(())
+    /// ```
+    pub fn gmm_predict(
+        &self,
+        points: &[f32],
+        n: usize,
+        dims: usize,
+        gmm: &Gmm,
+    ) -> Result<Vec<u32>, Error> {
+        check_points(points.len(), n, dims)?;
+        check_finite_points(points, dims)?;
+        match self.run_gmm(Values::F32(points), n, dims, gmm, GmmOutput::Labels) {
+            Ok(v) => Ok(v.iter().map(|x| x.to_bits()).collect()),
+            Err(Error::Unsupported(_)) => {
+                let r = self.gmm_log_responsibilities(points, n, dims, gmm)?;
+                Ok(argmax_rows(&r, gmm.weights.len()))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// [`Gpu::gmm_log_responsibilities`] of f16 points.

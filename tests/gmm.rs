@@ -953,3 +953,86 @@ fn f16_points_give_the_f32_bits() {
         Err(Error::InputLength { .. })
     ));
 }
+
+/// `gmm_predict` (and `GmmOutput::Labels`): scikit-learn's `predict`, the argmax of the
+/// log-joint, from one pass that reads back a label a point — the CPU mirror's labels wherever
+/// the best two log-joints of a point are further apart than their rounding, on every
+/// covariance kind, in both kernels (one point and four points an invocation), and through
+/// the fallback where a point's components do not fit one invocation.
+#[test]
+fn labels_are_the_argmax_of_the_log_joint() {
+    use logdomain::reference::gmm as cpu;
+    let gpu = gpu();
+    let mut rng = Rng(36);
+    for kind in ["diag", "spherical", "full", "tied"] {
+        for (n, k, d) in [(1, 1, 1), (1000, 3, 4), (4097, 16, 16), (200, 40, 64)] {
+            let gmm = mixture(&mut rng, k, d, kind, -3.0, 3.0);
+            let points = rng.vec(n * d, -5.0, 5.0);
+            let what = format!("{kind} n={n} k={k} d={d}");
+            if k == 40 && (kind == "full" || kind == "tied") {
+                // Too many components for one invocation: gmm_predict falls back.
+                assert!(
+                    matches!(
+                        GmmOp::new(gpu, n, d, &gmm, GmmOutput::Labels),
+                        Err(Error::Unsupported(_))
+                    ),
+                    "{what}"
+                );
+            }
+            let got = gpu.gmm_predict(&points, n, d, &gmm).unwrap();
+            let want = cpu::predict(&points, n, d, &gmm);
+            let (joint, err) = oracle(&points, n, d, &gmm);
+            assert_eq!(got.len(), n, "{what}");
+            for p in 0..n {
+                if got[p] == want[p] {
+                    continue;
+                }
+                // A different label only where the two are equal within the rounding.
+                let (a, b) = (got[p] as usize, want[p] as usize);
+                let (ja, jb) = (joint[p * k + a], joint[p * k + b]);
+                assert!(
+                    (ja - jb).abs() <= err[p * k + a] + err[p * k + b],
+                    "{what}: point {p} labelled {a} ({ja}), the mirror {b} ({jb})"
+                );
+            }
+        }
+    }
+    // Equal components: the first; a non-finite point is an error.
+    let same = Gmm {
+        weights: vec![0.5, 0.5],
+        means: vec![1.0, 1.0],
+        covariance: Covariance::Diag(vec![1.0, 1.0]),
+    };
+    assert_eq!(gpu.gmm_predict(&[0.0, 3.0], 2, 1, &same).unwrap(), [0, 0]);
+    assert!(matches!(
+        gpu.gmm_predict(&[0.0, f32::NAN], 2, 1, &same),
+        Err(Error::Value(_))
+    ));
+    // The op itself marks a non-finite point with u32::MAX, as the mirror does.
+    let op = logdomain::GmmOp::new(gpu, 2, 1, &same, logdomain::GmmOutput::Labels).unwrap();
+    assert_eq!(op.output_len(), 2);
+    let points = gpu
+        .device()
+        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: None,
+            contents: bytemuck::cast_slice(&[0.0f32, f32::NAN]),
+            usage: wgpu::BufferUsages::STORAGE,
+        });
+    let out = gpu.device().create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: 8,
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: false,
+    });
+    let mut encoder = gpu.device().create_command_encoder(&Default::default());
+    op.record(&mut encoder, &points, &out).unwrap();
+    gpu.queue().submit([encoder.finish()]);
+    let labels: Vec<u32> = gpu
+        .read_f32(&out, 8)
+        .unwrap()
+        .iter()
+        .map(|v| v.to_bits())
+        .collect();
+    assert_eq!(labels, [0, u32::MAX]);
+    assert_eq!(cpu::predict(&[0.0, f32::NAN], 2, 1, &same), labels);
+}

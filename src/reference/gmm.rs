@@ -178,6 +178,29 @@ pub fn score_samples(points: &[f32], n: usize, dims: usize, gmm: &Gmm) -> Vec<f3
     logsumexp(&log_joint(points, n, dims, gmm), n, gmm.weights.len())
 }
 
+/// `predict`: the index of each point's largest log-joint, the first of equals (values
+/// ordered as `f32::total_cmp` orders them, −inf lowest); `u32::MAX` for a point with a
+/// non-finite coordinate.
+pub fn predict(points: &[f32], n: usize, dims: usize, gmm: &Gmm) -> Vec<u32> {
+    let k = gmm.weights.len();
+    log_joint(points, n, dims, gmm)
+        .chunks(k)
+        .zip(points.chunks(dims))
+        .map(|(row, x)| {
+            if x.iter().any(|v| !v.is_finite()) {
+                return u32::MAX;
+            }
+            let mut best = 0;
+            for (c, v) in row.iter().enumerate() {
+                if v.total_cmp(&row[best]) == std::cmp::Ordering::Greater {
+                    best = c;
+                }
+            }
+            best as u32
+        })
+        .collect()
+}
+
 /// Log-responsibilities `log p(k | x)`: `n × k`.
 pub fn log_responsibilities(points: &[f32], n: usize, dims: usize, gmm: &Gmm) -> Vec<f32> {
     log_softmax(&log_joint(points, n, dims, gmm), n, gmm.weights.len())
