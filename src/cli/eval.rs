@@ -416,16 +416,28 @@ fn run_gmm(a: &EvalArgs, gpu: impl FnOnce() -> Result<Gpu, String>) -> Result<St
     };
     let elapsed = start.elapsed();
     npy::write_all(&[(&a.output, &shape, &out)])?;
-    Ok(format!(
-        "{}: {} ({}) -> {} ({} f32) in {:.1} ms on {}",
+    Ok(summary(a, &x.shape, &shape, "", elapsed, &gpu))
+}
+
+/// The line `eval` prints: op, input and output files with their shapes, time, adapter.
+fn summary(
+    a: &EvalArgs,
+    in_shape: &[u64],
+    out_shape: &[u64],
+    also: &str,
+    elapsed: std::time::Duration,
+    gpu: &Gpu,
+) -> String {
+    format!(
+        "{}: {} ({}) -> {} ({} f32){also} in {:.1} ms on {}",
         op_name(a.op),
         a.input.display(),
-        dims(&x.shape),
+        dims(in_shape),
         a.output.display(),
-        dims(&shape),
+        dims(out_shape),
         elapsed.as_secs_f64() * 1e3,
         gpu.info()
-    ))
+    )
 }
 
 /// What the op reads besides the input, read and checked before any GPU work.
@@ -874,14 +886,5 @@ pub fn run(a: &EvalArgs, gpu: impl FnOnce() -> Result<Gpu, String>) -> Result<St
         .iter()
         .map(|(_, gs, p)| format!(", gradient -> {} ({} f32)", p.display(), dims(gs)))
         .collect();
-    Ok(format!(
-        "{}: {} ({}) -> {} ({} f32){also} in {:.1} ms on {}",
-        op_name(a.op),
-        a.input.display(),
-        dims(&x.shape),
-        a.output.display(),
-        dims(&shape),
-        elapsed.as_secs_f64() * 1e3,
-        gpu.info()
-    ))
+    Ok(summary(a, &x.shape, &shape, &also, elapsed, &gpu))
 }

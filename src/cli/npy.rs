@@ -15,14 +15,18 @@ pub struct Array<T> {
 impl<T> Array<T> {
     /// `rows × cols` of a 2-D array.
     pub fn matrix(&self, path: &Path) -> Result<(usize, usize), String> {
-        match self.shape[..] {
-            [r, c] => Ok((r as usize, c as usize)),
-            _ => Err(format!(
-                "{}: expected a 2-D array, got shape {:?}",
-                path.display(),
-                self.shape
-            )),
-        }
+        matrix_of(&self.shape, path)
+    }
+}
+
+/// `rows × cols` of a 2-D shape, or an error naming the file.
+fn matrix_of(shape: &[u64], path: &Path) -> Result<(usize, usize), String> {
+    match shape {
+        [r, c] => Ok((*r as usize, *c as usize)),
+        _ => Err(format!(
+            "{}: expected a 2-D array, got shape {shape:?}",
+            path.display()
+        )),
     }
 }
 
@@ -121,14 +125,7 @@ impl MappedF32 {
 
     /// `rows × cols` of a 2-D array.
     pub fn matrix(&self, path: &Path) -> Result<(usize, usize), String> {
-        match self.shape[..] {
-            [r, c] => Ok((r as usize, c as usize)),
-            _ => Err(format!(
-                "{}: expected a 2-D array, got shape {:?}",
-                path.display(),
-                self.shape
-            )),
-        }
+        matrix_of(&self.shape, path)
     }
 }
 
