@@ -148,6 +148,14 @@ def gmm_score(
     cov: npt.NDArray[np.float32],
     log_resp: bool,
 ) -> npt.NDArray[np.float32]: ...
+def gmm_predict(
+    device: Device,
+    x: npt.NDArray[np.float32],
+    kind: str,
+    weights: npt.NDArray[np.float32],
+    means: npt.NDArray[np.float32],
+    cov: npt.NDArray[np.float32],
+) -> npt.NDArray[np.int64]: ...
 def gmm_stats(
     device: Device,
     x: npt.NDArray[np.float32],

@@ -324,6 +324,12 @@ class _Mixture:
             sum_dev = np.linalg.solve(self.transform.T, np.asarray(sum_dev, np.float64).T).T
         return (log_likelihood + X.shape[0] * self.log_scale, nk, sum_dev, *rest)
 
+    def predict(self, device: Any, X: np.ndarray) -> np.ndarray:
+        # The argmax of the log-joint (scikit-learn's predict), one label a point read back.
+        return _native.gmm_predict(
+            device, contiguous(self._points(X)), self.kind, self.weights, self.means, self.cov
+        )
+
     def score(self, device: Any, X: np.ndarray, log_resp: bool) -> np.ndarray:
         out = _native.gmm_score(
             device, self._points(X), self.kind, self.weights, self.means, self.cov, log_resp
@@ -379,8 +385,9 @@ def _block_score(block: Any, mixture: _Mixture, what: str) -> np.ndarray:
     X32 = _block_points(block)
     if what == "score_samples":
         return mixture.score(default_device(), X32, False)
-    log_resp = mixture.score(default_device(), X32, True)
-    return np.argmax(log_resp, axis=1) if what == "predict" else np.exp(log_resp)
+    if what == "predict":
+        return mixture.predict(default_device(), X32)
+    return np.exp(mixture.score(default_device(), X32, True))
 
 
 class _InMemory:
@@ -404,7 +411,7 @@ class _InMemory:
         return mixture.stats(self.device, self.X32)
 
     def labels(self, mixture: _Mixture) -> np.ndarray:
-        return np.argmax(mixture.score(self.device, self.X32, True), axis=1)
+        return mixture.predict(self.device, self.X32)
 
 
 class _Chunked:
@@ -909,7 +916,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         if _is_dask(X):
             return self._fitted_chunks(X, "predict")
         X32 = self._fitted_points(X)
-        return np.argmax(self._gpu_mixture().score(default_device(), X32, True), axis=1)
+        return self._gpu_mixture().predict(default_device(), X32)
 
     def predict_proba(self, X):
         """The posterior probability of each component for each point.

@@ -875,6 +875,27 @@ fn gmm_score<'py>(
     }
 }
 
+/// The most probable component of each point (`predict`: the argmax of the log-joint, the
+/// first of equals), one GPU pass reading back `n` labels: `(n,)` int64.
+#[pyfunction]
+#[pyo3(signature = (device, x, kind, weights, means, cov))]
+fn gmm_predict<'py>(
+    py: Python<'py>,
+    device: &Device,
+    x: PyReadonlyArray2<'py, f32>,
+    kind: &str,
+    weights: PyReadonlyArray1<'py, f32>,
+    means: PyReadonlyArray2<'py, f32>,
+    cov: PyReadonlyArrayDyn<'py, f32>,
+) -> PyResult<Py<PyAny>> {
+    let gmm = mixture(kind, &weights, &means, &cov)?;
+    let (points, n, dims) = points(&x)?;
+    let gpu = &*device.gpu;
+    let labels = on_gpu(py, || Ok(gpu.gmm_predict(points, n, dims, &gmm)?)).or_py(py)?;
+    let labels: Vec<i64> = labels.into_iter().map(i64::from).collect();
+    Ok(PyArray1::from_vec(py, labels).into_any().unbind())
+}
+
 /// One E-step, reduced on the GPU: `(Σᵢ log p(xᵢ), Σᵢ rᵢₖ (k,), Σᵢ rᵢₖ (xᵢ − μ_k) (k, dims),
 /// Σᵢ rᵢₖ (xᵢ − μ_k)² (k, dims), off-diagonal scatter (k, dims (dims − 1) / 2))` about the
 /// mixture's own means; the scatter only with `scatter` (else (k, 0)).
@@ -1094,6 +1115,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(gaussian_nll, m)?)?;
     m.add_function(wrap_pyfunction!(poisson_nll, m)?)?;
     m.add_function(wrap_pyfunction!(gmm_score, m)?)?;
+    m.add_function(wrap_pyfunction!(gmm_predict, m)?)?;
     m.add_function(wrap_pyfunction!(gmm_stats, m)?)?;
     m.add_function(wrap_pyfunction!(reduce_partial, m)?)?;
     m.add_function(wrap_pyfunction!(lse_combine, m)?)?;
