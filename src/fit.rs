@@ -1132,8 +1132,7 @@ impl<'a> Resident<'a> {
                 let buffer = if self.streamed {
                     let buffer = &self.buffers[device];
                     let chunk = &self.points[first * self.dims..(first + count) * self.dims];
-                    gpu.queue()
-                        .write_buffer(buffer, 0, bytemuck::cast_slice(chunk));
+                    gpu.write_buffer(buffer, 0, bytemuck::cast_slice(chunk));
                     buffer
                 } else {
                     &self.buffers[b]

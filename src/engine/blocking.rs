@@ -93,7 +93,7 @@ impl Gpu {
             let b = self.reuse(
                 &mut blocking.inputs[i],
                 (bytes.len() as u64).max(4),
-                if mapped { in_usage } else { out_usage },
+                in_usage,
                 "logdomain input",
             )?;
             if !bytes.is_empty() {
@@ -273,14 +273,13 @@ impl Gpu {
         let len = bytes.len() as u64;
         let _gl = self.gl_guard();
         self.map_and_wait(buffer, wgpu::MapMode::Write, len)?;
-        {
-            let mut view = buffer
-                .get_mapped_range_mut(..len)
-                .map_err(|e| Error::Gpu(format!("mapped range: {e}")))?;
-            view.copy_from_slice(bytes);
-        }
+        let copied = buffer
+            .get_mapped_range_mut(..len)
+            .map(|mut view| view.copy_from_slice(bytes))
+            .map_err(|e| Error::Gpu(format!("mapped range: {e}")));
+        // Unmapped whatever happened, so that the reused buffer can be mapped again.
         buffer.unmap();
-        Ok(())
+        copied
     }
 
     /// Waits for the work submitted so far, maps `buffer` (`MAP_READ`) and copies its first
@@ -291,14 +290,12 @@ impl Gpu {
         }
         let _gl = self.gl_guard();
         self.map_and_wait(buffer, wgpu::MapMode::Read, bytes)?;
-        let out = {
-            let view = buffer
-                .get_mapped_range(..bytes)
-                .map_err(|e| Error::Gpu(format!("mapped range: {e}")))?;
-            bytemuck::pod_collect_to_vec::<u8, f32>(&view)
-        };
+        let out = buffer
+            .get_mapped_range(..bytes)
+            .map(|view| bytemuck::pod_collect_to_vec::<u8, f32>(&view))
+            .map_err(|e| Error::Gpu(format!("mapped range: {e}")));
         buffer.unmap();
-        Ok(out)
+        out
     }
 
     /// Maps the first `bytes` bytes of `buffer` and waits until the mapping (and every earlier
