@@ -234,9 +234,10 @@ fn gmm_log_joint(
     }
 }
 
-// score_samples of GMM_SCORE_TILE points per invocation, for diagonal and spherical mixtures of
-// at most GMM_TILE_DIMS dimensions whose parameters sit in one uniform window (OP_GMM_DIAG_U or OP_GMM_SPHERICAL_U) and
-// whose components one invocation walks (the fused score, one block): each parameter is loaded
+// score_samples (or the labels, or, not fused, the log-joint) of GMM_SCORE_TILE points per
+// invocation, for diagonal and spherical mixtures of at most GMM_TILE_DIMS dimensions whose
+// parameters sit in one uniform window (OP_GMM_DIAG_U or OP_GMM_SPHERICAL_U) and whose
+// components one invocation walks (one block): each parameter is loaded
 // once for the tile's points instead of once per point (software adapters load uniform data lane
 // by lane; half of gmm_log_joint's time there). Point t of workgroup g's tile is
 // (g * GMM_SCORE_TILE + t) * WG + lane, so lanes read neighbouring points. Per point, the same
@@ -293,7 +294,16 @@ fn gmm_score_tiled(
             }
         }
         let cb = gp_bits(params.b_off + comp);
-        if ((params.mode & MODE_FUSED_ARGMAX) != 0u) {
+        if ((params.mode & (MODE_FUSED_SCORE | MODE_FUSED_ARGMAX)) == 0u) {
+            // Not fused: the four points' log-joints, at out_off + point * k + row0 + comp.
+            joint_store(g * GMM_SCORE_TILE * WG + lid, comp, tile_joint(finite[0], cb, q[0]));
+            joint_store((g * GMM_SCORE_TILE + 1u) * WG + lid, comp,
+                tile_joint(finite[1], cb, q[1]));
+            joint_store((g * GMM_SCORE_TILE + 2u) * WG + lid, comp,
+                tile_joint(finite[2], cb, q[2]));
+            joint_store((g * GMM_SCORE_TILE + 3u) * WG + lid, comp,
+                tile_joint(finite[3], cb, q[3]));
+        } else if ((params.mode & MODE_FUSED_ARGMAX) != 0u) {
             b0 = best_push(b0, tile_joint(finite[0], cb, q[0]), comp);
             b1 = best_push(b1, tile_joint(finite[1], cb, q[1]), comp);
             b2 = best_push(b2, tile_joint(finite[2], cb, q[2]), comp);
@@ -306,6 +316,9 @@ fn gmm_score_tiled(
         }
     }
     let first = g * GMM_SCORE_TILE * WG + lid;
+    if ((params.mode & (MODE_FUSED_SCORE | MODE_FUSED_ARGMAX)) == 0u) {
+        return;
+    }
     if ((params.mode & MODE_FUSED_ARGMAX) != 0u) {
         label_store(first, b0, finite[0]);
         label_store(first + WG, b1, finite[1]);
@@ -317,6 +330,12 @@ fn gmm_score_tiled(
     tile_store(first + WG, st1);
     tile_store(first + 2u * WG, st2);
     tile_store(first + 3u * WG, st3);
+}
+
+fn joint_store(point: u32, comp: u32, v: u32) {
+    if (point < params.rows) {
+        out[params.out_off + point * params.k + params.row0 + comp] = v;
+    }
 }
 
 fn label_store(point: u32, b: Best, finite: bool) {

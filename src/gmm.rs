@@ -300,7 +300,11 @@ fn joint_passes(
     };
     // Several points per invocation (`gmm_score_tiled`): the fused score of diagonal or spherical
     // mixtures in one uniform window, points of at most GMM_TILE_DIMS dimensions.
-    let tiled = (fused == MODE_FUSED_SCORE || fused == MODE_FUSED_ARGMAX)
+    // (Or the log-joint itself, not fused, where one window holds every component: the same
+    // values, each point's operations in the same order.)
+    let tiled = (fused == MODE_FUSED_SCORE
+        || fused == MODE_FUSED_ARGMAX
+        || (fused == 0 && groups.len() == 1))
         && uniform
         && packed.op != OP_GMM_FULL
         && (1..=GMM_TILE_DIMS).contains(&d)
