@@ -1195,21 +1195,24 @@ impl<'a> Resident<'a> {
         Ok(per_batch.concat())
     }
 
-    fn score_samples(&self, gmm: &Gmm) -> Result<Vec<f32>, Error> {
-        self.score(gmm, GmmOutput::ScoreSamples)
-    }
-
-    /// Squared distances of every point to `center`, on the GPU: the log-density of a single
-    /// spherical Gaussian of variance ½ is `−(d/2) ln π − ‖x − c‖²`.
-    fn squared_distances(&self, center: &[f32]) -> Result<Vec<f64>, Error> {
+    /// Squared distances of every point to each of `centres` (point indices), on the GPU in
+    /// one pass: entry `i·t + c` is point i's to centre c (`t` centres). The log-joint of a
+    /// spherical mixture of variances ½ and equal weights `w` is `ln w − (d/2) ln π − ‖x − c‖²`.
+    fn squared_distances(&self, points: &[f32], centres: &[usize]) -> Result<Vec<f64>, Error> {
+        let (t, d) = (centres.len(), self.dims);
+        let w = 1.0 / t as f32;
+        let mut means = Vec::with_capacity(t * d);
+        for &i in centres {
+            means.extend_from_slice(&points[i * d..(i + 1) * d]);
+        }
         let gmm = Gmm {
-            weights: vec![1.0],
-            means: center.to_vec(),
-            covariance: Covariance::Spherical(vec![0.5]),
+            weights: vec![w; t],
+            means,
+            covariance: Covariance::Spherical(vec![0.5; t]),
         };
-        let lp = self.score_samples(&gmm)?;
-        let offset = 0.5 * self.dims as f64 * std::f64::consts::PI.ln();
-        Ok(lp
+        let offset = 0.5 * d as f64 * std::f64::consts::PI.ln() - f64::from(w).ln();
+        Ok(self
+            .score(&gmm, GmmOutput::LogJoint)?
             .iter()
             .map(|&v| (-f64::from(v) - offset).max(0.0))
             .collect())
@@ -1296,34 +1299,46 @@ impl<'a> Resident<'a> {
         k: usize,
         rng: &mut Pcg64,
     ) -> Result<Vec<usize>, Error> {
-        let (n, d) = (self.n, self.dims);
+        let n = self.n;
         let trials = 2 + (k as f64).ln() as usize;
         let first = rng.random_range(0..n);
         let mut centers = vec![first];
-        let mut closest = self.squared_distances(&points[first * d..(first + 1) * d])?;
+        let mut closest = self.squared_distances(points, &[first])?;
         let mut pot: f64 = closest.iter().sum();
+        let mut cumsum = Vec::with_capacity(n);
         while centers.len() < k {
-            let mut cumsum = Vec::with_capacity(n);
+            cumsum.clear();
             let mut acc = 0.0;
             for &v in &closest {
                 acc += v;
                 cumsum.push(acc);
             }
-            let mut best: Option<(f64, usize, Vec<f64>)> = None;
-            for _ in 0..trials {
-                let target = rng.random::<f64>() * pot;
-                let id = cumsum.partition_point(|&c| c < target).min(n - 1);
-                let dist = self.squared_distances(&points[id * d..(id + 1) * d])?;
-                let merged: Vec<f64> = closest.iter().zip(&dist).map(|(a, b)| a.min(*b)).collect();
-                let cand_pot: f64 = merged.iter().sum();
-                if best.as_ref().is_none_or(|b| cand_pot < b.0) {
-                    best = Some((cand_pot, id, merged));
+            // The candidates drawn first, their distances in one pass; the potential of each
+            // is the sum of min(closest, its distance), the lowest kept (the first of equals).
+            let ids: Vec<usize> = (0..trials)
+                .map(|_| {
+                    let target = rng.random::<f64>() * pot;
+                    cumsum.partition_point(|&c| c < target).min(n - 1)
+                })
+                .collect();
+            let dist = self.squared_distances(points, &ids)?;
+            let mut pots = vec![0.0f64; trials];
+            for (row, &c) in dist.chunks(trials).zip(&closest) {
+                for (p, &v) in pots.iter_mut().zip(row) {
+                    *p += c.min(v);
                 }
             }
-            let (p, id, merged) = best.expect("at least two trials");
-            centers.push(id);
-            closest = merged;
-            pot = p;
+            let mut best = 0;
+            for (t, &p) in pots.iter().enumerate() {
+                if p < pots[best] {
+                    best = t;
+                }
+            }
+            centers.push(ids[best]);
+            for (c, row) in closest.iter_mut().zip(dist.chunks(trials)) {
+                *c = c.min(row[best]);
+            }
+            pot = pots[best];
         }
         Ok(centers)
     }

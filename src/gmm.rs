@@ -45,6 +45,9 @@ pub enum GmmOutput {
     /// every component of a point (`Error::Unsupported` otherwise;
     /// [`Gpu::gmm_predict`] then takes the argmax of the log-responsibilities).
     Labels,
+    /// The log-joint `ln w_k + ln N(x | μ_k, Σ_k)`: `n × k` values (scikit-learn's
+    /// `_estimate_weighted_log_prob`).
+    LogJoint,
 }
 
 /// Points per invocation of `gmm_score_tiled`, and the most dimensions it takes (the WGSL's
@@ -466,10 +469,12 @@ impl GmmOp {
             GmmOutput::Labels if one_block => MODE_FUSED_ARGMAX,
             _ => 0,
         };
-        let (passes, fused, aux) =
-            joint_passes(&caps, &packed, n64, dims, fused_ok, Src::Scratch(0), format)?;
+        // The log-joint is written where the others' row pass would read it.
+        let joint = output == GmmOutput::LogJoint;
+        let dst = if joint { Src::Output } else { Src::Scratch(0) };
+        let (passes, fused, aux) = joint_passes(&caps, &packed, n64, dims, fused_ok, dst, format)?;
         let func = match output {
-            GmmOutput::ScoreSamples => RowFn::Logsumexp,
+            GmmOutput::ScoreSamples | GmmOutput::LogJoint => RowFn::Logsumexp,
             GmmOutput::LogResponsibilities => RowFn::LogSoftmax,
             GmmOutput::Labels if fused == 0 && n > 0 => {
                 return Err(Error::Unsupported(format!(
@@ -480,7 +485,7 @@ impl GmmOp {
             GmmOutput::Labels => RowFn::Logsumexp,
         };
         let mut steps = vec![Step::ll(passes)];
-        if n > 0 && fused == 0 {
+        if n > 0 && fused == 0 && !joint {
             let rows = RowOp::new(
                 gpu,
                 func,
@@ -491,13 +496,13 @@ impl GmmOp {
         }
         let output_len = match output {
             GmmOutput::ScoreSamples | GmmOutput::Labels => n,
-            GmmOutput::LogResponsibilities => n * k as usize,
+            GmmOutput::LogResponsibilities | GmmOutput::LogJoint => n * k as usize,
         };
         let program = Program::new(
             gpu,
             steps,
             Some((bytemuck::cast_slice(&aux).to_vec(), 0)),
-            &[if fused != 0 { 0 } else { joint_bytes }, 0],
+            &[if fused != 0 || joint { 0 } else { joint_bytes }, 0],
             vec![input_bytes(n64 * d, format)],
             output_len as u64 * 4,
         )?;
@@ -629,10 +634,9 @@ impl Gpu {
             let op = GmmOp::with_format(self, n, dims, gmm, output, format)?;
             return self.run_program(&op.program, &[&bytes], op.output_len);
         }
-        let per_point = if output == GmmOutput::LogResponsibilities {
-            k as usize
-        } else {
-            1
+        let per_point = match output {
+            GmmOutput::LogResponsibilities | GmmOutput::LogJoint => k as usize,
+            GmmOutput::ScoreSamples | GmmOutput::Labels => 1,
         };
         let mut all = Vec::with_capacity(n * per_point);
         for first in (0..n).step_by(per) {
@@ -707,6 +711,18 @@ impl Gpu {
             gmm,
             GmmOutput::LogResponsibilities,
         )
+    }
+
+    /// `ln w_k + ln N(x | μ_k, Σ_k)` for each point and component: `n × k` values, row-major
+    /// (scikit-learn's `_estimate_weighted_log_prob`).
+    pub fn gmm_log_joint(
+        &self,
+        points: &[f32],
+        n: usize,
+        dims: usize,
+        gmm: &Gmm,
+    ) -> Result<Vec<f32>, Error> {
+        self.run_gmm(Values::F32(points), n, dims, gmm, GmmOutput::LogJoint)
     }
 
     /// The most probable component of each of `n` points (scikit-learn's `predict`: the argmax

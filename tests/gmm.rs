@@ -954,8 +954,8 @@ fn f16_points_give_the_f32_bits() {
     ));
 }
 
-/// `gmm_predict` (and `GmmOutput::Labels`): scikit-learn's `predict`, the argmax of the
-/// log-joint, from one pass that reads back a label a point — the CPU mirror's labels wherever
+/// `gmm_log_joint` within the oracle's bound, and `gmm_predict` (`GmmOutput::Labels`):
+/// scikit-learn's `predict`, the argmax of the log-joint, from one pass that reads back a label a point — the CPU mirror's labels wherever
 /// the best two log-joints of a point are further apart than their rounding, on every
 /// covariance kind, in both kernels (one point and four points an invocation), and through
 /// the fallback where a point's components do not fit one invocation.
@@ -982,6 +982,17 @@ fn labels_are_the_argmax_of_the_log_joint() {
             let got = gpu.gmm_predict(&points, n, d, &gmm).unwrap();
             let want = cpu::predict(&points, n, d, &gmm);
             let (joint, err) = oracle(&points, n, d, &gmm);
+            // The log-joint itself (`gmm_log_joint`), within the oracle's bound.
+            let lj = gpu.gmm_log_joint(&points, n, d, &gmm).unwrap();
+            assert_eq!(lj.len(), n * k, "{what}");
+            for i in 0..n * k {
+                assert!(
+                    (f(lj[i]) - joint[i]).abs() <= err[i] || f(lj[i]) == joint[i],
+                    "{what} [{i}]: log-joint {} against {}",
+                    lj[i],
+                    joint[i]
+                );
+            }
             assert_eq!(got.len(), n, "{what}");
             for p in 0..n {
                 if got[p] == want[p] {
