@@ -83,6 +83,21 @@ pub enum InitParams {
     /// The caller's parameters (their covariance type must be the fit's; a tied fit takes
     /// [`Covariance::Tied`]).
     Given(Gmm),
+    /// scikit-learn's `weights_init`, `means_init` and `precisions_init` given apart: each one
+    /// given replaces what `init`'s first M-step made, as scikit-learn's `_initialize` does
+    /// (the covariances not given are those of `init`'s responsibilities about their own
+    /// means, even where the means are given). `init` is `KMeans`, `KMeansPlusPlus`, `Random`
+    /// or `RandomFromData`; `covariance` as [`InitParams::Given`] takes it.
+    GivenPartly {
+        /// What makes the parameters not given.
+        init: Box<InitParams>,
+        /// `k` weights summing to 1.
+        weights: Option<Vec<f32>>,
+        /// `k × dims` means.
+        means: Option<Vec<f32>>,
+        /// The covariances, of the fit's type.
+        covariance: Option<Covariance>,
+    },
     /// scikit-learn's `warm_start=True` on a fitted estimator: EM continues from a previous
     /// fit's parameters, in f64 as its last M-step left them, for up to `max_iter` more
     /// iterations. Every initialisation starts there, so `n_init` has no effect (scikit-learn
@@ -352,9 +367,13 @@ impl GaussianMixture {
         self.validate(points, n, dims)?;
         // scikit-learn's tied covariance of one-point components needs the points' scatter
         // about their mean, once per fit.
+        let base = match &self.init_params {
+            InitParams::GivenPartly { init, .. } => init.as_ref(),
+            other => other,
+        };
         let gram = (self.covariance_type == CovarianceType::Tied
             && matches!(
-                self.init_params,
+                base,
                 InitParams::KMeansPlusPlus | InitParams::RandomFromData
             ))
         .then(|| Gram::of(points, dims));
@@ -374,7 +393,8 @@ impl GaussianMixture {
             self.n_init
         };
         for init in 0..inits {
-            let mut params = self.initial(&data, points, gram.as_ref(), &mut rng)?;
+            let mut params =
+                self.initial(&self.init_params, &data, points, gram.as_ref(), &mut rng)?;
             let mut lower = f64::NEG_INFINITY;
             let mut history = Vec::new();
             let mut converged = false;
@@ -486,6 +506,46 @@ impl GaussianMixture {
                 )));
             }
         }
+        if let InitParams::GivenPartly {
+            init,
+            weights,
+            means,
+            covariance,
+        } = &self.init_params
+        {
+            if !matches!(
+                init.as_ref(),
+                InitParams::KMeans
+                    | InitParams::KMeansPlusPlus
+                    | InitParams::Random
+                    | InitParams::RandomFromData
+            ) {
+                return Err(Error::Value(
+                    "GivenPartly's init must be KMeans, KMeansPlusPlus, Random or RandomFromData"
+                        .into(),
+                ));
+            }
+            let length = |what: &'static str, v: &Option<Vec<f32>>, expected: usize| match v {
+                Some(v) if v.len() != expected => Err(Error::InputLength {
+                    what,
+                    expected,
+                    actual: v.len(),
+                }),
+                _ => Ok(()),
+            };
+            length("weights_init (k)", weights, k)?;
+            length("means_init (k × dims)", means, k * dims)?;
+            if let Some(c) = covariance {
+                let t = CovarianceType::of(c);
+                if t != self.covariance_type {
+                    return Err(Error::Value(format!(
+                        "the initial covariances are {}; the fit is for {}",
+                        t.name(),
+                        self.covariance_type.name()
+                    )));
+                }
+            }
+        }
         if let InitParams::WarmStart(f) = &self.init_params {
             if f.covariance_type != self.covariance_type {
                 return Err(Error::Value(format!(
@@ -506,16 +566,36 @@ impl GaussianMixture {
         Ok(())
     }
 
-    /// The first parameters of one initialisation.
+    /// The first parameters of one initialisation by `init`.
     fn initial(
         &self,
+        init: &InitParams,
         data: &Resident,
         points: &[f32],
         gram: Option<&Gram>,
         rng: &mut Pcg64,
     ) -> Result<Params, Error> {
         let (n, d, k) = (data.n, data.dims, self.n_components);
-        match &self.init_params {
+        let to64 = |v: &[f32]| v.iter().map(|&x| f64::from(x)).collect::<Vec<_>>();
+        match init {
+            InitParams::GivenPartly {
+                init,
+                weights,
+                means,
+                covariance,
+            } => {
+                let mut p = self.initial(init, data, points, gram, rng)?;
+                if let Some(w) = weights {
+                    p.weights = to64(w);
+                }
+                if let Some(m) = means {
+                    p.means = to64(m);
+                }
+                if let Some(c) = covariance {
+                    (p.covariances, p.precisions_cholesky) = given_covariance(c, k, d)?;
+                }
+                Ok(p)
+            }
             InitParams::WarmStart(f) => Ok(Params {
                 weights: f.weights.clone(),
                 means: f.means.clone(),
@@ -524,32 +604,7 @@ impl GaussianMixture {
             }),
             InitParams::Given(g) => {
                 // Validated by the first E-step; carried in f64 for the M-step's layout.
-                let to64 = |v: &[f32]| v.iter().map(|&x| f64::from(x)).collect::<Vec<_>>();
-                let (covariances, precisions_cholesky) = match &g.covariance {
-                    Covariance::Diag(v) | Covariance::Spherical(v) => (
-                        to64(v),
-                        v.iter().map(|&x| 1.0 / f64::from(x).sqrt()).collect(),
-                    ),
-                    Covariance::Tied(p) => {
-                        let p = to64(p);
-                        if p.len() != d * d {
-                            return Err(Error::InputLength {
-                                what: "precisions_cholesky (dims × dims, tied)",
-                                expected: d * d,
-                                actual: p.len(),
-                            });
-                        }
-                        (covariance_from_precision_cholesky(&p, d)?, p)
-                    }
-                    Covariance::Full(p) => {
-                        let mut cov = Vec::with_capacity(p.len());
-                        for c in 0..k {
-                            let pc = to64(&p[c * d * d..(c + 1) * d * d]);
-                            cov.extend(covariance_from_precision_cholesky(&pc, d)?);
-                        }
-                        (cov, to64(p))
-                    }
-                };
+                let (covariances, precisions_cholesky) = given_covariance(&g.covariance, k, d)?;
                 Ok(Params {
                     weights: to64(&g.weights),
                     means: to64(&g.means),
@@ -558,7 +613,7 @@ impl GaussianMixture {
                 })
             }
             InitParams::KMeansPlusPlus | InitParams::RandomFromData => {
-                let centers = if self.init_params == InitParams::RandomFromData {
+                let centers = if *init == InitParams::RandomFromData {
                     rand::seq::index::sample(rng, n, k).into_vec()
                 } else {
                     data.kmeans_plusplus(points, k, rng)?
@@ -792,6 +847,49 @@ fn scatter_about(s: &Stats64, gmm: &Gmm, means: &[f64], c: usize, d: usize, m: &
             let v = sab - e[a] * s1[b] - s1[a] * e[b] + n_raw * e[a] * e[b];
             m[a * d + b] = v;
             m[b * d + a] = v;
+        }
+    }
+}
+
+/// Covariances given in the crate's form as scikit-learn's `covariances_` and
+/// `precisions_cholesky_` in f64, their lengths checked (their values by the first E-step).
+fn given_covariance(c: &Covariance, k: usize, d: usize) -> Result<(Vec<f64>, Vec<f64>), Error> {
+    let to64 = |v: &[f32]| v.iter().map(|&x| f64::from(x)).collect::<Vec<_>>();
+    let length = |what: &'static str, v: &[f32], expected: usize| {
+        if v.len() == expected {
+            Ok(())
+        } else {
+            Err(Error::InputLength {
+                what,
+                expected,
+                actual: v.len(),
+            })
+        }
+    };
+    match c {
+        Covariance::Diag(v) | Covariance::Spherical(v) => {
+            if matches!(c, Covariance::Diag(_)) {
+                length("variances (k × dims)", v, k * d)?;
+            } else {
+                length("variances (k)", v, k)?;
+            }
+            Ok((
+                to64(v),
+                v.iter().map(|&x| 1.0 / f64::from(x).sqrt()).collect(),
+            ))
+        }
+        Covariance::Tied(p) => {
+            length("precisions_cholesky (dims × dims, tied)", p, d * d)?;
+            let p = to64(p);
+            Ok((covariance_from_precision_cholesky(&p, d)?, p))
+        }
+        Covariance::Full(p) => {
+            length("precisions_cholesky (k × dims × dims)", p, k * d * d)?;
+            let mut cov = Vec::with_capacity(p.len());
+            for pc in p.chunks(d * d) {
+                cov.extend(covariance_from_precision_cholesky(&to64(pc), d)?);
+            }
+            Ok((cov, to64(p)))
         }
     }
 }

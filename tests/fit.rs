@@ -56,7 +56,14 @@ fn follows_scikit_learns_iterates() {
     let gpu = gpu();
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gmm_em");
     let mut cases = 0;
-    for name in ["diag_k5", "spherical_k10", "full_k5", "full_k20", "tied_k4"] {
+    for name in [
+        "diag_k5",
+        "spherical_k10",
+        "full_k5",
+        "full_k20",
+        "tied_k4",
+        "diag_k4_partial",
+    ] {
         let text = std::fs::read_to_string(dir.join(format!("{name}.json")))
             .unwrap_or_else(|e| panic!("fixture {name}: {e}"));
         let v: Value = serde_json::from_str(&text).unwrap();
@@ -101,13 +108,25 @@ fn follows_scikit_learns_iterates() {
             means: f32s(&floats(init, "means")),
             covariance,
         };
+        // Means and covariances given, weights not (`weights_given` false): scikit-learn's
+        // `random_from_data` makes them, (1 + 10ε)/n each whichever points it draws.
+        let init = if v["weights_given"].as_bool() == Some(false) {
+            InitParams::GivenPartly {
+                init: Box::new(InitParams::RandomFromData),
+                weights: None,
+                means: Some(given.means.clone()),
+                covariance: Some(given.covariance.clone()),
+            }
+        } else {
+            InitParams::Given(given.clone())
+        };
         let want = floats(&v, "lower_bounds");
         let fit = GaussianMixture::new(k)
             .covariance_type(t)
             .tol(0.0)
             .max_iter(want.len())
             .reg_covar(v["reg_covar"].as_f64().unwrap())
-            .init_params(InitParams::Given(given.clone()))
+            .init_params(init.clone())
             .fit(gpu, &x, n, d)
             .unwrap();
         assert_eq!(fit.lower_bounds.len(), want.len(), "{name}");
@@ -139,7 +158,7 @@ fn follows_scikit_learns_iterates() {
         let dt = &v["default_tol"];
         let fit = GaussianMixture::new(k)
             .covariance_type(t)
-            .init_params(InitParams::Given(given))
+            .init_params(init)
             .fit(gpu, &x, n, d)
             .unwrap();
         assert_eq!(
@@ -154,7 +173,7 @@ fn follows_scikit_learns_iterates() {
         assert!((fit.lower_bound - lb).abs() <= 1e-4 * lb.abs(), "{name}");
         cases += 1;
     }
-    assert_eq!(cases, 5);
+    assert_eq!(cases, 6);
 }
 
 #[test]
@@ -729,4 +748,98 @@ fn a_fit_on_two_adapters_is_deterministic() {
             );
         }
     }
+}
+
+/// `GivenPartly` (scikit-learn's `*_init` given apart): all three given is `Given`, bit for
+/// bit; one given changes the start; its errors are errors, before any GPU work.
+#[test]
+fn parameters_given_apart() {
+    let gpu = gpu();
+    let mut rng = Rng(99);
+    let (n, d, k) = (900, 2, 3);
+    let x = blobs(&mut rng, n, &[0.0, 0.0, 6.0, 0.0, 0.0, 6.0], d, 1.0);
+    let given = Gmm {
+        weights: vec![0.2, 0.3, 0.5],
+        means: vec![0.5, 0.5, 5.0, 0.5, 0.5, 5.0],
+        covariance: Covariance::Diag(vec![1.5; k * d]),
+    };
+    let gm = GaussianMixture::new(k)
+        .covariance_type(CovarianceType::Diag)
+        .tol(0.0)
+        .max_iter(5)
+        .seed(8);
+    let all = gm
+        .clone()
+        .init_params(InitParams::GivenPartly {
+            init: Box::new(InitParams::KMeans),
+            weights: Some(given.weights.clone()),
+            means: Some(given.means.clone()),
+            covariance: Some(given.covariance.clone()),
+        })
+        .fit(gpu, &x, n, d)
+        .unwrap();
+    let whole = gm
+        .clone()
+        .init_params(InitParams::Given(given.clone()))
+        .fit(gpu, &x, n, d)
+        .unwrap();
+    assert_eq!(all, whole);
+    let base = gm.clone().fit(gpu, &x, n, d).unwrap();
+    let means_only = gm
+        .clone()
+        .init_params(InitParams::GivenPartly {
+            init: Box::new(InitParams::KMeans),
+            weights: None,
+            means: Some(given.means.clone()),
+            covariance: None,
+        })
+        .fit(gpu, &x, n, d)
+        .unwrap();
+    assert_ne!(means_only.lower_bounds[0], base.lower_bounds[0]);
+    assert_ne!(means_only.lower_bounds[0], whole.lower_bounds[0]);
+    let partly = |init: InitParams, weights: Option<Vec<f32>>, covariance: Option<Covariance>| {
+        gm.clone()
+            .init_params(InitParams::GivenPartly {
+                init: Box::new(init),
+                weights,
+                means: None,
+                covariance,
+            })
+            .fit(gpu, &x, n, d)
+    };
+    assert!(matches!(
+        partly(InitParams::Given(given.clone()), None, None),
+        Err(Error::Value(_))
+    ));
+    assert!(matches!(
+        partly(InitParams::KMeans, Some(vec![1.0]), None),
+        Err(Error::InputLength { .. })
+    ));
+    assert!(matches!(
+        partly(
+            InitParams::KMeans,
+            None,
+            Some(Covariance::Spherical(vec![1.0; k]))
+        ),
+        Err(Error::Value(_))
+    ));
+    assert!(matches!(
+        partly(
+            InitParams::KMeans,
+            None,
+            Some(Covariance::Diag(vec![1.0; 2]))
+        ),
+        Err(Error::InputLength { .. })
+    ));
+    // A full factor of the wrong length is an error, not a slice out of range.
+    let short = Gmm {
+        covariance: Covariance::Full(vec![1.0; 3]),
+        ..given
+    };
+    assert!(matches!(
+        GaussianMixture::new(k)
+            .init_params(InitParams::Given(short))
+            .fit(gpu, &x, n, d),
+        Err(Error::InputLength { .. })
+    ));
 }
