@@ -752,6 +752,62 @@ fn fit_writes_scikit_learns_attributes_and_eval_reads_them() {
             "{name}"
         );
     }
+    // --init-gmm with the means alone: scikit-learn's means_init over the --init start.
+    let means: Vec<f32> = x[..3 * dims].to_vec();
+    let means_json = d.join("means.json");
+    std::fs::write(
+        &means_json,
+        serde_json::json!({ "means": means.chunks(dims).collect::<Vec<_>>() }).to_string(),
+    )
+    .unwrap();
+    let params = d.join("from-means.json");
+    ok(&logdomain(&[
+        "fit",
+        "--input",
+        s(&input),
+        "--components",
+        "3",
+        "--covariance",
+        "diag",
+        "--init-gmm",
+        s(&means_json),
+        "--seed",
+        "9",
+        "--output",
+        s(&params),
+    ]));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&params).unwrap()).unwrap();
+    let lib = logdomain::GaussianMixture::new(3)
+        .covariance_type(logdomain::CovarianceType::Diag)
+        .init_params(logdomain::InitParams::GivenPartly {
+            init: Box::new(logdomain::InitParams::KMeans),
+            weights: None,
+            means: Some(means),
+            covariance: None,
+        })
+        .seed(9)
+        .fit(gpu(), &x, n, dims)
+        .unwrap();
+    assert_eq!(v["lower_bound"].as_f64().unwrap(), lib.lower_bound);
+    let empty_json = d.join("empty.json");
+    std::fs::write(&empty_json, "{}").unwrap();
+    let out = d.join("out.json");
+    fails(
+        &[
+            "fit",
+            "--input",
+            s(&input),
+            "--components",
+            "3",
+            "--init-gmm",
+            s(&empty_json),
+            "--output",
+            s(&out),
+        ],
+        &out,
+        "none of weights, means",
+    );
     // Bad input: one error line, no output, nothing clobbered.
     let mut bad = x.clone();
     bad[7] = f32::NAN;

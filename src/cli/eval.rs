@@ -361,26 +361,60 @@ fn numbers(v: &serde_json::Value, key: &str, out: &mut Vec<f32>) -> Result<(), S
 
 /// A mixture from scikit-learn-style JSON.
 pub fn read_gmm(path: &Path) -> Result<Gmm, String> {
+    let parts = read_gmm_parts(path, "diag")?;
+    let missing = |key: &str| format!("{}: missing key `{key}`", path.display());
+    Ok(Gmm {
+        weights: parts.weights.ok_or_else(|| missing("weights"))?,
+        means: parts.means.ok_or_else(|| missing("means"))?,
+        covariance: parts
+            .covariance
+            .ok_or_else(|| missing(parts.covariance_key))?,
+    })
+}
+
+/// A mixture's parameters as a JSON file may give them, each optional: scikit-learn's
+/// `weights_init`, `means_init` and (as `covariances` or `precisions_cholesky`) the
+/// covariances.
+pub struct GmmParts {
+    pub weights: Option<Vec<f32>>,
+    pub means: Option<Vec<f32>>,
+    pub covariance: Option<Covariance>,
+    /// The key the covariances are read from.
+    pub covariance_key: &'static str,
+}
+
+/// The parameters a JSON file holds (scikit-learn's attribute names), the covariance type
+/// `default_kind` where the file names none.
+pub fn read_gmm_parts(path: &Path, default_kind: &str) -> Result<GmmParts, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let json: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| format!("{}: not JSON ({e})", path.display()))?;
-    let get = |key: &str| -> Result<Vec<f32>, String> {
-        let v = json
-            .get(key)
-            .ok_or_else(|| format!("{}: missing key `{key}`", path.display()))?;
+    let get = |key: &str| -> Result<Option<Vec<f32>>, String> {
+        let Some(v) = json.get(key) else {
+            return Ok(None);
+        };
         let mut out = Vec::new();
         numbers(v, key, &mut out).map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok(out)
+        Ok(Some(out))
     };
     let kind = json
         .get("covariance_type")
         .and_then(|v| v.as_str())
-        .unwrap_or("diag");
-    let covariance = match kind {
-        "diag" => Covariance::Diag(get("covariances")?),
-        "spherical" => Covariance::Spherical(get("covariances")?),
-        "full" => Covariance::Full(get("precisions_cholesky")?),
-        "tied" => Covariance::Tied(get("precisions_cholesky")?),
+        .unwrap_or(default_kind);
+    let (covariance, covariance_key) = match kind {
+        "diag" => (get("covariances")?.map(Covariance::Diag), "covariances"),
+        "spherical" => (
+            get("covariances")?.map(Covariance::Spherical),
+            "covariances",
+        ),
+        "full" => (
+            get("precisions_cholesky")?.map(Covariance::Full),
+            "precisions_cholesky",
+        ),
+        "tied" => (
+            get("precisions_cholesky")?.map(Covariance::Tied),
+            "precisions_cholesky",
+        ),
         other => {
             return Err(format!(
                 "{}: covariance_type {other:?}; expected diag, spherical, full or tied",
@@ -388,10 +422,11 @@ pub fn read_gmm(path: &Path) -> Result<Gmm, String> {
             ));
         }
     };
-    Ok(Gmm {
+    Ok(GmmParts {
         weights: get("weights")?,
         means: get("means")?,
         covariance,
+        covariance_key,
     })
 }
 

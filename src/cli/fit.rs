@@ -71,10 +71,12 @@ pub struct FitArgs {
     /// Initialisations (the best lower bound is kept).
     #[arg(long, default_value_t = 1)]
     pub n_init: usize,
-    /// How the parameters start (ignored with --init-gmm).
+    /// How the parameters start (with --init-gmm: those the file does not give).
     #[arg(long, value_enum, default_value = "kmeans")]
     pub init: InitArg,
-    /// Start from these parameters (JSON as `eval --gmm` reads; covariance_type must match).
+    /// Start from these parameters (JSON as `eval --gmm` reads; covariance_type must match):
+    /// weights, means and covariances (`covariances`, or `precisions_cholesky` for full and
+    /// tied), each optional, as scikit-learn's weights_init, means_init and precisions_init.
     #[arg(long)]
     pub init_gmm: Option<PathBuf>,
     /// Where to write the fitted parameters (JSON).
@@ -146,14 +148,46 @@ pub fn run(a: &FitArgs, gpu: impl FnOnce() -> Result<Gpu, String>) -> Result<Str
         CovarianceArg::Spherical => CovarianceType::Spherical,
         CovarianceArg::Tied => CovarianceType::Tied,
     };
+    let base = match a.init {
+        InitArg::Random => InitParams::Random,
+        InitArg::RandomFromData => InitParams::RandomFromData,
+        InitArg::KMeansPlusPlus => InitParams::KMeansPlusPlus,
+        InitArg::KMeans => InitParams::KMeans,
+    };
     let init = match &a.init_gmm {
-        Some(path) => InitParams::Given(super::eval::read_gmm(path)?),
-        None => match a.init {
-            InitArg::Random => InitParams::Random,
-            InitArg::RandomFromData => InitParams::RandomFromData,
-            InitArg::KMeansPlusPlus => InitParams::KMeansPlusPlus,
-            InitArg::KMeans => InitParams::KMeans,
-        },
+        Some(path) => {
+            let parts = super::eval::read_gmm_parts(path, covariance_type.name())?;
+            match parts {
+                super::eval::GmmParts {
+                    weights: Some(weights),
+                    means: Some(means),
+                    covariance: Some(covariance),
+                    ..
+                } => InitParams::Given(logdomain::Gmm {
+                    weights,
+                    means,
+                    covariance,
+                }),
+                super::eval::GmmParts {
+                    weights: None,
+                    means: None,
+                    covariance: None,
+                    covariance_key,
+                } => {
+                    return Err(format!(
+                        "{}: none of weights, means, {covariance_key}",
+                        path.display()
+                    ));
+                }
+                parts => InitParams::GivenPartly {
+                    init: Box::new(base),
+                    weights: parts.weights,
+                    means: parts.means,
+                    covariance: parts.covariance,
+                },
+            }
+        }
+        None => base,
     };
     let gm = GaussianMixture::new(a.components)
         .covariance_type(covariance_type)
