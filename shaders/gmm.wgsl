@@ -540,6 +540,46 @@ fn moment_store(q: u32, ch: u32, sb: u32, wb: u32) {
     out[at + 2u] = select(SUM_NAN, 0u, ok);
 }
 
+// The E-step's two element-wise passes, OP_RESP (r = exp(L - log p(x)), written) and OP_SUM_G
+// (sum of log p(x), reduced pairwise), exactly as likelihood.wgsl's `elementwise` entry point
+// computes them (the same indexing, values and sums): an entry point of their own because the
+// generic one, which holds every element-wise op, takes 50-65 ms to compile on lavapipe.
+@compute @workgroup_size(WG)
+fn gmm_elementwise(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let per_row = (params.col1 - params.col0 + CHUNK - 1u) / CHUNK;
+    let t = ll_linear(wid, nwg, lid);
+    if (t >= params.rows * per_row) {
+        return;
+    }
+    let r = t / per_row;
+    let j = t - r * per_row;
+    let start = params.col0 + j * CHUNK;
+    let end = min(start + CHUNK, params.col1);
+    let pitch = select(params.cols, params.k, params.k != 0u);
+    let base = r * pitch - params.col0;
+    pairwise_reset();
+    for (var col = start; col < end; col++) {
+        let i = base + col;
+        let xb = load_a(params.a_off + i);
+        var v = xb;
+        if (OP == OP_RESP) {
+            v = xexp(xsub(xb, c[params.c_off + params.row0 + r]));
+        }
+        if (REDUCE == 0u) {
+            out[params.out_off + i] = v;
+        } else {
+            pairwise_push(sum_push(sum_identity(), v, 0.0));
+        }
+    }
+    if (REDUCE == 1u) {
+        store_partial((params.row0 + r) * params.slots + start / CHUNK, pairwise_total());
+    }
+}
+
 // MODE_GMM_CENTERED's rows without the pairwise counter per term: one invocation takes one
 // component, a tile of up to TILE dimensions and a chunk of CHUNK points, reads each point's
 // responsibility once and its TILE coordinates once, and keeps the 2 x TILE sums (and, for the

@@ -1020,7 +1020,7 @@ impl GmmReduceOp {
         }
         // The responsibilities r = exp(L − log p(x)), once per point and component.
         let mut passes = elementwise_passes(
-            key("elementwise", OP_RESP, 0),
+            key("gmm_elementwise", OP_RESP, 0),
             LlParams::default(),
             n64,
             k,
@@ -1036,7 +1036,7 @@ impl GmmReduceOp {
         // The total log-likelihood: the pairwise sum of log p(x).
         let chunks = n64.div_ceil(CHUNK);
         passes.extend(elementwise_passes(
-            key("elementwise", OP_SUM_G, 1),
+            key("gmm_elementwise", OP_SUM_G, 1),
             LlParams::default(),
             1,
             n64,
