@@ -550,34 +550,21 @@ fn gmm_elementwise(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let per_row = (params.col1 - params.col0 + CHUNK - 1u) / CHUNK;
-    let t = ll_linear(wid, nwg, lid);
-    if (t >= params.rows * per_row) {
+    let span = elem_span(ll_linear(wid, nwg, lid));
+    if (!span.live) {
         return;
     }
-    let r = t / per_row;
-    let j = t - r * per_row;
-    let start = params.col0 + j * CHUNK;
-    let end = min(start + CHUNK, params.col1);
-    let pitch = select(params.cols, params.k, params.k != 0u);
-    let base = r * pitch - params.col0;
     pairwise_reset();
-    for (var col = start; col < end; col++) {
-        let i = base + col;
+    for (var col = span.start; col < span.end; col++) {
+        let i = span.base + col;
         let xb = load_a(params.a_off + i);
         var v = xb;
         if (OP == OP_RESP) {
-            v = xexp(xsub(xb, c[params.c_off + params.row0 + r]));
+            v = xexp(xsub(xb, c[params.c_off + params.row0 + span.r]));
         }
-        if (REDUCE == 0u) {
-            out[params.out_off + i] = v;
-        } else {
-            pairwise_push(sum_push(sum_identity(), v, 0.0));
-        }
+        elem_emit(i, v);
     }
-    if (REDUCE == 1u) {
-        store_partial((params.row0 + r) * params.slots + start / CHUNK, pairwise_total());
-    }
+    elem_finish(span);
 }
 
 // MODE_GMM_CENTERED's rows without the pairwise counter per term: one invocation takes one

@@ -391,18 +391,14 @@ fn elementwise(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let per_row = (params.col1 - params.col0 + CHUNK - 1u) / CHUNK;
-    let t = ll_linear(wid, nwg, lid);
-    if (t >= params.rows * per_row) {
+    let span = elem_span(ll_linear(wid, nwg, lid));
+    if (!span.live) {
         return;
     }
-    let r = t / per_row;
-    let j = t - r * per_row;
-    let start = params.col0 + j * CHUNK;
-    let end = min(start + CHUNK, params.col1);
-    // Rows `pitch` elements apart (LlParams.k; 0: packed rows of `cols`).
-    let pitch = select(params.cols, params.k, params.k != 0u);
-    var base = r * pitch - params.col0;
+    let r = span.r;
+    let start = span.start;
+    let end = span.end;
+    var base = span.base;
     var step = 1u;
     if (OP == OP_SMOOTH && params.inner != 0u) {
         // The classes on axis 1 (`class_entry`), `inner` entries apart.
@@ -461,14 +457,47 @@ fn elementwise(
                 v = smooth_bits(xb, b[at.x], b[at.y], w);
             }
         }
-        if (REDUCE == 0u) {
-            out[params.out_off + i] = v;
-        } else {
-            pairwise_push(sum_push(sum_identity(), v, 0.0));
-        }
+        elem_emit(i, v);
     }
+    elem_finish(span);
+}
+
+// The entries invocation t of an element-wise pass walks: row r's columns start .. end, entry
+// base + col (rows `pitch` elements apart: LlParams.k, or 0 for packed rows of `cols`); `live`
+// is false past the pass's rows.
+struct ElemSpan {
+    live: bool,
+    r: u32,
+    start: u32,
+    end: u32,
+    base: u32,
+}
+
+fn elem_span(t: u32) -> ElemSpan {
+    let per_row = (params.col1 - params.col0 + CHUNK - 1u) / CHUNK;
+    if (t >= params.rows * per_row) {
+        return ElemSpan(false, 0u, 0u, 0u, 0u);
+    }
+    let r = t / per_row;
+    let start = params.col0 + (t - r * per_row) * CHUNK;
+    let pitch = select(params.cols, params.k, params.k != 0u);
+    return ElemSpan(true, r, start, min(start + CHUNK, params.col1), r * pitch - params.col0);
+}
+
+// An element-wise value: written at entry i (REDUCE 0), or pushed into the span's pairwise sum.
+fn elem_emit(i: u32, v: u32) {
+    if (REDUCE == 0u) {
+        out[params.out_off + i] = v;
+    } else {
+        pairwise_push(sum_push(sum_identity(), v, 0.0));
+    }
+}
+
+// The span's pairwise sum as its partial (REDUCE 1).
+fn elem_finish(span: ElemSpan) {
     if (REDUCE == 1u) {
-        store_partial((params.row0 + r) * params.slots + start / CHUNK, pairwise_total());
+        store_partial((params.row0 + span.r) * params.slots + span.start / CHUNK,
+            pairwise_total());
     }
 }
 
