@@ -205,6 +205,40 @@ struct Stats64 {
 }
 
 impl Stats64 {
+    /// Zero sums of `k` components in `d` dimensions, the off-diagonal ones with `scatter`.
+    fn zeros(k: usize, d: usize, scatter: bool) -> Stats64 {
+        Stats64 {
+            ll: 0.0,
+            nk: vec![0.0; k],
+            s1: vec![0.0; k * d],
+            s2: vec![0.0; k * d],
+            cross: vec![0.0; if scatter { k * dim_pairs(d) } else { 0 }],
+        }
+    }
+
+    /// Adds a point of deviation `dev` (from component `c`'s centre) with responsibility `r`.
+    fn push(&mut self, c: usize, r: f64, dev: &[f64]) {
+        let d = dev.len();
+        self.nk[c] += r;
+        let (s1, s2) = (
+            &mut self.s1[c * d..(c + 1) * d],
+            &mut self.s2[c * d..(c + 1) * d],
+        );
+        for ((s1, s2), &v) in s1.iter_mut().zip(s2.iter_mut()).zip(dev) {
+            *s1 += r * v;
+            *s2 += r * v * v;
+        }
+        if !self.cross.is_empty() {
+            let mut q = c * dim_pairs(d);
+            for a in 0..d {
+                for b in a + 1..d {
+                    self.cross[q] += r * dev[a] * dev[b];
+                    q += 1;
+                }
+            }
+        }
+    }
+
     fn add(&mut self, s: &GmmCenteredStats) {
         fn acc(into: &mut Vec<f64>, from: &[f32]) {
             into.resize(from.len(), 0.0);
@@ -644,7 +678,7 @@ impl GaussianMixture {
                     let s: f64 = row.iter().sum();
                     row.iter_mut().for_each(|r| *r /= s);
                 }
-                let (stats, center) = host_stats(points, n, d, k, &resp);
+                let (stats, center) = host_stats(points, d, k, &resp);
                 self.m_step(&stats, &center, d, gram, Resp::Init(n))
             }
             InitParams::KMeans => {
@@ -982,15 +1016,7 @@ struct Gram {
 
 impl Gram {
     fn of(points: &[f32], d: usize) -> Gram {
-        let n = (points.len() / d).max(1);
-        let mut centre = vec![0.0f64; d];
-        for p in points.chunks(d) {
-            centre
-                .iter_mut()
-                .zip(p)
-                .for_each(|(c, &x)| *c += f64::from(x));
-        }
-        centre.iter_mut().for_each(|c| *c /= n as f64);
+        let centre = mean_of(points, d);
         let mut matrix = vec![0.0f64; d * d];
         let mut dev = vec![0.0f64; d];
         for p in points.chunks(d) {
@@ -1041,84 +1067,48 @@ fn label_stats(
     means: &[f32],
     scatter: bool,
 ) -> Stats64 {
-    let pairs = dim_pairs(d);
-    let mut s = Stats64 {
-        ll: 0.0,
-        nk: vec![0.0; k],
-        s1: vec![0.0; k * d],
-        s2: vec![0.0; k * d],
-        cross: vec![0.0; if scatter { k * pairs } else { 0 }],
-    };
+    let mut s = Stats64::zeros(k, d, scatter);
     let mut dev = vec![0.0f64; d];
     for (p, &l) in points.chunks(d).zip(labels) {
         let c = l as usize;
         if c >= k {
             continue;
         }
-        s.nk[c] += 1.0;
         for j in 0..d {
             dev[j] = f64::from(p[j]) - f64::from(means[c * d + j]);
-            s.s1[c * d + j] += dev[j];
-            s.s2[c * d + j] += dev[j] * dev[j];
         }
-        if scatter {
-            let mut q = c * pairs;
-            for a in 0..d {
-                for b in a + 1..d {
-                    s.cross[q] += dev[a] * dev[b];
-                    q += 1;
-                }
-            }
-        }
+        s.push(c, 1.0, &dev);
     }
     s
 }
 
+/// The points' mean (`d` coordinates, summed in point order in f64).
+fn mean_of(points: &[f32], d: usize) -> Vec<f64> {
+    let n = (points.len() / d.max(1)).max(1);
+    let mut mean = vec![0.0f64; d];
+    for p in points.chunks(d) {
+        mean.iter_mut()
+            .zip(p)
+            .for_each(|(m, &x)| *m += f64::from(x));
+    }
+    mean.iter_mut().for_each(|m| *m /= n as f64);
+    mean
+}
+
 /// The scatter of the points about their overall mean under host-side responsibilities
 /// (`n × k`), in the form the M-step takes, and the mixture whose means are that center.
-fn host_stats(points: &[f32], n: usize, d: usize, k: usize, resp: &[f64]) -> (Stats64, Gmm) {
-    let mut center = vec![0.0f64; d];
-    for p in points.chunks(d) {
-        center
-            .iter_mut()
-            .zip(p)
-            .for_each(|(c, &x)| *c += f64::from(x));
-    }
-    center.iter_mut().for_each(|c| *c /= n as f64);
-    let center32: Vec<f32> = center.iter().map(|&c| c as f32).collect();
-    let pairs = dim_pairs(d);
-    let (mut nk, mut s1, mut s2, mut cross) = (
-        vec![0.0f64; k],
-        vec![0.0f64; k * d],
-        vec![0.0f64; k * d],
-        vec![0.0f64; k * pairs],
-    );
+fn host_stats(points: &[f32], d: usize, k: usize, resp: &[f64]) -> (Stats64, Gmm) {
+    let center32: Vec<f32> = mean_of(points, d).iter().map(|&c| c as f32).collect();
+    let mut stats = Stats64::zeros(k, d, true);
     let mut dev = vec![0.0f64; d];
     for (p, r) in points.chunks(d).zip(resp.chunks(k)) {
         for j in 0..d {
             dev[j] = f64::from(p[j]) - f64::from(center32[j]);
         }
-        for c in 0..k {
-            let rc = r[c];
-            nk[c] += rc;
-            let mut q = 0;
-            for a in 0..d {
-                s1[c * d + a] += rc * dev[a];
-                s2[c * d + a] += rc * dev[a] * dev[a];
-                for b in a + 1..d {
-                    cross[c * pairs + q] += rc * dev[a] * dev[b];
-                    q += 1;
-                }
-            }
+        for (c, &rc) in r.iter().enumerate() {
+            stats.push(c, rc, &dev);
         }
     }
-    let stats = Stats64 {
-        ll: 0.0,
-        nk,
-        s1,
-        s2,
-        cross,
-    };
     let mut means = Vec::with_capacity(k * d);
     for _ in 0..k {
         means.extend_from_slice(&center32);
@@ -1330,9 +1320,8 @@ impl<'a> Resident<'a> {
         let (n, d, points) = (self.n, self.dims, self.points);
         let k = centres.len() / d;
         let mut var_sum = 0.0f64;
-        for j in 0..d {
+        for (j, mean) in mean_of(points, d).into_iter().enumerate() {
             let col = points.iter().skip(j).step_by(d).map(|&v| f64::from(v));
-            let mean = col.clone().sum::<f64>() / n as f64;
             var_sum += col.map(|v| (v - mean) * (v - mean)).sum::<f64>() / n as f64;
         }
         let tol = 1e-4 * var_sum / d as f64;
@@ -1508,15 +1497,19 @@ impl FittedGmm {
         if n == 0 {
             return Ok(Vec::new());
         }
-        let data = Resident::new(
+        self.resident(gpus, points)?.score(&self.gmm, output)
+    }
+
+    /// The points in batches for this mixture's scoring ops.
+    fn resident<'a>(&self, gpus: &[&'a Gpu], points: &'a [f32]) -> Result<Resident<'a>, Error> {
+        Resident::new(
             gpus,
             points,
             self.dims,
             self.n_components(),
             self.covariance_type,
             DEFAULT_RESIDENT_BYTES,
-        )?;
-        data.score(&self.gmm, output)
+        )
     }
 
     /// The mean log-likelihood per point (scikit-learn's `score`).
@@ -1579,15 +1572,8 @@ impl FittedGmm {
         if n == 0 {
             return Ok(Vec::new());
         }
-        let data = Resident::new(
-            &[gpu],
-            points,
-            self.dims,
-            self.n_components(),
-            self.covariance_type,
-            DEFAULT_RESIDENT_BYTES,
-        )?;
-        Ok(data
+        Ok(self
+            .resident(&[gpu], points)?
             .labels(&self.gmm)?
             .into_iter()
             .map(|l| l as usize)

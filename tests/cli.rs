@@ -715,15 +715,11 @@ fn fit_writes_scikit_learns_attributes_and_eval_reads_them() {
             s(&d.join("again.json")),
         ]));
     }
-    // Every initialisation by name (kmeans the default), as the library's.
-    for (name, init) in [
-        ("kmeans", logdomain::InitParams::KMeans),
-        ("k-means++", logdomain::InitParams::KMeansPlusPlus),
-        ("random", logdomain::InitParams::Random),
-        ("random_from_data", logdomain::InitParams::RandomFromData),
-    ] {
-        let params = d.join(format!("init-{name}.json"));
-        ok(&logdomain(&[
+    // `fit` of three diagonal components, seed 9, with `extra` options: the library's fit from
+    // `init`, to the bit of its lower bound.
+    let same_as_library = |extra: &[&str], init: logdomain::InitParams, what: &str| {
+        let params = d.join(format!("init-{what}.json"));
+        let mut args = vec![
             "fit",
             "--input",
             s(&input),
@@ -731,13 +727,13 @@ fn fit_writes_scikit_learns_attributes_and_eval_reads_them() {
             "3",
             "--covariance",
             "diag",
-            "--init",
-            name,
             "--seed",
             "9",
             "--output",
             s(&params),
-        ]));
+        ];
+        args.extend_from_slice(extra);
+        ok(&logdomain(&args));
         let v: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&params).unwrap()).unwrap();
         let lib = logdomain::GaussianMixture::new(3)
@@ -749,8 +745,17 @@ fn fit_writes_scikit_learns_attributes_and_eval_reads_them() {
         assert_eq!(
             v["lower_bound"].as_f64().unwrap(),
             lib.lower_bound,
-            "{name}"
+            "{what}"
         );
+    };
+    // Every initialisation by name (kmeans the default).
+    for (name, init) in [
+        ("kmeans", logdomain::InitParams::KMeans),
+        ("k-means++", logdomain::InitParams::KMeansPlusPlus),
+        ("random", logdomain::InitParams::Random),
+        ("random_from_data", logdomain::InitParams::RandomFromData),
+    ] {
+        same_as_library(&["--init", name], init, name);
     }
     // --init-gmm with the means alone: scikit-learn's means_init over the --init start.
     let means: Vec<f32> = x[..3 * dims].to_vec();
@@ -760,36 +765,16 @@ fn fit_writes_scikit_learns_attributes_and_eval_reads_them() {
         serde_json::json!({ "means": means.chunks(dims).collect::<Vec<_>>() }).to_string(),
     )
     .unwrap();
-    let params = d.join("from-means.json");
-    ok(&logdomain(&[
-        "fit",
-        "--input",
-        s(&input),
-        "--components",
-        "3",
-        "--covariance",
-        "diag",
-        "--init-gmm",
-        s(&means_json),
-        "--seed",
-        "9",
-        "--output",
-        s(&params),
-    ]));
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&params).unwrap()).unwrap();
-    let lib = logdomain::GaussianMixture::new(3)
-        .covariance_type(logdomain::CovarianceType::Diag)
-        .init_params(logdomain::InitParams::GivenPartly {
+    same_as_library(
+        &["--init-gmm", s(&means_json)],
+        logdomain::InitParams::GivenPartly {
             init: Box::new(logdomain::InitParams::KMeans),
             weights: None,
             means: Some(means),
             covariance: None,
-        })
-        .seed(9)
-        .fit(gpu(), &x, n, dims)
-        .unwrap();
-    assert_eq!(v["lower_bound"].as_f64().unwrap(), lib.lower_bound);
+        },
+        "means",
+    );
     let empty_json = d.join("empty.json");
     std::fs::write(&empty_json, "{}").unwrap();
     let out = d.join("out.json");

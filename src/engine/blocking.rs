@@ -245,27 +245,10 @@ impl Gpu {
         // Submit, map, wait, copy out and unmap: GL calls, one section under the crate's lock.
         let _gl = self.gl_guard();
         self.queue.submit([encoder.finish()]);
-        let (tx, rx) = std::sync::mpsc::channel();
-        staging.map_async(wgpu::MapMode::Read, ..bytes, move |r| {
-            let _ = tx.send(r);
-        });
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::Gpu(e.to_string()));
         }
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Gpu(e.to_string()))?;
-        rx.recv()
-            .map_err(|e| Error::Gpu(e.to_string()))?
-            .map_err(|e| Error::Gpu(format!("mapping the readback buffer: {e}")))?;
-        let out = {
-            let view = staging
-                .get_mapped_range(..bytes)
-                .map_err(|e| Error::Gpu(format!("mapped range: {e}")))?;
-            bytemuck::pod_collect_to_vec::<u8, T>(&view)
-        };
-        staging.unmap();
-        Ok(out)
+        self.mapped_copy(&staging, bytes)
     }
 
     /// Maps `buffer` (`MAP_WRITE`, idle) and copies `bytes` to its start.
@@ -289,10 +272,20 @@ impl Gpu {
             return Ok(Vec::new());
         }
         let _gl = self.gl_guard();
+        self.mapped_copy(buffer, bytes)
+    }
+
+    /// Maps the first `bytes` bytes of `buffer` (`MAP_READ`) once the work submitted so far is
+    /// done, copies them out as `T`s and unmaps it whatever happened. Called under the GL guard.
+    fn mapped_copy<T: bytemuck::Pod>(
+        &self,
+        buffer: &wgpu::Buffer,
+        bytes: u64,
+    ) -> Result<Vec<T>, Error> {
         self.map_and_wait(buffer, wgpu::MapMode::Read, bytes)?;
         let out = buffer
             .get_mapped_range(..bytes)
-            .map(|view| bytemuck::pod_collect_to_vec::<u8, f32>(&view))
+            .map(|view| bytemuck::pod_collect_to_vec::<u8, T>(&view))
             .map_err(|e| Error::Gpu(format!("mapped range: {e}")));
         buffer.unmap();
         out
