@@ -715,3 +715,222 @@ fn gmm_scatter_tiled(
         moment_store(params.k * dims + params.row0 + comp, ch, f32b(n_sum), 0u);
     }
 }
+
+// The whole E-step of a diagonal or spherical mixture in one pass over the points
+// (MODE_GMM_CENTERED's rows and log p(x)), without the n x k matrix: a workgroup takes a chunk
+// of ESTEP_POINTS points.
+// Phase 1: lane lid takes points 4 lid + t (t < 4), their coordinates as one vec4 per dimension
+// as gmm_score_tiled holds its four (the same operations per point), and the components four
+// at a time; it keeps the log-joints in workgroup memory, takes log p(x) through the
+// log-sum-exp monoid in component order (written at out_off + point, for the log-likelihood's
+// pairwise sum) and turns the log-joints into r = exp(L - log p(x)) as OP_RESP does.
+// Phase 2: lane lid takes dimension j = lid % 16 of stream s = lid / 16, the points 4 u + s in
+// order, and adds r (x_j - mu_j), r (x_j - mu_j)^2 and r per component, reading a point's
+// responsibilities as four vec4 words. (Software adapters load a lane-varying or loop-varying
+// address lane by lane, so the loads, not the arithmetic, set the time there.)
+// Phase 3: the four streams' sums are added in stream order and stored as the chunk's partials
+// at chunk col0 + g (moment_store, the rows of gmm_moments_tiled). Needs one uniform window
+// holding every component (len_in = k <= ESTEP_K), dims <= GMM_TILE_DIMS and WG = 64; the host
+// checks.
+const ESTEP_K: u32 = 16u;
+const ESTEP_POINTS: u32 = 256u;
+// Components c..c+3 of point p at estep_r[p * 4 + c / 4] (phases 1 and 2); lane l's sums of
+// component c at estep_r[c * 64 + l] (phase 3).
+var<workgroup> estep_r: array<vec4<u32>, 1024>;
+
+fn estep_lp_store(point: u32, bits: u32) {
+    if (point < params.rows) {
+        out[params.out_off + point] = bits;
+    }
+}
+
+// The log-joints of component comp with the four points of xs (-inf bits past the mixture's
+// components, which the monoid skips and whose responsibility is 0). The window's words here:
+// [constants | means, 4 ceil(dims / 4) a component (zero-padded) | precisions, the same
+// (diagonal) or one a component (spherical)] from c_off and c2_off, multiples of 4, so that
+// four dimensions' parameters are one vec4 load; the padding adds (0 - 0) 0 = 0 to q.
+fn estep_joint(xs: ptr<function, array<vec4<f32>, GMM_TILE_DIMS>>, finite: vec4<bool>,
+    comp: u32) -> vec4<u32> {
+    if (comp >= params.len_in) {
+        return vec4<u32>(F32_NEG_INF);
+    }
+    let quads = (gmm_dims() + 3u) / 4u;
+    let mu = params.c_off / 4u + comp * quads;
+    var q = vec4<f32>(0.0);
+    if (gmm_kind() == GMM_DIAG) {
+        let pc = params.c2_off / 4u + comp * quads;
+        for (var m = 0u; m < quads; m++) {
+            let mu4 = bitcast<vec4<f32>>(gmm_uniform[mu + m]);
+            let pc4 = bitcast<vec4<f32>>(gmm_uniform[pc + m]);
+            let d0 = ((*xs)[4u * m] - mu4.x) * pc4.x;
+            q += d0 * d0;
+            let d1 = ((*xs)[4u * m + 1u] - mu4.y) * pc4.y;
+            q += d1 * d1;
+            let d2 = ((*xs)[4u * m + 2u] - mu4.z) * pc4.z;
+            q += d2 * d2;
+            let d3 = ((*xs)[4u * m + 3u] - mu4.w) * pc4.w;
+            q += d3 * d3;
+        }
+    } else {
+        let w = gp(params.c2_off + comp);
+        for (var m = 0u; m < quads; m++) {
+            let mu4 = bitcast<vec4<f32>>(gmm_uniform[mu + m]);
+            let d0 = ((*xs)[4u * m] - mu4.x) * w;
+            q += d0 * d0;
+            let d1 = ((*xs)[4u * m + 1u] - mu4.y) * w;
+            q += d1 * d1;
+            let d2 = ((*xs)[4u * m + 2u] - mu4.z) * w;
+            q += d2 * d2;
+            let d3 = ((*xs)[4u * m + 3u] - mu4.w) * w;
+            q += d3 * d3;
+        }
+    }
+    let cb = gp_bits(params.b_off + comp);
+    return vec4<u32>(
+        tile_joint(finite[0], cb, q[0]),
+        tile_joint(finite[1], cb, q[1]),
+        tile_joint(finite[2], cb, q[2]),
+        tile_joint(finite[3], cb, q[3]),
+    );
+}
+
+fn estep_resp(l: vec4<u32>, lp: u32, live: bool) -> vec4<u32> {
+    let r = vec4<u32>(xexp(xsub(l.x, lp)), xexp(xsub(l.y, lp)), xexp(xsub(l.z, lp)),
+        xexp(xsub(l.w, lp)));
+    return select(vec4<u32>(0u), r, live);
+}
+
+@compute @workgroup_size(WG)
+fn gmm_estep_tiled(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let g = wid.x + wid.y * nwg.x;
+    // Whole workgroups past the points (a 2-D grid's tail) leave before the barriers together.
+    if (g * ESTEP_POINTS >= params.rows) {
+        return;
+    }
+    let dims = gmm_dims();
+    let k = params.len_in;
+    let chunk0 = g * ESTEP_POINTS;
+    let count = min(ESTEP_POINTS, params.rows - chunk0);
+    var xs: array<vec4<f32>, GMM_TILE_DIMS>;
+    var finite = vec4<bool>(true);
+    let last = params.rows - 1u;
+    let first = chunk0 + 4u * lid;
+    let p0 = params.a_off + min(first, last) * dims;
+    let p1 = params.a_off + min(first + 1u, last) * dims;
+    let p2 = params.a_off + min(first + 2u, last) * dims;
+    let p3 = params.a_off + min(first + 3u, last) * dims;
+    for (var i = 0u; i < dims; i++) {
+        let bits = vec4<u32>(a[p0 + i], a[p1 + i], a[p2 + i], a[p3 + i]);
+        finite = finite & ((bits & vec4<u32>(F32_ABS_MASK)) < vec4<u32>(F32_POS_INF));
+        xs[i] = bitcast<vec4<f32>>(bits);
+    }
+    var st0 = lse_identity();
+    var st1 = lse_identity();
+    var st2 = lse_identity();
+    var st3 = lse_identity();
+    let quads_k = (k + 3u) / 4u;
+    let at = 16u * lid;
+    for (var cq = 0u; cq < quads_k; cq++) {
+        // Rows: components 4 cq + 0..3; columns: the four points.
+        let l0 = estep_joint(&xs, finite, 4u * cq);
+        let l1 = estep_joint(&xs, finite, 4u * cq + 1u);
+        let l2 = estep_joint(&xs, finite, 4u * cq + 2u);
+        let l3 = estep_joint(&xs, finite, 4u * cq + 3u);
+        st0 = lse_push(lse_push(lse_push(lse_push(st0, l0.x), l1.x), l2.x), l3.x);
+        st1 = lse_push(lse_push(lse_push(lse_push(st1, l0.y), l1.y), l2.y), l3.y);
+        st2 = lse_push(lse_push(lse_push(lse_push(st2, l0.z), l1.z), l2.z), l3.z);
+        st3 = lse_push(lse_push(lse_push(lse_push(st3, l0.w), l1.w), l2.w), l3.w);
+        estep_r[at + cq] = vec4<u32>(l0.x, l1.x, l2.x, l3.x);
+        estep_r[at + 4u + cq] = vec4<u32>(l0.y, l1.y, l2.y, l3.y);
+        estep_r[at + 8u + cq] = vec4<u32>(l0.z, l1.z, l2.z, l3.z);
+        estep_r[at + 12u + cq] = vec4<u32>(l0.w, l1.w, l2.w, l3.w);
+    }
+    let lp = vec4<u32>(
+        lse_result_bits(st0),
+        lse_result_bits(st1),
+        lse_result_bits(st2),
+        lse_result_bits(st3),
+    );
+    estep_lp_store(first, lp.x);
+    estep_lp_store(first + 1u, lp.y);
+    estep_lp_store(first + 2u, lp.z);
+    estep_lp_store(first + 3u, lp.w);
+    for (var e = 0u; e < 16u; e++) {
+        // Point first + e / 4, components 4 (e % 4) ..
+        let t = e >> 2u;
+        if ((e & 3u) < quads_k) {
+            estep_r[at + e] = estep_resp(estep_r[at + e], lp[t], first + t < params.rows);
+        }
+    }
+    workgroupBarrier();
+    let s = lid >> 4u;
+    let j = lid & 15u;
+    // Lanes past the dimensions walk the last one; their sums are not stored.
+    let jj = min(j, dims - 1u);
+    var mu: array<vec4<f32>, 4>;
+    var s1: array<vec4<f32>, 4>;
+    var s2: array<vec4<f32>, 4>;
+    var ns: array<vec4<f32>, 4>;
+    for (var cq = 0u; cq < 4u; cq++) {
+        let c = 4u * cq;
+        let stride = 4u * ((dims + 3u) / 4u);
+        mu[cq] = vec4<f32>(
+            gp(params.c_off + min(c, k - 1u) * stride + jj),
+            gp(params.c_off + min(c + 1u, k - 1u) * stride + jj),
+            gp(params.c_off + min(c + 2u, k - 1u) * stride + jj),
+            gp(params.c_off + min(c + 3u, k - 1u) * stride + jj),
+        );
+        s1[cq] = vec4<f32>(0.0);
+        s2[cq] = vec4<f32>(0.0);
+        ns[cq] = vec4<f32>(0.0);
+    }
+    let quads = (count + 3u) / 4u;
+    let xb = params.a_off + chunk0 * dims + jj;
+    for (var u = 0u; u < quads; u++) {
+        let p = 4u * u + s;
+        let here = p < count;
+        let x = bitcast<f32>(a[xb + min(p, count - 1u) * dims]);
+        for (var cq = 0u; cq < 4u; cq++) {
+            if (cq < quads_k) {
+                let r = bitcast<vec4<f32>>(estep_r[4u * p + cq]);
+                let dev = select(vec4<f32>(0.0), vec4<f32>(x) - mu[cq], here);
+                let rd = r * dev;
+                s1[cq] += rd;
+                s2[cq] += rd * dev;
+                ns[cq] += r;
+            }
+        }
+    }
+    workgroupBarrier();
+    for (var cq = 0u; cq < 4u; cq++) {
+        if (cq < quads_k) {
+            let c = 4u * cq;
+            estep_r[c * 64u + lid] = vec4<u32>(f32b(s1[cq].x), f32b(s2[cq].x), f32b(ns[cq].x), 0u);
+            estep_r[(c + 1u) * 64u + lid] =
+                vec4<u32>(f32b(s1[cq].y), f32b(s2[cq].y), f32b(ns[cq].y), 0u);
+            estep_r[(c + 2u) * 64u + lid] =
+                vec4<u32>(f32b(s1[cq].z), f32b(s2[cq].z), f32b(ns[cq].z), 0u);
+            estep_r[(c + 3u) * 64u + lid] =
+                vec4<u32>(f32b(s1[cq].w), f32b(s2[cq].w), f32b(ns[cq].w), 0u);
+        }
+    }
+    workgroupBarrier();
+    if (s == 0u && j < dims) {
+        let ch = params.col0 + g;
+        for (var c = 0u; c < k; c++) {
+            let a0 = bitcast<vec4<f32>>(estep_r[c * 64u + j]);
+            let a1 = bitcast<vec4<f32>>(estep_r[c * 64u + 16u + j]);
+            let a2 = bitcast<vec4<f32>>(estep_r[c * 64u + 32u + j]);
+            let a3 = bitcast<vec4<f32>>(estep_r[c * 64u + 48u + j]);
+            let t = ((a0 + a1) + a2) + a3;
+            moment_store(c * dims + j, ch, f32b(t.x), f32b(t.y));
+            if (j == 0u) {
+                moment_store(params.k * dims + c, ch, f32b(t.z), 0u);
+            }
+        }
+    }
+}

@@ -21,8 +21,8 @@ use crate::engine::geometry::{
 };
 use crate::engine::op::Op;
 use crate::engine::passes::{
-    CHUNK, LL_WG, LlPass, elementwise_passes, groups_for, grow_scratch, input_bytes, key,
-    key_reading, limit, reduce_passes, reduce_passes_from, usable,
+    CHUNK, LL_WG, LlPass, elementwise_passes, elementwise_passes_at, groups_for, grow_scratch,
+    input_bytes, key, key_reading, limit, reduce_passes, reduce_passes_from, usable,
 };
 use crate::engine::pipelines::PipelineKey;
 use crate::engine::program::{Bind, Program, Src, Step};
@@ -914,6 +914,159 @@ impl GmmCenteredStats {
     }
 }
 
+/// Points per workgroup, most components and workgroup memory of `gmm_estep_tiled`
+/// (ESTEP_POINTS, ESTEP_K and `estep_r` in shaders/gmm.wgsl).
+const ESTEP_POINTS: u64 = 256;
+const ESTEP_K: u64 = 16;
+const ESTEP_BYTES: u64 = 4096 * 4;
+
+/// The E-step of [`GmmReduction::CenteredStats`] in one pass over the points
+/// (`gmm_estep_tiled`): the log-joint, log p(x), the responsibilities and the chunk sums of
+/// 256 points, without the `n × k` matrix; then the pairwise sum of log p(x) and the chunk
+/// sums' reduction, as the general program does. For diagonal and spherical mixtures of at most
+/// 16 components and 16 dimensions whose parameters fit one uniform window, on devices with
+/// 16 KiB of workgroup memory; `None` elsewhere (the general program).
+fn estep_program(
+    gpu: &Gpu,
+    caps: &Caps,
+    packed: &Packed,
+    n64: u64,
+    dims: usize,
+) -> Result<Option<Program>, Error> {
+    let (d, k) = (dims as u64, packed.consts.len() as u64);
+    let window_words = (GMM_UNIFORM_BYTES / 4) as usize;
+    let words = 4 + packed.consts.len() * (1 + 2 * dims.next_multiple_of(4));
+    if packed.op == OP_GMM_FULL
+        || !(1..=GMM_TILE_DIMS).contains(&d)
+        || k > ESTEP_K
+        || words > window_words
+        || u64::from(LL_WG) * GMM_SCORE_TILE != ESTEP_POINTS
+        || caps.workgroup_bytes < ESTEP_BYTES
+        || n64 == 0
+    {
+        return Ok(None);
+    }
+    let usable = usable(caps)?;
+    let chunks = n64.div_ceil(ESTEP_POINTS);
+    let q_rows = k * (d + 1);
+    // The chunk sums, then log p(x) of every point (the log-likelihood's terms).
+    let lp_at = (q_rows * chunks * PARTIAL_BYTES).next_multiple_of(caps.storage_align);
+    let scratch = lp_at + n64 * 4;
+    if n64 * d * 4 > usable || scratch > usable {
+        return Ok(None);
+    }
+    // [constants | means | precisions], each part from a multiple of 4 words and a component's
+    // means (and diagonal precisions) 4 ceil(dims / 4) words apart, zero-padded.
+    let (ku, stride) = (k as usize, dims.next_multiple_of(4));
+    let c_off = ku.next_multiple_of(4);
+    let c2_off = c_off + ku * stride;
+    let mut aux = vec![0.0f32; window_words];
+    aux[..ku].copy_from_slice(&packed.consts);
+    for c in 0..ku {
+        aux[c_off + c * stride..][..dims].copy_from_slice(&packed.means[c * dims..][..dims]);
+        if packed.prec_per == 1 {
+            aux[c2_off + c] = packed.prec[c];
+        } else {
+            aux[c2_off + c * stride..][..dims].copy_from_slice(&packed.prec[c * dims..][..dims]);
+        }
+    }
+    // Whole chunks per dispatch, within the dispatch budget (all of them off GL).
+    let per_point = k * (packed.per_component + 3 * d) + d;
+    let per = (caps.per_dispatch(per_point) / ESTEP_POINTS).clamp(1, MAX_GROUPS) * ESTEP_POINTS;
+    let mut passes = Vec::new();
+    for (p0, p) in batches(n64, per) {
+        passes.push(LlPass {
+            key: PipelineKey {
+                dims: dims as u32,
+                ..key("gmm_estep_tiled", uniform_op(packed.op), 0)
+            },
+            params: LlParams {
+                rows: u32_of(p, "points")?,
+                cols: dims as u32,
+                a_off: u32_of(p0 * d, "points")?,
+                c_off: c_off as u32,
+                c2_off: c2_off as u32,
+                out_off: u32_of(lp_at / 4 + p0, "points")?,
+                mode: packed.mode | MODE_GMM_CENTERED,
+                slots: u32_of(chunks, "chunks")?,
+                k: k as u32,
+                len_in: k as u32,
+                col0: u32_of(p0 / ESTEP_POINTS, "chunks")?,
+                ..LlParams::default()
+            },
+            groups: p.div_ceil(ESTEP_POINTS),
+            bind: [
+                Bind {
+                    src: Src::Input(0),
+                    window: Some(Window {
+                        offset: 0,
+                        size: n64 * d * 4,
+                    }),
+                },
+                Bind::whole(Src::Dummy),
+                Bind::whole(Src::Dummy),
+                Bind::whole(Src::Scratch(4)),
+            ],
+            uniform: Some(Window {
+                offset: 0,
+                size: GMM_UNIFORM_BYTES,
+            }),
+            extra: None,
+        });
+    }
+    // The total log-likelihood: the pairwise sum of log p(x).
+    passes.extend(elementwise_passes_at(
+        key("gmm_elementwise", OP_SUM_G, 1),
+        LlParams::default(),
+        1,
+        n64,
+        n64,
+        lp_at,
+        [
+            None,
+            Some(Bind::whole(Src::Dummy)),
+            Some(Bind::whole(Src::Dummy)),
+            Some(Bind::whole(Src::Scratch(0))),
+        ],
+        [Src::Scratch(4), Src::Dummy, Src::Dummy, Src::Dummy],
+        caps,
+    )?);
+    let (more, mut need) = reduce_passes(
+        1,
+        n64.div_ceil(CHUNK),
+        FINISH_SUM,
+        0.0,
+        Src::Output,
+        0,
+        caps,
+    )?;
+    passes.extend(more);
+    let kd = k * d;
+    for (rows, finish, at) in [(q_rows, FINISH_SUM, 1), (kd, FINISH_SECOND, 1 + q_rows)] {
+        let (more, more_need) = reduce_passes_from(
+            Src::Scratch(4),
+            rows,
+            chunks,
+            finish,
+            0.0,
+            Src::Output,
+            u32_of(at, "outputs")?,
+            caps,
+        )?;
+        passes.extend(more);
+        grow_scratch(&mut need, more_need);
+    }
+    Program::new(
+        gpu,
+        vec![Step::ll(passes)],
+        Some((bytemuck::cast_slice(&aux).to_vec(), 0)),
+        &[need[0], need[1], 4, 4, scratch, 4],
+        vec![n64 * d * 4],
+        (1 + q_rows + kd) * 4,
+    )
+    .map(Some)
+}
+
 /// Dimensions per invocation of `gmm_moments_tiled` (`TILE` in shaders/gmm.wgsl).
 const MOMENT_TILE: u64 = 8;
 /// Dimensions per block of `gmm_scatter_tiled` (`BLOCK` in shaders/gmm.wgsl).
@@ -944,6 +1097,7 @@ pub struct GmmReduceOp {
     k: usize,
     dims: usize,
     output_len: usize,
+    one_pass: bool,
     program: Program,
 }
 
@@ -993,6 +1147,18 @@ impl GmmReduceOp {
                  software adapters end loops after 65,535",
                 packed.per_component
             )));
+        }
+        if kind == GmmReduction::CenteredStats
+            && let Some(program) = estep_program(gpu, &caps, &packed, n64, dims)?
+        {
+            return Ok(GmmReduceOp {
+                kind,
+                k: k as usize,
+                dims,
+                output_len: (1 + k * (2 * d + 1)) as usize,
+                one_pass: true,
+                program,
+            });
         }
         let joint_bytes = n64
             .checked_mul(k * 4)
@@ -1183,8 +1349,17 @@ impl GmmReduceOp {
             k: k as usize,
             dims,
             output_len,
+            one_pass: false,
             program,
         })
+    }
+
+    /// Whether the sums come from one pass over the points that writes no `n × k` matrix
+    /// (`gmm_estep_tiled`): [`GmmReduction::CenteredStats`] of diagonal and spherical mixtures
+    /// of at most 16 components and 16 dimensions, on devices with 16 KiB of workgroup memory.
+    /// Its sums are ordered as [`crate::reference::gmm::moments_one_pass`] orders them.
+    pub fn one_pass(&self) -> bool {
+        self.one_pass
     }
 
     /// What the op sums.

@@ -1297,6 +1297,7 @@ mod tests {
             subgroup_min: 8,
             subgroup_max: 8,
             cpu: true,
+            workgroup_bytes: 16384,
             dispatch_work: u64::MAX,
         }
     }

@@ -726,7 +726,13 @@ fn check_moments_of(
         };
         assert_eq!(packed.len(), 1 + k + 2 * k * d + k * pairs, "{what}");
         let (want, bound) = moments64(points, n, d, gmm, kind);
-        let cpu = logdomain::reference::gmm::moments(points, n, d, gmm, kind);
+        let one_pass = kind == GmmReduction::CenteredStats
+            && GmmReduceOp::new(gpu, n, d, gmm, kind).unwrap().one_pass();
+        let cpu = if one_pass {
+            logdomain::reference::gmm::moments_one_pass(points, n, d, gmm)
+        } else {
+            logdomain::reference::gmm::moments(points, n, d, gmm, kind)
+        };
         for (i, ((&g, &w), &b)) in packed.iter().zip(&want).zip(&bound).enumerate() {
             assert!(
                 g.to_bits() != SENTINEL_BITS && (f(g) - w).abs() <= b,
@@ -738,6 +744,96 @@ fn check_moments_of(
                 cpu[i]
             );
         }
+    }
+}
+
+/// The one-pass E-step (`gmm_estep_tiled`): taken for diagonal and spherical mixtures of up to
+/// 16 components and 16 dimensions (and no others), its sums within the bound of the f64 sums
+/// and of the mirror that orders them as it does, at tails of chunks and component counts that
+/// are not multiples of 4, far from the origin, and recorded into a caller's sentinel-filled
+/// buffer; a point with a NaN coordinate makes every sum NaN, as in the mirror.
+#[test]
+fn one_pass_estep() {
+    let gpu = gpu();
+    let mut rng = Rng(63);
+    let kind = GmmReduction::CenteredStats;
+    for (n, k, d, cov, shift) in [
+        (70_001, 16, 16, "diag", 0.0),
+        (1000, 5, 3, "diag", 0.0),
+        (513, 7, 13, "spherical", 0.0),
+        (3, 1, 1, "diag", 0.0),
+        (2_000, 9, 6, "diag", 1000.0),
+    ] {
+        let mut gmm = mixture(&mut rng, k, d, cov, -2.0, 2.0);
+        gmm.means.iter_mut().for_each(|m| *m += shift);
+        let points: Vec<f32> = rng
+            .vec(n * d, -3.0, 3.0)
+            .iter()
+            .map(|v| v + shift)
+            .collect();
+        let op = GmmReduceOp::new(gpu, n, d, &gmm, kind).unwrap();
+        assert!(op.one_pass(), "n {n} k {k} d {d} {cov}");
+        let what = format!("one pass n {n} k {k} d {d} {cov}");
+        check_moments_of(gpu, &points, n, d, &gmm, &[kind], &what);
+        let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
+        let buffer = |v: &[f32]| {
+            gpu.device()
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: None,
+                    contents: bytemuck::cast_slice(v),
+                    usage,
+                })
+        };
+        let (input, output) = (
+            buffer(&points),
+            buffer(&vec![f32::from_bits(SENTINEL_BITS); op.output_len()]),
+        );
+        let mut encoder = gpu.device().create_command_encoder(&Default::default());
+        op.record(&mut encoder, &input, &output).unwrap();
+        gpu.queue().submit([encoder.finish()]);
+        let recorded = gpu.read_f32(&output, op.output_len() as u64 * 4).unwrap();
+        let blocking = gpu.gmm_centered_stats(&points, n, d, &gmm, false).unwrap();
+        let mut packed = vec![blocking.log_likelihood];
+        packed.extend(
+            blocking
+                .sum_dev
+                .iter()
+                .chain(&blocking.resp_sums)
+                .chain(&blocking.sum_dev2),
+        );
+        assert_eq!(
+            recorded.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            packed.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            "{what}: recorded and blocking"
+        );
+    }
+    // A NaN coordinate.
+    let (n, k, d) = (600, 4, 3);
+    let gmm = mixture(&mut rng, k, d, "diag", -2.0, 2.0);
+    let mut points = rng.vec(n * d, -3.0, 3.0);
+    points[301 * d + 1] = f32::NAN;
+    let got = gpu.gmm_centered_stats(&points, n, d, &gmm, false).unwrap();
+    let want = logdomain::reference::gmm::moments_one_pass(&points, n, d, &gmm);
+    assert!(want.iter().all(|v| v.is_nan()));
+    assert!(got.log_likelihood.is_nan());
+    assert!(
+        got.sum_dev
+            .iter()
+            .chain(&got.resp_sums)
+            .chain(&got.sum_dev2)
+            .all(|v| v.is_nan())
+    );
+    // Not taken: 17 components, 17 dimensions, full covariances, the other sums.
+    for (k, d, cov, kind) in [
+        (17, 2, "diag", GmmReduction::CenteredStats),
+        (2, 17, "diag", GmmReduction::CenteredStats),
+        (3, 4, "full", GmmReduction::CenteredStats),
+        (3, 4, "diag", GmmReduction::SufficientStats),
+        (3, 4, "diag", GmmReduction::CenteredScatter),
+    ] {
+        let gmm = mixture(&mut rng, k, d, cov, -2.0, 2.0);
+        let op = GmmReduceOp::new(gpu, 100, d, &gmm, kind).unwrap();
+        assert!(!op.one_pass(), "k {k} d {d} {cov} {kind:?}");
     }
 }
 

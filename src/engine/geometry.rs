@@ -43,6 +43,8 @@ pub(crate) struct Caps {
     pub subgroup_min: u32,
     pub subgroup_max: u32,
     pub cpu: bool,
+    /// Workgroup memory an entry point may use (`max_compute_workgroup_storage_size`).
+    pub workgroup_bytes: u64,
     /// The most work one dispatch may carry, in [`WORK_UNIT`]s: [`GL_DISPATCH_WORK`] on GL,
     /// unbounded elsewhere. See [`Caps::per_dispatch`].
     pub dispatch_work: u64,
@@ -79,6 +81,7 @@ impl Caps {
             subgroup_min: gpu.info().subgroup_sizes.0.max(1),
             subgroup_max: gpu.info().subgroup_sizes.1.max(1),
             cpu: gpu.info().device_type == wgpu::DeviceType::Cpu,
+            workgroup_bytes: u64::from(l.max_compute_workgroup_storage_size),
             dispatch_work: if gpu.bounded_submits() {
                 GL_DISPATCH_WORK
             } else {

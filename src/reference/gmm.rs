@@ -292,6 +292,72 @@ pub fn moments(points: &[f32], n: usize, dims: usize, gmm: &Gmm, kind: GmmReduct
     out
 }
 
+/// [`moments`] for `CenteredStats` as `gmm_estep_tiled` orders them, the one-pass E-step of
+/// diagonal and spherical mixtures ([`crate::GmmReduceOp::one_pass`]): `log p(x)` through the
+/// log-sum-exp monoid in component order and `r = exp(L − log p(x))`; per chunk of 256 points,
+/// four streams (points `4u + s`) each adding its terms in order, then the streams added in
+/// order (a non-finite chunk sum becomes NaN); the chunk sums pairwise 64 at a time; and the
+/// pairwise sum of `log p(x)`.
+pub fn moments_one_pass(points: &[f32], n: usize, dims: usize, gmm: &Gmm) -> Vec<f32> {
+    use super::likelihood::{SUM_NAN, SumState, chunk_partials, reduce_levels, sum_total, xexp};
+    use super::logsumexp::{lse_identity, lse_push};
+    let k = gmm.weights.len();
+    let joint = log_joint(points, n, dims, gmm);
+    let lp: Vec<f32> = joint
+        .chunks(k)
+        .map(|row| {
+            row.iter()
+                .fold(lse_identity(), |st, &v| lse_push(st, v))
+                .logsumexp()
+        })
+        .collect();
+    let r = |i: usize, c: usize| xexp(joint[i * k + c] - lp[i]);
+    let chunk_sum = |ch: usize, term: &dyn Fn(usize) -> f32| -> SumState {
+        let (start, count) = (ch * 256, (n - ch * 256).min(256));
+        let mut total = 0.0f32;
+        for s in 0..4 {
+            let mut acc = 0.0f32;
+            for p in (s..count.next_multiple_of(4)).step_by(4) {
+                acc += if p < count { term(start + p) } else { 0.0 };
+            }
+            total = if s == 0 { acc } else { total + acc };
+        }
+        if total.is_finite() {
+            SumState {
+                s: total,
+                w: 0.0,
+                flags: 0,
+            }
+        } else {
+            SumState {
+                s: f32::NAN,
+                w: f32::NAN,
+                flags: SUM_NAN,
+            }
+        }
+    };
+    let sum = |term: &dyn Fn(usize) -> f32| -> f32 {
+        sum_total(reduce_levels(
+            (0..n.div_ceil(256)).map(|ch| chunk_sum(ch, term)).collect(),
+        ))
+    };
+    let mut out = vec![sum_total(reduce_levels(chunk_partials(&lp)))];
+    let mut second = Vec::with_capacity(k * dims);
+    for c in 0..k {
+        for j in 0..dims {
+            let mu = gmm.means[c * dims + j];
+            let dev = |i: usize| points[i * dims + j] - mu;
+            out.push(sum(&|i| r(i, c) * dev(i)));
+            second.push(sum(&|i| r(i, c) * dev(i) * dev(i)));
+        }
+    }
+    for c in 0..k {
+        out.push(sum(&|i| r(i, c)));
+    }
+    out.extend(second);
+    out
+}
+
 /// [`moments`] for `CenteredStats` and `CenteredScatter`, as `gmm_moments_tiled` and
 /// `gmm_scatter_tiled` order the sums: within each chunk of 64 points the terms added one after
 /// another (a non-finite chunk sum becomes NaN), the chunk sums pairwise 64 at a time.
