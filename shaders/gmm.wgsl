@@ -721,22 +721,30 @@ fn gmm_scatter_tiled(
 // of ESTEP_POINTS points.
 // Phase 1: lane lid takes points 4 lid + t (t < 4), their coordinates as one vec4 per dimension
 // as gmm_score_tiled holds its four (the same operations per point), and the components four
-// at a time; it keeps the log-joints in workgroup memory, takes log p(x) through the
-// log-sum-exp monoid in component order (written at out_off + point, for the log-likelihood's
-// pairwise sum) and turns the log-joints into r = exp(L - log p(x)) as OP_RESP does.
-// Phase 2: lane lid takes dimension j = lid % 16 of stream s = lid / 16, the points 4 u + s in
-// order, and adds r (x_j - mu_j), r (x_j - mu_j)^2 and r per component, reading a point's
-// responsibilities as four vec4 words. (Software adapters load a lane-varying or loop-varying
-// address lane by lane, so the loads, not the arithmetic, set the time there.)
+// at a time. It keeps the log-joints and the points' coordinates in workgroup memory, and
+// takes log p(x) through the log-sum-exp monoid in component order, written at out_off + point
+// (for the log-likelihood's pairwise sum, and read back by phase 2).
+// Phase 2: lanes 0..15 take components 4 cq .. 4 cq + 3 (one vec4) of stream s, the points
+// 4 u + s in order: r = exp(L - log p(x)) as OP_RESP computes it (0 past the points), then per
+// dimension j the sums r (x_j - mu_j), r (x_j - mu_j)^2 and, per component, r. Software
+// adapters load a lane-varying or loop-varying address lane by lane and component by
+// component, so the loads set the time there: a lane reads one word of log-joints and four
+// of coordinates a point, and its sums and means sit in arrays indexed by constants only
+// (the loops over dims unroll: GMM_DIMS).
 // Phase 3: the four streams' sums are added in stream order and stored as the chunk's partials
-// at chunk col0 + g (moment_store, the rows of gmm_moments_tiled). Needs one uniform window
-// holding every component (len_in = k <= ESTEP_K), dims <= GMM_TILE_DIMS and WG = 64; the host
-// checks.
+// at chunk col0 + g (moment_store, the rows of gmm_moments_tiled).
+// Needs one uniform window holding every component (len_in = k <= ESTEP_K), dims <=
+// GMM_TILE_DIMS, WG = 64 and 32 KiB of workgroup memory; the host checks.
 const ESTEP_K: u32 = 16u;
 const ESTEP_POINTS: u32 = 256u;
-// Components c..c+3 of point p at estep_r[p * 4 + c / 4] (phases 1 and 2); lane l's sums of
-// component c at estep_r[c * 64 + l] (phase 3).
-var<workgroup> estep_r: array<vec4<u32>, 1024>;
+// Phases 1 and 2: the log-joints of components 4 q .. 4 q + 3 with point p at
+// estep_r[4 p + q], its coordinates 4 m .. 4 m + 3 at estep_r[1024 + 4 p + m]. Phase 3: see
+// there.
+var<workgroup> estep_r: array<vec4<u32>, 2048>;
+
+fn estep_f(i: u32) -> vec4<f32> {
+    return bitcast<vec4<f32>>(estep_r[i]);
+}
 
 fn estep_lp_store(point: u32, bits: u32) {
     if (point < params.rows) {
@@ -819,6 +827,7 @@ fn gmm_estep_tiled(
     var finite = vec4<bool>(true);
     let last = params.rows - 1u;
     let first = chunk0 + 4u * lid;
+    let at = 16u * lid;
     let p0 = params.a_off + min(first, last) * dims;
     let p1 = params.a_off + min(first + 1u, last) * dims;
     let p2 = params.a_off + min(first + 2u, last) * dims;
@@ -828,12 +837,24 @@ fn gmm_estep_tiled(
         finite = finite & ((bits & vec4<u32>(F32_ABS_MASK)) < vec4<u32>(F32_POS_INF));
         xs[i] = bitcast<vec4<f32>>(bits);
     }
+    // The four points' coordinates for phase 2, four dimensions a word (zero past the last).
+    let quads = (dims + 3u) / 4u;
+    for (var m = 0u; m < quads; m++) {
+        let xa = at + 1024u + m;
+        estep_r[xa] = bitcast<vec4<u32>>(
+            vec4<f32>(xs[4u * m].x, xs[4u * m + 1u].x, xs[4u * m + 2u].x, xs[4u * m + 3u].x));
+        estep_r[xa + 4u] = bitcast<vec4<u32>>(
+            vec4<f32>(xs[4u * m].y, xs[4u * m + 1u].y, xs[4u * m + 2u].y, xs[4u * m + 3u].y));
+        estep_r[xa + 8u] = bitcast<vec4<u32>>(
+            vec4<f32>(xs[4u * m].z, xs[4u * m + 1u].z, xs[4u * m + 2u].z, xs[4u * m + 3u].z));
+        estep_r[xa + 12u] = bitcast<vec4<u32>>(
+            vec4<f32>(xs[4u * m].w, xs[4u * m + 1u].w, xs[4u * m + 2u].w, xs[4u * m + 3u].w));
+    }
     var st0 = lse_identity();
     var st1 = lse_identity();
     var st2 = lse_identity();
     var st3 = lse_identity();
     let quads_k = (k + 3u) / 4u;
-    let at = 16u * lid;
     for (var cq = 0u; cq < quads_k; cq++) {
         // Rows: components 4 cq + 0..3; columns: the four points.
         let l0 = estep_joint(&xs, finite, 4u * cq);
@@ -859,77 +880,77 @@ fn gmm_estep_tiled(
     estep_lp_store(first + 1u, lp.y);
     estep_lp_store(first + 2u, lp.z);
     estep_lp_store(first + 3u, lp.w);
-    for (var e = 0u; e < 16u; e++) {
-        // Point first + e / 4, components 4 (e % 4) ..
-        let t = e >> 2u;
-        if ((e & 3u) < quads_k) {
-            estep_r[at + e] = estep_resp(estep_r[at + e], lp[t], first + t < params.rows);
-        }
-    }
+    // log p(x) is read back from `out` by other lanes.
     workgroupBarrier();
-    let s = lid >> 4u;
-    let j = lid & 15u;
-    // Lanes past the dimensions walk the last one; their sums are not stored.
-    let jj = min(j, dims - 1u);
-    var mu: array<vec4<f32>, 4>;
-    var s1: array<vec4<f32>, 4>;
-    var s2: array<vec4<f32>, 4>;
-    var ns: array<vec4<f32>, 4>;
-    for (var cq = 0u; cq < 4u; cq++) {
-        let c = 4u * cq;
+    storageBarrier();
+    // Phase 2: lanes 0..15, components 4 cq .. 4 cq + 3 (one vec4) of stream s.
+    let cq = lid & 3u;
+    let s = (lid >> 2u) & 3u;
+    var s1: array<vec4<f32>, GMM_TILE_DIMS>;
+    var s2: array<vec4<f32>, GMM_TILE_DIMS>;
+    var ns = vec4<f32>(0.0);
+    if (lid < 16u && cq < quads_k) {
+        // Components past the last (in the last quad) take the last's means; not stored.
         let stride = 4u * ((dims + 3u) / 4u);
-        mu[cq] = vec4<f32>(
-            gp(params.c_off + min(c, k - 1u) * stride + jj),
-            gp(params.c_off + min(c + 1u, k - 1u) * stride + jj),
-            gp(params.c_off + min(c + 2u, k - 1u) * stride + jj),
-            gp(params.c_off + min(c + 3u, k - 1u) * stride + jj),
-        );
-        s1[cq] = vec4<f32>(0.0);
-        s2[cq] = vec4<f32>(0.0);
-        ns[cq] = vec4<f32>(0.0);
-    }
-    let quads = (count + 3u) / 4u;
-    let xb = params.a_off + chunk0 * dims + jj;
-    for (var u = 0u; u < quads; u++) {
-        let p = 4u * u + s;
-        let here = p < count;
-        let x = bitcast<f32>(a[xb + min(p, count - 1u) * dims]);
-        for (var cq = 0u; cq < 4u; cq++) {
-            if (cq < quads_k) {
-                let r = bitcast<vec4<f32>>(estep_r[4u * p + cq]);
-                let dev = select(vec4<f32>(0.0), vec4<f32>(x) - mu[cq], here);
+        let m0 = params.c_off + min(4u * cq, k - 1u) * stride;
+        let m1 = params.c_off + min(4u * cq + 1u, k - 1u) * stride;
+        let m2 = params.c_off + min(4u * cq + 2u, k - 1u) * stride;
+        let m3 = params.c_off + min(4u * cq + 3u, k - 1u) * stride;
+        var mu: array<vec4<f32>, GMM_TILE_DIMS>;
+        for (var j = 0u; j < dims; j++) {
+            mu[j] = vec4<f32>(gp(m0 + j), gp(m1 + j), gp(m2 + j), gp(m3 + j));
+        }
+        let quads_p = (count + 3u) / 4u;
+        for (var u = 0u; u < quads_p; u++) {
+            let p = 4u * u + s;
+            let here = p < count;
+            let pc = chunk0 + min(p, count - 1u);
+            var xq: array<vec4<f32>, 4>;
+            for (var m = 0u; m < quads; m++) {
+                xq[m] = bitcast<vec4<f32>>(estep_r[1024u + 4u * p + m]);
+            }
+            let r = bitcast<vec4<f32>>(estep_resp(estep_r[4u * p + cq], out[params.out_off + pc],
+                here));
+            ns += r;
+            for (var j = 0u; j < dims; j++) {
+                let x = vec4<f32>(xq[j >> 2u][j & 3u]);
+                let dev = select(vec4<f32>(0.0), x - mu[j], here);
                 let rd = r * dev;
-                s1[cq] += rd;
-                s2[cq] += rd * dev;
-                ns[cq] += r;
+                s1[j] += rd;
+                s2[j] += rd * dev;
             }
         }
     }
     workgroupBarrier();
-    for (var cq = 0u; cq < 4u; cq++) {
-        if (cq < quads_k) {
-            let c = 4u * cq;
-            estep_r[c * 64u + lid] = vec4<u32>(f32b(s1[cq].x), f32b(s2[cq].x), f32b(ns[cq].x), 0u);
-            estep_r[(c + 1u) * 64u + lid] =
-                vec4<u32>(f32b(s1[cq].y), f32b(s2[cq].y), f32b(ns[cq].y), 0u);
-            estep_r[(c + 2u) * 64u + lid] =
-                vec4<u32>(f32b(s1[cq].z), f32b(s2[cq].z), f32b(ns[cq].z), 0u);
-            estep_r[(c + 3u) * 64u + lid] =
-                vec4<u32>(f32b(s1[cq].w), f32b(s2[cq].w), f32b(ns[cq].w), 0u);
+    // Phase 3: the sums of (quad cq, dimension j, stream s) at estep_r[e], 256 + e (squares),
+    // e = (cq * 16 + j) * 4 + s, and Σ r at 512 + cq * 4 + s; lane (cq, j) adds its four streams
+    // in order.
+    if (lid < 16u && cq < quads_k) {
+        for (var j = 0u; j < dims; j++) {
+            let e = (cq * 16u + j) * 4u + s;
+            estep_r[e] = bitcast<vec4<u32>>(s1[j]);
+            estep_r[256u + e] = bitcast<vec4<u32>>(s2[j]);
         }
+        estep_r[512u + cq * 4u + s] = bitcast<vec4<u32>>(ns);
     }
     workgroupBarrier();
-    if (s == 0u && j < dims) {
+    let jc = lid & 15u;
+    let qc = lid >> 4u;
+    if (qc < quads_k && jc < dims) {
         let ch = params.col0 + g;
-        for (var c = 0u; c < k; c++) {
-            let a0 = bitcast<vec4<f32>>(estep_r[c * 64u + j]);
-            let a1 = bitcast<vec4<f32>>(estep_r[c * 64u + 16u + j]);
-            let a2 = bitcast<vec4<f32>>(estep_r[c * 64u + 32u + j]);
-            let a3 = bitcast<vec4<f32>>(estep_r[c * 64u + 48u + j]);
-            let t = ((a0 + a1) + a2) + a3;
-            moment_store(c * dims + j, ch, f32b(t.x), f32b(t.y));
-            if (j == 0u) {
-                moment_store(params.k * dims + c, ch, f32b(t.z), 0u);
+        let e = (qc * 16u + jc) * 4u;
+        let f = ((estep_f(e) + estep_f(e + 1u)) + estep_f(e + 2u)) + estep_f(e + 3u);
+        let w = ((estep_f(256u + e) + estep_f(257u + e)) + estep_f(258u + e))
+            + estep_f(259u + e);
+        let n0 = 512u + qc * 4u;
+        let n_sum = ((estep_f(n0) + estep_f(n0 + 1u)) + estep_f(n0 + 2u)) + estep_f(n0 + 3u);
+        for (var t = 0u; t < 4u; t++) {
+            let c = 4u * qc + t;
+            if (c < k) {
+                moment_store(c * dims + jc, ch, f32b(f[t]), f32b(w[t]));
+                if (jc == 0u) {
+                    moment_store(params.k * dims + c, ch, f32b(n_sum[t]), 0u);
+                }
             }
         }
     }

@@ -918,14 +918,14 @@ impl GmmCenteredStats {
 /// (ESTEP_POINTS, ESTEP_K and `estep_r` in shaders/gmm.wgsl).
 const ESTEP_POINTS: u64 = 256;
 const ESTEP_K: u64 = 16;
-const ESTEP_BYTES: u64 = 4096 * 4;
+const ESTEP_BYTES: u64 = 2048 * 16;
 
 /// The E-step of [`GmmReduction::CenteredStats`] in one pass over the points
 /// (`gmm_estep_tiled`): the log-joint, log p(x), the responsibilities and the chunk sums of
 /// 256 points, without the `n × k` matrix; then the pairwise sum of log p(x) and the chunk
 /// sums' reduction, as the general program does. For diagonal and spherical mixtures of at most
 /// 16 components and 16 dimensions whose parameters fit one uniform window, on devices with
-/// 16 KiB of workgroup memory; `None` elsewhere (the general program).
+/// 32 KiB of workgroup memory; `None` elsewhere (the general program).
 fn estep_program(
     gpu: &Gpu,
     caps: &Caps,
@@ -1356,7 +1356,7 @@ impl GmmReduceOp {
 
     /// Whether the sums come from one pass over the points that writes no `n × k` matrix
     /// (`gmm_estep_tiled`): [`GmmReduction::CenteredStats`] of diagonal and spherical mixtures
-    /// of at most 16 components and 16 dimensions, on devices with 16 KiB of workgroup memory.
+    /// of at most 16 components and 16 dimensions, on devices with 32 KiB of workgroup memory.
     /// Its sums are ordered as [`crate::reference::gmm::moments_one_pass`] orders them.
     pub fn one_pass(&self) -> bool {
         self.one_pass
