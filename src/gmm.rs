@@ -52,10 +52,10 @@ pub enum GmmOutput {
 
 /// Points per invocation of `gmm_score_tiled`, and the most dimensions it takes (the WGSL's
 /// GMM_SCORE_TILE and GMM_TILE_DIMS).
-const GMM_SCORE_TILE: u64 = 4;
-const GMM_TILE_DIMS: u64 = 16;
+pub(crate) const GMM_SCORE_TILE: u64 = 4;
+pub(crate) const GMM_TILE_DIMS: u64 = 16;
 /// Most components the fused responsibilities kernel holds (`GMM_FUSED_K`).
-const GMM_FUSED_K: u64 = 64;
+pub(crate) const GMM_FUSED_K: u64 = 64;
 
 /// The `OP` of covariance kind `op` with its parameters in the uniform binding.
 fn uniform_op(op: u32) -> u32 {
@@ -916,9 +916,9 @@ impl GmmCenteredStats {
 
 /// Points per workgroup, most components and workgroup memory of `gmm_estep_tiled`
 /// (ESTEP_POINTS, ESTEP_K and `estep_r` in shaders/gmm.wgsl).
-const ESTEP_POINTS: u64 = 256;
-const ESTEP_K: u64 = 16;
-const ESTEP_BYTES: u64 = 2048 * 16;
+pub(crate) const ESTEP_POINTS: u64 = 256;
+pub(crate) const ESTEP_K: u64 = 16;
+pub(crate) const ESTEP_BYTES: u64 = 2048 * 16;
 
 /// The E-step of [`GmmReduction::CenteredStats`] in one pass over the points
 /// (`gmm_estep_tiled`): the log-joint, log p(x), the responsibilities and the chunk sums of
@@ -1068,9 +1068,9 @@ fn estep_program(
 }
 
 /// Dimensions per invocation of `gmm_moments_tiled` (`TILE` in shaders/gmm.wgsl).
-const MOMENT_TILE: u64 = 8;
+pub(crate) const MOMENT_TILE: u64 = 8;
 /// Dimensions per block of `gmm_scatter_tiled` (`BLOCK` in shaders/gmm.wgsl).
-const SCATTER_BLOCK: u64 = 4;
+pub(crate) const SCATTER_BLOCK: u64 = 4;
 
 /// Sums over the points of a diagonal Gaussian mixture, reduced on the GPU: the gradient of the
 /// total log-likelihood, or the sufficient statistics of an EM step — one recording, no
