@@ -920,6 +920,34 @@ pub(crate) const ESTEP_POINTS: u64 = 256;
 pub(crate) const ESTEP_K: u64 = 16;
 pub(crate) const ESTEP_BYTES: u64 = 2048 * 16;
 
+/// The pairwise reductions of a reduce program's chunk partials (scratch 4, `q_rows` rows of
+/// `chunks`) into the packed output: every row's first sums at 1.., the `kd` rows' second sums
+/// after them.
+fn moment_reductions(
+    passes: &mut Vec<LlPass>,
+    need: &mut [u64; 2],
+    q_rows: u64,
+    kd: u64,
+    chunks: u64,
+    caps: &Caps,
+) -> Result<(), Error> {
+    for (rows, finish, at) in [(q_rows, FINISH_SUM, 1), (kd, FINISH_SECOND, 1 + q_rows)] {
+        let (more, more_need) = reduce_passes_from(
+            Src::Scratch(4),
+            rows,
+            chunks,
+            finish,
+            0.0,
+            Src::Output,
+            u32_of(at, "outputs")?,
+            caps,
+        )?;
+        passes.extend(more);
+        grow_scratch(need, more_need);
+    }
+    Ok(())
+}
+
 /// The E-step of [`GmmReduction::CenteredStats`] in one pass over the points
 /// (`gmm_estep_tiled`): the log-joint, log p(x), the responsibilities and the chunk sums of
 /// 256 points, without the `n × k` matrix; then the pairwise sum of log p(x) and the chunk
@@ -1042,20 +1070,7 @@ fn estep_program(
     )?;
     passes.extend(more);
     let kd = k * d;
-    for (rows, finish, at) in [(q_rows, FINISH_SUM, 1), (kd, FINISH_SECOND, 1 + q_rows)] {
-        let (more, more_need) = reduce_passes_from(
-            Src::Scratch(4),
-            rows,
-            chunks,
-            finish,
-            0.0,
-            Src::Output,
-            u32_of(at, "outputs")?,
-            caps,
-        )?;
-        passes.extend(more);
-        grow_scratch(&mut need, more_need);
-    }
+    moment_reductions(&mut passes, &mut need, q_rows, kd, chunks, caps)?;
     Program::new(
         gpu,
         vec![Step::ll(passes)],
@@ -1313,20 +1328,7 @@ impl GmmReduceOp {
             c0 = c1;
         }
         let kd = k * d;
-        for (rows, finish, at) in [(q_rows, FINISH_SUM, 1), (kd, FINISH_SECOND, 1 + q_rows)] {
-            let (more, more_need) = reduce_passes_from(
-                Src::Scratch(4),
-                rows,
-                chunks,
-                finish,
-                0.0,
-                Src::Output,
-                u32_of(at, "outputs")?,
-                &caps,
-            )?;
-            passes.extend(more);
-            grow_scratch(&mut need, more_need);
-        }
+        moment_reductions(&mut passes, &mut need, q_rows, kd, chunks, &caps)?;
         steps.push(Step::ll(passes));
         let output_len = (1 + q_rows + kd) as usize;
         let program = Program::new(

@@ -292,6 +292,55 @@ pub fn moments(points: &[f32], n: usize, dims: usize, gmm: &Gmm, kind: GmmReduct
     out
 }
 
+/// A sum over the points of the terms a function gives, in some kernel's order.
+type SumOf<'a> = dyn Fn(&dyn Fn(usize) -> f32) -> f32 + 'a;
+
+/// The centered sums' rows in the packed order, each summed by `sum`: `Σ r (x − μ)` per
+/// (component, dimension) and `Σ r` per component pushed to `out`; `Σ r (x − μ)²` returned
+/// (they end the packed output).
+fn centered_rows(
+    points: &[f32],
+    dims: usize,
+    gmm: &Gmm,
+    r: &dyn Fn(usize, usize) -> f32,
+    sum: &SumOf<'_>,
+    out: &mut Vec<f32>,
+) -> Vec<f32> {
+    let k = gmm.weights.len();
+    let mut second = Vec::with_capacity(k * dims);
+    for c in 0..k {
+        for j in 0..dims {
+            let mu = gmm.means[c * dims + j];
+            let dev = |i: usize| points[i * dims + j] - mu;
+            out.push(sum(&|i| r(i, c) * dev(i)));
+            second.push(sum(&|i| r(i, c) * dev(i) * dev(i)));
+        }
+    }
+    for c in 0..k {
+        out.push(sum(&|i| r(i, c)));
+    }
+    second
+}
+
+/// A tiled kernel's chunk sum as the partial state `moment_store` writes: NaN where it is not
+/// finite.
+fn chunk_state(sum: f32) -> super::likelihood::SumState {
+    use super::likelihood::{SUM_NAN, SumState};
+    if sum.is_finite() {
+        SumState {
+            s: sum,
+            w: 0.0,
+            flags: 0,
+        }
+    } else {
+        SumState {
+            s: f32::NAN,
+            w: f32::NAN,
+            flags: SUM_NAN,
+        }
+    }
+}
+
 /// [`moments`] for `CenteredStats` as `gmm_estep_tiled` orders them, the one-pass E-step of
 /// diagonal and spherical mixtures ([`crate::GmmReduceOp::one_pass`]): `log p(x)` through the
 /// log-sum-exp monoid in component order and `r = exp(L − log p(x))`; per chunk of 256 points,
@@ -299,7 +348,7 @@ pub fn moments(points: &[f32], n: usize, dims: usize, gmm: &Gmm, kind: GmmReduct
 /// order (a non-finite chunk sum becomes NaN); the chunk sums pairwise 64 at a time; and the
 /// pairwise sum of `log p(x)`.
 pub fn moments_one_pass(points: &[f32], n: usize, dims: usize, gmm: &Gmm) -> Vec<f32> {
-    use super::likelihood::{SUM_NAN, SumState, chunk_partials, reduce_levels, sum_total, xexp};
+    use super::likelihood::{SumState, chunk_partials, reduce_levels, sum_total, xexp};
     use super::logsumexp::{lse_identity, lse_push};
     let k = gmm.weights.len();
     let joint = log_joint(points, n, dims, gmm);
@@ -322,19 +371,7 @@ pub fn moments_one_pass(points: &[f32], n: usize, dims: usize, gmm: &Gmm) -> Vec
             }
             total = if s == 0 { acc } else { total + acc };
         }
-        if total.is_finite() {
-            SumState {
-                s: total,
-                w: 0.0,
-                flags: 0,
-            }
-        } else {
-            SumState {
-                s: f32::NAN,
-                w: f32::NAN,
-                flags: SUM_NAN,
-            }
-        }
+        chunk_state(total)
     };
     let sum = |term: &dyn Fn(usize) -> f32| -> f32 {
         sum_total(reduce_levels(
@@ -342,18 +379,7 @@ pub fn moments_one_pass(points: &[f32], n: usize, dims: usize, gmm: &Gmm) -> Vec
         ))
     };
     let mut out = vec![sum_total(reduce_levels(chunk_partials(&lp)))];
-    let mut second = Vec::with_capacity(k * dims);
-    for c in 0..k {
-        for j in 0..dims {
-            let mu = gmm.means[c * dims + j];
-            let dev = |i: usize| points[i * dims + j] - mu;
-            out.push(sum(&|i| r(i, c) * dev(i)));
-            second.push(sum(&|i| r(i, c) * dev(i) * dev(i)));
-        }
-    }
-    for c in 0..k {
-        out.push(sum(&|i| r(i, c)));
-    }
+    let second = centered_rows(points, dims, gmm, &r, &sum, &mut out);
     out.extend(second);
     out
 }
@@ -370,7 +396,7 @@ fn centered_tiled(
     mut out: Vec<f32>,
     scatter: bool,
 ) -> Vec<f32> {
-    use super::likelihood::{SUM_NAN, SumState, reduce_levels, sum_total};
+    use super::likelihood::{SumState, reduce_levels, sum_total};
     let k = gmm.weights.len();
     let chunk = |f: &dyn Fn(usize) -> f32| -> f32 {
         let partials: Vec<SumState> = (0..n.div_ceil(64))
@@ -379,35 +405,12 @@ fn centered_tiled(
                 for i in ch * 64..(ch * 64 + 64).min(n) {
                     acc += f(i);
                 }
-                if acc.is_finite() {
-                    SumState {
-                        s: acc,
-                        w: 0.0,
-                        flags: 0,
-                    }
-                } else {
-                    SumState {
-                        s: f32::NAN,
-                        w: f32::NAN,
-                        flags: SUM_NAN,
-                    }
-                }
+                chunk_state(acc)
             })
             .collect();
         sum_total(reduce_levels(partials))
     };
-    let mut second = Vec::with_capacity(k * dims);
-    for c in 0..k {
-        for j in 0..dims {
-            let mu = gmm.means[c * dims + j];
-            let dev = |i: usize| points[i * dims + j] - mu;
-            out.push(chunk(&|i| r(i, c) * dev(i)));
-            second.push(chunk(&|i| r(i, c) * dev(i) * dev(i)));
-        }
-    }
-    for c in 0..k {
-        out.push(chunk(&|i| r(i, c)));
-    }
+    let second = centered_rows(points, dims, gmm, r, &chunk, &mut out);
     for c in 0..k * usize::from(scatter) {
         let dev = |i: usize, j: usize| points[i * dims + j] - gmm.means[c * dims + j];
         for a in 0..dims {
