@@ -52,10 +52,10 @@ pub enum GmmOutput {
 
 /// Points per invocation of `gmm_score_tiled`, and the most dimensions it takes (the WGSL's
 /// GMM_SCORE_TILE and GMM_TILE_DIMS).
-pub(crate) const GMM_SCORE_TILE: u64 = 4;
-pub(crate) const GMM_TILE_DIMS: u64 = 16;
+const GMM_SCORE_TILE: u64 = 4;
+const GMM_TILE_DIMS: u64 = 16;
 /// Most components the fused responsibilities kernel holds (`GMM_FUSED_K`).
-pub(crate) const GMM_FUSED_K: u64 = 64;
+const GMM_FUSED_K: u64 = 64;
 
 /// The `OP` of covariance kind `op` with its parameters in the uniform binding.
 fn uniform_op(op: u32) -> u32 {
@@ -916,9 +916,9 @@ impl GmmCenteredStats {
 
 /// Points per workgroup, most components and workgroup memory of `gmm_estep_tiled`
 /// (ESTEP_POINTS, ESTEP_K and `estep_r` in shaders/gmm.wgsl).
-pub(crate) const ESTEP_POINTS: u64 = 256;
-pub(crate) const ESTEP_K: u64 = 16;
-pub(crate) const ESTEP_BYTES: u64 = 2048 * 16;
+const ESTEP_POINTS: u64 = 256;
+const ESTEP_K: u64 = 16;
+const ESTEP_BYTES: u64 = 2048 * 16;
 
 /// The pairwise reductions of a reduce program's chunk partials (scratch 4, `q_rows` rows of
 /// `chunks`) into the packed output: every row's first sums at 1.., the `kd` rows' second sums
@@ -1083,9 +1083,9 @@ fn estep_program(
 }
 
 /// Dimensions per invocation of `gmm_moments_tiled` (`TILE` in shaders/gmm.wgsl).
-pub(crate) const MOMENT_TILE: u64 = 8;
+const MOMENT_TILE: u64 = 8;
 /// Dimensions per block of `gmm_scatter_tiled` (`BLOCK` in shaders/gmm.wgsl).
-pub(crate) const SCATTER_BLOCK: u64 = 4;
+const SCATTER_BLOCK: u64 = 4;
 
 /// Sums over the points of a diagonal Gaussian mixture, reduced on the GPU: the gradient of the
 /// total log-likelihood, or the sufficient statistics of an EM step — one recording, no
@@ -1491,5 +1491,49 @@ impl Op for GmmOp {
 impl Op for GmmReduceOp {
     fn input_names(&self) -> Vec<&'static str> {
         vec!["points (f32, n × dims)"]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The mixture kernels' sizes the host plans with, as shaders/gmm.wgsl declares them, and the
+    /// one-pass E-step's workgroup memory.
+    #[test]
+    fn sizes_match_wgsl() {
+        let src = crate::engine::shaders::likelihood_module();
+        let module = naga::front::wgsl::parse_str(&src).expect("the likelihood module parses");
+        let constant = |name: &str| -> u64 {
+            let (_, c) = module
+                .constants
+                .iter()
+                .find(|(_, c)| c.name.as_deref() == Some(name))
+                .unwrap_or_else(|| panic!("{name} in WGSL"));
+            match module.global_expressions[c.init] {
+                naga::Expression::Literal(naga::Literal::U32(v)) => u64::from(v),
+                ref other => panic!("{name} is {other:?}"),
+            }
+        };
+        for (name, host) in [
+            ("GMM_SCORE_TILE", GMM_SCORE_TILE),
+            ("GMM_TILE_DIMS", GMM_TILE_DIMS),
+            ("GMM_FUSED_K", GMM_FUSED_K),
+            ("ESTEP_POINTS", ESTEP_POINTS),
+            ("ESTEP_K", ESTEP_K),
+            ("TILE", MOMENT_TILE),
+            ("BLOCK", SCATTER_BLOCK),
+        ] {
+            assert_eq!(constant(name), host, "{name}");
+        }
+        let mut layouter = naga::proc::Layouter::default();
+        layouter.update(module.to_ctx()).expect("layout");
+        let (_, estep_r) = module
+            .global_variables
+            .iter()
+            .find(|(_, v)| v.name.as_deref() == Some("estep_r"))
+            .expect("estep_r");
+        assert_eq!(estep_r.space, naga::AddressSpace::WorkGroup);
+        assert_eq!(u64::from(layouter[estep_r.ty].size), ESTEP_BYTES);
     }
 }

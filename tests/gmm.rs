@@ -748,7 +748,8 @@ fn check_moments_of(
 }
 
 /// The one-pass E-step (`gmm_estep_tiled`): taken for diagonal and spherical mixtures of up to
-/// 16 components and 16 dimensions (and no others), its sums within the bound of the f64 sums
+/// 16 components and 16 dimensions on devices with 32 KiB of workgroup memory (and no others),
+/// its sums within the bound of the f64 sums
 /// and of the mirror that orders them as it does, at tails of chunks and component counts that
 /// are not multiples of 4, far from the origin, and recorded into a caller's sentinel-filled
 /// buffer; a point with a NaN coordinate makes every sum NaN, as in the mirror.
@@ -772,7 +773,9 @@ fn one_pass_estep() {
             .map(|v| v + shift)
             .collect();
         let op = GmmReduceOp::new(gpu, n, d, &gmm, kind).unwrap();
-        assert!(op.one_pass(), "n {n} k {k} d {d} {cov}");
+        // Taken wherever the device has the workgroup memory (the software adapters do).
+        let room = gpu.device().limits().max_compute_workgroup_storage_size >= 32 * 1024;
+        assert_eq!(op.one_pass(), room, "n {n} k {k} d {d} {cov}");
         let what = format!("one pass n {n} k {k} d {d} {cov}");
         check_moments_of(gpu, &points, n, d, &gmm, &[kind], &what);
         let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
