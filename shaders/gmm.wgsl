@@ -742,10 +742,12 @@ const ESTEP_POINTS: u32 = 256u;
 // there.
 var<workgroup> estep_r: array<vec4<u32>, 2048>;
 
+// Word i of the workgroup memory as four floats.
 fn estep_f(i: u32) -> vec4<f32> {
     return bitcast<vec4<f32>>(estep_r[i]);
 }
 
+// log p(x) of a point of the dispatch, at out_off + point (none past the points).
 fn estep_lp_store(point: u32, bits: u32) {
     if (point < params.rows) {
         out[params.out_off + point] = bits;
@@ -802,6 +804,7 @@ fn estep_joint(xs: ptr<function, array<vec4<f32>, GMM_TILE_DIMS>>, finite: vec4<
     );
 }
 
+// r = exp(L - log p(x)) of four components, as OP_RESP computes it; 0 for a point past the end.
 fn estep_resp(l: vec4<u32>, lp: u32, live: bool) -> vec4<u32> {
     let r = vec4<u32>(xexp(xsub(l.x, lp)), xexp(xsub(l.y, lp)), xexp(xsub(l.z, lp)),
         xexp(xsub(l.w, lp)));
