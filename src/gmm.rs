@@ -1504,17 +1504,8 @@ mod tests {
     fn sizes_match_wgsl() {
         let src = crate::engine::shaders::likelihood_module();
         let module = naga::front::wgsl::parse_str(&src).expect("the likelihood module parses");
-        let constant = |name: &str| -> u64 {
-            let (_, c) = module
-                .constants
-                .iter()
-                .find(|(_, c)| c.name.as_deref() == Some(name))
-                .unwrap_or_else(|| panic!("{name} in WGSL"));
-            match module.global_expressions[c.init] {
-                naga::Expression::Literal(naga::Literal::U32(v)) => u64::from(v),
-                ref other => panic!("{name} is {other:?}"),
-            }
-        };
+        let constant =
+            |name: &str| u64::from(crate::engine::shaders::wgsl_u32_const(&module, name));
         for (name, host) in [
             ("GMM_SCORE_TILE", GMM_SCORE_TILE),
             ("GMM_TILE_DIMS", GMM_TILE_DIMS),

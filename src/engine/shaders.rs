@@ -368,6 +368,21 @@ pub const PARTIAL_BYTES: u64 = 12;
 /// Bytes of one `StoredState` (m: f32, s: f32, flags: u32) between passes.
 pub const STATE_BYTES: u64 = 12;
 
+/// The value of the WGSL `const` `name: u32` in a parsed module (for tests that hold the host's
+/// sizes to the shaders').
+#[cfg(test)]
+pub(crate) fn wgsl_u32_const(module: &naga::Module, name: &str) -> u32 {
+    let (_, c) = module
+        .constants
+        .iter()
+        .find(|(_, c)| c.name.as_deref() == Some(name))
+        .unwrap_or_else(|| panic!("{name} in WGSL"));
+    match module.global_expressions[c.init] {
+        naga::Expression::Literal(naga::Literal::U32(v)) => v,
+        ref other => panic!("{name} is {other:?}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -846,18 +861,6 @@ mod tests {
             AXES_MAX,
             "AXES_MAX"
         );
-    }
-
-    fn wgsl_u32_const(module: &naga::Module, name: &str) -> u32 {
-        let (_, c) = module
-            .constants
-            .iter()
-            .find(|(_, c)| c.name.as_deref() == Some(name))
-            .unwrap_or_else(|| panic!("{name} in WGSL"));
-        match module.global_expressions[c.init] {
-            naga::Expression::Literal(naga::Literal::U32(v)) => v,
-            ref other => panic!("{name} is {other:?}"),
-        }
     }
 
     #[test]
