@@ -894,7 +894,7 @@ fn gmm_estep_tiled(
     var ns = vec4<f32>(0.0);
     if (lid < 16u && cq < quads_k) {
         // Components past the last (in the last quad) take the last's means; not stored.
-        let stride = 4u * ((dims + 3u) / 4u);
+        let stride = 4u * quads;
         let m0 = params.c_off + min(4u * cq, k - 1u) * stride;
         let m1 = params.c_off + min(4u * cq + 1u, k - 1u) * stride;
         let m2 = params.c_off + min(4u * cq + 2u, k - 1u) * stride;

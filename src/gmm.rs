@@ -920,6 +920,44 @@ const ESTEP_POINTS: u64 = 256;
 const ESTEP_K: u64 = 16;
 const ESTEP_BYTES: u64 = 2048 * 16;
 
+/// The total log-likelihood into output word 0: the pairwise sum of the `n` values of log p(x)
+/// at byte `offset` of `src` (partials in scratch 0 and 1, whose sizes it returns).
+fn log_likelihood_passes(
+    passes: &mut Vec<LlPass>,
+    src: Src,
+    offset: u64,
+    n64: u64,
+    caps: &Caps,
+) -> Result<[u64; 2], Error> {
+    passes.extend(elementwise_passes_at(
+        key("gmm_elementwise", OP_SUM_G, 1),
+        LlParams::default(),
+        1,
+        n64,
+        n64,
+        offset,
+        [
+            None,
+            Some(Bind::whole(Src::Dummy)),
+            Some(Bind::whole(Src::Dummy)),
+            Some(Bind::whole(Src::Scratch(0))),
+        ],
+        [src, Src::Dummy, Src::Dummy, Src::Dummy],
+        caps,
+    )?);
+    let (more, need) = reduce_passes(
+        1,
+        n64.div_ceil(CHUNK),
+        FINISH_SUM,
+        0.0,
+        Src::Output,
+        0,
+        caps,
+    )?;
+    passes.extend(more);
+    Ok(need)
+}
+
 /// The pairwise reductions of a reduce program's chunk partials (scratch 4, `q_rows` rows of
 /// `chunks`) into the packed output: every row's first sums at 1.., the `kd` rows' second sums
 /// after them.
@@ -1042,33 +1080,7 @@ fn estep_program(
             extra: None,
         });
     }
-    // The total log-likelihood: the pairwise sum of log p(x).
-    passes.extend(elementwise_passes_at(
-        key("gmm_elementwise", OP_SUM_G, 1),
-        LlParams::default(),
-        1,
-        n64,
-        n64,
-        lp_at,
-        [
-            None,
-            Some(Bind::whole(Src::Dummy)),
-            Some(Bind::whole(Src::Dummy)),
-            Some(Bind::whole(Src::Scratch(0))),
-        ],
-        [Src::Scratch(4), Src::Dummy, Src::Dummy, Src::Dummy],
-        caps,
-    )?);
-    let (more, mut need) = reduce_passes(
-        1,
-        n64.div_ceil(CHUNK),
-        FINISH_SUM,
-        0.0,
-        Src::Output,
-        0,
-        caps,
-    )?;
-    passes.extend(more);
+    let mut need = log_likelihood_passes(&mut passes, Src::Scratch(4), lp_at, n64, caps)?;
     let kd = k * d;
     moment_reductions(&mut passes, &mut need, q_rows, kd, chunks, caps)?;
     Program::new(
@@ -1214,24 +1226,8 @@ impl GmmReduceOp {
             [Src::Scratch(2), Src::Dummy, Src::Dummy, Src::Scratch(5)],
             &caps,
         )?;
-        // The total log-likelihood: the pairwise sum of log p(x).
         let chunks = n64.div_ceil(CHUNK);
-        passes.extend(elementwise_passes(
-            key("gmm_elementwise", OP_SUM_G, 1),
-            LlParams::default(),
-            1,
-            n64,
-            [
-                None,
-                Some(Bind::whole(Src::Dummy)),
-                Some(Bind::whole(Src::Dummy)),
-                Some(Bind::whole(Src::Scratch(0))),
-            ],
-            [Src::Scratch(3), Src::Dummy, Src::Dummy, Src::Dummy],
-            &caps,
-        )?);
-        let (more, mut need) = reduce_passes(1, chunks, FINISH_SUM, 0.0, Src::Output, 0, &caps)?;
-        passes.extend(more);
+        let mut need = log_likelihood_passes(&mut passes, Src::Scratch(3), 0, n64, &caps)?;
         // The moments, per group of components whose words fit a 16 KiB uniform window.
         let window_words = (GMM_UNIFORM_BYTES / 4) as usize;
         let per = 1 + 2 * dims;
