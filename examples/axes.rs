@@ -1,8 +1,8 @@
 //! GPU time of reducing axis 0 of a row-major (R, C) array where it lies (`AxisOp`, the strided
 //! kernels) against reducing axis 1 of its transpose, a row-major (C, R) array (the row kernels,
 //! `Strategy::Auto`): the same results from the same bytes, one read down the columns, one along
-//! the rows. Median of 7 runs (timestamp queries where the adapter has them, else the wall clock
-//! of record, submit and wait), data resident.
+//! the rows. Median of 15 runs of each, the two alternating, after one warm-up (timestamp queries
+//! where the adapter has them, else the wall clock of record, submit and wait), data resident.
 //!
 //! `cargo run --release --example axes [RxC ...]` (default: 4096x4096 65536x256)
 
@@ -11,17 +11,33 @@ use std::time::{Duration, Instant};
 use logdomain::{AxisOp, Gpu, NdLayout, RowFn};
 use wgpu::util::DeviceExt;
 
-fn median(gpu: &Gpu, op: &AxisOp, input: &wgpu::Buffer, output: &wgpu::Buffer) -> Duration {
-    let mut times: Vec<Duration> = (0..8)
-        .map(|_| {
-            let start = Instant::now();
-            let t = op.kernel_time(gpu, input, output).expect("run");
-            t.unwrap_or_else(|| start.elapsed())
-        })
-        .skip(1) // the first run warms caches and pipelines
-        .collect();
-    times.sort();
-    times[times.len() / 2]
+/// The median GPU time of each op over `RUNS` runs after one warm-up, the two ops alternating
+/// so that both see the same state of the machine (a software adapter's speed drifts by tens
+/// of per cent within a minute).
+fn medians(
+    gpu: &Gpu,
+    ops: [&AxisOp; 2],
+    input: &wgpu::Buffer,
+    output: &wgpu::Buffer,
+) -> [Duration; 2] {
+    const RUNS: usize = 15;
+    let time = |op: &AxisOp| {
+        let start = Instant::now();
+        let t = op.kernel_time(gpu, input, output).expect("run");
+        t.unwrap_or_else(|| start.elapsed())
+    };
+    // The first run of each warms caches and pipelines.
+    let _ = ops.map(time);
+    let mut times = [Vec::new(), Vec::new()];
+    for _ in 0..RUNS {
+        for (k, op) in ops.iter().enumerate() {
+            times[k].push(time(op));
+        }
+    }
+    times.map(|mut t| {
+        t.sort();
+        t[t.len() / 2]
+    })
 }
 
 fn main() -> Result<(), logdomain::Error> {
@@ -62,10 +78,7 @@ fn main() -> Result<(), logdomain::Error> {
         for func in [RowFn::Logsumexp, RowFn::LogSoftmax] {
             let down = AxisOp::new(&gpu, func, &NdLayout::contiguous(&[r, c]), 0)?;
             let along = AxisOp::new(&gpu, func, &NdLayout::contiguous(&[c, r]), 1)?;
-            let (a, b) = (
-                median(&gpu, &down, &input, &output),
-                median(&gpu, &along, &input, &output),
-            );
+            let [a, b] = medians(&gpu, [&down, &along], &input, &output);
             println!(
                 "{:<12} {:>12} {:>16.2} {:>16.2} {:>7.2}   ({:?}, segments of {}; {:?})",
                 format!("{func:?}"),

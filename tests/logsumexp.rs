@@ -1563,23 +1563,26 @@ fn assert_mirrors(
 
 /// The vec4 kernels' CPU form (eight quads 32 positions apart an invocation, groups of 64
 /// quads): full and partial groups, kept dimensions folded apart, one walk or segments, every
-/// function, each the CPU mirror's bits (on GPUs the quad form, the same bits).
+/// function, each the CPU mirror's bits (on GPUs the quad form, the same bits). Along 1000
+/// entries, segments of 1 to 15 blocks of 64 (the counter levels of the CPU form: 2, 8, 11 and
+/// 15 blocks, a last segment of a single one) and longer ones (961, 1000: the quad form).
 #[test]
 fn nd_vec4_groups_of_quads_mirror_the_reference() {
     let gpu = gpu();
     let mut rng = Rng(23);
-    for shape in [
-        vec![130, 292],
-        vec![70, 1028],
-        vec![3, 256],
-        vec![41, 36],
-        vec![9, 3, 260],
+    for (shape, segs) in [
+        (vec![130, 292], vec![0, 50]),
+        (vec![70, 1028], vec![0, 50]),
+        (vec![3, 256], vec![0, 50]),
+        (vec![41, 36], vec![0, 50]),
+        (vec![9, 3, 260], vec![0, 50]),
+        (vec![1000, 68], vec![0, 100, 453, 700, 960, 961, 1000]),
     ] {
         let layout = NdLayout::contiguous(&shape);
         let x = rng.vec(shape.iter().product(), -30.0, 30.0);
         let mask: Vec<bool> = (0..shape.len()).map(|d| d == 0).collect();
         for func in [RowFn::Logsumexp, RowFn::Softmax, RowFn::LogSoftmax] {
-            for seg in [0, 50] {
+            for &seg in &segs {
                 let (op, got) = run_axes(
                     gpu,
                     func,
@@ -1591,7 +1594,8 @@ fn nd_vec4_groups_of_quads_mirror_the_reference() {
                 )
                 .unwrap();
                 assert_eq!(op.kernel(), AxisKernel::StridedVec4, "{shape:?}");
-                assert_mirrors(func, &op, &got, &x, &layout, &mask, &format!("{shape:?}"));
+                let what = format!("{func:?} {shape:?} segments of {seg}");
+                assert_mirrors(func, &op, &got, &x, &layout, &mask, &what);
             }
         }
     }

@@ -215,6 +215,9 @@ struct AxesPlan {
 }
 
 const AXES_WG: u32 = 64;
+/// The longest segment the `_oct` kernels walk (`OCT_SEG_MAX` in logsumexp_axes_vec4.wgsl):
+/// 15 blocks of 64 entries, the most their four counter levels hold.
+const OCT_SEG_MAX: u64 = 960;
 
 #[allow(clippy::too_many_arguments)]
 fn plan_axes(
@@ -238,18 +241,6 @@ fn plan_axes(
     let eb = layout.format.bytes();
     let usable = usable_binding(caps, 64)?;
     let quad = if vec4 { 4 } else { 1 };
-    // On CPU adapters eight quads an invocation (`axes_*_oct`): a step of a SIMD thread then
-    // reads 1 KiB of a row rather than 128 bytes (one reduced dimension, no mask).
-    let oct = vec4 && caps.cpu && !masked && f.reduced.len() == 1;
-    // Invocations for k positions: a quad each, or `oct_units` in the WGSL.
-    let invocations = |k: u64| {
-        let quads = k / quad;
-        if oct {
-            (quads / 64) * 8 + (quads % 64).min(8)
-        } else {
-            quads
-        }
-    };
     let wg = pow2_at_most(AXES_WG, caps.max_wg);
     // Outermost first, as the boxes index them.
     let kept_n: Vec<u64> = f.kept.iter().map(|d| d.n).collect();
@@ -277,6 +268,19 @@ fn plan_axes(
             "a segment of {seg_len} entries is more than one invocation may walk ({LANE_MAX})"
         )));
     }
+    // On CPU adapters eight quads an invocation (`axes_*_oct`): a step of a SIMD thread then
+    // reads 1 KiB of a row rather than 128 bytes (one reduced dimension, no mask, segments
+    // that the kernels' four counter levels hold).
+    let oct = vec4 && caps.cpu && !masked && f.reduced.len() == 1 && seg_len <= OCT_SEG_MAX;
+    // Invocations for k positions: a quad each, or `oct_units` in the WGSL.
+    let invocations = |k: u64| {
+        let quads = k / quad;
+        if oct {
+            (quads / 64) * 8 + (quads % 64).min(8)
+        } else {
+            quads
+        }
+    };
     // Entry ranges (lo, hi) of a batch of positions and reduced entries, input and output.
     let spans = |p0: u64, k: u64, r0: u64, r1: u64| -> (u64, u64, u64, u64) {
         let kb = index_box(&kept_n, p0, p0 + k - 1);
@@ -1377,5 +1381,20 @@ impl Op for AxisOp {
             names.push("where (the mask, 32 entries a word) or b");
         }
         names
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The longest segment the host gives the `_oct` kernels, as their WGSL declares it, and the
+    /// most blocks their four counter levels hold.
+    #[test]
+    fn oct_segment_matches_wgsl() {
+        let src = crate::engine::shaders::logsumexp_axes_vec4_module();
+        let module = naga::front::wgsl::parse_str(&src).expect("the axes vec4 module parses");
+        let constant =
+            |name: &str| u64::from(crate::engine::shaders::wgsl_u32_const(&module, name));
+        assert_eq!(constant("OCT_SEG_MAX"), super::OCT_SEG_MAX);
+        assert_eq!(super::OCT_SEG_MAX, 15 * constant("BLOCK"));
     }
 }
