@@ -626,7 +626,9 @@ fn small_device(backends: wgpu::Backends, bytes: u64) -> logdomain::Gpu {
         ..Default::default()
     }))
     .expect("device");
-    logdomain::Gpu::from_device(device, queue)
+    let gpu = logdomain::Gpu::from_device(device, queue);
+    gpu.fill_outputs_with_sentinel(true);
+    gpu
 }
 
 /// Points several times the device's largest buffer: the E-steps read them in batches, resident
@@ -639,6 +641,7 @@ fn points_larger_than_the_device_stream_through_it() {
         l.max_storage_buffer_binding_size = 1 << 20;
     });
     let small = logdomain::Gpu::from_device(device, queue);
+    small.fill_outputs_with_sentinel(true);
     let mut rng = Rng(97);
     let (n, d, k) = (200_000, 4, 3);
     let x = blobs(

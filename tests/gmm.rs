@@ -422,6 +422,7 @@ fn invalid_parameters_are_errors() {
 fn encoder_level_op_matches_the_blocking_call() {
     let (device, queue) = own_device(|_| {});
     let gpu = Gpu::from_device(device, queue);
+    gpu.fill_outputs_with_sentinel(true);
     let mut rng = Rng(34);
     let (n, k, d) = (3000, 5, 6);
     let gmm = mixture(&mut rng, k, d, "full", -2.0, 2.0);
@@ -890,6 +891,7 @@ fn mixture_gradients_and_sufficient_statistics() {
 fn mixture_sums_encoder_level_and_errors() {
     let (device, queue) = own_device(|_| {});
     let gpu = Gpu::from_device(device, queue);
+    gpu.fill_outputs_with_sentinel(true);
     let mut rng = Rng(63);
     let (n, k, d) = (3000, 4, 5);
     let gmm = mixture(&mut rng, k, d, "diag", -2.0, 2.0);

@@ -281,6 +281,7 @@ fn masked_entries_get_zero_and_nan_rows_nan() {
 fn encoder_level_backward_and_errors() {
     let (device, queue) = own_device(|_| {});
     let gpu = Gpu::from_device(device, queue);
+    gpu.fill_outputs_with_sentinel(true);
     let mut rng = Rng(43);
     let (rows, cols) = (500, 33);
     let x = rng.vec(rows * cols, -5.0, 5.0);
@@ -755,6 +756,7 @@ fn fused_cross_entropy_in_place_and_on_a_four_buffer_device() {
                 }
             });
             let gpu = Gpu::from_device(device, queue);
+            gpu.fill_outputs_with_sentinel(true);
             let logits = storage_buffer(&gpu, bytemuck::cast_slice(&x));
             let tb = storage_buffer(&gpu, bytemuck::cast_slice(&t32));
             let lb = storage_buffer(&gpu, bytemuck::cast_slice(&[SENTINEL_BITS; 1]));

@@ -807,6 +807,7 @@ fn log_prod_past_the_default_binding_size() {
 fn encoder_level_losses_share_one_submit_on_a_caller_device() {
     let (device, queue) = own_device(|_| {});
     let gpu = Gpu::from_device(device, queue);
+    gpu.fill_outputs_with_sentinel(true);
     let d = gpu.device();
     let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
     let make = |bytes: &[u8]| {

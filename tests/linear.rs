@@ -759,6 +759,7 @@ fn runs_where_the_logits_exceed_the_largest_buffer_many_times() {
         l.max_storage_buffer_binding_size = 1 << 20;
     });
     let small = Gpu::from_device(device, queue);
+    small.fill_outputs_with_sentinel(true);
     let (n, d, v) = (1024, 8, 4096);
     let logits_bytes = (n * v * 4) as u64;
     assert!(logits_bytes >= 16 * small.device().limits().max_buffer_size);
@@ -887,6 +888,7 @@ fn operands_larger_than_a_binding_are_windowed() {
         l.max_storage_buffer_binding_size = 64 * 1024;
     });
     let small = Gpu::from_device(device, queue);
+    small.fill_outputs_with_sentinel(true);
     // With label smoothing the backward recomputes the logits; without, d_hidden comes from the
     // forward's walk and its target terms from the weight window holding each target's row.
     for (seed, d, eps) in [

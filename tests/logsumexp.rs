@@ -250,6 +250,7 @@ fn results_are_bit_identical_across_runs() {
 fn encoder_level_ops_share_one_submit_on_a_caller_device() {
     let (device, queue) = own_device(|_| {});
     let gpu = Gpu::from_device(device.clone(), queue.clone());
+    gpu.fill_outputs_with_sentinel(true);
     let (rows, cols, in_stride, out_stride) = (300, 129, 133, 131);
     let mut rng = Rng(5);
     let dense = rng.vec(rows * cols, -20.0, 20.0);
@@ -336,6 +337,7 @@ fn small_binding_limits_split_rows_and_windows() {
         l.max_compute_workgroups_per_dimension = 256;
     });
     let gpu = Gpu::from_device(device, queue);
+    gpu.fill_outputs_with_sentinel(true);
     let mut rng = Rng(9);
     for (rows, cols) in [(3, 100_003), (2000, 100), (1000, 5)] {
         let x = rng.vec(rows * cols, -50.0, 50.0);
@@ -471,6 +473,7 @@ fn adapter_choice() {
         power: None,
     };
     let chosen = Gpu::with_choice(&choice).expect("the device under test's adapter by name");
+    chosen.fill_outputs_with_sentinel(true);
     assert_eq!(chosen.info().name, gpu.info().name);
     assert_eq!(chosen.info().backend, gpu.info().backend);
     let x = [0.0f32, 1.0, 2.0];
@@ -589,7 +592,9 @@ fn gpu_on(backends: wgpu::Backends, install: &str) -> Gpu {
         .unwrap_or_else(|e| panic!("no {backends:?} adapter ({e}): {install}"));
     let (device, queue) =
         pollster::block_on(adapter.request_device(&Default::default())).expect("device");
-    Gpu::from_device(device, queue)
+    let gpu = Gpu::from_device(device, queue);
+    gpu.fill_outputs_with_sentinel(true);
+    gpu
 }
 
 /// A batch's columns split between two adapters (lavapipe through Vulkan, llvmpipe through GL),

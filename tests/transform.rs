@@ -245,6 +245,7 @@ fn strided_layouts_at_unaligned_offsets() {
 fn texture_copy_in_a_frame_and_a_thousand_frames() {
     let (device, queue) = own_device(|_| {});
     let gpu = Gpu::from_device(device, queue);
+    gpu.fill_outputs_with_sentinel(true);
     let (width, height) = (100u32, 50u32);
     let mut rng = Rng(94);
     let texels: Vec<f32> = (0..width * height)

@@ -1,4 +1,4 @@
-//! The one blocking runner (upload, sentinel fill in debug builds, run, read back), the
+//! The one blocking runner (upload, sentinel fill where asked, run, read back), the
 //! timing path, and the host values of an op's main input.
 
 use super::device::{Gpu, lock};
@@ -29,7 +29,7 @@ impl Gpu {
     }
 
     /// The one blocking runner: uploads host inputs into reused buffers, fills the output
-    /// (the sentinel in debug builds, zeros in release builds), runs `program`
+    /// (the sentinel under [`Gpu::fill_outputs_with_sentinel`], else zeros), runs `program`
     /// ([`Gpu::submit_passes`]) and reads its `out_len` 4-byte words back.
     pub(crate) fn run_program(
         &self,
@@ -52,8 +52,8 @@ impl Gpu {
         self.run_program_filled(program, inputs, out_len, extra, shaders::SENTINEL_BITS)
     }
 
-    /// `run_program_with`, the outputs filled with the word `sentinel` in debug builds (two
-    /// f16 sentinels for an f16 output).
+    /// `run_program_with`, the outputs filled with the word `sentinel` under
+    /// [`Gpu::fill_outputs_with_sentinel`] (two f16 sentinels for an f16 output).
     pub(crate) fn run_program_filled(
         &self,
         program: &Program,
@@ -106,12 +106,15 @@ impl Gpu {
             buffers.push(b);
         }
         let mut encoder = self.device.create_command_encoder(&Default::default());
-        // The buffers are reused and hold earlier results. Debug builds (the tests) fill the
-        // outputs with the sentinel, so an entry a kernel failed to write shows; release builds
-        // zero them, a memset.
+        // The buffers are reused and hold earlier results. Under `fill_outputs_with_sentinel`
+        // (the tests) the outputs are filled with the sentinel, so an entry a kernel failed to
+        // write shows; otherwise they are zeroed, a memset.
+        let sentinel_fill = self
+            .sentinel_fill
+            .load(std::sync::atomic::Ordering::Relaxed);
         let mut fill = |b: &wgpu::Buffer, len: usize| {
             if len > 0 {
-                if cfg!(debug_assertions) {
+                if sentinel_fill {
                     let fill = vec![sentinel; len];
                     self.write_buffer(b, 0, bytemuck::cast_slice(&fill));
                 } else {

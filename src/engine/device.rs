@@ -165,6 +165,8 @@ pub struct Gpu {
     pub(super) ops: Mutex<HashMap<OpKey, Arc<dyn std::any::Any + Send + Sync>>>,
     /// Held around every GL call of the crate's own on a GL device; see [`Gpu::gl_guard`].
     gl: GlLock,
+    /// Whether the blocking runner fills outputs with the sentinel ([`Gpu::fill_outputs_with_sentinel`]).
+    pub(super) sentinel_fill: std::sync::atomic::AtomicBool,
 }
 
 /// The key of a cached op: its type and a key of the family's choosing.
@@ -366,6 +368,7 @@ impl Gpu {
             dummies,
             dummy_uniform,
             blocking: Mutex::new(Blocking::default()),
+            sentinel_fill: cfg!(debug_assertions).into(),
             ops: Mutex::new(HashMap::new()),
             gl,
         }
@@ -454,6 +457,17 @@ impl Gpu {
     /// The wgpu queue.
     pub fn queue(&self) -> &wgpu::Queue {
         &self.queue
+    }
+
+    /// Whether the blocking calls fill their (reused) output buffers with the sentinel
+    /// ([`SENTINEL_BITS`](crate::SENTINEL_BITS)) before each run, so that an entry a kernel
+    /// leaves unwritten shows as that NaN payload, instead of zeroing them on the GPU. The
+    /// sentinel is an upload from the host, the zeroing a GPU memset. On by default in debug
+    /// builds; the test suites turn it on in every build. Ops recorded into your own encoder
+    /// write into your buffers and are not affected.
+    pub fn fill_outputs_with_sentinel(&self, on: bool) {
+        self.sentinel_fill
+            .store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Whether the subgroup kernels can run here.

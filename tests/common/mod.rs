@@ -10,13 +10,14 @@ use wgpu::util::DeviceExt;
 /// The unit roundoff of f32.
 pub const U: f64 = 1.0 / (1u64 << 24) as f64;
 
-/// The adapter `Gpu::new()` finds. No adapter is a failure with the actionable message, never
-/// a skip.
+/// The adapter `Gpu::new()` finds, its blocking calls filling outputs with the sentinel in
+/// every build. No adapter is a failure with the actionable message, never a skip.
 pub fn gpu() -> &'static Gpu {
     static GPU: OnceLock<Gpu> = OnceLock::new();
     GPU.get_or_init(|| match Gpu::new() {
         Ok(g) => {
             eprintln!("adapter: {}", g.info());
+            g.fill_outputs_with_sentinel(true);
             g
         }
         Err(e) => panic!("{e}"),
