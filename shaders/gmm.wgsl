@@ -543,7 +543,9 @@ fn moment_store(q: u32, ch: u32, sb: u32, wb: u32) {
 // The E-step's two element-wise passes, OP_RESP (r = exp(L - log p(x)), written) and OP_SUM_G
 // (sum of log p(x), reduced pairwise), exactly as likelihood.wgsl's `elementwise` entry point
 // computes them (the same indexing, values and sums): an entry point of their own because the
-// generic one, which holds every element-wise op, takes 50-65 ms to compile on lavapipe.
+// generic one, which holds every element-wise op, takes 50-65 ms to compile on lavapipe. And
+// k-means' one-hot responsibilities, OP_ONEHOT: entry (i, col) of the n x k matrix is 1 where
+// point i's label (word i of binding c) is col, else 0; binding a is not read.
 @compute @workgroup_size(WG)
 fn gmm_elementwise(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -557,10 +559,15 @@ fn gmm_elementwise(
     pairwise_reset();
     for (var col = span.start; col < span.end; col++) {
         let i = span.base + col;
-        let xb = load_a(params.a_off + i);
-        var v = xb;
-        if (OP == OP_RESP) {
-            v = xexp(xsub(xb, c[params.c_off + params.row0 + span.r]));
+        var v = 0u;
+        if (OP == OP_ONEHOT) {
+            let label = c[params.c_off + params.row0 + span.r];
+            v = select(0u, 0x3f800000u, label == col); // 1.0 at the label's column
+        } else {
+            v = load_a(params.a_off + i);
+            if (OP == OP_RESP) {
+                v = xexp(xsub(v, c[params.c_off + params.row0 + span.r]));
+            }
         }
         elem_emit(i, v);
     }

@@ -28,6 +28,7 @@ const OP_GAUSS_DV: u32 = 11u;
 const OP_BCE_D: u32 = 12u;
 const OP_POISSON_D: u32 = 13u;
 const OP_RESP: u32 = 14u;
+const OP_ONEHOT: u32 = 15u;
 
 // Bits of LlParams.mode for the fused cross-entropy.
 const MODE_IN_PLACE: u32 = 2048u;

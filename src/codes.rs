@@ -54,6 +54,7 @@ codes! {
         OP_BCE_D = 12,
         OP_POISSON_D = 13,
         OP_RESP = 14,
+        OP_ONEHOT = 15,
         // transform.wgsl: 16–23.
         #[allow(dead_code)] // the block's first code, a marker of the WGSL's
         OP_LOG_FIRST = 16,

@@ -20,7 +20,8 @@ use rand_pcg::Pcg64;
 use crate::engine::device::Gpu;
 use crate::error::Error;
 use crate::gmm::{
-    Covariance, Gmm, GmmCenteredStats, GmmOp, GmmOutput, GmmReduceOp, GmmReduction, dim_pairs,
+    Covariance, Gmm, GmmCenteredStats, GmmOp, GmmOutput, GmmReduceOp, GmmReduction, KMeansStepOp,
+    dim_pairs,
 };
 
 /// The covariance of each component, as scikit-learn's `covariance_type` (`tied` is not
@@ -65,8 +66,9 @@ pub enum InitParams {
     /// scikit-learn's default `kmeans`: the labels of a k-means run (scikit-learn's
     /// `KMeans(n_init=1)`: k-means++ seeding, then Lloyd iterations until no centre moves, the
     /// centres' total squared shift is at most 1e−4 times the mean variance of the dimensions,
-    /// or 300 iterations), one-hot responsibilities, then one M-step. The assignments and the
-    /// centroid sums are GPU reductions; an empty cluster keeps its centre.
+    /// or 300 iterations), one-hot responsibilities, then one M-step. The assignments are GPU
+    /// passes, and the centroid sums too where [`GaussianMixture::centroid_sums`] says so (by
+    /// default, off CPU adapters); an empty cluster keeps its centre.
     #[default]
     KMeans,
     /// scikit-learn's `k-means++`: `n_components` points chosen by k-means++ seeding (squared
@@ -157,6 +159,23 @@ pub struct GaussianMixture {
     /// 1 GiB); beyond, each E-step uploads the points batch by batch into one buffer a device,
     /// so the points need not fit in the devices' memory (the same bits either way).
     pub resident_bytes: u64,
+    /// Where the `KMeans` initialisation's Lloyd iterations sum each cluster's points.
+    pub centroid_sums: CentroidSums,
+}
+
+/// Where the Lloyd iterations of the `KMeans` initialisation sum each cluster's points.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum CentroidSums {
+    /// On the devices, unless one is a CPU adapter (lavapipe, llvmpipe, WARP): there the
+    /// device is the host's own cores, and the host's sum from the labels, one pass over the
+    /// points, is the cheaper (docs/performance.md, "k-means on the GPU").
+    #[default]
+    Auto,
+    /// On the devices ([`crate::KMeansStepOp`]: the labels, then per centre `N` and
+    /// `Σ (x − c)`), where one invocation holds every centre of a point; else on the host.
+    Device,
+    /// On the host, in f64 in point order, from the labels the devices compute.
+    Host,
 }
 
 /// A fitted mixture: the parameters (in the crate's [`Gmm`] form and in scikit-learn's
@@ -290,6 +309,7 @@ impl GaussianMixture {
             init_params: InitParams::KMeans,
             seed: 0,
             resident_bytes: DEFAULT_RESIDENT_BYTES,
+            centroid_sums: CentroidSums::Auto,
         }
     }
 
@@ -338,6 +358,12 @@ impl GaussianMixture {
     /// Sets the bytes of points kept on each device ([`GaussianMixture::resident_bytes`]).
     pub fn resident_bytes(mut self, bytes: u64) -> Self {
         self.resident_bytes = bytes;
+        self
+    }
+
+    /// Sets where k-means sums its clusters ([`GaussianMixture::centroid_sums`]).
+    pub fn centroid_sums(mut self, place: CentroidSums) -> Self {
+        self.centroid_sums = place;
         self
     }
 
@@ -687,7 +713,7 @@ impl GaussianMixture {
                 for &i in &seeds {
                     centres.extend(points[i * d..(i + 1) * d].iter().map(|&v| f64::from(v)));
                 }
-                let hard = data.kmeans(centres, self.covariance_type)?;
+                let hard = data.kmeans(centres, self.covariance_type, self.centroid_sums)?;
                 self.m_step(&hard.0, &hard.1, d, gram, Resp::Init(n))
             }
         }
@@ -1039,6 +1065,14 @@ impl Gram {
     }
 }
 
+/// One Lloyd iteration's outcome: every point's label, each centre's number of points, and
+/// the mean of its points (`k × dims`; meaningless where the count is 0).
+struct Lloyd {
+    labels: Vec<u32>,
+    counts: Vec<f64>,
+    means: Vec<f64>,
+}
+
 /// Points and coordinate sums per label (`k × dims`, f64, in point order).
 fn label_sums(points: &[f32], d: usize, k: usize, labels: &[u32]) -> (Vec<u64>, Vec<f64>) {
     let mut counts = vec![0u64; k];
@@ -1309,14 +1343,27 @@ impl<'a> Resident<'a> {
     /// Lloyd's k-means from `centres` (`k × dims`, f64), as scikit-learn's `KMeans` (its
     /// `lloyd` loop: stop when no label changes or the centres' total squared shift is at most
     /// 1e−4 times the mean variance of the dimensions, after at most 300 iterations; then the
-    /// labels of the final centres). Each assignment is one GPU pass: the labels of a spherical
-    /// mixture of equal weights and unit variances, whose log-joint `c − ‖x − μ_k‖²/2` is
-    /// largest at the nearest centre (`GmmOutput::Labels`, the first of equals); each centre
-    /// moves to the mean of its points, summed on the host in f64 from the `n` labels (an
-    /// empty cluster keeps its centre). Returns the statistics of the final labels' one-hot
+    /// labels of the final centres). Each iteration is one `lloyd_step`: the labels of a
+    /// spherical mixture of equal weights and unit variances, whose log-joint
+    /// `c − ‖x − μ_k‖²/2` is largest at the nearest centre (`GmmOutput::Labels`, the first of
+    /// equals), and each centre's sums on the GPU; each centre moves to the mean of its points
+    /// (an empty cluster keeps its centre). Returns the statistics of the final labels' one-hot
     /// responsibilities about the final centres (what the M-step needs, the off-diagonal
     /// scatter included for `t` full or tied) and the mixture whose means are those centres.
-    fn kmeans(&self, mut centres: Vec<f64>, t: CovarianceType) -> Result<(Stats64, Gmm), Error> {
+    fn kmeans(
+        &self,
+        mut centres: Vec<f64>,
+        t: CovarianceType,
+        sums: CentroidSums,
+    ) -> Result<(Stats64, Gmm), Error> {
+        let on_device = match sums {
+            CentroidSums::Auto => self
+                .gpus
+                .iter()
+                .all(|g| g.info().device_type != wgpu::DeviceType::Cpu),
+            CentroidSums::Device => true,
+            CentroidSums::Host => false,
+        };
         let (n, d, points) = (self.n, self.dims, self.points);
         let k = centres.len() / d;
         let mut var_sum = 0.0f64;
@@ -1334,15 +1381,18 @@ impl<'a> Resident<'a> {
         let mut previous: Option<Vec<u32>> = None;
         let mut strict = false;
         for _ in 0..MAX_ITER {
-            let labels = self.labels(&hard(&centres))?;
-            let (counts, sums) = label_sums(points, d, k, &labels);
+            let Lloyd {
+                labels,
+                counts,
+                means: moved,
+            } = self.lloyd_step(&hard(&centres), on_device)?;
             let mut shift = 0.0;
             for c in 0..k {
-                if counts[c] == 0 {
+                if counts[c] == 0.0 {
                     continue;
                 }
                 for j in 0..d {
-                    let new = sums[c * d + j] / counts[c] as f64;
+                    let new = moved[c * d + j];
                     shift += (new - centres[c * d + j]) * (new - centres[c * d + j]);
                     centres[c * d + j] = new;
                 }
@@ -1364,6 +1414,62 @@ impl<'a> Resident<'a> {
         };
         let scatter = matches!(t, CovarianceType::Full | CovarianceType::Tied);
         Ok((label_stats(points, d, k, &labels, &gmm.means, scatter), gmm))
+    }
+
+    /// One Lloyd iteration from the centres of `hard` (its means): every point's label, and per
+    /// centre its number of points and, where it has any, their mean. `on_device`, on the GPU
+    /// ([`KMeansStepOp`]: the mean is the f32 centre plus the deviations' sum over the count,
+    /// the batches' sums added in f64 in order); otherwise, or where one invocation cannot hold
+    /// every centre, the labels on the GPU and the sums on the host, in f64 in point order.
+    fn lloyd_step(&self, hard: &Gmm, on_device: bool) -> Result<Lloyd, Error> {
+        let (d, k) = (self.dims, hard.weights.len());
+        let steps = if !on_device {
+            vec![None]
+        } else {
+            self.each_batch(|gpu, buffer, n| {
+                let op = match KMeansStepOp::new(gpu, n, d, &hard.means) {
+                    Err(Error::Unsupported(_)) => return Ok(None),
+                    op => op?,
+                };
+                let v = gpu.run_resident(op.program(), &[buffer], op.output_len())?;
+                op.unpack(&v).map(Some)
+            })?
+        };
+        if steps.iter().any(Option::is_none) {
+            let labels = self.labels(hard)?;
+            let (counts, sums) = label_sums(self.points, d, k, &labels);
+            let means = sums
+                .chunks(d.max(1))
+                .zip(&counts)
+                .flat_map(|(s, &c)| s.iter().map(move |&v| v / c.max(1) as f64))
+                .collect();
+            return Ok(Lloyd {
+                labels,
+                counts: counts.iter().map(|&c| c as f64).collect(),
+                means,
+            });
+        }
+        let (mut labels, mut counts, mut devs) = (Vec::new(), vec![0.0f64; k], vec![0.0f64; k * d]);
+        for step in steps.into_iter().flatten() {
+            labels.extend_from_slice(&step.labels);
+            counts
+                .iter_mut()
+                .zip(&step.counts)
+                .for_each(|(a, &v)| *a += f64::from(v));
+            devs.iter_mut()
+                .zip(&step.deviation_sums)
+                .for_each(|(a, &v)| *a += f64::from(v));
+        }
+        let means = devs
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| f64::from(hard.means[i]) + s / counts[i / d].max(1.0))
+            .collect();
+        Ok(Lloyd {
+            labels,
+            counts,
+            means,
+        })
     }
 
     /// The most probable component of every point under `gmm` (see `GmmOutput::Labels`; where

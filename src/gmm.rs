@@ -11,7 +11,7 @@
 use crate::codes::{
     FINISH_SECOND, FINISH_SUM, MODE_FUSED_ARGMAX, MODE_FUSED_RESP, MODE_FUSED_SCORE,
     MODE_GMM_CENTERED, MODE_GMM_CROSS, MODE_GMM_GRAD, MODE_TRIANGULAR, OP_GMM_DIAG, OP_GMM_DIAG_U,
-    OP_GMM_FULL, OP_GMM_FULL_U, OP_GMM_SPHERICAL, OP_GMM_SPHERICAL_U, OP_RESP, OP_SUM_G,
+    OP_GMM_FULL, OP_GMM_FULL_U, OP_GMM_SPHERICAL, OP_GMM_SPHERICAL_U, OP_ONEHOT, OP_RESP, OP_SUM_G,
 };
 use crate::engine::blocking::Values;
 use crate::engine::device::Gpu;
@@ -959,17 +959,22 @@ fn log_likelihood_passes(
 }
 
 /// The pairwise reductions of a reduce program's chunk partials (scratch 4, `q_rows` rows of
-/// `chunks`) into the packed output: every row's first sums at 1.., the `kd` rows' second sums
-/// after them.
+/// `chunks`) into the packed output: every row's first sums from word `base`, the `kd` rows'
+/// second sums after them.
+#[allow(clippy::too_many_arguments)]
 fn moment_reductions(
     passes: &mut Vec<LlPass>,
     need: &mut [u64; 2],
     q_rows: u64,
     kd: u64,
     chunks: u64,
+    base: u64,
     caps: &Caps,
 ) -> Result<(), Error> {
-    for (rows, finish, at) in [(q_rows, FINISH_SUM, 1), (kd, FINISH_SECOND, 1 + q_rows)] {
+    for (rows, finish, at) in [
+        (q_rows, FINISH_SUM, base),
+        (kd, FINISH_SECOND, base + q_rows),
+    ] {
         let (more, more_need) = reduce_passes_from(
             Src::Scratch(4),
             rows,
@@ -1082,7 +1087,7 @@ fn estep_program(
     }
     let mut need = log_likelihood_passes(&mut passes, Src::Scratch(4), lp_at, n64, caps)?;
     let kd = k * d;
-    moment_reductions(&mut passes, &mut need, q_rows, kd, chunks, caps)?;
+    moment_reductions(&mut passes, &mut need, q_rows, kd, chunks, 1, caps)?;
     Program::new(
         gpu,
         vec![Step::ll(passes)],
@@ -1092,6 +1097,122 @@ fn estep_program(
         (1 + q_rows + kd) * 4,
     )
     .map(Some)
+}
+
+/// The general program's moment passes: from the responsibilities in scratch 5 (`n × k`) and
+/// the points, the chunk sums of every sum row of `kind` into scratch 4 (`chunks` partials a
+/// row), per group of components whose words fit a 16 KiB uniform window (appended to `aux`).
+/// Returns the number of sum rows.
+#[allow(clippy::too_many_arguments)]
+fn moment_passes(
+    passes: &mut Vec<LlPass>,
+    aux: &mut Vec<f32>,
+    gmm: &Gmm,
+    var: Option<&Vec<f32>>,
+    kind: GmmReduction,
+    mode: u32,
+    n64: u64,
+    dims: usize,
+    caps: &Caps,
+) -> Result<u64, Error> {
+    let (d, k) = (dims as u64, gmm.weights.len() as u64);
+    let pairs = pairs_of(kind, dims) as u64;
+    let chunks = n64.div_ceil(CHUNK);
+    let window_words = (GMM_UNIFORM_BYTES / 4) as usize;
+    let per = 1 + 2 * dims;
+    if per > window_words {
+        return Err(Error::Limit(format!(
+            "{dims} dimensions: one component's weight, means and variances exceed a 16 KiB \
+             uniform window"
+        )));
+    }
+    let q_rows = k * (d + 1 + pairs);
+    limit(
+        "the mixture's partial sums",
+        q_rows * chunks * PARTIAL_BYTES,
+        caps,
+    )?;
+    let per_group = (window_words / per).min(k as usize);
+    aux.resize(aux.len().next_multiple_of(window_words), 0.0);
+    let mut c0 = 0usize;
+    while c0 < k as usize && n64 > 0 {
+        let c1 = (c0 + per_group).min(k as usize);
+        let g = c1 - c0;
+        let mut words: Vec<f32> = gmm.weights[c0..c1].to_vec();
+        words.extend_from_slice(&gmm.means[c0 * dims..c1 * dims]);
+        match var {
+            Some(var) => words.extend(
+                var[c0 * dims..c1 * dims]
+                    .iter()
+                    .map(|&v| (1.0 / f64::from(v)) as f32),
+            ),
+            // The inverse variances are read by the gradients alone.
+            None => words.resize(words.len() + g * dims, 1.0),
+        }
+        words.resize(window_words, 0.0);
+        let offset = aux.len() as u64 * 4;
+        aux.extend_from_slice(&words);
+        // The centered statistics and scatter take the tiled kernels (registers, each
+        // point read once per component and tile, no per-term pairwise counter); the other
+        // sums one row per invocation.
+        let blocks = d.div_ceil(SCATTER_BLOCK);
+        // (entry, the group's rows, the multiply-adds of one row per point)
+        let (entry, group_rows, span) = match kind {
+            GmmReduction::CenteredStats => (
+                "gmm_moments_tiled",
+                g as u64 * d.div_ceil(MOMENT_TILE),
+                2 * MOMENT_TILE,
+            ),
+            GmmReduction::CenteredScatter => (
+                "gmm_scatter_tiled",
+                g as u64 * (blocks * (blocks + 1) / 2),
+                SCATTER_BLOCK * SCATTER_BLOCK,
+            ),
+            _ => ("gmm_moments", g as u64 * (d + 1 + pairs), 2),
+        };
+        // Rows per dispatch within the dispatch budget (all of them off GL).
+        let per_dispatch = caps.per_dispatch(n64 * span);
+        let mut q0 = 0;
+        while q0 < group_rows {
+            let q1 = (q0 + per_dispatch).min(group_rows);
+            passes.push(LlPass {
+                key: key(entry, OP_GMM_DIAG, 0),
+                params: LlParams {
+                    rows: u32_of(n64, "points")?,
+                    cols: u32_of(d, "dims")?,
+                    slots: u32_of(chunks, "chunks")?,
+                    len_in: g as u32,
+                    row0: c0 as u32,
+                    col0: u32_of(q0, "sum rows")?,
+                    col1: u32_of(q1, "sum rows")?,
+                    k: k as u32,
+                    mode,
+                    ..LlParams::default()
+                },
+                groups: groups_for((q1 - q0) * chunks)?,
+                bind: [
+                    Bind {
+                        src: Src::Input(0),
+                        window: Some(Window {
+                            offset: 0,
+                            size: (n64 * d * 4).max(4),
+                        }),
+                    },
+                    Bind::whole(Src::Scratch(5)),
+                    Bind::whole(Src::Dummy),
+                    Bind::whole(Src::Scratch(4)),
+                ],
+                uniform: Some(Window {
+                    offset,
+                    size: GMM_UNIFORM_BYTES,
+                }),
+                extra: None,
+            });
+            q0 = q1;
+        }
+        c0 = c1;
+    }
+    Ok(q_rows)
 }
 
 /// Dimensions per invocation of `gmm_moments_tiled` (`TILE` in shaders/gmm.wgsl).
@@ -1154,7 +1275,6 @@ impl GmmReduceOp {
             _ => None,
         };
         let packed = pack(gmm, dims)?;
-        let pairs = pairs_of(kind, dims) as u64;
         let mode = match kind {
             GmmReduction::Gradients => MODE_GMM_GRAD,
             GmmReduction::SufficientStats => 0,
@@ -1228,103 +1348,19 @@ impl GmmReduceOp {
         )?;
         let chunks = n64.div_ceil(CHUNK);
         let mut need = log_likelihood_passes(&mut passes, Src::Scratch(3), 0, n64, &caps)?;
-        // The moments, per group of components whose words fit a 16 KiB uniform window.
-        let window_words = (GMM_UNIFORM_BYTES / 4) as usize;
-        let per = 1 + 2 * dims;
-        if per > window_words {
-            return Err(Error::Limit(format!(
-                "{dims} dimensions: one component's weight, means and variances exceed a 16 KiB \
-                 uniform window"
-            )));
-        }
-        let q_rows = k * (d + 1 + pairs);
-        limit(
-            "the mixture's partial sums",
-            q_rows * chunks * PARTIAL_BYTES,
+        let q_rows = moment_passes(
+            &mut passes,
+            &mut aux,
+            gmm,
+            var,
+            kind,
+            mode,
+            n64,
+            dims,
             &caps,
         )?;
-        let per_group = (window_words / per).min(k as usize);
-        aux.resize(aux.len().next_multiple_of(window_words), 0.0);
-        let mut c0 = 0usize;
-        while c0 < k as usize && n > 0 {
-            let c1 = (c0 + per_group).min(k as usize);
-            let g = c1 - c0;
-            let mut words: Vec<f32> = gmm.weights[c0..c1].to_vec();
-            words.extend_from_slice(&gmm.means[c0 * dims..c1 * dims]);
-            match var {
-                Some(var) => words.extend(
-                    var[c0 * dims..c1 * dims]
-                        .iter()
-                        .map(|&v| (1.0 / f64::from(v)) as f32),
-                ),
-                // The inverse variances are read by the gradients alone.
-                None => words.resize(words.len() + g * dims, 1.0),
-            }
-            words.resize(window_words, 0.0);
-            let offset = aux.len() as u64 * 4;
-            aux.extend_from_slice(&words);
-            // The centered statistics and scatter take the tiled kernels (registers, each
-            // point read once per component and tile, no per-term pairwise counter); the other
-            // sums one row per invocation.
-            let blocks = d.div_ceil(SCATTER_BLOCK);
-            // (entry, the group's rows, the multiply-adds of one row per point)
-            let (entry, group_rows, span) = match kind {
-                GmmReduction::CenteredStats => (
-                    "gmm_moments_tiled",
-                    g as u64 * d.div_ceil(MOMENT_TILE),
-                    2 * MOMENT_TILE,
-                ),
-                GmmReduction::CenteredScatter => (
-                    "gmm_scatter_tiled",
-                    g as u64 * (blocks * (blocks + 1) / 2),
-                    SCATTER_BLOCK * SCATTER_BLOCK,
-                ),
-                _ => ("gmm_moments", g as u64 * (d + 1 + pairs), 2),
-            };
-            // Rows per dispatch within the dispatch budget (all of them off GL).
-            let per_dispatch = caps.per_dispatch(n64 * span);
-            let mut q0 = 0;
-            while q0 < group_rows {
-                let q1 = (q0 + per_dispatch).min(group_rows);
-                passes.push(LlPass {
-                    key: key(entry, OP_GMM_DIAG, 0),
-                    params: LlParams {
-                        rows: u32_of(n64, "points")?,
-                        cols: u32_of(d, "dims")?,
-                        slots: u32_of(chunks, "chunks")?,
-                        len_in: g as u32,
-                        row0: c0 as u32,
-                        col0: u32_of(q0, "sum rows")?,
-                        col1: u32_of(q1, "sum rows")?,
-                        k: k as u32,
-                        mode,
-                        ..LlParams::default()
-                    },
-                    groups: groups_for((q1 - q0) * chunks)?,
-                    bind: [
-                        Bind {
-                            src: Src::Input(0),
-                            window: Some(Window {
-                                offset: 0,
-                                size: (n64 * d * 4).max(4),
-                            }),
-                        },
-                        Bind::whole(Src::Scratch(5)),
-                        Bind::whole(Src::Dummy),
-                        Bind::whole(Src::Scratch(4)),
-                    ],
-                    uniform: Some(Window {
-                        offset,
-                        size: GMM_UNIFORM_BYTES,
-                    }),
-                    extra: None,
-                });
-                q0 = q1;
-            }
-            c0 = c1;
-        }
         let kd = k * d;
-        moment_reductions(&mut passes, &mut need, q_rows, kd, chunks, &caps)?;
+        moment_reductions(&mut passes, &mut need, q_rows, kd, chunks, 1, &caps)?;
         steps.push(Step::ll(passes));
         let output_len = (1 + q_rows + kd) as usize;
         let program = Program::new(
@@ -1404,6 +1440,212 @@ impl GmmReduceOp {
     }
 }
 
+/// One Lloyd iteration of k-means on the GPU, prepared for `n ≥ 1` points of `dims` dimensions
+/// and `k` centres: each point's nearest centre (the first of equals) and, per centre, its
+/// points' count, deviations `Σ (x − c)` and squared deviations `Σ (x − c)²` — the centre moves
+/// to `c + Σ (x − c) / N`. The output is packed as
+/// `[labels (n, u32 bits) | Σ (x − c) (k × dims) | N (k) | Σ (x − c)² (k × dims)]`
+/// ([`KMeansStep::from_packed`]).
+///
+/// The labels are [`GmmOutput::Labels`] of the mixture of equal weights and unit spherical
+/// variances centred on the centres (its log-joint `const − ‖x − c‖²/2` is largest at the
+/// nearest centre), written by the fused joint kernel; an element-wise pass turns them into
+/// one-hot responsibilities (`n × k`), and the sums are [`GmmReduction::CenteredStats`]'s
+/// general-program sums of those (64-point chunks summed in order, then pairwise), so they are
+/// deterministic. CPU mirror: [`crate::reference::gmm::kmeans_step`]. Where one invocation
+/// cannot hold every centre of a point the op is `Error::Unsupported`.
+///
+/// ```no_run
+/// use logdomain::{Gpu, KMeansStep, KMeansStepOp};
+/// let gpu = Gpu::new()?;
+/// let op = KMeansStepOp::new(&gpu, 1000, 2, &[0.0, 0.0, 5.0, 5.0])?;
+/// assert_eq!(op.output_len(), 1000 + 2 * 2 + 2 + 2 * 2);
+/// # Ok::<(), logdomain::Error>(())
+/// ```
+pub struct KMeansStepOp {
+    n: usize,
+    k: usize,
+    dims: usize,
+    output_len: usize,
+    program: Program,
+}
+
+/// What a [`KMeansStepOp`] computes, unpacked.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KMeansStep {
+    /// Each point's nearest centre, the first of equals; `u32::MAX` for a point with a
+    /// non-finite coordinate (which then makes its dimensions' sums NaN).
+    pub labels: Vec<u32>,
+    /// `Σ (x − c)` over each centre's points (`k × dims`).
+    pub deviation_sums: Vec<f32>,
+    /// Each centre's number of points (an f32 sum of ones: exact below 2²⁴ points).
+    pub counts: Vec<f32>,
+    /// `Σ (x − c)²` over each centre's points (`k × dims`).
+    pub squared_sums: Vec<f32>,
+}
+
+impl KMeansStep {
+    /// From the output of a [`KMeansStepOp`] for `n` points, `k` centres of `dims` dimensions.
+    pub fn from_packed(
+        values: &[f32],
+        n: usize,
+        k: usize,
+        dims: usize,
+    ) -> Result<KMeansStep, Error> {
+        let kd = k * dims;
+        let expected = n + 2 * kd + k;
+        if values.len() != expected {
+            return Err(Error::InputLength {
+                what: "packed k-means step (n + k + 2 k × dims)",
+                expected,
+                actual: values.len(),
+            });
+        }
+        let (labels, rest) = values.split_at(n);
+        let (first, rest) = rest.split_at(kd);
+        let (counts, second) = rest.split_at(k);
+        Ok(KMeansStep {
+            labels: labels.iter().map(|v| v.to_bits()).collect(),
+            deviation_sums: first.to_vec(),
+            counts: counts.to_vec(),
+            squared_sums: second.to_vec(),
+        })
+    }
+}
+
+impl KMeansStepOp {
+    /// The pass sequence, for the crate's blocking runners.
+    pub(crate) fn program(&self) -> &Program {
+        &self.program
+    }
+
+    /// Prepares the step for `n` points of `dims` dimensions and the centres `centres`
+    /// (`k × dims`, row-major, finite).
+    pub fn new(gpu: &Gpu, n: usize, dims: usize, centres: &[f32]) -> Result<KMeansStepOp, Error> {
+        if dims == 0 || centres.is_empty() || !centres.len().is_multiple_of(dims) {
+            return Err(Error::Shape(format!(
+                "{} centre coordinates are not k × {dims} with k ≥ 1 and dims ≥ 1",
+                centres.len()
+            )));
+        }
+        if n == 0 {
+            return Err(Error::Shape(
+                "a k-means step needs at least one point".into(),
+            ));
+        }
+        let k = centres.len() / dims;
+        let gmm = Gmm {
+            weights: vec![1.0 / k as f32; k],
+            means: centres.to_vec(),
+            covariance: Covariance::Spherical(vec![1.0; k]),
+        };
+        let caps = Caps::of(gpu);
+        let packed = pack(&gmm, dims)?;
+        let (n64, d, k64) = (n as u64, dims as u64, k as u64);
+        if caps.cpu && packed.per_component + d > LANE_BUDGET {
+            return Err(Error::Limit(format!(
+                "{dims} dimensions need {} loop iterations per centre in one invocation; \
+                 software adapters end loops after 65,535",
+                packed.per_component
+            )));
+        }
+        let resp_bytes = n64
+            .checked_mul(k64 * 4)
+            .ok_or_else(|| Error::Shape("n × k overflows".into()))?;
+        limit("the n × k one-hot responsibilities", resp_bytes, &caps)?;
+        limit("the points", n64 * d * 4, &caps)?;
+        // The labels into output words [0, n).
+        let fused = |one_block: bool| if one_block { MODE_FUSED_ARGMAX } else { 0 };
+        let (mut passes, fused, mut aux) = joint_passes(
+            &caps,
+            &packed,
+            n64,
+            dims,
+            fused,
+            Src::Output,
+            InputFormat::F32,
+        )?;
+        if fused == 0 {
+            return Err(Error::Unsupported(format!(
+                "a k-means step needs every centre of a point in one invocation; {k} centres of \
+                 {dims} dimensions are more than one holds"
+            )));
+        }
+        passes.extend(elementwise_passes(
+            key("gmm_elementwise", OP_ONEHOT, 0),
+            LlParams::default(),
+            n64,
+            k64,
+            [
+                Some(Bind::whole(Src::Dummy)),
+                Some(Bind::whole(Src::Dummy)),
+                Some(Bind::whole(Src::Output)),
+                None,
+            ],
+            [Src::Dummy, Src::Dummy, Src::Dummy, Src::Scratch(5)],
+            &caps,
+        )?);
+        let q_rows = moment_passes(
+            &mut passes,
+            &mut aux,
+            &gmm,
+            None,
+            GmmReduction::CenteredStats,
+            MODE_GMM_CENTERED,
+            n64,
+            dims,
+            &caps,
+        )?;
+        let (chunks, kd) = (n64.div_ceil(CHUNK), k64 * d);
+        let mut need = [0u64; 2];
+        moment_reductions(&mut passes, &mut need, q_rows, kd, chunks, n64, &caps)?;
+        let output_len = n + (q_rows + kd) as usize;
+        let program = Program::new(
+            gpu,
+            vec![Step::ll(passes)],
+            Some((bytemuck::cast_slice(&aux).to_vec(), 0)),
+            &[
+                need[0],
+                need[1],
+                4,
+                4,
+                q_rows * chunks * PARTIAL_BYTES,
+                resp_bytes,
+            ],
+            vec![n64 * d * 4],
+            output_len as u64 * 4,
+        )?;
+        Ok(KMeansStepOp {
+            n,
+            k,
+            dims,
+            output_len,
+            program,
+        })
+    }
+
+    /// Number of f32 values written to the output.
+    pub fn output_len(&self) -> usize {
+        self.output_len
+    }
+
+    /// Unpacks this op's output.
+    pub fn unpack(&self, values: &[f32]) -> Result<KMeansStep, Error> {
+        KMeansStep::from_packed(values, self.n, self.k, self.dims)
+    }
+
+    /// Records the step: reads the points (f32, `n × dims`, from byte 0 of `points`) and writes
+    /// [`KMeansStepOp::output_len`] values at the start of `output`.
+    pub fn record(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        points: &wgpu::Buffer,
+        output: &wgpu::Buffer,
+    ) -> Result<(), Error> {
+        self.program.record(encoder, &[points], output)
+    }
+}
+
 impl Gpu {
     fn run_gmm_reduce(
         &self,
@@ -1474,9 +1716,33 @@ impl Gpu {
         let v = self.run_gmm_reduce(points, n, dims, gmm, kind)?;
         GmmCenteredStats::from_packed(&v, gmm.weights.len(), dims, scatter)
     }
+
+    /// One Lloyd iteration of k-means over `n` points (row-major `n × dims`) from `centres`
+    /// (`k × dims`): the labels and each centre's sums, on the GPU ([`KMeansStepOp`]).
+    ///
+    /// ```no_run
+    /// use logdomain::Gpu;
+    /// let gpu = Gpu::new()?;
+    /// let step = gpu.kmeans_step(&[0.0, 1.0, 9.0, 11.0], 4, 1, &[0.0, 10.0])?;
+    /// assert_eq!(step.labels, vec![0, 0, 1, 1]);
+    /// assert_eq!(step.deviation_sums, vec![1.0, 0.0]); // the centres move to 0.5 and 10
+    /// # Ok::<(), logdomain::Error>(())
+    /// ```
+    pub fn kmeans_step(
+        &self,
+        points: &[f32],
+        n: usize,
+        dims: usize,
+        centres: &[f32],
+    ) -> Result<KMeansStep, Error> {
+        check_points(points.len(), n, dims)?;
+        let op = KMeansStepOp::new(self, n, dims, centres)?;
+        let v = self.run_program(&op.program, &[bytemuck::cast_slice(points)], op.output_len)?;
+        op.unpack(&v)
+    }
 }
 
-crate::engine::op::lowered!(GmmOp, GmmReduceOp);
+crate::engine::op::lowered!(GmmOp, GmmReduceOp, KMeansStepOp);
 
 impl Op for GmmOp {
     fn input_names(&self) -> Vec<&'static str> {
@@ -1485,6 +1751,12 @@ impl Op for GmmOp {
 }
 
 impl Op for GmmReduceOp {
+    fn input_names(&self) -> Vec<&'static str> {
+        vec!["points (f32, n × dims)"]
+    }
+}
+
+impl Op for KMeansStepOp {
     fn input_names(&self) -> Vec<&'static str> {
         vec!["points (f32, n × dims)"]
     }

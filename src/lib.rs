@@ -56,10 +56,10 @@ pub use engine::device::{AdapterChoice, Gpu, GpuInfo, OPTIONAL_FEATURES};
 pub use engine::op::{Io, Op};
 pub use engine::shaders::{SENTINEL_BITS, SENTINEL_F16_BITS};
 pub use error::Error;
-pub use fit::{CovarianceType, FitProgress, FittedGmm, GaussianMixture, InitParams};
+pub use fit::{CentroidSums, CovarianceType, FitProgress, FittedGmm, GaussianMixture, InitParams};
 pub use gmm::{
     Covariance, Gmm, GmmCenteredStats, GmmGradients, GmmOp, GmmOutput, GmmReduceOp, GmmReduction,
-    GmmSufficientStats,
+    GmmSufficientStats, KMeansStep, KMeansStepOp,
 };
 pub use gradients::{BackwardOp, CrossEntropyGradOp, LossGradOp};
 pub use likelihood::{
@@ -97,6 +97,7 @@ mod tests {
         check::<crate::CrossEntropyGradOp>();
         check::<crate::LossGradOp>();
         check::<crate::GmmReduceOp>();
+        check::<crate::KMeansStepOp>();
         check::<crate::LogOp>();
         check::<crate::MaskedRowOp>();
         check::<crate::WeightedLseOp>();

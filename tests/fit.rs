@@ -846,3 +846,51 @@ fn parameters_given_apart() {
         Err(Error::InputLength { .. })
     ));
 }
+
+/// The k-means start with each cluster summed on the device (`KMeansStepOp`) and on the host:
+/// the same labels at every Lloyd iteration here, so the same starting mixture (the centres
+/// within f32 rounding) and EM's lower bounds within that rounding's effect. Blobs far from the
+/// origin; a digits-sized shape (64 dimensions); every covariance type.
+#[test]
+fn kmeans_sums_on_the_device_match_the_host() {
+    use logdomain::CentroidSums;
+    let gpu = gpu();
+    let mut rng = Rng(91);
+    for (n, d, k, offset, t) in [
+        (3000, 3, 4, 100.0f32, CovarianceType::Diag),
+        (3000, 3, 4, 100.0, CovarianceType::Full),
+        (1797, 64, 10, 0.0, CovarianceType::Spherical),
+        (2000, 5, 6, 0.0, CovarianceType::Tied),
+    ] {
+        let centers: Vec<f32> = (0..k * d)
+            .map(|_| offset + 6.0 * normal(&mut rng))
+            .collect();
+        let x = blobs(&mut rng, n, &centers, d, 1.0);
+        let fit = |sums| {
+            GaussianMixture::new(k)
+                .covariance_type(t)
+                .max_iter(5)
+                .centroid_sums(sums)
+                .seed(5)
+                .fit(gpu, &x, n, d)
+                .unwrap()
+        };
+        let (device, host) = (fit(CentroidSums::Device), fit(CentroidSums::Host));
+        let what = format!("n {n} d {d} k {k} {t:?}");
+        assert_eq!(device.n_iter, host.n_iter, "{what}");
+        for (a, b) in device.lower_bounds.iter().zip(&host.lower_bounds) {
+            assert!(
+                (a - b).abs() <= 1e-5 * b.abs(),
+                "{what}: lower bounds {:?} and {:?}",
+                device.lower_bounds,
+                host.lower_bounds
+            );
+        }
+        for (a, b) in device.means.iter().zip(&host.means) {
+            assert!(
+                (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                "{what}: means {a} {b}"
+            );
+        }
+    }
+}

@@ -1148,3 +1148,156 @@ fn labels_are_the_argmax_of_the_log_joint() {
     assert_eq!(labels, [0, u32::MAX]);
     assert_eq!(cpu::predict(&[0.0, f32::NAN], 2, 1, &same), labels);
 }
+
+/// One Lloyd step on the GPU (`KMeansStepOp`): the labels are the mirror's (the nearest centre,
+/// within the rounding of the squared distances), the counts exact, and the deviation sums
+/// within the bound of the f64 sums of the same labels and bit for bit the mirror's; recorded
+/// into a caller's sentinel-filled buffer it gives the blocking call's bits. At a chunk tail,
+/// digits' 64 dimensions, one point, far from the origin; a NaN coordinate; centres that do
+/// not fit one invocation.
+#[test]
+fn kmeans_step_on_the_gpu() {
+    use logdomain::reference::gmm as cpu;
+    use logdomain::{KMeansStep, KMeansStepOp};
+    let gpu = gpu();
+    let mut rng = Rng(64);
+    for (n, k, d, shift) in [
+        (70_001, 16, 16, 0.0f32),
+        (1_797, 10, 64, 0.0),
+        (1_000, 5, 3, 0.0),
+        (1, 1, 1, 0.0),
+        (2_000, 9, 6, 1000.0),
+    ] {
+        let what = format!("n {n} k {k} d {d} shift {shift}");
+        let centres: Vec<f32> = rng
+            .vec(k * d, -2.0, 2.0)
+            .iter()
+            .map(|v| v + shift)
+            .collect();
+        let points: Vec<f32> = rng
+            .vec(n * d, -3.0, 3.0)
+            .iter()
+            .map(|v| v + shift)
+            .collect();
+        let got = gpu.kmeans_step(&points, n, d, &centres).unwrap();
+        let want = cpu::kmeans_step(&points, n, d, &centres);
+        let want = KMeansStep::from_packed(&want, n, k, d).unwrap();
+        assert_eq!(got.labels, want.labels, "{what}: labels");
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&got.counts), bits(&want.counts), "{what}: counts");
+        assert_eq!(
+            bits(&got.deviation_sums),
+            bits(&want.deviation_sums),
+            "{what}: Σ (x − c)"
+        );
+        assert_eq!(
+            bits(&got.squared_sums),
+            bits(&want.squared_sums),
+            "{what}: Σ (x − c)²"
+        );
+        // Against f64: each label a nearest centre within the squared distances' rounding,
+        // the counts exact, the sums within (terms' rounding + summation depth) · u · Σ |term|.
+        let mut count = vec![0.0f64; k];
+        let (mut s1, mut a1) = (vec![0.0f64; k * d], vec![0.0f64; k * d]);
+        let (mut s2, mut a2) = (vec![0.0f64; k * d], vec![0.0f64; k * d]);
+        for (i, p) in points.chunks(d).enumerate() {
+            let dist = |c: usize| -> (f64, f64) {
+                let mut sq = 0.0;
+                let mut mag = 0.0;
+                for j in 0..d {
+                    let t = f(p[j]) - f(centres[c * d + j]);
+                    sq += t * t;
+                    mag += f(p[j]).abs() + f(centres[c * d + j]).abs();
+                }
+                (sq, mag * mag)
+            };
+            let l = got.labels[i] as usize;
+            assert!(l < k, "{what}: label {l} of point {i}");
+            let (dl, scale) = dist(l);
+            let best = (0..k).map(|c| dist(c).0).fold(f64::INFINITY, f64::min);
+            assert!(
+                dl - best <= 8.0 * (d as f64 + 2.0) * U * scale,
+                "{what}: point {i} at {dl} from its centre {l}, {best} from the nearest"
+            );
+            count[l] += 1.0;
+            for j in 0..d {
+                let t = f(p[j]) - f(centres[l * d + j]);
+                s1[l * d + j] += t;
+                a1[l * d + j] += t.abs();
+                s2[l * d + j] += t * t;
+                a2[l * d + j] += t * t;
+            }
+        }
+        let depth = 64.0 + depth(n) + 3.0;
+        for (c, &want) in count.iter().enumerate() {
+            assert_eq!(f(got.counts[c]), want, "{what}: count {c}");
+            for j in 0..d {
+                let q = c * d + j;
+                for (name, g, t, a) in [
+                    ("Σ (x − c)", got.deviation_sums[q], s1[q], a1[q]),
+                    ("Σ (x − c)²", got.squared_sums[q], s2[q], a2[q]),
+                ] {
+                    assert!(
+                        (f(g) - t).abs() <= depth * U * a,
+                        "{what}: {name} [{c}, {j}] {g} against {t}"
+                    );
+                }
+            }
+        }
+        // Recorded into a sentinel-filled buffer.
+        let op = KMeansStepOp::new(gpu, n, d, &centres).unwrap();
+        let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
+        let buffer = |v: &[f32]| {
+            gpu.device()
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: None,
+                    contents: bytemuck::cast_slice(v),
+                    usage,
+                })
+        };
+        let (input, output) = (
+            buffer(&points),
+            buffer(&vec![f32::from_bits(SENTINEL_BITS); op.output_len()]),
+        );
+        let mut encoder = gpu.device().create_command_encoder(&Default::default());
+        op.record(&mut encoder, &input, &output).unwrap();
+        gpu.queue().submit([encoder.finish()]);
+        let recorded = gpu.read_f32(&output, op.output_len() as u64 * 4).unwrap();
+        assert_eq!(
+            op.unpack(&recorded).unwrap(),
+            got,
+            "{what}: recorded and blocking"
+        );
+    }
+    // A NaN coordinate: no label, and its dimension's sums NaN, as in the mirror.
+    let (n, k, d) = (600, 4, 3);
+    let centres = rng.vec(k * d, -2.0, 2.0);
+    let mut points = rng.vec(n * d, -3.0, 3.0);
+    points[301 * d + 1] = f32::NAN;
+    let got = gpu.kmeans_step(&points, n, d, &centres).unwrap();
+    let want =
+        KMeansStep::from_packed(&cpu::kmeans_step(&points, n, d, &centres), n, k, d).unwrap();
+    assert_eq!(got.labels[301], u32::MAX);
+    assert_eq!(got.labels, want.labels);
+    let nan = |v: &[f32]| v.iter().map(|x| x.is_nan()).collect::<Vec<_>>();
+    assert_eq!(nan(&got.deviation_sums), nan(&want.deviation_sums));
+    assert!(got.deviation_sums[1].is_nan() && !got.deviation_sums[0].is_nan());
+    // Errors: no points, centres that are not k × dims, more centres than one invocation holds.
+    assert!(matches!(
+        KMeansStepOp::new(gpu, 0, 2, &[0.0, 0.0]),
+        Err(Error::Shape(_))
+    ));
+    assert!(matches!(
+        KMeansStepOp::new(gpu, 5, 2, &[0.0, 0.0, 1.0]),
+        Err(Error::Shape(_))
+    ));
+    assert!(matches!(
+        gpu.kmeans_step(&[0.0; 5], 3, 2, &[0.0, 0.0]),
+        Err(Error::InputLength { .. })
+    ));
+    let many = rng.vec(400 * 64, -1.0, 1.0);
+    assert!(matches!(
+        KMeansStepOp::new(gpu, 10, 64, &many),
+        Err(Error::Unsupported(_))
+    ));
+}

@@ -384,6 +384,23 @@ pub fn moments_one_pass(points: &[f32], n: usize, dims: usize, gmm: &Gmm) -> Vec
     out
 }
 
+/// One Lloyd iteration of k-means as [`crate::KMeansStepOp`] packs it:
+/// `[labels (u32 bits) | Σ (x − c) (k × dims) | N (k) | Σ (x − c)² (k × dims)]`. The labels are
+/// [`predict`]'s under equal weights and unit spherical variances about `centres`; the sums are
+/// [`moments`]' centered sums with one-hot responsibilities, in `gmm_moments_tiled`'s order.
+pub fn kmeans_step(points: &[f32], n: usize, dims: usize, centres: &[f32]) -> Vec<f32> {
+    let k = centres.len() / dims;
+    let gmm = Gmm {
+        weights: vec![1.0 / k as f32; k],
+        means: centres.to_vec(),
+        covariance: Covariance::Spherical(vec![1.0; k]),
+    };
+    let labels = predict(points, n, dims, &gmm);
+    let r = |i: usize, c: usize| if labels[i] == c as u32 { 1.0 } else { 0.0 };
+    let out = labels.iter().map(|&l| f32::from_bits(l)).collect();
+    centered_tiled(points, n, dims, &gmm, &r, out, false)
+}
+
 /// [`moments`] for `CenteredStats` and `CenteredScatter`, as `gmm_moments_tiled` and
 /// `gmm_scatter_tiled` order the sums: within each chunk of 64 points the terms added one after
 /// another (a non-finite chunk sum becomes NaN), the chunk sums pairwise 64 at a time.
