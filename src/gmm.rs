@@ -82,6 +82,19 @@ struct Packed {
 }
 
 impl Packed {
+    /// On software adapters, which end an invocation's loops after 65,535 iterations in all,
+    /// an error where one component's loops (and a point's load) exceed the kernels' budget.
+    fn check_lanes(&self, caps: &Caps, dims: usize) -> Result<(), Error> {
+        if caps.cpu && self.per_component + dims as u64 > LANE_BUDGET {
+            return Err(Error::Limit(format!(
+                "{dims} dimensions need {} loop iterations per component in one invocation; \
+                 software adapters end loops after 65,535",
+                self.per_component
+            )));
+        }
+        Ok(())
+    }
+
     /// The parameter words of components [c0, c1): constants, means, precisions.
     fn group(&self, c0: usize, c1: usize, d: usize) -> Vec<f32> {
         let mut w = self.consts[c0..c1].to_vec();
@@ -453,13 +466,7 @@ impl GmmOp {
         let caps = Caps::of(gpu);
         let packed = pack(gmm, dims)?;
         let (n64, d, k) = (n as u64, dims as u64, packed.consts.len() as u64);
-        if caps.cpu && packed.per_component + d > LANE_BUDGET {
-            return Err(Error::Limit(format!(
-                "{dims} dimensions need {} loop iterations per component in one invocation; \
-                 software adapters end loops after 65,535",
-                packed.per_component
-            )));
-        }
+        packed.check_lanes(&caps, dims)?;
         let joint_bytes = n64
             .checked_mul(k * 4)
             .ok_or_else(|| Error::Shape("n × k overflows".into()))?;
@@ -1288,13 +1295,7 @@ impl GmmReduceOp {
         }
         let caps = Caps::of(gpu);
         let (n64, d, k) = (n as u64, dims as u64, gmm.weights.len() as u64);
-        if caps.cpu && packed.per_component + d > LANE_BUDGET {
-            return Err(Error::Limit(format!(
-                "{dims} dimensions need {} loop iterations per component in one invocation; \
-                 software adapters end loops after 65,535",
-                packed.per_component
-            )));
-        }
+        packed.check_lanes(&caps, dims)?;
         if kind == GmmReduction::CenteredStats
             && let Some(program) = estep_program(gpu, &caps, &packed, n64, dims)?
         {
@@ -1542,13 +1543,7 @@ impl KMeansStepOp {
         let caps = Caps::of(gpu);
         let packed = pack(&gmm, dims)?;
         let (n64, d, k64) = (n as u64, dims as u64, k as u64);
-        if caps.cpu && packed.per_component + d > LANE_BUDGET {
-            return Err(Error::Limit(format!(
-                "{dims} dimensions need {} loop iterations per centre in one invocation; \
-                 software adapters end loops after 65,535",
-                packed.per_component
-            )));
-        }
+        packed.check_lanes(&caps, dims)?;
         let resp_bytes = n64
             .checked_mul(k64 * 4)
             .ok_or_else(|| Error::Shape("n × k overflows".into()))?;

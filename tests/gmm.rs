@@ -779,23 +779,7 @@ fn one_pass_estep() {
         assert_eq!(op.one_pass(), room, "n {n} k {k} d {d} {cov}");
         let what = format!("one pass n {n} k {k} d {d} {cov}");
         check_moments_of(gpu, &points, n, d, &gmm, &[kind], &what);
-        let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
-        let buffer = |v: &[f32]| {
-            gpu.device()
-                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: None,
-                    contents: bytemuck::cast_slice(v),
-                    usage,
-                })
-        };
-        let (input, output) = (
-            buffer(&points),
-            buffer(&vec![f32::from_bits(SENTINEL_BITS); op.output_len()]),
-        );
-        let mut encoder = gpu.device().create_command_encoder(&Default::default());
-        op.record(&mut encoder, &input, &output).unwrap();
-        gpu.queue().submit([encoder.finish()]);
-        let recorded = gpu.read_f32(&output, op.output_len() as u64 * 4).unwrap();
+        let recorded = recorded(gpu, &points, op.output_len(), |e, x, y| op.record(e, x, y));
         let blocking = gpu.gmm_centered_stats(&points, n, d, &gmm, false).unwrap();
         let mut packed = vec![blocking.log_likelihood];
         packed.extend(
@@ -1149,6 +1133,33 @@ fn labels_are_the_argmax_of_the_log_joint() {
     assert_eq!(cpu::predict(&[0.0, f32::NAN], 2, 1, &same), labels);
 }
 
+/// What an op records into a caller's encoder: `points` uploaded, an output of `len` values
+/// filled with the sentinel, `record(encoder, points, output)`, submitted and read back.
+fn recorded(
+    gpu: &Gpu,
+    points: &[f32],
+    len: usize,
+    record: impl FnOnce(&mut wgpu::CommandEncoder, &wgpu::Buffer, &wgpu::Buffer) -> Result<(), Error>,
+) -> Vec<f32> {
+    let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
+    let buffer = |v: &[f32]| {
+        gpu.device()
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: None,
+                contents: bytemuck::cast_slice(v),
+                usage,
+            })
+    };
+    let (input, output) = (
+        buffer(points),
+        buffer(&vec![f32::from_bits(SENTINEL_BITS); len]),
+    );
+    let mut encoder = gpu.device().create_command_encoder(&Default::default());
+    record(&mut encoder, &input, &output).unwrap();
+    gpu.queue().submit([encoder.finish()]);
+    gpu.read_f32(&output, len as u64 * 4).unwrap()
+}
+
 /// One Lloyd step on the GPU (`KMeansStepOp`): the labels are the mirror's (the nearest centre,
 /// within the rounding of the squared distances), the counts exact, and the deviation sums
 /// within the bound of the f64 sums of the same labels and bit for bit the mirror's; recorded
@@ -1246,23 +1257,7 @@ fn kmeans_step_on_the_gpu() {
         }
         // Recorded into a sentinel-filled buffer.
         let op = KMeansStepOp::new(gpu, n, d, &centres).unwrap();
-        let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
-        let buffer = |v: &[f32]| {
-            gpu.device()
-                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: None,
-                    contents: bytemuck::cast_slice(v),
-                    usage,
-                })
-        };
-        let (input, output) = (
-            buffer(&points),
-            buffer(&vec![f32::from_bits(SENTINEL_BITS); op.output_len()]),
-        );
-        let mut encoder = gpu.device().create_command_encoder(&Default::default());
-        op.record(&mut encoder, &input, &output).unwrap();
-        gpu.queue().submit([encoder.finish()]);
-        let recorded = gpu.read_f32(&output, op.output_len() as u64 * 4).unwrap();
+        let recorded = recorded(gpu, &points, op.output_len(), |e, x, y| op.record(e, x, y));
         assert_eq!(
             op.unpack(&recorded).unwrap(),
             got,
