@@ -1346,8 +1346,8 @@ impl<'a> Resident<'a> {
     /// labels of the final centres). Each iteration is one `lloyd_step`: the labels of a
     /// spherical mixture of equal weights and unit variances, whose log-joint
     /// `c − ‖x − μ_k‖²/2` is largest at the nearest centre (`GmmOutput::Labels`, the first of
-    /// equals), and each centre's sums on the GPU; each centre moves to the mean of its points
-    /// (an empty cluster keeps its centre). Returns the statistics of the final labels' one-hot
+    /// equals), and each centre's sums on the GPU or the host as `sums` says; each centre moves
+    /// to the mean of its points (an empty cluster keeps its centre). Returns the statistics of the final labels' one-hot
     /// responsibilities about the final centres (what the M-step needs, the off-diagonal
     /// scatter included for `t` full or tied) and the mixture whose means are those centres.
     fn kmeans(
