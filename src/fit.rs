@@ -690,11 +690,7 @@ impl GaussianMixture {
                 for &i in &centers {
                     means.extend_from_slice(&points[i * d..(i + 1) * d]);
                 }
-                let center = Gmm {
-                    weights: vec![1.0 / k as f32; k],
-                    means,
-                    covariance: Covariance::Spherical(vec![1.0; k]),
-                };
+                let center = Gmm::about_centres(means, k);
                 self.m_step(&stats, &center, d, gram, Resp::OnePoint(n))
             }
             InitParams::Random => {
@@ -1147,12 +1143,7 @@ fn host_stats(points: &[f32], d: usize, k: usize, resp: &[f64]) -> (Stats64, Gmm
     for _ in 0..k {
         means.extend_from_slice(&center32);
     }
-    let gmm = Gmm {
-        weights: vec![1.0 / k as f32; k],
-        means,
-        covariance: Covariance::Spherical(vec![1.0; k]),
-    };
-    (stats, gmm)
+    (stats, Gmm::about_centres(means, k))
 }
 
 /// Bytes of points kept on each device for a whole fit by default
@@ -1372,11 +1363,8 @@ impl<'a> Resident<'a> {
             var_sum += col.map(|v| (v - mean) * (v - mean)).sum::<f64>() / n as f64;
         }
         let tol = 1e-4 * var_sum / d as f64;
-        let hard = |centres: &[f64]| Gmm {
-            weights: vec![1.0 / k as f32; k],
-            means: centres.iter().map(|&v| v as f32).collect(),
-            covariance: Covariance::Spherical(vec![1.0; k]),
-        };
+        let hard =
+            |centres: &[f64]| Gmm::about_centres(centres.iter().map(|&v| v as f32).collect(), k);
         const MAX_ITER: usize = 300;
         let mut previous: Option<Vec<u32>> = None;
         let mut strict = false;

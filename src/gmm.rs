@@ -1457,7 +1457,7 @@ impl GmmReduceOp {
 /// cannot hold every centre of a point the op is `Error::Unsupported`.
 ///
 /// ```no_run
-/// use logdomain::{Gpu, KMeansStep, KMeansStepOp};
+/// use logdomain::{Gpu, KMeansStepOp};
 /// let gpu = Gpu::new()?;
 /// let op = KMeansStepOp::new(&gpu, 1000, 2, &[0.0, 0.0, 5.0, 5.0])?;
 /// assert_eq!(op.output_len(), 1000 + 2 * 2 + 2 + 2 * 2);
@@ -1535,11 +1535,7 @@ impl KMeansStepOp {
             ));
         }
         let k = centres.len() / dims;
-        let gmm = Gmm {
-            weights: vec![1.0 / k as f32; k],
-            means: centres.to_vec(),
-            covariance: Covariance::Spherical(vec![1.0; k]),
-        };
+        let gmm = Gmm::about_centres(centres.to_vec(), k);
         let caps = Caps::of(gpu);
         let packed = pack(&gmm, dims)?;
         let (n64, d, k64) = (n as u64, dims as u64, k as u64);

@@ -45,6 +45,19 @@ pub struct Gmm {
     pub covariance: Covariance,
 }
 
+impl Gmm {
+    /// `k` components of equal weights and unit spherical variances about `means` (`k × dims`):
+    /// its log-joint `const − ‖x − μ‖²/2` is largest at the nearest mean, so its labels are
+    /// k-means' assignments; the fitter also carries centres in it.
+    pub(crate) fn about_centres(means: Vec<f32>, k: usize) -> Gmm {
+        Gmm {
+            weights: vec![1.0 / k as f32; k],
+            means,
+            covariance: Covariance::Spherical(vec![1.0; k]),
+        }
+    }
+}
+
 /// What a [`GmmReduceOp`](crate::GmmReduceOp) sums over the points.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum GmmReduction {
@@ -390,11 +403,7 @@ pub fn moments_one_pass(points: &[f32], n: usize, dims: usize, gmm: &Gmm) -> Vec
 /// [`moments`]' centered sums with one-hot responsibilities, in `gmm_moments_tiled`'s order.
 pub fn kmeans_step(points: &[f32], n: usize, dims: usize, centres: &[f32]) -> Vec<f32> {
     let k = centres.len() / dims;
-    let gmm = Gmm {
-        weights: vec![1.0 / k as f32; k],
-        means: centres.to_vec(),
-        covariance: Covariance::Spherical(vec![1.0; k]),
-    };
+    let gmm = Gmm::about_centres(centres.to_vec(), k);
     let labels = predict(points, n, dims, &gmm);
     let r = |i: usize, c: usize| if labels[i] == c as u32 { 1.0 } else { 0.0 };
     let out = labels.iter().map(|&l| f32::from_bits(l)).collect();
