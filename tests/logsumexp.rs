@@ -243,6 +243,49 @@ fn results_are_bit_identical_across_runs() {
     );
 }
 
+/// The release default: a `Gpu` that leaves its reused output buffers as they are between calls
+/// (no sentinel, no clear) returns the same bits as the sentinel-filled one, when a larger
+/// result of other values sits in the buffer before each call — for softmax, log_softmax,
+/// logsumexp and an N-d reduction, and for results large enough to be returned in huge pages.
+#[test]
+fn reused_outputs_left_unfilled_give_the_same_bits() {
+    let filled = gpu();
+    let bare = Gpu::new().unwrap();
+    bare.fill_outputs_with_sentinel(false);
+    let mut rng = Rng(11);
+    let big = rng.vec(1100 * 1024, -5.0, 5.0);
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    let run = |g: &Gpu, func: RowFn, x: &[f32], rows: usize, cols: usize| match func {
+        RowFn::Softmax => g.softmax(x, rows, cols),
+        RowFn::LogSoftmax => g.log_softmax(x, rows, cols),
+        _ => g.logsumexp(x, rows, cols),
+    };
+    for (rows, cols) in [(1024usize, 1024usize), (3, 1000), (777, 5), (1, 1)] {
+        let x = rng.vec(rows * cols, -40.0, 40.0);
+        for func in [RowFn::Softmax, RowFn::LogSoftmax, RowFn::Logsumexp] {
+            // The buffers first hold a larger result of other values.
+            run(&bare, func, &big, 1100, 1024).unwrap();
+            let got = run(&bare, func, &x, rows, cols).unwrap();
+            let want = run(filled, func, &x, rows, cols).unwrap();
+            assert_eq!(bits(&got), bits(&want), "{func:?} {rows}x{cols}");
+        }
+        bare.reduce_axes(RowFn::LogSoftmax, &big, &[1100, 1024], 0, false)
+            .unwrap();
+        let got = bare
+            .reduce_axes(RowFn::LogSoftmax, &x, &[rows, cols], 0, false)
+            .unwrap();
+        let want = filled
+            .reduce_axes(RowFn::LogSoftmax, &x, &[rows, cols], 0, false)
+            .unwrap();
+        assert_eq!(got.shape, want.shape);
+        assert_eq!(
+            bits(&got.values),
+            bits(&want.values),
+            "axis 0 {rows}x{cols}"
+        );
+    }
+}
+
 /// The encoder-level API on a device the test created itself: offsets, an input row stride, a
 /// strided output, three ops recorded into one encoder, one submit. Entries between strided
 /// output rows keep their contents.

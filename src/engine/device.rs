@@ -461,10 +461,11 @@ impl Gpu {
 
     /// Whether the blocking calls fill their (reused) output buffers with the sentinel
     /// ([`SENTINEL_BITS`](crate::SENTINEL_BITS)) before each run, so that an entry a kernel
-    /// leaves unwritten shows as that NaN payload, instead of zeroing them on the GPU. The
-    /// sentinel is an upload from the host, the zeroing a GPU memset. On by default in debug
-    /// builds; the test suites turn it on in every build. Ops recorded into your own encoder
-    /// write into your buffers and are not affected.
+    /// leaves unwritten shows as that NaN payload. Off, the buffers are not touched before the
+    /// run: every kernel writes every entry of its output, which the test suites check with
+    /// this on (in every build). On by default in debug builds; the sentinel is an upload from
+    /// the host. Ops recorded into your own encoder write into your buffers and are not
+    /// affected.
     pub fn fill_outputs_with_sentinel(&self, on: bool) {
         self.sentinel_fill
             .store(on, std::sync::atomic::Ordering::Relaxed);
