@@ -304,12 +304,17 @@ fn auto_strategy(
         return split;
     }
     if caps.cpu {
-        let thread_ok = fits_lanes(Strategy::ThreadPerRow) && (rows >= 128 || cols <= 1024);
+        let enough_rows = rows >= 128 || cols <= 1024;
+        let thread_ok = fits_lanes(Strategy::ThreadPerRow) && enough_rows;
         // Rows read (and written) a vec4 word at a time where the layout allows: lavapipe,
         // logsumexp 21.0 -> 15.0 ms at 4096², log_softmax 63.5 -> 30.9 (SubgroupPerRow: 50.9);
         // llvmpipe 18.1 -> 11.9 and 57.6 -> 28.4. Not for reductions of rows short enough to be
-        // unrolled a word at a time (1,048,576 × 16: 31.4 against 23.1 ms on lavapipe).
-        if thread_ok && thread_vec4_ok && !(func.reduces() && cols <= ROW_COLS_MAX as u64) {
+        // unrolled a word at a time (1,048,576 × 16: 31.4 against 23.1 ms on lavapipe). A word
+        // a step takes rows four times as long as a thread's scalar walk: at 256 × 65,536 on
+        // lavapipe logsumexp 16.6 ms against SplitRowThreads' 25.1, log_softmax 34.3 against
+        // SubgroupPerRow's 60.6.
+        let thread_vec4_fits = fits_lanes(Strategy::ThreadVec4) && enough_rows;
+        if thread_vec4_fits && thread_vec4_ok && !(func.reduces() && cols <= ROW_COLS_MAX as u64) {
             return Strategy::ThreadVec4;
         }
         if thread_ok && (func.reduces() || cols <= 1024 || !subgroup_ok) {
@@ -1423,7 +1428,12 @@ mod tests {
         assert_eq!(pick(Logsumexp, 1 << 20, 16, &cpu_gl), ThreadPerRow);
         assert_eq!(pick(Logsumexp, 4095, 4095, &cpu_gl), ThreadPerRow);
         assert_eq!(pick(LogSoftmax, 4095, 4095, &cpu_gl), ThreadPerRow);
-        assert_eq!(pick(LogSoftmax, 256, 65_536, &cpu_gl), SplitRowThreads);
+        // Rows up to 16,384 words a thread walks, where there are 128 rows or more.
+        assert_eq!(pick(LogSoftmax, 256, 65_536, &cpu_gl), ThreadVec4);
+        assert_eq!(pick(Logsumexp, 256, 65_536, &cpu_gl), ThreadVec4);
+        assert_eq!(pick(LogSoftmax, 256, 65_544, &cpu_gl), SplitRowThreads);
+        assert_eq!(pick(Logsumexp, 256, 65_536 + 8, &cpu_gl), SplitRowThreads);
+        assert_eq!(pick(LogSoftmax, 64, 65_536, &cpu_gl), SplitRowThreads);
         assert_eq!(pick(Logsumexp, 1, 1 << 20, &cpu_gl), SplitRowThreads);
     }
 
