@@ -157,16 +157,30 @@ fn range_state(base: u32, first: u32, end: u32, step: u32) -> LseState {
             j += step;
         }
         blocks += 1u;
-        for (var c = blocks; (c & 1u) == 0u; c = c >> 1u) {
-            depth -= 1u;
-            st = lse_combine(stack[depth], st);
-        }
-        stack[depth] = st;
-        depth += 1u;
+        stack_push(&stack, &depth, blocks, st);
     }
+    return stack_total(&stack, depth);
+}
+
+// Pushes block number `blocks` (counting from 1), of state st, onto a binary counter of merged
+// blocks: equal-sized runs merge pairwise, so rounding grows with log2 of the block count.
+// Mirrors `reference::range_state`.
+fn stack_push(stack: ptr<function, array<LseState, STACK>>, depth: ptr<function, u32>,
+    blocks: u32, st: LseState) {
+    var merged = st;
+    for (var c = blocks; (c & 1u) == 0u; c = c >> 1u) {
+        *depth -= 1u;
+        merged = lse_combine((*stack)[*depth], merged);
+    }
+    (*stack)[*depth] = merged;
+    *depth += 1u;
+}
+
+// The state of every block on the counter, the newest last.
+fn stack_total(stack: ptr<function, array<LseState, STACK>>, depth: u32) -> LseState {
     var total = lse_identity();
     for (var d = depth; d > 0u; d--) {
-        total = lse_combine(stack[d - 1u], total);
+        total = lse_combine((*stack)[d - 1u], total);
     }
     return total;
 }

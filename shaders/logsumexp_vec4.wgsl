@@ -124,12 +124,45 @@ fn f16_quad_bits(p: vec2<u32>) -> vec4<u32> {
         f16_entry_bits(p.y, 1u));
 }
 
-// One invocation per row, a vec4 word at a time into four state chains (entry j into chain
-// j mod 4), with no tile: software adapters, where each lane's load is an instruction of its own
-// (a 16-byte load brings four f32 entries, or eight f16 ones, for one); a tile of words, as the
-// other entry points load, measured slower there. With f16 entries (rows of a multiple of 8 that
-// start on 16 bytes) the entries meet the chains in the same order as the same values in f32:
-// the same bits.
+// The state of words [first, end) of the row whose word 0 is input word `base`, a word at a time
+// into four state chains (entry j into chain j mod 4), combined as (0 + 1) + (2 + 3).
+fn words_state(base: u32, first: u32, end: u32) -> LseState {
+    var s0 = lse_identity();
+    var s1 = lse_identity();
+    var s2 = lse_identity();
+    var s3 = lse_identity();
+    for (var q = first; q < end; q++) {
+        let w = input[base + q];
+        if (IN_F16) {
+            let lo = f16_quad_bits(w.xy);
+            let hi = f16_quad_bits(w.zw);
+            s0 = lse_push(s0, lo.x);
+            s1 = lse_push(s1, lo.y);
+            s2 = lse_push(s2, lo.z);
+            s3 = lse_push(s3, lo.w);
+            s0 = lse_push(s0, hi.x);
+            s1 = lse_push(s1, hi.y);
+            s2 = lse_push(s2, hi.z);
+            s3 = lse_push(s3, hi.w);
+        } else {
+            s0 = lse_push(s0, w.x);
+            s1 = lse_push(s1, w.y);
+            s2 = lse_push(s2, w.z);
+            s3 = lse_push(s3, w.w);
+        }
+    }
+    return lse_combine(lse_combine(s0, s1), lse_combine(s2, s3));
+}
+
+// One invocation per row, a vec4 word at a time into four state chains (`words_state`), with no
+// tile: software adapters, where each lane's load is an instruction of its own (a 16-byte load
+// brings four f32 entries, or eight f16 ones, for one); a tile of words, as the other entry
+// points load, measured slower there. Rows of more than 4 × BLOCK entries are walked in blocks
+// of 4 × BLOCK entries merged on a binary counter (`stack_push`), as `range_state` walks a
+// scalar row, so that rounding grows with the block and log2 of the block count, not with the
+// row: a row of 65,536 entries in four chains of 16,384 broke the softmax bound. With f16
+// entries (rows of a multiple of 8 that start on 16 bytes) the entries meet the chains and the
+// blocks in the same order as the same values in f32: the same bits.
 @compute @workgroup_size(WG)
 fn row_thread_vec4(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -137,36 +170,25 @@ fn row_thread_vec4(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let total = nwg.x * nwg.y * WG;
-    // Entries a 16-byte word holds.
+    // Entries a 16-byte word holds, and words a block of 4 × BLOCK entries.
     let per_word = select(4u, 8u, IN_F16);
+    let block = select(BLOCK, BLOCK / 2u, IN_F16);
     let words = select(params.cols, ROW_COLS, ROW_COLS != 0u) / per_word;
     for (var row = wg_linear(wid, nwg) * WG + lid; row < params.rows; row += total) {
         let base = (params.in_offset + row * params.in_stride) / per_word;
-        var s0 = lse_identity();
-        var s1 = lse_identity();
-        var s2 = lse_identity();
-        var s3 = lse_identity();
-        for (var q = 0u; q < words; q++) {
-            let w = input[base + q];
-            if (IN_F16) {
-                let lo = f16_quad_bits(w.xy);
-                let hi = f16_quad_bits(w.zw);
-                s0 = lse_push(s0, lo.x);
-                s1 = lse_push(s1, lo.y);
-                s2 = lse_push(s2, lo.z);
-                s3 = lse_push(s3, lo.w);
-                s0 = lse_push(s0, hi.x);
-                s1 = lse_push(s1, hi.y);
-                s2 = lse_push(s2, hi.z);
-                s3 = lse_push(s3, hi.w);
-            } else {
-                s0 = lse_push(s0, w.x);
-                s1 = lse_push(s1, w.y);
-                s2 = lse_push(s2, w.z);
-                s3 = lse_push(s3, w.w);
+        var st: LseState;
+        if (words <= block) {
+            st = words_state(base, 0u, words);
+        } else {
+            var stack: array<LseState, STACK>;
+            var depth = 0u;
+            var blocks = 0u;
+            for (var q0 = 0u; q0 < words; q0 += block) {
+                blocks += 1u;
+                stack_push(&stack, &depth, blocks, words_state(base, q0, min(q0 + block, words)));
             }
+            st = stack_total(&stack, depth);
         }
-        let st = lse_combine(lse_combine(s0, s1), lse_combine(s2, s3));
         if (OP == OP_LOGSUMEXP || OP == OP_LSE_PARTS) {
             write_reduced(st, row);
         } else {

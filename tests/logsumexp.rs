@@ -158,6 +158,30 @@ fn accuracy_on_every_shape_and_strategy() {
     }
 }
 
+/// Rows of 65,536 entries, the longest one invocation walks a 16-byte word a step (16,384 words,
+/// read and, for softmax and log_softmax, read again to be written): `ThreadVec4` and `Auto`
+/// (which takes them to `ThreadVec4` on software adapters when there are 128 rows or more) meet
+/// the contract, so no loop of the walk ends early on llvmpipe (65,535 iterations an invocation).
+#[test]
+fn rows_of_16384_words_on_one_invocation() {
+    let gpu = gpu();
+    let mut rng = Rng(29);
+    let (rows, cols) = (128, 65_536);
+    let x = rng.vec(rows * cols, -60.0, 60.0);
+    let t = truths(&x, rows, cols);
+    for s in [Strategy::Auto, Strategy::ThreadVec4] {
+        for func in FUNCS {
+            let what = format!("{rows}x{cols} {s:?} {func:?}");
+            let op = RowOp::new(gpu, func, RowsLayout::contiguous(rows, cols), s).unwrap();
+            if s == Strategy::Auto && gpu.info().device_type == wgpu::DeviceType::Cpu {
+                assert_eq!(op.strategy(), Strategy::ThreadVec4, "{what}");
+            }
+            let got = run_op(gpu, func, &x, rows, cols, s);
+            check_with(func, &got, &x, rows, cols, &t, &what);
+        }
+    }
+}
+
 /// Rows of widely different scales, -inf masks, all-masked rows, +inf, NaN, huge and tiny
 /// values, all in one batch; short rows and rows long enough for the workgroup kernels.
 #[test]

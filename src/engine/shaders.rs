@@ -119,6 +119,10 @@ pub(crate) const LOOP_FORMS: &[(&str, &str)] = &[
     ),
     ("+= BLOCK * step", "BLOCK >= 1, step >= 1"),
     ("+= BLOCK", "BLOCK >= 1"),
+    (
+        "+= block",
+        "block = words of 4 × BLOCK entries: BLOCK, or BLOCK / 2 for f16 (>= 1)",
+    ),
     ("+= AHEAD", "AHEAD = 8"),
     ("+= 4u", "a literal step of 4"),
     ("+= VEC * step", "VEC >= 1 (the host's override), step >= 1"),
