@@ -1338,9 +1338,10 @@ impl<'a> Resident<'a> {
     /// spherical mixture of equal weights and unit variances, whose log-joint
     /// `c − ‖x − μ_k‖²/2` is largest at the nearest centre (`GmmOutput::Labels`, the first of
     /// equals), and each centre's sums on the GPU or the host as `sums` says; each centre moves
-    /// to the mean of its points (an empty cluster keeps its centre). Returns the statistics of the final labels' one-hot
-    /// responsibilities about the final centres (what the M-step needs, the off-diagonal
-    /// scatter included for `t` full or tied) and the mixture whose means are those centres.
+    /// to the mean of its points (an empty cluster keeps its centre). Returns the statistics of
+    /// the final labels' one-hot responsibilities about the final centres (what the M-step
+    /// needs, the off-diagonal scatter included for `t` full or tied) and the mixture whose
+    /// means are those centres.
     fn kmeans(
         &self,
         mut centres: Vec<f64>,
