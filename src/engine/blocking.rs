@@ -3,6 +3,7 @@
 
 use super::device::{Gpu, lock};
 use super::geometry::InputFormat;
+use super::gl_direct::GlBuffer;
 use super::host;
 use super::program::{PassRecord, Program};
 use super::shaders;
@@ -16,6 +17,10 @@ pub(crate) struct Blocking {
     inputs: Vec<Option<wgpu::Buffer>>,
     extra: Vec<Option<wgpu::Buffer>>,
     output: Option<wgpu::Buffer>,
+    /// The same on GL, written and read by GL calls ([`super::gl_direct`]).
+    gl_inputs: Vec<Option<GlBuffer>>,
+    gl_extra: Vec<Option<GlBuffer>>,
+    gl_output: Option<GlBuffer>,
     /// Timestamp queries and the buffer they resolve into, for `time_passes`.
     timestamps: Option<(wgpu::QuerySet, wgpu::Buffer)>,
 }
@@ -63,6 +68,17 @@ impl Gpu {
         extra: &[usize],
         sentinel: u32,
     ) -> Result<(Vec<f32>, Vec<Vec<f32>>), Error> {
+        let out_bytes = out_len as u64 * 4;
+        if self.gl_direct()
+            && inputs
+                .iter()
+                .map(|b| b.len() as u64)
+                .chain(extra.iter().map(|&n| n as u64 * 4))
+                .chain([out_bytes])
+                .all(|n| self.gl_fits(n))
+        {
+            return self.run_program_gl(program, inputs, out_len, extra, sentinel);
+        }
         let mut blocking = lock(&self.blocking);
         let slots = inputs.len() + extra.len();
         if blocking.inputs.len() < inputs.len() {
@@ -131,7 +147,6 @@ impl Gpu {
             fill(&b, len);
             buffers.push(b);
         }
-        let out_bytes = out_len as u64 * 4;
         let output = self.reuse(
             &mut blocking.output,
             out_bytes.max(4),
@@ -166,6 +181,117 @@ impl Gpu {
             more.push(self.read_back(&mut blocking, &mut encoder, b, len as u64 * 4)?);
         }
         Ok((main, more))
+    }
+
+    /// `run_program_filled` on GL: the inputs written into and the outputs read out of the
+    /// kernels' own buffers by GL calls (`super::gl_direct`), one copy each way.
+    fn run_program_gl(
+        &self,
+        program: &Program,
+        inputs: &[&[u8]],
+        out_len: usize,
+        extra: &[usize],
+        sentinel: u32,
+    ) -> Result<(Vec<f32>, Vec<Vec<f32>>), Error> {
+        let mut blocking = lock(&self.blocking);
+        if blocking.gl_inputs.len() < inputs.len() {
+            blocking.gl_inputs.resize(inputs.len(), None);
+        }
+        if blocking.gl_extra.len() < extra.len() {
+            blocking.gl_extra.resize(extra.len(), None);
+        }
+        let sentinel_fill = self
+            .sentinel_fill
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let fill = |b: &GlBuffer, len: usize| {
+            if len > 0 && sentinel_fill {
+                self.gl_write(b, bytemuck::cast_slice(&vec![sentinel; len]))
+            } else {
+                Ok(())
+            }
+        };
+        let mut buffers = Vec::with_capacity(inputs.len() + extra.len());
+        for (i, bytes) in inputs.iter().enumerate() {
+            let b = self.reuse_gl(
+                &mut blocking.gl_inputs[i],
+                bytes.len() as u64,
+                "logdomain input",
+            )?;
+            self.gl_write(&b, bytes)?;
+            buffers.push(b);
+        }
+        for (i, &len) in extra.iter().enumerate() {
+            let b = self.reuse_gl(
+                &mut blocking.gl_extra[i],
+                len as u64 * 4,
+                "logdomain extra output",
+            )?;
+            fill(&b, len)?;
+            buffers.push(b);
+        }
+        let out_bytes = out_len as u64 * 4;
+        let output = self.reuse_gl(&mut blocking.gl_output, out_bytes, "logdomain output")?;
+        fill(&output, out_len)?;
+        let refs: Vec<&wgpu::Buffer> = buffers.iter().map(|b| &b.buffer).collect();
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        self.submit_program(&mut encoder, program, &refs, &output.buffer)?;
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu(e.to_string()));
+        }
+        {
+            let _gl = self.gl_guard();
+            self.queue.submit([encoder.finish()]);
+        }
+        let main = self.gl_read(&output, out_bytes)?;
+        let mut more = Vec::with_capacity(extra.len());
+        for (b, &len) in buffers[inputs.len()..].iter().zip(extra) {
+            more.push(self.gl_read(b, len as u64 * 4)?);
+        }
+        Ok((main, more))
+    }
+
+    /// [`Gpu::reuse`] for [`GlBuffer`]s.
+    fn reuse_gl(
+        &self,
+        slot: &mut Option<GlBuffer>,
+        bytes: u64,
+        label: &str,
+    ) -> Result<GlBuffer, Error> {
+        let bytes = bytes.max(4);
+        if let Some(b) = slot.as_ref().filter(|b| b.buffer.size() >= bytes) {
+            return Ok(b.clone());
+        }
+        let size = self.grown(bytes, label)?;
+        let b = {
+            let _gl = self.gl_guard();
+            self.new_gl_buffer(size, label)?
+        }
+        .ok_or_else(|| Error::Gpu(format!("the {label} cannot be a GL buffer")))?;
+        self.drop_guarded(slot.replace(b.clone()));
+        Ok(b)
+    }
+
+    /// Whether a reused buffer for `bytes` bytes can be a [`GlBuffer`] (GL sizes are `i32`).
+    fn gl_fits(&self, bytes: u64) -> bool {
+        self.grown(bytes.max(4), "")
+            .is_ok_and(|size| i32::try_from(size).is_ok())
+    }
+
+    /// The size of a reused buffer for `bytes` bytes: the next power of two (at least 256), at
+    /// most `max_buffer_size`; an error past it.
+    fn grown(&self, bytes: u64, label: &str) -> Result<u64, Error> {
+        let max = self.limits.max_buffer_size;
+        if bytes > max {
+            return Err(Error::Limit(format!(
+                "{label} needs {bytes} bytes; max_buffer_size is {max}"
+            )));
+        }
+        Ok(bytes
+            .max(256)
+            .checked_next_power_of_two()
+            .unwrap_or(bytes)
+            .min(max))
     }
 
     /// Runs `program` on resident input buffers into a fresh output of `out_len` values and
@@ -324,17 +450,7 @@ impl Gpu {
         if let Some(b) = slot.as_ref().filter(|b| b.size() >= bytes) {
             return Ok(b.clone());
         }
-        let max = self.limits.max_buffer_size;
-        if bytes > max {
-            return Err(Error::Limit(format!(
-                "{label} needs {bytes} bytes; max_buffer_size is {max}"
-            )));
-        }
-        let size = bytes
-            .max(256)
-            .checked_next_power_of_two()
-            .unwrap_or(bytes)
-            .min(max);
+        let size = self.grown(bytes, label)?;
         let b = self.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size,

@@ -38,12 +38,26 @@ pub(crate) fn collect<T: bytemuck::Pod>(bytes: &[u8]) -> Vec<T> {
 /// when that capacity is at least [`HUGE_FROM`] bytes.
 #[cfg(target_os = "linux")]
 fn advise_huge<T>(v: &mut Vec<T>) {
-    const HUGE: usize = 2 << 20;
+    // The vector's allocation spans `bytes` bytes from its pointer; it is borrowed mutably.
     let bytes = v.capacity().saturating_mul(std::mem::size_of::<T>());
+    advise_range(v.as_mut_ptr() as usize, bytes);
+}
+
+/// [`advise_huge`] for the values of a slice not yet written (a zeroed allocation whose pages
+/// the kernel of the OS has not yet provided).
+#[cfg(target_os = "linux")]
+pub(crate) fn advise_huge_slice<T>(v: &mut [T]) {
+    advise_range(v.as_mut_ptr() as usize, std::mem::size_of_val(v));
+}
+
+/// Advises `MADV_HUGEPAGE` for the 2 MiB-aligned part of the `bytes` bytes from `start`, an
+/// allocation the caller borrows mutably, when `bytes` is at least [`HUGE_FROM`].
+#[cfg(target_os = "linux")]
+fn advise_range(start: usize, bytes: usize) {
+    const HUGE: usize = 2 << 20;
     if bytes < HUGE_FROM {
         return;
     }
-    let start = v.as_mut_ptr() as usize;
     let (Some(first), Some(end)) = (
         start.checked_add(HUGE - 1).map(|a| a & !(HUGE - 1)),
         start.checked_add(bytes).map(|e| e & !(HUGE - 1)),
@@ -51,11 +65,10 @@ fn advise_huge<T>(v: &mut Vec<T>) {
         return;
     };
     if end > first {
-        // SAFETY: [first, end) lies within the vector's allocation, which this function borrows
-        // mutably and which holds no values yet (it is spare capacity). `MADV_HUGEPAGE` only
-        // changes how the kernel backs the range with physical pages, never its contents or its
-        // mapping; its failure (EINVAL where transparent huge pages are not built in) is ignored,
-        // as the advice is only a hint.
+        // SAFETY: [first, end) lies within the caller's allocation, which it borrows mutably.
+        // `MADV_HUGEPAGE` only changes how the kernel backs the range with physical pages,
+        // never its contents or its mapping; its failure (EINVAL where transparent huge pages
+        // are not built in) is ignored, as the advice is only a hint.
         unsafe {
             libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_HUGEPAGE);
         }
@@ -64,6 +77,9 @@ fn advise_huge<T>(v: &mut Vec<T>) {
 
 #[cfg(not(target_os = "linux"))]
 fn advise_huge<T>(_: &mut Vec<T>) {}
+
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn advise_huge_slice<T>(_: &mut [T]) {}
 
 #[cfg(test)]
 mod tests {
