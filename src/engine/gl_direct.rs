@@ -80,6 +80,13 @@ impl Gpu {
                 return Ok(None);
             };
             let gl = device.context().lock();
+            // Errors an earlier GL call left pending are not this buffer's (GL keeps at most one
+            // per kind).
+            for _ in 0..8 {
+                if gl.get_error() == glow::NO_ERROR {
+                    break;
+                }
+            }
             let name = gl
                 .create_buffer()
                 .map_err(|e| Error::Gpu(format!("glCreateBuffer: {e}")))?;
