@@ -149,19 +149,13 @@ impl Gpu {
             )));
         }
         let _gl = self.gl_guard();
-        // SAFETY: as in `new_gl_buffer`; `b.name` is alive as long as `b.buffer`, has
-        // `GL_DYNAMIC_STORAGE_BIT` and holds at least `bytes.len()` bytes (checked above).
-        unsafe {
-            let device = self
-                .device
-                .as_hal::<Gles>()
-                .ok_or_else(|| Error::Gpu("not a GL device".into()))?;
-            let gl = device.context().lock();
+        // SAFETY: `b.name` is alive as long as `b.buffer`, has `GL_DYNAMIC_STORAGE_BIT` and
+        // holds at least `bytes.len()` bytes (checked above); the binding point is reset.
+        self.with_context(|gl| unsafe {
             gl.bind_buffer(glow::COPY_WRITE_BUFFER, Some(b.name));
             gl.buffer_sub_data_u8_slice(glow::COPY_WRITE_BUFFER, 0, bytes);
             gl.bind_buffer(glow::COPY_WRITE_BUFFER, None);
-        }
-        Ok(())
+        })
     }
 
     /// Waits for the work submitted so far, then reads the first `bytes` bytes of `b`
@@ -185,12 +179,7 @@ impl Gpu {
         let mut out = vec![0f32; (bytes / 4) as usize];
         host::advise_huge_slice(&mut out);
         // SAFETY: as in `gl_write`; `out` holds exactly `bytes` bytes, which GL overwrites.
-        unsafe {
-            let device = self
-                .device
-                .as_hal::<Gles>()
-                .ok_or_else(|| Error::Gpu("not a GL device".into()))?;
-            let gl = device.context().lock();
+        self.with_context(|gl| unsafe {
             gl.memory_barrier(glow::BUFFER_UPDATE_BARRIER_BIT);
             gl.bind_buffer(glow::COPY_READ_BUFFER, Some(b.name));
             gl.get_buffer_sub_data(
@@ -199,7 +188,19 @@ impl Gpu {
                 bytemuck::cast_slice_mut(&mut out),
             );
             gl.bind_buffer(glow::COPY_READ_BUFFER, None);
-        }
+        })?;
         Ok(out)
+    }
+
+    /// Runs `f` with wgpu-hal's GL context locked and current on this thread.
+    fn with_context<R>(&self, f: impl FnOnce(&glow::Context) -> R) -> Result<R, Error> {
+        // SAFETY: `as_hal` gives wgpu-hal's GL device, alive while the guard it returns is;
+        // `f` only receives the context under its lock, and the callers' GL calls leave the
+        // binding points they use as they found them (none), as wgpu-hal binds what it uses
+        // before each command.
+        let device = unsafe { self.device.as_hal::<Gles>() }
+            .ok_or_else(|| Error::Gpu("not a GL device".into()))?;
+        let gl = device.context().lock();
+        Ok(f(&gl))
     }
 }
