@@ -819,17 +819,16 @@ impl RowOp {
             layout.output_format == InputFormat::F16,
         );
         // Short rows walked by one invocation: loops of a constant trip count, which compilers
-        // unroll (3.4× faster at 1,048,576 × 16 on lavapipe).
-        let row_cols = if layout.cols <= ROW_COLS_MAX {
-            layout.cols as u32
-        } else {
-            0
+        // unroll (3.4× faster at 1,048,576 × 16 on lavapipe). The `ROW_COLS` value for rows of
+        // at most `max` entries, 0 (not specialised) for longer ones.
+        let up_to = |max: usize| {
+            if layout.cols <= max {
+                layout.cols as u32
+            } else {
+                0
+            }
         };
-        let vec4_row_cols = if layout.cols <= VEC4_ROW_COLS_MAX {
-            layout.cols as u32
-        } else {
-            0
-        };
+        let (row_cols, vec4_row_cols) = (up_to(ROW_COLS_MAX), up_to(VEC4_ROW_COLS_MAX));
         let key = |p: &RowPass| {
             let cols = match p.vec4 {
                 // A thread a row, a word at a time: specialised for rows of one block.
